@@ -1,0 +1,561 @@
+/**
+ * The services' connection to NATS: typed request/reply with deadlines, cancellation,
+ * trace context and error mapping onto protocol error codes; queue-group handlers that
+ * validate what they receive and finish in-flight work on close.
+ *
+ * A Bus starts connecting when it is created and keeps reconnecting forever; `connected`
+ * says whether it is connected now (readiness), and handlers registered with `serve`
+ * before the first connection are subscribed as soon as it is made.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  connect,
+  errors as natsErrors,
+  headers as natsHeaders,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import {
+  BusHeaders,
+  ProtocolError,
+  busReplyEnvelope,
+  formatIssues,
+  isProtocolError,
+  subjects,
+  type BusReplyEnvelope,
+  type ErrorName,
+  type RpcMethod,
+  type RpcReply,
+  type RpcRequest,
+  type ServiceName,
+} from '@switchboard/protocol';
+import { childTraceparent, traceIdOf } from './trace.ts';
+
+export interface BusOptions {
+  /** NATS server URL(s), comma-separated. */
+  servers: string;
+  /** Subject prefix of this deployment. */
+  prefix: string;
+  service: ServiceName;
+  instanceId: string;
+  log: Logger;
+  /** Where bus metrics are registered (none when omitted). */
+  metrics?: Registry;
+  /** Deadline of a request that names none. */
+  requestTimeoutMs: number;
+}
+
+export interface RequestOptions {
+  /** Deadline of this request (default: the bus's requestTimeoutMs). */
+  timeoutMs?: number;
+  /** Cancels the wait; the request fails with CANCELLED. */
+  signal?: AbortSignal;
+  /** The trace this request belongs to (a handler passes its own ctx.traceparent). */
+  traceparent?: string;
+}
+
+export interface HandlerContext {
+  /** Fires when the caller's deadline passes: stop work, the reply will not be read. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline, epoch ms. */
+  readonly deadline: number;
+  readonly traceparent: string;
+  /** `<service>/<instanceId>` of the caller, when it said. */
+  readonly caller: string | undefined;
+  readonly log: Logger;
+}
+
+export type Handler<M extends RpcMethod> = (
+  request: RpcRequest<M>,
+  ctx: HandlerContext,
+) => Promise<RpcReply<M>>;
+
+interface Served {
+  subject: string;
+  queue: string;
+  method: RpcMethod;
+  handler: Handler<RpcMethod>;
+  sub?: Subscription;
+}
+
+interface BusMetrics {
+  connected: Gauge;
+  clientRequests: Counter;
+  clientDuration: Histogram;
+  served: Counter;
+  serveDuration: Histogram;
+}
+
+const FIRST_CONNECT_BACKOFF_MS = [100, 250, 500, 1000, 2000];
+
+export class Bus {
+  readonly #opts: BusOptions;
+  readonly #log: Logger;
+  readonly #caller: string;
+  readonly #served: Served[] = [];
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #closing = new AbortController();
+  readonly #metrics: BusMetrics | undefined;
+  #nc: NatsConnection | undefined;
+  #connected = false;
+  #statusLoop: Promise<void> | undefined;
+  readonly #connecting: Promise<void>;
+  #connectedWaiters: (() => void)[] = [];
+  #stopServing: Promise<void> | undefined;
+
+  constructor(opts: BusOptions) {
+    this.#opts = opts;
+    this.#log = opts.log.child({ component: 'bus' });
+    this.#caller = `${opts.service}/${opts.instanceId}`;
+    this.#metrics =
+      opts.metrics === undefined ? undefined : busMetrics(opts.metrics, () => this.#connected);
+    this.#connecting = this.#connectLoop();
+  }
+
+  /** Connected to NATS right now. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** The underlying connection once made (for JetStream and KV users). */
+  get connection(): NatsConnection | undefined {
+    return this.#nc;
+  }
+
+  get prefix(): string {
+    return this.#opts.prefix;
+  }
+
+  /** Resolves once connected (immediately if connected now); rejects when `signal` aborts. */
+  async whenConnected(signal?: AbortSignal): Promise<void> {
+    if (this.#connected) return;
+    signal?.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#connectedWaiters.push(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Call a method on the service that owns it. Resolves with the validated reply; rejects
+   * with a ProtocolError: the handler's own code, SERVICE_UNAVAILABLE (no instance or no
+   * NATS), TIMEOUT (deadline passed), CANCELLED (signal) or SYSTEM (bad reply).
+   */
+  async request<M extends RpcMethod>(
+    method: M,
+    request: RpcRequest<M>,
+    opts: RequestOptions = {},
+  ): Promise<RpcReply<M>> {
+    const label = `${method.service}.${method.method}`;
+    const started = performance.now();
+    let outcome: string = 'ok';
+    try {
+      return await this.#request(method, request, opts);
+    } catch (err) {
+      outcome = isProtocolError(err) ? err.errorName : 'SYSTEM';
+      throw err;
+    } finally {
+      this.#metrics?.clientRequests.inc({ method: label, outcome });
+      this.#metrics?.clientDuration.observe(
+        { method: label },
+        (performance.now() - started) / 1000,
+      );
+    }
+  }
+
+  async #request<M extends RpcMethod>(
+    method: M,
+    request: RpcRequest<M>,
+    opts: RequestOptions,
+  ): Promise<RpcReply<M>> {
+    const subject = subjects.rpc(this.#opts.prefix, method);
+    const timeout = opts.timeoutMs ?? this.#opts.requestTimeoutMs;
+    if (opts.signal?.aborted === true) throw new ProtocolError('CANCELLED');
+    const nc = this.#nc;
+    if (nc === undefined || !this.#connected || this.#closing.signal.aborted) {
+      throw new ProtocolError('SERVICE_UNAVAILABLE', 'not connected to NATS');
+    }
+    const h = natsHeaders();
+    h.set(BusHeaders.traceparent, childTraceparent(opts.traceparent));
+    h.set(BusHeaders.deadline, String(Date.now() + timeout));
+    h.set(BusHeaders.caller, this.#caller);
+
+    let msg: Msg;
+    try {
+      msg = await abortable(
+        nc.request(subject, JSON.stringify(request), { timeout, headers: h }),
+        opts.signal,
+      );
+    } catch (err) {
+      throw this.#mapRequestError(err, subject);
+    }
+
+    let envelope: BusReplyEnvelope;
+    try {
+      const parsed = busReplyEnvelope.parse(msg.json());
+      if (!parsed.ok) throw new Error(formatIssues(parsed.issues));
+      envelope = parsed.value;
+    } catch (err) {
+      this.#log.error({ err, subject }, 'malformed reply');
+      throw new ProtocolError('SYSTEM', `malformed reply from ${method.service}`, { cause: err });
+    }
+    if (!envelope.ok) throw ProtocolError.fromCode(envelope.error.code, envelope.error.message);
+    const data = method.reply.parse(envelope.data);
+    if (!data.ok) {
+      this.#log.error({ subject, issues: data.issues }, 'reply does not match its schema');
+      throw new ProtocolError('SYSTEM', `invalid reply from ${method.service}`);
+    }
+    return data.value as RpcReply<M>;
+  }
+
+  #mapRequestError(err: unknown, subject: string): ProtocolError {
+    if (isProtocolError(err)) return err;
+    if (err instanceof natsErrors.TimeoutError)
+      return new ProtocolError('TIMEOUT', subject, { cause: err });
+    if (err instanceof natsErrors.RequestError) {
+      if (err.isNoResponders()) {
+        return new ProtocolError('SERVICE_UNAVAILABLE', `no responders on ${subject}`, {
+          cause: err,
+        });
+      }
+      if (err.cause instanceof natsErrors.TimeoutError) {
+        return new ProtocolError('TIMEOUT', subject, { cause: err });
+      }
+      return new ProtocolError('SERVICE_UNAVAILABLE', err.message, { cause: err });
+    }
+    if (
+      err instanceof natsErrors.ClosedConnectionError ||
+      err instanceof natsErrors.DrainingConnectionError ||
+      err instanceof natsErrors.ConnectionError
+    ) {
+      return new ProtocolError('SERVICE_UNAVAILABLE', err.message, { cause: err });
+    }
+    this.#log.error({ err, subject }, 'request failed');
+    return new ProtocolError('SYSTEM', undefined, { cause: err });
+  }
+
+  /**
+   * Answer `method` in this service's queue group: requests are shared among the
+   * service's instances. The handler gets the validated request and a context whose
+   * signal fires at the caller's deadline; what it throws is mapped onto the reply
+   * (a ProtocolError keeps its code; anything else is logged and becomes SYSTEM).
+   */
+  serve<M extends RpcMethod>(method: M, handler: Handler<M>): void {
+    if (method.service !== this.#opts.service) {
+      throw new Error(`${this.#opts.service} cannot serve ${method.service}.${method.method}`);
+    }
+    const served: Served = {
+      subject: subjects.rpc(this.#opts.prefix, method),
+      queue: subjects.queue(method.service),
+      method,
+      handler,
+    };
+    if (this.#stopServing !== undefined) throw new Error('the bus has stopped serving');
+    this.#served.push(served);
+    if (this.#nc !== undefined) this.#subscribe(this.#nc, served);
+  }
+
+  #subscribe(nc: NatsConnection, served: Served): void {
+    served.sub = nc.subscribe(served.subject, {
+      queue: served.queue,
+      callback: (err, msg) => {
+        if (err !== null) {
+          this.#log.error({ err, subject: served.subject }, 'subscription error');
+          return;
+        }
+        const p = this.#handle(served, msg);
+        this.#inflight.add(p);
+        void p.finally(() => this.#inflight.delete(p));
+      },
+    });
+  }
+
+  async #handle(served: Served, msg: Msg): Promise<void> {
+    const label = `${served.method.service}.${served.method.method}`;
+    const started = performance.now();
+    let outcome = 'ok';
+    try {
+      outcome = await this.#process(served, msg);
+    } catch (err) {
+      // #process answers every request itself; reaching here is a bug worth a loud log.
+      outcome = 'SYSTEM';
+      this.#log.error({ err, subject: served.subject }, 'request handling failed');
+    } finally {
+      this.#metrics?.served.inc({ method: label, outcome });
+      this.#metrics?.serveDuration.observe({ method: label }, (performance.now() - started) / 1000);
+    }
+  }
+
+  async #process(served: Served, msg: Msg): Promise<string> {
+    const traceparent = childTraceparent(msg.headers?.get(BusHeaders.traceparent));
+    const callerHeader = msg.headers?.get(BusHeaders.caller);
+    const caller = callerHeader === undefined || callerHeader === '' ? undefined : callerHeader;
+    const log = this.#log.child({
+      subject: served.subject,
+      traceId: traceIdOf(traceparent),
+      ...(caller === undefined ? {} : { caller }),
+    });
+    if (msg.reply === undefined || msg.reply === '') {
+      log.warn('request without a reply subject; ignored');
+      return 'no_reply_subject';
+    }
+    const headerDeadline = Number(msg.headers?.get(BusHeaders.deadline));
+    const deadline =
+      Number.isFinite(headerDeadline) && headerDeadline > 0
+        ? headerDeadline
+        : Date.now() + this.#opts.requestTimeoutMs;
+    if (Date.now() >= deadline) {
+      // The caller has given up already; doing the work would only waste it.
+      log.warn({ lateMs: Date.now() - deadline }, 'request arrived after its deadline; skipped');
+      return 'expired';
+    }
+
+    const fail = (name: ErrorName, message?: string): string => {
+      const err = new ProtocolError(name, message);
+      this.#respond(msg, log, { ok: false, error: { code: err.code, name, message: err.message } });
+      return name;
+    };
+
+    let body: unknown;
+    try {
+      body = msg.json();
+    } catch {
+      return fail('JSON', 'request payload is not JSON');
+    }
+    const parsed = served.method.request.parse(body);
+    if (!parsed.ok) {
+      const missing = parsed.issues.some((i) => i.missing);
+      return fail(
+        missing ? 'JSON_FIELD_MISSING' : 'JSON_FIELD_INVALID',
+        formatIssues(parsed.issues),
+      );
+    }
+
+    const ac = new AbortController();
+    const timer = setTimeout(() => {
+      ac.abort(new ProtocolError('TIMEOUT'));
+    }, deadline - Date.now());
+    try {
+      const data = await served.handler(parsed.value, {
+        signal: ac.signal,
+        deadline,
+        traceparent,
+        caller,
+        log,
+      });
+      this.#respond(msg, log, { ok: true, data });
+      return 'ok';
+    } catch (err) {
+      if (isProtocolError(err)) {
+        this.#respond(msg, log, {
+          ok: false,
+          error: { code: err.code, name: err.errorName, message: err.message },
+        });
+        return err.errorName;
+      }
+      log.error({ err }, 'handler failed');
+      return fail('SYSTEM');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #respond(msg: Msg, log: Logger, envelope: BusReplyEnvelope): void {
+    if (!msg.respond(JSON.stringify(envelope))) {
+      log.warn('could not send the reply (connection closed)');
+    }
+  }
+
+  async #connectLoop(): Promise<void> {
+    const servers = this.#opts.servers.split(',');
+    for (let attempt = 0; !this.#closing.signal.aborted; attempt++) {
+      try {
+        const nc = await connect({
+          servers,
+          name: this.#caller,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          reconnectJitter: 200,
+          timeout: 2000,
+          pingInterval: 10_000,
+          maxPingOut: 2,
+        });
+        if (this.#isClosing()) {
+          await nc.close();
+          return;
+        }
+        this.#nc = nc;
+        this.#connected = true;
+        this.#log.info({ server: nc.getServer() }, 'connected to NATS');
+        for (const served of this.#served) this.#subscribe(nc, served);
+        this.#statusLoop = this.#watchStatus(nc);
+        this.#notifyConnected();
+        return;
+      } catch (err) {
+        const wait =
+          FIRST_CONNECT_BACKOFF_MS[Math.min(attempt, FIRST_CONNECT_BACKOFF_MS.length - 1)] ?? 2000;
+        if (attempt === 0 || attempt % 10 === 0) {
+          this.#log.warn(
+            { err, servers, attempt },
+            `NATS not reachable; retrying every ${wait} ms`,
+          );
+        }
+        try {
+          await sleep(wait, undefined, { signal: this.#closing.signal });
+        } catch {
+          return; // closing
+        }
+      }
+    }
+  }
+
+  /** A method, not a property read, so narrowing across awaits cannot fool the checker. */
+  #isClosing(): boolean {
+    return this.#closing.signal.aborted;
+  }
+
+  #notifyConnected(): void {
+    const waiters = this.#connectedWaiters;
+    this.#connectedWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  async #watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      switch (s.type) {
+        case 'disconnect':
+          this.#connected = false;
+          this.#log.warn({ server: s.server }, 'disconnected from NATS');
+          break;
+        case 'reconnect':
+          this.#connected = true;
+          this.#log.info({ server: s.server }, 'reconnected to NATS');
+          this.#notifyConnected();
+          break;
+        case 'error':
+          this.#log.error({ err: s.error }, 'NATS error');
+          break;
+        case 'close':
+          this.#connected = false;
+          break;
+        case 'ldm':
+          this.#log.warn('NATS server entering lame duck mode');
+          break;
+        case 'slowConsumer':
+          this.#log.warn({ sub: s.sub.getSubject() }, 'slow consumer');
+          break;
+        case 'reconnecting':
+        case 'update':
+        case 'ping':
+        case 'staleConnection':
+        case 'forceReconnect':
+          break;
+      }
+    }
+  }
+
+  /**
+   * Stop taking requests: unsubscribe every handler (messages already delivered are still
+   * processed) and wait until every request in flight has been answered. The connection
+   * stays up, so shutdown steps that follow can still publish and request.
+   */
+  async stopServing(): Promise<void> {
+    this.#stopServing ??= this.#drainHandlers();
+    await this.#stopServing;
+  }
+
+  async #drainHandlers(): Promise<void> {
+    const served = this.#served.splice(0);
+    await Promise.all(
+      served.map(async (s) => {
+        if (s.sub !== undefined && !s.sub.isClosed()) await s.sub.drain();
+      }),
+    );
+    while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
+  }
+
+  /** Stop serving, flush pending publishes and close the connection. */
+  async close(): Promise<void> {
+    if (this.#closing.signal.aborted) return;
+    await this.stopServing();
+    this.#closing.abort();
+    await this.#connecting;
+    const nc = this.#nc;
+    if (nc === undefined) return;
+    if (!nc.isClosed()) await nc.drain();
+    const closed = await nc.closed();
+    if (closed instanceof Error)
+      this.#log.warn({ err: closed }, 'NATS connection closed with an error');
+    await this.#statusLoop;
+    this.#connected = false;
+  }
+}
+
+async function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return await p;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        onAbort = () => {
+          reject(new ProtocolError('CANCELLED'));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function busMetrics(registry: Registry, connected: () => boolean): BusMetrics {
+  const existing = registry.getSingleMetric('sb_bus_client_requests_total');
+  if (existing !== undefined)
+    throw new Error('bus metrics are already registered in this registry');
+  return {
+    connected: new Gauge({
+      name: 'sb_nats_connected',
+      help: '1 while connected to NATS',
+      registers: [registry],
+      collect() {
+        this.set(connected() ? 1 : 0);
+      },
+    }),
+    clientRequests: new Counter({
+      name: 'sb_bus_client_requests_total',
+      help: 'Requests sent to other services, by method and outcome (ok or an error name)',
+      labelNames: ['method', 'outcome'],
+      registers: [registry],
+    }),
+    clientDuration: new Histogram({
+      name: 'sb_bus_client_request_duration_seconds',
+      help: 'Round trip of requests sent to other services',
+      labelNames: ['method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    served: new Counter({
+      name: 'sb_bus_served_requests_total',
+      help: 'Requests answered by this instance, by method and outcome',
+      labelNames: ['method', 'outcome'],
+      registers: [registry],
+    }),
+    serveDuration: new Histogram({
+      name: 'sb_bus_served_request_duration_seconds',
+      help: 'Time to answer a request',
+      labelNames: ['method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,261 @@
+/**
+ * The bus against a real NATS server: typed request/reply, error mapping, deadlines,
+ * cancellation, trace context, queue groups and draining without losing requests.
+ */
+import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import Type from 'typebox';
+import { Bus, traceIdOf, newTraceparent } from '@switchboard/bus';
+import { ProtocolError, rpcMethod, type ServiceName } from '@switchboard/protocol';
+import { uniquePrefix } from '@switchboard/devstack';
+
+const Echo = rpcMethod(
+  'rooms',
+  'echo',
+  Type.Object({
+    text: Type.String(),
+    delayMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    fail: Type.Optional(Type.String()),
+  }),
+  Type.Object({
+    text: Type.String(),
+    instance: Type.String(),
+    traceId: Type.String(),
+    aborted: Type.Boolean(),
+  }),
+);
+const Bad = rpcMethod('rooms', 'bad', Type.Object({}), Type.Object({ n: Type.Integer() }));
+
+const log = pino({ level: 'silent' });
+let prefix: string;
+const buses: Bus[] = [];
+
+function bus(service: ServiceName, instanceId: string, metrics?: Registry): Bus {
+  const b = new Bus({
+    servers: inject('natsUrl'),
+    prefix,
+    service,
+    instanceId,
+    log,
+    requestTimeoutMs: 2000,
+    ...(metrics === undefined ? {} : { metrics }),
+  });
+  buses.push(b);
+  return b;
+}
+
+function serveEcho(b: Bus, instance: string): void {
+  b.serve(Echo, async (req, ctx) => {
+    if (req.fail === 'protocol') throw new ProtocolError('ROOM_IS_FULL', 'no seats');
+    if (req.fail === 'crash') throw new Error('boom');
+    if (req.delayMs !== undefined) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, req.delayMs);
+        ctx.signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return {
+      text: req.text,
+      instance,
+      traceId: traceIdOf(ctx.traceparent) ?? '',
+      aborted: ctx.signal.aborted,
+    };
+  });
+}
+
+beforeEach(() => {
+  prefix = uniquePrefix('bus');
+});
+
+afterEach(async () => {
+  await Promise.all(
+    buses.splice(0).map(async (b) => {
+      await b.close();
+    }),
+  );
+});
+
+describe('Bus', () => {
+  it('answers a typed request and propagates the trace', async () => {
+    const server = bus('rooms', 'r1');
+    serveEcho(server, 'r1');
+    const client = bus('gateway', 'g1');
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+
+    const traceparent = newTraceparent();
+    const reply = await client.request(Echo, { text: 'hi' }, { traceparent });
+    expect(reply).toEqual({
+      text: 'hi',
+      instance: 'r1',
+      traceId: traceIdOf(traceparent),
+      aborted: false,
+    });
+  });
+
+  it('maps handler errors onto protocol codes', async () => {
+    const server = bus('rooms', 'r1');
+    serveEcho(server, 'r1');
+    const client = bus('gateway', 'g1');
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+
+    await expect(client.request(Echo, { text: 'x', fail: 'protocol' })).rejects.toMatchObject({
+      errorName: 'ROOM_IS_FULL',
+      code: 0x524,
+      message: 'The room is full: no seats',
+    });
+    // An unexpected failure is SYSTEM on the wire, with no internals leaked.
+    const err = await client.request(Echo, { text: 'x', fail: 'crash' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as ProtocolError).errorName).toBe('SYSTEM');
+    expect((err as ProtocolError).message).not.toContain('boom');
+  });
+
+  it('rejects invalid payloads with a field error, and invalid replies as SYSTEM', async () => {
+    const server = bus('rooms', 'r1');
+    serveEcho(server, 'r1');
+    server.serve(Bad, async () => ({ n: 'not a number' }) as unknown as { n: number });
+    const client = bus('gateway', 'g1');
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+
+    await expect(
+      client.request(Echo, { text: 42 } as unknown as { text: string }),
+    ).rejects.toMatchObject({
+      errorName: 'JSON_FIELD_INVALID',
+    });
+    await expect(client.request(Echo, {} as unknown as { text: string })).rejects.toMatchObject({
+      errorName: 'JSON_FIELD_MISSING',
+    });
+    // Raw garbage on the subject gets a JSON error reply, and the handler keeps working.
+    const nc = client.connection;
+    if (nc === undefined) throw new Error('not connected');
+    const raw = await nc.request(`${prefix}.rooms.rpc.echo`, '{not json', { timeout: 2000 });
+    expect(raw.json()).toMatchObject({ ok: false, error: { code: 0x502, name: 'JSON' } });
+    await expect(client.request(Bad, {})).rejects.toMatchObject({ errorName: 'SYSTEM' });
+    await expect(client.request(Echo, { text: 'still fine' })).resolves.toMatchObject({
+      text: 'still fine',
+    });
+  });
+
+  it('fails fast with SERVICE_UNAVAILABLE when nobody serves the method', async () => {
+    const client = bus('gateway', 'g1');
+    await client.whenConnected();
+    const started = Date.now();
+    await expect(client.request(Echo, { text: 'x' }, { timeoutMs: 5000 })).rejects.toMatchObject({
+      errorName: 'SERVICE_UNAVAILABLE',
+    });
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('times out at the deadline and tells the handler through its signal', async () => {
+    const server = bus('rooms', 'r1');
+    let handlerSawAbort: Promise<boolean> | undefined;
+    server.serve(Echo, async (req, ctx) => {
+      handlerSawAbort = new Promise((resolve) => {
+        ctx.signal.addEventListener('abort', () => {
+          resolve(Date.now() >= ctx.deadline - 5);
+        });
+      });
+      await handlerSawAbort;
+      return { text: req.text, instance: 'r1', traceId: '', aborted: true };
+    });
+    const client = bus('gateway', 'g1');
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+
+    await expect(client.request(Echo, { text: 'slow' }, { timeoutMs: 300 })).rejects.toMatchObject({
+      errorName: 'TIMEOUT',
+    });
+    await expect(handlerSawAbort).resolves.toBe(true);
+  });
+
+  it('cancels a request through its AbortSignal', async () => {
+    const server = bus('rooms', 'r1');
+    serveEcho(server, 'r1');
+    const client = bus('gateway', 'g1');
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+
+    const ac = new AbortController();
+    const p = client.request(Echo, { text: 'x', delayMs: 1000 }, { signal: ac.signal });
+    setTimeout(() => {
+      ac.abort();
+    }, 50);
+    await expect(p).rejects.toMatchObject({ errorName: 'CANCELLED' });
+    await expect(
+      client.request(Echo, { text: 'y' }, { signal: AbortSignal.abort() }),
+    ).rejects.toMatchObject({
+      errorName: 'CANCELLED',
+    });
+  });
+
+  it('shares requests among the instances of a queue group', async () => {
+    const a = bus('rooms', 'a');
+    const b = bus('rooms', 'b');
+    serveEcho(a, 'a');
+    serveEcho(b, 'b');
+    const client = bus('gateway', 'g1');
+    await Promise.all([a.whenConnected(), b.whenConnected(), client.whenConnected()]);
+    await Promise.all([a.connection?.flush(), b.connection?.flush()]);
+
+    const replies = await Promise.all(
+      Array.from({ length: 60 }, async (_, i) => await client.request(Echo, { text: String(i) })),
+    );
+    const byInstance = new Map<string, number>();
+    for (const r of replies) byInstance.set(r.instance, (byInstance.get(r.instance) ?? 0) + 1);
+    expect(byInstance.get('a')).toBeGreaterThan(0);
+    expect(byInstance.get('b')).toBeGreaterThan(0);
+    expect(replies.map((r) => r.text)).toEqual(Array.from({ length: 60 }, (_, i) => String(i)));
+  });
+
+  it('stopServing answers every request in flight and takes no new ones', async () => {
+    const server = bus('rooms', 'r1');
+    serveEcho(server, 'r1');
+    const client = bus('gateway', 'g1');
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+
+    const inflight = Array.from(
+      { length: 10 },
+      async (_, i) => await client.request(Echo, { text: `late ${i}`, delayMs: 300 }),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    await server.stopServing();
+    // Every request that reached the server before the drain got its answer.
+    const answers = await Promise.all(inflight);
+    expect(answers.map((a) => a.text)).toEqual(Array.from({ length: 10 }, (_, i) => `late ${i}`));
+    await expect(client.request(Echo, { text: 'after' })).rejects.toMatchObject({
+      errorName: 'SERVICE_UNAVAILABLE',
+    });
+  });
+
+  it('exports request metrics by method and outcome', async () => {
+    const metrics = new Registry();
+    const server = bus('rooms', 'r1');
+    serveEcho(server, 'r1');
+    const client = bus('gateway', 'g1', metrics);
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+    await client.request(Echo, { text: 'x' });
+    await client.request(Echo, { text: 'x', fail: 'protocol' }).catch(() => undefined);
+    const text = await metrics.metrics();
+    expect(text).toMatch(/sb_bus_client_requests_total\{method="rooms.echo",outcome="ok"\} 1/);
+    expect(text).toMatch(
+      /sb_bus_client_requests_total\{method="rooms.echo",outcome="ROOM_IS_FULL"\} 1/,
+    );
+    expect(text).toMatch(/sb_nats_connected 1/);
+  });
+
+  it('refuses to serve another service’s methods', () => {
+    const b = bus('gateway', 'g1');
+    expect(() => {
+      b.serve(Echo, async () => await Promise.reject(new Error('never')));
+    }).toThrow(/cannot serve rooms.echo/);
+  });
+});

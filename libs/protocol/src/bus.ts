@@ -1,0 +1,96 @@
+/**
+ * What crosses NATS between services: subject names, the request/reply envelope and the
+ * headers every request carries. Payloads are JSON; every one is validated on receipt.
+ */
+import Type, { type Static, type TSchema } from 'typebox';
+import { validator, type Validator } from './validate.ts';
+
+/** Headers carried by every bus request. */
+export const BusHeaders = {
+  /** W3C trace context (https://www.w3.org/TR/trace-context/), propagated hop to hop. */
+  traceparent: 'traceparent',
+  /** Absolute deadline, epoch milliseconds. The handler's AbortSignal fires at it. */
+  deadline: 'sb-deadline',
+  /** `<service>/<instanceId>` of the caller, for logs. */
+  caller: 'sb-caller',
+} as const;
+
+/** A subject prefix: dot-separated tokens, so several deployments can share one NATS. */
+export const SubjectPrefix = Type.String({
+  pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$',
+  maxLength: 64,
+});
+
+export const ServiceName = Type.Union([
+  Type.Literal('gateway'),
+  Type.Literal('rooms'),
+  Type.Literal('media'),
+  Type.Literal('events'),
+]);
+export type ServiceName = Static<typeof ServiceName>;
+export const SERVICE_NAMES: readonly ServiceName[] = ['gateway', 'rooms', 'media', 'events'];
+
+/** The error half of a reply. `code` is one of ErrorCodes. */
+export const BusError = Type.Object({
+  code: Type.Integer(),
+  name: Type.String(),
+  message: Type.String(),
+});
+export type BusError = Static<typeof BusError>;
+
+/** Every bus reply: `{ok: true, data}` or `{ok: false, error}`. */
+export const BusReplyEnvelope = Type.Union([
+  Type.Object({ ok: Type.Literal(true), data: Type.Unknown() }),
+  Type.Object({ ok: Type.Literal(false), error: BusError }),
+]);
+export type BusReplyEnvelope = Static<typeof BusReplyEnvelope>;
+export const busReplyEnvelope = validator(BusReplyEnvelope);
+
+/** A request/reply method on the bus: which service answers it, and both payload schemas. */
+export interface RpcMethod<Req extends TSchema = TSchema, Rep extends TSchema = TSchema> {
+  readonly service: ServiceName;
+  readonly method: string;
+  readonly request: Validator<Req>;
+  readonly reply: Validator<Rep>;
+}
+export type RpcRequest<M extends RpcMethod> = Static<M['request']['schema']>;
+export type RpcReply<M extends RpcMethod> = Static<M['reply']['schema']>;
+
+export function rpcMethod<Req extends TSchema, Rep extends TSchema>(
+  service: ServiceName,
+  method: string,
+  request: Req,
+  reply: Rep,
+): RpcMethod<Req, Rep> {
+  if (!/^[A-Za-z0-9]+$/.test(method)) throw new Error(`bad method name ${method}`);
+  return { service, method, request: validator(request), reply: validator(reply) };
+}
+
+/** Subject names. Every subject starts with the deployment's prefix. */
+export const subjects = {
+  /** Requests to a service, answered by one instance of its queue group. */
+  rpc: (prefix: string, m: Pick<RpcMethod, 'service' | 'method'>) =>
+    `${prefix}.${m.service}.rpc.${m.method}`,
+  /** The queue group a service's instances share. */
+  queue: (service: ServiceName) => `sb-${service}`,
+} as const;
+
+// ------------------------------------------------------------------------- system RPCs
+
+export const PingReply = Type.Object({
+  service: ServiceName,
+  instanceId: Type.String(),
+  version: Type.String(),
+  uptimeMs: Type.Integer({ minimum: 0 }),
+});
+export type PingReply = Static<typeof PingReply>;
+
+export const PingRequest = Type.Object({});
+
+/** Every service answers `ping` (used by start-up checks and bus tests). */
+export const Ping: Record<ServiceName, RpcMethod<typeof PingRequest, typeof PingReply>> = {
+  gateway: rpcMethod('gateway', 'ping', PingRequest, PingReply),
+  rooms: rpcMethod('rooms', 'ping', PingRequest, PingReply),
+  media: rpcMethod('media', 'ping', PingRequest, PingReply),
+  events: rpcMethod('events', 'ping', PingRequest, PingReply),
+};

@@ -1,0 +1,192 @@
+/**
+ * The client wire protocol over the gateway's WebSocket (`/api`), field for field as the
+ * original signaling server documents it:
+ *
+ *   request  {"a": action, "d": data, "id"?: id}
+ *   reply    {"a": action + "R", "s": true, "d"?: data, "id"?: id}
+ *            {"a": action + "R", "s": false, "e": code, "id"?: id}
+ *   event    {"a": event, "d"?: data}
+ *
+ * `id` is a backwards-compatible extension: when a request carries one, its reply echoes
+ * it, so a client may keep several requests in flight. Clients that send none see exactly
+ * the original protocol.
+ */
+import Type, { type Static, type TSchema } from 'typebox';
+import { validator } from './validate.ts';
+
+/** 32 random bytes, lower-case hex. Identifies a session; also the reconnect capability. */
+export const SocketId = Type.String({ pattern: '^[0-9a-f]{64}$' });
+export const RoomId = Type.String({
+  minLength: 1,
+  maxLength: 128,
+  pattern: '^[A-Za-z0-9._~:@-]+$',
+});
+export const UserId = Type.String({ minLength: 1, maxLength: 128 });
+export const Orientation = Type.Union([
+  Type.Literal(0),
+  Type.Literal(90),
+  Type.Literal(180),
+  Type.Literal(270),
+]);
+export const Camera = Type.Union([Type.Literal('front'), Type.Literal('back')]);
+const ShortText = Type.String({ maxLength: 256 });
+
+export const Peer = Type.Object({ socketId: SocketId, userId: UserId });
+export type Peer = Static<typeof Peer>;
+
+/** RTCIceCandidateInit as a browser serialises it. */
+export const IceCandidate = Type.Object({
+  candidate: Type.String({ maxLength: 2048 }),
+  sdpMid: Type.Optional(Type.Union([Type.String({ maxLength: 256 }), Type.Null()])),
+  sdpMLineIndex: Type.Optional(
+    Type.Union([Type.Integer({ minimum: 0, maximum: 1024 }), Type.Null()]),
+  ),
+  usernameFragment: Type.Optional(Type.Union([Type.String({ maxLength: 256 }), Type.Null()])),
+});
+export type IceCandidate = Static<typeof IceCandidate>;
+
+/** RTCSessionDescriptionInit. */
+export const SessionDescription = Type.Object({
+  type: Type.Union([
+    Type.Literal('offer'),
+    Type.Literal('answer'),
+    Type.Literal('pranswer'),
+    Type.Literal('rollback'),
+  ]),
+  sdp: Type.String({ maxLength: 60_000 }),
+});
+export type SessionDescription = Static<typeof SessionDescription>;
+
+/** The getUserMedia() constraints the server asks every client of a room to use. */
+export const UserMediaConfiguration = Type.Object({
+  audio: Type.Boolean(),
+  video: Type.Object({
+    width: Type.Object({ max: Type.Integer({ minimum: 1 }) }),
+    height: Type.Object({ max: Type.Integer({ minimum: 1 }) }),
+    frameRate: Type.Object({
+      min: Type.Optional(Type.Integer({ minimum: 1 })),
+      max: Type.Optional(Type.Integer({ minimum: 1 })),
+    }),
+  }),
+});
+export type UserMediaConfiguration = Static<typeof UserMediaConfiguration>;
+
+// ---------------------------------------------------------------------------- requests
+
+export const JoinData = Type.Object({
+  roomId: RoomId,
+  bearer: Type.String({ minLength: 1, maxLength: 8192 }),
+  platform: ShortText,
+  deviceName: Type.Optional(ShortText),
+  networkType: Type.Optional(ShortText),
+  version: Type.Optional(ShortText),
+  appVersion: Type.Optional(ShortText),
+  orientation: Type.Optional(Orientation),
+  camera: Type.Optional(Camera),
+});
+export type JoinData = Static<typeof JoinData>;
+
+export const JoinReply = Type.Object({
+  socketId: SocketId,
+  roomSize: Type.Integer({ minimum: 1 }),
+  userMediaConfiguration: UserMediaConfiguration,
+  sessions: Type.Array(Peer),
+});
+export type JoinReply = Static<typeof JoinReply>;
+
+export const ReconnectData = Type.Object({ socketId: SocketId });
+export const ReconnectReply = Type.Object({ roomSize: Type.Integer({ minimum: 1 }) });
+
+export const ExchangeCandidateData = Type.Object({ to: SocketId, candidate: IceCandidate });
+/** The SDP may arrive as the object or as its JSON text (older clients). */
+export const ExchangeSdpData = Type.Object({
+  to: SocketId,
+  sdp: Type.Union([SessionDescription, Type.String({ maxLength: 65_536 })]),
+});
+export const OrientationChangeData = Type.Object({ orientation: Orientation, camera: Camera });
+
+/** Client-sent notifications (no reply): every 60 s, and on a video freeze. */
+export const CpuData = Type.Object({ cpuUsed: Type.Integer({ minimum: 0, maximum: 10_000 }) });
+
+/** Each client action: the schema of its `d` and of its reply's `d` (undefined: no data). */
+export const ClientActions = {
+  join: { data: JoinData, reply: JoinReply },
+  reconnect: { data: ReconnectData, reply: ReconnectReply },
+  exchangeCandidate: { data: ExchangeCandidateData, reply: undefined },
+  exchangeSdp: { data: ExchangeSdpData, reply: undefined },
+  orientationChange: { data: OrientationChangeData, reply: undefined },
+} as const satisfies Record<string, { data: TSchema; reply: TSchema | undefined }>;
+export type ClientAction = keyof typeof ClientActions;
+
+/** Client → server messages that are not requests (no reply is sent). */
+export const ClientNotifications = {
+  eventCpu: CpuData,
+  eventFreeze: Type.Optional(Type.Object({})),
+} as const;
+export type ClientNotification = keyof typeof ClientNotifications;
+
+// ------------------------------------------------------------------------------ events
+
+export const ServerEvents = {
+  eventExchangeCandidate: Type.Object({ from: Peer, candidate: IceCandidate }),
+  eventExchangeSdp: Type.Object({ from: Peer, sdp: SessionDescription }),
+  eventUserMediaConfiguration: UserMediaConfiguration,
+  eventLeave: Type.Object({
+    roomId: RoomId,
+    roomSize: Type.Integer({ minimum: 0 }),
+    socketId: SocketId,
+    userId: UserId,
+  }),
+  eventOrientationChange: Type.Object({
+    from: Peer,
+    platform: ShortText,
+    orientation: Orientation,
+    camera: Camera,
+  }),
+  eventFreeze: Type.Object({ from: Peer }),
+} as const satisfies Record<string, TSchema>;
+export type ServerEvent = keyof typeof ServerEvents;
+export type ServerEventData<E extends ServerEvent> = Static<(typeof ServerEvents)[E]>;
+
+// ---------------------------------------------------------------------------- envelope
+
+export const RequestId = Type.Union([
+  Type.String({ minLength: 1, maxLength: 64 }),
+  Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+]);
+export type RequestId = Static<typeof RequestId>;
+
+/** What every client frame must be before its action is looked at. */
+export const ClientFrame = Type.Object({
+  a: Type.String({ minLength: 1, maxLength: 64 }),
+  d: Type.Optional(Type.Unknown()),
+  id: Type.Optional(RequestId),
+});
+export type ClientFrame = Static<typeof ClientFrame>;
+export const clientFrame = validator(ClientFrame);
+
+export type ReplyFrame =
+  | { a: string; s: true; d?: unknown; id?: RequestId }
+  | { a: string; s: false; e: number; id?: RequestId };
+export type EventFrame<E extends ServerEvent = ServerEvent> = { a: E; d: ServerEventData<E> };
+
+export const clientActionData = Object.fromEntries(
+  Object.entries(ClientActions).map(([k, v]) => [k, validator(v.data)]),
+) as { [K in ClientAction]: ReturnType<typeof validator<(typeof ClientActions)[K]['data']>> };
+
+export const serverEventData = Object.fromEntries(
+  Object.entries(ServerEvents).map(([k, v]) => [k, validator(v)]),
+) as { [K in ServerEvent]: ReturnType<typeof validator<(typeof ServerEvents)[K]>> };
+
+export function replyOk(action: string, data?: unknown, id?: RequestId): ReplyFrame {
+  const frame: ReplyFrame = { a: `${action}R`, s: true };
+  if (data !== undefined) frame.d = data;
+  if (id !== undefined) frame.id = id;
+  return frame;
+}
+
+export function replyError(action: string, code: number, id?: RequestId): ReplyFrame {
+  const frame: ReplyFrame = { a: `${action}R`, s: false, e: code };
+  if (id !== undefined) frame.id = id;
+  return frame;
+}

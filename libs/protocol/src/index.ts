@@ -1,0 +1,6 @@
+export * from './errors.ts';
+export * from './validate.ts';
+export * from './client.ts';
+export * from './bus.ts';
+export * from './config.ts';
+export * from './http.ts';

@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ErrorCodes,
+  ProtocolError,
+  clientActionData,
+  clientFrame,
+  errorName,
+  replyError,
+  replyOk,
+  serverEventData,
+  subjects,
+  Ping,
+  validator,
+  SubjectPrefix,
+  type ErrorName,
+} from '@switchboard/protocol';
+
+const socketId = 'a'.repeat(64);
+
+describe('error codes', () => {
+  it('has one name per code and keeps the original numbering', () => {
+    const codes = Object.values(ErrorCodes).map((e) => e.code);
+    expect(new Set(codes).size).toBe(codes.length);
+    expect(ErrorCodes.JSON.code).toBe(0x502);
+    expect(ErrorCodes.JSON_FIELD_MISSING.code).toBe(0x503);
+    expect(ErrorCodes.AUTH_FAILED.code).toBe(0x506);
+    expect(ErrorCodes.UNKNOWN_ACTION.code).toBe(0x510);
+    expect(ErrorCodes.USER_NOT_AUTHENTICATED.code).toBe(0x511);
+    expect(ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code).toBe(0x512);
+    expect(ErrorCodes.ROOM_IS_NOT_JOINABLE.code).toBe(0x522);
+    expect(ErrorCodes.ROOM_ALREADY_JOINED.code).toBe(0x523);
+    expect(ErrorCodes.ROOM_IS_FULL.code).toBe(0x524);
+    expect(ErrorCodes.SDP_DECODE.code).toBe(0x528);
+    expect(ErrorCodes.SYSTEM.code).toBe(0x500);
+  });
+
+  it('maps codes back to names, unknown codes to SYSTEM', () => {
+    for (const name of Object.keys(ErrorCodes) as ErrorName[]) {
+      expect(errorName(ErrorCodes[name].code)).toBe(name);
+    }
+    expect(errorName(0x999)).toBeUndefined();
+    expect(ProtocolError.fromCode(0x999).errorName).toBe('SYSTEM');
+    const e = new ProtocolError('ROOM_IS_FULL', 'capacity 10');
+    expect(e.code).toBe(0x524);
+    expect(e.message).toBe('The room is full: capacity 10');
+  });
+});
+
+describe('client wire protocol (003)', () => {
+  it('accepts the documented join request', () => {
+    const frame = {
+      a: 'join',
+      d: {
+        roomId: 'room-1',
+        bearer: 'eyJ.x.y',
+        platform: 'Web',
+        deviceName: 'iPhone 7',
+        networkType: 'wifi',
+        version: 'chrome v57',
+        appVersion: '110',
+        orientation: 90,
+        camera: 'front',
+      },
+    };
+    expect(clientFrame.check(frame)).toBe(true);
+    expect(clientActionData.join.check(frame.d)).toBe(true);
+  });
+
+  it('reports missing and wrong fields separately', () => {
+    const missing = clientActionData.join.parse({ bearer: 'x', platform: 'Web' });
+    expect(missing.ok).toBe(false);
+    if (!missing.ok)
+      expect(missing.issues.some((i) => i.missing && i.path.includes('roomId'))).toBe(true);
+
+    const wrong = clientActionData.join.parse({
+      roomId: 'r',
+      bearer: 'x',
+      platform: 'Web',
+      orientation: 45,
+    });
+    expect(wrong.ok).toBe(false);
+    if (!wrong.ok) expect(wrong.issues.every((i) => !i.missing)).toBe(true);
+  });
+
+  it('accepts the documented candidate and SDP relays', () => {
+    expect(
+      clientActionData.exchangeCandidate.check({
+        to: socketId,
+        candidate: {
+          candidate:
+            'candidate:1321500371 2 udp 1685987070 78.201.204.97 35188 typ srflx raddr 192.168.0.22 rport 35188 generation 0 ufrag fhni network-id 2 network-cost 10',
+          sdpMid: 'audio',
+          sdpMLineIndex: 0,
+        },
+      }),
+    ).toBe(true);
+    expect(
+      clientActionData.exchangeSdp.check({ to: socketId, sdp: { type: 'offer', sdp: 'v=0\r\n' } }),
+    ).toBe(true);
+    expect(
+      clientActionData.exchangeSdp.check({
+        to: 'not-a-socket-id',
+        sdp: { type: 'offer', sdp: '' },
+      }),
+    ).toBe(false);
+    expect(clientActionData.orientationChange.check({ orientation: 270, camera: 'back' })).toBe(
+      true,
+    );
+    expect(clientActionData.reconnect.check({ socketId })).toBe(true);
+  });
+
+  it('validates server events as documented', () => {
+    const from = { socketId, userId: 'u1' };
+    expect(
+      serverEventData.eventLeave.check({ roomId: 'r', roomSize: 1, socketId, userId: 'u1' }),
+    ).toBe(true);
+    expect(
+      serverEventData.eventOrientationChange.check({
+        from,
+        platform: 'iOS',
+        orientation: 0,
+        camera: 'front',
+      }),
+    ).toBe(true);
+    expect(
+      serverEventData.eventUserMediaConfiguration.check({
+        audio: true,
+        video: { width: { max: 640 }, height: { max: 480 }, frameRate: { min: 15 } },
+      }),
+    ).toBe(true);
+  });
+
+  it('builds replies with and without the id extension', () => {
+    expect(replyOk('reconnect', { roomSize: 2 })).toEqual({
+      a: 'reconnectR',
+      s: true,
+      d: { roomSize: 2 },
+    });
+    expect(replyOk('exchangeSdp', undefined, 7)).toEqual({ a: 'exchangeSdpR', s: true, id: 7 });
+    expect(replyError('join', 0x524, 'req-1')).toEqual({
+      a: 'joinR',
+      s: false,
+      e: 0x524,
+      id: 'req-1',
+    });
+  });
+
+  it('rejects envelopes that are not requests', () => {
+    expect(clientFrame.check({ d: {} })).toBe(false);
+    expect(clientFrame.check({ a: 42 })).toBe(false);
+    expect(clientFrame.check({ a: 'join', id: { nested: true } })).toBe(false);
+    expect(clientFrame.check([])).toBe(false);
+  });
+});
+
+describe('bus subjects', () => {
+  it('puts every subject under the deployment prefix', () => {
+    expect(subjects.rpc('sb', Ping.rooms)).toBe('sb.rooms.rpc.ping');
+    expect(subjects.rpc('acme.prod', Ping.gateway)).toBe('acme.prod.gateway.rpc.ping');
+    expect(subjects.queue('rooms')).toBe('sb-rooms');
+  });
+
+  it('accepts only NATS-safe prefixes', () => {
+    const v = validator(SubjectPrefix);
+    for (const ok of ['sb', 'acme.prod', 't_1a2b']) expect(v.check(ok)).toBe(true);
+    for (const bad of ['', 'a..b', 'a.*', 'a.>', 'a b', '.sb', 'sb.'])
+      expect(v.check(bad)).toBe(false);
+  });
+});

@@ -1,0 +1,241 @@
+/**
+ * The runtime every service shares: typed config validated at start, pino logs, an HTTP
+ * server with `/healthz`, `/readyz` and Prometheus `/metrics`, and graceful shutdown on
+ * SIGTERM/SIGINT (stop being ready, run the service's shutdown steps in reverse order of
+ * registration — each drains its part —, close HTTP, exit).
+ *
+ * A service is a `setup` function that registers its plugins on the `Service` it is given;
+ * `main.ts` of each service is one call to `runService`.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Static, TObject } from 'typebox';
+import { Bus } from '@switchboard/bus';
+import { Ping, type ServiceName } from '@switchboard/protocol';
+import { ConfigError, loadConfig } from './config.ts';
+import { Readiness } from './readiness.ts';
+
+/** The settings every service config has (see libs/protocol config.ts). */
+export interface CommonConfig {
+  LOG_LEVEL: string;
+  HTTP_HOST: string;
+  HTTP_PORT: number;
+  NATS_URL: string;
+  NATS_SUBJECT_PREFIX: string;
+  NATS_REQUEST_TIMEOUT_MS: number;
+  SHUTDOWN_TIMEOUT_MS: number;
+  INSTANCE_ID?: string;
+}
+
+export interface Service<C extends CommonConfig = CommonConfig> {
+  readonly name: ServiceName;
+  readonly instanceId: string;
+  readonly version: string;
+  readonly config: C;
+  readonly log: Logger;
+  readonly metrics: Registry;
+  readonly http: FastifyInstance;
+  readonly readiness: Readiness;
+  /** This instance's NATS connection (readiness check `nats`; drained on shutdown). */
+  readonly bus: Bus;
+  /** Aborted when graceful shutdown begins. */
+  readonly shutdownSignal: AbortSignal;
+  /**
+   * Add a shutdown step. On SIGTERM the service stops being ready, stops taking bus
+   * requests and finishes those in flight, then runs the steps one after another (last
+   * registered first), then closes NATS and the HTTP server.
+   */
+  onShutdown(name: string, step: () => Promise<void>): void;
+}
+
+export interface ServiceDefinition<S extends TObject> {
+  name: ServiceName;
+  version: string;
+  config: S;
+  setup(svc: Service<Static<S> & CommonConfig>): Promise<void>;
+}
+
+/** EX_CONFIG from sysexits.h: the configuration is wrong. */
+export const EXIT_CONFIG = 78;
+
+export async function runService<S extends TObject>(def: ServiceDefinition<S>): Promise<void> {
+  let config: Static<S> & CommonConfig;
+  try {
+    config = loadConfig(def.config) as Static<S> & CommonConfig;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${def.name}: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+
+  const instanceId =
+    config.INSTANCE_ID ??
+    `${hostname()
+      .replace(/[^A-Za-z0-9_-]/g, '-')
+      .slice(0, 48)}-${randomBytes(3).toString('hex')}`;
+  const log = pino({
+    level: config.LOG_LEVEL,
+    base: { service: def.name, instanceId },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  });
+
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception; exiting');
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (err) => {
+    log.fatal({ err }, 'unhandled promise rejection; exiting');
+    process.exit(1);
+  });
+
+  const metrics = new Registry();
+  metrics.setDefaultLabels({ service: def.name, instance: instanceId });
+  collectDefaultMetrics({ register: metrics });
+
+  const readiness = new Readiness();
+  new Gauge({
+    name: 'sb_ready',
+    help: '1 while the instance reports ready on /readyz',
+    registers: [metrics],
+    async collect() {
+      this.set((await readiness.evaluate()).ready ? 1 : 0);
+    },
+  });
+
+  // Fastify's instance type is generic in the logger; plugins expect the base logger type.
+  const baseLog: FastifyBaseLogger = log;
+  const http: FastifyInstance = Fastify({
+    loggerInstance: baseLog,
+    // Probes and scrapes come every few seconds; logging them would drown everything else.
+    logController: new LogController({
+      disableRequestLogging: (req) => OPS_PATHS.has(req.url),
+    }),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  registerOpsRoutes(http, readiness, metrics);
+
+  const bus = new Bus({
+    servers: config.NATS_URL,
+    prefix: config.NATS_SUBJECT_PREFIX,
+    service: def.name,
+    instanceId,
+    log,
+    metrics,
+    requestTimeoutMs: config.NATS_REQUEST_TIMEOUT_MS,
+  });
+  readiness.add('nats', () => bus.connected);
+  const startedAt = Date.now();
+  bus.serve(Ping[def.name], async () => ({
+    service: def.name,
+    instanceId,
+    version: def.version,
+    uptimeMs: Date.now() - startedAt,
+  }));
+
+  const shutdown = new AbortController();
+  const steps: { name: string; step: () => Promise<void> }[] = [];
+  const svc: Service<Static<S> & CommonConfig> = {
+    name: def.name,
+    instanceId,
+    version: def.version,
+    config,
+    log,
+    metrics,
+    http,
+    readiness,
+    bus,
+    shutdownSignal: shutdown.signal,
+    onShutdown(name, step) {
+      steps.push({ name, step });
+    },
+  };
+
+  let stopping = false;
+  const stop = async (reason: string): Promise<void> => {
+    if (stopping) {
+      log.warn({ reason }, 'already shutting down');
+      return;
+    }
+    stopping = true;
+    const started = Date.now();
+    log.info({ reason }, 'shutting down');
+    const deadline = setTimeout(() => {
+      log.error(
+        { timeoutMs: config.SHUTDOWN_TIMEOUT_MS },
+        'graceful shutdown took too long; exiting',
+      );
+      process.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_MS);
+    readiness.drain();
+    shutdown.abort(new Error(`shutting down (${reason})`));
+    let failed = false;
+    try {
+      await bus.stopServing();
+    } catch (err) {
+      failed = true;
+      log.error({ err }, 'draining bus handlers failed');
+    }
+    for (const { name, step } of steps.reverse()) {
+      try {
+        await step();
+        log.debug({ step: name }, 'shutdown step done');
+      } catch (err) {
+        failed = true;
+        log.error({ err, step: name }, 'shutdown step failed');
+      }
+    }
+    try {
+      await bus.close();
+    } catch (err) {
+      failed = true;
+      log.error({ err }, 'closing the NATS connection failed');
+    }
+    try {
+      await http.close();
+    } catch (err) {
+      failed = true;
+      log.error({ err }, 'closing the HTTP server failed');
+    }
+    clearTimeout(deadline);
+    log.info({ ms: Date.now() - started, clean: !failed }, 'stopped');
+    process.exit(failed ? 1 : 0);
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      void stop(signal);
+    });
+  }
+
+  try {
+    await def.setup(svc);
+    await http.listen({ host: config.HTTP_HOST, port: config.HTTP_PORT });
+  } catch (err) {
+    log.fatal({ err }, 'start-up failed');
+    process.exit(1);
+  }
+  const address = http.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.HTTP_PORT;
+  log.info({ host: config.HTTP_HOST, port, version: def.version }, 'listening');
+}
+
+const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+function registerOpsRoutes(http: FastifyInstance, readiness: Readiness, metrics: Registry): void {
+  http.get('/healthz', async () => ({ status: 'ok' }));
+  http.get('/readyz', async (_req, reply) => {
+    const report = await readiness.evaluate();
+    return reply.code(report.ready ? 200 : 503).send({
+      status: report.ready ? 'ready' : report.draining ? 'draining' : 'not ready',
+      checks: report.checks,
+    });
+  });
+  http.get('/metrics', async (_req, reply) => {
+    return reply.type(metrics.contentType).send(await metrics.metrics());
+  });
+}

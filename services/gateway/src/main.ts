@@ -1,0 +1,19 @@
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
+import { GatewayConfig } from '@switchboard/protocol';
+import { runService } from '@switchboard/service';
+import pkg from '../package.json' with { type: 'json' };
+import { statusRoutes } from './status.ts';
+
+await runService({
+  name: 'gateway',
+  version: pkg.version,
+  config: GatewayConfig,
+  async setup(svc) {
+    await svc.http.register(fastifyStatic, {
+      root: fileURLToPath(new URL('../public/', import.meta.url)),
+      index: ['index.html'],
+    });
+    statusRoutes(svc);
+  },
+});

@@ -1,0 +1,101 @@
+/**
+ * The media node's worker pool: one WebRtcServer per worker on port base + slot, a dead
+ * worker replaced in its slot on the same port, every worker process gone after close.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { freePort, waitFor } from '@switchboard/devstack';
+import { WorkerPool } from '../src/workers.ts';
+
+let pool: WorkerPool | undefined;
+
+afterEach(async () => {
+  await pool?.close();
+  pool = undefined;
+});
+
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('WorkerPool', () => {
+  it('runs a WebRtcServer per worker on consecutive ports and replaces a dead worker', async () => {
+    const base = await freePort();
+    pool = await WorkerPool.create({
+      count: 2,
+      listenIp: '127.0.0.1',
+      announcedAddress: '203.0.113.10',
+      portBase: base,
+      logLevel: 'warn',
+      workerBin: undefined,
+      log: pino({ level: 'silent' }),
+    });
+    expect(pool.slots.map((s) => s.port)).toEqual([base, base + 1]);
+    expect(pool.healthy).toBe(true);
+
+    // ICE candidates carry the announced address, on the slot's port.
+    const slot1 = pool.slots[1];
+    if (slot1 === undefined) throw new Error('no slot 1');
+    const router = await slot1.worker.createRouter({ mediaCodecs: [] });
+    const t = await router.createWebRtcTransport({ webRtcServer: slot1.webRtcServer });
+    expect(t.iceCandidates.map((c) => `${c.protocol} ${c.address}:${c.port}`).sort()).toEqual([
+      `tcp 203.0.113.10:${base + 1}`,
+      `udp 203.0.113.10:${base + 1}`,
+    ]);
+
+    const deaths: number[] = [];
+    pool.on('workerdied', (i) => deaths.push(i));
+    const oldPid = slot1.worker.pid;
+    process.kill(oldPid, 'SIGKILL');
+    await waitFor('the death to be noticed', async () => deaths.length === 1);
+    expect(deaths).toEqual([1]);
+    await waitFor('slot 1 to be refilled', async () => pool?.healthy === true, {
+      timeoutMs: 10_000,
+    });
+    const refilled = pool.slots[1];
+    expect(refilled?.worker.pid).not.toBe(oldPid);
+    expect(refilled?.port).toBe(base + 1);
+    expect(pool.restarts).toBe(1);
+    // The other worker never noticed.
+    expect(pool.slots[0]?.worker.died).toBe(false);
+
+    const pids = pool.slots.map((s) => s.worker.pid);
+    await pool.close();
+    pool = undefined;
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+  });
+
+  it('fails to start when its port is taken, leaving no worker behind', async () => {
+    const base = await freePort();
+    const first = await WorkerPool.create({
+      count: 1,
+      listenIp: '127.0.0.1',
+      announcedAddress: undefined,
+      portBase: base,
+      logLevel: 'none',
+      workerBin: undefined,
+      log: pino({ level: 'silent' }),
+    });
+    try {
+      await expect(
+        WorkerPool.create({
+          count: 1,
+          listenIp: '127.0.0.1',
+          announcedAddress: undefined,
+          portBase: base,
+          logLevel: 'none',
+          workerBin: undefined,
+          log: pino({ level: 'silent' }),
+        }),
+      ).rejects.toThrow();
+    } finally {
+      await first.close();
+    }
+  });
+});

@@ -1,0 +1,17 @@
+import { RoomsConfig } from '@switchboard/protocol';
+import { runService } from '@switchboard/service';
+import pkg from '../package.json' with { type: 'json' };
+import { createDb, pingDb } from './db/client.ts';
+
+await runService({
+  name: 'rooms',
+  version: pkg.version,
+  config: RoomsConfig,
+  async setup(svc) {
+    const db = createDb(svc.config.DATABASE_URL, svc.config.DATABASE_POOL_MAX);
+    svc.readiness.add('postgres', async () => await pingDb(db));
+    svc.onShutdown('postgres', async () => {
+      await db.$disconnect();
+    });
+  },
+});

@@ -1,0 +1,115 @@
+/**
+ * `./run start`'s orchestrator end to end, on a machine where neither NATS nor PostgreSQL
+ * is reachable (the configured URLs point at closed ports): it starts both, migrates, brings
+ * up the four services, every /readyz answers 200; SIGINT (Ctrl-C) stops everything it
+ * started and leaves no process behind.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  ManagedProcess,
+  NODE,
+  ROOT,
+  freePort,
+  pgDataDir,
+  tcpReachable,
+  uniquePrefix,
+} from '@switchboard/devstack';
+
+let stateDir: string | undefined;
+let start: ManagedProcess | undefined;
+
+afterAll(async () => {
+  await start?.stop('SIGKILL');
+  if (stateDir !== undefined) {
+    await rm(stateDir, { recursive: true, force: true });
+    await rm(pgDataDir(stateDir), { recursive: true, force: true });
+  }
+});
+
+/** Every process below `pid` (children, grandchildren, ...). */
+function descendants(pid: number): number[] {
+  const rows = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number) as [number, number]);
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const [child, parent] of rows) {
+      if (parent === p) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function freeBase(): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const taken = await Promise.all(
+      [0, 1, 2, 3].map(async (i) => await tcpReachable('127.0.0.1', base + i, 200)),
+    );
+    if (!taken.some(Boolean)) return base;
+  }
+}
+
+describe('./run start', () => {
+  it('brings up NATS, PostgreSQL and the four services, and Ctrl-C stops them all', async () => {
+    stateDir = await mkdtemp(join(tmpdir(), 'sb-start-'));
+    const base = await freeBase();
+    start = new ManagedProcess('start', NODE, [join(ROOT, 'tools/devstack/src/start.ts')], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        NATS_URL: `nats://127.0.0.1:${await freePort()}`,
+        DATABASE_URL: `postgresql://postgres@127.0.0.1:${await freePort()}/switchboard`,
+        NATS_SUBJECT_PREFIX: uniquePrefix('start'),
+        SWITCHBOARD_PORT_BASE: String(base),
+        SWITCHBOARD_STATE_DIR: stateDir,
+        MEDIASOUP_RTC_PORT: '0',
+        MEDIASOUP_WORKERS: '1',
+      },
+    });
+    await start.waitForLine(/Switchboard is running\./, 90_000);
+    const output = start.output();
+    expect(output).toMatch(/NATS: .* unreachable .*starting nats-server/);
+    expect(output).toMatch(/PostgreSQL: .* unreachable .*starting a cluster/);
+    expect(output).toMatch(/Applied \S+_init/);
+    await start.waitForLine(/4 of 4 services answer over NATS/, 5000);
+
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`http://127.0.0.1:${base + i}/readyz`);
+      expect(res.status).toBe(200);
+    }
+    const page = await fetch(`http://127.0.0.1:${base}/`);
+    expect(await page.text()).toContain('<title>Switchboard</title>');
+
+    const pid = start.pid ?? 0;
+    const tree = descendants(pid);
+    // 4 services + nats-server + postgres (and its backends) + a mediasoup worker.
+    expect(tree.length).toBeGreaterThanOrEqual(7);
+
+    start.signal('SIGINT');
+    const exit = await start.exited;
+    expect(exit.code).toBe(0);
+    expect(start.output()).toMatch(/gateway stopped \(exit 0\)/);
+    expect(start.output()).toMatch(/infrastructure stopped/);
+    const left = tree.filter(alive);
+    expect(left).toEqual([]);
+  });
+});

@@ -1,0 +1,78 @@
+/**
+ * Services run as real processes (`node services/<name>/src/main.ts`), the way the
+ * platform runs them: for `./run start` and for the integration tests.
+ */
+import { join } from 'node:path';
+import type { ServiceName } from '@switchboard/protocol';
+import { waitFor } from './net.ts';
+import { ROOT } from './paths.ts';
+import { ManagedProcess, type SpawnOptions } from './process.ts';
+
+export const NODE = join(ROOT, 'node_modules', '.bin', 'node');
+
+export function serviceEntry(name: ServiceName): string {
+  return join(ROOT, 'services', name, 'src', 'main.ts');
+}
+
+export class ServiceProcess {
+  readonly name: ServiceName;
+  readonly process: ManagedProcess;
+  readonly port: number;
+
+  private constructor(name: ServiceName, proc: ManagedProcess, port: number) {
+    this.name = name;
+    this.process = proc;
+    this.port = port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /**
+   * Start a service with `env` (on top of this process's environment) and resolve once its
+   * HTTP server listens (not necessarily ready: see waitReady()).
+   */
+  static async start(
+    name: ServiceName,
+    env: Record<string, string>,
+    opts: SpawnOptions & { label?: string; timeoutMs?: number } = {},
+  ): Promise<ServiceProcess> {
+    const { label, timeoutMs, ...spawnOpts } = opts;
+    const proc = new ManagedProcess(label ?? name, NODE, [serviceEntry(name)], {
+      ...spawnOpts,
+      env: { ...process.env, HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ...spawnOpts.env, ...env },
+      cwd: ROOT,
+    });
+    const line = await proc.waitForLine(/"msg":"listening"/, timeoutMs ?? 60_000);
+    const port = (JSON.parse(line) as { port?: unknown }).port;
+    if (typeof port !== 'number') throw new Error(`${name}: no port in ${line}`);
+    return new ServiceProcess(name, proc, port);
+  }
+
+  async readyz(): Promise<{ status: number; body: unknown }> {
+    const res = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(3000) });
+    return { status: res.status, body: await res.json() };
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    await waitFor(
+      `${this.process.name} /readyz`,
+      async () => {
+        if (!this.process.running)
+          throw new Error(`${this.process.name} exited:\n${this.process.output()}`);
+        try {
+          return (await this.readyz()).status === 200;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs, intervalMs: 100 },
+    );
+  }
+
+  /** Graceful stop (SIGTERM); resolves with the exit code. */
+  async stop(timeoutMs = 20_000): Promise<number | null> {
+    return (await this.process.stop('SIGTERM', timeoutMs)).code;
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * `./run start`: the whole platform on this machine. NATS and PostgreSQL are used when
+ * reachable (NATS_URL, DATABASE_URL, or the local defaults) and started otherwise; the
+ * database is migrated; the four services start; their URLs are printed. Ctrl-C (or
+ * SIGTERM) stops the services gracefully, then whatever infrastructure was started here.
+ *
+ * Env: NATS_URL, DATABASE_URL, NATS_SUBJECT_PREFIX, LOG_LEVEL, SWITCHBOARD_PORT_BASE
+ * (default 8080: gateway, rooms, media, events on base..base+3), and any service setting.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PlatformStatus, SERVICE_NAMES, validator, type ServiceName } from '@switchboard/protocol';
+import { ensureInfra, redact, type Infra } from './infra.ts';
+import { formatLogLine } from './logfmt.ts';
+import { ROOT, STATE_DIR } from './paths.ts';
+import { createDatabase, probePostgres, withDatabase } from './postgres.ts';
+import { NODE, ServiceProcess } from './services.ts';
+
+const say = (msg: string): void => {
+  process.stdout.write(`${'start'.padEnd(8)} ${msg}\n`);
+};
+
+function portBase(): number {
+  const raw = process.env['SWITCHBOARD_PORT_BASE'] ?? '8080';
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65532) {
+    process.stderr.write(
+      `start: SWITCHBOARD_PORT_BASE must be a port number (got ${JSON.stringify(raw)})\n`,
+    );
+    process.exit(78);
+  }
+  return n;
+}
+
+/** The rooms database: DATABASE_URL when given (created if missing), else `switchboard`. */
+async function roomsDatabase(infra: Infra): Promise<string> {
+  const configured = process.env['DATABASE_URL'];
+  if (configured !== undefined && configured !== '' && infra.started.postgres === undefined) {
+    const probe = await probePostgres(configured);
+    if (probe.ok) return configured;
+    const name = new URL(configured).pathname.slice(1);
+    return await createDatabase(infra.pgServerUrl, name === '' ? 'switchboard' : name);
+  }
+  return await createDatabase(infra.pgServerUrl, 'switchboard');
+}
+
+async function main(): Promise<void> {
+  const base = portBase();
+  mkdirSync(STATE_DIR, { recursive: true });
+  const configuredDb = process.env['DATABASE_URL'];
+  const infra = await ensureInfra({
+    natsUrl: process.env['NATS_URL'],
+    pgServerUrl:
+      configuredDb === undefined || configuredDb === ''
+        ? undefined
+        : withDatabase(configuredDb, 'postgres'),
+    log: say,
+  });
+
+  const services = new Map<ServiceName, ServiceProcess>();
+  let stopping = false;
+  const stopAll = async (code: number): Promise<never> => {
+    stopping = true;
+    // Gateway first (clients go elsewhere), then the services behind it, then NATS/PostgreSQL.
+    for (const name of [...SERVICE_NAMES]) {
+      const svc = services.get(name);
+      if (svc === undefined) continue;
+      const exit = await svc.stop();
+      say(`${name} stopped (exit ${exit})`);
+    }
+    await infra.stop();
+    if (infra.started.nats !== undefined || infra.started.postgres !== undefined)
+      say('infrastructure stopped');
+    process.exit(code);
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (stopping) return;
+      process.stdout.write('\n');
+      say(`${sig}: stopping`);
+      void stopAll(0);
+    });
+  }
+
+  try {
+    const databaseUrl = await roomsDatabase(infra);
+    say(`migrating ${redact(databaseUrl)}`);
+    const out = execFileSync(NODE, [join(ROOT, 'services/rooms/src/db/migrate.ts'), 'deploy'], {
+      env: { ...process.env, DATABASE_URL: databaseUrl },
+      encoding: 'utf8',
+    });
+    say(out.trim());
+
+    const common = {
+      NATS_URL: infra.natsUrl,
+      NATS_SUBJECT_PREFIX: process.env['NATS_SUBJECT_PREFIX'] ?? 'sb',
+      HTTP_HOST: process.env['HTTP_HOST'] ?? '127.0.0.1',
+    };
+    const perService: Record<ServiceName, Record<string, string>> = {
+      gateway: {},
+      rooms: { DATABASE_URL: databaseUrl },
+      media: {},
+      events: {},
+    };
+    await Promise.all(
+      SERVICE_NAMES.map(async (name, i) => {
+        const svc = await ServiceProcess.start(
+          name,
+          { ...common, ...perService[name], HTTP_PORT: String(base + i) },
+          {
+            detached: true,
+            logFile: join(STATE_DIR, `${name}.log`),
+            onLine: (line) => {
+              process.stdout.write(`${formatLogLine(name, line)}\n`);
+            },
+          },
+        );
+        services.set(name, svc);
+        void svc.process.exited.then(({ code, signal }) => {
+          if (stopping) return;
+          say(`${name} exited unexpectedly (code ${code}, signal ${signal}); stopping everything`);
+          void stopAll(1);
+        });
+      }),
+    );
+    await Promise.all(
+      [...services.values()].map(async (s) => {
+        await s.waitReady(60_000);
+      }),
+    );
+
+    const gateway = services.get('gateway');
+    if (gateway === undefined) throw new Error('gateway did not start');
+    const res = await fetch(`${gateway.url}/api/status`, { signal: AbortSignal.timeout(5000) });
+    const status = validator(PlatformStatus).parse(await res.json());
+    const answering = status.ok ? status.value.services.filter((s) => s.ok).length : 0;
+
+    const lines = [
+      '',
+      'Switchboard is running.',
+      `  gateway   ${gateway.url}/   (status page; WebSocket API at ws://127.0.0.1:${gateway.port}/api)`,
+      ...SERVICE_NAMES.flatMap((name) => {
+        const s = services.get(name);
+        return s === undefined
+          ? []
+          : [`  ${name.padEnd(8)}  ${s.url}/healthz  ${s.url}/readyz  ${s.url}/metrics`];
+      }),
+      `  NATS      ${infra.natsUrl}   subjects under "${common.NATS_SUBJECT_PREFIX}."`,
+      `  Postgres  ${redact(databaseUrl)}`,
+      `  logs      ${STATE_DIR}/*.log`,
+      `  ${answering} of ${SERVICE_NAMES.length} services answer over NATS. Ctrl-C stops everything.`,
+      '',
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } catch (err) {
+    say(`start failed: ${err instanceof Error ? err.message : String(err)}`);
+    await stopAll(1);
+  }
+}
+
+await main();

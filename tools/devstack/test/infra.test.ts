@@ -1,0 +1,72 @@
+/**
+ * Where no NATS or PostgreSQL is reachable (here: the configured URLs point at closed
+ * ports), the project starts its own — nats-server with JetStream and a PostgreSQL
+ * cluster — from the Debian packages, in project-owned directories, and stops them.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import pg from 'pg';
+import { ensureInfra, freePort, probeNats, probePostgres, type Infra } from '@switchboard/devstack';
+
+let stateDir: string;
+let infra: Infra;
+const messages: string[] = [];
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(join(tmpdir(), 'sb-infra-'));
+  const closedNats = await freePort();
+  const closedPg = await freePort();
+  infra = await ensureInfra({
+    natsUrl: `nats://127.0.0.1:${closedNats}`,
+    pgServerUrl: `postgresql://postgres@127.0.0.1:${closedPg}/postgres`,
+    stateDir,
+    ephemeral: true,
+    log: (m) => messages.push(m),
+  });
+});
+
+afterAll(async () => {
+  await infra.stop();
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+describe('infrastructure fallback', () => {
+  it('starts nats-server with JetStream when NATS is unreachable', async () => {
+    expect(infra.started.nats).toBeDefined();
+    expect(messages.some((m) => /NATS: .* unreachable/.test(m))).toBe(true);
+    const nc = await connect({ servers: infra.natsUrl });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const info = await jsm.getAccountInfo();
+      expect(info.limits).toBeDefined();
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('initialises and starts a PostgreSQL cluster when PostgreSQL is unreachable', async () => {
+    expect(infra.started.postgres).toBeDefined();
+    const client = new pg.Client({ connectionString: infra.pgServerUrl });
+    await client.connect();
+    try {
+      const r = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+      expect(r.rows[0]?.v).toMatch(/^\d+/);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('stops what it started and removes throw-away data', async () => {
+    const dataDir = infra.started.postgres?.dataDir ?? '';
+    const { natsUrl, pgServerUrl } = infra;
+    await infra.stop();
+    expect((await probeNats(natsUrl, 500)).ok).toBe(false);
+    expect((await probePostgres(pgServerUrl, 500)).ok).toBe(false);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+});
