@@ -7,7 +7,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as prettier from 'prettier';
 import type { TSchema } from 'typebox';
-import { ErrorCodes, SERVICE_NAMES, ServiceConfigs, type ErrorName, type ServiceName } from '@switchboard/protocol';
+import {
+  ErrorCodes,
+  SERVICE_NAMES,
+  ServiceConfigs,
+  type ErrorName,
+  type ServiceName,
+} from '@switchboard/protocol';
 
 export const README = fileURLToPath(new URL('../README.md', import.meta.url));
 
@@ -19,14 +25,14 @@ interface Row {
 
 function show(value: unknown): string {
   if (value === undefined) return '—';
-  return `\`${String(value)}\``;
+  return `\`${typeof value === 'string' ? value : JSON.stringify(value)}\``;
 }
 
 function choices(schema: TSchema): string {
   const anyOf = (schema as { anyOf?: TSchema[] }).anyOf;
   if (anyOf === undefined) return '';
   const values = anyOf.map((s) => (s as { const?: unknown }).const);
-  return values.every((v) => v !== undefined) ? ` One of ${values.map((v) => `\`${String(v)}\``).join(', ')}.` : '';
+  return values.every((v) => v !== undefined) ? ` One of ${values.map(show).join(', ')}.` : '';
 }
 
 export function configTable(): string {
@@ -49,7 +55,9 @@ export function configTable(): string {
     const services = [...row.defaults.keys()];
     const distinct = new Set(row.defaults.values());
     const def =
-      distinct.size === 1 ? [...distinct][0] : services.map((s) => `${s}: ${row.defaults.get(s) ?? '—'}`).join('<br>');
+      distinct.size === 1
+        ? [...distinct][0]
+        : services.map((s) => `${s}: ${row.defaults.get(s) ?? '—'}`).join('<br>');
     const who = services.length === SERVICE_NAMES.length ? 'all' : services.join(', ');
     lines.push(`| \`${row.variable}\` | ${who} | ${def ?? '—'} | ${row.description} |`);
   }
@@ -89,5 +97,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const before = readFileSync(README, 'utf8');
   const after = await renderReadme(before);
   if (after !== before) writeFileSync(README, after);
-  process.stdout.write(after === before ? 'README.md is up to date\n' : 'README.md configuration table updated\n');
+  process.stdout.write(
+    after === before ? 'README.md is up to date\n' : 'README.md configuration table updated\n',
+  );
 }
