@@ -4,8 +4,8 @@
  * is started in a project-owned directory on a free port and stopped by `stop()`.
  */
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { NatsServer, probeNats } from './nats.ts';
 import { PostgresServer, probePostgres } from './postgres.ts';
 import { STATE_DIR } from './paths.ts';
@@ -38,6 +38,10 @@ export async function ensureInfra(opts: InfraOptions = {}): Promise<Infra> {
   const started: Infra['started'] = {};
   const stop = async (): Promise<void> => {
     await Promise.all([started.nats?.stop(), started.postgres?.stop()]);
+    // A throw-away NATS keeps nothing either (PostgreSQL's throw-away cluster removes itself).
+    if (opts.ephemeral === true && started.nats !== undefined) {
+      await rm(dirname(started.nats.storeDir), { recursive: true, force: true });
+    }
   };
   await mkdir(stateDir, { recursive: true });
   try {
