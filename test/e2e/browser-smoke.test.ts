@@ -6,50 +6,29 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { ServiceProcess, artifactDir, testDatabase, uniquePrefix } from '@switchboard/devstack';
-import { SERVICE_NAMES, type ServiceName } from '@switchboard/protocol';
+import { artifactDir, startPlatform, uniquePrefix, type Platform } from '@switchboard/devstack';
+import { SERVICE_NAMES } from '@switchboard/protocol';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.ts';
 
-let db: Awaited<ReturnType<typeof testDatabase>>;
+let platform: Platform;
 let browser: Browser;
-const services = new Map<ServiceName, ServiceProcess>();
 
 beforeAll(async () => {
-  db = await testDatabase(inject('pgServerUrl'));
-  const env = {
-    NATS_URL: inject('natsUrl'),
-    NATS_SUBJECT_PREFIX: uniquePrefix('e2e'),
-    DATABASE_URL: db.url,
-    MEDIASOUP_WORKERS: '1',
-    MEDIASOUP_RTC_PORT: '0',
-  };
-  await Promise.all(
-    SERVICE_NAMES.map(async (name) => {
-      services.set(name, await ServiceProcess.start(name, env));
-    }),
-  );
-  await Promise.all(
-    [...services.values()].map(async (s) => {
-      await s.waitReady();
-    }),
-  );
+  platform = await startPlatform({
+    natsUrl: inject('natsUrl'),
+    subjectPrefix: uniquePrefix('e2e'),
+    pgServerUrl: inject('pgServerUrl'),
+  });
   browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
 });
 
 afterAll(async () => {
   await browser.close();
-  await Promise.all(
-    [...services.values()].map(async (s) => {
-      await s.stop();
-    }),
-  );
-  await db.drop();
+  await platform.stop();
 });
 
 describe('browser smoke', () => {
   it('loads the gateway page and sees every service answer over NATS', async () => {
-    const gateway = services.get('gateway');
-    if (gateway === undefined) throw new Error('no gateway');
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -57,7 +36,7 @@ describe('browser smoke', () => {
       if (m.type() === 'error') errors.push(m.text());
     });
 
-    const res = await page.goto(`${gateway.url}/`);
+    const res = await page.goto(`${platform.get('gateway').url}/`);
     expect(res?.status()).toBe(200);
     await expect(page.title()).resolves.toBe('Switchboard');
     await page.waitForSelector('body[data-state="ready"]', { timeout: 15_000 });

@@ -9,82 +9,65 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   NatsServer,
-  ServiceProcess,
-  testDatabase,
+  type ServiceProcess,
+  startPlatform,
   uniquePrefix,
   waitFor,
+  type Platform,
 } from '@switchboard/devstack';
-import { SERVICE_NAMES, type ServiceName } from '@switchboard/protocol';
 
 let dir: string;
 let nats: NatsServer;
-let db: Awaited<ReturnType<typeof testDatabase>>;
-const services = new Map<ServiceName, ServiceProcess>();
+let platform: Platform;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sb-readiness-'));
   nats = await NatsServer.start(dir);
-  db = await testDatabase(inject('pgServerUrl'));
-  const env = {
-    NATS_URL: nats.url,
-    NATS_SUBJECT_PREFIX: uniquePrefix('ready'),
-    DATABASE_URL: db.url,
-    MEDIASOUP_WORKERS: '1',
-    MEDIASOUP_RTC_PORT: '0',
-  };
-  await Promise.all(
-    SERVICE_NAMES.map(async (name) => {
-      services.set(name, await ServiceProcess.start(name, env));
-    }),
-  );
+  platform = await startPlatform({
+    natsUrl: nats.url,
+    subjectPrefix: uniquePrefix('ready'),
+    pgServerUrl: inject('pgServerUrl'),
+  });
 });
 
 afterAll(async () => {
-  await Promise.all(
-    [...services.values()].map(async (s) => {
-      await s.stop();
-    }),
-  );
+  await platform.stop();
   await nats.stop();
-  await db.drop();
   await rm(dir, { recursive: true, force: true });
 });
 
-async function statuses(): Promise<Record<string, { status: number; body: unknown }>> {
-  const out: Record<string, { status: number; body: unknown }> = {};
-  for (const [name, svc] of services) out[name] = await svc.readyz();
+async function statuses(): Promise<Record<string, Awaited<ReturnType<ServiceProcess['readyz']>>>> {
+  const out: Awaited<ReturnType<typeof statuses>> = {};
+  for (const [name, svc] of platform.services) out[name] = await svc.readyz();
   return out;
+}
+
+async function untilEvery(what: string, status: number, timeoutMs: number): Promise<void> {
+  await waitFor(
+    what,
+    async () => Object.values(await statuses()).every((r) => r.status === status),
+    {
+      timeoutMs,
+    },
+  );
 }
 
 describe('readiness follows NATS', () => {
   it('is ready while NATS is up, 503 while it is down, ready again when it returns', async () => {
-    await Promise.all(
-      [...services.values()].map(async (s) => {
-        await s.waitReady();
-      }),
-    );
     for (const [name, r] of Object.entries(await statuses())) {
       expect(r.status, name).toBe(200);
       expect(r.body).toMatchObject({ status: 'ready', checks: { nats: 'ok' } });
     }
 
     await nats.kill();
-    await waitFor(
-      'every service to report NATS down',
-      async () => Object.values(await statuses()).every((r) => r.status === 503),
-      { timeoutMs: 15_000 },
-    );
+    await untilEvery('every service to report NATS down', 503, 15_000);
     for (const r of Object.values(await statuses())) {
       expect(r.body).toMatchObject({ status: 'not ready', checks: { nats: 'failing' } });
     }
 
     await nats.restart();
-    await waitFor(
-      'every service to reconnect',
-      async () => Object.values(await statuses()).every((r) => r.status === 200),
-      { timeoutMs: 20_000 },
-    );
+    await untilEvery('every service to reconnect', 200, 20_000);
     // Nobody restarted a process: each reconnected on its own.
-    for (const svc of services.values()) expect(svc.process.running).toBe(true);
+    for (const svc of platform.services.values()) expect(svc.process.running).toBe(true);
   });
 });

@@ -3,55 +3,27 @@
  * exit 0 with a clean `stopped` record — and the media node leaves no worker process.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ServiceProcess, testDatabase, uniquePrefix } from '@switchboard/devstack';
-import { SERVICE_NAMES, type ServiceName } from '@switchboard/protocol';
+import { pidAlive, startPlatform, uniquePrefix, type Platform } from '@switchboard/devstack';
+import { SERVICE_NAMES } from '@switchboard/protocol';
 
-let db: Awaited<ReturnType<typeof testDatabase>>;
-const services = new Map<ServiceName, ServiceProcess>();
+let platform: Platform;
 
 beforeAll(async () => {
-  db = await testDatabase(inject('pgServerUrl'));
-  const env = {
-    NATS_URL: inject('natsUrl'),
-    NATS_SUBJECT_PREFIX: uniquePrefix('shutdown'),
-    DATABASE_URL: db.url,
-    MEDIASOUP_WORKERS: '2',
-    MEDIASOUP_RTC_PORT: '0',
-  };
-  await Promise.all(
-    SERVICE_NAMES.map(async (name) => {
-      services.set(name, await ServiceProcess.start(name, env));
-    }),
-  );
-  await Promise.all(
-    [...services.values()].map(async (s) => {
-      await s.waitReady();
-    }),
-  );
+  platform = await startPlatform({
+    natsUrl: inject('natsUrl'),
+    subjectPrefix: uniquePrefix('shutdown'),
+    pgServerUrl: inject('pgServerUrl'),
+    env: { MEDIASOUP_WORKERS: '2' },
+  });
 });
 
 afterAll(async () => {
-  await Promise.all(
-    [...services.values()].map(async (s) => {
-      await s.stop();
-    }),
-  );
-  await db.drop();
+  await platform.stop();
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('graceful shutdown', () => {
   it.each(SERVICE_NAMES)('%s exits 0 on SIGTERM after a clean drain', async (name) => {
-    const svc = services.get(name);
-    if (svc === undefined) throw new Error(`${name} not started`);
+    const svc = platform.get(name);
     const workerPids = [
       ...svc.process.output().matchAll(/"pid":(\d+).*"msg":"mediasoup worker started"/g),
     ].map((m) => Number(m[1]));
@@ -62,6 +34,6 @@ describe('graceful shutdown', () => {
     const out = svc.process.output();
     expect(out).toMatch(/"reason":"SIGTERM","msg":"shutting down"/);
     expect(out).toMatch(/"clean":true,"msg":"stopped"/);
-    for (const pid of workerPids) expect(alive(pid)).toBe(false);
+    for (const pid of workerPids) expect(pidAlive(pid)).toBe(false);
   });
 });

@@ -15,6 +15,7 @@ import {
   ROOT,
   freePort,
   pgDataDir,
+  pidAlive,
   tcpReachable,
   uniquePrefix,
 } from '@switchboard/devstack';
@@ -47,15 +48,6 @@ function descendants(pid: number): number[] {
   };
   walk(pid);
   return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function freeBase(): Promise<number> {
@@ -109,7 +101,7 @@ describe('./run start', () => {
     expect(exit.code).toBe(0);
     expect(start.output()).toMatch(/gateway stopped \(exit 0\)/);
     expect(start.output()).toMatch(/infrastructure stopped/);
-    const left = tree.filter(alive);
+    const left = tree.filter(pidAlive);
     expect(left).toEqual([]);
   });
 });

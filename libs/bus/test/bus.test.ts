@@ -67,6 +67,31 @@ function serveEcho(b: Bus, instance: string): void {
   });
 }
 
+/** Connected `rooms` servers (each set up by `serveWith`) and a `gateway` client. */
+async function connected(
+  serveWith: ((b: Bus, instance: string) => void)[],
+  metrics?: Registry,
+): Promise<{ servers: Bus[]; client: Bus }> {
+  const servers = serveWith.map((setup, i) => {
+    const b = bus('rooms', `r${i + 1}`);
+    setup(b, `r${i + 1}`);
+    return b;
+  });
+  const client = bus('gateway', 'g1', metrics);
+  await Promise.all(
+    [...servers, client].map(async (b) => {
+      await b.whenConnected();
+    }),
+  );
+  // The subscriptions have reached the server before anyone asks.
+  await Promise.all(
+    servers.map(async (b) => {
+      await b.connection?.flush();
+    }),
+  );
+  return { servers, client };
+}
+
 beforeEach(() => {
   prefix = uniquePrefix('bus');
 });
@@ -81,11 +106,7 @@ afterEach(async () => {
 
 describe('Bus', () => {
   it('answers a typed request and propagates the trace', async () => {
-    const server = bus('rooms', 'r1');
-    serveEcho(server, 'r1');
-    const client = bus('gateway', 'g1');
-    await Promise.all([server.whenConnected(), client.whenConnected()]);
-    await server.connection?.flush();
+    const { client } = await connected([serveEcho]);
 
     const traceparent = newTraceparent();
     const reply = await client.request(Echo, { text: 'hi' }, { traceparent });
@@ -98,11 +119,7 @@ describe('Bus', () => {
   });
 
   it('maps handler errors onto protocol codes', async () => {
-    const server = bus('rooms', 'r1');
-    serveEcho(server, 'r1');
-    const client = bus('gateway', 'g1');
-    await Promise.all([server.whenConnected(), client.whenConnected()]);
-    await server.connection?.flush();
+    const { client } = await connected([serveEcho]);
 
     await expect(client.request(Echo, { text: 'x', fail: 'protocol' })).rejects.toMatchObject({
       errorName: 'ROOM_IS_FULL',
@@ -117,12 +134,12 @@ describe('Bus', () => {
   });
 
   it('rejects invalid payloads with a field error, and invalid replies as SYSTEM', async () => {
-    const server = bus('rooms', 'r1');
-    serveEcho(server, 'r1');
-    server.serve(Bad, async () => ({ n: 'not a number' }) as unknown as { n: number });
-    const client = bus('gateway', 'g1');
-    await Promise.all([server.whenConnected(), client.whenConnected()]);
-    await server.connection?.flush();
+    const { client } = await connected([
+      (b, instance) => {
+        serveEcho(b, instance);
+        b.serve(Bad, async () => ({ n: 'not a number' }) as unknown as { n: number });
+      },
+    ]);
 
     await expect(
       client.request(Echo, { text: 42 } as unknown as { text: string }),
@@ -154,20 +171,20 @@ describe('Bus', () => {
   });
 
   it('times out at the deadline and tells the handler through its signal', async () => {
-    const server = bus('rooms', 'r1');
     let handlerSawAbort: Promise<boolean> | undefined;
-    server.serve(Echo, async (req, ctx) => {
-      handlerSawAbort = new Promise((resolve) => {
-        ctx.signal.addEventListener('abort', () => {
-          resolve(Date.now() >= ctx.deadline - 5);
+    const { client } = await connected([
+      (b) => {
+        b.serve(Echo, async (req, ctx) => {
+          handlerSawAbort = new Promise((resolve) => {
+            ctx.signal.addEventListener('abort', () => {
+              resolve(Date.now() >= ctx.deadline - 5);
+            });
+          });
+          await handlerSawAbort;
+          return { text: req.text, instance: 'r1', traceId: '', aborted: true };
         });
-      });
-      await handlerSawAbort;
-      return { text: req.text, instance: 'r1', traceId: '', aborted: true };
-    });
-    const client = bus('gateway', 'g1');
-    await Promise.all([server.whenConnected(), client.whenConnected()]);
-    await server.connection?.flush();
+      },
+    ]);
 
     await expect(client.request(Echo, { text: 'slow' }, { timeoutMs: 300 })).rejects.toMatchObject({
       errorName: 'TIMEOUT',
@@ -176,11 +193,7 @@ describe('Bus', () => {
   });
 
   it('cancels a request through its AbortSignal', async () => {
-    const server = bus('rooms', 'r1');
-    serveEcho(server, 'r1');
-    const client = bus('gateway', 'g1');
-    await Promise.all([server.whenConnected(), client.whenConnected()]);
-    await server.connection?.flush();
+    const { client } = await connected([serveEcho]);
 
     const ac = new AbortController();
     const p = client.request(Echo, { text: 'x', delayMs: 1000 }, { signal: ac.signal });
@@ -196,37 +209,30 @@ describe('Bus', () => {
   });
 
   it('shares requests among the instances of a queue group', async () => {
-    const a = bus('rooms', 'a');
-    const b = bus('rooms', 'b');
-    serveEcho(a, 'a');
-    serveEcho(b, 'b');
-    const client = bus('gateway', 'g1');
-    await Promise.all([a.whenConnected(), b.whenConnected(), client.whenConnected()]);
-    await Promise.all([a.connection?.flush(), b.connection?.flush()]);
+    const { client } = await connected([serveEcho, serveEcho]);
 
     const replies = await Promise.all(
       Array.from({ length: 60 }, async (_, i) => await client.request(Echo, { text: String(i) })),
     );
     const byInstance = new Map<string, number>();
     for (const r of replies) byInstance.set(r.instance, (byInstance.get(r.instance) ?? 0) + 1);
-    expect(byInstance.get('a')).toBeGreaterThan(0);
-    expect(byInstance.get('b')).toBeGreaterThan(0);
+    expect(byInstance.get('r1')).toBeGreaterThan(0);
+    expect(byInstance.get('r2')).toBeGreaterThan(0);
     expect(replies.map((r) => r.text)).toEqual(Array.from({ length: 60 }, (_, i) => String(i)));
   });
 
   it('stopServing answers every request in flight and takes no new ones', async () => {
-    const server = bus('rooms', 'r1');
-    serveEcho(server, 'r1');
-    const client = bus('gateway', 'g1');
-    await Promise.all([server.whenConnected(), client.whenConnected()]);
-    await server.connection?.flush();
+    const {
+      servers: [server],
+      client,
+    } = await connected([serveEcho]);
 
     const inflight = Array.from(
       { length: 10 },
       async (_, i) => await client.request(Echo, { text: `late ${i}`, delayMs: 300 }),
     );
     await new Promise((r) => setTimeout(r, 100));
-    await server.stopServing();
+    await server?.stopServing();
     // Every request that reached the server before the drain got its answer.
     const answers = await Promise.all(inflight);
     expect(answers.map((a) => a.text)).toEqual(Array.from({ length: 10 }, (_, i) => `late ${i}`));
@@ -237,11 +243,7 @@ describe('Bus', () => {
 
   it('exports request metrics by method and outcome', async () => {
     const metrics = new Registry();
-    const server = bus('rooms', 'r1');
-    serveEcho(server, 'r1');
-    const client = bus('gateway', 'g1', metrics);
-    await Promise.all([server.whenConnected(), client.whenConnected()]);
-    await server.connection?.flush();
+    const { client } = await connected([serveEcho], metrics);
     await client.request(Echo, { text: 'x' });
     await client.request(Echo, { text: 'x', fail: 'protocol' }).catch(() => undefined);
     const text = await metrics.metrics();

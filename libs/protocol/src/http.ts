@@ -1,6 +1,13 @@
-/** Payloads of the gateway's HTTP endpoints (besides the ops endpoints every service has). */
+/** Payloads of the services' HTTP endpoints. */
 import Type, { type Static } from 'typebox';
 import { PingReply, ServiceName } from './bus.ts';
+
+/** GET /readyz of every service (200 when `ready`, else 503). */
+export const ReadinessResponse = Type.Object({
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not ready'), Type.Literal('draining')]),
+  checks: Type.Record(Type.String(), Type.Union([Type.Literal('ok'), Type.Literal('failing')])),
+});
+export type ReadinessResponse = Static<typeof ReadinessResponse>;
 
 /** GET /api/status: each service pinged over NATS through the gateway. */
 export const PlatformStatus = Type.Object({

@@ -14,7 +14,7 @@ import { pino, type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Static, TObject } from 'typebox';
 import { Bus } from '@switchboard/bus';
-import { Ping, type ServiceName } from '@switchboard/protocol';
+import { Ping, type ReadinessResponse, type ServiceName } from '@switchboard/protocol';
 import { ConfigError, loadConfig } from './config.ts';
 import { Readiness } from './readiness.ts';
 
@@ -230,10 +230,11 @@ function registerOpsRoutes(http: FastifyInstance, readiness: Readiness, metrics:
   http.get('/healthz', async () => ({ status: 'ok' }));
   http.get('/readyz', async (_req, reply) => {
     const report = await readiness.evaluate();
-    return reply.code(report.ready ? 200 : 503).send({
+    const body: ReadinessResponse = {
       status: report.ready ? 'ready' : report.draining ? 'draining' : 'not ready',
       checks: report.checks,
-    });
+    };
+    return reply.code(report.ready ? 200 : 503).send(body);
   });
   http.get('/metrics', async (_req, reply) => {
     return reply.type(metrics.contentType).send(await metrics.metrics());

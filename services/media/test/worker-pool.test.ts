@@ -4,38 +4,33 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { freePort, waitFor } from '@switchboard/devstack';
-import { WorkerPool } from '../src/workers.ts';
+import { freePort, pidAlive, waitFor } from '@switchboard/devstack';
+import { WorkerPool, type WorkerPoolOptions } from '../src/workers.ts';
 
 let pool: WorkerPool | undefined;
+
+function options(portBase: number, more: Partial<WorkerPoolOptions> = {}): WorkerPoolOptions {
+  return {
+    count: 1,
+    listenIp: '127.0.0.1',
+    announcedAddress: undefined,
+    portBase,
+    logLevel: 'none',
+    workerBin: undefined,
+    log: pino({ level: 'silent' }),
+    ...more,
+  };
+}
 
 afterEach(async () => {
   await pool?.close();
   pool = undefined;
 });
 
-function alive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('WorkerPool', () => {
   it('runs a WebRtcServer per worker on consecutive ports and replaces a dead worker', async () => {
     const base = await freePort();
-    pool = await WorkerPool.create({
-      count: 2,
-      listenIp: '127.0.0.1',
-      announcedAddress: '203.0.113.10',
-      portBase: base,
-      logLevel: 'warn',
-      workerBin: undefined,
-      log: pino({ level: 'silent' }),
-    });
+    pool = await WorkerPool.create(options(base, { count: 2, announcedAddress: '203.0.113.10' }));
     expect(pool.slots.map((s) => s.port)).toEqual([base, base + 1]);
     expect(pool.healthy).toBe(true);
 
@@ -68,32 +63,14 @@ describe('WorkerPool', () => {
     const pids = pool.slots.map((s) => s.worker.pid);
     await pool.close();
     pool = undefined;
-    for (const pid of pids) expect(alive(pid)).toBe(false);
+    for (const pid of pids) expect(pidAlive(pid)).toBe(false);
   });
 
   it('fails to start when its port is taken, leaving no worker behind', async () => {
     const base = await freePort();
-    const first = await WorkerPool.create({
-      count: 1,
-      listenIp: '127.0.0.1',
-      announcedAddress: undefined,
-      portBase: base,
-      logLevel: 'none',
-      workerBin: undefined,
-      log: pino({ level: 'silent' }),
-    });
+    const first = await WorkerPool.create(options(base));
     try {
-      await expect(
-        WorkerPool.create({
-          count: 1,
-          listenIp: '127.0.0.1',
-          announcedAddress: undefined,
-          portBase: base,
-          logLevel: 'none',
-          workerBin: undefined,
-          log: pino({ level: 'silent' }),
-        }),
-      ).rejects.toThrow();
+      await expect(WorkerPool.create(options(base))).rejects.toThrow();
     } finally {
       await first.close();
     }

@@ -6,3 +6,4 @@ export * from './postgres.ts';
 export * from './process.ts';
 export * from './services.ts';
 export * from './testkit.ts';
+export * from './platform.ts';

@@ -3,7 +3,14 @@
  * platform runs them: for `./run start` and for the integration tests.
  */
 import { join } from 'node:path';
-import type { ServiceName } from '@switchboard/protocol';
+import {
+  ReadinessResponse,
+  formatIssues,
+  validator,
+  type ServiceName,
+} from '@switchboard/protocol';
+
+const readinessResponse = validator(ReadinessResponse);
 import { waitFor } from './net.ts';
 import { ROOT } from './paths.ts';
 import { ManagedProcess, type SpawnOptions } from './process.ts';
@@ -50,9 +57,12 @@ export class ServiceProcess {
     return new ServiceProcess(name, proc, port);
   }
 
-  async readyz(): Promise<{ status: number; body: unknown }> {
+  /** GET /readyz: the HTTP status and the validated body. */
+  async readyz(): Promise<{ status: number; body: ReadinessResponse }> {
     const res = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(3000) });
-    return { status: res.status, body: await res.json() };
+    const body = readinessResponse.parse(await res.json());
+    if (!body.ok) throw new Error(`${this.name} /readyz: ${formatIssues(body.issues)}`);
+    return { status: res.status, body: body.value };
   }
 
   async waitReady(timeoutMs = 30_000): Promise<void> {

@@ -28,6 +28,7 @@ import {
   readMigrations,
   readSchema,
 } from './schema-engine.ts';
+import type { DiffTarget, SchemasContainer } from '@prisma/schema-engine-wasm/schema_engine_bg';
 
 const ROOMS_DIR = resolve(fileURLToPath(new URL('../../', import.meta.url)));
 export const SCHEMA_PATH = resolve(ROOMS_DIR, config.schema ?? 'prisma/schema.prisma');
@@ -102,16 +103,18 @@ export async function deployMigrations(databaseUrl: string): Promise<DeployResul
 }
 
 /**
- * Whether the migrations folder, replayed on a temporary shadow database on the server of
- * `serverUrl`, yields exactly the schema. Returns the SQL that would close the gap ('' when
- * none).
+ * The SQL that would take `from` to `to` ('' when they agree), computed by the schema
+ * engine on `url`'s server (replaying migrations on a temporary shadow database there).
  */
-export async function migrationsDrift(serverUrl: string): Promise<string> {
+async function diff(
+  url: string,
+  from: (schema: SchemasContainer) => Promise<DiffTarget>,
+): Promise<string> {
   const schema = await readSchema(SCHEMA_PATH);
-  const { engine, close } = await openSchemaEngine(serverUrl, schema);
+  const { engine, close } = await openSchemaEngine(url, schema);
   try {
     const res = await engine.diff({
-      from: { tag: 'migrations', ...(await readMigrations(MIGRATIONS_DIR)) },
+      from: await from(schema),
       to: { tag: 'schemaDatamodel', ...schema },
       script: true,
       exitCode: true,
@@ -123,22 +126,21 @@ export async function migrationsDrift(serverUrl: string): Promise<string> {
   }
 }
 
-/** Whether the database at `databaseUrl` has exactly the schema (after deploy: it should). */
+/** What a migration would need for the migrations folder to yield exactly the schema ('' when nothing). */
+export async function migrationsDrift(serverUrl: string): Promise<string> {
+  return await diff(serverUrl, async () => ({
+    tag: 'migrations',
+    ...(await readMigrations(MIGRATIONS_DIR)),
+  }));
+}
+
+/** What the database at `databaseUrl` lacks of the schema ('' when nothing; after deploy: nothing). */
 export async function databaseDrift(databaseUrl: string): Promise<string> {
-  const schema = await readSchema(SCHEMA_PATH);
-  const { engine, close } = await openSchemaEngine(databaseUrl, schema);
-  try {
-    const res = await engine.diff({
-      from: { tag: 'schemaDatasource', ...schema, configDir: ROOMS_DIR },
-      to: { tag: 'schemaDatamodel', ...schema },
-      script: true,
-      exitCode: true,
-      filters: NO_FILTERS,
-    });
-    return res.exitCode === 0 ? '' : (res.stdout ?? '');
-  } finally {
-    await close();
-  }
+  return await diff(databaseUrl, async (schema) => ({
+    tag: 'schemaDatasource',
+    ...schema,
+    configDir: ROOMS_DIR,
+  }));
 }
 
 function utcTimestamp(d = new Date()): string {
@@ -164,35 +166,20 @@ export async function createMigration(
   serverUrl: string,
   name: string,
 ): Promise<string | undefined> {
-  const schema = await readSchema(SCHEMA_PATH);
   const migrations = await readMigrations(MIGRATIONS_DIR);
-  const { engine, close } = await openSchemaEngine(serverUrl, schema);
-  try {
-    // Diff from the history replayed on a shadow database, as `migrate dev` does. The
-    // engine needs the provider from the lock file, which the first migration creates.
-    const res = await engine.diff({
-      from: {
-        tag: 'migrations',
-        ...migrations,
-        lockfile: {
-          ...migrations.lockfile,
-          content: migrations.lockfile.content ?? MIGRATION_LOCK,
-        },
-      },
-      to: { tag: 'schemaDatamodel', ...schema },
-      script: true,
-      exitCode: true,
-      filters: NO_FILTERS,
-    });
-    if (res.exitCode === 0) return undefined;
-    const dir = join(migrations.baseDir, `${utcTimestamp()}_${slug(name)}`);
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, 'migration.sql'), res.stdout ?? '', 'utf8');
-    await writeFile(join(migrations.baseDir, migrations.lockfile.path), MIGRATION_LOCK, 'utf8');
-    return dir;
-  } finally {
-    await close();
-  }
+  // Diff from the history replayed on a shadow database, as `migrate dev` does. The engine
+  // needs the provider from the lock file, which the first migration creates.
+  const sql = await diff(serverUrl, async () => ({
+    tag: 'migrations',
+    ...migrations,
+    lockfile: { ...migrations.lockfile, content: migrations.lockfile.content ?? MIGRATION_LOCK },
+  }));
+  if (sql === '') return undefined;
+  const dir = join(migrations.baseDir, `${utcTimestamp()}_${slug(name)}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'migration.sql'), sql, 'utf8');
+  await writeFile(join(migrations.baseDir, migrations.lockfile.path), MIGRATION_LOCK, 'utf8');
+  return dir;
 }
 
 async function cli(): Promise<number> {

@@ -1,0 +1,84 @@
+/** The four services as processes on one NATS and one database, for tests. */
+import { SERVICE_NAMES, type ServiceName } from '@switchboard/protocol';
+import { ServiceProcess } from './services.ts';
+import { testDatabase } from './testkit.ts';
+
+export interface Platform {
+  readonly services: ReadonlyMap<ServiceName, ServiceProcess>;
+  /** The process of `name` (throws if it was not started). */
+  get(name: ServiceName): ServiceProcess;
+  /** SIGTERM every service and wait for the exits. */
+  stop(): Promise<void>;
+}
+
+export interface PlatformOptions {
+  natsUrl: string;
+  subjectPrefix: string;
+  /** The platform gets a database of its own on this server, dropped by stop(). */
+  pgServerUrl: string;
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+  /** Which services (default: all four). */
+  names?: readonly ServiceName[];
+  /** Wait for every /readyz to answer 200 (default true). */
+  waitReady?: boolean;
+}
+
+export async function startPlatform(opts: PlatformOptions): Promise<Platform> {
+  const db = await testDatabase(opts.pgServerUrl);
+  const env = {
+    NATS_URL: opts.natsUrl,
+    NATS_SUBJECT_PREFIX: opts.subjectPrefix,
+    DATABASE_URL: db.url,
+    // Small and port-conflict free: one worker, any free WebRtcServer port.
+    MEDIASOUP_WORKERS: '1',
+    MEDIASOUP_RTC_PORT: '0',
+    ...opts.env,
+  };
+  const services = new Map<ServiceName, ServiceProcess>();
+  const platform: Platform = {
+    services,
+    get(name) {
+      const svc = services.get(name);
+      if (svc === undefined) throw new Error(`${name} was not started`);
+      return svc;
+    },
+    async stop() {
+      await Promise.all(
+        [...services.values()].map(async (s) => {
+          await s.stop();
+        }),
+      );
+      await db.drop();
+    },
+  };
+  try {
+    await Promise.all(
+      (opts.names ?? SERVICE_NAMES).map(async (name) => {
+        services.set(name, await ServiceProcess.start(name, env));
+      }),
+    );
+    if (opts.waitReady !== false) {
+      await Promise.all(
+        [...services.values()].map(async (s) => {
+          await s.waitReady();
+        }),
+      );
+    }
+  } catch (err) {
+    await platform.stop();
+    throw err;
+  }
+  return platform;
+}
+
+/** Whether a process with this pid exists. */
+export function pidAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
