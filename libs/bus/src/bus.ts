@@ -397,7 +397,10 @@ export class Bus {
         this.#connected = true;
         this.#log.info({ server: nc.getServer() }, 'connected to NATS');
         for (const served of this.#served) this.#subscribe(nc, served);
-        this.#statusLoop = this.#watchStatus(nc);
+        this.#statusLoop = this.#watchStatus(nc).catch((err: unknown) => {
+          // The status stream ends with the connection; an error from it is only logged.
+          this.#log.error({ err }, 'NATS status stream failed');
+        });
         this.#notifyConnected();
         return;
       } catch (err) {

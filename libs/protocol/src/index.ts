@@ -4,3 +4,4 @@ export * from './client.ts';
 export * from './bus.ts';
 export * from './config.ts';
 export * from './http.ts';
+export * from './events.ts';

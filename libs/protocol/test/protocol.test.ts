@@ -7,6 +7,8 @@ import {
   errorName,
   replyError,
   replyOk,
+  roomEvent,
+  roomEventSubject,
   serverEventData,
   subjects,
   Ping,
@@ -165,5 +167,35 @@ describe('bus subjects', () => {
     for (const ok of ['sb', 'acme.prod', 't_1a2b']) expect(v.check(ok)).toBe(true);
     for (const bad of ['', 'a..b', 'a.*', 'a.>', 'a b', '.sb', 'sb.'])
       expect(v.check(bad)).toBe(false);
+  });
+});
+
+describe('room events (003)', () => {
+  it('accepts the documented payloads on prefixed subjects', () => {
+    expect(
+      roomEvent['room.join'].check({
+        roomId: 'r',
+        roomSize: 2,
+        socketId,
+        userId: 'u1',
+        platform: 'Web',
+        appVersion: '110',
+        version: 'chrome v57',
+        ip: '192.0.2.1',
+        bitrate: 500_000,
+      }),
+    ).toBe(true);
+    expect(
+      roomEvent['room.leave'].check({ roomId: 'r', roomSize: 1, socketId, userId: 'u1' }),
+    ).toBe(true);
+    expect(
+      roomEvent['room.live'].check({
+        roomId: 'r',
+        roomSize: 1,
+        sessions: [{ socketId, userId: 'u1' }],
+      }),
+    ).toBe(true);
+    expect(roomEvent['room.live'].check({ roomId: 'r', roomSize: 1 })).toBe(false);
+    expect(roomEventSubject('sb', 'room.join')).toBe('sb.room.join');
   });
 });
