@@ -4,3 +4,4 @@ export * from './service.ts';
 // Services use the same logger and metrics types as the runtime that creates them.
 export type { Logger } from 'pino';
 export { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+export * from './http.ts';

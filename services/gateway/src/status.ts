@@ -9,12 +9,13 @@ import {
   ProtocolError,
   type PlatformStatus,
 } from '@switchboard/protocol';
-import type { Service } from '@switchboard/service';
+import { requestSignal, type Service } from '@switchboard/service';
 
 const STATUS_TIMEOUT_MS = 2000;
 
 export function statusRoutes(svc: Service): void {
   svc.http.get('/api/status', async (req, reply) => {
+    const signal = requestSignal(reply);
     const services = await Promise.all(
       SERVICE_NAMES.map(async (service): Promise<PlatformStatus['services'][number]> => {
         const started = performance.now();
@@ -22,7 +23,10 @@ export function statusRoutes(svc: Service): void {
           const instance = await svc.bus.request(
             Ping[service],
             {},
-            { timeoutMs: STATUS_TIMEOUT_MS },
+            {
+              timeoutMs: STATUS_TIMEOUT_MS,
+              signal,
+            },
           );
           return {
             service,
