@@ -98,6 +98,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const after = await renderReadme(before);
   if (after !== before) writeFileSync(README, after);
   process.stdout.write(
-    after === before ? 'README.md is up to date\n' : 'README.md configuration table updated\n',
+    after === before ? 'README.md is up to date\n' : 'README.md tables updated\n',
   );
 }

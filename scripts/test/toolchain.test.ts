@@ -6,7 +6,6 @@ import { NODE, ROOT } from '@switchboard/devstack';
 
 const pkg = JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as {
   devDependencies: Record<string, string>;
-  engines: { node: string };
   packageManager: string;
 };
 

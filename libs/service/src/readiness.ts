@@ -3,12 +3,14 @@
  * mediasoup workers, ...). `/readyz` answers 200 only while every check passes and the
  * service is not draining.
  */
+import type { ReadinessResponse } from '@switchboard/protocol';
+
 export type Check = () => boolean | Promise<boolean>;
 
 export interface ReadinessReport {
   ready: boolean;
   draining: boolean;
-  checks: Record<string, 'ok' | 'failing'>;
+  checks: ReadinessResponse['checks'];
 }
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -39,7 +41,7 @@ export class Readiness {
   }
 
   async evaluate(): Promise<ReadinessReport> {
-    const checks: Record<string, 'ok' | 'failing'> = {};
+    const checks: ReadinessResponse['checks'] = {};
     await Promise.all(
       [...this.#checks].map(async ([name, check]) => {
         let ok: boolean;
