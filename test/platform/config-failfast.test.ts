@@ -46,4 +46,29 @@ describe('configuration is validated at start', () => {
     expect(code).toBe(78);
     expect(output).toMatch(/DATABASE_URL: .*"mysql:\/\/root@localhost\/db"/);
   });
+
+  it('the gateway refuses to start without a token key, or with a bad one', async () => {
+    const none = await runWith('gateway', { HTTP_PORT: '0' });
+    expect(none.code).toBe(78);
+    expect(none.output).toMatch(/AUTH_HS256_SECRET/);
+
+    const short = await runWith('gateway', { HTTP_PORT: '0', AUTH_HS256_SECRET: 'too-short' });
+    expect(short.code).toBe(78);
+    expect(short.output).toMatch(/AUTH_HS256_SECRET: .*"too-short"/);
+
+    const pem = await runWith('gateway', {
+      HTTP_PORT: '0',
+      AUTH_RS256_PUBLIC_KEYS: '-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----',
+    });
+    expect(pem.code).toBe(78);
+    expect(pem.output).toMatch(/AUTH_RS256_PUBLIC_KEYS/);
+  });
+
+  it('rooms rejects a ladder that is not a list of steps', async () => {
+    const { code, output } = await runWith('rooms', {
+      USER_MEDIA_LADDER: '[{"maxSize":2,"width":"wide"}]',
+    });
+    expect(code).toBe(78);
+    expect(output).toMatch(/USER_MEDIA_LADDER: /);
+  });
 });

@@ -31,7 +31,9 @@ import {
   type RpcReply,
   type RpcRequest,
   type ServiceName,
+  type Validator,
 } from '@switchboard/protocol';
+import type { Static, TSchema } from 'typebox';
 import { childTraceparent, traceIdOf } from './trace.ts';
 
 export interface BusOptions {
@@ -55,6 +57,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** The trace this request belongs to (a handler passes its own ctx.traceparent). */
   traceparent?: string;
+  /** The error when nobody subscribes to the subject (default SERVICE_UNAVAILABLE). */
+  noResponders?: ErrorName;
 }
 
 export interface HandlerContext {
@@ -72,6 +76,36 @@ export type Handler<M extends RpcMethod> = (
   request: RpcRequest<M>,
   ctx: HandlerContext,
 ) => Promise<RpcReply<M>>;
+
+/** A message received by a `subscribe` handler. */
+export interface Incoming {
+  readonly subject: string;
+  readonly traceparent: string;
+  /** Whether the sender waits for a reply (a request, not a publish). */
+  readonly isRequest: boolean;
+  /** Answer a request with a bus envelope; ignored for a publish or after the first answer. */
+  respond(result: { ok: true; data: unknown } | { ok: false; error: ProtocolError }): void;
+}
+
+export type SubscriptionHandler<S extends TSchema> = (
+  payload: Static<S>,
+  msg: Incoming,
+) => void | Promise<void>;
+
+/** A live subscription made with `subscribe`. */
+export interface BusSubscription {
+  readonly subject: string;
+  unsubscribe(): void;
+}
+
+interface Subscribed {
+  subject: string;
+  queue: string | undefined;
+  validator: Validator<TSchema>;
+  handler: SubscriptionHandler<TSchema>;
+  sub?: Subscription;
+  closed: boolean;
+}
 
 interface Served {
   subject: string;
@@ -96,6 +130,7 @@ export class Bus {
   readonly #log: Logger;
   readonly #caller: string;
   readonly #served: Served[] = [];
+  readonly #subscribed = new Set<Subscribed>();
   readonly #inflight = new Set<Promise<void>>();
   readonly #closing = new AbortController();
   readonly #metrics: BusMetrics | undefined;
@@ -104,6 +139,7 @@ export class Bus {
   #statusLoop: Promise<void> | undefined;
   readonly #connecting: Promise<void>;
   #connectedWaiters: (() => void)[] = [];
+  readonly #reconnectListeners = new Set<() => void>();
   #stopServing: Promise<void> | undefined;
 
   constructor(opts: BusOptions) {
@@ -127,6 +163,16 @@ export class Bus {
 
   get prefix(): string {
     return this.#opts.prefix;
+  }
+
+  /**
+   * Call `listener` each time the connection comes back after a break (not on the first
+   * connection). Messages published to this instance during the break were lost, so state
+   * kept in step by them needs a resync. Returns a function that removes the listener.
+   */
+  onReconnect(listener: () => void): () => void {
+    this.#reconnectListeners.add(listener);
+    return () => this.#reconnectListeners.delete(listener);
   }
 
   /** Resolves once connected (immediately if connected now); rejects when `signal` aborts. */
@@ -177,7 +223,35 @@ export class Bus {
     request: RpcRequest<M>,
     opts: RequestOptions,
   ): Promise<RpcReply<M>> {
-    const subject = subjects.rpc(this.#opts.prefix, method);
+    return (await this.#call(
+      subjects.rpc(this.#opts.prefix, method),
+      method.service,
+      request,
+      method.reply,
+      opts,
+    )) as RpcReply<M>;
+  }
+
+  /**
+   * A request on any subject whose answerer replies with a bus envelope (see `respond` of
+   * `subscribe`): the same deadlines, cancellation and error mapping as `request`.
+   */
+  async requestSubject<S extends TSchema>(
+    subject: string,
+    payload: unknown,
+    reply: Validator<S>,
+    opts: RequestOptions = {},
+  ): Promise<Static<S>> {
+    return await this.#call(subject, subject, payload, reply, opts);
+  }
+
+  async #call<S extends TSchema>(
+    subject: string,
+    peer: string,
+    payload: unknown,
+    reply: Validator<S>,
+    opts: RequestOptions,
+  ): Promise<Static<S>> {
     const timeout = opts.timeoutMs ?? this.#opts.requestTimeoutMs;
     if (opts.signal?.aborted === true) throw new ProtocolError('CANCELLED');
     const nc = this.#nc;
@@ -192,10 +266,17 @@ export class Bus {
     let msg: Msg;
     try {
       msg = await abortable(
-        nc.request(subject, JSON.stringify(request), { timeout, headers: h }),
+        nc.request(subject, JSON.stringify(payload), { timeout, headers: h }),
         opts.signal,
       );
     } catch (err) {
+      if (
+        opts.noResponders !== undefined &&
+        err instanceof natsErrors.RequestError &&
+        err.isNoResponders()
+      ) {
+        throw new ProtocolError(opts.noResponders, undefined, { cause: err });
+      }
       throw this.#mapRequestError(err, subject);
     }
 
@@ -206,15 +287,15 @@ export class Bus {
       envelope = parsed.value;
     } catch (err) {
       this.#log.error({ err, subject }, 'malformed reply');
-      throw new ProtocolError('SYSTEM', `malformed reply from ${method.service}`, { cause: err });
+      throw new ProtocolError('SYSTEM', `malformed reply from ${peer}`, { cause: err });
     }
     if (!envelope.ok) throw ProtocolError.fromCode(envelope.error.code, envelope.error.message);
-    const data = method.reply.parse(envelope.data);
+    const data = reply.parse(envelope.data);
     if (!data.ok) {
       this.#log.error({ subject, issues: data.issues }, 'reply does not match its schema');
-      throw new ProtocolError('SYSTEM', `invalid reply from ${method.service}`);
+      throw new ProtocolError('SYSTEM', `invalid reply from ${peer}`);
     }
-    return data.value as RpcReply<M>;
+    return data.value;
   }
 
   #mapRequestError(err: unknown, subject: string): ProtocolError {
@@ -262,6 +343,123 @@ export class Bus {
     if (this.#stopServing !== undefined) throw new Error('the bus has stopped serving');
     this.#served.push(served);
     if (this.#nc !== undefined) this.#subscribe(this.#nc, served);
+  }
+
+  /** Publish a message (fire and forget; buffered while reconnecting). */
+  publish(subject: string, payload: unknown, traceparent?: string): void {
+    const nc = this.#nc;
+    if (nc === undefined || this.#closing.signal.aborted) {
+      throw new ProtocolError('SERVICE_UNAVAILABLE', 'not connected to NATS');
+    }
+    const h = natsHeaders();
+    h.set(BusHeaders.traceparent, childTraceparent(traceparent));
+    h.set(BusHeaders.caller, this.#caller);
+    nc.publish(subject, JSON.stringify(payload), { headers: h });
+  }
+
+  /**
+   * Receive messages on `subject` (wildcards allowed), validated against `schema`: an
+   * invalid one is logged and, if it is a request, answered with JSON_FIELD_INVALID. A
+   * handler's error is logged and, for a request, answered (its code, or SYSTEM). With
+   * `queue`, each message goes to one subscriber of the group.
+   */
+  subscribe<S extends TSchema>(
+    subject: string,
+    schema: Validator<S>,
+    handler: SubscriptionHandler<S>,
+    opts: { queue?: string } = {},
+  ): BusSubscription {
+    const entry: Subscribed = {
+      subject,
+      queue: opts.queue,
+      validator: schema,
+      handler,
+      closed: false,
+    };
+    this.#subscribed.add(entry);
+    if (this.#nc !== undefined) this.#subscribeEntry(this.#nc, entry);
+    return {
+      subject,
+      unsubscribe: () => {
+        if (entry.closed) return;
+        entry.closed = true;
+        this.#subscribed.delete(entry);
+        entry.sub?.unsubscribe();
+      },
+    };
+  }
+
+  #subscribeEntry(nc: NatsConnection, entry: Subscribed): void {
+    entry.sub = nc.subscribe(entry.subject, {
+      ...(entry.queue === undefined ? {} : { queue: entry.queue }),
+      callback: (err, msg) => {
+        if (err !== null) {
+          this.#log.error({ err, subject: entry.subject }, 'subscription error');
+          return;
+        }
+        if (entry.closed) return;
+        const p = this.#deliver(entry, msg);
+        this.#inflight.add(p);
+        void p.finally(() => this.#inflight.delete(p));
+      },
+    });
+  }
+
+  async #deliver(entry: Subscribed, msg: Msg): Promise<void> {
+    const traceparent = childTraceparent(msg.headers?.get(BusHeaders.traceparent));
+    const isRequest = msg.reply !== undefined && msg.reply !== '';
+    let answered = false;
+    const incoming: Incoming = {
+      subject: msg.subject,
+      traceparent,
+      isRequest,
+      respond: (result) => {
+        if (!isRequest || answered) return;
+        answered = true;
+        this.#respond(
+          msg,
+          this.#log,
+          result.ok
+            ? { ok: true, data: result.data }
+            : {
+                ok: false,
+                error: {
+                  code: result.error.code,
+                  name: result.error.errorName,
+                  message: result.error.message,
+                },
+              },
+        );
+      },
+    };
+    let body: unknown;
+    try {
+      body = msg.json();
+    } catch {
+      this.#log.warn({ subject: msg.subject }, 'message is not JSON; dropped');
+      incoming.respond({ ok: false, error: new ProtocolError('JSON') });
+      return;
+    }
+    const parsed = entry.validator.parse(body);
+    if (!parsed.ok) {
+      const detail = formatIssues(parsed.issues);
+      this.#log.warn(
+        { subject: msg.subject, detail },
+        'message does not match its schema; dropped',
+      );
+      incoming.respond({ ok: false, error: new ProtocolError('JSON_FIELD_INVALID', detail) });
+      return;
+    }
+    try {
+      await entry.handler(parsed.value, incoming);
+    } catch (err) {
+      if (isProtocolError(err)) {
+        incoming.respond({ ok: false, error: err });
+        return;
+      }
+      this.#log.error({ err, subject: msg.subject }, 'message handler failed');
+      incoming.respond({ ok: false, error: new ProtocolError('SYSTEM') });
+    }
   }
 
   #subscribe(nc: NatsConnection, served: Served): void {
@@ -388,6 +586,9 @@ export class Bus {
           timeout: 2000,
           pingInterval: 10_000,
           maxPingOut: 2,
+          // nats.js otherwise builds an Error per request up front, for its stack trace;
+          // errors are mapped to protocol codes here anyway, and it showed in profiles.
+          noAsyncTraces: true,
         });
         if (this.#isClosing()) {
           await nc.close();
@@ -397,6 +598,7 @@ export class Bus {
         this.#connected = true;
         this.#log.info({ server: nc.getServer() }, 'connected to NATS');
         for (const served of this.#served) this.#subscribe(nc, served);
+        for (const entry of this.#subscribed) this.#subscribeEntry(nc, entry);
         this.#statusLoop = this.#watchStatus(nc).catch((err: unknown) => {
           // The status stream ends with the connection; an error from it is only logged.
           this.#log.error({ err }, 'NATS status stream failed');
@@ -443,6 +645,13 @@ export class Bus {
           this.#connected = true;
           this.#log.info({ server: s.server }, 'reconnected to NATS');
           this.#notifyConnected();
+          for (const listener of this.#reconnectListeners) {
+            try {
+              listener();
+            } catch (err) {
+              this.#log.error({ err }, 'reconnect listener failed');
+            }
+          }
           break;
         case 'error':
           this.#log.error({ err: s.error }, 'NATS error');

@@ -73,9 +73,8 @@ export type UserMediaConfiguration = Static<typeof UserMediaConfiguration>;
 
 // ---------------------------------------------------------------------------- requests
 
-export const JoinData = Type.Object({
-  roomId: RoomId,
-  bearer: Type.String({ minLength: 1, maxLength: 8192 }),
+/** What a client tells about its device when it joins (kept on its session). */
+export const DeviceFields = {
   platform: ShortText,
   deviceName: Type.Optional(ShortText),
   networkType: Type.Optional(ShortText),
@@ -83,6 +82,12 @@ export const JoinData = Type.Object({
   appVersion: Type.Optional(ShortText),
   orientation: Type.Optional(Orientation),
   camera: Type.Optional(Camera),
+};
+
+export const JoinData = Type.Object({
+  roomId: RoomId,
+  bearer: Type.String({ minLength: 1, maxLength: 8192 }),
+  ...DeviceFields,
 });
 export type JoinData = Static<typeof JoinData>;
 
@@ -121,7 +126,8 @@ export type ClientAction = keyof typeof ClientActions;
 /** Client → server messages that are not requests (no reply is sent). */
 export const ClientNotifications = {
   eventCpu: CpuData,
-  eventFreeze: Type.Optional(Type.Object({})),
+  /** Sent without `d` (the document's form); an empty object is accepted too. */
+  eventFreeze: Type.Object({}),
 } as const;
 export type ClientNotification = keyof typeof ClientNotifications;
 

@@ -50,8 +50,87 @@ function common(httpPort: number) {
   } satisfies TProperties;
 }
 
+/** One step of the room-size ladder of getUserMedia constraints. */
+export const LadderStep = Type.Object({
+  maxSize: Type.Integer({ minimum: 1 }),
+  width: Type.Integer({ minimum: 16, maximum: 7680 }),
+  height: Type.Integer({ minimum: 16, maximum: 4320 }),
+  frameRate: Type.Integer({ minimum: 1, maximum: 120 }),
+});
+export type LadderStep = Static<typeof LadderStep>;
+
+export const DEFAULT_LADDER: LadderStep[] = [
+  { maxSize: 2, width: 1280, height: 720, frameRate: 30 },
+  { maxSize: 4, width: 960, height: 540, frameRate: 30 },
+  { maxSize: 9, width: 640, height: 360, frameRate: 24 },
+  { maxSize: 16, width: 480, height: 270, frameRate: 20 },
+  { maxSize: 100_000, width: 320, height: 180, frameRate: 15 },
+];
+
 export const GatewayConfig = Type.Object({
   ...common(8080),
+  AUTH_HS256_SECRET: Type.Optional(
+    Type.String({
+      minLength: 32,
+      description:
+        'Shared secret of HS256 bearer tokens (at least 32 characters). Set it, AUTH_RS256_PUBLIC_KEYS, or both',
+    }),
+  ),
+  AUTH_RS256_PUBLIC_KEYS: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'PEM public key(s) (SPKI, concatenated) of RS256 bearer tokens; a token with a `kid` header must name one by its RFC 7638 thumbprint',
+    }),
+  ),
+  AUTH_AUDIENCE: Type.String({
+    minLength: 1,
+    default: 'switchboard',
+    description: 'Required `aud` of bearer tokens',
+  }),
+  AUTH_ISSUER: Type.Optional(
+    Type.String({ minLength: 1, description: 'Required `iss` of bearer tokens, when set' }),
+  ),
+  AUTH_CLOCK_TOLERANCE_S: Type.Integer({
+    minimum: 0,
+    maximum: 300,
+    default: 5,
+    description: 'Clock skew allowed when checking `exp` and `nbf`, seconds',
+  }),
+  WS_MAX_FRAME_BYTES: Type.Integer({
+    minimum: 1024,
+    maximum: 16 * 1024 * 1024,
+    default: 65_536,
+    description: 'Largest client frame; a bigger one closes the socket with 1009',
+  }),
+  WS_PING_INTERVAL_MS: Millis(10_000, 'How often the gateway pings each socket'),
+  WS_IDLE_TIMEOUT_MS: Millis(
+    30_000,
+    'A socket silent (no frame, no pong) this long is closed; its session enters the reconnect window',
+  ),
+  WS_RATE_LIMIT_PER_S: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 50,
+    description: 'Frames per second a connection may send on average',
+  }),
+  WS_RATE_LIMIT_BURST: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 200,
+    description:
+      'Frames a connection may send at once; beyond, requests get RATE_LIMITED, and a flood of twice this closes the socket with 1008',
+  }),
+  WS_MAX_INFLIGHT: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 32,
+    description: 'Requests of one connection in progress at once; beyond, RATE_LIMITED',
+  }),
+  GATEWAY_HEARTBEAT_MS: Millis(
+    2000,
+    "How often a gateway announces it is alive (rooms' GATEWAY_DEAD_AFTER_MS should be 3x or more)",
+  ),
 });
 export type GatewayConfig = Static<typeof GatewayConfig>;
 
@@ -67,6 +146,28 @@ export const RoomsConfig = Type.Object({
     maximum: 1000,
     default: 10,
     description: 'Connections in the PostgreSQL pool',
+  }),
+  ROOM_DEFAULT_CAPACITY: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 50,
+    description: 'Most sessions a room admits unless configured otherwise (`configureRoom`)',
+  }),
+  RECONNECT_WINDOW_MS: Millis(
+    30_000,
+    'How long a dropped session stays in its room waiting for `reconnect`',
+  ),
+  GATEWAY_DEAD_AFTER_MS: Millis(
+    10_000,
+    'A gateway silent this long is dead: its sessions enter the reconnect window',
+  ),
+  SWEEP_INTERVAL_MS: Millis(1000, 'How often expired sessions and dead gateways are looked for'),
+  USER_MEDIA_LADDER: Type.Array(LadderStep, {
+    minItems: 1,
+    maxItems: 32,
+    default: DEFAULT_LADDER,
+    description:
+      'getUserMedia constraints by room size, JSON: the first step whose `maxSize` is at least the room size applies (the last step applies above all)',
   }),
 });
 export type RoomsConfig = Static<typeof RoomsConfig>;

@@ -5,3 +5,5 @@ export * from './bus.ts';
 export * from './config.ts';
 export * from './http.ts';
 export * from './events.ts';
+export * from './signaling.ts';
+export * from './auth.ts';

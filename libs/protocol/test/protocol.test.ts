@@ -199,3 +199,29 @@ describe('room events (003)', () => {
     expect(roomEventSubject('sb', 'room.join')).toBe('sb.room.join');
   });
 });
+
+describe('signaling messages', () => {
+  it('every server event has a frame schema, and broadcasts validate their event', async () => {
+    const { EventFrameSchema, ServerEvents, roomBroadcast } = await import('@switchboard/protocol');
+    expect(EventFrameSchema.anyOf.map((s) => s.properties.a.const).sort()).toEqual(
+      Object.keys(ServerEvents).sort(),
+    );
+    const leave = {
+      a: 'eventLeave',
+      d: { roomId: 'r', roomSize: 1, socketId, userId: 'u' },
+    };
+    expect(roomBroadcast.check({ roomId: 'r', event: leave })).toBe(true);
+    expect(roomBroadcast.check({ roomId: 'r', event: { ...leave, d: { roomSize: 1 } } })).toBe(
+      false,
+    );
+    expect(roomBroadcast.check({ roomId: 'r', event: { a: 'eventNope', d: {} } })).toBe(false);
+  });
+
+  it('room ids become single subject tokens, even with dots', async () => {
+    const { roomToken, signalingSubjects } = await import('@switchboard/protocol');
+    expect(roomToken('a.b.c')).not.toContain('.');
+    expect(signalingSubjects.room('sb', 'team.42').split('.')).toHaveLength(4);
+    expect(signalingSubjects.socket('sb', socketId, 'x.y').split('.')).toHaveLength(5);
+    expect(roomToken('a.b')).not.toBe(roomToken('a_b'));
+  });
+});

@@ -49,6 +49,13 @@ function convert(raw: string, schema: TSchema): unknown {
       if (['0', 'false', 'no', 'off'].includes(t)) return false;
       return raw;
     }
+    case 'array':
+    case 'object':
+      try {
+        return JSON.parse(raw) as unknown;
+      } catch {
+        return raw;
+      }
     default:
       return raw;
   }

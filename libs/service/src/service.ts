@@ -216,6 +216,11 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
     await def.setup(svc);
     await http.listen({ host: config.HTTP_HOST, port: config.HTTP_PORT });
   } catch (err) {
+    if (err instanceof ConfigError) {
+      // A setting valid on its own but not with the others (checked by the service's setup).
+      process.stderr.write(`${def.name}: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
     log.fatal({ err }, 'start-up failed');
     process.exit(1);
   }

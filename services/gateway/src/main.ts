@@ -3,6 +3,7 @@ import fastifyStatic from '@fastify/static';
 import { GatewayConfig } from '@switchboard/protocol';
 import { runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
+import { signaling } from './signaling/plugin.ts';
 import { statusRoutes } from './status.ts';
 
 await runService({
@@ -15,5 +16,6 @@ await runService({
       index: ['index.html'],
     });
     statusRoutes(svc);
+    await signaling(svc);
   },
 });

@@ -2,6 +2,7 @@ import { RoomsConfig } from '@switchboard/protocol';
 import { runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
 import { createDb, pingDb } from './db/client.ts';
+import { signaling } from './signaling/plugin.ts';
 
 await runService({
   name: 'rooms',
@@ -10,8 +11,10 @@ await runService({
   async setup(svc) {
     const db = createDb(svc.config.DATABASE_URL, svc.config.DATABASE_POOL_MAX);
     svc.readiness.add('postgres', async () => await pingDb(db));
+    // Registered first, so it runs last: the database outlives every step that uses it.
     svc.onShutdown('postgres', async () => {
       await db.$disconnect();
     });
+    signaling(svc, db);
   },
 });

@@ -69,6 +69,7 @@ describe('rooms database migrations', () => {
           userId: 'u1',
           platform: 'Web',
           gatewayId: 'gw-1',
+          connectionId: 'b'.repeat(32),
         },
       });
       const room = await prisma.room.findUniqueOrThrow({

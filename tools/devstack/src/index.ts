@@ -7,3 +7,4 @@ export * from './process.ts';
 export * from './services.ts';
 export * from './testkit.ts';
 export * from './platform.ts';
+export * from './tokens.ts';

@@ -1,10 +1,19 @@
 /** The four services as processes on one NATS and one database, for tests. */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { SERVICE_NAMES, type ServiceName } from '@switchboard/protocol';
-import { ServiceProcess } from './services.ts';
+import { ROOT } from './paths.ts';
+import { NODE, ServiceProcess } from './services.ts';
 import { testDatabase } from './testkit.ts';
+import { DEV_HS256_SECRET } from './tokens.ts';
 
 export interface Platform {
   readonly services: ReadonlyMap<ServiceName, ServiceProcess>;
+  /** The environment every service got (NATS, subject prefix, database, auth). */
+  readonly env: Readonly<Record<string, string>>;
+  /** The database of this platform (migrated). */
+  readonly databaseUrl: string;
   /** The process of `name` (throws if it was not started). */
   get(name: ServiceName): ServiceProcess;
   /** SIGTERM every service and wait for the exits. */
@@ -26,18 +35,22 @@ export interface PlatformOptions {
 
 export async function startPlatform(opts: PlatformOptions): Promise<Platform> {
   const db = await testDatabase(opts.pgServerUrl);
-  const env = {
+  await migrate(db.url);
+  const env: Record<string, string> = {
     NATS_URL: opts.natsUrl,
     NATS_SUBJECT_PREFIX: opts.subjectPrefix,
     DATABASE_URL: db.url,
     // Small and port-conflict free: one worker, any free WebRtcServer port.
     MEDIASOUP_WORKERS: '1',
     MEDIASOUP_RTC_PORT: '0',
+    AUTH_HS256_SECRET: DEV_HS256_SECRET,
     ...opts.env,
   };
   const services = new Map<ServiceName, ServiceProcess>();
   const platform: Platform = {
     services,
+    env,
+    databaseUrl: db.url,
     get(name) {
       const svc = services.get(name);
       if (svc === undefined) throw new Error(`${name} was not started`);
@@ -81,4 +94,12 @@ export function pidAlive(pid: number | undefined): boolean {
   } catch {
     return false;
   }
+}
+
+/** Apply the rooms service's migrations to `databaseUrl`. */
+export async function migrate(databaseUrl: string): Promise<void> {
+  await promisify(execFile)(NODE, [join(ROOT, 'services/rooms/src/db/migrate.ts'), 'deploy'], {
+    env: { ...process.env, DATABASE_URL: databaseUrl },
+    timeout: 60_000,
+  });
 }

@@ -16,6 +16,7 @@ import { formatLogLine } from './logfmt.ts';
 import { ROOT, STATE_DIR } from './paths.ts';
 import { createDatabase, probePostgres, withDatabase } from './postgres.ts';
 import { NODE, ServiceProcess } from './services.ts';
+import { DEV_HS256_SECRET, mintToken } from './tokens.ts';
 
 const say = (msg: string): void => {
   process.stdout.write(`${'start'.padEnd(8)} ${msg}\n`);
@@ -97,8 +98,12 @@ async function main(): Promise<void> {
       NATS_SUBJECT_PREFIX: process.env['NATS_SUBJECT_PREFIX'] ?? 'sb',
       HTTP_HOST: process.env['HTTP_HOST'] ?? '127.0.0.1',
     };
+    const devAuth =
+      process.env['AUTH_HS256_SECRET'] === undefined &&
+      process.env['AUTH_RS256_PUBLIC_KEYS'] === undefined;
     const perService: Record<ServiceName, Record<string, string>> = {
-      gateway: {},
+      // Local development signs tokens with the dev secret unless a key is configured.
+      gateway: devAuth ? { AUTH_HS256_SECRET: DEV_HS256_SECRET } : {},
       rooms: { DATABASE_URL: databaseUrl },
       media: {},
       events: {},
@@ -147,6 +152,12 @@ async function main(): Promise<void> {
           : [`  ${name.padEnd(8)}  ${s.url}/healthz  ${s.url}/readyz  ${s.url}/metrics`];
       }),
       `  NATS      ${infra.natsUrl}   subjects under "${common.NATS_SUBJECT_PREFIX}."`,
+      ...(devAuth
+        ? [
+            `  tokens    signed with the dev secret (AUTH_HS256_SECRET unset); one for every room, 24 h:`,
+            `            ${await mintToken({ sub: 'dev-user', rooms: ['*'], expiresInS: 86_400 })}`,
+          ]
+        : []),
       `  Postgres  ${redact(databaseUrl)}`,
       `  logs      ${STATE_DIR}/*.log`,
       `  ${answering} of ${SERVICE_NAMES.length} services answer over NATS. Ctrl-C stops everything.`,

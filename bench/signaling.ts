@@ -1,0 +1,1155 @@
+/**
+ * `./run bench signaling [-- flags]`: the gateway's WebSocket signaling under load, beside a
+ * bare fastify WebSocket echo server measured in the same run as the baseline.
+ *
+ * Platform: NATS and PostgreSQL (found or started), the rooms service and one or two
+ * gateways (half the clients on each, so relays also cross gateways). N clients connect,
+ * join rooms of K (C joins in flight at once), each relays M ICE candidates round-robin to
+ * the other members of its room (W in flight per client), then they leave (one per room
+ * first, timed until its peers see eventLeave; then the rest at once).
+ * Baseline: the same N clients, the same frames, against `bench/lib/ws-echo-server.ts`.
+ *
+ * Prints a table and writes it, with every figure, to
+ * <ARTIFACTS_DIR>/bench/signaling-<timestamp>.json. Exit 0 on success; 1 on any failure or
+ * failed check (the results are still written when only a check failed); 130 on SIGINT.
+ * `--help` lists the flags (each also read from an environment variable).
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  ARTIFACTS_DIR,
+  DEV_HS256_SECRET,
+  ManagedProcess,
+  NODE,
+  ROOT,
+  ServiceProcess,
+  ensureInfra,
+  mintToken,
+  redact,
+  startPlatform,
+  uniquePrefix,
+  withDatabase,
+  type Infra,
+  type Platform,
+} from '@switchboard/devstack';
+import { JoinReply, errorName, formatIssues, validator } from '@switchboard/protocol';
+import WebSocket from 'ws';
+
+// ------------------------------------------------------------------------------- options
+
+interface Options {
+  clients: number;
+  roomSize: number;
+  relays: number;
+  warmup: number;
+  window: number;
+  concurrency: number;
+  gateways: number;
+  timeoutMs: number;
+  /** Gateways already running (their /api URLs); none: start a platform here. */
+  urls: string[];
+  platform: boolean;
+  baseline: boolean;
+}
+
+const FLAGS = {
+  clients: { env: 'BENCH_CLIENTS', def: 200, min: 1, help: 'WebSocket clients' },
+  'room-size': { env: 'BENCH_ROOM_SIZE', def: 4, min: 2, help: 'clients per room' },
+  relays: { env: 'BENCH_RELAYS', def: 50, min: 1, help: 'measured relays sent by each client' },
+  warmup: {
+    env: 'BENCH_WARMUP',
+    def: 5,
+    min: 0,
+    help: 'unmeasured relays (echoes) per client before the measured ones',
+  },
+  window: { env: 'BENCH_WINDOW', def: 1, min: 1, help: 'relays in flight per client' },
+  concurrency: {
+    env: 'BENCH_CONCURRENCY',
+    def: 25,
+    min: 1,
+    help: 'connects and joins in flight at once',
+  },
+  gateways: { env: 'BENCH_GATEWAYS', def: 2, min: 1, help: 'gateways, 1 or 2' },
+  'timeout-ms': {
+    env: 'BENCH_TIMEOUT_MS',
+    def: 60_000,
+    min: 1000,
+    help: 'limit of each phase and of each join',
+  },
+} as const;
+type NumberFlag = keyof typeof FLAGS;
+
+function usage(): string {
+  const lines = Object.entries(FLAGS).map(
+    ([name, f]) => `  --${name.padEnd(12)} ${f.help} (env ${f.env}, default ${f.def})`,
+  );
+  return [
+    'usage: ./run bench signaling [-- flags]',
+    ...lines,
+    '  --url          ws://host:port/api of running gateways, comma-separated, instead of',
+    '                 starting a platform here (env BENCH_URL; tokens signed with AUTH_HS256_SECRET,',
+    '                 default the development secret)',
+    '  --baseline-only  only the fastify echo baseline (env BENCH_BASELINE_ONLY=1)',
+    '  --platform-only  only the platform (env BENCH_PLATFORM_ONLY=1)',
+  ].join('\n');
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: string[]): Options | undefined {
+  // `./run bench signaling -- --clients 10` passes the `--` on.
+  const args = argv[0] === '--' ? argv.slice(1) : argv;
+  const config = {
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      ...(Object.fromEntries(
+        Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }]),
+      ) as Record<NumberFlag, { type: 'string' }>),
+      url: { type: 'string' },
+      'baseline-only': { type: 'boolean' },
+      'platform-only': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  } as const;
+  let parsed: ReturnType<typeof parseArgs<typeof config>>;
+  try {
+    parsed = parseArgs(config);
+  } catch (err) {
+    throw new UsageError(errMessage(err), { cause: err });
+  }
+  const { values } = parsed;
+  if (values.help === true) return undefined;
+  const num = (name: NumberFlag): number => {
+    const f = FLAGS[name];
+    const raw = values[name] ?? process.env[f.env];
+    if (raw === undefined || raw === '') return f.def;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < f.min)
+      throw new UsageError(`--${name} (${f.env}) must be an integer >= ${f.min} (got ${raw})`);
+    return n;
+  };
+  const envFlag = (name: string): boolean => ['1', 'true', 'yes'].includes(process.env[name] ?? '');
+  const baselineOnly = values['baseline-only'] === true || envFlag('BENCH_BASELINE_ONLY');
+  const platformOnly = values['platform-only'] === true || envFlag('BENCH_PLATFORM_ONLY');
+  if (baselineOnly && platformOnly)
+    throw new UsageError('--baseline-only and --platform-only exclude each other');
+  const urls = (values.url ?? process.env['BENCH_URL'] ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  for (const u of urls)
+    if (!/^wss?:\/\/[^/]+\/\S*$/.test(u))
+      throw new UsageError(`--url: not a ws:// or wss:// URL with a path: ${u}`);
+  const opts: Options = {
+    clients: num('clients'),
+    roomSize: num('room-size'),
+    relays: num('relays'),
+    warmup: num('warmup'),
+    window: num('window'),
+    concurrency: num('concurrency'),
+    gateways: num('gateways'),
+    timeoutMs: num('timeout-ms'),
+    urls,
+    platform: !baselineOnly,
+    baseline: !platformOnly,
+  };
+  if (opts.gateways > 2) throw new UsageError('--gateways must be 1 or 2');
+  // Messages are tagged with 6-digit sender and sequence numbers.
+  if (opts.clients > 999_999 || opts.relays + opts.warmup > 999_999)
+    throw new UsageError('--clients and --relays (with --warmup) must stay below 1000000');
+  if (urls.length > 0) opts.gateways = urls.length;
+  if (opts.clients % opts.roomSize !== 0)
+    throw new UsageError(
+      `--clients (${opts.clients}) must be a multiple of --room-size (${opts.roomSize})`,
+    );
+  return opts;
+}
+
+// ------------------------------------------------------------------------------- helpers
+
+const started = performance.now();
+function log(msg: string): void {
+  const t = ((performance.now() - started) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[bench ${t}s] ${msg}\n`);
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+class Interrupted extends Error {}
+
+/**
+ * The first thing that went wrong anywhere (a socket closed by the server, an error reply,
+ * a frame that is not JSON, a service exiting, SIGINT). Every wait races against it.
+ */
+class Failure {
+  error: Error | undefined;
+  readonly #listeners = new Set<(err: Error) => void>();
+
+  fail(err: Error): void {
+    if (this.error !== undefined) return;
+    this.error = err;
+    for (const l of this.#listeners) l(err);
+  }
+
+  /** Throw what failed, if anything did (between steps that are not guarded). */
+  check(): void {
+    if (this.error !== undefined) throw this.error;
+  }
+
+  /** `work`, unless it takes longer than `ms` or something fails first. */
+  async guard<T>(what: string, ms: number, work: Promise<T>, progress?: () => string): Promise<T> {
+    if (this.error !== undefined) throw this.error;
+    let timer: NodeJS.Timeout | undefined;
+    let listener: ((err: Error) => void) | undefined;
+    try {
+      return await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          listener = reject;
+          this.#listeners.add(listener);
+          timer = setTimeout(() => {
+            const p = progress === undefined ? '' : ` (${progress()})`;
+            reject(new Error(`${what}: timed out after ${ms} ms${p}`));
+          }, ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (listener !== undefined) this.#listeners.delete(listener);
+    }
+  }
+}
+
+/** Steps run in reverse order, once, however the run ends; errors are collected. */
+class Cleanup {
+  readonly #steps: { what: string; fn: () => Promise<void> }[] = [];
+  #run: Promise<string[]> | undefined;
+
+  get size(): number {
+    return this.#steps.length;
+  }
+
+  add(what: string, fn: () => Promise<void>): void {
+    this.#steps.push({ what, fn });
+  }
+
+  async run(): Promise<string[]> {
+    this.#run ??= (async () => {
+      const errors: string[] = [];
+      for (const step of this.#steps.reverse()) {
+        try {
+          await step.fn();
+        } catch (err) {
+          errors.push(`${step.what}: ${errMessage(err)}`);
+        }
+      }
+      return errors;
+    })();
+    return await this.#run;
+  }
+}
+
+/** Run `fn` over `items`, `limit` at a time; stops starting new ones after the first error. */
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+interface Stats {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+function stats(samples: readonly number[]): Stats | undefined {
+  if (samples.length === 0) return undefined;
+  const s = Float64Array.from(samples).sort();
+  const at = (p: number): number => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)] ?? NaN;
+  const round = (x: number): number => Math.round(x * 1000) / 1000;
+  let sum = 0;
+  for (const x of s) sum += x;
+  return {
+    n: s.length,
+    p50: round(at(0.5)),
+    p99: round(at(0.99)),
+    max: round(s[s.length - 1] ?? NaN),
+    mean: round(sum / s.length),
+  };
+}
+
+/**
+ * Load of this (the clients') process over one phase: CPU use and event-loop utilisation
+ * (the share of the time its loop was busy; near 100% the clients are the bottleneck).
+ */
+function clientLoad(): () => { cpuPercent: number; loopBusyPercent: number } {
+  const elu0 = performance.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  return () => {
+    const cpu = process.cpuUsage(cpu0);
+    const wallUs = (performance.now() - t0) * 1000;
+    return {
+      cpuPercent: Math.round(((cpu.user + cpu.system) / wallUs) * 100),
+      loopBusyPercent: Math.round(performance.eventLoopUtilization(elu0).utilization * 100),
+    };
+  };
+}
+
+function rawText(data: WebSocket.RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  return Buffer.from(new Uint8Array(data)).toString('utf8');
+}
+
+// ------------------------------------------------------------------------------ a client
+
+interface Frame {
+  a?: unknown;
+  s?: unknown;
+  d?: unknown;
+  e?: unknown;
+  id?: unknown;
+}
+type OnReply = (frame: Frame, at: number) => void;
+type OnEvent = (conn: Conn, frame: Frame, at: number) => void;
+
+function describeReply(f: Frame): string {
+  if (f.s === false && typeof f.e === 'number')
+    return `error 0x${f.e.toString(16)} ${errorName(f.e) ?? '(unknown code)'}`;
+  return JSON.stringify(f).slice(0, 300);
+}
+
+/** One WebSocket client: requests carry an id and their reply (or echo) is matched by it. */
+class Conn {
+  readonly index: number;
+  readonly url: string;
+  readonly ws: WebSocket;
+  /** Resolves once open (with the time it took); rejects when the connection fails. */
+  readonly opened: Promise<number>;
+  /** Resolves when the socket is closed, whoever closed it. */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  socketId = '';
+  userId = '';
+  roomId = '';
+  /** Events received that no phase was waiting for, by name. */
+  readonly otherEvents = new Map<string, number>();
+  onEvent: OnEvent | undefined;
+  #leaving = false;
+  #wasOpen = false;
+  #nextId = 1;
+  readonly #pending = new Map<number, OnReply>();
+
+  constructor(index: number, url: string, failure: Failure) {
+    this.index = index;
+    this.url = url;
+    const t0 = performance.now();
+    this.ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 10_000 });
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', () => {
+        this.#wasOpen = true;
+        resolve(performance.now() - t0);
+      });
+      this.ws.once('close', () => {
+        reject(new Error(`client ${index}: ${url} closed before it opened`));
+      });
+      this.ws.once('error', (err) => {
+        reject(new Error(`client ${index}: connecting to ${url}: ${err.message}`));
+      });
+    });
+    // Handled by whoever awaits `opened`; this keeps a failure before that from going unhandled.
+    this.opened.catch(() => undefined);
+    this.ws.on('error', (err) => {
+      if (this.ws.readyState !== WebSocket.CONNECTING && !this.#leaving)
+        failure.fail(new Error(`client ${index}: socket error: ${err.message}`));
+    });
+    this.closed = new Promise((resolve) => {
+      this.ws.once('close', (code, reason) => {
+        const info = { code, reason: reason.toString('utf8') };
+        // Before `open`, the rejection of `opened` says what happened.
+        if (!this.#leaving && this.#wasOpen)
+          failure.fail(
+            new Error(
+              `client ${index}: the server closed the socket (${info.code} ${info.reason})`,
+            ),
+          );
+        for (const [id] of this.#pending)
+          if (!this.#leaving)
+            failure.fail(new Error(`client ${index}: closed with request ${id} unanswered`));
+        resolve(info);
+      });
+    });
+    this.ws.on('message', (data) => {
+      const at = performance.now();
+      const text = rawText(data);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        failure.fail(new Error(`client ${index}: a frame that is not JSON: ${text.slice(0, 200)}`));
+        return;
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+        failure.fail(new Error(`client ${index}: a frame that is not an object: ${text}`));
+        return;
+      }
+      const frame = parsed as Frame;
+      if (typeof frame.id === 'number') {
+        const onReply = this.#pending.get(frame.id);
+        if (onReply === undefined) {
+          failure.fail(new Error(`client ${index}: a reply nobody asked for: ${text}`));
+          return;
+        }
+        this.#pending.delete(frame.id);
+        onReply(frame, at);
+        return;
+      }
+      if (this.onEvent !== undefined) {
+        this.onEvent(this, frame, at);
+      } else {
+        this.countEvent(frame);
+      }
+    });
+  }
+
+  countEvent(frame: Frame): void {
+    const name = typeof frame.a === 'string' ? frame.a : '(no action)';
+    this.otherEvents.set(name, (this.otherEvents.get(name) ?? 0) + 1);
+  }
+
+  /** Send a request; `onReply` gets its reply (or its echo). Returns the send time. */
+  send(failure: Failure, a: string, d: unknown, onReply: OnReply): number {
+    const id = this.#nextId++;
+    this.#pending.set(id, onReply);
+    const t = performance.now();
+    this.ws.send(JSON.stringify({ a, d, id }), (err) => {
+      if (err instanceof Error)
+        failure.fail(new Error(`client ${this.index}: send failed: ${err.message}`));
+    });
+    return t;
+  }
+
+  async request(failure: Failure, a: string, d: unknown): Promise<{ frame: Frame; ms: number }> {
+    return await new Promise((resolve) => {
+      const t = this.send(failure, a, d, (frame, at) => {
+        resolve({ frame, ms: at - t });
+      });
+    });
+  }
+
+  /** Close with 1000 (leave now). */
+  leave(): void {
+    this.#leaving = true;
+    this.ws.close(1000, 'bench done');
+  }
+
+  terminate(): void {
+    this.#leaving = true;
+    this.ws.terminate();
+  }
+}
+
+async function connectAll(
+  urls: readonly string[],
+  opts: Options,
+  failure: Failure,
+  cleanup: Cleanup,
+  conns: Conn[],
+): Promise<number[]> {
+  cleanup.add('close the clients', async () => {
+    for (const c of conns) c.terminate();
+  });
+  const times: number[] = [];
+  const indexes = Array.from({ length: opts.clients }, (_, i) => i);
+  await pool(indexes, opts.concurrency, async (i) => {
+    const url = urls[i % urls.length] as string;
+    const conn = new Conn(i, url, failure);
+    conns[i] = conn;
+    times.push(await failure.guard(`connect client ${i} to ${url}`, opts.timeoutMs, conn.opened));
+  });
+  return times;
+}
+
+/** A relay's candidate: the same size for every message; sdpMid says who sent which one. */
+const CANDIDATE = 'candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host';
+function tag(sender: number, seq: number): string {
+  return `${String(sender).padStart(6, '0')}.${String(seq).padStart(6, '0')}`;
+}
+function untag(mid: unknown): { sender: number; seq: number } | undefined {
+  if (typeof mid !== 'string') return undefined;
+  const m = /^(\d{6})\.(\d{6})$/.exec(mid);
+  if (m === null) return undefined;
+  return { sender: Number(m[1]), seq: Number(m[2]) };
+}
+function relayData(to: string, sender: number, seq: number): unknown {
+  return { to, candidate: { candidate: CANDIDATE, sdpMid: tag(sender, seq), sdpMLineIndex: 0 } };
+}
+
+interface RoundResult {
+  /** Send → the target's receipt (platform) or → the echo (baseline), ms. */
+  delivery: number[];
+  /** Platform only: the delivery latencies of peers on the same / the other gateway. */
+  sameGateway: number[];
+  crossGateway: number[];
+  /** Send → exchangeCandidateR (platform) or → echo (baseline), ms. */
+  reply: number[];
+  messages: number;
+  seconds: number;
+  perSecond: number;
+  client: { cpuPercent: number; loopBusyPercent: number };
+}
+
+/**
+ * Every client sends `m` messages, `window` in flight: to the other members of its room in
+ * turn (`peersOf`), or, without peers, to the echo server (which sends each one back).
+ */
+async function round(
+  label: string,
+  conns: readonly Conn[],
+  peersOf: ((c: Conn) => readonly Conn[]) | undefined,
+  m: number,
+  opts: Options,
+  failure: Failure,
+  anomalies: string[],
+): Promise<RoundResult> {
+  const total = conns.length * m;
+  const res: RoundResult = {
+    delivery: [],
+    sameGateway: [],
+    crossGateway: [],
+    reply: [],
+    messages: total,
+    seconds: 0,
+    perSecond: 0,
+    client: { cpuPercent: 0, loopBusyPercent: 0 },
+  };
+  if (m === 0) return res;
+  const sentAt = conns.map(() => new Float64Array(m));
+  const seen = conns.map(() => new Uint8Array(m));
+  let delivered = 0;
+  let replied = 0;
+  let finish: (() => void) | undefined;
+  const done = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  let lastAt = 0;
+  const check = (at: number): void => {
+    lastAt = Math.max(lastAt, at);
+    if (delivered === total && replied === total) finish?.();
+  };
+  const fakeTo = '0'.repeat(64);
+
+  const deliver = (target: Conn, d: unknown, at: number): void => {
+    const data = d as { from?: { socketId?: unknown; userId?: unknown }; candidate?: unknown };
+    const cand = data.candidate as { sdpMid?: unknown } | undefined;
+    const t = untag(cand?.sdpMid);
+    const sender = t === undefined ? undefined : conns[t.sender];
+    if (t === undefined || sender === undefined || t.seq >= m) {
+      anomalies.push(`${label}: a candidate nobody sent: ${JSON.stringify(d).slice(0, 200)}`);
+      return;
+    }
+    const seenOf = seen[t.sender] as Uint8Array;
+    if (seenOf[t.seq] === 1) {
+      anomalies.push(`${label}: message ${tag(t.sender, t.seq)} delivered twice`);
+      return;
+    }
+    seenOf[t.seq] = 1;
+    if (peersOf !== undefined) {
+      const peers = peersOf(sender);
+      if (peers[t.seq % peers.length] !== target)
+        anomalies.push(`${label}: message ${tag(t.sender, t.seq)} reached client ${target.index}`);
+      if (data.from?.socketId !== sender.socketId || data.from.userId !== sender.userId)
+        anomalies.push(
+          `${label}: message ${tag(t.sender, t.seq)} has from ${JSON.stringify(data.from)}`,
+        );
+    }
+    const lat = at - ((sentAt[t.sender] as Float64Array)[t.seq] ?? NaN);
+    res.delivery.push(lat);
+    if (peersOf !== undefined)
+      (target.url === sender.url ? res.sameGateway : res.crossGateway).push(lat);
+    delivered++;
+  };
+
+  for (const c of conns) {
+    c.onEvent = (target, frame, at) => {
+      if (frame.a === 'eventExchangeCandidate') {
+        deliver(target, frame.d, at);
+        check(at);
+      } else {
+        target.countEvent(frame);
+      }
+    };
+  }
+
+  const load = clientLoad();
+  const t0 = performance.now();
+  for (const c of conns) {
+    let next = 0;
+    const times = sentAt[c.index] as Float64Array;
+    const peers = peersOf?.(c) ?? [];
+    const sendOne = (): void => {
+      const seq = next++;
+      const to = peers[seq % Math.max(1, peers.length)]?.socketId ?? fakeTo;
+      const t = c.send(
+        failure,
+        'exchangeCandidate',
+        relayData(to, c.index, seq),
+        (frame: Frame, at) => {
+          res.reply.push(at - t);
+          replied++;
+          if (peersOf === undefined) {
+            // The echo is the request itself.
+            deliver(c, frame.d, at);
+          } else if (frame.a !== 'exchangeCandidateR' || frame.s !== true) {
+            failure.fail(
+              new Error(`${label}: client ${c.index}: exchangeCandidate: ${describeReply(frame)}`),
+            );
+            return;
+          }
+          check(at);
+          if (next < m) sendOne();
+        },
+      );
+      times[seq] = t;
+    };
+    for (let k = 0; k < Math.min(opts.window, m); k++) sendOne();
+  }
+  await failure.guard(
+    label,
+    opts.timeoutMs,
+    done,
+    () => `${delivered}/${total} delivered, ${replied}/${total} replies`,
+  );
+  res.client = load();
+  for (const c of conns) c.onEvent = undefined;
+  res.seconds = (lastAt - t0) / 1000;
+  res.perSecond = Math.round(total / res.seconds);
+  return res;
+}
+
+function summarize(r: RoundResult) {
+  return {
+    messages: r.messages,
+    seconds: Math.round(r.seconds * 1000) / 1000,
+    perSecond: r.perSecond,
+    deliveryMs: stats(r.delivery),
+    sameGatewayMs: stats(r.sameGateway),
+    crossGatewayMs: stats(r.crossGateway),
+    replyMs: stats(r.reply),
+    client: r.client,
+  };
+}
+
+async function closeAll(conns: readonly Conn[], opts: Options, failure: Failure): Promise<number> {
+  const t0 = performance.now();
+  for (const c of conns) c.leave();
+  await failure.guard(
+    'closing the sockets',
+    opts.timeoutMs,
+    Promise.all(conns.map(async (c) => await c.closed)),
+  );
+  return performance.now() - t0;
+}
+
+// ------------------------------------------------------------------------------ baseline
+
+async function runBaseline(opts: Options, failure: Failure, anomalies: string[]) {
+  const cleanup = new Cleanup();
+  try {
+    log('baseline: starting the fastify WebSocket echo server');
+    const server = new ManagedProcess(
+      'ws-echo-server',
+      NODE,
+      [fileURLToPath(new URL('lib/ws-echo-server.ts', import.meta.url))],
+      { cwd: ROOT },
+    );
+    let stopping = false;
+    cleanup.add('stop the echo server', async () => {
+      stopping = true;
+      const exit = await server.stop('SIGTERM', 10_000);
+      if (exit.code !== 0) throw new Error(`exit ${exit.code} ${exit.signal}:\n${server.output()}`);
+    });
+    const line = await server.waitForLine(/"msg":"listening"/, 30_000);
+    failure.check();
+    const port = (JSON.parse(line) as { port?: unknown }).port;
+    if (typeof port !== 'number') throw new Error(`echo server: no port in ${line}`);
+    void server.exited.then(({ code, signal }) => {
+      if (!stopping)
+        failure.fail(new Error(`the echo server exited (code ${code}, signal ${signal})`));
+    });
+    const url = `ws://127.0.0.1:${port}/api`;
+
+    log(`baseline: connecting ${opts.clients} clients to ${url}`);
+    const conns: Conn[] = [];
+    const connect = await connectAll([url], opts, failure, cleanup, conns);
+    log(`baseline: ${opts.warmup} warm-up + ${opts.relays} echoes per client`);
+    await round('baseline warm-up', conns, undefined, opts.warmup, opts, failure, anomalies);
+    const echo = await round('baseline', conns, undefined, opts.relays, opts, failure, anomalies);
+    const closeMs = await closeAll(conns, opts, failure);
+    log('baseline: done');
+    return {
+      server: 'fastify + @fastify/websocket echo (child process)',
+      connectMs: stats(connect),
+      echo: summarize(echo),
+      closeAllMs: Math.round(closeMs),
+    };
+  } finally {
+    const errors = await cleanup.run();
+    if (errors.length > 0) failure.fail(new Error(`baseline clean-up: ${errors.join('; ')}`));
+  }
+}
+
+// ------------------------------------------------------------------------------ platform
+
+interface PlatformRun {
+  services: ServiceProcess[];
+}
+
+/** NATS, PostgreSQL, rooms and one or two gateways; returns the gateways' /api URLs. */
+async function startOwnPlatform(
+  opts: Options,
+  failure: Failure,
+  cleanup: Cleanup,
+  run: PlatformRun,
+) {
+  // Set by the clean-up steps that stop services: exits from then on are expected.
+  let stopping = false;
+  const watch = (svc: ServiceProcess): void => {
+    run.services.push(svc);
+    void svc.process.exited.then(({ code, signal }) => {
+      if (!stopping)
+        failure.fail(new Error(`${svc.process.name} exited (code ${code}, signal ${signal})`));
+    });
+  };
+
+  const configuredDb = process.env['DATABASE_URL'];
+  const infra: Infra = await ensureInfra({
+    natsUrl: process.env['NATS_URL'],
+    pgServerUrl:
+      configuredDb === undefined || configuredDb === ''
+        ? undefined
+        : withDatabase(configuredDb, 'postgres'),
+    log: (msg) => {
+      log(`infra: ${msg}`);
+    },
+  });
+  cleanup.add('stop the infrastructure', async () => {
+    await infra.stop();
+  });
+  failure.check();
+
+  const subjectPrefix = uniquePrefix('bench');
+  const env: Record<string, string> = {
+    NATS_URL: infra.natsUrl,
+    NATS_SUBJECT_PREFIX: subjectPrefix,
+    AUTH_HS256_SECRET: DEV_HS256_SECRET,
+    WS_RATE_LIMIT_PER_S: '100000',
+    WS_RATE_LIMIT_BURST: '100000',
+    WS_MAX_INFLIGHT: String(Math.max(32, opts.window + 1)),
+    ROOM_DEFAULT_CAPACITY: String(Math.max(50, opts.roomSize)),
+    // Not 'warn': ServiceProcess.start learns the port from the 'listening' line, logged at info.
+    LOG_LEVEL: 'info',
+  };
+  log(`platform: starting rooms and a gateway (subjects under "${subjectPrefix}.")`);
+  const platform: Platform = await startPlatform({
+    natsUrl: infra.natsUrl,
+    subjectPrefix,
+    pgServerUrl: infra.pgServerUrl,
+    names: ['gateway', 'rooms'],
+    env,
+  });
+  cleanup.add('stop the platform', async () => {
+    stopping = true;
+    await platform.stop();
+  });
+  failure.check();
+  const gateways = [platform.get('gateway')];
+  watch(platform.get('gateway'));
+  watch(platform.get('rooms'));
+  if (opts.gateways === 2) {
+    log('platform: starting a second gateway');
+    const gw2 = await ServiceProcess.start('gateway', { ...platform.env }, { label: 'gateway-2' });
+    cleanup.add('stop the second gateway', async () => {
+      stopping = true;
+      await gw2.stop();
+    });
+    watch(gw2);
+    failure.check();
+    await gw2.waitReady();
+    gateways.push(gw2);
+    failure.check();
+  }
+  return {
+    urls: gateways.map((g) => `ws://127.0.0.1:${g.port}/api`),
+    setup: {
+      started: 'here',
+      nats: infra.started.nats === undefined ? infra.natsUrl : `${infra.natsUrl} (started here)`,
+      postgres:
+        infra.started.postgres === undefined
+          ? redact(infra.pgServerUrl)
+          : `${redact(infra.pgServerUrl)} (started here)`,
+      serviceEnv: {
+        ...env,
+        DATABASE_URL: redact(platform.databaseUrl),
+        AUTH_HS256_SECRET: '(development secret)',
+      },
+    },
+  };
+}
+
+/** The clients' part against the platform: connect, join, relay, leave. */
+async function runPlatform(
+  opts: Options,
+  failure: Failure,
+  anomalies: string[],
+  cleanup: Cleanup,
+  run: PlatformRun,
+) {
+  const { urls, setup } =
+    opts.urls.length > 0
+      ? { urls: opts.urls, setup: { started: 'elsewhere' } }
+      : await startOwnPlatform(opts, failure, cleanup, run);
+
+  const runTag = randomBytes(4).toString('hex');
+  const rooms = opts.clients / opts.roomSize;
+  log(`platform: minting ${opts.clients} tokens`);
+  const secret = process.env['AUTH_HS256_SECRET'] ?? DEV_HS256_SECRET;
+  const tokens = await Promise.all(
+    Array.from(
+      { length: opts.clients },
+      async (_, i) => await mintToken({ secret, sub: `bench-user-${i}`, rooms: ['*'] }),
+    ),
+  );
+
+  log(`platform: connecting ${opts.clients} clients to ${urls.join(' and ')}`);
+  const conns: Conn[] = [];
+  const connect = await connectAll(urls, opts, failure, cleanup, conns);
+
+  log(`platform: ${opts.clients} joins into ${rooms} rooms of ${opts.roomSize}`);
+  const joinMs: number[] = [];
+  const joinLoad = clientLoad();
+  const joinT0 = performance.now();
+  const joinReply = validator(JoinReply);
+  const roomSizeSeen = new Map<string, number>();
+  await pool(conns, opts.concurrency, async (c) => {
+    c.roomId = `bench-${runTag}-${Math.floor(c.index / opts.roomSize)}`;
+    c.userId = `bench-user-${c.index}`;
+    const { frame, ms } = await failure.guard(
+      `join of client ${c.index}`,
+      opts.timeoutMs,
+      c.request(failure, 'join', { roomId: c.roomId, bearer: tokens[c.index], platform: 'Web' }),
+    );
+    if (frame.a !== 'joinR' || frame.s !== true)
+      throw new Error(`client ${c.index}: join into ${c.roomId}: ${describeReply(frame)}`);
+    const parsed = joinReply.parse(frame.d);
+    if (!parsed.ok)
+      throw new Error(
+        `client ${c.index}: joinR is not a JoinReply: ${formatIssues(parsed.issues)}`,
+      );
+    joinMs.push(ms);
+    c.socketId = parsed.value.socketId;
+    const { roomSize, sessions } = parsed.value;
+    roomSizeSeen.set(c.roomId, Math.max(roomSize, roomSizeSeen.get(c.roomId) ?? 0));
+    if (sessions.length !== roomSize - 1 || sessions.some((s) => s.socketId === c.socketId))
+      anomalies.push(
+        `client ${c.index}: joinR roomSize ${roomSize} with sessions ${JSON.stringify(sessions)}`,
+      );
+  });
+  const joinSeconds = (performance.now() - joinT0) / 1000;
+  const joinClient = joinLoad();
+  for (const [roomId, size] of roomSizeSeen)
+    if (size !== opts.roomSize)
+      anomalies.push(`${roomId}: the largest roomSize a joinR reported was ${size}`);
+
+  const members = new Map<string, Conn[]>();
+  for (const c of conns) members.set(c.roomId, [...(members.get(c.roomId) ?? []), c]);
+  const peers = new Map<Conn, Conn[]>(
+    conns.map((c) => [c, (members.get(c.roomId) ?? []).filter((p) => p !== c)]),
+  );
+  const peersOf = (c: Conn): readonly Conn[] => peers.get(c) ?? [];
+
+  log(`platform: ${opts.warmup} warm-up + ${opts.relays} relays per client`);
+  await round('platform warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
+  const relay = await round('platform', conns, peersOf, opts.relays, opts, failure, anomalies);
+
+  log('platform: leaving (the first of each room, then the rest)');
+  const leavers = [...members.values()].map((m) => m[0] as Conn);
+  const leftAt = new Map<string, number>();
+  const leaveMs: number[] = [];
+  const expected = leavers.length * (opts.roomSize - 1);
+  let finish: (() => void) | undefined;
+  const allSeen = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  for (const c of conns) {
+    c.onEvent = (target, frame, at) => {
+      const d = frame.d as { socketId?: unknown; roomSize?: unknown; roomId?: unknown } | undefined;
+      const t0 = typeof d?.socketId === 'string' ? leftAt.get(d.socketId) : undefined;
+      if (frame.a !== 'eventLeave' || t0 === undefined) {
+        target.countEvent(frame);
+        return;
+      }
+      if (d?.roomId !== target.roomId || d.roomSize !== opts.roomSize - 1)
+        anomalies.push(`client ${target.index}: eventLeave ${JSON.stringify(d)}`);
+      leaveMs.push(at - t0);
+      if (leaveMs.length === expected) finish?.();
+    };
+  }
+  for (const c of leavers) {
+    leftAt.set(c.socketId, performance.now());
+    c.leave();
+  }
+  await failure.guard(
+    'eventLeave of the first leaver of each room',
+    opts.timeoutMs,
+    Promise.all([allSeen, ...leavers.map(async (c) => await c.closed)]),
+    () => `${leaveMs.length}/${expected} eventLeave`,
+  );
+  for (const c of conns) c.onEvent = undefined;
+  const rest = conns.filter((c) => !leavers.includes(c));
+  const closeMs = await closeAll(rest, opts, failure);
+
+  const otherEvents: Record<string, number> = {};
+  for (const c of conns)
+    for (const [name, n] of c.otherEvents) otherEvents[name] = (otherEvents[name] ?? 0) + n;
+  log('platform: done');
+  return {
+    gateways: urls,
+    setup,
+    connectMs: stats(connect),
+    join: {
+      ms: stats(joinMs),
+      seconds: Math.round(joinSeconds * 1000) / 1000,
+      perSecond: Math.round(opts.clients / joinSeconds),
+      client: joinClient,
+    },
+    relay: summarize(relay),
+    leave: { eventLeaveMs: stats(leaveMs), closeRestMs: Math.round(closeMs), left: rest.length },
+    otherEvents,
+  };
+}
+
+// ---------------------------------------------------------------------------------- report
+
+type BaselineResult = Awaited<ReturnType<typeof runBaseline>>;
+type PlatformResult = Awaited<ReturnType<typeof runPlatform>>;
+
+function fmt(s: Stats | undefined, max = false): string {
+  if (s === undefined) return '—';
+  const f = (x: number): string =>
+    x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+  return max ? `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}` : `${f(s.p50)} / ${f(s.p99)}`;
+}
+
+function report(
+  opts: Options,
+  frameBytes: number,
+  platform: PlatformResult | undefined,
+  baseline: BaselineResult | undefined,
+): string {
+  const skipped = 'skipped';
+  const na = '—';
+  const p = <T>(f: (r: PlatformResult) => T): T | string =>
+    platform === undefined ? skipped : f(platform);
+  const b = <T>(f: (r: BaselineResult) => T): T | string =>
+    baseline === undefined ? skipped : f(baseline);
+  const rows: [string, string, string][] = [
+    [
+      'connect, ms (p50 / p99 / max)',
+      p((r) => fmt(r.connectMs, true)),
+      b((r) => fmt(r.connectMs, true)),
+    ],
+    ['join → joinR, ms (p50 / p99 / max)', p((r) => fmt(r.join.ms, true)), na],
+    ['joins per second', p((r) => String(r.join.perSecond)), na],
+    ['relay → peer, ms (p50 / p99)', p((r) => fmt(r.relay.deliveryMs)), na],
+    ['  peer on the same gateway', p((r) => fmt(r.relay.sameGatewayMs)), na],
+    ['  peer on the other gateway', p((r) => fmt(r.relay.crossGatewayMs)), na],
+    ['relay → exchangeCandidateR, ms', p((r) => fmt(r.relay.replyMs)), na],
+    ['echo round trip, ms (p50 / p99)', na, b((r) => fmt(r.echo.deliveryMs))],
+    [
+      'messages per second',
+      p((r) => String(r.relay.perSecond)),
+      b((r) => String(r.echo.perSecond)),
+    ],
+    [
+      "  clients' process: CPU, loop busy",
+      p((r) => `${r.relay.client.cpuPercent}%, ${r.relay.client.loopBusyPercent}%`),
+      b((r) => `${r.echo.client.cpuPercent}%, ${r.echo.client.loopBusyPercent}%`),
+    ],
+    ['leave → peers get eventLeave, ms', p((r) => fmt(r.leave.eventLeaveMs, true)), na],
+    [
+      'close the rest, ms (all at once)',
+      p((r) => `${r.leave.closeRestMs} (${r.leave.left} sockets)`),
+      b((r) => `${r.closeAllMs} (${opts.clients} sockets)`),
+    ],
+  ];
+  const head: [string, string, string] = [
+    '',
+    `platform (${opts.gateways} gateway${opts.gateways === 1 ? '' : 's'}${opts.urls.length > 0 ? ' at --url' : ' + rooms'})`,
+    'baseline (fastify ws echo)',
+  ];
+  const w0 = Math.max(...[head, ...rows].map((r) => r[0].length));
+  const w1 = Math.max(...[head, ...rows].map((r) => r[1].length));
+  const line = (r: [string, string, string]): string =>
+    `${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`.trimEnd();
+  const msgs = opts.clients * opts.relays;
+  return [
+    `signaling benchmark: ${opts.clients} clients in rooms of ${opts.roomSize}, ` +
+      `${opts.relays} relays each (${msgs} messages, ${opts.window} in flight per client, ` +
+      `${frameBytes}-byte frames, ${opts.warmup} warm-up), ${opts.concurrency} connects/joins at once`,
+    `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
+    '',
+    line(head),
+    ...rows.map(line),
+    ...(platform === undefined || Object.keys(platform.otherEvents).length === 0
+      ? []
+      : [
+          `other events the clients got: ${Object.entries(platform.otherEvents)
+            .map(([name, n]) => `${name} ×${n}`)
+            .join(', ')}`,
+        ]),
+    '',
+    'relay → peer: from sending exchangeCandidate to the peer receiving eventExchangeCandidate.',
+    'The clients run in this one process; its CPU use shows whether they were the bottleneck.',
+  ].join('\n');
+}
+
+function gitRevision(): string | undefined {
+  try {
+    const rev = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' });
+    return dirty.trim() === '' ? rev : `${rev} (with uncommitted changes)`;
+  } catch {
+    return undefined;
+  }
+}
+
+// ------------------------------------------------------------------------------------ main
+
+async function main(
+  failure: Failure,
+  cleanup: Cleanup,
+  run: PlatformRun,
+  anomalies: string[],
+): Promise<number> {
+  const opts = parseOptions(process.argv.slice(2));
+  if (opts === undefined) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const startedAt = new Date();
+  const baseline = opts.baseline ? await runBaseline(opts, failure, anomalies) : undefined;
+  const platform = opts.platform
+    ? await runPlatform(opts, failure, anomalies, cleanup, run)
+    : undefined;
+  if (failure.error !== undefined) throw failure.error;
+
+  const frameBytes = Buffer.byteLength(
+    JSON.stringify({
+      a: 'exchangeCandidate',
+      d: relayData('0'.repeat(64), 0, 0),
+      id: opts.relays * opts.clients,
+    }),
+  );
+  const text = report(opts, frameBytes, platform, baseline);
+  process.stdout.write(`\n${text}\n`);
+  if (anomalies.length > 0) {
+    process.stdout.write(`\nFAILED CHECKS (${anomalies.length}):\n`);
+    for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
+  }
+
+  const dir = join(ARTIFACTS_DIR, 'bench');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `signaling-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const result = {
+    benchmark: 'signaling',
+    startedAt: startedAt.toISOString(),
+    revision: gitRevision(),
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+    },
+    options: opts,
+    frameBytes,
+    platform: platform ?? null,
+    baseline: baseline ?? null,
+    failedChecks: anomalies,
+    text,
+  };
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`\nResults written to ${file}\n`);
+  return anomalies.length > 0 ? 1 : 0;
+}
+
+const failure = new Failure();
+const cleanup = new Cleanup();
+const run: PlatformRun = { services: [] };
+const anomalies: string[] = [];
+let interrupts = 0;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (++interrupts > 1) process.exit(130);
+    log(`${sig}: stopping (again to exit at once)`);
+    // Every guarded wait and checkpoint throws this, so the run unwinds and cleans up after
+    // the step in progress (a service starting takes a second or so). Should that hang, clean
+    // up from here.
+    failure.fail(new Interrupted(`interrupted by ${sig}`));
+    setTimeout(() => {
+      log('still stopping after 30 s; cleaning up from the signal handler');
+      void cleanup.run().then((errors) => {
+        for (const e of errors) log(`clean-up: ${e}`);
+        process.exit(130);
+      });
+    }, 30_000).unref();
+  });
+}
+
+let code: number;
+try {
+  code = await main(failure, cleanup, run, anomalies);
+} catch (err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`${err.message}\n\n${usage()}\n`);
+    code = 2;
+  } else if (err instanceof Interrupted || failure.error instanceof Interrupted) {
+    code = 130;
+  } else {
+    log(`FAILED: ${errMessage(err)}`);
+    for (const a of anomalies.slice(0, 20)) log(`failed check: ${a}`);
+    for (const svc of run.services) {
+      const lines = svc.process.output().split('\n').slice(-30).join('\n  ');
+      if (lines.trim() !== '') log(`last output of ${svc.process.name}:\n  ${lines}`);
+    }
+    code = 1;
+  }
+}
+if (cleanup.size > 0) log('stopping what was started');
+const errors = await cleanup.run();
+for (const e of errors) log(`clean-up: ${e}`);
+process.exit(errors.length > 0 && code === 0 ? 1 : code);

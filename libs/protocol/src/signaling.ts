@@ -1,0 +1,255 @@
+/**
+ * Signaling across processes: the rooms service's RPCs (membership in PostgreSQL) and the
+ * NATS messages that carry events to client sockets on whichever gateway holds them.
+ *
+ * Subjects (all under the deployment prefix `<p>`):
+ *
+ *   <p>.rooms.rpc.<method>        rooms RPCs, queue group `sb-rooms` (see bus.ts)
+ *   <p>.sig.room.<room>           a room broadcast: published once, every gateway with
+ *                                 members in the room subscribes once and fans it out
+ *   <p>.sig.sock.<socketId>.<room>  a relay to one socket (request/reply). The gateway
+ *                                 holding the socket subscribes `<p>.sig.sock.<socketId>.*`
+ *                                 and delivers only when `<room>` is the socket's own room:
+ *                                 a relay never crosses rooms
+ *   <p>.sig.gw.<gatewayId>.ctl    control messages to one gateway (detach a socket)
+ *   <p>.sig.gw.heartbeat          every gateway's liveness, every GATEWAY_HEARTBEAT_MS
+ *   <p>.telemetry.cpu|freeze      client telemetry (eventCpu, eventFreeze) for analytics
+ *
+ * `<room>` is the room id encoded as base64url (room ids may contain dots).
+ */
+import Type, { type Static } from 'typebox';
+import { rpcMethod } from './bus.ts';
+import {
+  Camera,
+  DeviceFields,
+  JoinReply,
+  Orientation,
+  RoomId,
+  ServerEvents,
+  SocketId,
+  UserId,
+  type ServerEvent,
+} from './client.ts';
+import { validator } from './validate.ts';
+
+const ShortText = Type.String({ maxLength: 256 });
+/** A gateway's instance id: a single subject token. */
+export const GatewayId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+/** One WebSocket connection's attachment to a session; changes on every reconnect. */
+export const ConnectionId = Type.String({ pattern: '^[0-9a-f]{32}$' });
+
+// ------------------------------------------------------------------------------ rooms RPCs
+
+export const RoomsJoinRequest = Type.Object({
+  socketId: SocketId,
+  connectionId: ConnectionId,
+  gatewayId: GatewayId,
+  roomId: RoomId,
+  userId: UserId,
+  ...DeviceFields,
+  ip: Type.Optional(ShortText),
+});
+export type RoomsJoinRequest = Static<typeof RoomsJoinRequest>;
+
+export const SessionState = Type.Union([Type.Literal('active'), Type.Literal('disconnected')]);
+export type SessionState = Static<typeof SessionState>;
+
+/** Who a socketId belongs to (the first half of a reconnect). */
+export const SessionInfo = Type.Object({
+  socketId: SocketId,
+  roomId: RoomId,
+  userId: UserId,
+  platform: ShortText,
+  state: SessionState,
+});
+export type SessionInfo = Static<typeof SessionInfo>;
+
+export const RoomsReconnectRequest = Type.Object({
+  socketId: SocketId,
+  /** The room the gateway subscribed to for this socket; must be the session's. */
+  roomId: RoomId,
+  connectionId: ConnectionId,
+  gatewayId: GatewayId,
+  ip: Type.Optional(ShortText),
+});
+export const RoomsReconnectReply = Type.Object({
+  session: SessionInfo,
+  roomSize: Type.Integer({ minimum: 1 }),
+});
+
+export const RoomsDisconnectRequest = Type.Object({
+  socketId: SocketId,
+  /** Applies only while this connection is the session's attachment. */
+  connectionId: ConnectionId,
+  /** true: the client left (close code 1000) and the session ends now; false: it enters its reconnect window. */
+  leave: Type.Boolean(),
+});
+export const RoomsDisconnectReply = Type.Object({
+  /** false when the connection was no longer attached (replaced, or the session ended). */
+  applied: Type.Boolean(),
+});
+
+export const RoomsOrientationRequest = Type.Object({
+  socketId: SocketId,
+  connectionId: ConnectionId,
+  orientation: Orientation,
+  camera: Camera,
+});
+
+export const RoomSettings = Type.Object({
+  roomId: RoomId,
+  /** Most sessions admitted; null: the service's ROOM_DEFAULT_CAPACITY. */
+  capacity: Type.Union([Type.Integer({ minimum: 1, maximum: 100_000 }), Type.Null()]),
+});
+export type RoomSettings = Static<typeof RoomSettings>;
+
+export const RoomMember = Type.Object({
+  socketId: SocketId,
+  userId: UserId,
+  platform: ShortText,
+  state: SessionState,
+  gatewayId: GatewayId,
+});
+export const RoomInfo = Type.Object({
+  roomId: RoomId,
+  /** The capacity in force (the room's own, or the default). */
+  capacity: Type.Integer({ minimum: 1 }),
+  roomSize: Type.Integer({ minimum: 0 }),
+  sessions: Type.Array(RoomMember),
+});
+export type RoomInfo = Static<typeof RoomInfo>;
+
+const Empty = Type.Object({});
+
+const Attachment = Type.Object({ socketId: SocketId, connectionId: ConnectionId });
+/** A gateway's sockets, after it was cut off from NATS (in chunks of at most 500). */
+export const RoomsResyncRequest = Type.Object({
+  gatewayId: GatewayId,
+  sessions: Type.Array(Attachment, { maxItems: 500 }),
+});
+export const RoomsResyncReply = Type.Object({
+  /** Sessions that ended or moved to another connection: their sockets must close. */
+  gone: Type.Array(Attachment),
+});
+
+export const Rooms = {
+  /** Admit a new session (capacity checked in the same transaction as the insert). */
+  join: rpcMethod('rooms', 'join', RoomsJoinRequest, JoinReply),
+  /** Look a session up by socketId (SOCKET_ID_DOES_NOT_EXIST when it has ended). */
+  lookup: rpcMethod('rooms', 'lookup', Type.Object({ socketId: SocketId }), SessionInfo),
+  /** Attach a new connection to a session in its window, or replacing a stale one. */
+  reconnect: rpcMethod('rooms', 'reconnect', RoomsReconnectRequest, RoomsReconnectReply),
+  /** A connection closed: the session leaves now or enters its reconnect window. */
+  disconnect: rpcMethod('rooms', 'disconnect', RoomsDisconnectRequest, RoomsDisconnectReply),
+  /** Record a new orientation and broadcast eventOrientationChange to the room. */
+  orientation: rpcMethod('rooms', 'orientation', RoomsOrientationRequest, Empty),
+  /**
+   * A gateway that was cut off from NATS lists its sockets: sessions still attached to them
+   * are active again (the dead-gateway sweep may have put them in their window); the rest
+   * are reported gone.
+   */
+  resync: rpcMethod('rooms', 'resync', RoomsResyncRequest, RoomsResyncReply),
+  /** Set a room's capacity (creating the room if needed). Operators call this. */
+  configureRoom: rpcMethod('rooms', 'configureRoom', RoomSettings, RoomInfo),
+  /** A room's members and capacity (RoomInfo with roomSize 0 for an unknown room). */
+  roomInfo: rpcMethod('rooms', 'roomInfo', Type.Object({ roomId: RoomId }), RoomInfo),
+} as const;
+
+// ------------------------------------------------------------- messages between processes
+
+const eventFrame = <E extends ServerEvent>(a: E) =>
+  Type.Object({ a: Type.Literal(a), d: ServerEvents[a] });
+
+/** One server event frame, as it is written to a client socket. */
+export const EventFrameSchema = Type.Union([
+  eventFrame('eventExchangeCandidate'),
+  eventFrame('eventExchangeSdp'),
+  eventFrame('eventUserMediaConfiguration'),
+  eventFrame('eventLeave'),
+  eventFrame('eventOrientationChange'),
+  eventFrame('eventFreeze'),
+]);
+export type EventFrameMessage = Static<typeof EventFrameSchema>;
+
+/** A room broadcast: every member socket gets the event, except `except` if set. */
+export const RoomBroadcast = Type.Object({
+  roomId: RoomId,
+  event: EventFrameSchema,
+  except: Type.Optional(SocketId),
+});
+export type RoomBroadcast = Static<typeof RoomBroadcast>;
+export const roomBroadcast = validator(RoomBroadcast);
+
+/** A relay to one socket; the reply is a bus envelope (ok, or SOCKET_ID_DOES_NOT_EXIST). */
+export const SocketRelay = Type.Object({
+  event: Type.Union([eventFrame('eventExchangeSdp'), eventFrame('eventExchangeCandidate')]),
+});
+export type SocketRelay = Static<typeof SocketRelay>;
+export const socketRelay = validator(SocketRelay);
+/** The data of a relay's successful reply. */
+export const socketRelayAck = validator(Type.Object({}));
+
+export const DetachReason = Type.Union([
+  /** Another connection reconnected with this socketId. */
+  Type.Literal('replaced'),
+  /** The session ended while the socket was still open (e.g. after a partition). */
+  Type.Literal('expired'),
+]);
+export type DetachReason = Static<typeof DetachReason>;
+
+export const GatewayControl = Type.Object({
+  type: Type.Literal('detach'),
+  socketId: SocketId,
+  connectionId: ConnectionId,
+  reason: DetachReason,
+});
+export type GatewayControl = Static<typeof GatewayControl>;
+export const gatewayControl = validator(GatewayControl);
+
+export const GatewayHeartbeat = Type.Object({
+  gatewayId: GatewayId,
+  /** When this gateway process started, epoch ms: a new value means a restart. */
+  startedAt: Type.Integer({ minimum: 0 }),
+  /** Sessions attached to this gateway now. */
+  sockets: Type.Integer({ minimum: 0 }),
+});
+export type GatewayHeartbeat = Static<typeof GatewayHeartbeat>;
+export const gatewayHeartbeat = validator(GatewayHeartbeat);
+
+/** Who sent a piece of client telemetry, and when (epoch ms). */
+const TelemetrySource = {
+  roomId: RoomId,
+  socketId: SocketId,
+  userId: UserId,
+  at: Type.Integer({ minimum: 0 }),
+};
+
+/** A client's eventCpu (`cpuUsed` in percent). */
+export const CpuTelemetry = Type.Object({
+  ...TelemetrySource,
+  cpuUsed: Type.Integer({ minimum: 0, maximum: 10_000 }),
+});
+export type CpuTelemetry = Static<typeof CpuTelemetry>;
+export const cpuTelemetry = validator(CpuTelemetry);
+
+/** A client's eventFreeze. */
+export const FreezeTelemetry = Type.Object(TelemetrySource);
+export type FreezeTelemetry = Static<typeof FreezeTelemetry>;
+export const freezeTelemetry = validator(FreezeTelemetry);
+
+/** A room id as one subject token: base64url, no padding (room ids may contain dots). */
+export function roomToken(roomId: string): string {
+  return Buffer.from(roomId, 'utf8').toString('base64url');
+}
+
+export const signalingSubjects = {
+  room: (prefix: string, roomId: string) => `${prefix}.sig.room.${roomToken(roomId)}`,
+  socket: (prefix: string, socketId: string, roomId: string) =>
+    `${prefix}.sig.sock.${socketId}.${roomToken(roomId)}`,
+  /** What the gateway holding `socketId` subscribes to; the last token is the sender's room. */
+  socketAny: (prefix: string, socketId: string) => `${prefix}.sig.sock.${socketId}.*`,
+  gatewayControl: (prefix: string, gatewayId: string) => `${prefix}.sig.gw.${gatewayId}.ctl`,
+  heartbeat: (prefix: string) => `${prefix}.sig.gw.heartbeat`,
+  telemetryCpu: (prefix: string) => `${prefix}.telemetry.cpu`,
+  telemetryFreeze: (prefix: string) => `${prefix}.telemetry.freeze`,
+} as const;

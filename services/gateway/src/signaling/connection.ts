@@ -1,0 +1,616 @@
+/**
+ * One client WebSocket on `/api`: reads frames, validates each against libs/protocol,
+ * answers it (`<action>R`, echoing `id` when the client sent one) and writes the events
+ * its session receives. The session itself lives in the rooms service; this object only
+ * knows which session its socket is attached to.
+ *
+ * Bad input never escapes this object: a frame that is not JSON, has wrong or missing
+ * fields, names an unknown action or comes too fast is answered with its error code; a
+ * binary frame or a flood closes the socket with a close code and a reason.
+ */
+import { randomBytes } from 'node:crypto';
+import type { WebSocket } from '@fastify/websocket';
+import type { Bus } from '@switchboard/bus';
+import {
+  ClientActions,
+  ClientNotifications,
+  ProtocolError,
+  Rooms,
+  SessionDescription,
+  clientActionData,
+  clientFrame,
+  cpuTelemetry,
+  formatIssues,
+  freezeTelemetry,
+  isProtocolError,
+  replyError,
+  replyOk,
+  signalingSubjects,
+  validator,
+  type ClientAction,
+  type DetachReason,
+  type ErrorName,
+  type JoinData,
+  type EventFrameMessage,
+  type ReplyFrame,
+  type RequestId,
+} from '@switchboard/protocol';
+import type { Logger } from '@switchboard/service';
+import type { TokenVerifier } from '../auth.ts';
+import type { Disconnector } from './disconnector.ts';
+import type { SignalingMetrics } from './metrics.ts';
+import { RateLimiter } from './rate-limit.ts';
+import type { Attachable, Router } from './router.ts';
+
+export interface ConnectionDeps {
+  bus: Bus;
+  router: Router;
+  verifier: TokenVerifier;
+  disconnector: Disconnector;
+  metrics: SignalingMetrics;
+  log: Logger;
+  gatewayId: string;
+  limits: { ratePerS: number; burst: number; maxInflight: number };
+}
+
+/** WebSocket close codes used by the gateway (RFC 6455 §7.4 and the private 4000 range). */
+export const CloseCodes = {
+  normal: 1000,
+  unsupportedData: 1003,
+  policyViolation: 1008,
+  serviceRestart: 1012,
+  replaced: 4001,
+  expired: 4002,
+} as const;
+
+/** The session this connection is attached to, once join or reconnect succeeded. */
+interface Attached {
+  socketId: string;
+  roomId: string;
+  userId: string;
+  platform: string;
+}
+
+type State =
+  | { kind: 'fresh' }
+  | { kind: 'joining' }
+  | { kind: 'joined'; session: Attached }
+  | { kind: 'closed' };
+
+const sessionDescription = validator(SessionDescription);
+const notificationData = {
+  eventCpu: validator(ClientNotifications.eventCpu),
+  eventFreeze: validator(ClientNotifications.eventFreeze),
+};
+
+/** An error reply's action when the frame's own cannot be known (not JSON, no `a`). */
+const UNKNOWN_FRAME_ACTION = 'error';
+
+export class Connection implements Attachable {
+  readonly connectionId = randomBytes(16).toString('hex');
+  readonly #ws: WebSocket;
+  readonly #deps: ConnectionDeps;
+  readonly #ip: string;
+  readonly #log: Logger;
+  readonly #limiter: RateLimiter;
+  readonly #closed = new AbortController();
+  #state: State = { kind: 'fresh' };
+  /** Events that arrived while a join/reconnect was in progress, written after its reply. */
+  #held: EventFrameMessage[] | undefined;
+  #inflight = 0;
+  #lastHeard = Date.now();
+  #detached = false;
+
+  constructor(ws: WebSocket, ip: string, deps: ConnectionDeps) {
+    this.#ws = ws;
+    this.#ip = ip;
+    this.#deps = deps;
+    this.#log = deps.log.child({ connectionId: this.connectionId });
+    this.#limiter = new RateLimiter(deps.limits.ratePerS, deps.limits.burst);
+    ws.on('message', (data, isBinary) => {
+      this.#onMessage(data, isBinary);
+    });
+    ws.on('pong', () => {
+      this.#lastHeard = Date.now();
+    });
+    ws.on('close', (code, reason) => {
+      this.#onClose(code, reason.toString('utf8'));
+    });
+    ws.on('error', (err) => {
+      // ws closes the socket after an error (bad frame, too big: 1009, bad UTF-8: 1007).
+      this.#log.info({ err: err.message }, 'socket error');
+    });
+  }
+
+  /** When a frame or a pong was last received (epoch ms). */
+  get lastHeard(): number {
+    return this.#lastHeard;
+  }
+
+  get socketId(): string | undefined {
+    return this.#state.kind === 'joined' ? this.#state.session.socketId : undefined;
+  }
+
+  ping(): void {
+    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.ping();
+  }
+
+  /** Drop a socket that stopped answering: its session enters the reconnect window. */
+  terminate(why: string): void {
+    this.#log.info({ why }, 'terminating silent socket');
+    this.#ws.terminate();
+  }
+
+  /**
+   * The gateway is stopping: the session enters its reconnect window now (not when the
+   * client answers the close), and the socket is closed with 1012 so the client
+   * reconnects through another gateway.
+   */
+  shutdown(): void {
+    if (this.#state.kind === 'joined' && !this.#detached) {
+      const s = this.#state.session;
+      this.#detached = true;
+      this.#deps.disconnector.submit({
+        socketId: s.socketId,
+        connectionId: this.connectionId,
+        leave: false,
+      });
+    }
+    this.close(CloseCodes.serviceRestart, 'gateway shutting down');
+  }
+
+  /** Close the socket; the close handler does the rest. */
+  close(code: number, reason: string): void {
+    if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) {
+      this.#ws.close(code, reason);
+    }
+  }
+
+  // ------------------------------------------------------------------- Attachable
+
+  deliver(event: EventFrameMessage): void {
+    if (this.#held !== undefined) {
+      this.#held.push(event);
+      return;
+    }
+    this.#send(event);
+  }
+
+  detach(reason: DetachReason): void {
+    this.#detached = true;
+    this.close(
+      reason === 'replaced' ? CloseCodes.replaced : CloseCodes.expired,
+      reason === 'replaced' ? 'session reconnected elsewhere' : 'session expired',
+    );
+  }
+
+  // ----------------------------------------------------------------------- frames
+
+  #onMessage(data: unknown, isBinary: boolean): void {
+    this.#lastHeard = Date.now();
+    if (this.#state.kind === 'closed') return;
+    this.#deps.metrics.frames.inc();
+    if (isBinary) {
+      this.#deps.metrics.rejected.inc({ reason: 'binary' });
+      this.close(CloseCodes.unsupportedData, 'binary frames are not supported');
+      return;
+    }
+    // The limit comes before any parsing: garbage floods are floods too.
+    const limit = this.#limiter.take();
+    if (limit === 'flood') {
+      this.#deps.metrics.rejected.inc({ reason: 'flood' });
+      this.close(CloseCodes.policyViolation, 'rate limit exceeded');
+      return;
+    }
+    const text = frameText(data);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      this.#reject(UNKNOWN_FRAME_ACTION, limit === 'ok' ? 'JSON' : 'RATE_LIMITED', undefined);
+      return;
+    }
+    const parsed = clientFrame.parse(raw);
+    if (!parsed.ok) {
+      const a = isRecord(raw) && isActionName(raw['a']) ? raw['a'] : UNKNOWN_FRAME_ACTION;
+      const id = isRecord(raw) ? requestIdOf(raw['id']) : undefined;
+      const invalid = parsed.issues.some((i) => i.missing)
+        ? 'JSON_FIELD_MISSING'
+        : 'JSON_FIELD_INVALID';
+      this.#reject(a, limit === 'ok' ? invalid : 'RATE_LIMITED', id);
+      return;
+    }
+    const frame = parsed.value;
+    if (limit === 'refused') {
+      this.#reject(frame.a, 'RATE_LIMITED', frame.id);
+      return;
+    }
+
+    if (Object.hasOwn(ClientActions, frame.a)) {
+      this.#request(frame.a as ClientAction, frame.d, frame.id);
+    } else if (frame.a === 'eventCpu' || frame.a === 'eventFreeze') {
+      this.#notification(frame.a, frame.d, frame.id);
+    } else {
+      this.#reject(frame.a, 'UNKNOWN_ACTION', frame.id);
+    }
+  }
+
+  #request(action: ClientAction, data: unknown, id: RequestId | undefined): void {
+    if (this.#inflight >= this.#deps.limits.maxInflight) {
+      this.#reject(action, 'RATE_LIMITED', id);
+      return;
+    }
+    this.#inflight += 1;
+    const started = performance.now();
+    const wasFresh = this.#state.kind === 'fresh';
+    const run = this.#run(action, data);
+    // #run is synchronous up to its first await, so this tells whether this very request
+    // started a join/reconnect (and must release the events held meanwhile).
+    const began = wasFresh && this.#state.kind === 'joining';
+    void run
+      .then(
+        (result) => {
+          this.#reply(replyOk(action, result, id));
+          return 'ok';
+        },
+        (err: unknown) => {
+          const e = this.#protocolError(err, action);
+          this.#reply(replyError(action, e.code, id));
+          return e.errorName;
+        },
+      )
+      .then((outcome) => {
+        this.#deps.metrics.requests.inc({ action, outcome });
+        this.#deps.metrics.duration.observe({ action }, (performance.now() - started) / 1000);
+      })
+      .finally(() => {
+        this.#inflight -= 1;
+        // A join's reply is out: write what arrived meanwhile, in order.
+        if (began) this.#release();
+      });
+  }
+
+  async #run(action: ClientAction, data: unknown): Promise<unknown> {
+    switch (action) {
+      case 'join': {
+        const d = this.#valid('join', data);
+        return await this.#join(d);
+      }
+      case 'reconnect': {
+        const d = this.#valid('reconnect', data);
+        return await this.#reconnect(d.socketId);
+      }
+      case 'exchangeCandidate': {
+        const d = this.#valid('exchangeCandidate', data);
+        const s = this.#session();
+        this.#notSelf(s, d.to);
+        await this.#deps.router.relay(
+          d.to,
+          s.roomId,
+          { a: 'eventExchangeCandidate', d: { from: peer(s), candidate: d.candidate } },
+          { signal: this.#closed.signal },
+        );
+        return undefined;
+      }
+      case 'exchangeSdp': {
+        const d = this.#valid('exchangeSdp', data);
+        const s = this.#session();
+        this.#notSelf(s, d.to);
+        const sdp = decodeSdp(d.sdp);
+        await this.#deps.router.relay(
+          d.to,
+          s.roomId,
+          { a: 'eventExchangeSdp', d: { from: peer(s), sdp } },
+          { signal: this.#closed.signal },
+        );
+        return undefined;
+      }
+      case 'orientationChange': {
+        const d = this.#valid('orientationChange', data);
+        const s = this.#session();
+        await this.#deps.bus.request(
+          Rooms.orientation,
+          { socketId: s.socketId, connectionId: this.connectionId, ...d },
+          { signal: this.#closed.signal },
+        );
+        return undefined;
+      }
+    }
+  }
+
+  async #join(d: JoinData): Promise<unknown> {
+    this.#begin();
+    const grant = await this.#deps.verifier.verify(d.bearer);
+    if (!this.#deps.verifier.mayJoin(grant, d.roomId)) {
+      throw new ProtocolError('ROOM_IS_NOT_JOINABLE', 'the token does not grant this room');
+    }
+    const socketId = randomBytes(32).toString('hex');
+    const pending = this.#deps.router.attach(socketId, d.roomId, this);
+    try {
+      const reply = await this.#deps.bus.request(
+        Rooms.join,
+        {
+          ...deviceOf(d),
+          roomId: d.roomId,
+          socketId,
+          connectionId: this.connectionId,
+          gatewayId: this.#deps.gatewayId,
+          userId: grant.userId,
+          ip: this.#ip,
+        },
+        { signal: this.#closed.signal },
+      );
+      pending.commit();
+      // Closed meanwhile: the client never saw this socketId, so the session leaves.
+      this.#attached(
+        { socketId, roomId: d.roomId, userId: grant.userId, platform: d.platform },
+        true,
+      );
+      return reply;
+    } catch (err) {
+      pending.rollback();
+      if (isProtocolError(err) && (err.errorName === 'TIMEOUT' || err.errorName === 'CANCELLED')) {
+        // The rooms service may have admitted the session after all: take it back.
+        this.#deps.disconnector.submit({ socketId, connectionId: this.connectionId, leave: true });
+      }
+      throw err;
+    }
+  }
+
+  async #reconnect(socketId: string): Promise<unknown> {
+    this.#begin();
+    const session = await this.#deps.bus.request(
+      Rooms.lookup,
+      { socketId },
+      { signal: this.#closed.signal },
+    );
+    const pending = this.#deps.router.attach(socketId, session.roomId, this);
+    try {
+      const reply = await this.#deps.bus.request(
+        Rooms.reconnect,
+        {
+          socketId,
+          roomId: session.roomId,
+          connectionId: this.connectionId,
+          gatewayId: this.#deps.gatewayId,
+          ip: this.#ip,
+        },
+        { signal: this.#closed.signal },
+      );
+      const replaced = pending.commit();
+      if (replaced !== undefined && replaced !== this) replaced.detach('replaced');
+      this.#attached(
+        {
+          socketId,
+          roomId: reply.session.roomId,
+          userId: reply.session.userId,
+          platform: reply.session.platform,
+        },
+        false,
+      );
+      return { roomSize: reply.roomSize };
+    } catch (err) {
+      pending.rollback();
+      throw err;
+    }
+  }
+
+  /** Start a join or reconnect: only from a fresh connection, one at a time. */
+  #begin(): void {
+    if (this.#state.kind !== 'fresh') throw new ProtocolError('ROOM_ALREADY_JOINED');
+    this.#state = { kind: 'joining' };
+    this.#held = [];
+  }
+
+  /** The rooms service took the session; `leaveIfClosed`: how to undo it if the socket went. */
+  #attached(session: Attached, leaveIfClosed: boolean): void {
+    if (this.#state.kind === 'closed') {
+      // The socket went away while the rooms service admitted it: the session follows.
+      this.#deps.router.release(session.socketId, this);
+      this.#deps.disconnector.submit({
+        socketId: session.socketId,
+        connectionId: this.connectionId,
+        leave: leaveIfClosed,
+      });
+      throw new ProtocolError('CANCELLED', 'the connection closed');
+    }
+    this.#state = { kind: 'joined', session };
+    this.#deps.metrics.sessions.inc();
+  }
+
+  #release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (this.#state.kind === 'joining') this.#state = { kind: 'fresh' };
+    if (held === undefined || this.#state.kind !== 'joined') return;
+    for (const event of held) this.#send(event);
+  }
+
+  #notification(kind: 'eventCpu' | 'eventFreeze', data: unknown, id: RequestId | undefined): void {
+    const parsed = notificationData[kind].parse(kind === 'eventFreeze' ? (data ?? {}) : data);
+    if (data === undefined && kind === 'eventCpu') {
+      this.#reject(kind, 'JSON_FIELD_MISSING', id);
+      return;
+    }
+    if (!parsed.ok) {
+      this.#reject(
+        kind,
+        parsed.issues.some((i) => i.missing) ? 'JSON_FIELD_MISSING' : 'JSON_FIELD_INVALID',
+        id,
+      );
+      return;
+    }
+    if (this.#state.kind !== 'joined') {
+      this.#reject(kind, 'USER_NOT_AUTHENTICATED', id);
+      return;
+    }
+    const s = this.#state.session;
+    const prefix = this.#deps.bus.prefix;
+    try {
+      if (kind === 'eventCpu') {
+        const cpuUsed = notificationData.eventCpu.check(data) ? data.cpuUsed : 0;
+        const t = {
+          roomId: s.roomId,
+          socketId: s.socketId,
+          userId: s.userId,
+          cpuUsed,
+          at: Date.now(),
+        };
+        if (!cpuTelemetry.check(t)) throw new Error('cpu telemetry does not match its schema');
+        this.#deps.bus.publish(signalingSubjects.telemetryCpu(prefix), t);
+      } else {
+        this.#deps.router.broadcast(
+          s.roomId,
+          { a: 'eventFreeze', d: { from: peer(s) } },
+          s.socketId,
+        );
+        const t = { roomId: s.roomId, socketId: s.socketId, userId: s.userId, at: Date.now() };
+        if (!freezeTelemetry.check(t))
+          throw new Error('freeze telemetry does not match its schema');
+        this.#deps.bus.publish(signalingSubjects.telemetryFreeze(prefix), t);
+      }
+      this.#deps.metrics.requests.inc({ action: kind, outcome: 'ok' });
+    } catch (err) {
+      const e = this.#protocolError(err, kind);
+      this.#reject(kind, e.errorName, id);
+    }
+  }
+
+  // ---------------------------------------------------------------------- helpers
+
+  #valid<A extends ClientAction>(action: A, data: unknown) {
+    if (data === undefined) throw new ProtocolError('JSON_FIELD_MISSING', '/d');
+    const parsed = clientActionData[action].parse(data);
+    if (!parsed.ok) {
+      throw new ProtocolError(
+        parsed.issues.some((i) => i.missing) ? 'JSON_FIELD_MISSING' : 'JSON_FIELD_INVALID',
+        formatIssues(parsed.issues),
+      );
+    }
+    return parsed.value;
+  }
+
+  #session(): Attached {
+    if (this.#state.kind !== 'joined') throw new ProtocolError('USER_NOT_AUTHENTICATED');
+    return this.#state.session;
+  }
+
+  #notSelf(s: Attached, to: string): void {
+    if (to === s.socketId) throw new ProtocolError('JSON_FIELD_INVALID', '`to` is this session');
+  }
+
+  #protocolError(err: unknown, action: string): ProtocolError {
+    if (isProtocolError(err)) {
+      if (err.errorName === 'SYSTEM') this.#log.warn({ err, action }, 'request failed');
+      return err;
+    }
+    this.#log.error({ err, action }, 'request failed unexpectedly');
+    return new ProtocolError('SYSTEM');
+  }
+
+  #reject(action: string, name: ErrorName, id: RequestId | undefined): void {
+    const e = new ProtocolError(name);
+    this.#deps.metrics.requests.inc({ action: metricAction(action), outcome: e.errorName });
+    this.#reply(replyError(action, e.code, id));
+  }
+
+  #reply(frame: ReplyFrame): void {
+    this.#send(frame);
+  }
+
+  #send(frame: ReplyFrame | EventFrameMessage): void {
+    if (this.#ws.readyState !== this.#ws.OPEN) return;
+    // ws calls back with null on success, whatever its types say.
+    this.#ws.send(JSON.stringify(frame), (err?: Error | null) => {
+      if (err !== undefined && err !== null) this.#log.debug({ err: err.message }, 'send failed');
+    });
+  }
+
+  #onClose(code: number, reason: string): void {
+    const was = this.#state;
+    this.#state = { kind: 'closed' };
+    this.#held = undefined;
+    this.#closed.abort(new ProtocolError('CANCELLED', 'the connection closed'));
+    if (was.kind !== 'joined') return;
+    this.#deps.metrics.sessions.dec();
+    const s = was.session;
+    this.#deps.router.release(s.socketId, this);
+    if (this.#detached) return;
+    const leave = code === CloseCodes.normal;
+    this.#log.info({ socketId: s.socketId, code, reason, leave }, 'socket closed');
+    this.#deps.disconnector.submit({
+      socketId: s.socketId,
+      connectionId: this.connectionId,
+      leave,
+    });
+  }
+}
+
+/** The device fields of a join, and only those (unknown fields are not passed on). */
+function deviceOf(d: JoinData): Omit<JoinData, 'roomId' | 'bearer'> {
+  // Undefined values are dropped by JSON.stringify on the way to the bus.
+  return {
+    platform: d.platform,
+    deviceName: d.deviceName,
+    networkType: d.networkType,
+    version: d.version,
+    appVersion: d.appVersion,
+    orientation: d.orientation,
+    camera: d.camera,
+  };
+}
+
+function peer(s: Attached): { socketId: string; userId: string } {
+  return { socketId: s.socketId, userId: s.userId };
+}
+
+/** The SDP as an RTCSessionDescriptionInit: given as the object, or as its JSON text. */
+function decodeSdp(sdp: unknown): {
+  type: 'offer' | 'answer' | 'pranswer' | 'rollback';
+  sdp: string;
+} {
+  let value = sdp;
+  if (typeof sdp === 'string') {
+    try {
+      value = JSON.parse(sdp);
+    } catch {
+      throw new ProtocolError('SDP_DECODE', 'the SDP text is not JSON');
+    }
+  }
+  const parsed = sessionDescription.parse(value);
+  if (!parsed.ok) throw new ProtocolError('SDP_DECODE', formatIssues(parsed.issues));
+  if (parsed.value.type !== 'rollback' && !parsed.value.sdp.startsWith('v=0')) {
+    throw new ProtocolError('SDP_DECODE', 'the SDP does not start with v=0');
+  }
+  return parsed.value;
+}
+
+function frameText(data: unknown): string {
+  if (typeof data === 'string') return data;
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data as Buffer[]).toString('utf8');
+  if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
+  return '';
+}
+
+/** An action name the envelope accepts (so it may be echoed in a reply). */
+function isActionName(v: unknown): v is string {
+  return typeof v === 'string' && v.length >= 1 && v.length <= 64;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function requestIdOf(v: unknown): RequestId | undefined {
+  if (typeof v === 'string' && v.length > 0 && v.length <= 64) return v;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  return undefined;
+}
+
+/** Actions as metric labels: unknown names are folded so clients cannot grow the label set. */
+function metricAction(action: string): string {
+  return Object.hasOwn(ClientActions, action) || action === 'eventCpu' || action === 'eventFreeze'
+    ? action
+    : 'other';
+}

@@ -1,0 +1,80 @@
+/**
+ * Tells the rooms service that sockets closed — and keeps telling it until it has heard.
+ * A disconnect lost while the rooms service restarts would leave a session attached to a
+ * socket that no longer exists, so each one is retried with backoff until it is answered
+ * (or it is so old that the session has long been expired by the dead-gateway sweep).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Bus } from '@switchboard/bus';
+import { Rooms, isProtocolError, type RpcRequest } from '@switchboard/protocol';
+import type { Logger } from '@switchboard/service';
+
+type Disconnect = RpcRequest<typeof Rooms.disconnect>;
+
+const BACKOFF_MS = [250, 500, 1000, 2000, 5000];
+/** Give up after this long: by then the session was expired by other means. */
+const GIVE_UP_MS = 10 * 60_000;
+/** Errors worth retrying: the rooms service or NATS is away for now. */
+const TRANSIENT = new Set(['SERVICE_UNAVAILABLE', 'TIMEOUT', 'SHUTTING_DOWN', 'CANCELLED']);
+
+export class Disconnector {
+  readonly #bus: Bus;
+  readonly #log: Logger;
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #stop = new AbortController();
+
+  constructor(bus: Bus, log: Logger) {
+    this.#bus = bus;
+    this.#log = log.child({ component: 'disconnector' });
+  }
+
+  /** Disconnects not yet acknowledged. */
+  get pending(): number {
+    return this.#inflight.size;
+  }
+
+  submit(req: Disconnect): void {
+    const p = this.#deliver(req);
+    this.#inflight.add(p);
+    void p.finally(() => this.#inflight.delete(p));
+  }
+
+  async #deliver(req: Disconnect): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#bus.request(Rooms.disconnect, req, { timeoutMs: 5000 });
+        if (attempt > 0)
+          this.#log.info({ socketId: req.socketId, attempt }, 'disconnect delivered');
+        return;
+      } catch (err) {
+        const transient = isProtocolError(err) && TRANSIENT.has(err.errorName);
+        if (!transient || Date.now() - started > GIVE_UP_MS) {
+          this.#log.error({ err, socketId: req.socketId }, 'disconnect not delivered; giving up');
+          return;
+        }
+        if (attempt === 0) {
+          this.#log.warn({ err, socketId: req.socketId }, 'disconnect failed; retrying');
+        }
+      }
+      const wait = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] ?? 5000;
+      try {
+        await sleep(wait, undefined, { signal: this.#stop.signal });
+      } catch {
+        this.#log.error({ socketId: req.socketId }, 'disconnect not delivered before shutdown');
+        return;
+      }
+    }
+  }
+
+  /** Wait for pending disconnects, at most `timeoutMs`; then stop retrying. */
+  async flush(timeoutMs: number): Promise<void> {
+    const all = Promise.all([...this.#inflight]);
+    const timer = sleep(timeoutMs, 'timeout' as const, { ref: false });
+    if ((await Promise.race([all.then(() => 'done' as const), timer])) === 'timeout') {
+      this.#log.error({ pending: this.#inflight.size }, 'shutting down with disconnects pending');
+    }
+    this.#stop.abort();
+    await all;
+  }
+}

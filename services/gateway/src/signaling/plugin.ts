@@ -1,0 +1,123 @@
+/**
+ * The client API: WebSocket `/api`. Each socket is a Connection; the Router carries events
+ * between sockets over NATS; every GATEWAY_HEARTBEAT_MS this gateway tells the rooms
+ * service it is alive (so the sessions of a dead gateway enter their reconnect window).
+ *
+ * Shutdown (SIGTERM): new sockets are refused, every socket is closed with 1012 (service
+ * restart) so its client reconnects through another gateway inside the window, and the
+ * rooms service hears of every close before the process exits.
+ */
+import fastifyWebsocket from '@fastify/websocket';
+import {
+  signalingSubjects,
+  type GatewayConfig,
+  type GatewayHeartbeat,
+} from '@switchboard/protocol';
+import type { CommonConfig, Service } from '@switchboard/service';
+import { TokenVerifier } from '../auth.ts';
+import { CloseCodes, Connection } from './connection.ts';
+import { Disconnector } from './disconnector.ts';
+import { signalingMetrics } from './metrics.ts';
+import { resync } from './resync.ts';
+import { Router } from './router.ts';
+
+export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Promise<void> {
+  const { config, bus, log } = svc;
+  const verifier = await TokenVerifier.create({
+    ...(config.AUTH_HS256_SECRET === undefined ? {} : { hs256Secret: config.AUTH_HS256_SECRET }),
+    ...(config.AUTH_RS256_PUBLIC_KEYS === undefined
+      ? {}
+      : { rs256PublicKeys: config.AUTH_RS256_PUBLIC_KEYS }),
+    audience: config.AUTH_AUDIENCE,
+    ...(config.AUTH_ISSUER === undefined ? {} : { issuer: config.AUTH_ISSUER }),
+    clockToleranceS: config.AUTH_CLOCK_TOLERANCE_S,
+  });
+  const gatewayId = svc.instanceId;
+  const metrics = signalingMetrics(svc.metrics);
+  const router = new Router(bus, gatewayId, log);
+  const disconnector = new Disconnector(bus, log);
+  const connections = new Set<Connection>();
+  router.start();
+
+  await svc.http.register(fastifyWebsocket, {
+    options: { maxPayload: config.WS_MAX_FRAME_BYTES },
+  });
+  svc.http.get('/api', { websocket: true }, (socket, req) => {
+    if (svc.shutdownSignal.aborted) {
+      socket.close(CloseCodes.serviceRestart, 'gateway shutting down');
+      return;
+    }
+    const conn = new Connection(socket, req.ip, {
+      bus,
+      router,
+      verifier,
+      disconnector,
+      metrics,
+      log,
+      gatewayId,
+      limits: {
+        ratePerS: config.WS_RATE_LIMIT_PER_S,
+        burst: config.WS_RATE_LIMIT_BURST,
+        maxInflight: config.WS_MAX_INFLIGHT,
+      },
+    });
+    connections.add(conn);
+    metrics.connections.inc();
+    socket.on('close', () => {
+      connections.delete(conn);
+      metrics.connections.dec();
+    });
+  });
+
+  // Liveness of every socket: ping each; close those silent past the deadline.
+  const pinger = setInterval(() => {
+    const silentSince = Date.now() - config.WS_IDLE_TIMEOUT_MS;
+    for (const conn of connections) {
+      if (conn.lastHeard < silentSince) conn.terminate('no frame or pong before the deadline');
+      else conn.ping();
+    }
+  }, config.WS_PING_INTERVAL_MS);
+
+  // Liveness of this gateway, for the rooms service.
+  const startedAt = Date.now();
+  const beat = (): void => {
+    if (!bus.connected) return;
+    const hb: GatewayHeartbeat = { gatewayId, startedAt, sockets: router.size };
+    try {
+      bus.publish(signalingSubjects.heartbeat(bus.prefix), hb);
+    } catch (err) {
+      log.warn({ err }, 'heartbeat not sent');
+    }
+  };
+  const heartbeat = setInterval(beat, config.GATEWAY_HEARTBEAT_MS);
+  void bus.whenConnected(svc.shutdownSignal).then(beat, () => {
+    // Shut down before NATS was ever reached: nothing to announce.
+  });
+
+  // Back on NATS after a break: what was missed may have changed this gateway's sessions.
+  let resyncing: Promise<void> | undefined;
+  const offReconnect = bus.onReconnect(() => {
+    beat();
+    resyncing ??= resync({ bus, router, disconnector, gatewayId, log }, svc.shutdownSignal)
+      .catch((err: unknown) => {
+        if (!svc.shutdownSignal.aborted) log.error({ err }, 'resync failed');
+      })
+      .finally(() => {
+        resyncing = undefined;
+      });
+  });
+
+  svc.onShutdown('signaling', async () => {
+    offReconnect();
+    await resyncing;
+    clearInterval(pinger);
+    const closing = [...connections].length;
+    for (const conn of connections) conn.shutdown();
+    await disconnector.flush(Math.max(1000, config.SHUTDOWN_TIMEOUT_MS - 2000));
+    // Clients that did not answer the close in time are cut off.
+    for (const conn of connections) conn.terminate('gateway shutting down');
+    clearInterval(heartbeat);
+    router.stop();
+    log.info({ closed: closing }, 'client sockets closed');
+  });
+}

@@ -1,0 +1,259 @@
+/**
+ * The gateway's side of the bus for signaling: which sockets it holds, and how events
+ * reach them.
+ *
+ * - Room broadcasts: one subscription per room this gateway has members in (reference
+ *   counted), fanned out to the local members.
+ * - Relays to one socket: one subscription per socket held, `<p>.sig.sock.<socketId>.*`;
+ *   the last token is the sender's room, and a relay from another room is refused, so a
+ *   socketId alone never reaches across rooms.
+ * - Control: `<p>.sig.gw.<gatewayId>.ctl`, for detaching a socket another gateway took
+ *   over or whose session ended.
+ *
+ * It holds no room state beyond the sockets attached to this process.
+ */
+import type { Bus, BusSubscription } from '@switchboard/bus';
+import {
+  ProtocolError,
+  gatewayControl,
+  roomBroadcast,
+  roomToken,
+  signalingSubjects,
+  socketRelay,
+  socketRelayAck,
+  type DetachReason,
+  type EventFrameMessage,
+  type SocketRelay,
+} from '@switchboard/protocol';
+import type { Logger } from '@switchboard/service';
+
+/** What the router needs of a client connection. */
+export interface Attachable {
+  readonly connectionId: string;
+  /** Write an event to the socket. */
+  deliver(event: EventFrameMessage): void;
+  /** Close the socket because the session moved or ended; no disconnect follows. */
+  detach(reason: DetachReason): void;
+}
+
+interface Attachment {
+  conn: Attachable;
+  roomId: string;
+  roomToken: string;
+  sub: BusSubscription;
+}
+
+interface RoomFanout {
+  sub: BusSubscription;
+  members: Set<string>;
+}
+
+/** A pending attachment: commit once the rooms service agreed, or roll back. */
+export interface PendingAttach {
+  /** Make this connection the socket's; returns the connection it replaced, if any. */
+  commit(): Attachable | undefined;
+  rollback(): void;
+}
+
+export class Router {
+  readonly #bus: Bus;
+  readonly #gatewayId: string;
+  readonly #log: Logger;
+  readonly #sockets = new Map<string, Attachment>();
+  readonly #rooms = new Map<string, RoomFanout>();
+  #control: BusSubscription | undefined;
+
+  constructor(bus: Bus, gatewayId: string, log: Logger) {
+    this.#bus = bus;
+    this.#gatewayId = gatewayId;
+    this.#log = log.child({ component: 'router' });
+  }
+
+  /** Sessions attached here now. */
+  get size(): number {
+    return this.#sockets.size;
+  }
+
+  /** Rooms with members here now. */
+  get rooms(): number {
+    return this.#rooms.size;
+  }
+
+  start(): void {
+    this.#control = this.#bus.subscribe(
+      signalingSubjects.gatewayControl(this.#bus.prefix, this.#gatewayId),
+      gatewayControl,
+      (msg) => {
+        this.detach(msg.socketId, msg.connectionId, msg.reason);
+      },
+    );
+  }
+
+  stop(): void {
+    this.#control?.unsubscribe();
+  }
+
+  /**
+   * Subscribe for `socketId` in `roomId` before the rooms service is asked, so nothing
+   * sent right after it answers is missed. Events that arrive before `commit()` are
+   * delivered to `conn`, which holds them until its reply is written.
+   */
+  attach(socketId: string, roomId: string, conn: Attachable): PendingAttach {
+    const previous = this.#sockets.get(socketId);
+    const token = roomToken(roomId);
+    let sub = previous?.roomId === roomId ? previous.sub : undefined;
+    const ownSub = sub === undefined;
+    sub ??= this.#bus.subscribe(
+      signalingSubjects.socketAny(this.#bus.prefix, socketId),
+      socketRelay,
+      (msg, incoming) => {
+        this.#onRelay(socketId, msg, incoming.subject, incoming);
+      },
+    );
+    const att: Attachment = { conn, roomId, roomToken: token, sub };
+    this.#sockets.set(socketId, att);
+    this.#join(roomId, socketId);
+    let settled = false;
+    return {
+      commit: () => {
+        if (settled) throw new Error('attachment already settled');
+        settled = true;
+        if (previous !== undefined && previous.sub !== sub) {
+          previous.sub.unsubscribe();
+          this.#leave(previous.roomId, socketId);
+        }
+        return previous?.conn;
+      },
+      rollback: () => {
+        if (settled) return;
+        settled = true;
+        if (previous === undefined) {
+          this.#release(socketId, conn);
+          return;
+        }
+        if (ownSub) {
+          sub.unsubscribe();
+          this.#leave(roomId, socketId);
+        }
+        this.#sockets.set(socketId, previous);
+      },
+    };
+  }
+
+  /** Every socket attached here, with its connection. */
+  attachments(): { socketId: string; connectionId: string }[] {
+    return [...this.#sockets].map(([socketId, att]) => ({
+      socketId,
+      connectionId: att.conn.connectionId,
+    }));
+  }
+
+  /** Whether `socketId` is attached here through `connectionId`. */
+  holds(socketId: string, connectionId: string): boolean {
+    return this.#sockets.get(socketId)?.conn.connectionId === connectionId;
+  }
+
+  /** Close `socketId`'s socket if it is still attached through `connectionId`. */
+  detach(socketId: string, connectionId: string, reason: DetachReason): void {
+    const att = this.#sockets.get(socketId);
+    if (att?.conn.connectionId !== connectionId) return;
+    this.#log.info({ socketId, reason }, 'detaching socket');
+    this.#release(socketId, att.conn);
+    att.conn.detach(reason);
+  }
+
+  /** Forget `socketId` if `conn` still holds it (the connection closed). */
+  release(socketId: string, conn: Attachable): void {
+    this.#release(socketId, conn);
+  }
+
+  #release(socketId: string, conn: Attachable): void {
+    const att = this.#sockets.get(socketId);
+    if (att?.conn !== conn) return;
+    this.#sockets.delete(socketId);
+    att.sub.unsubscribe();
+    this.#leave(att.roomId, socketId);
+  }
+
+  /**
+   * Relay an event to `to`, which must be a member of `roomId` attached to some gateway.
+   * SOCKET_ID_DOES_NOT_EXIST when no gateway holds it in that room.
+   */
+  async relay(
+    to: string,
+    roomId: string,
+    event: SocketRelay['event'],
+    opts: { signal: AbortSignal; traceparent?: string },
+  ): Promise<void> {
+    await this.#bus.requestSubject(
+      signalingSubjects.socket(this.#bus.prefix, to, roomId),
+      { event } satisfies SocketRelay,
+      socketRelayAck,
+      { ...opts, noResponders: 'SOCKET_ID_DOES_NOT_EXIST' },
+    );
+  }
+
+  /** Publish a broadcast to a room (fanned out by every gateway with members there). */
+  broadcast(roomId: string, event: EventFrameMessage, except?: string): void {
+    this.#bus.publish(signalingSubjects.room(this.#bus.prefix, roomId), {
+      roomId,
+      event,
+      ...(except === undefined ? {} : { except }),
+    });
+  }
+
+  #onRelay(
+    socketId: string,
+    msg: SocketRelay,
+    subject: string,
+    incoming: {
+      respond(r: { ok: true; data: unknown } | { ok: false; error: ProtocolError }): void;
+    },
+  ): void {
+    const att = this.#sockets.get(socketId);
+    const senderRoom = subject.slice(subject.lastIndexOf('.') + 1);
+    if (att?.roomToken !== senderRoom) {
+      incoming.respond({ ok: false, error: new ProtocolError('SOCKET_ID_DOES_NOT_EXIST') });
+      return;
+    }
+    att.conn.deliver(msg.event);
+    incoming.respond({ ok: true, data: {} });
+  }
+
+  #join(roomId: string, socketId: string): void {
+    let room = this.#rooms.get(roomId);
+    if (room === undefined) {
+      const members = new Set<string>();
+      const sub = this.#bus.subscribe(
+        signalingSubjects.room(this.#bus.prefix, roomId),
+        roomBroadcast,
+        (msg) => {
+          if (msg.roomId !== roomId) {
+            this.#log.warn({ roomId, got: msg.roomId }, 'broadcast for another room; dropped');
+            return;
+          }
+          for (const member of members) {
+            if (member === msg.except) continue;
+            this.#sockets.get(member)?.conn.deliver(msg.event);
+          }
+        },
+      );
+      room = { sub, members };
+      this.#rooms.set(roomId, room);
+    }
+    room.members.add(socketId);
+  }
+
+  #leave(roomId: string, socketId: string): void {
+    const room = this.#rooms.get(roomId);
+    if (room === undefined) return;
+    // Another connection may hold the same socketId in this room (a reconnect in progress).
+    const att = this.#sockets.get(socketId);
+    if (att?.roomId === roomId) return;
+    room.members.delete(socketId);
+    if (room.members.size === 0) {
+      room.sub.unsubscribe();
+      this.#rooms.delete(roomId);
+    }
+  }
+}

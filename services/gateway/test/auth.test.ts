@@ -1,0 +1,393 @@
+/**
+ * Bearer-token verification of `join`: HS256 and RS256 with pinned algorithms, the key
+ * chosen by `kid` (RFC 7638 thumbprint) or tried in turn, the registered claims (`exp`
+ * required, `nbf`, `aud`, `iss`) and Switchboard's own (`sub`, `rooms`, `name`). Every
+ * rejection is AUTH_FAILED and never names the key.
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { SignJWT, base64url, calculateJwkThumbprint, exportJWK } from 'jose';
+import { ErrorCodes, ProtocolError } from '@switchboard/protocol';
+import { ConfigError } from '@switchboard/service';
+import { DEV_HS256_SECRET, mintToken } from '@switchboard/devstack';
+import { MAX_TOKEN_LENGTH, TokenVerifier, type TokenVerifierConfig } from '../src/auth.ts';
+
+interface RsaPair {
+  privateKey: KeyObject;
+  publicPem: string;
+  kid: string;
+}
+
+async function rsaPair(): Promise<RsaPair> {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const kid = await calculateJwkThumbprint(await exportJWK(publicKey));
+  return { privateKey, publicPem, kid };
+}
+
+const base = { audience: 'switchboard', clockToleranceS: 5 } satisfies TokenVerifierConfig;
+const claims = { sub: 'alice', rooms: ['room-1'] };
+
+let rsa1: RsaPair;
+let rsa2: RsaPair;
+let hsOnly: TokenVerifier;
+let rsOnly: TokenVerifier;
+let both: TokenVerifier;
+
+beforeAll(async () => {
+  rsa1 = await rsaPair();
+  rsa2 = await rsaPair();
+  hsOnly = await TokenVerifier.create({ ...base, hs256Secret: DEV_HS256_SECRET });
+  rsOnly = await TokenVerifier.create({
+    ...base,
+    rs256PublicKeys: `${rsa1.publicPem}\n${rsa2.publicPem}`,
+  });
+  both = await TokenVerifier.create({
+    ...base,
+    hs256Secret: DEV_HS256_SECRET,
+    rs256PublicKeys: rsa1.publicPem,
+  });
+});
+
+/** Expect AUTH_FAILED whose message contains `reason`, and nothing of the keys. */
+async function rejects(verifier: TokenVerifier, token: string, reason: string): Promise<void> {
+  const err: unknown = await verifier.verify(token).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ProtocolError);
+  const pe = err as ProtocolError;
+  expect(pe.errorName).toBe('AUTH_FAILED');
+  expect(pe.code).toBe(ErrorCodes.AUTH_FAILED.code);
+  expect(pe.message).toContain(reason);
+  expect(pe.message).not.toContain(DEV_HS256_SECRET);
+  expect(pe.message).not.toContain('PUBLIC KEY');
+  expect(pe.cause).toBeUndefined();
+}
+
+/** A compact JWS with any header and payload, signed (or not) by hand. */
+function handMade(header: object, payload: object, signature = ''): string {
+  const enc = (o: object): string => base64url.encode(JSON.stringify(o));
+  return `${enc(header)}.${enc(payload)}.${signature}`;
+}
+
+const inOneHour = (): number => Math.floor(Date.now() / 1000) + 3600;
+
+describe('valid tokens', () => {
+  it('accepts an HS256 token and returns its grant', async () => {
+    const before = Date.now();
+    const token = await mintToken({ ...claims, extra: { name: 'Alice', team: 'blue' } });
+    const grant = await hsOnly.verify(token);
+    expect(grant).toMatchObject({ userId: 'alice', rooms: ['room-1'], name: 'Alice' });
+    expect(grant.expiresAt).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 3_600_000);
+    expect(grant.expiresAt).toBeLessThanOrEqual(Date.now() + 3_600_000);
+    expect(await both.verify(token)).toMatchObject({ userId: 'alice' });
+  });
+
+  it('leaves name out when the token has none', async () => {
+    const grant = await hsOnly.verify(await mintToken(claims));
+    expect(grant).not.toHaveProperty('name');
+  });
+
+  it('names its RS256 keys by RFC 7638 thumbprint, in order', () => {
+    expect(rsOnly.rs256KeyIds).toEqual([rsa1.kid, rsa2.kid]);
+  });
+
+  it('accepts an RS256 token whose kid names one of two keys', async () => {
+    for (const pair of [rsa1, rsa2]) {
+      const token = await mintToken({ ...claims, privateKey: pair.privateKey, kid: pair.kid });
+      expect(await rsOnly.verify(token)).toMatchObject({ userId: 'alice', rooms: ['room-1'] });
+    }
+  });
+
+  it('tries every key for an RS256 token without kid', async () => {
+    for (const pair of [rsa1, rsa2]) {
+      const token = await mintToken({ ...claims, privateKey: pair.privateKey });
+      expect(await rsOnly.verify(token)).toMatchObject({ userId: 'alice' });
+    }
+    const other = await rsaPair();
+    await rejects(
+      rsOnly,
+      await mintToken({ ...claims, privateKey: other.privateKey }),
+      'bad signature',
+    );
+  });
+
+  it('accepts an audience array that includes the configured audience', async () => {
+    const token = await mintToken({ ...claims, extra: { aud: ['other', 'switchboard'] } });
+    expect(await hsOnly.verify(token)).toMatchObject({ userId: 'alice' });
+  });
+
+  it('allows the configured clock tolerance on exp and nbf', async () => {
+    expect(await hsOnly.verify(await mintToken({ ...claims, expiresInS: -2 }))).toMatchObject({
+      userId: 'alice',
+    });
+    expect(await hsOnly.verify(await mintToken({ ...claims, notBeforeS: 2 }))).toMatchObject({
+      userId: 'alice',
+    });
+  });
+
+  it('accepts the configured issuer', async () => {
+    const v = await TokenVerifier.create({ ...base, hs256Secret: DEV_HS256_SECRET, issuer: 'idp' });
+    expect(await v.verify(await mintToken({ ...claims, iss: 'idp' }))).toMatchObject({
+      userId: 'alice',
+    });
+  });
+});
+
+describe('rejected tokens', () => {
+  it('rejects an RS256 token whose kid names no configured key', async () => {
+    const token = await mintToken({ ...claims, privateKey: rsa1.privateKey, kid: 'not-a-key' });
+    await rejects(rsOnly, token, 'unknown key id');
+  });
+
+  it('rejects an RS256 token whose kid names a different key than signed it', async () => {
+    const token = await mintToken({ ...claims, privateKey: rsa1.privateKey, kid: rsa2.kid });
+    await rejects(rsOnly, token, 'bad signature');
+  });
+
+  it('rejects a token with a non-string kid', async () => {
+    const token = await new SignJWT({ ...claims, aud: 'switchboard', exp: inOneHour() })
+      .setProtectedHeader({ alg: 'RS256', kid: 7 } as unknown as { alg: string })
+      .sign(rsa1.privateKey);
+    await rejects(rsOnly, token, 'malformed token');
+  });
+
+  it('rejects an expired token', async () => {
+    await rejects(hsOnly, await mintToken({ ...claims, expiresInS: -60 }), 'token expired');
+    const rs = await mintToken({ ...claims, privateKey: rsa1.privateKey, expiresInS: -60 });
+    await rejects(rsOnly, rs, 'token expired');
+  });
+
+  it('rejects a token that is not valid yet (nbf)', async () => {
+    await rejects(hsOnly, await mintToken({ ...claims, notBeforeS: 60 }), 'token not yet valid');
+  });
+
+  it('rejects a token without exp', async () => {
+    const token = await mintToken({ ...claims, extra: { exp: undefined } });
+    await rejects(hsOnly, token, 'token has no exp');
+    const rs = await mintToken({
+      ...claims,
+      privateKey: rsa2.privateKey,
+      extra: { exp: undefined },
+    });
+    await rejects(rsOnly, rs, 'token has no exp');
+  });
+
+  it('rejects a non-numeric exp', async () => {
+    await rejects(
+      hsOnly,
+      await mintToken({ ...claims, extra: { exp: 'tomorrow' } }),
+      'invalid exp',
+    );
+  });
+
+  it('rejects a token for another audience, or none', async () => {
+    await rejects(hsOnly, await mintToken({ ...claims, aud: 'elsewhere' }), 'wrong audience');
+    await rejects(hsOnly, await mintToken({ ...claims, extra: { aud: undefined } }), 'no aud');
+  });
+
+  it('rejects a token from another issuer, or none, when an issuer is configured', async () => {
+    const v = await TokenVerifier.create({ ...base, hs256Secret: DEV_HS256_SECRET, issuer: 'idp' });
+    await rejects(v, await mintToken({ ...claims, iss: 'evil' }), 'wrong issuer');
+    await rejects(v, await mintToken(claims), 'token has no iss');
+  });
+
+  it('rejects alg none', async () => {
+    const payload = { ...claims, aud: 'switchboard', exp: inOneHour() };
+    for (const v of [hsOnly, rsOnly, both]) {
+      await rejects(v, handMade({ alg: 'none' }, payload), 'algorithm not allowed');
+      await rejects(
+        v,
+        handMade({ alg: 'none', typ: 'JWT' }, payload, 'x'),
+        'algorithm not allowed',
+      );
+      await rejects(v, handMade({ alg: 'None' }, payload), 'algorithm not allowed');
+      await rejects(v, handMade({}, payload), 'algorithm not allowed');
+    }
+  });
+
+  it('rejects an HS256 token signed with the RS public key (RS/HS confusion)', async () => {
+    for (const pem of [rsa1.publicPem, rsa1.publicPem.trim()]) {
+      const token = await mintToken({ ...claims, alg: 'HS256', secret: pem, kid: rsa1.kid });
+      await rejects(rsOnly, token, 'algorithm not allowed');
+      // With a secret configured too, HS256 is checked against the secret only.
+      await rejects(both, token, 'bad signature');
+    }
+  });
+
+  it('rejects an RS256 token when only HS256 is configured', async () => {
+    const token = await mintToken({ ...claims, privateKey: rsa1.privateKey });
+    await rejects(hsOnly, token, 'algorithm not allowed');
+  });
+
+  it('rejects other algorithms: HS512, RS384, PS256, ES256', async () => {
+    const payload = { ...claims, aud: 'switchboard', exp: inOneHour() };
+    const secret = new TextEncoder().encode(DEV_HS256_SECRET + DEV_HS256_SECRET);
+    const hs512 = await new SignJWT(payload).setProtectedHeader({ alg: 'HS512' }).sign(secret);
+    await rejects(hsOnly, hs512, 'algorithm not allowed');
+    await rejects(both, hs512, 'algorithm not allowed');
+    for (const alg of ['RS384', 'PS256']) {
+      const token = await new SignJWT(payload)
+        .setProtectedHeader({ alg, kid: rsa1.kid })
+        .sign(rsa1.privateKey);
+      await rejects(rsOnly, token, 'algorithm not allowed');
+    }
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const es256 = await new SignJWT(payload)
+      .setProtectedHeader({ alg: 'ES256' })
+      .sign(ec.privateKey);
+    await rejects(rsOnly, es256, 'algorithm not allowed');
+    await rejects(both, es256, 'algorithm not allowed');
+  });
+
+  it('rejects a token with a tampered payload', async () => {
+    const [h, , s] = (await mintToken(claims)).split('.');
+    const forged = `${h ?? ''}.${base64url.encode(JSON.stringify({ ...claims, rooms: ['*'], aud: 'switchboard', exp: inOneHour() }))}.${s ?? ''}`;
+    await rejects(hsOnly, forged, 'bad signature');
+  });
+
+  it('rejects a token signed with another secret', async () => {
+    const token = await mintToken({ ...claims, secret: 'x'.repeat(40) });
+    await rejects(hsOnly, token, 'bad signature');
+  });
+
+  it('rejects bad claims: no sub, no rooms, rooms not an array, empty or oversized', async () => {
+    const cases: Record<string, unknown>[] = [
+      { sub: undefined },
+      { sub: '' },
+      { sub: 42 },
+      { sub: 'u'.repeat(129) },
+      { rooms: undefined },
+      { rooms: 'room-1' },
+      { rooms: { 0: 'room-1' } },
+      { rooms: [] },
+      { rooms: [''] },
+      { rooms: [1] },
+      { rooms: ['r'.repeat(130)] },
+      { rooms: Array.from({ length: 257 }, (_, i) => `room-${i}`) },
+      { name: 'n'.repeat(129) },
+      { name: 7 },
+    ];
+    for (const extra of cases) {
+      await rejects(hsOnly, await mintToken({ ...claims, extra }), 'invalid claims');
+    }
+    const rs = await mintToken({ ...claims, privateKey: rsa1.privateKey, extra: { rooms: 'x' } });
+    await rejects(rsOnly, rs, 'invalid claims');
+  });
+
+  it('rejects garbage', async () => {
+    const garbage = [
+      '',
+      'garbage',
+      'Bearer x',
+      'a.b.c',
+      '...',
+      'e30.e30.',
+      'e30.e30.e30',
+      'eyJhbGciOiJIUzI1NiJ9',
+      'eyJhbGciOiJIUzI1NiJ9.',
+      'eyJhbGciOiJIUzI1NiJ9..',
+      'eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln',
+      'eyJhbGciOiJIUzI1NiJ9.W10.c2ln',
+      `${base64url.encode('{"alg":"HS256"}')}.${base64url.encode('"str"')}.sig`,
+      `${base64url.encode('[1]')}.e30.sig`,
+      '\u0000\u0001\u0002',
+      '🙂.🙂.🙂',
+      // A JWE (five parts) is not a JWS.
+      `${base64url.encode('{"alg":"dir","enc":"A256GCM"}')}..aXY.Y3Q.dGFn`,
+      `${base64url.encode('{"alg":"HS256"}')}..aXY.Y3Q.dGFn`,
+    ];
+    for (const token of garbage) {
+      for (const v of [hsOnly, rsOnly, both]) {
+        const err = await v.verify(token).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, JSON.stringify(token)).toBeInstanceOf(ProtocolError);
+        expect((err as ProtocolError).errorName).toBe('AUTH_FAILED');
+      }
+    }
+    // A real token with a byte of its signature changed.
+    const token = await mintToken(claims);
+    const flipped = token.slice(0, -2) + (token.at(-2) === 'A' ? 'B' : 'A') + token.slice(-1);
+    await rejects(hsOnly, flipped, 'bad signature');
+  });
+
+  it('rejects a token longer than 8192 characters before parsing it', async () => {
+    expect(MAX_TOKEN_LENGTH).toBe(8192);
+    await rejects(hsOnly, 'x'.repeat(MAX_TOKEN_LENGTH + 1), 'token too long');
+    const big = await mintToken({ ...claims, extra: { pad: 'p'.repeat(MAX_TOKEN_LENGTH) } });
+    expect(big.length).toBeGreaterThan(MAX_TOKEN_LENGTH);
+    await rejects(hsOnly, big, 'token too long');
+    const fits = await mintToken({ ...claims, extra: { pad: 'p'.repeat(5000) } });
+    expect(fits.length).toBeLessThanOrEqual(MAX_TOKEN_LENGTH);
+    expect(await hsOnly.verify(fits)).toMatchObject({ userId: 'alice' });
+  });
+});
+
+describe('room grants', () => {
+  it('lets a grant join exactly its rooms and its prefixes', async () => {
+    const grant = await hsOnly.verify(
+      await mintToken({ sub: 'bob', rooms: ['lobby', 'team-a:*'] }),
+    );
+    expect(hsOnly.mayJoin(grant, 'lobby')).toBe(true);
+    expect(hsOnly.mayJoin(grant, 'team-a:standup')).toBe(true);
+    expect(hsOnly.mayJoin(grant, 'lobby2')).toBe(false);
+    expect(hsOnly.mayJoin(grant, 'team-b:standup')).toBe(false);
+    const all = await hsOnly.verify(await mintToken({ sub: 'admin', rooms: ['*'] }));
+    expect(hsOnly.mayJoin(all, 'anything')).toBe(true);
+  });
+});
+
+describe('TokenVerifier.create', () => {
+  async function configError(cfg: TokenVerifierConfig): Promise<ConfigError> {
+    const err: unknown = await TokenVerifier.create(cfg).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+
+  it('needs a key', async () => {
+    const err = await configError(base);
+    expect(err.issues[0]?.variable).toBe('AUTH_HS256_SECRET');
+    await configError({ ...base, hs256Secret: '', rs256PublicKeys: '  \n' });
+  });
+
+  it('rejects a secret shorter than 32 characters', async () => {
+    const err = await configError({ ...base, hs256Secret: 'short' });
+    expect(err.issues[0]?.variable).toBe('AUTH_HS256_SECRET');
+    expect(err.message).not.toContain('short"');
+  });
+
+  it('rejects PEM text that does not parse', async () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const ecPem = ec.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const smallPem = small.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const rsaPkcs1 = rsa1.privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+    const bodyOf = (pem: string): string => pem.split('\n').slice(1, -2).join('\n');
+    const bad = [
+      'not a pem',
+      '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n',
+      `-----BEGIN PUBLIC KEY-----\n${bodyOf(rsa1.publicPem).slice(0, 100)}\n-----END PUBLIC KEY-----\n`,
+      `${rsa1.publicPem}garbage\n`,
+      `${rsa1.publicPem}-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n`,
+      ecPem,
+      smallPem,
+      rsaPkcs1,
+    ];
+    for (const rs256PublicKeys of bad) {
+      const err = await configError({ ...base, hs256Secret: DEV_HS256_SECRET, rs256PublicKeys });
+      expect(err.issues.map((i) => i.variable)).toEqual(['AUTH_RS256_PUBLIC_KEYS']);
+    }
+  });
+
+  it('accepts PEM blocks with CRLF line ends and surrounding blank lines', async () => {
+    const pem = `\n${rsa1.publicPem.replaceAll('\n', '\r\n')}\r\n\r\n${rsa2.publicPem}\n`;
+    const v = await TokenVerifier.create({ ...base, rs256PublicKeys: pem });
+    expect(v.rs256KeyIds).toEqual([rsa1.kid, rsa2.kid]);
+  });
+});

@@ -1,0 +1,476 @@
+/**
+ * Room membership in PostgreSQL: who is in which room, attached to which gateway through
+ * which connection. Every change that alters a room's size runs in a transaction holding
+ * the room's row lock (`SELECT … FOR UPDATE`), so concurrent joins never admit more than
+ * the capacity and a leave's reported size is exact. Lock order is always room, then
+ * session, so no two transactions can deadlock on each other.
+ *
+ * After a change commits, the room hears about it: eventLeave, eventUserMediaConfiguration
+ * (when the size moves onto another ladder step) and eventOrientationChange go out as room
+ * broadcasts; a replaced or expired connection is told to its gateway to close.
+ */
+import type { Logger } from '@switchboard/service';
+import {
+  ProtocolError,
+  type JoinReply,
+  type RoomInfo,
+  type RoomSettings,
+  type RoomsJoinRequest,
+  type RpcReply,
+  type RpcRequest,
+  type SessionInfo,
+  type SessionState,
+  type UserMediaConfiguration,
+  type Rooms,
+} from '@switchboard/protocol';
+import { Prisma } from '../generated/prisma/client.ts';
+import type { Db } from '../db/client.ts';
+import type { Notifier } from './notifier.ts';
+import type { UserMediaLadder } from './ladder.ts';
+
+type Tx = Prisma.TransactionClient;
+
+export interface MembershipOptions {
+  defaultCapacity: number;
+  reconnectWindowMs: number;
+  gatewayDeadAfterMs: number;
+}
+
+/** The deadline a piece of work must finish by, and the signal that fires at it. */
+export interface Deadline {
+  signal: AbortSignal;
+  /** epoch ms */
+  deadline: number;
+}
+
+/** `now()` in UTC as `timestamp(3)`: how Prisma stores DateTime in these columns. */
+const NOW = Prisma.sql`(now() AT TIME ZONE 'UTC')`;
+const EXPIRE_BATCH = 200;
+
+interface SessionRow {
+  socketId: string;
+  roomId: string;
+  userId: string;
+  platform: string;
+  gatewayId: string;
+  connectionId: string;
+  state: 'ACTIVE' | 'DISCONNECTED';
+}
+
+/** A session that ended: who, and the room's size afterwards. */
+interface Left {
+  roomId: string;
+  socketId: string;
+  userId: string;
+  gatewayId: string;
+  connectionId: string;
+  sizeBefore: number;
+  sizeAfter: number;
+}
+
+export class Membership {
+  readonly #db: Db;
+  readonly #opts: MembershipOptions;
+  readonly #ladder: UserMediaLadder;
+  readonly #notify: Notifier;
+  readonly #log: Logger;
+
+  constructor(
+    db: Db,
+    opts: MembershipOptions,
+    ladder: UserMediaLadder,
+    notify: Notifier,
+    log: Logger,
+  ) {
+    this.#db = db;
+    this.#opts = opts;
+    this.#ladder = ladder;
+    this.#notify = notify;
+    this.#log = log.child({ component: 'membership' });
+  }
+
+  /** Admit a new session into its room, creating the room on its first join. */
+  async join(req: RoomsJoinRequest, d: Deadline): Promise<JoinReply> {
+    // Raw statements, as few as the locking allows: this is the hot path of a join.
+    const { size, sessions } = await this.#tx(d, async (tx) => {
+      await tx.$executeRaw`INSERT INTO rooms (id) VALUES (${req.roomId}) ON CONFLICT (id) DO NOTHING`;
+      const capacity = await this.#lockRoom(tx, req.roomId);
+      if (capacity === undefined) {
+        // Emptied and removed between the insert and the lock; the client may simply retry.
+        throw new ProtocolError('ROOM_IS_NOT_JOINABLE', 'the room was closing; try again');
+      }
+      // Read after the lock: no concurrent join can have added a member since.
+      const others = await tx.$queryRaw<{ socketId: string; userId: string }[]>`
+        SELECT socket_id AS "socketId", user_id AS "userId" FROM sessions
+        WHERE room_id = ${req.roomId} ORDER BY joined_at, socket_id`;
+      if (others.length >= capacity)
+        throw new ProtocolError('ROOM_IS_FULL', `capacity ${capacity}`);
+      await tx.$executeRaw`
+        INSERT INTO sessions (socket_id, room_id, user_id, platform, device_name, network_type,
+          version, app_version, orientation, camera, ip, gateway_id, connection_id, state,
+          joined_at, attached_at, last_seen)
+        VALUES (${req.socketId}, ${req.roomId}, ${req.userId}, ${req.platform},
+          ${req.deviceName ?? null}, ${req.networkType ?? null}, ${req.version ?? null},
+          ${req.appVersion ?? null}, ${req.orientation ?? null}, ${req.camera ?? null},
+          ${req.ip ?? null}, ${req.gatewayId}, ${req.connectionId}, 'ACTIVE', ${NOW}, ${NOW}, ${NOW})`;
+      return { size: others.length + 1, sessions: others };
+    });
+    const change = this.#ladder.change(size - 1, size);
+    if (change !== undefined) this.#userMedia(req.roomId, change, req.socketId);
+    return {
+      socketId: req.socketId,
+      roomSize: size,
+      userMediaConfiguration: this.#ladder.configuration(size),
+      sessions,
+    };
+  }
+
+  async lookup(socketId: string): Promise<SessionInfo> {
+    const s = await this.#db.session.findUnique({
+      where: { socketId },
+      select: { socketId: true, roomId: true, userId: true, platform: true, state: true },
+    });
+    if (s === null) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+    return { ...s, state: wireState(s.state) };
+  }
+
+  /**
+   * Attach a new connection to a session: one in its reconnect window, or one still
+   * attached elsewhere (a stale socket the client gave up on), which is then detached.
+   */
+  async reconnect(
+    req: RpcRequest<typeof Rooms.reconnect>,
+    d: Deadline,
+  ): Promise<RpcReply<typeof Rooms.reconnect>> {
+    const { previous, size } = await this.#tx(d, async (tx) => {
+      if ((await this.#lockRoom(tx, req.roomId)) === undefined) {
+        throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+      }
+      const rows = await tx.$queryRaw<SessionRow[]>`
+        SELECT socket_id AS "socketId", room_id AS "roomId", user_id AS "userId", platform,
+               gateway_id AS "gatewayId", connection_id AS "connectionId", state::text AS state
+        FROM sessions WHERE socket_id = ${req.socketId} FOR UPDATE`;
+      const s = rows[0];
+      if (s === undefined || s.roomId !== req.roomId) {
+        throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+      }
+      await tx.$executeRaw`
+        UPDATE sessions
+        SET state = 'ACTIVE', gateway_id = ${req.gatewayId}, connection_id = ${req.connectionId},
+            attached_at = ${NOW}, last_seen = ${NOW}, disconnected_at = NULL,
+            ip = COALESCE(${req.ip ?? null}, ip)
+        WHERE socket_id = ${req.socketId}`;
+      const size = await tx.session.count({ where: { roomId: req.roomId } });
+      return { previous: s, size };
+    });
+    if (previous.state === 'ACTIVE' && previous.connectionId !== req.connectionId) {
+      this.#notify.detach(previous.gatewayId, {
+        type: 'detach',
+        socketId: previous.socketId,
+        connectionId: previous.connectionId,
+        reason: 'replaced',
+      });
+    }
+    return {
+      session: {
+        socketId: previous.socketId,
+        roomId: previous.roomId,
+        userId: previous.userId,
+        platform: previous.platform,
+        state: 'active',
+      },
+      roomSize: size,
+    };
+  }
+
+  /**
+   * A connection closed. With `leave`, the session ends now (peers get eventLeave);
+   * otherwise it enters its reconnect window. Does nothing when the connection is no
+   * longer the session's (it was replaced, or the session already ended).
+   */
+  async disconnect(
+    req: RpcRequest<typeof Rooms.disconnect>,
+    d: Deadline,
+  ): Promise<{ applied: boolean }> {
+    if (!req.leave) {
+      d.signal.throwIfAborted();
+      const n = await this.#db.$executeRaw`
+        UPDATE sessions SET state = 'DISCONNECTED', disconnected_at = ${NOW}, last_seen = ${NOW}
+        WHERE socket_id = ${req.socketId} AND connection_id = ${req.connectionId}
+          AND state = 'ACTIVE'`;
+      return { applied: n > 0 };
+    }
+    const s = await this.#db.session.findUnique({
+      where: { socketId: req.socketId },
+      select: { roomId: true, connectionId: true },
+    });
+    if (s?.connectionId !== req.connectionId) return { applied: false };
+    const left = await this.#tx(d, async (tx) => {
+      if ((await this.#lockRoom(tx, s.roomId)) === undefined) return [];
+      return await this.#remove(
+        tx,
+        s.roomId,
+        Prisma.sql`socket_id = ${req.socketId} AND connection_id = ${req.connectionId}`,
+      );
+    });
+    this.#announceLeaves(left);
+    return { applied: left.length > 0 };
+  }
+
+  /** Record a new orientation and tell the room. */
+  async orientation(req: RpcRequest<typeof Rooms.orientation>, d: Deadline): Promise<void> {
+    d.signal.throwIfAborted();
+    const rows = await this.#db.$queryRaw<{ roomId: string; userId: string; platform: string }[]>`
+      UPDATE sessions SET orientation = ${req.orientation}, camera = ${req.camera}, last_seen = ${NOW}
+      WHERE socket_id = ${req.socketId} AND connection_id = ${req.connectionId} AND state = 'ACTIVE'
+      RETURNING room_id AS "roomId", user_id AS "userId", platform`;
+    const s = rows[0];
+    if (s === undefined) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+    this.#notify.broadcast({
+      roomId: s.roomId,
+      except: req.socketId,
+      event: {
+        a: 'eventOrientationChange',
+        d: {
+          from: { socketId: req.socketId, userId: s.userId },
+          platform: s.platform,
+          orientation: req.orientation,
+          camera: req.camera,
+        },
+      },
+    });
+  }
+
+  /** See Rooms.resync: re-attach what the gateway still holds, report the rest gone. */
+  async resync(req: RpcRequest<typeof Rooms.resync>): Promise<RpcReply<typeof Rooms.resync>> {
+    if (req.sessions.length === 0) return { gone: [] };
+    const socketIds = req.sessions.map((s) => s.socketId);
+    const connectionIds = req.sessions.map((s) => s.connectionId);
+    const kept = await this.#db.$queryRaw<{ socketId: string }[]>`
+      UPDATE sessions s
+      SET state = 'ACTIVE', gateway_id = ${req.gatewayId}, disconnected_at = NULL, last_seen = ${NOW}
+      FROM unnest(${socketIds}::text[], ${connectionIds}::text[]) AS a(socket_id, connection_id)
+      WHERE s.socket_id = a.socket_id AND s.connection_id = a.connection_id
+      RETURNING s.socket_id AS "socketId"`;
+    const keptIds = new Set(kept.map((k) => k.socketId));
+    const gone = req.sessions.filter((s) => !keptIds.has(s.socketId));
+    if (gone.length > 0 || kept.length > 0) {
+      this.#log.info(
+        { gatewayId: req.gatewayId, kept: kept.length, gone: gone.length },
+        'gateway resynced',
+      );
+    }
+    return { gone };
+  }
+
+  /** Record a client's eventCpu. */
+  async recordCpu(socketId: string, cpuUsed: number, at: number): Promise<void> {
+    await this.#db.$executeRaw`
+      UPDATE sessions SET cpu_used = ${cpuUsed}, cpu_at = ${new Date(at)}, last_seen = ${NOW}
+      WHERE socket_id = ${socketId}`;
+  }
+
+  async configureRoom(req: RoomSettings, d: Deadline): Promise<RoomInfo> {
+    await this.#tx(d, async (tx) => {
+      await tx.$executeRaw`
+        INSERT INTO rooms (id, capacity) VALUES (${req.roomId}, ${req.capacity})
+        ON CONFLICT (id) DO UPDATE SET capacity = EXCLUDED.capacity`;
+    });
+    return await this.roomInfo(req.roomId);
+  }
+
+  async roomInfo(roomId: string): Promise<RoomInfo> {
+    const room = await this.#db.room.findUnique({
+      where: { id: roomId },
+      select: {
+        capacity: true,
+        sessions: {
+          select: { socketId: true, userId: true, platform: true, state: true, gatewayId: true },
+          orderBy: [{ joinedAt: 'asc' }, { socketId: 'asc' }],
+        },
+      },
+    });
+    const sessions = (room?.sessions ?? []).map((s) => ({ ...s, state: wireState(s.state) }));
+    return {
+      roomId,
+      capacity: room?.capacity ?? this.#opts.defaultCapacity,
+      roomSize: sessions.length,
+      sessions,
+    };
+  }
+
+  /** A gateway's heartbeat: record it; a restarted gateway's old sessions lost their sockets. */
+  async gatewayHeartbeat(gatewayId: string, startedAt: number, sockets: number): Promise<void> {
+    const started = new Date(startedAt);
+    const rows = await this.#db.$queryRaw<{ restarted: boolean }[]>`
+      WITH prev AS (SELECT started_at FROM gateways WHERE id = ${gatewayId})
+      INSERT INTO gateways AS g (id, started_at, last_seen, sockets)
+      VALUES (${gatewayId}, ${started}, ${NOW}, ${sockets})
+      ON CONFLICT (id) DO UPDATE
+        SET started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen, sockets = EXCLUDED.sockets
+      RETURNING (SELECT started_at FROM prev) IS DISTINCT FROM ${started}
+                AND (SELECT started_at FROM prev) IS NOT NULL AS restarted`;
+    if (rows[0]?.restarted === true) {
+      const n = await this.#db.$executeRaw`
+        UPDATE sessions SET state = 'DISCONNECTED', disconnected_at = ${NOW}
+        WHERE gateway_id = ${gatewayId} AND state = 'ACTIVE' AND attached_at < ${started}`;
+      this.#log.warn(
+        { gatewayId, sessions: n },
+        'gateway restarted; its old sessions lost their sockets',
+      );
+    }
+  }
+
+  /**
+   * Sessions attached to gateways that stopped sending heartbeats lost their sockets:
+   * they enter the reconnect window, which starts at the gateway's last heartbeat.
+   */
+  async detachDeadGateways(): Promise<number> {
+    const deadAfter = Prisma.sql`${NOW} - make_interval(secs => ${this.#opts.gatewayDeadAfterMs / 1000})`;
+    const n = await this.#db.$executeRaw`
+      UPDATE sessions s
+      SET state = 'DISCONNECTED',
+          disconnected_at = COALESCE((SELECT g.last_seen FROM gateways g WHERE g.id = s.gateway_id), ${NOW})
+      WHERE s.state = 'ACTIVE' AND s.attached_at < ${deadAfter}
+        AND NOT EXISTS (
+          SELECT 1 FROM gateways g WHERE g.id = s.gateway_id AND g.last_seen >= ${deadAfter})`;
+    if (n > 0)
+      this.#log.warn({ sessions: n }, 'sessions of dead gateways entered their reconnect window');
+    await this.#db.$executeRaw`
+      DELETE FROM gateways WHERE last_seen < ${NOW} - interval '1 day'`;
+    return n;
+  }
+
+  /** End every session whose reconnect window has passed; returns how many ended. */
+  async expire(d: Deadline): Promise<number> {
+    const cutoff = Prisma.sql`${NOW} - make_interval(secs => ${this.#opts.reconnectWindowMs / 1000})`;
+    const rooms = await this.#db.$queryRaw<{ roomId: string }[]>`
+      SELECT DISTINCT room_id AS "roomId" FROM sessions
+      WHERE state = 'DISCONNECTED' AND disconnected_at < ${cutoff}
+      LIMIT ${EXPIRE_BATCH}`;
+    let ended = 0;
+    for (const { roomId } of rooms) {
+      if (d.signal.aborted) break;
+      const left = await this.#tx(d, async (tx) => {
+        // Another replica may be sweeping this room (or a join holds it): skip it this time.
+        const locked = await tx.$queryRaw<{ id: string }[]>`
+          SELECT id FROM rooms WHERE id = ${roomId} FOR UPDATE SKIP LOCKED`;
+        if (locked.length === 0) return [];
+        return await this.#remove(
+          tx,
+          roomId,
+          Prisma.sql`state = 'DISCONNECTED' AND disconnected_at < ${cutoff}`,
+        );
+      });
+      for (const l of left) {
+        // The socket may still be open if its gateway was only cut off for a while.
+        this.#notify.detach(l.gatewayId, {
+          type: 'detach',
+          socketId: l.socketId,
+          connectionId: l.connectionId,
+          reason: 'expired',
+        });
+      }
+      this.#announceLeaves(left);
+      ended += left.length;
+    }
+    return ended;
+  }
+
+  /**
+   * Delete the sessions of a locked room matching `where`; report each with the room's
+   * size after it left. An empty room without settings of its own is removed too.
+   */
+  async #remove(tx: Tx, roomId: string, where: Prisma.Sql): Promise<Left[]> {
+    const before = await tx.session.count({ where: { roomId } });
+    const gone = await tx.$queryRaw<Omit<Left, 'sizeBefore' | 'sizeAfter' | 'roomId'>[]>`
+      DELETE FROM sessions WHERE room_id = ${roomId} AND ${where}
+      RETURNING socket_id AS "socketId", user_id AS "userId", gateway_id AS "gatewayId",
+                connection_id AS "connectionId"`;
+    if (gone.length === 0) return [];
+    const after = before - gone.length;
+    if (after === 0) {
+      await tx.$executeRaw`DELETE FROM rooms WHERE id = ${roomId} AND capacity IS NULL`;
+    }
+    return gone.map((g, i) => ({
+      ...g,
+      roomId,
+      sizeBefore: before - i,
+      sizeAfter: before - i - 1,
+    }));
+  }
+
+  #announceLeaves(left: readonly Left[]): void {
+    for (const l of left) {
+      this.#notify.broadcast({
+        roomId: l.roomId,
+        event: {
+          a: 'eventLeave',
+          d: { roomId: l.roomId, roomSize: l.sizeAfter, socketId: l.socketId, userId: l.userId },
+        },
+      });
+    }
+    // One configuration per room, for its final size, if the step changed overall.
+    const byRoom = new Map<string, { before: number; after: number }>();
+    for (const l of left) {
+      const r = byRoom.get(l.roomId);
+      byRoom.set(l.roomId, { before: r?.before ?? l.sizeBefore, after: l.sizeAfter });
+    }
+    for (const [roomId, { before, after }] of byRoom) {
+      const change = this.#ladder.change(before, after);
+      if (change !== undefined) this.#userMedia(roomId, change);
+    }
+  }
+
+  #userMedia(roomId: string, config: UserMediaConfiguration, except?: string): void {
+    this.#notify.broadcast({
+      roomId,
+      ...(except === undefined ? {} : { except }),
+      event: { a: 'eventUserMediaConfiguration', d: config },
+    });
+  }
+
+  /** Lock the room's row; its capacity in force, or undefined if there is no such room. */
+  async #lockRoom(tx: Tx, roomId: string): Promise<number | undefined> {
+    const rows = await tx.$queryRaw<{ capacity: number | null }[]>`
+      SELECT capacity FROM rooms WHERE id = ${roomId} FOR UPDATE`;
+    const r = rows[0];
+    if (r === undefined) return undefined;
+    return r.capacity ?? this.#opts.defaultCapacity;
+  }
+
+  /** An interactive transaction bounded by the request's deadline. */
+  async #tx<T>(d: Deadline, work: (tx: Tx) => Promise<T>): Promise<T> {
+    d.signal.throwIfAborted();
+    const remaining = Math.max(1, d.deadline - Date.now());
+    try {
+      return await this.#db.$transaction(work, {
+        maxWait: remaining,
+        timeout: remaining,
+      });
+    } catch (err) {
+      throw dbError(err);
+    }
+  }
+}
+
+function wireState(s: 'ACTIVE' | 'DISCONNECTED'): SessionState {
+  return s === 'ACTIVE' ? 'active' : 'disconnected';
+}
+
+/** Database failures as protocol errors: a ProtocolError thrown inside passes unchanged. */
+export function dbError(err: unknown): unknown {
+  if (err instanceof ProtocolError) return err;
+  if (err instanceof Prisma.PrismaClientKnownRequestError) {
+    // P2028: the transaction hit its deadline (could not start, or ran out of time).
+    if (err.code === 'P2028')
+      return new ProtocolError('TIMEOUT', 'database transaction', { cause: err });
+    if (err.code === 'P1001' || err.code === 'P1017') {
+      return new ProtocolError('SERVICE_UNAVAILABLE', 'database unreachable', { cause: err });
+    }
+  }
+  if (err instanceof Prisma.PrismaClientInitializationError) {
+    return new ProtocolError('SERVICE_UNAVAILABLE', 'database unreachable', { cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,35 @@
+/**
+ * How the rooms service reaches clients: room broadcasts (fanned out by every gateway
+ * with members in the room) and control messages to one gateway. Both are plain NATS
+ * publishes after the database change committed; a failure to publish is logged, never
+ * thrown back into a request whose change already happened.
+ */
+import type { Bus } from '@switchboard/bus';
+import { signalingSubjects, type GatewayControl, type RoomBroadcast } from '@switchboard/protocol';
+import type { Logger } from '@switchboard/service';
+
+export class Notifier {
+  readonly #bus: Bus;
+  readonly #log: Logger;
+
+  constructor(bus: Bus, log: Logger) {
+    this.#bus = bus;
+    this.#log = log.child({ component: 'notifier' });
+  }
+
+  broadcast(msg: RoomBroadcast): void {
+    try {
+      this.#bus.publish(signalingSubjects.room(this.#bus.prefix, msg.roomId), msg);
+    } catch (err) {
+      this.#log.error({ err, roomId: msg.roomId, event: msg.event.a }, 'room broadcast lost');
+    }
+  }
+
+  detach(gatewayId: string, msg: GatewayControl): void {
+    try {
+      this.#bus.publish(signalingSubjects.gatewayControl(this.#bus.prefix, gatewayId), msg);
+    } catch (err) {
+      this.#log.error({ err, gatewayId, socketId: msg.socketId }, 'detach lost');
+    }
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The rooms service's clock: every SWEEP_INTERVAL_MS it detaches the sessions of dead
+ * gateways and ends the sessions whose reconnect window has passed. Every replica sweeps;
+ * row locks (SKIP LOCKED) keep them from handling the same room twice.
+ *
+ * Dead-gateway detection waits until this replica has been connected to NATS for a whole
+ * GATEWAY_DEAD_AFTER_MS: after an outage of the rooms service (or of NATS), heartbeats
+ * were missed by nobody's fault and every gateway would otherwise look dead.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Bus } from '@switchboard/bus';
+import type { Logger } from '@switchboard/service';
+import type { Membership } from './membership.ts';
+
+export interface SweeperOptions {
+  intervalMs: number;
+  gatewayDeadAfterMs: number;
+}
+
+export class Sweeper {
+  readonly #membership: Membership;
+  readonly #bus: Bus;
+  readonly #opts: SweeperOptions;
+  readonly #log: Logger;
+  readonly #stop = new AbortController();
+  #loop: Promise<void> | undefined;
+  /** Since when NATS has been connected without a break (undefined: not connected). */
+  #connectedSince: number | undefined;
+
+  constructor(membership: Membership, bus: Bus, opts: SweeperOptions, log: Logger) {
+    this.#membership = membership;
+    this.#bus = bus;
+    this.#opts = opts;
+    this.#log = log.child({ component: 'sweeper' });
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      try {
+        await this.sweepOnce();
+      } catch (err) {
+        this.#log.error({ err }, 'sweep failed; retrying next interval');
+      }
+      try {
+        await sleep(this.#opts.intervalMs, undefined, { signal });
+      } catch {
+        return; // stopping
+      }
+    }
+  }
+
+  /** One pass (exposed for tests and for shutdown's last pass). */
+  async sweepOnce(): Promise<void> {
+    const now = Date.now();
+    if (!this.#bus.connected) this.#connectedSince = undefined;
+    else this.#connectedSince ??= now;
+    if (
+      this.#connectedSince !== undefined &&
+      now - this.#connectedSince >= this.#opts.gatewayDeadAfterMs
+    ) {
+      await this.#membership.detachDeadGateways();
+    }
+    const deadline = now + Math.max(this.#opts.intervalMs, 5000);
+    const ended = await this.#membership.expire({
+      signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(deadline - now)]),
+      deadline,
+    });
+    if (ended > 0) this.#log.info({ ended }, 'sessions ended after their reconnect window');
+  }
+
+  /** Stop after the pass in progress. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+  }
+}

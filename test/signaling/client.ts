@@ -1,0 +1,135 @@
+/**
+ * A minimal client of the wire protocol for tests: requests with ids (or without), the
+ * events received so far, and waits with deadlines. Everything it receives is kept, so
+ * a test can also assert what did NOT arrive.
+ */
+import WebSocket from 'ws';
+import { mintToken } from '@switchboard/devstack';
+import type { JoinReply } from '@switchboard/protocol';
+
+export interface Frame {
+  a: string;
+  s?: boolean;
+  d?: unknown;
+  e?: number;
+  id?: string | number;
+}
+
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  #waiters: (() => void)[] = [];
+  #nextId = 1;
+  socketId: string | undefined;
+  userId: string | undefined;
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    this.closed = new Promise((resolve) => {
+      ws.on('close', (code, reason) => {
+        resolve({ code, reason: reason.toString('utf8') });
+        this.#wake();
+      });
+    });
+    ws.on('message', (data: Buffer) => {
+      this.frames.push(JSON.parse(data.toString('utf8')) as Frame);
+      this.#wake();
+    });
+    ws.on('error', () => {
+      // 'close' follows and is what tests look at.
+    });
+  }
+
+  static async connect(gatewayUrl: string): Promise<TestClient> {
+    const ws = new WebSocket(`${gatewayUrl.replace(/^http/, 'ws')}/api`);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => {
+        resolve();
+      });
+      ws.once('error', reject);
+    });
+    return new TestClient(ws);
+  }
+
+  /** Connect and join `roomId` as `userId` with a dev token granting it. */
+  static async join(gatewayUrl: string, roomId: string, userId: string): Promise<TestClient> {
+    const c = await TestClient.connect(gatewayUrl);
+    const r = await c.request('join', {
+      roomId,
+      bearer: await mintToken({ sub: userId, rooms: [roomId] }),
+      platform: 'Web',
+      deviceName: 'test',
+      networkType: 'wifi',
+      version: 'node',
+      appVersion: '1',
+      orientation: 90,
+      camera: 'front',
+    });
+    if (r.s !== true) throw new Error(`join failed: ${JSON.stringify(r)}`);
+    c.socketId = (r.d as JoinReply).socketId;
+    c.userId = userId;
+    return c;
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+
+  sendRaw(data: string | Buffer, binary = false): void {
+    this.ws.send(data, { binary });
+  }
+
+  /** Send a request with an id and wait for its reply. */
+  async request(a: string, d?: unknown, timeoutMs = 10_000): Promise<Frame> {
+    const id = this.#nextId++;
+    this.ws.send(JSON.stringify({ a, ...(d === undefined ? {} : { d }), id }));
+    return await this.waitFor((f) => f.id === id && f.a === `${a}R`, timeoutMs, `${a}R #${id}`);
+  }
+
+  /** Wait for a frame matching `pred` (already received ones count), from index `from`. */
+  async waitFor(
+    pred: (f: Frame) => boolean,
+    timeoutMs = 10_000,
+    what = 'frame',
+    from = 0,
+  ): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.frames.slice(from).find(pred);
+      if (found !== undefined) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `timed out waiting for ${what}; got ${JSON.stringify(this.frames.slice(-5))}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async event(a: string, timeoutMs = 10_000, from = 0): Promise<Frame> {
+    return await this.waitFor((f) => f.a === a && f.s === undefined, timeoutMs, a, from);
+  }
+
+  events(a: string): Frame[] {
+    return this.frames.filter((f) => f.a === a && f.s === undefined);
+  }
+
+  close(code = 1000): void {
+    this.ws.close(code);
+  }
+
+  /** Drop the connection without a close handshake (like a lost network). */
+  kill(): void {
+    this.ws.terminate();
+  }
+}

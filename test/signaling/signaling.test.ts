@@ -1,0 +1,454 @@
+/**
+ * The room protocol end to end: clients on two gateway processes, the rooms service, the
+ * real NATS and PostgreSQL. Joins, relays across gateways, reconnect through the other
+ * gateway inside the window, expiry after it, capacity under concurrency, a killed
+ * gateway, a restarted rooms service.
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mintToken } from '@switchboard/devstack';
+import { ErrorCodes, Rooms, type JoinReply } from '@switchboard/protocol';
+import { TestClient, type Frame } from './client.ts';
+import { LADDER, TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
+
+let sp: SignalingPlatform;
+const open: TestClient[] = [];
+
+beforeAll(async () => {
+  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
+});
+
+afterAll(async () => {
+  for (const c of open) c.kill();
+  await sp.stop();
+});
+
+async function join(gw: 'gw1' | 'gw2', roomId: string, userId: string): Promise<TestClient> {
+  const c = await TestClient.join(sp[gw].url, roomId, userId);
+  open.push(c);
+  return c;
+}
+
+function sdp(type: 'offer' | 'answer', tag: string): { type: 'offer' | 'answer'; sdp: string } {
+  return { type, sdp: `v=0\r\no=- ${tag} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n` };
+}
+
+function candidate(n: number): { candidate: string; sdpMid: string; sdpMLineIndex: number } {
+  return {
+    candidate: `candidate:${n} 1 udp 2122260223 192.0.2.1 ${40000 + n} typ host`,
+    sdpMid: '0',
+    sdpMLineIndex: 0,
+  };
+}
+
+function media(size: number): unknown {
+  const step = LADDER.find((s) => size <= s.maxSize) ?? LADDER[LADDER.length - 1];
+  if (step === undefined) throw new Error('empty ladder');
+  return {
+    audio: true,
+    video: {
+      width: { max: step.width },
+      height: { max: step.height },
+      frameRate: { max: step.frameRate },
+    },
+  };
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+describe('two gateways, one room', () => {
+  it('joins see each other and relay SDP and candidates both ways', async () => {
+    const a = await join('gw1', 'room-relay', 'alice');
+    const b = await join('gw2', 'room-relay', 'bob');
+    const joinB = b.frames.find((f) => f.a === 'joinR');
+    const replyB = joinB?.d as JoinReply;
+    expect(replyB.roomSize).toBe(2);
+    expect(replyB.sessions).toEqual([{ socketId: a.socketId, userId: 'alice' }]);
+    expect(replyB.userMediaConfiguration).toEqual(media(2));
+    expect(replyB.socketId).toMatch(/^[0-9a-f]{64}$/);
+    // Alice was alone (step 1) and is now one of two (step 2): she is told.
+    const umc = await a.event('eventUserMediaConfiguration');
+    expect(umc.d).toEqual(media(2));
+
+    const offer = sdp('offer', 'a1');
+    expect(await b.request('exchangeSdp', { to: a.socketId, sdp: offer })).toMatchObject({
+      a: 'exchangeSdpR',
+      s: true,
+    });
+    const gotOffer = await a.event('eventExchangeSdp');
+    expect(gotOffer.d).toEqual({ from: { socketId: b.socketId, userId: 'bob' }, sdp: offer });
+
+    // The SDP as JSON text (older clients) arrives as the object.
+    const answer = sdp('answer', 'b1');
+    expect(
+      (await a.request('exchangeSdp', { to: b.socketId, sdp: JSON.stringify(answer) })).s,
+    ).toBe(true);
+    expect((await b.event('eventExchangeSdp')).d).toEqual({
+      from: { socketId: a.socketId, userId: 'alice' },
+      sdp: answer,
+    });
+
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      for (let i = 0; i < 3; i++) {
+        expect(
+          (await from.request('exchangeCandidate', { to: to.socketId, candidate: candidate(i) })).s,
+        ).toBe(true);
+      }
+      await to.waitFor(
+        () => to.events('eventExchangeCandidate').length === 3,
+        5000,
+        '3 candidates',
+      );
+      expect(to.events('eventExchangeCandidate').map((f) => f.d)).toEqual(
+        [0, 1, 2].map((i) => ({
+          from: { socketId: from.socketId, userId: from.userId },
+          candidate: candidate(i),
+        })),
+      );
+    }
+
+    // Orientation goes to the others, with the sender's platform.
+    expect((await a.request('orientationChange', { orientation: 180, camera: 'back' })).s).toBe(
+      true,
+    );
+    expect((await b.event('eventOrientationChange')).d).toEqual({
+      from: { socketId: a.socketId, userId: 'alice' },
+      platform: 'Web',
+      orientation: 180,
+      camera: 'back',
+    });
+    expect(a.events('eventOrientationChange')).toEqual([]);
+
+    // A freeze reaches the peers; CPU is recorded.
+    a.sendRaw(JSON.stringify({ a: 'eventFreeze' }));
+    expect((await b.event('eventFreeze')).d).toEqual({
+      from: { socketId: a.socketId, userId: 'alice' },
+    });
+    a.sendRaw(JSON.stringify({ a: 'eventCpu', d: { cpuUsed: 42 } }));
+
+    // Requests without an id get replies without one, exactly as in the document.
+    a.sendRaw(
+      JSON.stringify({ a: 'exchangeCandidate', d: { to: b.socketId, candidate: candidate(9) } }),
+    );
+    const plain = await a.waitFor((f) => f.a === 'exchangeCandidateR' && f.id === undefined);
+    expect(plain).toEqual({ a: 'exchangeCandidateR', s: true });
+
+    a.close();
+    b.close();
+  });
+
+  it('relays never cross rooms and need a join first', async () => {
+    const a = await join('gw1', 'room-x', 'xavier');
+    const b = await join('gw2', 'room-y', 'yvonne');
+    const r = await a.request('exchangeSdp', { to: b.socketId, sdp: sdp('offer', 'x') });
+    expect(r).toMatchObject({ s: false, e: ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code });
+    expect(b.events('eventExchangeSdp')).toEqual([]);
+
+    const fresh = await TestClient.connect(sp.gw1.url);
+    open.push(fresh);
+    expect(
+      await fresh.request('exchangeCandidate', { to: b.socketId, candidate: candidate(1) }),
+    ).toMatchObject({
+      s: false,
+      e: ErrorCodes.USER_NOT_AUTHENTICATED.code,
+    });
+    a.close();
+    b.close();
+    fresh.close();
+  });
+});
+
+describe('reconnect', () => {
+  it('through the other gateway inside the window: no eventLeave, relays work', async () => {
+    const a = await join('gw1', 'room-rc', 'ann');
+    const b = await join('gw2', 'room-rc', 'ben');
+    const socketA = a.socketId;
+    a.kill(); // no close handshake: the network went away
+    await sleep(500);
+
+    const a2 = await TestClient.connect(sp.gw2.url);
+    open.push(a2);
+    const r = await a2.request('reconnect', { socketId: socketA });
+    expect(r).toMatchObject({ a: 'reconnectR', s: true, d: { roomSize: 2 } });
+
+    expect((await b.request('exchangeSdp', { to: socketA, sdp: sdp('offer', 'again') })).s).toBe(
+      true,
+    );
+    expect((await a2.event('eventExchangeSdp')).d).toMatchObject({
+      from: { socketId: b.socketId },
+    });
+    expect(
+      (await a2.request('exchangeCandidate', { to: b.socketId, candidate: candidate(5) })).s,
+    ).toBe(true);
+    expect((await b.event('eventExchangeCandidate')).d).toMatchObject({
+      from: { socketId: socketA, userId: 'ann' },
+    });
+
+    // Well past the window: still no eventLeave.
+    await sleep(TIMINGS.RECONNECT_WINDOW_MS + 1000);
+    expect(b.events('eventLeave')).toEqual([]);
+    const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-rc' });
+    expect(info.sessions.map((s) => [s.socketId, s.state])).toEqual([
+      [socketA, 'active'],
+      [b.socketId, 'active'],
+    ]);
+    a2.close();
+    b.close();
+  });
+
+  it('a new connection claiming a socketId still attached replaces the stale one', async () => {
+    const a = await join('gw1', 'room-stale', 'amy');
+    const b = await join('gw1', 'room-stale', 'bo');
+    const a2 = await TestClient.connect(sp.gw2.url);
+    open.push(a2);
+    expect((await a2.request('reconnect', { socketId: a.socketId })).s).toBe(true);
+    expect(await a.closed).toEqual({ code: 4001, reason: 'session reconnected elsewhere' });
+    // Relays now reach the new socket only.
+    expect((await b.request('exchangeSdp', { to: a.socketId, sdp: sdp('offer', 's') })).s).toBe(
+      true,
+    );
+    await a2.event('eventExchangeSdp');
+    await sleep(TIMINGS.RECONNECT_WINDOW_MS + 500);
+    expect(b.events('eventLeave')).toEqual([]);
+
+    // An unknown socketId, and a second reconnect on a joined connection, are refused.
+    const c = await TestClient.connect(sp.gw1.url);
+    open.push(c);
+    expect(await c.request('reconnect', { socketId: 'f'.repeat(64) })).toMatchObject({
+      s: false,
+      e: ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code,
+    });
+    expect(await a2.request('reconnect', { socketId: b.socketId })).toMatchObject({
+      s: false,
+      e: ErrorCodes.ROOM_ALREADY_JOINED.code,
+    });
+    a2.close();
+    b.close();
+    c.close();
+  });
+
+  it('one that drops for good leaves after the window; the room is told', async () => {
+    const a = await join('gw1', 'room-gone', 'al');
+    const b = await join('gw2', 'room-gone', 'bea');
+    const dropped = Date.now();
+    const umcBefore = b.events('eventUserMediaConfiguration').length;
+    b.kill();
+    const leave = await a.event('eventLeave', TIMINGS.RECONNECT_WINDOW_MS + 5000);
+    const waited = Date.now() - dropped;
+    expect(waited).toBeGreaterThanOrEqual(TIMINGS.RECONNECT_WINDOW_MS - 100);
+    expect(leave.d).toEqual({
+      roomId: 'room-gone',
+      roomSize: 1,
+      socketId: b.socketId,
+      userId: 'bea',
+    });
+    // Two → one crosses a ladder step: the one left gets the new constraints.
+    const umc = await a.waitFor(
+      (f) =>
+        f.a === 'eventUserMediaConfiguration' &&
+        (f.d as { video: { width: { max: number } } }).video.width.max === 1280,
+    );
+    expect(umc.d).toEqual(media(1));
+    expect(umcBefore).toBe(0);
+    // The socketId is gone for good.
+    const late = await TestClient.connect(sp.gw2.url);
+    open.push(late);
+    expect(await late.request('reconnect', { socketId: b.socketId })).toMatchObject({
+      s: false,
+      e: ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code,
+    });
+    a.close();
+    late.close();
+  });
+
+  it('a normal close (1000) leaves at once', async () => {
+    const a = await join('gw1', 'room-bye', 'ada');
+    const b = await join('gw2', 'room-bye', 'bill');
+    const started = Date.now();
+    b.close(1000);
+    const leave = await a.event('eventLeave', 5000);
+    expect(Date.now() - started).toBeLessThan(TIMINGS.RECONNECT_WINDOW_MS);
+    expect(leave.d).toMatchObject({ roomSize: 1, socketId: b.socketId });
+    a.close();
+  });
+});
+
+describe('membership rules', () => {
+  it('twenty concurrent joins into a room of capacity 10 admit exactly 10', async () => {
+    await sp.bus.request(Rooms.configureRoom, { roomId: 'room-cap', capacity: 10 });
+    // Two rooms replicas share the requests: the database alone keeps the count.
+    const replica = await sp.spawn('rooms', 'rooms-replica');
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const c = await TestClient.connect(i % 2 === 0 ? sp.gw1.url : sp.gw2.url);
+        open.push(c);
+        return c;
+      }),
+    );
+    const tokens = await Promise.all(
+      clients.map(async (_, i) => await mintToken({ sub: `u${i}`, rooms: ['room-cap'] })),
+    );
+    const replies: Frame[] = await Promise.all(
+      clients.map(
+        async (c, i) =>
+          await c.request('join', { roomId: 'room-cap', bearer: tokens[i], platform: 'Web' }),
+      ),
+    );
+    const ok = replies.filter((r) => r.s === true);
+    const served = await Promise.all(
+      [sp.platform.get('rooms'), replica].map(async (r) => {
+        const m = await (await fetch(`${r.url}/metrics`)).text();
+        return /sb_bus_served_requests_total\{[^}]*method="rooms\.join"[^}]*\} (\d+)/.exec(m)?.[1];
+      }),
+    );
+    expect(served.every((n) => n !== undefined && Number(n) > 0)).toBe(true);
+    expect(await replica.stop()).toBe(0);
+    const full = replies.filter((r) => r.s === false);
+    expect(ok).toHaveLength(10);
+    expect(full.every((r) => r.e === ErrorCodes.ROOM_IS_FULL.code)).toBe(true);
+    expect(new Set(ok.map((r) => (r.d as JoinReply).roomSize))).toEqual(
+      new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+    );
+    const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-cap' });
+    expect(info).toMatchObject({ capacity: 10, roomSize: 10 });
+    expect(new Set(info.sessions.map((s) => s.socketId))).toEqual(
+      new Set(ok.map((r) => (r.d as JoinReply).socketId)),
+    );
+
+    // A second join on a joined connection.
+    const joined = clients[replies.indexOf(ok[0] as Frame)] as TestClient;
+    expect(
+      await joined.request('join', { roomId: 'room-cap', bearer: tokens[0], platform: 'Web' }),
+    ).toMatchObject({ s: false, e: ErrorCodes.ROOM_ALREADY_JOINED.code });
+    for (const c of clients) c.close();
+  });
+
+  it('tokens decide who joins which room', async () => {
+    const c = await TestClient.connect(sp.gw1.url);
+    open.push(c);
+    const other = await mintToken({ sub: 'eve', rooms: ['room-other'] });
+    expect(
+      await c.request('join', { roomId: 'room-secret', bearer: other, platform: 'Web' }),
+    ).toMatchObject({
+      s: false,
+      e: ErrorCodes.ROOM_IS_NOT_JOINABLE.code,
+    });
+    const expired = await mintToken({ sub: 'eve', rooms: ['*'], expiresInS: -60 });
+    expect(
+      await c.request('join', { roomId: 'room-secret', bearer: expired, platform: 'Web' }),
+    ).toMatchObject({
+      s: false,
+      e: ErrorCodes.AUTH_FAILED.code,
+    });
+    const forged = await mintToken({ sub: 'eve', rooms: ['*'], secret: 'x'.repeat(40) });
+    expect(
+      await c.request('join', { roomId: 'room-secret', bearer: forged, platform: 'Web' }),
+    ).toMatchObject({
+      s: false,
+      e: ErrorCodes.AUTH_FAILED.code,
+    });
+    // After failures the connection can still join.
+    const good = await mintToken({ sub: 'eve', rooms: ['room-*'] });
+    expect(
+      (await c.request('join', { roomId: 'room-secret', bearer: good, platform: 'Web' })).s,
+    ).toBe(true);
+    c.close();
+  });
+});
+
+describe('failures', () => {
+  it('a killed gateway: its sessions expire after the window and everyone else is told', async () => {
+    const gw3 = await sp.spawn('gateway', 'gateway-3');
+    const a = await join('gw1', 'room-crash', 'ali');
+    const b = await TestClient.join(gw3.url, 'room-crash', 'bert');
+    open.push(b);
+    const c = await join('gw2', 'room-crash', 'cleo');
+    await gw3.process.kill();
+    const killed = Date.now();
+    const leaveA = await a.event(
+      'eventLeave',
+      TIMINGS.GATEWAY_DEAD_AFTER_MS + TIMINGS.RECONNECT_WINDOW_MS + 8000,
+    );
+    const leaveC = await c.event('eventLeave', 2000);
+    expect(Date.now() - killed).toBeGreaterThanOrEqual(TIMINGS.RECONNECT_WINDOW_MS - 1000);
+    for (const l of [leaveA, leaveC]) {
+      expect(l.d).toEqual({
+        roomId: 'room-crash',
+        roomSize: 2,
+        socketId: b.socketId,
+        userId: 'bert',
+      });
+    }
+    const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-crash' });
+    expect(info.sessions.map((s) => s.userId)).toEqual(['ali', 'cleo']);
+    a.close();
+    c.close();
+  });
+
+  it('a gateway shutting down closes its sockets with 1012; their sessions wait for them', async () => {
+    const gw4 = await sp.spawn('gateway', 'gateway-4');
+    const a = await join('gw1', 'room-drain', 'ida');
+    const b = await TestClient.join(gw4.url, 'room-drain', 'jon');
+    open.push(b);
+    const stopped = gw4.stop();
+    expect(await b.closed).toEqual({ code: 1012, reason: 'gateway shutting down' });
+    expect(await stopped).toBe(0);
+    // The rooms service heard of it before the gateway exited: the session is waiting.
+    const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-drain' });
+    expect(info.sessions.find((s) => s.socketId === b.socketId)?.state).toBe('disconnected');
+    const b2 = await TestClient.connect(sp.gw2.url);
+    open.push(b2);
+    expect(await b2.request('reconnect', { socketId: b.socketId })).toMatchObject({
+      s: true,
+      d: { roomSize: 2 },
+    });
+    await sleep(TIMINGS.RECONNECT_WINDOW_MS + 500);
+    expect(a.events('eventLeave')).toEqual([]);
+    a.close();
+    b2.close();
+  });
+
+  it('the rooms service restarts: requests during the outage get a clear error, later ones work', async () => {
+    const a = await join('gw1', 'room-outage', 'oli');
+    const d = await join('gw1', 'room-outage', 'dan');
+    const rooms = sp.platform.get('rooms');
+    expect(await rooms.stop()).toBe(0);
+
+    const c = await TestClient.connect(sp.gw2.url);
+    open.push(c);
+    const bearer = await mintToken({ sub: 'pat', rooms: ['room-outage'] });
+    expect(
+      await c.request('join', { roomId: 'room-outage', bearer, platform: 'Web' }),
+    ).toMatchObject({
+      s: false,
+      e: ErrorCodes.SERVICE_UNAVAILABLE.code,
+    });
+    expect(await a.request('orientationChange', { orientation: 0, camera: 'front' })).toMatchObject(
+      {
+        s: false,
+        e: ErrorCodes.SERVICE_UNAVAILABLE.code,
+      },
+    );
+    // A client that leaves during the outage is not lost: its disconnect waits for rooms.
+    d.close(1000);
+    await d.closed;
+
+    await sp.spawn('rooms', 'rooms-2');
+    expect((await a.event('eventLeave', 10_000)).d).toMatchObject({
+      socketId: d.socketId,
+      roomSize: 1,
+    });
+    expect((await c.request('join', { roomId: 'room-outage', bearer, platform: 'Web' })).s).toBe(
+      true,
+    );
+    expect((await a.request('orientationChange', { orientation: 0, camera: 'front' })).s).toBe(
+      true,
+    );
+    a.close();
+    c.close();
+  });
+});
