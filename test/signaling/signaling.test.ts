@@ -4,12 +4,16 @@
  * gateway inside the window, expiry after it, capacity under concurrency, a killed
  * gateway, a restarted rooms service.
  */
+import { execFile } from 'node:child_process';
+import { join as joinPath } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { mintToken } from '@switchboard/devstack';
-import { ErrorCodes, Rooms, type JoinReply } from '@switchboard/protocol';
+import { NODE, ROOT, mintToken } from '@switchboard/devstack';
+import { ErrorCodes, Rooms, type JoinReply, type RoomInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
 import { LADDER, TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
 
+const execFileP = promisify(execFile);
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 
@@ -254,6 +258,9 @@ describe('reconnect', () => {
     );
     expect(umc.d).toEqual(media(1));
     expect(umcBefore).toBe(0);
+    const metrics = await (await fetch(`${sp.platform.get('rooms').url}/metrics`)).text();
+    expect(metrics).toMatch(/sb_rooms_sessions_ended_total\{[^}]*reason="expired"[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/sb_rooms_sessions\{[^}]*state="active"[^}]*\} [1-9]/);
     // The socketId is gone for good.
     const late = await TestClient.connect(sp.gw2.url);
     open.push(late);
@@ -325,6 +332,55 @@ describe('membership rules', () => {
       await joined.request('join', { roomId: 'room-cap', bearer: tokens[0], platform: 'Web' }),
     ).toMatchObject({ s: false, e: ErrorCodes.ROOM_ALREADY_JOINED.code });
     for (const c of clients) c.close();
+  });
+
+  it("operators set a room's capacity with the admin command", async () => {
+    const admin = async (...args: string[]): Promise<{ code: number; out: string }> => {
+      try {
+        const { stdout } = await execFileP(
+          NODE,
+          [joinPath(ROOT, 'services/rooms/src/admin.ts'), ...args],
+          {
+            env: { ...process.env, ...sp.platform.env },
+          },
+        );
+        return { code: 0, out: stdout };
+      } catch (err) {
+        const e = err as { code?: number; stderr?: string };
+        return { code: e.code ?? -1, out: e.stderr ?? '' };
+      }
+    };
+    const set = await admin('capacity', 'room-admin', '2');
+    expect(set.code).toBe(0);
+    expect(JSON.parse(set.out)).toEqual({
+      roomId: 'room-admin',
+      capacity: 2,
+      roomSize: 0,
+      sessions: [],
+    });
+    const a = await join('gw1', 'room-admin', 'one');
+    await join('gw2', 'room-admin', 'two');
+    const third = await TestClient.connect(sp.gw1.url);
+    open.push(third);
+    const bearer = await mintToken({ sub: 'three', rooms: ['room-admin'] });
+    expect(
+      await third.request('join', { roomId: 'room-admin', bearer, platform: 'Web' }),
+    ).toMatchObject({
+      s: false,
+      e: ErrorCodes.ROOM_IS_FULL.code,
+    });
+    const shown = JSON.parse((await admin('room', 'room-admin')).out) as RoomInfo;
+    expect(shown.sessions.map((s) => [s.userId, s.state])).toEqual([
+      ['one', 'active'],
+      ['two', 'active'],
+    ]);
+    expect(shown.sessions[0]?.socketId).toBe(a.socketId);
+    expect((await admin('capacity', 'room-admin', 'default')).code).toBe(0);
+    expect((await third.request('join', { roomId: 'room-admin', bearer, platform: 'Web' })).s).toBe(
+      true,
+    );
+    expect((await admin('capacity', 'room admin', '3')).code).toBe(2);
+    expect((await admin('capacity', 'room-admin', '-3')).code).toBe(2);
   });
 
   it('tokens decide who joins which room', async () => {

@@ -215,6 +215,14 @@ export const EventsConfig = Type.Object({
 });
 export type EventsConfig = Static<typeof EventsConfig>;
 
+/** The environment of a command-line tool that talks to the services over the bus. */
+export const BusClientConfig = Type.Object({
+  NATS_URL: common(0).NATS_URL,
+  NATS_SUBJECT_PREFIX: common(0).NATS_SUBJECT_PREFIX,
+  NATS_REQUEST_TIMEOUT_MS: common(0).NATS_REQUEST_TIMEOUT_MS,
+});
+export type BusClientConfig = Static<typeof BusClientConfig>;
+
 export const ServiceConfigs = {
   gateway: GatewayConfig,
   rooms: RoomsConfig,

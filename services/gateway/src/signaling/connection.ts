@@ -391,6 +391,10 @@ export class Connection implements Attachable {
       return { roomSize: reply.roomSize };
     } catch (err) {
       pending.rollback();
+      if (isProtocolError(err) && (err.errorName === 'TIMEOUT' || err.errorName === 'CANCELLED')) {
+        // The rooms service may have attached the session to this connection after all.
+        this.#deps.disconnector.submit({ socketId, connectionId: this.connectionId, leave: false });
+      }
       throw err;
     }
   }

@@ -1,8 +1,10 @@
 /**
  * Tells the rooms service that sockets closed — and keeps telling it until it has heard.
  * A disconnect lost while the rooms service restarts would leave a session attached to a
- * socket that no longer exists, so each one is retried with backoff until it is answered
- * (or it is so old that the session has long been expired by the dead-gateway sweep).
+ * socket that no longer exists (and this gateway alive, so nothing would expire it), so
+ * each one is retried with backoff for as long as this process runs. If the process
+ * stops first, its heartbeats stop too, and the rooms service puts every session it had
+ * into the reconnect window.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bus } from '@switchboard/bus';
@@ -12,8 +14,6 @@ import type { Logger } from '@switchboard/service';
 type Disconnect = RpcRequest<typeof Rooms.disconnect>;
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000];
-/** Give up after this long: by then the session was expired by other means. */
-const GIVE_UP_MS = 10 * 60_000;
 /** Errors worth retrying: the rooms service or NATS is away for now. */
 const TRANSIENT = new Set(['SERVICE_UNAVAILABLE', 'TIMEOUT', 'SHUTTING_DOWN', 'CANCELLED']);
 
@@ -40,7 +40,6 @@ export class Disconnector {
   }
 
   async #deliver(req: Disconnect): Promise<void> {
-    const started = Date.now();
     for (let attempt = 0; ; attempt++) {
       try {
         await this.#bus.request(Rooms.disconnect, req, { timeoutMs: 5000 });
@@ -49,8 +48,8 @@ export class Disconnector {
         return;
       } catch (err) {
         const transient = isProtocolError(err) && TRANSIENT.has(err.errorName);
-        if (!transient || Date.now() - started > GIVE_UP_MS) {
-          this.#log.error({ err, socketId: req.socketId }, 'disconnect not delivered; giving up');
+        if (!transient) {
+          this.#log.error({ err, socketId: req.socketId }, 'disconnect refused; giving up');
           return;
         }
         if (attempt === 0) {

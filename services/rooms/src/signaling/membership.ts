@@ -25,6 +25,7 @@ import {
 } from '@switchboard/protocol';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
+import type { MembershipMetrics } from './metrics.ts';
 import type { Notifier } from './notifier.ts';
 import type { UserMediaLadder } from './ladder.ts';
 
@@ -73,6 +74,7 @@ export class Membership {
   readonly #opts: MembershipOptions;
   readonly #ladder: UserMediaLadder;
   readonly #notify: Notifier;
+  readonly #metrics: MembershipMetrics;
   readonly #log: Logger;
 
   constructor(
@@ -80,12 +82,14 @@ export class Membership {
     opts: MembershipOptions,
     ladder: UserMediaLadder,
     notify: Notifier,
+    metrics: MembershipMetrics,
     log: Logger,
   ) {
     this.#db = db;
     this.#opts = opts;
     this.#ladder = ladder;
     this.#notify = notify;
+    this.#metrics = metrics;
     this.#log = log.child({ component: 'membership' });
   }
 
@@ -213,6 +217,7 @@ export class Membership {
         Prisma.sql`socket_id = ${req.socketId} AND connection_id = ${req.connectionId}`,
       );
     });
+    this.#metrics.ended.inc({ reason: 'left' }, left.length);
     this.#announceLeaves(left);
     return { applied: left.length > 0 };
   }
@@ -334,8 +339,10 @@ export class Membership {
       WHERE s.state = 'ACTIVE' AND s.attached_at < ${deadAfter}
         AND NOT EXISTS (
           SELECT 1 FROM gateways g WHERE g.id = s.gateway_id AND g.last_seen >= ${deadAfter})`;
-    if (n > 0)
+    if (n > 0) {
+      this.#metrics.deadGatewaySessions.inc(n);
       this.#log.warn({ sessions: n }, 'sessions of dead gateways entered their reconnect window');
+    }
     await this.#db.$executeRaw`
       DELETE FROM gateways WHERE last_seen < ${NOW} - interval '1 day'`;
     return n;
@@ -371,6 +378,7 @@ export class Membership {
           reason: 'expired',
         });
       }
+      this.#metrics.ended.inc({ reason: 'expired' }, left.length);
       this.#announceLeaves(left);
       ended += left.length;
     }

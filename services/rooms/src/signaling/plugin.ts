@@ -14,6 +14,7 @@ import type { CommonConfig, Service } from '@switchboard/service';
 import type { Db } from '../db/client.ts';
 import { UserMediaLadder } from './ladder.ts';
 import { Membership, dbError } from './membership.ts';
+import { membershipMetrics } from './metrics.ts';
 import { Notifier } from './notifier.ts';
 import { Sweeper } from './sweeper.ts';
 
@@ -28,6 +29,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     },
     new UserMediaLadder(config.USER_MEDIA_LADDER),
     new Notifier(bus, log),
+    membershipMetrics(svc.metrics, db),
     log,
   );
 
