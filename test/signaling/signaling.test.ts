@@ -7,8 +7,10 @@
 import { execFile } from 'node:child_process';
 import { join as joinPath } from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NODE, ROOT, mintToken } from '@switchboard/devstack';
+import { NODE, ROOT, ServiceProcess, mintToken } from '@switchboard/devstack';
 import { ErrorCodes, Rooms, type JoinReply, type RoomInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
 import { LADDER, TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
@@ -383,6 +385,60 @@ describe('membership rules', () => {
     expect((await admin('capacity', 'room-admin', '-3')).code).toBe(2);
   });
 
+  it('records the client address, from X-Forwarded-For only behind a trusted proxy', async () => {
+    const trusting = await sp.spawn('gateway', 'gateway-proxied');
+    const proxied = await ServiceProcess.start(
+      'gateway',
+      { ...sp.platform.env, HTTP_TRUST_PROXY: '127.0.0.1/8' },
+      { label: 'gateway-trusts-proxy' },
+    );
+    const db = new pg.Client({ connectionString: sp.platform.databaseUrl });
+    await db.connect();
+    try {
+      await proxied.waitReady();
+      const ipOf = async (gatewayUrl: string, user: string): Promise<string | null> => {
+        const ws = new WebSocket(`${gatewayUrl.replace(/^http/, 'ws')}/api`, {
+          headers: { 'x-forwarded-for': '203.0.113.7' },
+        });
+        await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+        const reply = new Promise<JoinReply>((resolve) =>
+          ws.once('message', (m: Buffer) => {
+            resolve((JSON.parse(m.toString('utf8')) as { d: JoinReply }).d);
+          }),
+        );
+        const bearer = await mintToken({ sub: user, rooms: ['room-ip'] });
+        ws.send(JSON.stringify({ a: 'join', d: { roomId: 'room-ip', bearer, platform: 'Web' } }));
+        const { socketId } = await reply;
+        const r = await db.query<{ ip: string | null }>(
+          'SELECT ip FROM sessions WHERE socket_id = $1',
+          [socketId],
+        );
+        ws.close(1000);
+        return r.rows[0]?.ip ?? null;
+      };
+      expect(await ipOf(trusting.url, 'direct')).toBe('127.0.0.1');
+      expect(await ipOf(proxied.url, 'behind-proxy')).toBe('203.0.113.7');
+    } finally {
+      await db.end();
+      await proxied.stop();
+      await trusting.stop();
+    }
+  });
+
+  it("a join racing the last member's leave always gets in", async () => {
+    for (let i = 0; i < 15; i++) {
+      const roomId = `room-race-${i}`;
+      const last = await join('gw1', roomId, 'last');
+      const next = await TestClient.connect(sp.gw2.url);
+      open.push(next);
+      const bearer = await mintToken({ sub: 'next', rooms: [roomId] });
+      last.close(1000);
+      const r = await next.request('join', { roomId, bearer, platform: 'Web' });
+      expect(r, `iteration ${i}`).toMatchObject({ s: true });
+      next.close();
+    }
+  });
+
   it('tokens decide who joins which room', async () => {
     const c = await TestClient.connect(sp.gw1.url);
     open.push(c);
@@ -443,6 +499,29 @@ describe('failures', () => {
     expect(info.sessions.map((s) => s.userId)).toEqual(['ali', 'cleo']);
     a.close();
     c.close();
+  });
+
+  it('a gateway restarted at once under the same INSTANCE_ID: its old sessions are not kept', async () => {
+    const env = { ...sp.platform.env, INSTANCE_ID: 'gw-fixed' };
+    const first = await ServiceProcess.start('gateway', env, { label: 'gw-fixed' });
+    await first.waitReady();
+    const a = await join('gw1', 'room-restart', 'stay');
+    const b = await TestClient.join(first.url, 'room-restart', 'lost');
+    open.push(b);
+    await first.process.kill();
+    const second = await ServiceProcess.start('gateway', env, { label: 'gw-fixed-2' });
+    try {
+      await second.waitReady();
+      // Its heartbeats never stopped for long, yet the session it had is gone after the window.
+      const leave = await a.event('eventLeave', TIMINGS.RECONNECT_WINDOW_MS + 5000);
+      expect(leave.d).toMatchObject({ socketId: b.socketId, roomSize: 1 });
+      expect(sp.platform.get('rooms').process.output()).toMatch(
+        /"gatewayId":"gw-fixed".*gateway restarted/,
+      );
+    } finally {
+      await second.stop();
+    }
+    a.close();
   });
 
   it('a gateway shutting down closes its sockets with 1012; their sessions wait for them', async () => {

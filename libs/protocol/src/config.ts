@@ -25,6 +25,12 @@ function common(httpPort: number) {
         'Address the HTTP server (health, readiness, metrics; the API on the gateway) binds',
     }),
     HTTP_PORT: Port(httpPort, 'Port of the HTTP server (0 picks a free port)'),
+    HTTP_TRUST_PROXY: Type.String({
+      pattern: '^(true|false|[0-9]{1,2}|[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*)$',
+      default: 'false',
+      description:
+        "Whose X-Forwarded-For to believe for a client's address: false, true (any), a hop count, or proxy addresses/CIDRs, comma-separated",
+    }),
     NATS_URL: Type.String({
       minLength: 1,
       pattern: '^(nats|tls|ws|wss)://[^\\s,]+(,(nats|tls|ws|wss)://[^\\s,]+)*$',

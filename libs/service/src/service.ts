@@ -23,6 +23,7 @@ export interface CommonConfig {
   LOG_LEVEL: string;
   HTTP_HOST: string;
   HTTP_PORT: number;
+  HTTP_TRUST_PROXY: string;
   NATS_URL: string;
   NATS_SUBJECT_PREFIX: string;
   NATS_REQUEST_TIMEOUT_MS: number;
@@ -116,6 +117,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
       disableRequestLogging: (req) => OPS_PATHS.has(req.url),
     }),
     return503OnClosing: true,
+    trustProxy: trustProxy(config.HTTP_TRUST_PROXY),
     forceCloseConnections: 'idle',
   });
   registerOpsRoutes(http, readiness, metrics);
@@ -227,6 +229,17 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
   const address = http.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.HTTP_PORT;
   log.info({ host: config.HTTP_HOST, port, version: def.version }, 'listening');
+}
+
+/** HTTP_TRUST_PROXY as fastify's trustProxy option. */
+function trustProxy(value: string): boolean | string[] | ((addr: string, hop: number) => boolean) {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  if (/^[0-9]+$/.test(value)) {
+    const hops = Number(value);
+    return (_addr, hop) => hop < hops;
+  }
+  return value.split(',');
 }
 
 const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);

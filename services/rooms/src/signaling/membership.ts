@@ -97,12 +97,13 @@ export class Membership {
   async join(req: RoomsJoinRequest, d: Deadline): Promise<JoinReply> {
     // Raw statements, as few as the locking allows: this is the hot path of a join.
     const { size, sessions } = await this.#tx(d, async (tx) => {
-      await tx.$executeRaw`INSERT INTO rooms (id) VALUES (${req.roomId}) ON CONFLICT (id) DO NOTHING`;
-      const capacity = await this.#lockRoom(tx, req.roomId);
-      if (capacity === undefined) {
-        // Emptied and removed between the insert and the lock; the client may simply retry.
-        throw new ProtocolError('ROOM_IS_NOT_JOINABLE', 'the room was closing; try again');
-      }
+      // Create the room or lock its row, in one statement that cannot lose a race with the
+      // last member's leave deleting it (ON CONFLICT DO UPDATE is an atomic insert-or-lock).
+      const rooms = await tx.$queryRaw<{ capacity: number | null }[]>`
+        INSERT INTO rooms (id) VALUES (${req.roomId})
+        ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
+        RETURNING capacity`;
+      const capacity = rooms[0]?.capacity ?? this.#opts.defaultCapacity;
       // Read after the lock: no concurrent join can have added a member since.
       const others = await tx.$queryRaw<{ socketId: string; userId: string }[]>`
         SELECT socket_id AS "socketId", user_id AS "userId" FROM sessions
