@@ -95,6 +95,7 @@ export type SubscriptionHandler<S extends TSchema> = (
 /** A live subscription made with `subscribe`. */
 export interface BusSubscription {
   readonly subject: string;
+  /** Stop receiving; messages already on their way are still handled. */
   unsubscribe(): void;
 }
 
@@ -384,7 +385,13 @@ export class Bus {
         if (entry.closed) return;
         entry.closed = true;
         this.#subscribed.delete(entry);
-        entry.sub?.unsubscribe();
+        const sub = entry.sub;
+        if (sub === undefined || sub.isClosed()) return;
+        // Drain, not unsubscribe: a message the server sent before it saw the UNSUB is still
+        // handled (a request racing the unsubscribe gets an answer rather than a timeout).
+        sub.drain().catch((err: unknown) => {
+          this.#log.debug({ err, subject }, 'subscription drain failed (connection closed)');
+        });
       },
     };
   }
@@ -397,7 +404,6 @@ export class Bus {
           this.#log.error({ err, subject: entry.subject }, 'subscription error');
           return;
         }
-        if (entry.closed) return;
         const p = this.#deliver(entry, msg);
         this.#inflight.add(p);
         void p.finally(() => this.#inflight.delete(p));

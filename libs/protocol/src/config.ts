@@ -109,6 +109,17 @@ export const GatewayConfig = Type.Object({
     default: 65_536,
     description: 'Largest client frame; a bigger one closes the socket with 1009',
   }),
+  WS_MAX_BUFFERED_BYTES: Type.Integer({
+    minimum: 65_536,
+    maximum: 256 * 1024 * 1024,
+    default: 4 * 1024 * 1024,
+    description:
+      'Bytes waiting to be sent to one socket; a client that reads slower is cut off (a drop: its session waits for it to reconnect)',
+  }),
+  WS_JOIN_TIMEOUT_MS: Millis(
+    30_000,
+    'A socket that has not joined (or reconnected) this long after it opened is closed with 1008',
+  ),
   WS_PING_INTERVAL_MS: Millis(10_000, 'How often the gateway pings each socket'),
   WS_IDLE_TIMEOUT_MS: Millis(
     30_000,

@@ -1,33 +1,59 @@
 /**
- * The rooms service reports PostgreSQL in /readyz: ready with its database up, 503 naming
- * `postgres` while it is down, ready again when it is back (the pool reconnects). The
- * PostgreSQL server here is this test's own, so it can be stopped.
+ * The rooms service follows PostgreSQL: /readyz is ready with its database up, 503 naming
+ * `postgres` while it is down, ready again when it is back (the pool reconnects); requests
+ * during the outage get SERVICE_UNAVAILABLE (not an internal error), and work again after.
+ * The PostgreSQL server here is this test's own, so it can be stopped.
  */
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Bus } from '@switchboard/bus';
 import {
   PostgresServer,
   ServiceProcess,
   createDatabase,
+  migrate,
   uniquePrefix,
   waitFor,
 } from '@switchboard/devstack';
+import { ErrorCodes, Rooms } from '@switchboard/protocol';
 
 let pg: PostgresServer;
 let rooms: ServiceProcess;
+let bus: Bus;
 
 beforeAll(async () => {
   pg = await PostgresServer.start({ fast: true });
   const url = await createDatabase(pg.url, 'rooms_readiness');
+  await migrate(url);
+  const prefix = uniquePrefix('roomsready');
   rooms = await ServiceProcess.start('rooms', {
     NATS_URL: inject('natsUrl'),
-    NATS_SUBJECT_PREFIX: uniquePrefix('roomsready'),
+    NATS_SUBJECT_PREFIX: prefix,
     DATABASE_URL: url,
+  });
+  bus = new Bus({
+    servers: inject('natsUrl'),
+    prefix,
+    service: 'gateway',
+    instanceId: 'readiness-test',
+    log: pino({ level: 'silent' }),
+    requestTimeoutMs: 5000,
   });
 });
 
 afterAll(async () => {
+  await bus.close();
   await rooms.stop();
   await pg.stop();
+});
+
+const joinRequest = (n: number) => ({
+  socketId: n.toString(16).padStart(64, '0'),
+  connectionId: 'c'.repeat(32),
+  gatewayId: 'gw-test',
+  roomId: 'room-outage',
+  userId: `u${n}`,
+  platform: 'Web',
 });
 
 describe('rooms readiness follows PostgreSQL', () => {
@@ -50,6 +76,13 @@ describe('rooms readiness follows PostgreSQL', () => {
       status: 'not ready',
       checks: { nats: 'ok', postgres: 'failing' },
     });
+    for (const request of [
+      bus.request(Rooms.join, joinRequest(1)),
+      bus.request(Rooms.lookup, { socketId: 'a'.repeat(64) }),
+      bus.request(Rooms.roomInfo, { roomId: 'room-outage' }),
+    ]) {
+      await expect(request).rejects.toMatchObject({ code: ErrorCodes.SERVICE_UNAVAILABLE.code });
+    }
 
     await pg.restart();
     await waitFor(
@@ -60,5 +93,6 @@ describe('rooms readiness follows PostgreSQL', () => {
       },
     );
     expect(rooms.process.running).toBe(true);
+    expect(await bus.request(Rooms.join, joinRequest(2))).toMatchObject({ roomSize: 1 });
   });
 });

@@ -50,7 +50,13 @@ export interface ConnectionDeps {
   metrics: SignalingMetrics;
   log: Logger;
   gatewayId: string;
-  limits: { ratePerS: number; burst: number; maxInflight: number };
+  limits: {
+    ratePerS: number;
+    burst: number;
+    maxInflight: number;
+    maxBufferedBytes: number;
+    joinTimeoutMs: number;
+  };
 }
 
 /** WebSocket close codes used by the gateway (RFC 6455 §7.4 and the private 4000 range). */
@@ -100,6 +106,8 @@ export class Connection implements Attachable {
   #inflight = 0;
   #lastHeard = Date.now();
   #detached = false;
+  /** Closes a socket that never joins. */
+  #joinTimer: NodeJS.Timeout | undefined;
 
   constructor(ws: WebSocket, ip: string, deps: ConnectionDeps) {
     this.#ws = ws;
@@ -120,6 +128,11 @@ export class Connection implements Attachable {
       // ws closes the socket after an error (bad frame, too big: 1009, bad UTF-8: 1007).
       this.#log.info({ err: err.message }, 'socket error');
     });
+    this.#joinTimer = setTimeout(() => {
+      if (this.#state.kind === 'joined' || this.#state.kind === 'closed') return;
+      this.#deps.metrics.rejected.inc({ reason: 'join_timeout' });
+      this.close(CloseCodes.policyViolation, 'join or reconnect first');
+    }, deps.limits.joinTimeoutMs);
   }
 
   /** When a frame or a pong was last received (epoch ms). */
@@ -419,6 +432,7 @@ export class Connection implements Attachable {
       throw new ProtocolError('CANCELLED', 'the connection closed');
     }
     this.#state = { kind: 'joined', session };
+    clearTimeout(this.#joinTimer);
     this.#deps.metrics.sessions.inc();
   }
 
@@ -524,6 +538,14 @@ export class Connection implements Attachable {
 
   #send(frame: ReplyFrame | EventFrameMessage): void {
     if (this.#ws.readyState !== this.#ws.OPEN) return;
+    if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
+      // The client reads slower than its room talks: a close frame would wait behind the
+      // backlog, so the socket is cut; its session waits for a reconnect.
+      this.#deps.metrics.rejected.inc({ reason: 'slow_reader' });
+      this.#log.warn({ buffered: this.#ws.bufferedAmount }, 'client too slow; cutting it off');
+      this.#ws.terminate();
+      return;
+    }
     // ws calls back with null on success, whatever its types say.
     this.#ws.send(JSON.stringify(frame), (err?: Error | null) => {
       if (err !== undefined && err !== null) this.#log.debug({ err: err.message }, 'send failed');
@@ -531,6 +553,7 @@ export class Connection implements Attachable {
   }
 
   #onClose(code: number, reason: string): void {
+    clearTimeout(this.#joinTimer);
     const was = this.#state;
     this.#state = { kind: 'closed' };
     this.#held = undefined;

@@ -59,6 +59,8 @@ export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Pro
         ratePerS: config.WS_RATE_LIMIT_PER_S,
         burst: config.WS_RATE_LIMIT_BURST,
         maxInflight: config.WS_MAX_INFLIGHT,
+        maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
+        joinTimeoutMs: config.WS_JOIN_TIMEOUT_MS,
       },
     });
     connections.add(conn);

@@ -467,14 +467,24 @@ function wireState(s: 'ACTIVE' | 'DISCONNECTED'): SessionState {
   return s === 'ACTIVE' ? 'active' : 'disconnected';
 }
 
+/** Driver errors that mean "the database is away for now", not "this request is wrong". */
+const UNAVAILABLE_KINDS = new Set([
+  'DatabaseNotReachable',
+  'ConnectionClosed',
+  'SocketTimeout',
+  'TooManyConnections',
+  'TlsConnectionError',
+]);
+
 /** Database failures as protocol errors: a ProtocolError thrown inside passes unchanged. */
 export function dbError(err: unknown): unknown {
   if (err instanceof ProtocolError) return err;
   if (err instanceof Prisma.PrismaClientKnownRequestError) {
     // P2028: the transaction hit its deadline (could not start, or ran out of time).
-    if (err.code === 'P2028')
+    if (err.code === 'P2028') {
       return new ProtocolError('TIMEOUT', 'database transaction', { cause: err });
-    if (err.code === 'P1001' || err.code === 'P1017') {
+    }
+    if (err.code === 'P1001' || err.code === 'P1017' || UNAVAILABLE_KINDS.has(adapterKind(err))) {
       return new ProtocolError('SERVICE_UNAVAILABLE', 'database unreachable', { cause: err });
     }
   }
@@ -482,4 +492,11 @@ export function dbError(err: unknown): unknown {
     return new ProtocolError('SERVICE_UNAVAILABLE', 'database unreachable', { cause: err });
   }
   return err;
+}
+
+/** The driver adapter's error kind carried in a Prisma error's meta, if any. */
+function adapterKind(err: Prisma.PrismaClientKnownRequestError): string {
+  const meta = err.meta as { driverAdapterError?: { cause?: { kind?: unknown } } } | undefined;
+  const kind = meta?.driverAdapterError?.cause?.kind;
+  return typeof kind === 'string' ? kind : '';
 }

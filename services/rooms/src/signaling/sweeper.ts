@@ -40,11 +40,27 @@ export class Sweeper {
 
   async #run(): Promise<void> {
     const signal = this.#stop.signal;
+    // While the database is away every pass fails: say so once, then every 30 s, and
+    // say when it works again.
+    let failingSince: number | undefined;
+    let lastReport = 0;
     while (!signal.aborted) {
       try {
         await this.sweepOnce();
+        if (failingSince !== undefined) {
+          this.#log.info({ failedForMs: Date.now() - failingSince }, 'sweeping again');
+          failingSince = undefined;
+        }
       } catch (err) {
-        this.#log.error({ err }, 'sweep failed; retrying next interval');
+        const now = Date.now();
+        failingSince ??= now;
+        if (now - lastReport >= 30_000) {
+          lastReport = now;
+          this.#log.error(
+            { err, failingForMs: now - failingSince },
+            'sweep failed; retrying every interval',
+          );
+        }
       }
       try {
         await sleep(this.#opts.intervalMs, undefined, { signal });

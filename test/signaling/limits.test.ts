@@ -1,0 +1,72 @@
+/**
+ * Resource limits of a connection: a socket that never joins is closed after
+ * WS_JOIN_TIMEOUT_MS; a client that stops reading while its room talks is cut off once
+ * WS_MAX_BUFFERED_BYTES wait for it — its session waits in the reconnect window, and the
+ * talker is not held up.
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Rooms } from '@switchboard/protocol';
+import { TestClient, type Frame } from './client.ts';
+import { startSignaling, type SignalingPlatform } from './platform.ts';
+
+let sp: SignalingPlatform;
+const open: TestClient[] = [];
+
+beforeAll(async () => {
+  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), {
+    WS_JOIN_TIMEOUT_MS: '1500',
+    WS_MAX_BUFFERED_BYTES: '65536',
+    WS_RATE_LIMIT_PER_S: '100000',
+    WS_RATE_LIMIT_BURST: '100000',
+    // Long enough that no session expires while a test looks at it.
+    RECONNECT_WINDOW_MS: '60000',
+  });
+});
+
+afterAll(async () => {
+  for (const c of open) c.kill();
+  await sp.stop();
+});
+
+describe('connection limits', () => {
+  it('a socket that never joins is closed with 1008', async () => {
+    const idle = await TestClient.connect(sp.gw1.url);
+    open.push(idle);
+    const started = Date.now();
+    // Talking is not joining: an unknown action does not keep it open.
+    expect((await idle.request('fly')).e).toBe(0x510);
+    expect(await idle.closed).toEqual({ code: 1008, reason: 'join or reconnect first' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    // One that joins in time stays.
+    const c = await TestClient.join(sp.gw1.url, 'room-limits', 'in-time');
+    open.push(c);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(c.ws.readyState).toBe(c.ws.OPEN);
+    c.close();
+  });
+
+  it('a client that stops reading is cut off; its session waits; the sender goes on', async () => {
+    const talker = await TestClient.join(sp.gw1.url, 'room-slow', 'talker');
+    const reader = await TestClient.join(sp.gw2.url, 'room-slow', 'reader');
+    const other = await TestClient.join(sp.gw2.url, 'room-slow', 'other');
+    open.push(talker, reader, other);
+    reader.ws.pause(); // reads nothing more: the kernel buffers fill, then the gateway's
+    // About 56 KB as JSON, under the 64 KiB frame limit.
+    const big = { type: 'offer' as const, sdp: `v=0\r\n${'a=x-filler\r\n'.repeat(4000)}` };
+    let failed: Frame | undefined;
+    for (let i = 0; i < 600 && failed === undefined; i++) {
+      const r = await talker.request('exchangeSdp', { to: reader.socketId, sdp: big });
+      if (r.s !== true) failed = r;
+    }
+    // Its socket is gone (the session is not: it waits in its window).
+    expect(failed, JSON.stringify(failed)).toMatchObject({ s: false, e: 0x512 });
+
+    const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-slow' });
+    expect(info.sessions.find((s) => s.socketId === reader.socketId)?.state).toBe('disconnected');
+    // Everyone else carries on.
+    expect((await talker.request('exchangeSdp', { to: other.socketId, sdp: big })).s).toBe(true);
+    await other.event('eventExchangeSdp');
+    talker.close();
+    other.close();
+  });
+});
