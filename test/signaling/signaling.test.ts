@@ -11,7 +11,13 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NODE, ROOT, ServiceProcess, mintToken } from '@switchboard/devstack';
-import { ErrorCodes, Rooms, type JoinReply, type RoomInfo } from '@switchboard/protocol';
+import {
+  ErrorCodes,
+  Rooms,
+  signalingSubjects,
+  type JoinReply,
+  type RoomInfo,
+} from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
 import { LADDER, TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
 
@@ -469,6 +475,73 @@ describe('membership rules', () => {
       (await c.request('join', { roomId: 'room-secret', bearer: good, platform: 'Web' })).s,
     ).toBe(true);
     c.close();
+  });
+});
+
+describe('bad messages on the bus', () => {
+  it('reach no client, break no process, and requests among them get an error reply', async () => {
+    const a = await join('gw1', 'room-bus-junk', 'ann');
+    const b = await join('gw2', 'room-bus-junk', 'bob');
+    const nc = sp.bus.connection;
+    if (nc === undefined || a.socketId === undefined || b.socketId === undefined) {
+      throw new Error('not ready');
+    }
+    const p = sp.platform.env['NATS_SUBJECT_PREFIX'] ?? '';
+    const junk = ['not json', '{}', '[]', '{"roomId":"room-bus-junk","event":{"a":"eventNope"}}'];
+    const gateways = (
+      await sp.bus.request(Rooms.roomInfo, { roomId: 'room-bus-junk' })
+    ).sessions.map((s) => s.gatewayId);
+    const subjectsToHit = [
+      signalingSubjects.room(p, 'room-bus-junk'),
+      ...gateways.map((g) => signalingSubjects.gatewayControl(p, g)),
+      signalingSubjects.heartbeat(p),
+      signalingSubjects.telemetryCpu(p),
+    ];
+    for (const subject of subjectsToHit) for (const j of junk) nc.publish(subject, j);
+    // A broadcast of another room's id on this room's subject is not delivered either.
+    nc.publish(
+      signalingSubjects.room(p, 'room-bus-junk'),
+      JSON.stringify({
+        roomId: 'room-elsewhere',
+        event: { a: 'eventFreeze', d: { from: { socketId: a.socketId, userId: 'ann' } } },
+      }),
+    );
+    // A well-formed detach naming another connection of the socket closes nothing.
+    for (const g of gateways) {
+      nc.publish(
+        signalingSubjects.gatewayControl(p, g),
+        JSON.stringify({
+          type: 'detach',
+          socketId: a.socketId,
+          connectionId: '0'.repeat(32),
+          reason: 'expired',
+        }),
+      );
+    }
+    // Requests with bad payloads get an error reply, not silence.
+    for (const j of junk) {
+      const reply = await nc.request(signalingSubjects.socket(p, b.socketId, 'room-bus-junk'), j, {
+        timeout: 2000,
+      });
+      expect(reply.json()).toMatchObject({ ok: false });
+      const rooms = await nc.request(`${p}.rooms.rpc.join`, j, { timeout: 2000 });
+      expect(rooms.json()).toMatchObject({ ok: false });
+    }
+    await sleep(300);
+    // Nothing reached the clients; everything still works.
+    for (const c of [a, b]) {
+      expect(
+        c.frames.filter((f) => f.s === undefined && f.a !== 'eventUserMediaConfiguration'),
+      ).toEqual([]);
+    }
+    expect((await a.request('exchangeSdp', { to: b.socketId, sdp: sdp('offer', 'after') })).s).toBe(
+      true,
+    );
+    await b.event('eventExchangeSdp');
+    for (const svc of [sp.gw1, sp.gw2, sp.platform.get('rooms')])
+      expect(svc.process.running).toBe(true);
+    a.close();
+    b.close();
   });
 });
 

@@ -520,6 +520,8 @@ export class Connection implements Attachable {
   #protocolError(err: unknown, action: string): ProtocolError {
     if (isProtocolError(err)) {
       if (err.errorName === 'SYSTEM') this.#log.warn({ err, action }, 'request failed');
+      // Why a token was refused (never the token itself), for whoever debugs a client.
+      if (err.errorName === 'AUTH_FAILED') this.#log.info({ reason: err.message }, 'join refused');
       return err;
     }
     this.#log.error({ err, action }, 'request failed unexpectedly');
