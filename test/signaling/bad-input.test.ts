@@ -16,6 +16,7 @@ import WebSocket from 'ws';
 import type { Incoming } from '@switchboard/bus';
 import { mintToken } from '@switchboard/devstack';
 import { signalingSubjects, socketRelay, type JoinReply } from '@switchboard/protocol';
+import { candidate, sdp, sleep } from './fixtures.ts';
 import { TestClient, type Frame } from './client.ts';
 import { TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
 
@@ -75,10 +76,6 @@ function dropClients(): void {
 
 function err(action: string, e: number, id?: string | number): Frame {
   return id === undefined ? { a: `${action}R`, s: false, e } : { a: `${action}R`, s: false, e, id };
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -152,18 +149,6 @@ async function joinData(
     bearer: await mintToken({ sub: userId, rooms: [roomId] }),
     platform: 'Web',
     ...extra,
-  };
-}
-
-function sdp(type: 'offer' | 'answer', tag: string): { type: 'offer' | 'answer'; sdp: string } {
-  return { type, sdp: `v=0\r\no=- ${tag} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n` };
-}
-
-function candidate(n: number): { candidate: string; sdpMid: string; sdpMLineIndex: number } {
-  return {
-    candidate: `candidate:${n} 1 udp 2122260223 192.0.2.1 ${40000 + n} typ host`,
-    sdpMid: '0',
-    sdpMLineIndex: 0,
   };
 }
 

@@ -8,6 +8,7 @@ import { createServer, Socket, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Rooms } from '@switchboard/protocol';
 import { ServiceProcess, freePort } from '@switchboard/devstack';
+import { sleep } from './fixtures.ts';
 import { TestClient } from './client.ts';
 import { TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
 
@@ -91,10 +92,6 @@ afterAll(async () => {
   await proxy.cut();
   await sp.stop();
 });
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
 
 async function stateOf(roomId: string, socketId: string | undefined): Promise<string | undefined> {
   const info = await sp.bus.request(Rooms.roomInfo, { roomId });

@@ -18,6 +18,7 @@ import {
   type JoinReply,
   type RoomInfo,
 } from '@switchboard/protocol';
+import { candidate, sdp, sleep } from './fixtures.ts';
 import { TestClient, type Frame } from './client.ts';
 import { LADDER, TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
 
@@ -40,18 +41,6 @@ async function join(gw: 'gw1' | 'gw2', roomId: string, userId: string): Promise<
   return c;
 }
 
-function sdp(type: 'offer' | 'answer', tag: string): { type: 'offer' | 'answer'; sdp: string } {
-  return { type, sdp: `v=0\r\no=- ${tag} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n` };
-}
-
-function candidate(n: number): { candidate: string; sdpMid: string; sdpMLineIndex: number } {
-  return {
-    candidate: `candidate:${n} 1 udp 2122260223 192.0.2.1 ${40000 + n} typ host`,
-    sdpMid: '0',
-    sdpMLineIndex: 0,
-  };
-}
-
 function media(size: number): unknown {
   const step = LADDER.find((s) => size <= s.maxSize) ?? LADDER[LADDER.length - 1];
   if (step === undefined) throw new Error('empty ladder');
@@ -63,10 +52,6 @@ function media(size: number): unknown {
       frameRate: { max: step.frameRate },
     },
   };
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
 }
 
 describe('two gateways, one room', () => {

@@ -1,0 +1,22 @@
+/** Payloads and small helpers the signaling tests share. */
+
+/** A minimal SDP: enough for the gateway (it checks the shape and `v=0`, not the media). */
+export function sdp(
+  type: 'offer' | 'answer',
+  tag: string,
+): { type: 'offer' | 'answer'; sdp: string } {
+  return { type, sdp: `v=0\r\no=- ${tag} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n` };
+}
+
+/** A host candidate numbered `n` (distinct port per n). */
+export function candidate(n: number): { candidate: string; sdpMid: string; sdpMLineIndex: number } {
+  return {
+    candidate: `candidate:${n} 1 udp 2122260223 192.0.2.1 ${40000 + n} typ host`,
+    sdpMid: '0',
+    sdpMLineIndex: 0,
+  };
+}
+
+export async function sleep(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
