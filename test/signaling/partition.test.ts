@@ -4,70 +4,13 @@
  * peers never saw them leave; back after the window, the sessions are gone and their
  * sockets are closed with 4002 so the clients join again.
  */
-import { createServer, Socket, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Rooms } from '@switchboard/protocol';
-import { ServiceProcess, freePort } from '@switchboard/devstack';
-import { sleep } from './fixtures.ts';
+import { ServiceProcess, waitFor } from '@switchboard/devstack';
+import { sdp, sleep } from './fixtures.ts';
 import { TestClient } from './client.ts';
+import { CuttableProxy } from './proxy.ts';
 import { TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
-
-/** A TCP proxy to NATS that can be cut (every connection dropped, none accepted). */
-class CuttableProxy {
-  readonly port: number;
-  readonly #target: { host: string; port: number };
-  readonly #sockets = new Set<Socket>();
-  #server: Server | undefined;
-
-  private constructor(port: number, target: { host: string; port: number }) {
-    this.port = port;
-    this.#target = target;
-  }
-
-  static async start(natsUrl: string): Promise<CuttableProxy> {
-    const u = new URL(natsUrl.split(',')[0] ?? natsUrl);
-    const p = new CuttableProxy(await freePort(), { host: u.hostname, port: Number(u.port) });
-    await p.restore();
-    return p;
-  }
-
-  async restore(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = new Socket();
-      this.#sockets.add(client).add(upstream);
-      const drop = (): void => {
-        client.destroy();
-        upstream.destroy();
-        this.#sockets.delete(client);
-        this.#sockets.delete(upstream);
-      };
-      client.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-      upstream.connect(this.#target.port, this.#target.host, () => {
-        client.pipe(upstream).pipe(client);
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', resolve);
-    });
-    this.#server = server;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const s of this.#sockets) s.destroy();
-    this.#sockets.clear();
-    if (server !== undefined) {
-      await new Promise<void>((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-      });
-    }
-  }
-}
 
 let sp: SignalingPlatform;
 let proxy: CuttableProxy;
@@ -140,5 +83,61 @@ describe('a gateway cut off from NATS', () => {
     await proxy.restore();
     expect(await b.closed).toEqual({ code: 4002, reason: 'session expired' });
     a.close();
+  });
+});
+
+describe('the rooms service cut off from NATS', () => {
+  let own: SignalingPlatform;
+  let roomsProxy: CuttableProxy;
+  let rooms: ServiceProcess;
+
+  beforeAll(async () => {
+    own = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
+    // The only rooms replica talks to NATS through a proxy this test can cut.
+    expect(await own.platform.get('rooms').stop()).toBe(0);
+    roomsProxy = await CuttableProxy.start(inject('natsUrl'));
+    rooms = await ServiceProcess.start(
+      'rooms',
+      { ...own.platform.env, NATS_URL: `nats://127.0.0.1:${roomsProxy.port}` },
+      { label: 'rooms-cut' },
+    );
+    await rooms.waitReady();
+  });
+
+  afterAll(async () => {
+    await roomsProxy.restore().catch(() => undefined);
+    await rooms.stop();
+    await roomsProxy.cut();
+    await own.stop();
+  });
+
+  it('does not take the gateways for dead when it is back: their heartbeats were only missed', async () => {
+    const a = await TestClient.join(own.gw1.url, 'room-rooms-cut', 'one');
+    const b = await TestClient.join(own.gw2.url, 'room-rooms-cut', 'two');
+    open.push(a, b);
+    await roomsProxy.cut();
+    await sleep(TIMINGS.GATEWAY_DEAD_AFTER_MS + 1500);
+    await roomsProxy.restore();
+    await waitFor('rooms back on NATS', async () => (await rooms.readyz()).status === 200, {
+      timeoutMs: 10_000,
+    });
+    await sleep(TIMINGS.GATEWAY_DEAD_AFTER_MS + TIMINGS.RECONNECT_WINDOW_MS + 1000);
+    expect(a.events('eventLeave')).toEqual([]);
+    expect(b.events('eventLeave')).toEqual([]);
+    const info = await own.bus.request(Rooms.roomInfo, { roomId: 'room-rooms-cut' });
+    expect(info.sessions.map((s) => s.state)).toEqual(['active', 'active']);
+    expect((await a.request('exchangeSdp', { to: b.socketId, sdp: sdp('offer', 'x') })).s).toBe(
+      true,
+    );
+    a.close();
+    b.close();
+    // Their leaves reach the rooms service before it stops (else the gateways would keep
+    // retrying them until their own shutdown deadline).
+    await waitFor(
+      'the room to empty',
+      async () =>
+        (await own.bus.request(Rooms.roomInfo, { roomId: 'room-rooms-cut' })).roomSize === 0,
+      { timeoutMs: 10_000 },
+    );
   });
 });

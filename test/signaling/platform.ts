@@ -81,11 +81,18 @@ export async function startSignaling(
     spawn,
     async stop() {
       await bus.close();
-      await Promise.all(
-        extra.map(async (p) => {
-          if (p.process.running) await p.stop();
-        }),
-      );
+      // Gateways first, while a rooms service still takes their last disconnects (else
+      // each would retry them until its shutdown deadline).
+      const all = [...extra, ...platform.services.values()];
+      for (const kind of ['gateway', 'rooms'] as const) {
+        await Promise.all(
+          all
+            .filter((p) => p.name === kind && p.process.running)
+            .map(async (p) => {
+              await p.stop();
+            }),
+        );
+      }
       await platform.stop();
     },
   };
