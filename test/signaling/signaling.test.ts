@@ -144,6 +144,12 @@ describe('two gateways, one room', () => {
     const r = await a.request('exchangeSdp', { to: b.socketId, sdp: sdp('offer', 'x') });
     expect(r).toMatchObject({ s: false, e: ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code });
     expect(b.events('eventExchangeSdp')).toEqual([]);
+    // The same on one gateway (where relays skip NATS).
+    const c = await join('gw1', 'room-y', 'yann');
+    const r2 = await a.request('exchangeCandidate', { to: c.socketId, candidate: candidate(7) });
+    expect(r2).toMatchObject({ s: false, e: ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code });
+    expect(c.events('eventExchangeCandidate')).toEqual([]);
+    c.close();
 
     const fresh = await TestClient.connect(sp.gw1.url);
     open.push(fresh);

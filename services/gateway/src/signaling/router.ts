@@ -177,7 +177,8 @@ export class Router {
 
   /**
    * Relay an event to `to`, which must be a member of `roomId` attached to some gateway.
-   * SOCKET_ID_DOES_NOT_EXIST when no gateway holds it in that room.
+   * SOCKET_ID_DOES_NOT_EXIST when no gateway holds it in that room. A socket attached here
+   * gets it directly, without the round trip through NATS.
    */
   async relay(
     to: string,
@@ -185,6 +186,13 @@ export class Router {
     event: SocketRelay['event'],
     opts: { signal: AbortSignal; traceparent?: string },
   ): Promise<void> {
+    const local = this.#sockets.get(to);
+    if (local !== undefined) {
+      // A socketId belongs to one session, in one room: held here, it is nowhere else.
+      if (local.roomId !== roomId) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+      local.conn.deliver(event);
+      return;
+    }
     await this.#bus.requestSubject(
       signalingSubjects.socket(this.#bus.prefix, to, roomId),
       { event } satisfies SocketRelay,
