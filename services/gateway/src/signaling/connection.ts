@@ -16,7 +16,6 @@ import {
   ClientNotifications,
   ProtocolError,
   Rooms,
-  SessionDescription,
   clientActionData,
   clientFrame,
   cpuTelemetry,
@@ -38,6 +37,16 @@ import {
 import type { Logger } from '@switchboard/service';
 import type { TokenVerifier } from '../auth.ts';
 import type { Disconnector } from './disconnector.ts';
+import {
+  UNKNOWN_FRAME_ACTION,
+  decodeSdp,
+  deviceOf,
+  frameText,
+  isActionName,
+  isRecord,
+  metricAction,
+  requestIdOf,
+} from './frames.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import type { Attachable, Router } from './router.ts';
@@ -83,14 +92,10 @@ type State =
   | { kind: 'joined'; session: Attached }
   | { kind: 'closed' };
 
-const sessionDescription = validator(SessionDescription);
 const notificationData = {
   eventCpu: validator(ClientNotifications.eventCpu),
   eventFreeze: validator(ClientNotifications.eventFreeze),
 };
-
-/** An error reply's action when the frame's own cannot be known (not JSON, no `a`). */
-const UNKNOWN_FRAME_ACTION = 'error';
 
 export class Connection implements Attachable {
   readonly connectionId = randomBytes(16).toString('hex');
@@ -575,71 +580,6 @@ export class Connection implements Attachable {
   }
 }
 
-/** The device fields of a join, and only those (unknown fields are not passed on). */
-function deviceOf(d: JoinData): Omit<JoinData, 'roomId' | 'bearer'> {
-  // Undefined values are dropped by JSON.stringify on the way to the bus.
-  return {
-    platform: d.platform,
-    deviceName: d.deviceName,
-    networkType: d.networkType,
-    version: d.version,
-    appVersion: d.appVersion,
-    orientation: d.orientation,
-    camera: d.camera,
-  };
-}
-
 function peer(s: Attached): { socketId: string; userId: string } {
   return { socketId: s.socketId, userId: s.userId };
-}
-
-/** The SDP as an RTCSessionDescriptionInit: given as the object, or as its JSON text. */
-function decodeSdp(sdp: unknown): {
-  type: 'offer' | 'answer' | 'pranswer' | 'rollback';
-  sdp: string;
-} {
-  let value = sdp;
-  if (typeof sdp === 'string') {
-    try {
-      value = JSON.parse(sdp);
-    } catch {
-      throw new ProtocolError('SDP_DECODE', 'the SDP text is not JSON');
-    }
-  }
-  const parsed = sessionDescription.parse(value);
-  if (!parsed.ok) throw new ProtocolError('SDP_DECODE', formatIssues(parsed.issues));
-  if (parsed.value.type !== 'rollback' && !parsed.value.sdp.startsWith('v=0')) {
-    throw new ProtocolError('SDP_DECODE', 'the SDP does not start with v=0');
-  }
-  return parsed.value;
-}
-
-function frameText(data: unknown): string {
-  if (typeof data === 'string') return data;
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data as Buffer[]).toString('utf8');
-  if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
-  return '';
-}
-
-/** An action name the envelope accepts (so it may be echoed in a reply). */
-function isActionName(v: unknown): v is string {
-  return typeof v === 'string' && v.length >= 1 && v.length <= 64;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function requestIdOf(v: unknown): RequestId | undefined {
-  if (typeof v === 'string' && v.length > 0 && v.length <= 64) return v;
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
-  return undefined;
-}
-
-/** Actions as metric labels: unknown names are folded so clients cannot grow the label set. */
-function metricAction(action: string): string {
-  return Object.hasOwn(ClientActions, action) || action === 'eventCpu' || action === 'eventFreeze'
-    ? action
-    : 'other';
 }
