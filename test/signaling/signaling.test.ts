@@ -127,6 +127,13 @@ describe('two gateways, one room', () => {
     });
     a.sendRaw(JSON.stringify({ a: 'eventCpu', d: { cpuUsed: 42 } }));
 
+    const metrics = await (await fetch(`${sp.gw1.url}/metrics`)).text();
+    expect(metrics).toMatch(/sb_gateway_sessions\{[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/sb_gateway_rooms\{[^}]*\} [1-9]/);
+    expect(metrics).toMatch(
+      /sb_gateway_requests_total\{[^}]*action="exchangeSdp"[^}]*outcome="ok"/,
+    );
+
     // Requests without an id get replies without one, exactly as in the document.
     a.sendRaw(
       JSON.stringify({ a: 'exchangeCandidate', d: { to: b.socketId, candidate: candidate(9) } }),

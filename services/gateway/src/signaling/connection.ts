@@ -145,10 +145,6 @@ export class Connection implements Attachable {
     return this.#lastHeard;
   }
 
-  get socketId(): string | undefined {
-    return this.#state.kind === 'joined' ? this.#state.session.socketId : undefined;
-  }
-
   ping(): void {
     if (this.#ws.readyState === this.#ws.OPEN) this.#ws.ping();
   }

@@ -13,7 +13,7 @@ import {
   type GatewayConfig,
   type GatewayHeartbeat,
 } from '@switchboard/protocol';
-import type { CommonConfig, Service } from '@switchboard/service';
+import { Gauge, type CommonConfig, type Service } from '@switchboard/service';
 import { TokenVerifier } from '../auth.ts';
 import { CloseCodes, Connection } from './connection.ts';
 import { Disconnector } from './disconnector.ts';
@@ -35,6 +35,14 @@ export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Pro
   const gatewayId = svc.instanceId;
   const metrics = signalingMetrics(svc.metrics);
   const router = new Router(bus, gatewayId, log);
+  new Gauge({
+    name: 'sb_gateway_rooms',
+    help: 'Rooms with members on this gateway (one broadcast subscription each)',
+    registers: [svc.metrics],
+    collect() {
+      this.set(router.rooms);
+    },
+  });
   const disconnector = new Disconnector(bus, log);
   const connections = new Set<Connection>();
   router.start();
