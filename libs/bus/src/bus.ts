@@ -556,6 +556,9 @@ export class Bus {
         caller,
         log,
       });
+      // Finished after the deadline: the caller has given up (or is about to); a late
+      // success must not be mistaken for one in time.
+      if (ac.signal.aborted) return fail('TIMEOUT', 'the handler finished after the deadline');
       this.#respond(msg, log, { ok: true, data });
       return 'ok';
     } catch (err) {
