@@ -5,6 +5,7 @@
  * talker is not held up.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { waitFor } from '@switchboard/devstack';
 import { Rooms } from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
 import { startSignaling, type SignalingPlatform } from './platform.ts';
@@ -61,8 +62,15 @@ describe('connection limits', () => {
     // Its socket is gone (the session is not: it waits in its window).
     expect(failed, JSON.stringify(failed)).toMatchObject({ s: false, e: 0x512 });
 
-    const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-slow' });
-    expect(info.sessions.find((s) => s.socketId === reader.socketId)?.state).toBe('disconnected');
+    // The gateway tells the rooms service right after it cut the socket.
+    await waitFor(
+      "the reader's session to enter its window",
+      async () => {
+        const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-slow' });
+        return info.sessions.find((s) => s.socketId === reader.socketId)?.state === 'disconnected';
+      },
+      { timeoutMs: 10_000 },
+    );
     // Everyone else carries on.
     expect((await talker.request('exchangeSdp', { to: other.socketId, sdp: big })).s).toBe(true);
     await other.event('eventExchangeSdp');
