@@ -51,6 +51,8 @@ interface Options {
   window: number;
   concurrency: number;
   gateways: number;
+  /** Rooms service replicas (one queue group). */
+  rooms: number;
   timeoutMs: number;
   /** Gateways already running (their /api URLs); none: start a platform here. */
   urls: string[];
@@ -76,6 +78,7 @@ const FLAGS = {
     help: 'connects and joins in flight at once',
   },
   gateways: { env: 'BENCH_GATEWAYS', def: 2, min: 1, help: 'gateways, 1 or 2' },
+  rooms: { env: 'BENCH_ROOMS', def: 1, min: 1, help: 'rooms service replicas' },
   'timeout-ms': {
     env: 'BENCH_TIMEOUT_MS',
     def: 60_000,
@@ -156,6 +159,7 @@ function parseOptions(argv: string[]): Options | undefined {
     window: num('window'),
     concurrency: num('concurrency'),
     gateways: num('gateways'),
+    rooms: num('rooms'),
     timeoutMs: num('timeout-ms'),
     urls,
     platform: !baselineOnly,
@@ -802,6 +806,22 @@ async function startOwnPlatform(
     gateways.push(gw2);
     failure.check();
   }
+  for (let i = 2; i <= opts.rooms; i++) {
+    log(`platform: starting rooms replica ${i}`);
+    const replica = await ServiceProcess.start(
+      'rooms',
+      { ...platform.env },
+      { label: `rooms-${i}` },
+    );
+    cleanup.add(`stop rooms replica ${i}`, async () => {
+      stopping = true;
+      await replica.stop();
+    });
+    watch(replica);
+    failure.check();
+    await replica.waitReady();
+    failure.check();
+  }
   return {
     urls: gateways.map((g) => `ws://127.0.0.1:${g.port}/api`),
     setup: {
@@ -1008,7 +1028,7 @@ function report(
   ];
   const head: [string, string, string] = [
     '',
-    `platform (${opts.gateways} gateway${opts.gateways === 1 ? '' : 's'}${opts.urls.length > 0 ? ' at --url' : ' + rooms'})`,
+    `platform (${opts.gateways} gateway${opts.gateways === 1 ? '' : 's'}${opts.urls.length > 0 ? ' at --url' : opts.rooms === 1 ? ' + rooms' : ` + ${opts.rooms} rooms`})`,
     'baseline (fastify ws echo)',
   ];
   const w0 = Math.max(...[head, ...rows].map((r) => r[0].length));
