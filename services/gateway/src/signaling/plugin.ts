@@ -105,21 +105,35 @@ export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Pro
   });
 
   // Back on NATS after a break: what was missed may have changed this gateway's sessions.
+  // One at a time; a reconnect during a resync asks for one more after it (what it missed
+  // may postdate the list the running one sent).
   let resyncing: Promise<void> | undefined;
-  const offReconnect = bus.onReconnect(() => {
-    beat();
-    resyncing ??= resync({ bus, router, disconnector, gatewayId, log }, svc.shutdownSignal)
+  let again = false;
+  const startResync = (): void => {
+    if (resyncing !== undefined) {
+      again = true;
+      return;
+    }
+    resyncing = resync({ bus, router, disconnector, gatewayId, log }, svc.shutdownSignal)
       .catch((err: unknown) => {
         if (!svc.shutdownSignal.aborted) log.error({ err }, 'resync failed');
       })
       .finally(() => {
         resyncing = undefined;
+        if (again && !svc.shutdownSignal.aborted) {
+          again = false;
+          startResync();
+        }
       });
+  };
+  const offReconnect = bus.onReconnect(() => {
+    beat();
+    startResync();
   });
 
   svc.onShutdown('signaling', async () => {
     offReconnect();
-    await resyncing;
+    while (resyncing !== undefined) await resyncing;
     clearInterval(pinger);
     const closing = [...connections].length;
     for (const conn of connections) conn.shutdown();
