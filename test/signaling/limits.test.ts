@@ -5,7 +5,7 @@
  * talker is not held up.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { waitFor } from '@switchboard/devstack';
+import { ServiceProcess, waitFor } from '@switchboard/devstack';
 import { Rooms } from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
 import { startSignaling, type SignalingPlatform } from './platform.ts';
@@ -44,6 +44,43 @@ describe('connection limits', () => {
     await new Promise((r) => setTimeout(r, 2000));
     expect(c.ws.readyState).toBe(c.ws.OPEN);
     c.close();
+  });
+
+  it('a full gateway is not ready and closes new sockets with 1013', async () => {
+    const small = await ServiceProcess.start(
+      'gateway',
+      { ...sp.platform.env, WS_MAX_CONNECTIONS: '2' },
+      { label: 'gateway-small' },
+    );
+    try {
+      await small.waitReady();
+      const first = await TestClient.connect(small.url);
+      const second = await TestClient.connect(small.url);
+      open.push(first, second);
+      await waitFor(
+        'the full gateway to report not ready',
+        async () => (await small.readyz()).status === 503,
+        {
+          timeoutMs: 5000,
+        },
+      );
+      expect((await small.readyz()).body).toMatchObject({ checks: { capacity: 'failing' } });
+      const third = await TestClient.connect(small.url);
+      open.push(third);
+      expect(await third.closed).toEqual({ code: 1013, reason: 'gateway full' });
+      // The ones it holds work as ever; when one goes, it is ready again.
+      expect((await first.request('fly')).e).toBe(0x510);
+      second.close();
+      await waitFor(
+        'the gateway to be ready again',
+        async () => (await small.readyz()).status === 200,
+        {
+          timeoutMs: 5000,
+        },
+      );
+    } finally {
+      await small.stop();
+    }
   });
 
   it('a client that stops reading is cut off; its session waits; the sender goes on', async () => {

@@ -109,6 +109,13 @@ export const GatewayConfig = Type.Object({
     default: 65_536,
     description: 'Largest client frame; a bigger one closes the socket with 1009',
   }),
+  WS_MAX_CONNECTIONS: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 20_000,
+    description:
+      'Client sockets one gateway holds; at the limit it reports not ready (`capacity` in /readyz) and closes new sockets with 1013',
+  }),
   WS_MAX_BUFFERED_BYTES: Type.Integer({
     minimum: 65_536,
     maximum: 256 * 1024 * 1024,

@@ -74,6 +74,7 @@ export const CloseCodes = {
   unsupportedData: 1003,
   policyViolation: 1008,
   serviceRestart: 1012,
+  tryAgainLater: 1013,
   replaced: 4001,
   expired: 4002,
 } as const;

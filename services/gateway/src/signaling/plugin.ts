@@ -46,6 +46,8 @@ export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Pro
   const disconnector = new Disconnector(bus, log);
   const connections = new Set<Connection>();
   router.start();
+  // A full gateway stops taking new clients: the load balancer sends them elsewhere.
+  svc.readiness.add('capacity', () => connections.size < config.WS_MAX_CONNECTIONS);
 
   await svc.http.register(fastifyWebsocket, {
     options: { maxPayload: config.WS_MAX_FRAME_BYTES },
@@ -53,6 +55,11 @@ export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Pro
   svc.http.get('/api', { websocket: true }, (socket, req) => {
     if (svc.shutdownSignal.aborted) {
       socket.close(CloseCodes.serviceRestart, 'gateway shutting down');
+      return;
+    }
+    if (connections.size >= config.WS_MAX_CONNECTIONS) {
+      metrics.rejected.inc({ reason: 'gateway_full' });
+      socket.close(CloseCodes.tryAgainLater, 'gateway full');
       return;
     }
     const conn = new Connection(socket, req.ip, {
