@@ -23,6 +23,7 @@ import {
   ProtocolError,
   busReplyEnvelope,
   formatIssues,
+  invalidPayload,
   isProtocolError,
   subjects,
   type BusReplyEnvelope,
@@ -397,14 +398,27 @@ export class Bus {
   }
 
   #subscribeEntry(nc: NatsConnection, entry: Subscribed): void {
-    entry.sub = nc.subscribe(entry.subject, {
-      ...(entry.queue === undefined ? {} : { queue: entry.queue }),
+    entry.sub = this.#listen(nc, entry.subject, entry.queue, (msg) => this.#deliver(entry, msg));
+  }
+
+  /**
+   * Subscribe with a handler whose work is tracked as in flight (stopServing waits for it).
+   * `onMessage` answers and logs for itself: it never rejects.
+   */
+  #listen(
+    nc: NatsConnection,
+    subject: string,
+    queue: string | undefined,
+    onMessage: (msg: Msg) => Promise<void>,
+  ): Subscription {
+    return nc.subscribe(subject, {
+      ...(queue === undefined ? {} : { queue }),
       callback: (err, msg) => {
         if (err !== null) {
-          this.#log.error({ err, subject: entry.subject }, 'subscription error');
+          this.#log.error({ err, subject }, 'subscription error');
           return;
         }
-        const p = this.#deliver(entry, msg);
+        const p = onMessage(msg);
         this.#inflight.add(p);
         void p.finally(() => this.#inflight.delete(p));
       },
@@ -425,16 +439,7 @@ export class Bus {
         this.#respond(
           msg,
           this.#log,
-          result.ok
-            ? { ok: true, data: result.data }
-            : {
-                ok: false,
-                error: {
-                  code: result.error.code,
-                  name: result.error.errorName,
-                  message: result.error.message,
-                },
-              },
+          result.ok ? { ok: true, data: result.data } : errorEnvelope(result.error),
         );
       },
     };
@@ -469,18 +474,7 @@ export class Bus {
   }
 
   #subscribe(nc: NatsConnection, served: Served): void {
-    served.sub = nc.subscribe(served.subject, {
-      queue: served.queue,
-      callback: (err, msg) => {
-        if (err !== null) {
-          this.#log.error({ err, subject: served.subject }, 'subscription error');
-          return;
-        }
-        const p = this.#handle(served, msg);
-        this.#inflight.add(p);
-        void p.finally(() => this.#inflight.delete(p));
-      },
-    });
+    served.sub = this.#listen(nc, served.subject, served.queue, (msg) => this.#handle(served, msg));
   }
 
   async #handle(served: Served, msg: Msg): Promise<void> {
@@ -523,26 +517,19 @@ export class Bus {
       return 'expired';
     }
 
-    const fail = (name: ErrorName, message?: string): string => {
-      const err = new ProtocolError(name, message);
-      this.#respond(msg, log, { ok: false, error: { code: err.code, name, message: err.message } });
-      return name;
+    const fail = (err: ProtocolError): string => {
+      this.#respond(msg, log, errorEnvelope(err));
+      return err.errorName;
     };
 
     let body: unknown;
     try {
       body = msg.json();
     } catch {
-      return fail('JSON', 'request payload is not JSON');
+      return fail(new ProtocolError('JSON', 'request payload is not JSON'));
     }
     const parsed = served.method.request.parse(body);
-    if (!parsed.ok) {
-      const missing = parsed.issues.some((i) => i.missing);
-      return fail(
-        missing ? 'JSON_FIELD_MISSING' : 'JSON_FIELD_INVALID',
-        formatIssues(parsed.issues),
-      );
-    }
+    if (!parsed.ok) return fail(invalidPayload(parsed.issues));
 
     const ac = new AbortController();
     const timer = setTimeout(() => {
@@ -558,19 +545,15 @@ export class Bus {
       });
       // Finished after the deadline: the caller has given up (or is about to); a late
       // success must not be mistaken for one in time.
-      if (ac.signal.aborted) return fail('TIMEOUT', 'the handler finished after the deadline');
+      if (ac.signal.aborted) {
+        return fail(new ProtocolError('TIMEOUT', 'the handler finished after the deadline'));
+      }
       this.#respond(msg, log, { ok: true, data });
       return 'ok';
     } catch (err) {
-      if (isProtocolError(err)) {
-        this.#respond(msg, log, {
-          ok: false,
-          error: { code: err.code, name: err.errorName, message: err.message },
-        });
-        return err.errorName;
-      }
+      if (isProtocolError(err)) return fail(err);
       log.error({ err }, 'handler failed');
-      return fail('SYSTEM');
+      return fail(new ProtocolError('SYSTEM'));
     } finally {
       clearTimeout(timer);
     }
@@ -719,6 +702,11 @@ export class Bus {
     await this.#statusLoop;
     this.#connected = false;
   }
+}
+
+/** A ProtocolError as the error half of a bus reply. */
+function errorEnvelope(err: ProtocolError): BusReplyEnvelope {
+  return { ok: false, error: { code: err.code, name: err.errorName, message: err.message } };
 }
 
 async function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {

@@ -1,3 +1,5 @@
+import { formatIssues, type Issue } from './validate.ts';
+
 /**
  * The one table of error codes. Every error that crosses a process boundary (a WebSocket
  * reply's `e`, a bus reply's `error.code`) is one of these. The numbering follows the
@@ -58,6 +60,17 @@ export class ProtocolError extends Error {
     if (message !== undefined) err.message = message;
     return err;
   }
+}
+
+/**
+ * The error for a payload that failed its schema: JSON_FIELD_MISSING when a required field
+ * is absent, JSON_FIELD_INVALID otherwise; the issues are its detail.
+ */
+export function invalidPayload(issues: readonly Issue[]): ProtocolError {
+  return new ProtocolError(
+    issues.some((i) => i.missing) ? 'JSON_FIELD_MISSING' : 'JSON_FIELD_INVALID',
+    formatIssues(issues),
+  );
 }
 
 export function isProtocolError(err: unknown): err is ProtocolError {

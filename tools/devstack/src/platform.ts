@@ -96,10 +96,12 @@ export function pidAlive(pid: number | undefined): boolean {
   }
 }
 
-/** Apply the rooms service's migrations to `databaseUrl`. */
-export async function migrate(databaseUrl: string): Promise<void> {
-  await promisify(execFile)(NODE, [join(ROOT, 'services/rooms/src/db/migrate.ts'), 'deploy'], {
-    env: { ...process.env, DATABASE_URL: databaseUrl },
-    timeout: 60_000,
-  });
+/** Apply the rooms service's migrations to `databaseUrl`; resolves with what it printed. */
+export async function migrate(databaseUrl: string): Promise<string> {
+  const { stdout } = await promisify(execFile)(
+    NODE,
+    [join(ROOT, 'services/rooms/src/db/migrate.ts'), 'deploy'],
+    { env: { ...process.env, DATABASE_URL: databaseUrl }, timeout: 60_000, encoding: 'utf8' },
+  );
+  return stdout;
 }

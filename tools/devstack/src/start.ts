@@ -7,15 +7,15 @@
  * Env: NATS_URL, DATABASE_URL, NATS_SUBJECT_PREFIX, LOG_LEVEL, SWITCHBOARD_PORT_BASE
  * (default 8080: gateway, rooms, media, events on base..base+3), and any service setting.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PlatformStatus, SERVICE_NAMES, validator, type ServiceName } from '@switchboard/protocol';
 import { ensureInfra, redact, type Infra } from './infra.ts';
 import { formatLogLine } from './logfmt.ts';
-import { ROOT, STATE_DIR } from './paths.ts';
+import { STATE_DIR } from './paths.ts';
 import { createDatabase, probePostgres, withDatabase } from './postgres.ts';
-import { NODE, ServiceProcess } from './services.ts';
+import { migrate } from './platform.ts';
+import { ServiceProcess } from './services.ts';
 import { DEV_HS256_SECRET, mintToken } from './tokens.ts';
 
 const say = (msg: string): void => {
@@ -87,11 +87,7 @@ async function main(): Promise<void> {
   try {
     const databaseUrl = await roomsDatabase(infra);
     say(`migrating ${redact(databaseUrl)}`);
-    const out = execFileSync(NODE, [join(ROOT, 'services/rooms/src/db/migrate.ts'), 'deploy'], {
-      env: { ...process.env, DATABASE_URL: databaseUrl },
-      encoding: 'utf8',
-    });
-    say(out.trim());
+    say((await migrate(databaseUrl)).trim());
 
     const common = {
       NATS_URL: infra.natsUrl,

@@ -18,16 +18,17 @@ import {
   Rooms,
   clientActionData,
   clientFrame,
-  cpuTelemetry,
-  formatIssues,
-  freezeTelemetry,
+  invalidPayload,
   isProtocolError,
   replyError,
   replyOk,
   signalingSubjects,
   validator,
   type ClientAction,
+  type CpuTelemetry,
   type DetachReason,
+  type FreezeTelemetry,
+  type Parsed,
   type ErrorName,
   type JoinData,
   type EventFrameMessage,
@@ -229,10 +230,11 @@ export class Connection implements Attachable {
     if (!parsed.ok) {
       const a = isRecord(raw) && isActionName(raw['a']) ? raw['a'] : UNKNOWN_FRAME_ACTION;
       const id = isRecord(raw) ? requestIdOf(raw['id']) : undefined;
-      const invalid = parsed.issues.some((i) => i.missing)
-        ? 'JSON_FIELD_MISSING'
-        : 'JSON_FIELD_INVALID';
-      this.#reject(a, limit === 'ok' ? invalid : 'RATE_LIMITED', id);
+      this.#reject(
+        a,
+        limit === 'ok' ? invalidPayload(parsed.issues).errorName : 'RATE_LIMITED',
+        id,
+      );
       return;
     }
     const frame = parsed.value;
@@ -265,12 +267,12 @@ export class Connection implements Attachable {
     void run
       .then(
         (result) => {
-          this.#reply(replyOk(action, result, id));
+          this.#send(replyOk(action, result, id));
           return 'ok';
         },
         (err: unknown) => {
           const e = this.#protocolError(err, action);
-          this.#reply(replyError(action, e.code, id));
+          this.#send(replyError(action, e.code, id));
           return e.errorName;
         },
       )
@@ -282,6 +284,9 @@ export class Connection implements Attachable {
         this.#inflight -= 1;
         // A join's reply is out: write what arrived meanwhile, in order.
         if (began) this.#release();
+      })
+      .catch((err: unknown) => {
+        this.#log.error({ err, action }, 'answering a request failed');
       });
   }
 
@@ -364,7 +369,7 @@ export class Connection implements Attachable {
       return reply;
     } catch (err) {
       pending.rollback();
-      if (isProtocolError(err) && (err.errorName === 'TIMEOUT' || err.errorName === 'CANCELLED')) {
+      if (outcomeUnknown(err)) {
         // The rooms service may have admitted the session after all: take it back.
         this.#deps.disconnector.submit({ socketId, connectionId: this.connectionId, leave: true });
       }
@@ -406,7 +411,7 @@ export class Connection implements Attachable {
       return { roomSize: reply.roomSize };
     } catch (err) {
       pending.rollback();
-      if (isProtocolError(err) && (err.errorName === 'TIMEOUT' || err.errorName === 'CANCELLED')) {
+      if (outcomeUnknown(err)) {
         // The rooms service may have attached the session to this connection after all.
         this.#deps.disconnector.submit({ socketId, connectionId: this.connectionId, leave: false });
       }
@@ -447,36 +452,15 @@ export class Connection implements Attachable {
   }
 
   #notification(kind: 'eventCpu' | 'eventFreeze', data: unknown, id: RequestId | undefined): void {
-    const parsed = notificationData[kind].parse(kind === 'eventFreeze' ? (data ?? {}) : data);
-    if (data === undefined && kind === 'eventCpu') {
-      this.#reject(kind, 'JSON_FIELD_MISSING', id);
-      return;
-    }
-    if (!parsed.ok) {
-      this.#reject(
-        kind,
-        parsed.issues.some((i) => i.missing) ? 'JSON_FIELD_MISSING' : 'JSON_FIELD_INVALID',
-        id,
-      );
-      return;
-    }
-    if (this.#state.kind !== 'joined') {
-      this.#reject(kind, 'USER_NOT_AUTHENTICATED', id);
-      return;
-    }
-    const s = this.#state.session;
-    const prefix = this.#deps.bus.prefix;
     try {
-      if (kind === 'eventCpu') {
-        const cpuUsed = notificationData.eventCpu.check(data) ? data.cpuUsed : 0;
-        const t = {
-          roomId: s.roomId,
-          socketId: s.socketId,
-          userId: s.userId,
-          cpuUsed,
-          at: Date.now(),
-        };
-        if (!cpuTelemetry.check(t)) throw new Error('cpu telemetry does not match its schema');
+      // eventFreeze comes without `d` in the document; eventCpu needs its `cpuUsed`.
+      const cpu = kind === 'eventCpu' ? valid(notificationData.eventCpu, data) : undefined;
+      if (kind === 'eventFreeze') valid(notificationData.eventFreeze, data ?? {});
+      const s = this.#session();
+      const source = { roomId: s.roomId, socketId: s.socketId, userId: s.userId, at: Date.now() };
+      const prefix = this.#deps.bus.prefix;
+      if (cpu !== undefined) {
+        const t: CpuTelemetry = { ...source, cpuUsed: cpu.cpuUsed };
         this.#deps.bus.publish(signalingSubjects.telemetryCpu(prefix), t);
       } else {
         this.#deps.router.broadcast(
@@ -484,30 +468,19 @@ export class Connection implements Attachable {
           { a: 'eventFreeze', d: { from: peer(s) } },
           s.socketId,
         );
-        const t = { roomId: s.roomId, socketId: s.socketId, userId: s.userId, at: Date.now() };
-        if (!freezeTelemetry.check(t))
-          throw new Error('freeze telemetry does not match its schema');
+        const t: FreezeTelemetry = source;
         this.#deps.bus.publish(signalingSubjects.telemetryFreeze(prefix), t);
       }
       this.#deps.metrics.requests.inc({ action: kind, outcome: 'ok' });
     } catch (err) {
-      const e = this.#protocolError(err, kind);
-      this.#reject(kind, e.errorName, id);
+      this.#reject(kind, this.#protocolError(err, kind).errorName, id);
     }
   }
 
   // ---------------------------------------------------------------------- helpers
 
   #valid<A extends ClientAction>(action: A, data: unknown) {
-    if (data === undefined) throw new ProtocolError('JSON_FIELD_MISSING', '/d');
-    const parsed = clientActionData[action].parse(data);
-    if (!parsed.ok) {
-      throw new ProtocolError(
-        parsed.issues.some((i) => i.missing) ? 'JSON_FIELD_MISSING' : 'JSON_FIELD_INVALID',
-        formatIssues(parsed.issues),
-      );
-    }
-    return parsed.value;
+    return valid(clientActionData[action], data);
   }
 
   #session(): Attached {
@@ -533,11 +506,7 @@ export class Connection implements Attachable {
   #reject(action: string, name: ErrorName, id: RequestId | undefined): void {
     const e = new ProtocolError(name);
     this.#deps.metrics.requests.inc({ action: metricAction(action), outcome: e.errorName });
-    this.#reply(replyError(action, e.code, id));
-  }
-
-  #reply(frame: ReplyFrame): void {
-    this.#send(frame);
+    this.#send(replyError(action, e.code, id));
   }
 
   #send(frame: ReplyFrame | EventFrameMessage): void {
@@ -575,6 +544,19 @@ export class Connection implements Attachable {
       leave,
     });
   }
+}
+
+/** `d` checked against its schema; a missing `d` is a missing field. */
+function valid<T>(v: { parse(value: unknown): Parsed<T> }, data: unknown): T {
+  if (data === undefined) throw new ProtocolError('JSON_FIELD_MISSING', '/d');
+  const parsed = v.parse(data);
+  if (!parsed.ok) throw invalidPayload(parsed.issues);
+  return parsed.value;
+}
+
+/** A failure after which the rooms service may or may not have done the work. */
+function outcomeUnknown(err: unknown): boolean {
+  return isProtocolError(err) && (err.errorName === 'TIMEOUT' || err.errorName === 'CANCELLED');
 }
 
 function peer(s: Attached): { socketId: string; userId: string } {

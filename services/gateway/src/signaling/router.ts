@@ -12,7 +12,7 @@
  *
  * It holds no room state beyond the sockets attached to this process.
  */
-import type { Bus, BusSubscription } from '@switchboard/bus';
+import type { Bus, BusSubscription, Incoming } from '@switchboard/bus';
 import {
   ProtocolError,
   gatewayControl,
@@ -107,7 +107,7 @@ export class Router {
       signalingSubjects.socketAny(this.#bus.prefix, socketId),
       socketRelay,
       (msg, incoming) => {
-        this.#onRelay(socketId, msg, incoming.subject, incoming);
+        this.#onRelay(socketId, msg, incoming);
       },
     );
     const att: Attachment = { conn, roomId, roomToken: token, sub };
@@ -210,16 +210,9 @@ export class Router {
     });
   }
 
-  #onRelay(
-    socketId: string,
-    msg: SocketRelay,
-    subject: string,
-    incoming: {
-      respond(r: { ok: true; data: unknown } | { ok: false; error: ProtocolError }): void;
-    },
-  ): void {
+  #onRelay(socketId: string, msg: SocketRelay, incoming: Incoming): void {
     const att = this.#sockets.get(socketId);
-    const senderRoom = subject.slice(subject.lastIndexOf('.') + 1);
+    const senderRoom = incoming.subject.slice(incoming.subject.lastIndexOf('.') + 1);
     if (att?.roomToken !== senderRoom) {
       incoming.respond({ ok: false, error: new ProtocolError('SOCKET_ID_DOES_NOT_EXIST') });
       return;

@@ -448,18 +448,11 @@ export class Membership {
     return r.capacity ?? this.#opts.defaultCapacity;
   }
 
-  /** An interactive transaction bounded by the request's deadline. */
+  /** An interactive transaction bounded by the request's deadline (see dbError for its failures). */
   async #tx<T>(d: Deadline, work: (tx: Tx) => Promise<T>): Promise<T> {
     d.signal.throwIfAborted();
     const remaining = Math.max(1, d.deadline - Date.now());
-    try {
-      return await this.#db.$transaction(work, {
-        maxWait: remaining,
-        timeout: remaining,
-      });
-    } catch (err) {
-      throw dbError(err);
-    }
+    return await this.#db.$transaction(work, { maxWait: remaining, timeout: remaining });
   }
 }
 

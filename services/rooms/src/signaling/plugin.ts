@@ -2,6 +2,7 @@
  * The rooms service's signaling: its RPCs on the bus (queue group `sb-rooms`, shared by
  * every replica), the gateways' heartbeats and clients' CPU telemetry, and the sweeper.
  */
+import type { Handler } from '@switchboard/bus';
 import {
   Rooms,
   cpuTelemetry,
@@ -9,6 +10,7 @@ import {
   signalingSubjects,
   subjects,
   type RoomsConfig,
+  type RpcMethod,
 } from '@switchboard/protocol';
 import type { CommonConfig, Service } from '@switchboard/service';
 import type { Db } from '../db/client.ts';
@@ -33,29 +35,28 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     log,
   );
 
-  // Errors of the database become protocol errors; anything else is a bug (SYSTEM).
-  const guard = async <T>(work: () => Promise<T>): Promise<T> => {
-    try {
-      return await work();
-    } catch (err) {
-      throw dbError(err);
-    }
+  // Every RPC: a database failure becomes a protocol error (SERVICE_UNAVAILABLE, TIMEOUT);
+  // anything else unexpected is a bug and answers SYSTEM.
+  const serve = <M extends RpcMethod>(method: M, handler: Handler<M>): void => {
+    bus.serve(method, async (req, ctx) => {
+      try {
+        return await handler(req, ctx);
+      } catch (err) {
+        throw dbError(err);
+      }
+    });
   };
-
-  bus.serve(Rooms.join, async (req, ctx) => await membership.join(req, ctx));
-  bus.serve(Rooms.lookup, async (req) => await guard(() => membership.lookup(req.socketId)));
-  bus.serve(Rooms.reconnect, async (req, ctx) => await membership.reconnect(req, ctx));
-  bus.serve(
-    Rooms.disconnect,
-    async (req, ctx) => await guard(() => membership.disconnect(req, ctx)),
-  );
-  bus.serve(Rooms.orientation, async (req, ctx) => {
-    await guard(() => membership.orientation(req, ctx));
+  serve(Rooms.join, async (req, ctx) => await membership.join(req, ctx));
+  serve(Rooms.lookup, async (req) => await membership.lookup(req.socketId));
+  serve(Rooms.reconnect, async (req, ctx) => await membership.reconnect(req, ctx));
+  serve(Rooms.disconnect, async (req, ctx) => await membership.disconnect(req, ctx));
+  serve(Rooms.orientation, async (req, ctx) => {
+    await membership.orientation(req, ctx);
     return {};
   });
-  bus.serve(Rooms.resync, async (req) => await guard(() => membership.resync(req)));
-  bus.serve(Rooms.configureRoom, async (req, ctx) => await membership.configureRoom(req, ctx));
-  bus.serve(Rooms.roomInfo, async (req) => await guard(() => membership.roomInfo(req.roomId)));
+  serve(Rooms.resync, async (req) => await membership.resync(req));
+  serve(Rooms.configureRoom, async (req, ctx) => await membership.configureRoom(req, ctx));
+  serve(Rooms.roomInfo, async (req) => await membership.roomInfo(req.roomId));
 
   const queue = subjects.queue('rooms');
   const heartbeats = bus.subscribe(
