@@ -149,7 +149,11 @@ export const ServerEvents = {
     orientation: Orientation,
     camera: Camera,
   }),
-  eventFreeze: Type.Object({ from: Peer }),
+  /**
+   * A peer's video froze: reported by the peer itself (eventFreeze from a client), or by
+   * the SFU when one of its producers' score drops to 0 or its bitrate stops (`producerId`).
+   */
+  eventFreeze: Type.Object({ from: Peer, producerId: Type.Optional(Type.String({ maxLength: 64 })) }),
 } as const satisfies Record<string, TSchema>;
 export type ServerEvent = keyof typeof ServerEvents;
 export type ServerEventData<E extends ServerEvent> = Static<(typeof ServerEvents)[E]>;

@@ -186,6 +186,10 @@ export const RoomsConfig = Type.Object({
     'A gateway silent this long is dead: its sessions enter the reconnect window',
   ),
   SWEEP_INTERVAL_MS: Millis(1000, 'How often expired sessions and dead gateways are looked for'),
+  MEDIA_NODE_DEAD_AFTER_MS: Millis(
+    6_000,
+    "A media node silent this long is out of placement; its rooms move and their clients get eventMediaReset",
+  ),
   USER_MEDIA_LADDER: Type.Array(LadderStep, {
     minItems: 1,
     maxItems: 32,
@@ -231,6 +235,44 @@ export const MediaConfig = Type.Object({
         "Path of the mediasoup-worker binary (default: the one the install step put in mediasoup's package)",
     }),
   ),
+  MEDIASOUP_WORKER_MAX_LOAD: Type.Integer({
+    minimum: 1,
+    default: 1000,
+    description:
+      'Load (transports + consumers) a worker takes before a room that grows spreads to another worker through pipeToRouter',
+  }),
+  MEDIA_HEARTBEAT_MS: Type.Integer({
+    minimum: 100,
+    default: 2000,
+    description: 'How often the node publishes its load and capacity on NATS',
+  }),
+  MEDIA_RECONCILE_MS: Type.Integer({
+    minimum: 100,
+    default: 10000,
+    description:
+      "How often the node checks its rooms' members with the rooms service (closes peers whose session ended)",
+  }),
+  MEDIA_FREEZE_CHECK_MS: Type.Integer({
+    minimum: 100,
+    default: 2000,
+    description:
+      "How often video producers' byte counts are checked: one that stops growing is a freeze",
+  }),
+  MEDIA_MAX_TRANSPORTS_PER_PEER: Type.Integer({
+    minimum: 2,
+    default: 4,
+    description: 'WebRTC transports one session may hold (MEDIA_LIMIT beyond)',
+  }),
+  MEDIA_MAX_PRODUCERS_PER_PEER: Type.Integer({
+    minimum: 1,
+    default: 8,
+    description: 'Producers and data producers one session may hold (MEDIA_LIMIT beyond)',
+  }),
+  MEDIA_INITIAL_OUTGOING_BITRATE: Type.Integer({
+    minimum: 100_000,
+    default: 1_000_000,
+    description: 'initialAvailableOutgoingBitrate of WebRTC transports, bits per second',
+  }),
 });
 export type MediaConfig = Static<typeof MediaConfig>;
 

@@ -23,6 +23,15 @@ export const ErrorCodes = {
   CANCELLED: { code: 0x532, message: 'The request was cancelled' },
   RATE_LIMITED: { code: 0x533, message: 'Too many requests' },
   SHUTTING_DOWN: { code: 0x534, message: 'The service is shutting down' },
+  MEDIA_NOT_FOUND: {
+    code: 0x540,
+    message: 'No such transport, producer or consumer of this session',
+  },
+  MEDIA_LIMIT: { code: 0x541, message: 'Too many transports, producers or consumers' },
+  MEDIA_RESET: {
+    code: 0x542,
+    message: "The room's media was re-created: start again from getRouterRtpCapabilities",
+  },
 } as const satisfies Record<string, { code: number; message: string }>;
 
 export type ErrorName = keyof typeof ErrorCodes;

@@ -7,3 +7,4 @@ export * from './http.ts';
 export * from './events.ts';
 export * from './signaling.ts';
 export * from './auth.ts';
+export * from './media.ts';

@@ -30,6 +30,7 @@ import {
   UserId,
   type ServerEvent,
 } from './client.ts';
+import { MediaAssignment, MediaEvents, RoomsMediaNodeRequest, type MediaEvent } from './media.ts';
 import { validator } from './validate.ts';
 
 const ShortText = Type.String({ maxLength: 256 });
@@ -153,12 +154,35 @@ export const Rooms = {
   configureRoom: rpcMethod('rooms', 'configureRoom', RoomSettings, RoomInfo),
   /** A room's members and capacity (RoomInfo with roomSize 0 for an unknown room). */
   roomInfo: rpcMethod('rooms', 'roomInfo', Type.Object({ roomId: RoomId }), RoomInfo),
+  /**
+   * Which media node hosts the socket's room: the recorded one while it heartbeats, else the
+   * least-loaded live node (recorded). `unreachable` names a node the gateway could not reach.
+   */
+  mediaNode: rpcMethod('rooms', 'mediaNode', RoomsMediaNodeRequest, MediaAssignment),
 } as const;
 
 // ------------------------------------------------------------- messages between processes
 
 const eventFrame = <E extends ServerEvent>(a: E) =>
   Type.Object({ a: Type.Literal(a), d: ServerEvents[a] });
+const mediaFrame = <E extends MediaEvent>(a: E) =>
+  Type.Object({ a: Type.Literal(a), d: MediaEvents[a] });
+
+/** Every media event frame (sent by media nodes to one socket, or by the rooms service). */
+const MediaEventFrames = [
+  mediaFrame('eventNewConsumer'),
+  mediaFrame('eventNewDataConsumer'),
+  mediaFrame('eventConsumerClosed'),
+  mediaFrame('eventDataConsumerClosed'),
+  mediaFrame('eventProducerPaused'),
+  mediaFrame('eventProducerResumed'),
+  mediaFrame('eventConsumerScore'),
+  mediaFrame('eventConsumerLayersChanged'),
+  mediaFrame('eventActiveSpeaker'),
+  mediaFrame('eventMediaReset'),
+] as const;
+export const MediaEventFrame = Type.Union([...MediaEventFrames, eventFrame('eventFreeze')]);
+export type MediaEventFrame = Static<typeof MediaEventFrame>;
 
 /** One server event frame, as it is written to a client socket. */
 export const EventFrameSchema = Type.Union([
@@ -168,6 +192,7 @@ export const EventFrameSchema = Type.Union([
   eventFrame('eventLeave'),
   eventFrame('eventOrientationChange'),
   eventFrame('eventFreeze'),
+  ...MediaEventFrames,
 ]);
 export type EventFrameMessage = Static<typeof EventFrameSchema>;
 
@@ -182,7 +207,12 @@ export const roomBroadcast = validator(RoomBroadcast);
 
 /** A relay to one socket; the reply is a bus envelope (ok, or SOCKET_ID_DOES_NOT_EXIST). */
 export const SocketRelay = Type.Object({
-  event: Type.Union([eventFrame('eventExchangeSdp'), eventFrame('eventExchangeCandidate')]),
+  event: Type.Union([
+    eventFrame('eventExchangeSdp'),
+    eventFrame('eventExchangeCandidate'),
+    ...MediaEventFrames,
+    eventFrame('eventFreeze'),
+  ]),
 });
 export type SocketRelay = Static<typeof SocketRelay>;
 export const socketRelay = validator(SocketRelay);
