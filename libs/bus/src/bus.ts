@@ -111,7 +111,7 @@ interface Subscribed {
 
 interface Served {
   subject: string;
-  queue: string;
+  queue: string | undefined;
   method: RpcMethod;
   handler: Handler<RpcMethod>;
   sub?: Subscription;
@@ -331,14 +331,21 @@ export class Bus {
    * service's instances. The handler gets the validated request and a context whose
    * signal fires at the caller's deadline; what it throws is mapped onto the reply
    * (a ProtocolError keeps its code; anything else is logged and becomes SYSTEM).
+   *
+   * With `subject`, the method is answered on that subject instead, by this instance alone
+   * (no queue group): requests addressed to one instance (e.g. the media node hosting a room).
    */
-  serve<M extends RpcMethod>(method: M, handler: Handler<M>): void {
+  serve<M extends RpcMethod>(
+    method: M,
+    handler: Handler<M>,
+    opts: { subject?: string } = {},
+  ): void {
     if (method.service !== this.#opts.service) {
       throw new Error(`${this.#opts.service} cannot serve ${method.service}.${method.method}`);
     }
     const served: Served = {
-      subject: subjects.rpc(this.#opts.prefix, method),
-      queue: subjects.queue(method.service),
+      subject: opts.subject ?? subjects.rpc(this.#opts.prefix, method),
+      queue: opts.subject === undefined ? subjects.queue(method.service) : undefined,
       method,
       handler,
     };

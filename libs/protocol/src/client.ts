@@ -96,6 +96,20 @@ export const JoinReply = Type.Object({
   roomSize: Type.Integer({ minimum: 1 }),
   userMediaConfiguration: UserMediaConfiguration,
   sessions: Type.Array(Peer),
+  /**
+   * RTCIceServer[] for the client's RTCPeerConnection, when the gateway has TURN_URLS: STUN
+   * URLs bare, TURN URLs with ephemeral credentials (coturn's REST scheme). Added by the
+   * gateway; a reconnect keeps the ones of the join.
+   */
+  iceServers: Type.Optional(
+    Type.Array(
+      Type.Object({
+        urls: Type.Array(Type.String({ maxLength: 512 })),
+        username: Type.Optional(Type.String()),
+        credential: Type.Optional(Type.String()),
+      }),
+    ),
+  ),
 });
 export type JoinReply = Static<typeof JoinReply>;
 
@@ -153,7 +167,10 @@ export const ServerEvents = {
    * A peer's video froze: reported by the peer itself (eventFreeze from a client), or by
    * the SFU when one of its producers' score drops to 0 or its bitrate stops (`producerId`).
    */
-  eventFreeze: Type.Object({ from: Peer, producerId: Type.Optional(Type.String({ maxLength: 64 })) }),
+  eventFreeze: Type.Object({
+    from: Peer,
+    producerId: Type.Optional(Type.String({ maxLength: 64 })),
+  }),
 } as const satisfies Record<string, TSchema>;
 export type ServerEvent = keyof typeof ServerEvents;
 export type ServerEventData<E extends ServerEvent> = Static<(typeof ServerEvents)[E]>;

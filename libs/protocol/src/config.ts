@@ -155,6 +155,25 @@ export const GatewayConfig = Type.Object({
     2000,
     "How often a gateway announces it is alive (rooms' GATEWAY_DEAD_AFTER_MS should be 3x or more)",
   ),
+  TURN_URLS: Type.Array(Type.String({ maxLength: 512, pattern: '^(stun|turns?):[^\\s]+$' }), {
+    maxItems: 32,
+    default: [],
+    description:
+      'STUN/TURN server URLs given to clients in `joinR` (`iceServers`), JSON, e.g. `["turn:turn.example.com:3478?transport=udp"]`; `turn:`/`turns:` ones get ephemeral credentials',
+  }),
+  TURN_SECRET: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        "coturn's `static-auth-secret` (`use-auth-secret`): the key of the TURN credentials. Required when TURN_URLS has a `turn:` or `turns:` URL",
+    }),
+  ),
+  TURN_CREDENTIAL_TTL_S: Type.Integer({
+    minimum: 60,
+    maximum: 30 * 86_400,
+    default: 86_400,
+    description: 'How long the TURN credentials of a join stay valid, seconds (60 s to 30 days)',
+  }),
 });
 export type GatewayConfig = Static<typeof GatewayConfig>;
 
@@ -188,7 +207,7 @@ export const RoomsConfig = Type.Object({
   SWEEP_INTERVAL_MS: Millis(1000, 'How often expired sessions and dead gateways are looked for'),
   MEDIA_NODE_DEAD_AFTER_MS: Millis(
     6_000,
-    "A media node silent this long is out of placement; its rooms move and their clients get eventMediaReset",
+    'A media node silent this long is out of placement; its rooms move and their clients get eventMediaReset',
   ),
   USER_MEDIA_LADDER: Type.Array(LadderStep, {
     minItems: 1,

@@ -16,10 +16,10 @@
  * shape and bounds here; mediasoup checks their meaning, and a value it rejects is answered
  * with JSON_FIELD_INVALID.
  */
-import Type, { type Static, type TSchema } from 'typebox';
+import Type, { type Static, type TObject, type TSchema } from 'typebox';
 import { Peer, RoomId, SocketId, UserId } from './client.ts';
-import { rpcMethod } from './bus.ts';
-import { validator } from './validate.ts';
+import { rpcMethod, type RpcMethod } from './bus.ts';
+import { validator, type Validator } from './validate.ts';
 
 /** mediasoup object ids are UUIDs. */
 export const MediaId = Type.String({ pattern: '^[0-9a-f-]{36}$' });
@@ -326,32 +326,30 @@ export const MediaNodeId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 /** Who asks, in which room: the gateway fills this in from the socket's session. */
 const Caller = { roomId: RoomId, socketId: SocketId, userId: UserId };
 
-/** The node-side RPC of one client media action: the caller plus the action's `d`. */
-function nodeMethod<A extends MediaAction>(action: A) {
-  const spec = MediaActions[action];
-  return rpcMethod(
-    'media',
-    action,
-    Type.Object({ ...Caller, data: spec.data }),
-    spec.reply ?? Type.Object({}),
-  );
-}
+const EmptyReply = Type.Object({});
+type NodeRequest<A extends MediaAction> = TObject<{
+  roomId: typeof RoomId;
+  socketId: typeof SocketId;
+  userId: typeof UserId;
+  data: (typeof MediaActions)[A]['data'];
+}>;
+type NodeReply<A extends MediaAction> = (typeof MediaActions)[A]['reply'] extends TSchema
+  ? (typeof MediaActions)[A]['reply']
+  : typeof EmptyReply;
 
-export const Media = {
-  getRouterRtpCapabilities: nodeMethod('getRouterRtpCapabilities'),
-  createWebRtcTransport: nodeMethod('createWebRtcTransport'),
-  connectWebRtcTransport: nodeMethod('connectWebRtcTransport'),
-  restartIce: nodeMethod('restartIce'),
-  produce: nodeMethod('produce'),
-  closeProducer: nodeMethod('closeProducer'),
-  pauseProducer: nodeMethod('pauseProducer'),
-  resumeProducer: nodeMethod('resumeProducer'),
-  resumeConsumer: nodeMethod('resumeConsumer'),
-  pauseConsumer: nodeMethod('pauseConsumer'),
-  setConsumerPreferredLayers: nodeMethod('setConsumerPreferredLayers'),
-  produceData: nodeMethod('produceData'),
-  getTransportStats: nodeMethod('getTransportStats'),
-} as const satisfies Record<MediaAction, unknown>;
+/**
+ * The node-side RPC of each client media action: the caller (filled in by the gateway from
+ * the socket's session) plus the action's `d`; the reply is the action's (`{}` for none).
+ */
+export const Media = Object.fromEntries(
+  MEDIA_ACTIONS.map((a) => {
+    const spec: { data: TSchema; reply: TSchema | undefined } = MediaActions[a];
+    return [
+      a,
+      rpcMethod('media', a, Type.Object({ ...Caller, data: spec.data }), spec.reply ?? EmptyReply),
+    ];
+  }),
+) as unknown as { [A in MediaAction]: RpcMethod<NodeRequest<A>, NodeReply<A>> };
 
 /** A media node's liveness and load, every MEDIA_HEARTBEAT_MS. */
 export const MediaNodeHeartbeat = Type.Object({
@@ -381,6 +379,13 @@ export const MediaAssignment = Type.Object({ nodeId: MediaNodeId });
 export const RoomsMediaNodeRequest = Type.Object({
   socketId: SocketId,
   connectionId: Type.String({ pattern: '^[0-9a-f]{32}$' }),
-  /** A node the gateway could not reach: reassign the room if it is also stale here. */
-  unreachable: Type.Optional(MediaNodeId),
 });
+export const MediaNodeLeft = Type.Object({
+  nodeId: MediaNodeId,
+  startedAt: Type.Integer({ minimum: 0 }),
+});
+
+/** Validators of each media action's `d`. */
+export const mediaActionData = Object.fromEntries(
+  MEDIA_ACTIONS.map((a) => [a, validator(MediaActions[a].data)]),
+) as { [A in MediaAction]: Validator<(typeof MediaActions)[A]['data']> };

@@ -30,7 +30,13 @@ import {
   UserId,
   type ServerEvent,
 } from './client.ts';
-import { MediaAssignment, MediaEvents, RoomsMediaNodeRequest, type MediaEvent } from './media.ts';
+import {
+  MediaAssignment,
+  MediaEvents,
+  MediaNodeLeft,
+  RoomsMediaNodeRequest,
+  type MediaEvent,
+} from './media.ts';
 import { validator } from './validate.ts';
 
 const ShortText = Type.String({ maxLength: 256 });
@@ -156,9 +162,20 @@ export const Rooms = {
   roomInfo: rpcMethod('rooms', 'roomInfo', Type.Object({ roomId: RoomId }), RoomInfo),
   /**
    * Which media node hosts the socket's room: the recorded one while it heartbeats, else the
-   * least-loaded live node (recorded). `unreachable` names a node the gateway could not reach.
+   * least-loaded live node (recorded). SOCKET_ID_DOES_NOT_EXIST unless the session is
+   * attached through `connectionId`.
    */
   mediaNode: rpcMethod('rooms', 'mediaNode', RoomsMediaNodeRequest, MediaAssignment),
+  /**
+   * A media node is leaving (graceful shutdown): it is taken out of placement, its rooms
+   * are unassigned and their members get eventMediaReset (reason `node`).
+   */
+  mediaNodeLeft: rpcMethod(
+    'rooms',
+    'mediaNodeLeft',
+    MediaNodeLeft,
+    Type.Object({ rooms: Type.Integer({ minimum: 0 }) }),
+  ),
 } as const;
 
 // ------------------------------------------------------------- messages between processes

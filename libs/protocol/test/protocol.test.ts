@@ -202,9 +202,10 @@ describe('room events (003)', () => {
 
 describe('signaling messages', () => {
   it('every server event has a frame schema, and broadcasts validate their event', async () => {
-    const { EventFrameSchema, ServerEvents, roomBroadcast } = await import('@switchboard/protocol');
+    const { EventFrameSchema, ServerEvents, MediaEvents, roomBroadcast } =
+      await import('@switchboard/protocol');
     expect(EventFrameSchema.anyOf.map((s) => s.properties.a.const).sort()).toEqual(
-      Object.keys(ServerEvents).sort(),
+      [...Object.keys(ServerEvents), ...Object.keys(MediaEvents)].sort(),
     );
     const leave = {
       a: 'eventLeave',

@@ -1,7 +1,9 @@
 import { availableParallelism } from 'node:os';
 import { MediaConfig } from '@switchboard/protocol';
-import { Counter, Gauge, runService } from '@switchboard/service';
+import { runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
+import { mediaMetrics, roomsGauge } from './metrics.ts';
+import { MediaNode } from './node.ts';
 import { WorkerPool } from './workers.ts';
 
 await runService({
@@ -20,25 +22,35 @@ await runService({
       log: svc.log,
     });
     svc.readiness.add('mediasoup', () => pool.healthy);
+    // Registered first, so it runs last: the workers outlive the node's goodbye.
     svc.onShutdown('mediasoup', async () => {
       await pool.close();
     });
 
-    new Gauge({
-      name: 'sb_media_workers',
-      help: 'mediasoup workers alive on this node',
-      registers: [svc.metrics],
-      collect() {
-        this.set(pool.slots.filter((s) => !s.worker.died && !s.worker.closed).length);
-      },
-    });
-    const died = new Counter({
-      name: 'sb_media_worker_deaths_total',
-      help: 'mediasoup workers that died (each is restarted in its slot)',
-      registers: [svc.metrics],
-    });
+    const metrics = mediaMetrics(svc.metrics, pool);
     pool.on('workerdied', () => {
-      died.inc();
+      metrics.workerDeaths.inc();
+    });
+    const node = new MediaNode({
+      bus: svc.bus,
+      pool,
+      nodeId: svc.instanceId,
+      limits: {
+        maxLoad: config.MEDIASOUP_WORKER_MAX_LOAD,
+        maxTransportsPerPeer: config.MEDIA_MAX_TRANSPORTS_PER_PEER,
+        maxProducersPerPeer: config.MEDIA_MAX_PRODUCERS_PER_PEER,
+        initialOutgoingBitrate: config.MEDIA_INITIAL_OUTGOING_BITRATE,
+      },
+      heartbeatMs: config.MEDIA_HEARTBEAT_MS,
+      reconcileMs: config.MEDIA_RECONCILE_MS,
+      freezeCheckMs: config.MEDIA_FREEZE_CHECK_MS,
+      log: svc.log,
+      metrics,
+    });
+    roomsGauge(svc.metrics, () => node.rooms);
+    node.start();
+    svc.onShutdown('media-node', async () => {
+      await node.stop(AbortSignal.timeout(5000));
     });
   },
 });

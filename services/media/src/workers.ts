@@ -28,6 +28,8 @@ export interface WorkerSlot {
   webRtcServer: types.WebRtcServer;
   /** The UDP and TCP port of this slot's WebRtcServer. */
   port: number;
+  /** Transports + consumers on this worker (kept by whoever creates them: see track()). */
+  load: number;
 }
 
 export interface WorkerPoolEvents {
@@ -85,6 +87,51 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return this.#restarts;
   }
 
+  /** Slots whose worker is alive now. */
+  live(): WorkerSlot[] {
+    return this.slots.filter((s) => !s.worker.died && !s.worker.closed);
+  }
+
+  /** Total load over live workers. */
+  get load(): number {
+    return this.live().reduce((n, s) => n + s.load, 0);
+  }
+
+  /**
+   * The least-loaded live worker, preferring those not in `avoid`. Waits (until `signal`)
+   * while no worker is alive, e.g. while the only one is being restarted.
+   */
+  async leastLoaded(
+    signal: AbortSignal,
+    avoid: ReadonlySet<number> = new Set(),
+  ): Promise<WorkerSlot> {
+    for (;;) {
+      const live = this.live();
+      const fresh = live.filter((s) => !avoid.has(s.index));
+      const pick = (fresh.length > 0 ? fresh : live).reduce<WorkerSlot | undefined>(
+        (best, s) => (best === undefined || s.load < best.load ? s : best),
+        undefined,
+      );
+      if (pick !== undefined) return pick;
+      if (this.#isClosing()) throw new Error('the worker pool is closed');
+      await once(this, 'workerrestarted', { signal });
+    }
+  }
+
+  /**
+   * Count a transport or consumer against its worker's load until it closes. Pass the
+   * slot the object was created on (a respawned slot starts again from 0).
+   */
+  track(
+    slot: WorkerSlot,
+    object: { observer: { once(event: 'close', fn: () => void): unknown } },
+  ): void {
+    slot.load += 1;
+    object.observer.once('close', () => {
+      slot.load -= 1;
+    });
+  }
+
   async #start(index: number): Promise<WorkerSlot> {
     const { listenIp, announcedAddress, portBase } = this.#opts;
     const worker = await createWorker({
@@ -109,6 +156,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         worker,
         webRtcServer,
         port: dump.udpSockets[0]?.port ?? port,
+        load: 0,
       };
       worker.on('died', (error) => {
         this.#onDied(slot, error);

@@ -19,12 +19,14 @@ import {
   clientActionData,
   clientFrame,
   invalidPayload,
+  isMediaAction,
   isProtocolError,
   replyError,
   replyOk,
   signalingSubjects,
   validator,
   type ClientAction,
+  type MediaAction,
   type CpuTelemetry,
   type DetachReason,
   type FreezeTelemetry,
@@ -37,6 +39,7 @@ import {
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import type { TokenVerifier } from '../auth.ts';
+import type { IceServers } from '../turn.ts';
 import type { Disconnector } from './disconnector.ts';
 import {
   UNKNOWN_FRAME_ACTION,
@@ -49,6 +52,7 @@ import {
   requestIdOf,
 } from './frames.ts';
 import type { SignalingMetrics } from './metrics.ts';
+import { MediaProxy } from './media.ts';
 import { RateLimiter } from './rate-limit.ts';
 import type { Attachable, Router } from './router.ts';
 
@@ -56,6 +60,8 @@ export interface ConnectionDeps {
   bus: Bus;
   router: Router;
   verifier: TokenVerifier;
+  /** The joinR's `iceServers` (STUN/TURN, with TURN credentials). */
+  iceServers: IceServers;
   disconnector: Disconnector;
   metrics: SignalingMetrics;
   log: Logger;
@@ -107,6 +113,7 @@ export class Connection implements Attachable {
   readonly #log: Logger;
   readonly #limiter: RateLimiter;
   readonly #closed = new AbortController();
+  readonly #media: MediaProxy;
   #state: State = { kind: 'fresh' };
   /** Events that arrived while a join/reconnect was in progress, written after its reply. */
   #held: EventFrameMessage[] | undefined;
@@ -122,6 +129,7 @@ export class Connection implements Attachable {
     this.#deps = deps;
     this.#log = deps.log.child({ connectionId: this.connectionId });
     this.#limiter = new RateLimiter(deps.limits.ratePerS, deps.limits.burst);
+    this.#media = new MediaProxy(deps.bus);
     ws.on('message', (data, isBinary) => {
       this.#onMessage(data, isBinary);
     });
@@ -185,6 +193,8 @@ export class Connection implements Attachable {
   // ------------------------------------------------------------------- Attachable
 
   deliver(event: EventFrameMessage): void {
+    // The room's media starts again, maybe on another node: ask for it anew.
+    if (event.a === 'eventMediaReset') this.#media.reset();
     if (this.#held !== undefined) {
       this.#held.push(event);
       return;
@@ -245,6 +255,8 @@ export class Connection implements Attachable {
 
     if (Object.hasOwn(ClientActions, frame.a)) {
       this.#request(frame.a as ClientAction, frame.d, frame.id);
+    } else if (isMediaAction(frame.a)) {
+      this.#request(frame.a, frame.d, frame.id);
     } else if (frame.a === 'eventCpu' || frame.a === 'eventFreeze') {
       this.#notification(frame.a, frame.d, frame.id);
     } else {
@@ -252,7 +264,7 @@ export class Connection implements Attachable {
     }
   }
 
-  #request(action: ClientAction, data: unknown, id: RequestId | undefined): void {
+  #request(action: ClientAction | MediaAction, data: unknown, id: RequestId | undefined): void {
     if (this.#inflight >= this.#deps.limits.maxInflight) {
       this.#reject(action, 'RATE_LIMITED', id);
       return;
@@ -290,7 +302,21 @@ export class Connection implements Attachable {
       });
   }
 
-  async #run(action: ClientAction, data: unknown): Promise<unknown> {
+  async #run(action: ClientAction | MediaAction, data: unknown): Promise<unknown> {
+    if (isMediaAction(action)) {
+      const s = this.#session();
+      return await this.#media.call(
+        action,
+        data,
+        {
+          roomId: s.roomId,
+          socketId: s.socketId,
+          userId: s.userId,
+          connectionId: this.connectionId,
+        },
+        this.#closed.signal,
+      );
+    }
     switch (action) {
       case 'join': {
         const d = this.#valid('join', data);
@@ -366,7 +392,8 @@ export class Connection implements Attachable {
         { socketId, roomId: d.roomId, userId: grant.userId, platform: d.platform },
         true,
       );
-      return reply;
+      const iceServers = this.#deps.iceServers.for(grant.userId);
+      return iceServers === undefined ? reply : { ...reply, iceServers };
     } catch (err) {
       pending.rollback();
       if (outcomeUnknown(err)) {

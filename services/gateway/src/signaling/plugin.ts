@@ -15,13 +15,17 @@ import {
 } from '@switchboard/protocol';
 import { Gauge, type CommonConfig, type Service } from '@switchboard/service';
 import { TokenVerifier } from '../auth.ts';
+import type { IceServers } from '../turn.ts';
 import { CloseCodes, Connection } from './connection.ts';
 import { Disconnector } from './disconnector.ts';
 import { signalingMetrics } from './metrics.ts';
 import { resync } from './resync.ts';
 import { Router } from './router.ts';
 
-export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Promise<void> {
+export async function signaling(
+  svc: Service<GatewayConfig & CommonConfig>,
+  { iceServers }: { iceServers: IceServers },
+): Promise<void> {
   const { config, bus, log } = svc;
   const verifier = await TokenVerifier.create({
     ...(config.AUTH_HS256_SECRET === undefined ? {} : { hs256Secret: config.AUTH_HS256_SECRET }),
@@ -66,6 +70,7 @@ export async function signaling(svc: Service<GatewayConfig & CommonConfig>): Pro
       bus,
       router,
       verifier,
+      iceServers,
       disconnector,
       metrics,
       log,

@@ -7,6 +7,8 @@ import {
   Rooms,
   cpuTelemetry,
   gatewayHeartbeat,
+  mediaNodeHeartbeat,
+  mediaSubjects,
   signalingSubjects,
   subjects,
   type RoomsConfig,
@@ -14,6 +16,7 @@ import {
 } from '@switchboard/protocol';
 import type { CommonConfig, Service } from '@switchboard/service';
 import type { Db } from '../db/client.ts';
+import { MediaPlacement } from '../media/placement.ts';
 import { UserMediaLadder } from './ladder.ts';
 import { Membership, dbError } from './membership.ts';
 import { membershipMetrics } from './metrics.ts';
@@ -22,6 +25,13 @@ import { Sweeper } from './sweeper.ts';
 
 export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Membership {
   const { config, bus, log } = svc;
+  const notifier = new Notifier(bus, log);
+  const placement = new MediaPlacement(
+    db,
+    { nodeDeadAfterMs: config.MEDIA_NODE_DEAD_AFTER_MS },
+    notifier,
+    log,
+  );
   const membership = new Membership(
     db,
     {
@@ -30,7 +40,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
       gatewayDeadAfterMs: config.GATEWAY_DEAD_AFTER_MS,
     },
     new UserMediaLadder(config.USER_MEDIA_LADDER),
-    new Notifier(bus, log),
+    notifier,
     membershipMetrics(svc.metrics, db),
     log,
   );
@@ -57,6 +67,12 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
   serve(Rooms.resync, async (req) => await membership.resync(req));
   serve(Rooms.configureRoom, async (req, ctx) => await membership.configureRoom(req, ctx));
   serve(Rooms.roomInfo, async (req) => await membership.roomInfo(req.roomId));
+  serve(Rooms.mediaNode, async (req) => ({
+    nodeId: await placement.nodeFor(req.socketId, req.connectionId),
+  }));
+  serve(Rooms.mediaNodeLeft, async (req) => ({
+    rooms: await placement.nodeLeft(req.nodeId, req.startedAt),
+  }));
 
   const queue = subjects.queue('rooms');
   const heartbeats = bus.subscribe(
@@ -64,6 +80,14 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     gatewayHeartbeat,
     async (hb) => {
       await membership.gatewayHeartbeat(hb.gatewayId, hb.startedAt, hb.sockets);
+    },
+    { queue },
+  );
+  const mediaHeartbeats = bus.subscribe(
+    mediaSubjects.heartbeat(bus.prefix),
+    mediaNodeHeartbeat,
+    async (hb) => {
+      await placement.heartbeat(hb);
     },
     { queue },
   );
@@ -78,13 +102,19 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
 
   const sweeper = new Sweeper(
     membership,
+    placement,
     bus,
-    { intervalMs: config.SWEEP_INTERVAL_MS, gatewayDeadAfterMs: config.GATEWAY_DEAD_AFTER_MS },
+    {
+      intervalMs: config.SWEEP_INTERVAL_MS,
+      gatewayDeadAfterMs: config.GATEWAY_DEAD_AFTER_MS,
+      mediaNodeDeadAfterMs: config.MEDIA_NODE_DEAD_AFTER_MS,
+    },
     log,
   );
   sweeper.start();
   svc.onShutdown('signaling', async () => {
     heartbeats.unsubscribe();
+    mediaHeartbeats.unsubscribe();
     cpu.unsubscribe();
     await sweeper.stop();
   });

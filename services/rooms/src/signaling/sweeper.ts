@@ -1,6 +1,7 @@
 /**
  * The rooms service's clock: every SWEEP_INTERVAL_MS it detaches the sessions of dead
- * gateways and ends the sessions whose reconnect window has passed. Every replica sweeps;
+ * gateways, takes dead media nodes out of placement (their rooms move) and ends the
+ * sessions whose reconnect window has passed. Every replica sweeps;
  * row locks (SKIP LOCKED) keep them from handling the same room twice.
  *
  * Dead-gateway detection waits until this replica has been connected to NATS for a whole
@@ -10,15 +11,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bus } from '@switchboard/bus';
 import type { Logger } from '@switchboard/service';
+import type { MediaPlacement } from '../media/placement.ts';
 import type { Membership } from './membership.ts';
 
 export interface SweeperOptions {
   intervalMs: number;
   gatewayDeadAfterMs: number;
+  mediaNodeDeadAfterMs: number;
 }
 
 export class Sweeper {
   readonly #membership: Membership;
+  readonly #placement: MediaPlacement;
   readonly #bus: Bus;
   readonly #opts: SweeperOptions;
   readonly #log: Logger;
@@ -27,8 +31,15 @@ export class Sweeper {
   /** Since when NATS has been connected without a break (undefined: not connected). */
   #connectedSince: number | undefined;
 
-  constructor(membership: Membership, bus: Bus, opts: SweeperOptions, log: Logger) {
+  constructor(
+    membership: Membership,
+    placement: MediaPlacement,
+    bus: Bus,
+    opts: SweeperOptions,
+    log: Logger,
+  ) {
     this.#membership = membership;
+    this.#placement = placement;
     this.#bus = bus;
     this.#opts = opts;
     this.#log = log.child({ component: 'sweeper' });
@@ -80,6 +91,12 @@ export class Sweeper {
       now - this.#connectedSince >= this.#opts.gatewayDeadAfterMs
     ) {
       await this.#membership.detachDeadGateways();
+    }
+    if (
+      this.#connectedSince !== undefined &&
+      now - this.#connectedSince >= this.#opts.mediaNodeDeadAfterMs
+    ) {
+      await this.#placement.sweepDeadNodes();
     }
     const deadline = now + Math.max(this.#opts.intervalMs, 5000);
     const ended = await this.#membership.expire({

@@ -1,0 +1,259 @@
+/**
+ * This process as a media node of the platform: it answers the media actions addressed to
+ * it (`<p>.media.node.<nodeId>.rpc.<action>`), hosts the rooms the rooms service assigned
+ * to it, announces its load on `<p>.media.heartbeat`, and writes media events to client
+ * sockets through the gateways' per-socket subjects.
+ *
+ * A peer's media ends when its session does: the node listens to each hosted room's
+ * broadcasts for eventLeave, and every MEDIA_RECONCILE_MS checks its rooms' members with the
+ * rooms service (a leave it missed while cut off from NATS is caught there).
+ */
+import type { Bus, BusSubscription } from '@switchboard/bus';
+import {
+  Media,
+  ProtocolError,
+  Rooms,
+  isProtocolError,
+  mediaSubjects,
+  roomBroadcast,
+  signalingSubjects,
+  type FreezeTelemetry,
+  type MediaAction,
+  type MediaEventFrame,
+  type MediaNodeHeartbeat,
+  type RpcMethod,
+  type RpcReply,
+  type RpcRequest,
+  type SocketRelay,
+} from '@switchboard/protocol';
+import type { Logger } from '@switchboard/service';
+import { mediaError } from './errors.ts';
+import type { MediaMetrics } from './metrics.ts';
+import { MediaRoom, type RoomLimits } from './room.ts';
+import type { WorkerPool } from './workers.ts';
+
+export interface MediaNodeOptions {
+  bus: Bus;
+  pool: WorkerPool;
+  nodeId: string;
+  limits: RoomLimits;
+  heartbeatMs: number;
+  reconcileMs: number;
+  freezeCheckMs: number;
+  log: Logger;
+  metrics: MediaMetrics;
+}
+
+interface Hosted {
+  room: MediaRoom;
+  sub: BusSubscription;
+}
+
+type Run<A extends MediaAction> = (
+  room: MediaRoom,
+  req: RpcRequest<(typeof Media)[A]>,
+  signal: AbortSignal,
+) => Promise<RpcReply<(typeof Media)[A]>>;
+
+export class MediaNode {
+  readonly #o: MediaNodeOptions;
+  readonly #log: Logger;
+  readonly #rooms = new Map<string, Hosted>();
+  readonly #startedAt = Date.now();
+  readonly #timers: NodeJS.Timeout[] = [];
+  #accepting = true;
+  #reconciling = false;
+  #checkingFreezes = false;
+
+  constructor(opts: MediaNodeOptions) {
+    this.#o = opts;
+    this.#log = opts.log.child({ component: 'media-node' });
+  }
+
+  get rooms(): number {
+    return this.#rooms.size;
+  }
+
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+
+  start(): void {
+    this.#serve('getRouterRtpCapabilities', (r, q, s) => r.getRouterRtpCapabilities(q, s));
+    this.#serve('createWebRtcTransport', (r, q, s) => r.createWebRtcTransport(q, s));
+    this.#serve('connectWebRtcTransport', (r, q, s) => r.connectWebRtcTransport(q, s));
+    this.#serve('restartIce', (r, q, s) => r.restartIce(q, s));
+    this.#serve('produce', (r, q, s) => r.produce(q, s));
+    this.#serve('closeProducer', (r, q, s) => r.closeProducer(q, s));
+    this.#serve('pauseProducer', (r, q, s) => r.pauseProducer(q, s));
+    this.#serve('resumeProducer', (r, q, s) => r.resumeProducer(q, s));
+    this.#serve('resumeConsumer', (r, q, s) => r.resumeConsumer(q, s));
+    this.#serve('pauseConsumer', (r, q, s) => r.pauseConsumer(q, s));
+    this.#serve('setConsumerPreferredLayers', (r, q, s) => r.setConsumerPreferredLayers(q, s));
+    this.#serve('produceData', (r, q, s) => r.produceData(q, s));
+    this.#serve('getTransportStats', (r, q, s) => r.getTransportStats(q, s));
+
+    this.#heartbeat();
+    this.#timers.push(
+      setInterval(() => {
+        this.#heartbeat();
+      }, this.#o.heartbeatMs),
+      setInterval(() => {
+        void this.#reconcile();
+      }, this.#o.reconcileMs),
+      setInterval(() => {
+        void this.#checkFreezes();
+      }, this.#o.freezeCheckMs),
+    );
+    // After a NATS outage: say at once that this node is alive.
+    this.#o.bus.onReconnect(() => {
+      this.#heartbeat();
+    });
+  }
+
+  /**
+   * Leave the platform (SIGTERM, after in-flight requests finished): no new rooms, the
+   * rooms service moves this node's rooms elsewhere and tells their clients to start again
+   * (eventMediaReset), then every room closes.
+   */
+  async stop(signal: AbortSignal): Promise<void> {
+    this.#accepting = false;
+    for (const t of this.#timers) clearInterval(t);
+    this.#heartbeat();
+    try {
+      const { rooms } = await this.#o.bus.request(
+        Rooms.mediaNodeLeft,
+        { nodeId: this.#o.nodeId, startedAt: this.#startedAt },
+        { signal },
+      );
+      this.#log.info({ rooms }, 'rooms moved off this node');
+    } catch (err) {
+      // The rooms service will find this node silent and move its rooms anyway.
+      this.#log.warn({ err }, 'telling the rooms service this node leaves failed');
+    }
+    for (const { room } of [...this.#rooms.values()]) room.close('shutdown');
+  }
+
+  #serve<A extends MediaAction>(action: A, run: Run<A>): void {
+    // Every media method's request carries the caller (roomId, socketId, userId) and `data`.
+    const method: RpcMethod = Media[action];
+    this.#o.bus.serve(
+      method,
+      async (raw, ctx) => {
+        const req = raw as RpcRequest<(typeof Media)[A]> & { roomId: string };
+        const room = this.#room(req.roomId);
+        try {
+          return await run(room, req, ctx.signal);
+        } catch (err) {
+          const e = mediaError(err);
+          if (!isProtocolError(err)) {
+            this.#log.info({ err, action, roomId: req.roomId }, 'mediasoup refused a request');
+          }
+          throw e;
+        }
+      },
+      { subject: mediaSubjects.nodeRpc(this.#o.bus.prefix, this.#o.nodeId, action) },
+    );
+  }
+
+  #room(roomId: string): MediaRoom {
+    const hosted = this.#rooms.get(roomId);
+    if (hosted !== undefined && !hosted.room.closed) return hosted.room;
+    if (!this.#accepting) throw new ProtocolError('SHUTTING_DOWN', 'this media node is leaving');
+    const room = new MediaRoom(roomId, {
+      pool: this.#o.pool,
+      limits: this.#o.limits,
+      log: this.#o.log,
+      send: (socketId, event) => {
+        this.#send(socketId, roomId, event);
+      },
+      onFreeze: (peer, producerId) => {
+        const t: FreezeTelemetry = { roomId, ...peer, at: Date.now() };
+        this.#o.metrics.freezes.inc();
+        this.#log.debug({ producerId, ...peer }, 'freeze');
+        this.#publish(signalingSubjects.telemetryFreeze(this.#o.bus.prefix), t);
+      },
+      onClose: (closed) => {
+        const h = this.#rooms.get(roomId);
+        if (h?.room !== closed) return;
+        this.#rooms.delete(roomId);
+        h.sub.unsubscribe();
+      },
+    });
+    // Leaves (and window expiries) reach every member of the room as eventLeave.
+    const sub = this.#o.bus.subscribe(
+      signalingSubjects.room(this.#o.bus.prefix, roomId),
+      roomBroadcast,
+      (msg) => {
+        if (msg.roomId === roomId && msg.event.a === 'eventLeave') {
+          room.closePeer(msg.event.d.socketId);
+        }
+      },
+    );
+    this.#rooms.set(roomId, { room, sub });
+    return room;
+  }
+
+  #send(socketId: string, roomId: string, event: MediaEventFrame): void {
+    const relay: SocketRelay = { event };
+    this.#publish(signalingSubjects.socket(this.#o.bus.prefix, socketId, roomId), relay);
+    this.#o.metrics.events.inc({ event: event.a });
+  }
+
+  #publish(subject: string, payload: unknown): void {
+    try {
+      this.#o.bus.publish(subject, payload);
+    } catch (err) {
+      // Not connected: the event is lost, as it would be for a client that is cut off.
+      this.#log.debug({ err, subject }, 'publish failed');
+    }
+  }
+
+  #heartbeat(): void {
+    const { pool } = this.#o;
+    const hb: MediaNodeHeartbeat = {
+      nodeId: this.#o.nodeId,
+      startedAt: this.#startedAt,
+      load: pool.load,
+      capacity: Math.max(1, pool.live().length * this.#o.limits.maxLoad),
+      workers: pool.live().length,
+      rooms: this.#rooms.size,
+      accepting: this.#accepting,
+    };
+    this.#publish(mediaSubjects.heartbeat(this.#o.bus.prefix), hb);
+  }
+
+  async #reconcile(): Promise<void> {
+    if (this.#reconciling) return;
+    this.#reconciling = true;
+    try {
+      for (const [roomId, { room }] of [...this.#rooms]) {
+        const asked = Date.now();
+        try {
+          const info = await this.#o.bus.request(Rooms.roomInfo, { roomId });
+          room.reconcile(new Set(info.sessions.map((s) => s.socketId)), asked);
+        } catch (err) {
+          this.#log.warn({ err, roomId }, 'checking room members failed');
+        }
+      }
+    } finally {
+      this.#reconciling = false;
+    }
+  }
+
+  async #checkFreezes(): Promise<void> {
+    if (this.#checkingFreezes) return;
+    this.#checkingFreezes = true;
+    try {
+      for (const { room } of [...this.#rooms.values()]) {
+        try {
+          await room.checkFreezes();
+        } catch (err) {
+          this.#log.warn({ err, roomId: room.roomId }, 'freeze check failed');
+        }
+      }
+    } finally {
+      this.#checkingFreezes = false;
+    }
+  }
+}

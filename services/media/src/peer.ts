@@ -1,0 +1,78 @@
+/**
+ * One session's media in a room: its transports and what it produces and consumes. All of
+ * it lives on one router (its "route"), chosen when the peer arrives; producers of peers
+ * on other routers reach it through pipeToRouter.
+ */
+import type { types } from 'mediasoup';
+import { ProtocolError, type ProducerSource, type RtpCapabilities } from '@switchboard/protocol';
+import type { Route } from './route.ts';
+
+/** What a producer's appData says of it. */
+export type ProducerData = {
+  socketId: string;
+  userId: string;
+  source: ProducerSource;
+};
+
+export class MediaPeer {
+  readonly socketId: string;
+  readonly userId: string;
+  readonly route: Route;
+  /** When the peer was placed (epoch ms). */
+  readonly placedAt = Date.now();
+  /** What the client can receive; set with its receiving transport. */
+  rtpCapabilities: types.RtpCapabilities | undefined;
+  readonly transports = new Map<string, types.WebRtcTransport>();
+  /** The transport consumers are created on. */
+  recv: types.WebRtcTransport | undefined;
+  readonly producers = new Map<string, types.Producer<ProducerData>>();
+  readonly consumers = new Map<string, types.Consumer>();
+  readonly dataProducers = new Map<string, types.DataProducer<ProducerData>>();
+  readonly dataConsumers = new Map<string, types.DataConsumer>();
+  #closed = false;
+
+  constructor(socketId: string, userId: string, route: Route) {
+    this.socketId = socketId;
+    this.userId = userId;
+    this.route = route;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get peer(): { socketId: string; userId: string } {
+    return { socketId: this.socketId, userId: this.userId };
+  }
+
+  transport(id: string): types.WebRtcTransport {
+    const t = this.transports.get(id);
+    if (t === undefined) throw new ProtocolError('MEDIA_NOT_FOUND', `transport ${id}`);
+    return t;
+  }
+
+  producer(id: string): types.Producer<ProducerData> {
+    const p = this.producers.get(id);
+    if (p === undefined) throw new ProtocolError('MEDIA_NOT_FOUND', `producer ${id}`);
+    return p;
+  }
+
+  consumer(id: string): types.Consumer {
+    const c = this.consumers.get(id);
+    if (c === undefined) throw new ProtocolError('MEDIA_NOT_FOUND', `consumer ${id}`);
+    return c;
+  }
+
+  setCapabilities(caps: RtpCapabilities): void {
+    this.rtpCapabilities = caps as types.RtpCapabilities;
+  }
+
+  /** Close every transport: producers and consumers close with them. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const t of this.transports.values()) t.close();
+    this.transports.clear();
+    this.recv = undefined;
+  }
+}

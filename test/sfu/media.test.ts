@@ -1,0 +1,279 @@
+/**
+ * The SFU through the platform, without a browser: clients on the gateway WebSocket, the
+ * rooms service assigning the room to a media node, the media node driving real mediasoup
+ * workers. RTP parameters are written by hand (what a browser would send), so producers
+ * exist without media flowing; the server-initiated consumer flow, the lifecycle and bad
+ * input are what is checked here. Media actually flowing is test/e2e/sfu.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { waitFor } from '@switchboard/devstack';
+import { ErrorCodes, type WebRtcTransportInfo } from '@switchboard/protocol';
+import { TestClient, type Frame } from '../signaling/client.ts';
+import { startSfu, type SfuPlatform } from './platform.ts';
+import { workerPids } from './workers.ts';
+
+const open: TestClient[] = [];
+let seq = 0;
+
+function vp8(ssrc: number) {
+  return {
+    mid: '0',
+    codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, rtcpFeedback: [] }],
+    headerExtensions: [],
+    encodings: [{ ssrc }],
+    rtcp: { cname: `c${String(ssrc)}`, reducedSize: true },
+  };
+}
+const opus = (ssrc: number) => ({
+  mid: '1',
+  codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2 }],
+  encodings: [{ ssrc }],
+  rtcp: { cname: `a${String(ssrc)}`, reducedSize: true },
+});
+const sctp = { numStreams: { OS: 1024, MIS: 1024 } };
+
+async function ok(c: TestClient, a: string, d?: unknown): Promise<unknown> {
+  const r = await c.request(a, d);
+  if (r.s !== true) throw new Error(`${a} failed: ${JSON.stringify(r)}`);
+  return r.d;
+}
+
+/** A client in `roomId` with a send transport and, unless `recv` is false, a recv transport. */
+async function member(
+  sfu: SfuPlatform,
+  roomId: string,
+  opts: { recv?: boolean; gateway?: number } = {},
+): Promise<{ c: TestClient; send: WebRtcTransportInfo; recv?: WebRtcTransportInfo }> {
+  const c = await TestClient.join(sfu.gateways[opts.gateway ?? 0]?.url ?? '', roomId, `u${seq++}`);
+  open.push(c);
+  const caps = await ok(c, 'getRouterRtpCapabilities');
+  const send = (await ok(c, 'createWebRtcTransport', {
+    direction: 'send',
+    sctpCapabilities: sctp,
+  })) as WebRtcTransportInfo;
+  if (opts.recv === false) return { c, send };
+  const recv = (await ok(c, 'createWebRtcTransport', {
+    direction: 'recv',
+    sctpCapabilities: sctp,
+    rtpCapabilities: caps,
+  })) as WebRtcTransportInfo;
+  return { c, send, recv };
+}
+
+const consumersOf = (c: TestClient, from = 0): Frame[] => c.events('eventNewConsumer').slice(from);
+
+afterAll(() => {
+  for (const c of open) c.kill();
+});
+
+describe('one media node, one worker', () => {
+  let sfu: SfuPlatform;
+  beforeAll(async () => {
+    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'));
+  });
+  afterAll(async () => {
+    await sfu.stop();
+  });
+
+  it('creates transports through the gateway and the node the room is assigned to', async () => {
+    const { c, send, recv } = await member(sfu, 'm-transports');
+    expect(send.iceCandidates.length).toBeGreaterThan(0);
+    expect(send.iceCandidates.map((x) => x.protocol).sort()).toEqual(['tcp', 'udp']);
+    expect(send.sctpParameters?.port).toBe(5000);
+    expect(recv?.id).not.toBe(send.id);
+    const stats = (await ok(c, 'getTransportStats', { transportId: send.id })) as {
+      stats: { type: string }[];
+    };
+    expect(stats.stats[0]?.type).toBe('webrtc-transport');
+    const ice = (await ok(c, 'restartIce', { transportId: send.id })) as {
+      iceParameters: { usernameFragment: string };
+    };
+    expect(ice.iceParameters.usernameFragment).not.toBe(send.iceParameters.usernameFragment);
+    const rooms = await sfu.bus.request((await import('@switchboard/protocol')).Rooms.roomInfo, {
+      roomId: 'm-transports',
+    });
+    expect(rooms.roomSize).toBe(1);
+  });
+
+  it('announces consumers, created paused, to every other peer; pause, resume and close reach them', async () => {
+    const a = await member(sfu, 'm-consume');
+    const b = await member(sfu, 'm-consume');
+    const { id: producerId } = (await ok(a.c, 'produce', {
+      transportId: a.send.id,
+      kind: 'video',
+      rtpParameters: vp8(1111),
+      source: 'camera',
+    })) as { id: string };
+    const ev = await b.c.event('eventNewConsumer');
+    const d = ev.d as {
+      id: string;
+      producerId: string;
+      kind: string;
+      producerPaused: boolean;
+      peer: { socketId: string };
+      source: string;
+    };
+    expect(d).toMatchObject({ producerId, kind: 'video', producerPaused: false, source: 'camera' });
+    expect(d.peer.socketId).toBe(a.c.socketId);
+    expect(a.c.events('eventNewConsumer')).toHaveLength(0);
+    await ok(b.c, 'resumeConsumer', { consumerId: d.id });
+
+    // A third peer arriving later gets a consumer for the existing producer.
+    const late = await member(sfu, 'm-consume');
+    const lateEv = await late.c.event('eventNewConsumer');
+    expect((lateEv.d as { producerId: string }).producerId).toBe(producerId);
+
+    await ok(a.c, 'pauseProducer', { producerId });
+    expect((await b.c.event('eventProducerPaused')).d).toEqual({ consumerId: d.id, producerId });
+    await ok(a.c, 'resumeProducer', { producerId });
+    expect((await b.c.event('eventProducerResumed')).d).toEqual({ consumerId: d.id, producerId });
+    await ok(b.c, 'setConsumerPreferredLayers', { consumerId: d.id, spatialLayer: 0 });
+    await ok(b.c, 'pauseConsumer', { consumerId: d.id });
+
+    await ok(a.c, 'closeProducer', { producerId });
+    expect((await b.c.event('eventConsumerClosed')).d).toEqual({ consumerId: d.id });
+    await late.c.event('eventConsumerClosed');
+    // The consumer is gone on the node too.
+    const r = await b.c.request('resumeConsumer', { consumerId: d.id });
+    expect(r).toMatchObject({ s: false, e: ErrorCodes.MEDIA_NOT_FOUND.code });
+  });
+
+  it('announces data consumers and closes consumers when their producer leaves the room', async () => {
+    const a = await member(sfu, 'm-leave');
+    const b = await member(sfu, 'm-leave');
+    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'audio', rtpParameters: opus(2222) });
+    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(3333) });
+    const { id: dataProducerId } = (await ok(a.c, 'produceData', {
+      transportId: a.send.id,
+      sctpStreamParameters: { streamId: 0, ordered: true },
+      label: 'chat',
+    })) as { id: string };
+    await waitFor('two consumers', async () => consumersOf(b.c).length === 2);
+    const dc = await b.c.event('eventNewDataConsumer');
+    expect(dc.d).toMatchObject({ dataProducerId, label: 'chat', protocol: '' });
+    const ids = consumersOf(b.c).map((e) => (e.d as { id: string }).id);
+
+    a.c.close(1000);
+    await waitFor('consumers closed', async () => b.c.events('eventConsumerClosed').length === 2);
+    expect(
+      b.c
+        .events('eventConsumerClosed')
+        .map((e) => (e.d as { consumerId: string }).consumerId)
+        .sort(),
+    ).toEqual(ids.sort());
+    await b.c.event('eventDataConsumerClosed');
+    await b.c.event('eventLeave');
+  });
+
+  it('answers bad media input with error codes and keeps serving', async () => {
+    const fresh = await TestClient.connect(sfu.gateways[0]?.url ?? '');
+    open.push(fresh);
+    expect(await fresh.request('getRouterRtpCapabilities')).toMatchObject({
+      s: false,
+      e: ErrorCodes.USER_NOT_AUTHENTICATED.code,
+    });
+    const { c, send } = await member(sfu, 'm-bad', { recv: false });
+    const code = async (a: string, d?: unknown) => {
+      const r = await c.request(a, d);
+      return r.s ? 'ok' : r.e;
+    };
+    expect(await code('createWebRtcTransport', { direction: 'recv' })).toBe(
+      ErrorCodes.JSON_FIELD_MISSING.code,
+    );
+    expect(await code('createWebRtcTransport', { direction: 'sideways' })).toBe(
+      ErrorCodes.JSON_FIELD_INVALID.code,
+    );
+    expect(await code('connectWebRtcTransport', { transportId: send.id })).toBe(
+      ErrorCodes.JSON_FIELD_MISSING.code,
+    );
+    const missing = '00000000-0000-4000-8000-000000000000';
+    expect(
+      await code('produce', { transportId: missing, kind: 'video', rtpParameters: vp8(1) }),
+    ).toBe(ErrorCodes.MEDIA_NOT_FOUND.code);
+    // mediasoup's own checks: a codec the router does not have.
+    const h265 = vp8(5);
+    h265.codecs[0] = { ...h265.codecs[0], mimeType: 'video/H265' } as (typeof h265.codecs)[0];
+    expect(
+      await code('produce', { transportId: send.id, kind: 'video', rtpParameters: h265 }),
+    ).toBe(ErrorCodes.JSON_FIELD_INVALID.code);
+    // A fingerprint that is not one: mediasoup refuses it, the transport stays usable.
+    const dtls = { role: 'client', fingerprints: [{ algorithm: 'sha-256', value: 'zz' }] };
+    const bad = await code('connectWebRtcTransport', {
+      transportId: send.id,
+      dtlsParameters: dtls,
+    });
+    expect([ErrorCodes.JSON_FIELD_INVALID.code, 'ok']).toContain(bad);
+    expect(await code('resumeConsumer', { consumerId: missing })).toBe(
+      ErrorCodes.MEDIA_NOT_FOUND.code,
+    );
+    // A consumer id of another room's peer is not found either (ids are per session).
+    // Transports are limited per session.
+    let limited: unknown = 'ok';
+    for (let i = 0; i < 5 && limited === 'ok'; i++) {
+      limited = await code('createWebRtcTransport', { direction: 'send' });
+    }
+    expect(limited).toBe(ErrorCodes.MEDIA_LIMIT.code);
+    // Still serving.
+    expect(await code('getTransportStats', { transportId: send.id })).toBe('ok');
+  });
+
+  it('the worker hosting a room dies: its members get eventMediaReset and start again', async () => {
+    const a = await member(sfu, 'm-worker');
+    const b = await member(sfu, 'm-worker');
+    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(4444) });
+    await b.c.event('eventNewConsumer');
+    const media = sfu.media[0];
+    if (media === undefined) throw new Error('no media node');
+    const [pid] = await workerPids(media);
+    if (pid === undefined) throw new Error('no worker');
+    process.kill(pid, 'SIGKILL');
+    expect((await a.c.event('eventMediaReset')).d).toEqual({ reason: 'worker' });
+    expect((await b.c.event('eventMediaReset')).d).toEqual({ reason: 'worker' });
+    // The old transports are gone; a new start works (on the respawned worker).
+    const r = await a.c.request('getTransportStats', { transportId: a.send.id });
+    expect(r.s).toBe(false);
+    const from = consumersOf(b.c).length;
+    const caps = await ok(a.c, 'getRouterRtpCapabilities');
+    const send = (await ok(a.c, 'createWebRtcTransport', { direction: 'send' })) as {
+      id: string;
+    };
+    await ok(b.c, 'getRouterRtpCapabilities');
+    await ok(b.c, 'createWebRtcTransport', { direction: 'recv', rtpCapabilities: caps });
+    await ok(a.c, 'produce', { transportId: send.id, kind: 'video', rtpParameters: vp8(5555) });
+    await waitFor('a consumer again', async () => consumersOf(b.c, from).length === 1);
+    await media.waitReady();
+  });
+});
+
+describe('a room that outgrows a worker', () => {
+  let sfu: SfuPlatform;
+  beforeAll(async () => {
+    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
+      workers: 2,
+      env: { MEDIASOUP_WORKER_MAX_LOAD: '3' },
+    });
+  });
+  afterAll(async () => {
+    await sfu.stop();
+  });
+
+  it('spreads to a second worker and pipes producers across, both ways', async () => {
+    // a: send + recv (load 2) + b's consumer later; b no longer fits worker 0.
+    const a = await member(sfu, 'm-pipe');
+    const b = await member(sfu, 'm-pipe');
+    const c = await member(sfu, 'm-pipe');
+    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(6001) });
+    await ok(b.c, 'produce', { transportId: b.send.id, kind: 'video', rtpParameters: vp8(6002) });
+    await ok(c.c, 'produce', { transportId: c.send.id, kind: 'video', rtpParameters: vp8(6003) });
+    for (const m of [a, b, c]) {
+      await waitFor('two consumers each', async () => consumersOf(m.c).length === 2);
+    }
+    const metrics = await (await fetch(`${sfu.media[0]?.url ?? ''}/metrics`)).text();
+    const loads = [...metrics.matchAll(/sb_media_worker_load\{slot="(\d)"[^}]*\} (\d+)/g)].map(
+      (m) => Number(m[2]),
+    );
+    // Both workers carry part of the one room.
+    expect(loads).toHaveLength(2);
+    expect(loads.every((l) => l > 0)).toBe(true);
+  });
+});

@@ -1,0 +1,131 @@
+/**
+ * The SFU platform of the tests: the rooms service, gateways and media nodes on the real
+ * NATS and PostgreSQL, with short heartbeats and windows so failures are observable.
+ */
+import { pino } from 'pino';
+import { Bus } from '@switchboard/bus';
+import { ServiceProcess, startPlatform, uniquePrefix, type Platform } from '@switchboard/devstack';
+
+export const SFU_TIMINGS = {
+  RECONNECT_WINDOW_MS: 3000,
+  GATEWAY_HEARTBEAT_MS: 300,
+  GATEWAY_DEAD_AFTER_MS: 1500,
+  SWEEP_INTERVAL_MS: 200,
+  MEDIA_HEARTBEAT_MS: 300,
+  MEDIA_NODE_DEAD_AFTER_MS: 1500,
+  MEDIA_RECONCILE_MS: 1000,
+  MEDIA_FREEZE_CHECK_MS: 1000,
+} as const;
+
+export interface SfuOptions {
+  /** Media nodes to run (default 1). */
+  mediaNodes?: number;
+  /** mediasoup workers per media node (default 1). */
+  workers?: number;
+  /** Extra gateways beyond the first (default 0). */
+  extraGateways?: number;
+  env?: Record<string, string>;
+}
+
+export interface SfuPlatform {
+  platform: Platform;
+  gateways: ServiceProcess[];
+  media: ServiceProcess[];
+  /** A bus client for operator calls and for watching subjects. */
+  bus: Bus;
+  subjectPrefix: string;
+  /** `ws://…/api` of gateway `i`. */
+  wsUrl(i?: number): string;
+  /** Start one more process of `name` on the same NATS and database. */
+  spawn(
+    name: 'gateway' | 'rooms' | 'media',
+    label: string,
+    env?: Record<string, string>,
+  ): Promise<ServiceProcess>;
+  stop(): Promise<void>;
+}
+
+export async function startSfu(
+  natsUrl: string,
+  pgServerUrl: string,
+  opts: SfuOptions = {},
+): Promise<SfuPlatform> {
+  const subjectPrefix = uniquePrefix('sfu');
+  const workers = String(opts.workers ?? 1);
+  const platform = await startPlatform({
+    natsUrl,
+    subjectPrefix,
+    pgServerUrl,
+    names: ['rooms', 'gateway'],
+    env: {
+      ...Object.fromEntries(Object.entries(SFU_TIMINGS).map(([k, v]) => [k, String(v)])),
+      MEDIASOUP_WORKERS: workers,
+      LOG_LEVEL: 'info',
+      ...opts.env,
+    },
+  });
+  const extra: ServiceProcess[] = [];
+  const spawn = async (
+    name: 'gateway' | 'rooms' | 'media',
+    label: string,
+    env: Record<string, string> = {},
+  ): Promise<ServiceProcess> => {
+    const p = await ServiceProcess.start(name, { ...platform.env, ...env }, { label });
+    extra.push(p);
+    await p.waitReady();
+    return p;
+  };
+  const gateways = [platform.get('gateway')];
+  const media: ServiceProcess[] = [];
+  const bus = new Bus({
+    servers: natsUrl,
+    prefix: subjectPrefix,
+    service: 'gateway',
+    instanceId: 'test-operator',
+    log: pino({ level: 'silent' }),
+    requestTimeoutMs: 5000,
+  });
+  const stop = async (): Promise<void> => {
+    await bus.close();
+    // Gateways first, while the rooms service still takes their last disconnects.
+    const all = [...extra, ...platform.services.values()];
+    for (const kind of ['gateway', 'media', 'rooms'] as const) {
+      await Promise.all(
+        all
+          .filter((p) => p.name === kind && p.process.running)
+          .map(async (p) => {
+            await p.stop();
+          }),
+      );
+    }
+    await platform.stop();
+  };
+  try {
+    for (let i = 0; i < (opts.extraGateways ?? 0); i++) {
+      gateways.push(await spawn('gateway', `gateway-${String(i + 2)}`));
+    }
+    for (let i = 0; i < (opts.mediaNodes ?? 1); i++) {
+      media.push(
+        await spawn('media', `media-${String(i + 1)}`, { INSTANCE_ID: `media-${String(i + 1)}` }),
+      );
+    }
+    await bus.whenConnected(AbortSignal.timeout(10_000));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    platform,
+    gateways,
+    media,
+    bus,
+    subjectPrefix,
+    wsUrl: (i = 0) => {
+      const gw = gateways[i];
+      if (gw === undefined) throw new Error(`no gateway ${String(i)}`);
+      return `${gw.url.replace(/^http/, 'ws')}/api`;
+    },
+    spawn,
+    stop,
+  };
+}
