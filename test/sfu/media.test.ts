@@ -6,10 +6,11 @@
  * input are what is checked here. Media actually flowing is test/e2e/sfu.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { waitFor } from '@switchboard/devstack';
+import pg from 'pg';
+import { waitFor, type ServiceProcess } from '@switchboard/devstack';
 import { ErrorCodes, type WebRtcTransportInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from '../signaling/client.ts';
-import { startSfu, type SfuPlatform } from './platform.ts';
+import { SFU_TIMINGS, startSfu, type SfuPlatform } from './platform.ts';
 import { workerPids } from './workers.ts';
 
 const open: TestClient[] = [];
@@ -275,5 +276,97 @@ describe('a room that outgrows a worker', () => {
     // Both workers carry part of the one room.
     expect(loads).toHaveLength(2);
     expect(loads.every((l) => l > 0)).toBe(true);
+  });
+});
+
+describe('several media nodes', () => {
+  let sfu: SfuPlatform;
+  beforeAll(async () => {
+    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
+      mediaNodes: 2,
+      extraGateways: 1,
+    });
+  });
+  afterAll(async () => {
+    await sfu.stop();
+  });
+
+  /** The node recorded for `roomId` (null: none), as the rooms service stored it. */
+  const recordedNode = async (roomId: string): Promise<string | null> => {
+    const db = new pg.Client({ connectionString: sfu.platform.databaseUrl });
+    await db.connect();
+    try {
+      const r = await db.query<{ media_node_id: string | null }>(
+        'SELECT media_node_id FROM rooms WHERE id = $1',
+        [roomId],
+      );
+      return r.rows[0]?.media_node_id ?? null;
+    } finally {
+      await db.end();
+    }
+  };
+  const nodeProcess = (nodeId: string | null): ServiceProcess => {
+    const p = sfu.media[Number(nodeId?.replace('media-', '')) - 1];
+    if (p === undefined) throw new Error(`no media process for ${String(nodeId)}`);
+    return p;
+  };
+
+  /** Which node hosts `roomId`, by asking each node's /metrics how many rooms it has. */
+  const roomsPerNode = async (): Promise<number[]> =>
+    await Promise.all(
+      sfu.media.map(async (m) => {
+        const text = await (await fetch(`${m.url}/metrics`)).text();
+        return Number(/^sb_media_rooms\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? -1);
+      }),
+    );
+
+  it('spreads rooms over the nodes; members on different gateways share one node', async () => {
+    for (let i = 0; i < 4; i++) {
+      await member(sfu, `n-spread-${String(i)}`, { gateway: i % 2 });
+      await member(sfu, `n-spread-${String(i)}`, { gateway: (i + 1) % 2 });
+    }
+    const counts = await roomsPerNode();
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(4);
+    expect(counts.every((n) => n >= 1)).toBe(true);
+  });
+
+  it('a node that stops: its rooms move, their members get eventMediaReset', async () => {
+    const a = await member(sfu, 'n-fail');
+    const b = await member(sfu, 'n-fail', { gateway: 1 });
+    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(7001) });
+    await b.c.event('eventNewConsumer');
+    const first = await recordedNode('n-fail');
+    expect(first).toMatch(/^media-[12]$/);
+    await nodeProcess(first).process.kill();
+    const reset = await a.c.event('eventMediaReset', 15_000);
+    expect(reset.d).toEqual({ reason: 'node' });
+    await b.c.event('eventMediaReset', 15_000);
+    // Starting again lands on the surviving node, and consuming works there.
+    const a2 = await ok(a.c, 'getRouterRtpCapabilities');
+    const send = (await ok(a.c, 'createWebRtcTransport', { direction: 'send' })) as {
+      id: string;
+    };
+    await ok(b.c, 'getRouterRtpCapabilities');
+    const from = consumersOf(b.c).length;
+    await ok(b.c, 'createWebRtcTransport', { direction: 'recv', rtpCapabilities: a2 });
+    await ok(a.c, 'produce', { transportId: send.id, kind: 'video', rtpParameters: vp8(7002) });
+    await waitFor('a consumer on the other node', async () => consumersOf(b.c, from).length === 1);
+    const second = await recordedNode('n-fail');
+    expect(second).toMatch(/^media-[12]$/);
+    expect(second).not.toBe(first);
+
+    // A node that leaves gracefully hands its rooms over at once (no dead-node wait).
+    sfu.media.push(await sfu.spawn('media', 'media-3', { INSTANCE_ID: 'media-3' }));
+    const resets = a.c.events('eventMediaReset').length;
+    const stopping = nodeProcess(second).stop();
+    const t0 = Date.now();
+    await waitFor('a reset', async () => a.c.events('eventMediaReset').length > resets, {
+      timeoutMs: 5000,
+    });
+    const handover = Date.now() - t0;
+    expect(await stopping).toBe(0);
+    expect(handover).toBeLessThan(SFU_TIMINGS.MEDIA_NODE_DEAD_AFTER_MS);
+    await ok(a.c, 'getRouterRtpCapabilities');
+    expect(await recordedNode('n-fail')).toBe('media-3');
   });
 });

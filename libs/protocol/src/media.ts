@@ -184,12 +184,17 @@ export const WebRtcTransportInfo = Type.Object({
   iceParameters: IceParameters,
   iceCandidates: Type.Array(IceCandidateInfo),
   dtlsParameters: DtlsParameters,
+  /** mediasoup's SctpParameters (mediasoup-client needs all of them, passed as they are). */
   sctpParameters: Type.Optional(
     Type.Object({
       port: Type.Integer(),
       OS: Type.Integer(),
       MIS: Type.Integer(),
       maxMessageSize: Type.Integer(),
+      maxSendMessageSize: Type.Optional(Type.Integer()),
+      maxReceiveMessageSize: Type.Optional(Type.Integer()),
+      sendBufferSize: Type.Optional(Type.Integer()),
+      isDataChannel: Type.Optional(Type.Boolean()),
     }),
   ),
 });

@@ -1,0 +1,559 @@
+/**
+ * Real WebRTC through the SFU: Chromium pages running mediasoup-client speak only the
+ * gateway's /api protocol (join, then the media actions) to a platform of the rooms service,
+ * a gateway and a media node on the real NATS and PostgreSQL. Each page sends its fake camera,
+ * microphone and a data channel; the media node makes consumers for the others. The tests
+ * follow one room through its life: two pages, a third, a data message, a leave, and the
+ * death of the mediasoup worker hosting the room (every page renegotiates).
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { artifactDir, mintToken } from '@switchboard/devstack';
+import { startSfu, type SfuPlatform } from '../sfu/platform.ts';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.ts';
+import { serveSfuPage, type SfuPageServer } from './sfu-page.ts';
+
+const ROOM = 'sfu-e2e-room';
+const MEDIA_TIMEOUT_MS = 20_000;
+
+interface Peer {
+  socketId: string;
+  userId: string;
+}
+
+interface ConsumerStat {
+  consumerId: string;
+  peer: Peer;
+  kind: 'audio' | 'video';
+  source: string;
+  generation: number;
+  firstFrameAt: number | null;
+  closed: boolean;
+  closedBy: 'server' | 'reset' | null;
+  framesDecoded: number;
+  packetsReceived: number;
+  bytesReceived: number;
+}
+
+interface PageState {
+  label: string;
+  socketId: string | null;
+  wsOpenAt: number;
+  events: { a: string; d?: Record<string, unknown>; at: number }[];
+  errors: string[];
+  resets: number;
+  generation: number;
+  messages: { from: Peer; label: string; text: string; at: number }[];
+  transports: Record<string, string>;
+  closedCode: number | null;
+  consumers: Omit<ConsumerStat, 'framesDecoded' | 'packetsReceived' | 'bytesReceived'>[];
+  dataConsumers: {
+    dataConsumerId: string;
+    peer: Peer;
+    label: string;
+    open: boolean;
+    closed: boolean;
+    closedBy: string | null;
+  }[];
+  producers: Record<string, string>;
+  dataProducer: { id: string; readyState: string } | null;
+  sendTransportId: string | null;
+  recvTransportId: string | null;
+}
+
+/** What the page exposes as window.sfu (pages/sfu.js). */
+interface SfuApi {
+  start(args: { wsUrl: string; roomId: string; bearer: string; label: string }): Promise<unknown>;
+  stats(): Promise<ConsumerStat[]>;
+  state(): PageState;
+  send(text: string): Promise<void>;
+  leave(): Promise<void>;
+  request(a: string, d: unknown): Promise<unknown>;
+  pauseProducer(kind: 'audio' | 'video'): Promise<void>;
+  resumeProducer(kind: 'audio' | 'video'): Promise<void>;
+  closeProducer(kind: 'audio' | 'video'): Promise<void>;
+}
+
+/** In page.evaluate callbacks (serialised into the page: no closure over test code). */
+type PageGlobal = { sfu: SfuApi };
+
+class SfuPage {
+  readonly label: string;
+  readonly page: Page;
+  /** Uncaught page errors and console errors. */
+  readonly errors: string[] = [];
+  socketId = '';
+
+  private constructor(label: string, page: Page) {
+    this.label = label;
+    this.page = page;
+    page.on('pageerror', (e) => this.errors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error') this.errors.push(m.text());
+    });
+  }
+
+  static async open(browser: Browser, url: string, label: string): Promise<SfuPage> {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
+    const p = new SfuPage(label, page);
+    await page.goto(url);
+    await page.waitForFunction(() => 'sfu' in globalThis);
+    return p;
+  }
+
+  async start(wsUrl: string): Promise<unknown> {
+    const bearer = await mintToken({ sub: this.label, rooms: [ROOM] });
+    const joined = await this.page.evaluate(
+      async (args) => await (globalThis as unknown as PageGlobal).sfu.start(args),
+      {
+        wsUrl,
+        roomId: ROOM,
+        bearer,
+        label: this.label,
+      },
+    );
+    this.socketId = (joined as { socketId: string }).socketId;
+    return joined;
+  }
+
+  async stats(): Promise<ConsumerStat[]> {
+    return await this.page.evaluate(
+      async () => await (globalThis as unknown as PageGlobal).sfu.stats(),
+    );
+  }
+
+  async state(): Promise<PageState> {
+    return await this.page.evaluate(() => (globalThis as unknown as PageGlobal).sfu.state());
+  }
+
+  async send(text: string): Promise<void> {
+    await this.page.evaluate(async (t) => {
+      await (globalThis as unknown as PageGlobal).sfu.send(t);
+    }, text);
+  }
+
+  async request(a: string, d: unknown): Promise<unknown> {
+    return await this.page.evaluate(
+      async ([action, data]) =>
+        await (globalThis as unknown as PageGlobal).sfu.request(action, data),
+      [a, d] as const,
+    );
+  }
+
+  async pause(kind: 'audio' | 'video', paused: boolean): Promise<void> {
+    await this.page.evaluate(
+      async ([k, p]) => {
+        const sfu = (globalThis as unknown as PageGlobal).sfu;
+        await (p ? sfu.pauseProducer(k) : sfu.resumeProducer(k));
+      },
+      [kind, paused] as const,
+    );
+  }
+
+  async closeProducer(kind: 'audio' | 'video'): Promise<void> {
+    await this.page.evaluate(async (k) => {
+      await (globalThis as unknown as PageGlobal).sfu.closeProducer(k);
+    }, kind);
+  }
+
+  async leave(): Promise<void> {
+    await this.page.evaluate(async () => {
+      await (globalThis as unknown as PageGlobal).sfu.leave();
+    });
+  }
+}
+
+/** Poll `probe` until it returns true; on timeout, fail with the last `detail` it gave. */
+async function until(
+  what: string,
+  probe: () => Promise<{ ok: boolean; detail?: unknown }>,
+  timeoutMs = MEDIA_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    const r = await probe();
+    if (r.ok) return;
+    last = r.detail;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify(last)}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Open consumers of `from`'s media on `on`, of at least generation `minGeneration`. */
+function fresh(stats: ConsumerStat[], from: SfuPage, minGeneration: number): ConsumerStat[] {
+  return stats.filter(
+    (c) => !c.closed && c.peer.socketId === from.socketId && c.generation >= minGeneration,
+  );
+}
+
+/** Wait until `on` decodes video frames and receives audio packets from each of `from`. */
+async function waitMedia(on: SfuPage, from: SfuPage[], minGeneration = 0): Promise<ConsumerStat[]> {
+  let stats: ConsumerStat[] = [];
+  await until(`${on.label} to receive ${from.map((p) => p.label).join(', ')}`, async () => {
+    stats = await on.stats();
+    const ok = from.every((peer) => {
+      const mine = fresh(stats, peer, minGeneration);
+      return (
+        mine.some((c) => c.kind === 'video' && c.framesDecoded > 0) &&
+        mine.some((c) => c.kind === 'audio' && c.packetsReceived > 0)
+      );
+    });
+    return { ok, detail: { stats, state: ok ? null : await on.state() } };
+  });
+  return stats;
+}
+
+/** Join-to-first-frame of `on` for `from`'s video: from `on`'s WebSocket open, and from `from`'s. */
+async function logFirstFrame(on: SfuPage, from: SfuPage, minGeneration = 0): Promise<number> {
+  const video = fresh(await on.stats(), from, minGeneration).find((c) => c.kind === 'video');
+  const at = video?.firstFrameAt ?? null;
+  if (at === null) throw new Error(`${on.label}: no first frame of ${from.label}`);
+  const own = at - (await on.state()).wsOpenAt;
+  const theirs = at - (await from.state()).wsOpenAt;
+  console.log(
+    `[sfu e2e] ${on.label} first frame of ${from.label}: ${own} ms after its own WebSocket opened, ` +
+      `${theirs} ms after ${from.label}'s`,
+  );
+  return own;
+}
+
+/** PIDs of the mediasoup-worker processes whose parent is `ppid` (from /proc). */
+function workerPids(ppid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid ...; comm may contain spaces and parentheses
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const parent = Number(stat.slice(close + 2).split(' ')[1]);
+      if (parent === ppid && comm.startsWith('mediasoup-work')) pids.push(Number(entry));
+    } catch {
+      // the process exited while we looked
+    }
+  }
+  return pids;
+}
+
+let sfu: SfuPlatform;
+let server: SfuPageServer;
+let browser: Browser;
+const pages: SfuPage[] = [];
+let dumped = false;
+/** The tests follow one room: after a failure, the later ones are skipped. */
+let broken = false;
+
+beforeAll(async () => {
+  [sfu, server] = await Promise.all([
+    startSfu(inject('natsUrl'), inject('pgServerUrl')),
+    serveSfuPage(),
+  ]);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    // Host candidates as plain loopback addresses, not mDNS names nobody resolves here.
+    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  });
+});
+
+/** The services' output, kept as artifacts, and shown once when a test fails. */
+function dumpLogs(): string {
+  const dir = artifactDir('e2e');
+  const procs = [sfu.platform.get('rooms'), ...sfu.gateways, ...sfu.media];
+  const parts: string[] = [];
+  for (const p of procs) {
+    const out = p.process.output();
+    writeFileSync(join(dir, `sfu-${p.process.name}.log`), `${out}\n`);
+    parts.push(`----- ${p.process.name} (last lines)\n${out.split('\n').slice(-40).join('\n')}`);
+  }
+  return parts.join('\n');
+}
+
+afterEach(async ({ task }) => {
+  if (task.result?.state !== 'fail' || dumped) return;
+  dumped = true;
+  broken = true;
+  for (const p of pages) {
+    const s = await p.state().catch(() => null);
+    console.log(
+      `[sfu e2e] ${p.label}: page errors ${JSON.stringify(p.errors)}; state ${JSON.stringify(s && { ...s, events: s.events.map((e) => e.a) })}`,
+    );
+  }
+  console.log(dumpLogs());
+});
+
+afterAll(async () => {
+  dumpLogs();
+  await browser.close();
+  await server.close();
+  await sfu.stop();
+});
+
+describe('SFU: browsers with mediasoup-client through the gateway and a media node', () => {
+  let alice: SfuPage;
+  let bob: SfuPage;
+  let carol: SfuPage;
+
+  it('two pages receive each other’s video and audio', async (ctx) => {
+    ctx.skip(broken, 'an earlier step failed');
+    alice = await SfuPage.open(browser, server.url, 'alice');
+    bob = await SfuPage.open(browser, server.url, 'bob');
+    pages.push(alice, bob);
+    expect(await alice.start(sfu.wsUrl())).toMatchObject({ roomSize: 1, sessions: [] });
+    expect(await bob.start(sfu.wsUrl())).toMatchObject({ roomSize: 2 });
+
+    await waitMedia(alice, [bob]);
+    await waitMedia(bob, [alice]);
+    const bobFirst = await logFirstFrame(bob, alice);
+    await logFirstFrame(alice, bob);
+    expect(bobFirst).toBeGreaterThan(0);
+
+    for (const p of [alice, bob]) {
+      const s = await p.state();
+      expect(s.errors).toEqual([]);
+      expect(s.transports).toEqual({ send: 'connected', recv: 'connected' });
+      // exactly one video and one audio consumer of the other, with the sources it declared
+      const open = s.consumers.filter((c) => !c.closed);
+      expect(open.map((c) => `${c.kind}:${c.source}`).sort()).toEqual([
+        'audio:microphone',
+        'video:camera',
+      ]);
+    }
+  });
+
+  it('a third page receives both, and both receive it', async (ctx) => {
+    ctx.skip(broken, 'an earlier step failed');
+    carol = await SfuPage.open(browser, server.url, 'carol');
+    pages.push(carol);
+    expect(await carol.start(sfu.wsUrl())).toMatchObject({ roomSize: 3 });
+    await waitMedia(carol, [alice, bob]);
+    await waitMedia(alice, [carol]);
+    await waitMedia(bob, [carol]);
+    await logFirstFrame(carol, alice);
+    await logFirstFrame(carol, bob);
+    await logFirstFrame(alice, carol);
+    await carol.page.screenshot({ path: join(artifactDir('e2e'), 'sfu-carol.png') });
+  });
+
+  it('a data channel message reaches the others with its sender', async (ctx) => {
+    ctx.skip(broken, 'an earlier step failed');
+    // every page has an open data consumer of every other page
+    const all = [alice, bob, carol];
+    for (const p of all) {
+      await until(`${p.label}'s data consumers`, async () => {
+        const s = await p.state();
+        const others = all.filter((o) => o !== p);
+        const ok = others.every((o) =>
+          s.dataConsumers.some(
+            (d) => d.open && !d.closed && d.peer.socketId === o.socketId && d.label === 'chat',
+          ),
+        );
+        return { ok, detail: s.dataConsumers };
+      });
+    }
+    await alice.send('hello from alice');
+    for (const p of [bob, carol]) {
+      await until(`${p.label} to receive alice's message`, async () => {
+        const s = await p.state();
+        return { ok: s.messages.length > 0, detail: s.messages };
+      });
+      const s = await p.state();
+      expect(s.messages.map((m) => ({ text: m.text, from: m.from, label: m.label }))).toEqual([
+        {
+          text: 'hello from alice',
+          from: { socketId: alice.socketId, userId: 'alice' },
+          label: 'chat',
+        },
+      ]);
+    }
+    // not echoed to the sender
+    expect((await alice.state()).messages).toEqual([]);
+  });
+
+  it('pausing a producer reaches its consumers; transport stats', async (ctx) => {
+    ctx.skip(broken, 'an earlier step failed');
+    const videoOf = async (on: SfuPage): Promise<string> => {
+      const c = (await on.state()).consumers.find(
+        (x) => !x.closed && x.kind === 'video' && x.peer.socketId === alice.socketId,
+      );
+      if (c === undefined) throw new Error(`${on.label} has no video consumer of alice`);
+      return c.consumerId;
+    };
+    const producerId = (await alice.state()).producers['video'];
+    const expectEvent = async (on: SfuPage, a: string): Promise<void> => {
+      const consumerId = await videoOf(on);
+      await until(`${a} at ${on.label}`, async () => {
+        const s = await on.state();
+        return {
+          ok: s.events.some(
+            (e) =>
+              e.a === a && e.d?.['consumerId'] === consumerId && e.d['producerId'] === producerId,
+          ),
+          detail: s.events.slice(-5),
+        };
+      });
+    };
+    await alice.pause('video', true);
+    for (const p of [bob, carol]) await expectEvent(p, 'eventProducerPaused');
+    await alice.pause('video', false);
+    for (const p of [bob, carol]) await expectEvent(p, 'eventProducerResumed');
+    // and the video flows again
+    const before = fresh(await bob.stats(), alice, 0).find((c) => c.kind === 'video');
+    await until("bob's video of alice to advance after the resume", async () => {
+      const now = fresh(await bob.stats(), alice, 0).find((c) => c.kind === 'video');
+      return { ok: (now?.framesDecoded ?? 0) > (before?.framesDecoded ?? 0) + 10, detail: now };
+    });
+
+    const s = await alice.state();
+    const stats = (await alice.request('getTransportStats', {
+      transportId: s.sendTransportId,
+    })) as {
+      stats: Record<string, unknown>[];
+    };
+    expect(stats.stats.length).toBeGreaterThan(0);
+    expect(stats.stats[0]).toMatchObject({ transportId: s.sendTransportId });
+    expect(Number(stats.stats[0]?.['bytesReceived'])).toBeGreaterThan(0);
+  });
+
+  it('a page that leaves has its consumers closed at the others', async (ctx) => {
+    ctx.skip(broken, 'an earlier step failed');
+    const before = new Map<SfuPage, PageState>();
+    for (const p of [alice, bob]) before.set(p, await p.state());
+    await carol.leave();
+    expect((await carol.state()).closedCode).toBe(1000);
+    for (const p of [alice, bob]) {
+      const s0 = before.get(p);
+      if (s0 === undefined) throw new Error('no state');
+      const carolsConsumers = s0.consumers
+        .filter((c) => c.peer.socketId === carol.socketId && !c.closed)
+        .map((c) => c.consumerId);
+      const carolsData = s0.dataConsumers
+        .filter((d) => d.peer.socketId === carol.socketId && !d.closed)
+        .map((d) => d.dataConsumerId);
+      expect(carolsConsumers).toHaveLength(2);
+      expect(carolsData).toHaveLength(1);
+      await until(`${p.label} to close carol's consumers`, async () => {
+        const s = await p.state();
+        const closed = new Set(
+          s.events
+            .filter((e) => e.a === 'eventConsumerClosed')
+            .map((e) => String(e.d?.['consumerId'])),
+        );
+        const dataClosed = new Set(
+          s.events
+            .filter((e) => e.a === 'eventDataConsumerClosed')
+            .map((e) => String(e.d?.['dataConsumerId'])),
+        );
+        const ok =
+          carolsConsumers.every((id) => closed.has(id)) &&
+          carolsData.every((id) => dataClosed.has(id));
+        return { ok, detail: { closed: [...closed], dataClosed: [...dataClosed] } };
+      });
+      const s = await p.state();
+      // and nothing of the others was closed
+      expect(s.consumers.filter((c) => !c.closed).map((c) => c.peer.userId)).toEqual([
+        p === alice ? 'bob' : 'alice',
+        p === alice ? 'bob' : 'alice',
+      ]);
+      expect(s.errors).toEqual([]);
+    }
+  });
+
+  it('the worker hosting the room dies: every page renegotiates and video flows again', async (ctx) => {
+    ctx.skip(broken, 'an earlier step failed');
+    const mediaPid = sfu.media[0]?.process.pid;
+    if (mediaPid === undefined) throw new Error('no media node pid');
+    const workers = workerPids(mediaPid);
+    expect(workers).toHaveLength(1);
+    const [workerPid] = workers;
+    if (workerPid === undefined) throw new Error('no worker');
+    const generations = new Map<SfuPage, number>();
+    for (const p of [alice, bob]) generations.set(p, (await p.state()).generation);
+
+    const killedAt = Date.now();
+    process.kill(workerPid, 'SIGKILL');
+
+    for (const p of [alice, bob]) {
+      await until(`${p.label} to get eventMediaReset and renegotiate`, async () => {
+        const s = await p.state();
+        return {
+          ok: s.resets >= 1 && s.generation > (generations.get(p) ?? 0),
+          detail: { resets: s.resets, generation: s.generation, errors: s.errors },
+        };
+      });
+    }
+    for (const [p, other] of [
+      [alice, bob],
+      [bob, alice],
+    ] as const) {
+      const g = (generations.get(p) ?? 0) + 1;
+      const first = fresh(await waitMedia(p, [other], g), other, g).find((c) => c.kind === 'video');
+      if (first === undefined) throw new Error('no fresh video consumer');
+      // and the fresh video advances
+      await until(`${p.label}'s fresh video of ${other.label} to advance`, async () => {
+        const now = fresh(await p.stats(), other, g).find((c) => c.consumerId === first.consumerId);
+        return {
+          ok: (now?.framesDecoded ?? 0) > first.framesDecoded + 10,
+          detail: now,
+        };
+      });
+      const s = await p.state();
+      const reset = s.events.find((e) => e.a === 'eventMediaReset');
+      expect(reset?.d).toEqual({ reason: 'worker' });
+      const video = fresh(await p.stats(), other, g).find((c) => c.kind === 'video');
+      console.log(
+        `[sfu e2e] ${p.label}: worker killed → eventMediaReset after ${(reset?.at ?? 0) - killedAt} ms, ` +
+          `first fresh frame of ${other.label} after ${(video?.firstFrameAt ?? 0) - killedAt} ms`,
+      );
+      expect(s.errors).toEqual([]);
+      expect(s.transports).toEqual({ send: 'connected', recv: 'connected' });
+      // the old consumers were all dropped; exactly one video and one audio of the other now
+      expect(s.consumers.filter((c) => c.generation < g).every((c) => c.closed)).toBe(true);
+      expect(
+        s.consumers
+          .filter((c) => !c.closed)
+          .map((c) => `${c.peer.userId}:${c.kind}`)
+          .sort(),
+      ).toEqual([`${other.label}:audio`, `${other.label}:video`]);
+      const counts: Record<string, number> = {};
+      for (const e of s.events) counts[e.a] = (counts[e.a] ?? 0) + 1;
+      console.log(`[sfu e2e] ${p.label}: events received ${JSON.stringify(counts)}`);
+    }
+    // the page that left hears nothing of it
+    expect((await carol.state()).resets).toBe(0);
+    expect(workerPids(mediaPid)).not.toContain(workerPid);
+    await alice.page.screenshot({ path: join(artifactDir('e2e'), 'sfu-alice-after-reset.png') });
+    for (const p of pages) expect(p.errors).toEqual([]);
+  });
+  it('closing a producer closes its consumers only', async (ctx) => {
+    ctx.skip(broken, 'an earlier step failed');
+    const audio = (await bob.state()).consumers.find(
+      (c) => !c.closed && c.kind === 'audio' && c.peer.socketId === alice.socketId,
+    );
+    if (audio === undefined) throw new Error("bob has no audio consumer of alice's");
+    await alice.closeProducer('audio');
+    await until("bob's consumer of alice's audio to close", async () => {
+      const s = await bob.state();
+      const c = s.consumers.find((x) => x.consumerId === audio.consumerId);
+      return { ok: c?.closedBy === 'server', detail: c };
+    });
+    const s = await bob.state();
+    expect(s.consumers.filter((c) => !c.closed).map((c) => `${c.peer.userId}:${c.kind}`)).toEqual([
+      'alice:video',
+    ]);
+    // the video still flows
+    const before = fresh(await bob.stats(), alice, 0).find((c) => c.kind === 'video');
+    await until("bob's video of alice to advance", async () => {
+      const now = fresh(await bob.stats(), alice, 0).find((c) => c.kind === 'video');
+      return { ok: (now?.framesDecoded ?? 0) > (before?.framesDecoded ?? 0) + 10, detail: now };
+    });
+    expect(s.errors).toEqual([]);
+  });
+});
