@@ -11,6 +11,7 @@ import { waitFor, type ServiceProcess } from '@switchboard/devstack';
 import { ErrorCodes, type WebRtcTransportInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from '../signaling/client.ts';
 import { SFU_TIMINGS, startSfu, type SfuPlatform } from './platform.ts';
+import { udpSink, vp8Source } from './rtp.ts';
 import { workerPids } from './workers.ts';
 
 const open: TestClient[] = [];
@@ -70,7 +71,9 @@ afterAll(() => {
 describe('one media node, one worker', () => {
   let sfu: SfuPlatform;
   beforeAll(async () => {
-    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'));
+    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
+      env: { MEDIA_PLAIN_TRANSPORTS: 'true' },
+    });
   });
   afterAll(async () => {
     await sfu.stop();
@@ -164,6 +167,55 @@ describe('one media node, one worker', () => {
     ).toEqual(ids.sort());
     await b.c.event('eventDataConsumerClosed');
     await b.c.event('eventLeave');
+  });
+
+  it('forwards plain RTP to a plain receiver, and reports a producer that stops as frozen', async () => {
+    const a = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-plain', 'broadcaster');
+    const b = await member(sfu, 'm-plain');
+    const r = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-plain', 'recorder');
+    open.push(a, r);
+    const caps = await ok(r, 'getRouterRtpCapabilities');
+    const sending = (await ok(a, 'createPlainTransport', { direction: 'send' })) as {
+      id: string;
+      ip: string;
+      port: number;
+    };
+    const receiving = (await ok(r, 'createPlainTransport', {
+      direction: 'recv',
+      rtpCapabilities: caps,
+    })) as { id: string };
+    const sink = await udpSink();
+    await ok(r, 'connectPlainTransport', {
+      transportId: receiving.id,
+      ip: '127.0.0.1',
+      port: sink.port,
+    });
+    const { id: producerId } = (await ok(a, 'produce', {
+      transportId: sending.id,
+      kind: 'video',
+      rtpParameters: vp8(8001),
+    })) as { id: string };
+    const consumer = (await r.event('eventNewConsumer')).d as { id: string; producerId: string };
+    expect(consumer.producerId).toBe(producerId);
+    await ok(r, 'resumeConsumer', { consumerId: consumer.id });
+    const source = vp8Source(sending, 8001);
+    try {
+      await waitFor('RTP forwarded to the plain receiver', async () => sink.packets > 20);
+      // The WebRTC member got its consumer too, and a score once media flows.
+      const webrtc = (await b.c.event('eventNewConsumer')).d as { id: string };
+      await ok(b.c, 'resumeConsumer', { consumerId: webrtc.id });
+      source.stop();
+      // No more bytes: the members consuming it hear of a freeze.
+      const freeze = await r.event('eventFreeze', 10_000);
+      expect(freeze.d).toEqual({
+        from: { socketId: a.socketId, userId: 'broadcaster' },
+        producerId,
+      });
+      expect((await b.c.event('eventFreeze', 10_000)).d).toEqual(freeze.d);
+    } finally {
+      source.stop();
+      sink.close();
+    }
   });
 
   it('answers bad media input with error codes and keeps serving', async () => {
@@ -320,12 +372,19 @@ describe('several media nodes', () => {
       }),
     );
 
+  it('refuses plain transports unless the node enables them', async () => {
+    const { c } = await member(sfu, 'n-noplain', { recv: false });
+    const r = await c.request('createPlainTransport', { direction: 'send' });
+    expect(r).toMatchObject({ s: false, e: ErrorCodes.UNKNOWN_ACTION.code });
+  });
+
   it('spreads rooms over the nodes; members on different gateways share one node', async () => {
+    const before = await roomsPerNode();
     for (let i = 0; i < 4; i++) {
       await member(sfu, `n-spread-${String(i)}`, { gateway: i % 2 });
       await member(sfu, `n-spread-${String(i)}`, { gateway: (i + 1) % 2 });
     }
-    const counts = await roomsPerNode();
+    const counts = (await roomsPerNode()).map((n, i) => n - (before[i] ?? 0));
     expect(counts.reduce((a, b) => a + b, 0)).toBe(4);
     expect(counts.every((n) => n >= 1)).toBe(true);
   });

@@ -277,6 +277,11 @@ export const MediaConfig = Type.Object({
     description:
       "How often video producers' byte counts are checked: one that stops growing is a freeze",
   }),
+  MEDIA_PLAIN_TRANSPORTS: Type.Boolean({
+    default: false,
+    description:
+      'Allow createPlainTransport (plain RTP in and out, for trusted broadcasters, recorders and the benchmark): a receiving one sends RTP to any address its member names',
+  }),
   MEDIA_MAX_TRANSPORTS_PER_PEER: Type.Integer({
     minimum: 2,
     default: 4,

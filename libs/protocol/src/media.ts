@@ -216,6 +216,31 @@ export const MediaActions = {
     }),
     reply: WebRtcTransportInfo,
   },
+  /**
+   * A plain RTP transport, for trusted non-browser members (an ffmpeg/GStreamer broadcaster,
+   * a recorder, the benchmark): sending ones learn the sender's address from its first packet
+   * (comedia); receiving ones send to the address given in connectPlainTransport. Refused
+   * (UNKNOWN_ACTION) unless the media node enables MEDIA_PLAIN_TRANSPORTS.
+   */
+  createPlainTransport: {
+    data: Type.Object({
+      direction: Type.Union([Type.Literal('send'), Type.Literal('recv')]),
+      rtpCapabilities: Type.Optional(RtpCapabilities),
+    }),
+    reply: Type.Object({
+      id: MediaId,
+      ip: Type.String(),
+      port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    }),
+  },
+  connectPlainTransport: {
+    data: Type.Object({
+      transportId: MediaId,
+      ip: Type.String({ minLength: 1, maxLength: 64 }),
+      port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    }),
+    reply: undefined,
+  },
   connectWebRtcTransport: {
     data: Type.Object({ transportId: MediaId, dtlsParameters: DtlsParameters }),
     reply: undefined,

@@ -41,6 +41,9 @@ await runService({
         maxProducersPerPeer: config.MEDIA_MAX_PRODUCERS_PER_PEER,
         initialOutgoingBitrate: config.MEDIA_INITIAL_OUTGOING_BITRATE,
       },
+      plainListen: config.MEDIA_PLAIN_TRANSPORTS
+        ? { ip: config.MEDIASOUP_LISTEN_IP, announcedAddress: config.MEDIASOUP_ANNOUNCED_ADDRESS }
+        : undefined,
       heartbeatMs: config.MEDIA_HEARTBEAT_MS,
       reconcileMs: config.MEDIA_RECONCILE_MS,
       freezeCheckMs: config.MEDIA_FREEZE_CHECK_MS,

@@ -10,6 +10,7 @@
  */
 import type { Bus, BusSubscription } from '@switchboard/bus';
 import {
+  MEDIA_ACTIONS,
   Media,
   ProtocolError,
   Rooms,
@@ -37,6 +38,8 @@ export interface MediaNodeOptions {
   pool: WorkerPool;
   nodeId: string;
   limits: RoomLimits;
+  /** Where plain transports listen; undefined: they are disabled. */
+  plainListen: { ip: string; announcedAddress: string | undefined } | undefined;
   heartbeatMs: number;
   reconcileMs: number;
   freezeCheckMs: number;
@@ -54,6 +57,25 @@ type Run<A extends MediaAction> = (
   req: RpcRequest<(typeof Media)[A]>,
   signal: AbortSignal,
 ) => Promise<RpcReply<(typeof Media)[A]>>;
+
+/** Every media action, and the room method answering it (the table must be complete). */
+const HANDLERS: { [A in MediaAction]: Run<A> } = {
+  getRouterRtpCapabilities: (r, q, s) => r.getRouterRtpCapabilities(q, s),
+  createWebRtcTransport: (r, q, s) => r.createWebRtcTransport(q, s),
+  createPlainTransport: (r, q, s) => r.createPlainTransport(q, s),
+  connectPlainTransport: (r, q, s) => r.connectPlainTransport(q, s),
+  connectWebRtcTransport: (r, q, s) => r.connectWebRtcTransport(q, s),
+  restartIce: (r, q, s) => r.restartIce(q, s),
+  produce: (r, q, s) => r.produce(q, s),
+  closeProducer: (r, q, s) => r.closeProducer(q, s),
+  pauseProducer: (r, q, s) => r.pauseProducer(q, s),
+  resumeProducer: (r, q, s) => r.resumeProducer(q, s),
+  resumeConsumer: (r, q, s) => r.resumeConsumer(q, s),
+  pauseConsumer: (r, q, s) => r.pauseConsumer(q, s),
+  setConsumerPreferredLayers: (r, q, s) => r.setConsumerPreferredLayers(q, s),
+  produceData: (r, q, s) => r.produceData(q, s),
+  getTransportStats: (r, q, s) => r.getTransportStats(q, s),
+};
 
 export class MediaNode {
   readonly #o: MediaNodeOptions;
@@ -79,19 +101,7 @@ export class MediaNode {
   }
 
   start(): void {
-    this.#serve('getRouterRtpCapabilities', (r, q, s) => r.getRouterRtpCapabilities(q, s));
-    this.#serve('createWebRtcTransport', (r, q, s) => r.createWebRtcTransport(q, s));
-    this.#serve('connectWebRtcTransport', (r, q, s) => r.connectWebRtcTransport(q, s));
-    this.#serve('restartIce', (r, q, s) => r.restartIce(q, s));
-    this.#serve('produce', (r, q, s) => r.produce(q, s));
-    this.#serve('closeProducer', (r, q, s) => r.closeProducer(q, s));
-    this.#serve('pauseProducer', (r, q, s) => r.pauseProducer(q, s));
-    this.#serve('resumeProducer', (r, q, s) => r.resumeProducer(q, s));
-    this.#serve('resumeConsumer', (r, q, s) => r.resumeConsumer(q, s));
-    this.#serve('pauseConsumer', (r, q, s) => r.pauseConsumer(q, s));
-    this.#serve('setConsumerPreferredLayers', (r, q, s) => r.setConsumerPreferredLayers(q, s));
-    this.#serve('produceData', (r, q, s) => r.produceData(q, s));
-    this.#serve('getTransportStats', (r, q, s) => r.getTransportStats(q, s));
+    for (const action of MEDIA_ACTIONS) this.#serve(action, HANDLERS[action]);
 
     this.#heartbeat();
     this.#timers.push(
@@ -163,6 +173,7 @@ export class MediaNode {
     const room = new MediaRoom(roomId, {
       pool: this.#o.pool,
       limits: this.#o.limits,
+      listen: this.#o.plainListen,
       log: this.#o.log,
       send: (socketId, event) => {
         this.#send(socketId, roomId, event);

@@ -7,6 +7,11 @@ import type { types } from 'mediasoup';
 import { ProtocolError, type ProducerSource, type RtpCapabilities } from '@switchboard/protocol';
 import type { Route } from './route.ts';
 
+/** A peer's transport: WebRTC (browsers) or plain RTP (trusted tools, when enabled). */
+export type MediaTransport =
+  | { kind: 'webrtc'; direction: 'send' | 'recv'; transport: types.WebRtcTransport }
+  | { kind: 'plain'; direction: 'send' | 'recv'; transport: types.PlainTransport };
+
 /** What a producer's appData says of it. */
 export type ProducerData = {
   socketId: string;
@@ -22,9 +27,9 @@ export class MediaPeer {
   readonly placedAt = Date.now();
   /** What the client can receive; set with its receiving transport. */
   rtpCapabilities: types.RtpCapabilities | undefined;
-  readonly transports = new Map<string, types.WebRtcTransport>();
+  readonly transports = new Map<string, MediaTransport>();
   /** The transport consumers are created on. */
-  recv: types.WebRtcTransport | undefined;
+  recv: MediaTransport | undefined;
   readonly producers = new Map<string, types.Producer<ProducerData>>();
   readonly consumers = new Map<string, types.Consumer>();
   readonly dataProducers = new Map<string, types.DataProducer<ProducerData>>();
@@ -45,10 +50,22 @@ export class MediaPeer {
     return { socketId: this.socketId, userId: this.userId };
   }
 
-  transport(id: string): types.WebRtcTransport {
+  transport(id: string): MediaTransport {
     const t = this.transports.get(id);
     if (t === undefined) throw new ProtocolError('MEDIA_NOT_FOUND', `transport ${id}`);
     return t;
+  }
+
+  webRtcTransport(id: string): types.WebRtcTransport {
+    const t = this.transport(id);
+    if (t.kind !== 'webrtc') throw new ProtocolError('MEDIA_NOT_FOUND', `WebRTC transport ${id}`);
+    return t.transport;
+  }
+
+  plainTransport(id: string): types.PlainTransport {
+    const t = this.transport(id);
+    if (t.kind !== 'plain') throw new ProtocolError('MEDIA_NOT_FOUND', `plain transport ${id}`);
+    return t.transport;
   }
 
   producer(id: string): types.Producer<ProducerData> {
@@ -71,7 +88,7 @@ export class MediaPeer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const t of this.transports.values()) t.close();
+    for (const t of this.transports.values()) t.transport.close();
     this.transports.clear();
     this.recv = undefined;
   }

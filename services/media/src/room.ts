@@ -16,13 +16,14 @@ import type { types } from 'mediasoup';
 import {
   ProtocolError,
   type MediaEventFrame,
+  type RtpCapabilities,
   type RpcReply,
   type RpcRequest,
   type Media,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import { mediaError } from './errors.ts';
-import { MediaPeer, type ProducerData } from './peer.ts';
+import { MediaPeer, type MediaTransport, type ProducerData } from './peer.ts';
 import { createRoute, routeAlive, type Route } from './route.ts';
 import type { WorkerPool, WorkerSlot } from './workers.ts';
 
@@ -35,6 +36,8 @@ export interface RoomLimits {
 
 export interface RoomDeps {
   pool: WorkerPool;
+  /** Where plain transports listen; undefined: plain transports are disabled. */
+  listen: { ip: string; announcedAddress: string | undefined } | undefined;
   limits: RoomLimits;
   log: Logger;
   /** Write a media event to one member's socket. */
@@ -105,9 +108,7 @@ export class MediaRoom {
       throw new ProtocolError('JSON_FIELD_MISSING', '/d/rtpCapabilities (a receiving transport)');
     }
     const peer = await this.#peer(req, signal, true);
-    if (peer.transports.size >= this.#deps.limits.maxTransportsPerPeer) {
-      throw new ProtocolError('MEDIA_LIMIT', 'transports');
-    }
+    this.#checkTransportLimit(peer);
     const { router, slot } = peer.route;
     const transport = await router.createWebRtcTransport({
       webRtcServer: slot.webRtcServer,
@@ -120,33 +121,12 @@ export class MediaRoom {
       initialAvailableOutgoingBitrate: this.#deps.limits.initialOutgoingBitrate,
       appData: { socketId: peer.socketId, direction },
     });
-    if (peer.closed || this.#closed) {
-      transport.close();
-      throw new ProtocolError('MEDIA_NOT_FOUND', 'the session left');
-    }
-    this.#deps.pool.track(slot, transport);
-    peer.transports.set(transport.id, transport);
-    transport.observer.once('close', () => {
-      peer.transports.delete(transport.id);
-      if (peer.recv === transport) peer.recv = undefined;
-    });
     transport.on('dtlsstatechange', (state) => {
       if (state === 'failed' || state === 'closed') {
         this.#log.info({ socketId: peer.socketId, transportId: transport.id, state }, 'dtls');
       }
     });
-    if (direction === 'recv' && rtpCapabilities !== undefined) {
-      // One receiving transport per peer: a new one replaces the old (its consumers close).
-      const previous = peer.recv;
-      peer.recv = transport;
-      peer.setCapabilities(rtpCapabilities);
-      previous?.close();
-      // The reply goes first; the consumers follow as events (the client queues them
-      // until its transport exists).
-      setImmediate(() => {
-        this.#consumeAllFor(peer);
-      });
-    }
+    this.#register(peer, { kind: 'webrtc', direction, transport }, rtpCapabilities);
     return {
       id: transport.id,
       iceParameters: transport.iceParameters,
@@ -158,12 +138,60 @@ export class MediaRoom {
     };
   }
 
+  async createPlainTransport(
+    req: Req<'createPlainTransport'>,
+    signal: AbortSignal,
+  ): Promise<Rep<'createPlainTransport'>> {
+    const { listen } = this.#deps;
+    if (listen === undefined) {
+      throw new ProtocolError('UNKNOWN_ACTION', 'plain transports are disabled on this node');
+    }
+    const { direction, rtpCapabilities } = req.data;
+    if (direction === 'recv' && rtpCapabilities === undefined) {
+      throw new ProtocolError('JSON_FIELD_MISSING', '/d/rtpCapabilities (a receiving transport)');
+    }
+    const peer = await this.#peer(req, signal, true);
+    this.#checkTransportLimit(peer);
+    const transport = await peer.route.router.createPlainTransport({
+      listenInfo: {
+        protocol: 'udp',
+        ip: listen.ip,
+        ...(listen.announcedAddress === undefined
+          ? {}
+          : { announcedAddress: listen.announcedAddress }),
+      },
+      rtcpMux: true,
+      // A sender is learnt from its first packet; a receiver is told where to send.
+      comedia: direction === 'send',
+      appData: { socketId: peer.socketId, direction },
+    });
+    this.#register(peer, { kind: 'plain', direction, transport }, rtpCapabilities);
+    return {
+      id: transport.id,
+      ip: listen.announcedAddress ?? transport.tuple.localAddress,
+      port: transport.tuple.localPort,
+    };
+  }
+
+  async connectPlainTransport(
+    req: Req<'connectPlainTransport'>,
+    signal: AbortSignal,
+  ): Promise<Rep<'connectPlainTransport'>> {
+    const peer = await this.#peer(req, signal, false);
+    const t = peer.transport(req.data.transportId);
+    if (t.kind !== 'plain' || t.direction !== 'recv') {
+      throw new ProtocolError('MEDIA_NOT_FOUND', `receiving plain transport ${t.transport.id}`);
+    }
+    await t.transport.connect({ ip: req.data.ip, port: req.data.port });
+    return {};
+  }
+
   async connectWebRtcTransport(
     req: Req<'connectWebRtcTransport'>,
     signal: AbortSignal,
   ): Promise<Rep<'connectWebRtcTransport'>> {
     const peer = await this.#peer(req, signal, false);
-    await peer.transport(req.data.transportId).connect({
+    await peer.webRtcTransport(req.data.transportId).connect({
       dtlsParameters: req.data.dtlsParameters,
     });
     return {};
@@ -171,7 +199,7 @@ export class MediaRoom {
 
   async restartIce(req: Req<'restartIce'>, signal: AbortSignal): Promise<Rep<'restartIce'>> {
     const peer = await this.#peer(req, signal, false);
-    const iceParameters = await peer.transport(req.data.transportId).restartIce();
+    const iceParameters = await peer.webRtcTransport(req.data.transportId).restartIce();
     return { iceParameters };
   }
 
@@ -180,14 +208,14 @@ export class MediaRoom {
     signal: AbortSignal,
   ): Promise<Rep<'getTransportStats'>> {
     const peer = await this.#peer(req, signal, false);
-    const stats = await peer.transport(req.data.transportId).getStats();
+    const stats = await peer.transport(req.data.transportId).transport.getStats();
     return { stats: stats as unknown as Record<string, unknown>[] };
   }
 
   async produce(req: Req<'produce'>, signal: AbortSignal): Promise<Rep<'produce'>> {
     const peer = await this.#peer(req, signal, false);
-    const transport = peer.transport(req.data.transportId);
-    if (transport.appData['direction'] !== 'send') {
+    const { transport, direction } = peer.transport(req.data.transportId);
+    if (direction !== 'send') {
       throw new ProtocolError('JSON_FIELD_INVALID', '/d/transportId: not a sending transport');
     }
     this.#checkProducerLimit(peer);
@@ -225,7 +253,7 @@ export class MediaRoom {
 
   async produceData(req: Req<'produceData'>, signal: AbortSignal): Promise<Rep<'produceData'>> {
     const peer = await this.#peer(req, signal, false);
-    const transport = peer.transport(req.data.transportId);
+    const transport = peer.webRtcTransport(req.data.transportId);
     if (transport.sctpParameters === undefined) {
       throw new ProtocolError('JSON_FIELD_INVALID', '/d/transportId: SCTP is not enabled on it');
     }
@@ -521,6 +549,43 @@ export class MediaRoom {
     for (const peer of this.#placedPeers()) this.#deps.send(peer.socketId, event);
   }
 
+  #checkTransportLimit(peer: MediaPeer): void {
+    if (peer.transports.size >= this.#deps.limits.maxTransportsPerPeer) {
+      throw new ProtocolError('MEDIA_LIMIT', 'transports');
+    }
+  }
+
+  /** Keep a new transport on its peer (closing it if the peer left meanwhile). */
+  #register(
+    peer: MediaPeer,
+    t: MediaTransport,
+    rtpCapabilities: RtpCapabilities | undefined,
+  ): void {
+    const { transport } = t;
+    if (peer.closed || this.#closed) {
+      transport.close();
+      throw new ProtocolError('MEDIA_NOT_FOUND', 'the session left');
+    }
+    this.#deps.pool.track(peer.route.slot, transport);
+    peer.transports.set(transport.id, t);
+    (transport.observer as types.TransportObserver).once('close', () => {
+      peer.transports.delete(transport.id);
+      if (peer.recv === t) peer.recv = undefined;
+    });
+    if (t.direction === 'recv' && rtpCapabilities !== undefined) {
+      // One receiving transport per peer: a new one replaces the old (its consumers close).
+      const previous = peer.recv;
+      peer.recv = t;
+      peer.setCapabilities(rtpCapabilities);
+      previous?.transport.close();
+      // The reply goes first; the consumers follow as events (the client queues them
+      // until its transport exists).
+      setImmediate(() => {
+        this.#consumeAllFor(peer);
+      });
+    }
+  }
+
   #checkProducerLimit(peer: MediaPeer): void {
     if (peer.producers.size + peer.dataProducers.size >= this.#deps.limits.maxProducersPerPeer) {
       throw new ProtocolError('MEDIA_LIMIT', 'producers');
@@ -566,7 +631,7 @@ export class MediaRoom {
     owner: MediaPeer,
     producer: types.Producer<ProducerData>,
   ): Promise<void> {
-    const transport = peer.recv;
+    const transport = peer.recv?.transport;
     const caps = peer.rtpCapabilities;
     if (transport === undefined || caps === undefined || producer.closed || peer.closed) return;
     if ([...peer.consumers.values()].some((c) => c.producerId === producer.id)) return;
@@ -578,7 +643,7 @@ export class MediaRoom {
       );
       return;
     }
-    if (isClosed(producer) || isClosed(peer) || peer.recv !== transport) return;
+    if (isClosed(producer) || isClosed(peer) || peer.recv?.transport !== transport) return;
     const consumer = await transport.consume({
       producerId: producer.id,
       rtpCapabilities: caps,
@@ -647,11 +712,13 @@ export class MediaRoom {
     owner: MediaPeer,
     dataProducer: types.DataProducer<ProducerData>,
   ): Promise<void> {
-    const transport = peer.recv;
-    if (transport?.sctpParameters === undefined || dataProducer.closed || peer.closed) return;
+    const recv = peer.recv;
+    if (recv?.kind !== 'webrtc' || dataProducer.closed || peer.closed) return;
+    const transport = recv.transport;
+    if (transport.sctpParameters === undefined) return;
     if ([...peer.dataConsumers.values()].some((c) => c.dataProducerId === dataProducer.id)) return;
     await this.#pipe('data', dataProducer.id, owner.route, peer.route);
-    if (isClosed(dataProducer) || isClosed(peer) || peer.recv !== transport) return;
+    if (isClosed(dataProducer) || isClosed(peer) || peer.recv !== recv) return;
     const dataConsumer = await transport.consumeData({ dataProducerId: dataProducer.id });
     peer.dataConsumers.set(dataConsumer.id, dataConsumer);
     dataConsumer.observer.once('close', () => peer.dataConsumers.delete(dataConsumer.id));

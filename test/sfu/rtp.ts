@@ -1,0 +1,68 @@
+/**
+ * A tiny VP8 RTP source for tests: one single-packet key frame every 1/fps seconds to a UDP
+ * address, until stopped. Enough for mediasoup to see a live stream (and forward it).
+ */
+import dgram from 'node:dgram';
+
+export interface RtpSource {
+  readonly sent: number;
+  stop(): void;
+}
+
+export function vp8Source(target: { ip: string; port: number }, ssrc: number, fps = 30): RtpSource {
+  const socket = dgram.createSocket('udp4');
+  let seq = 1;
+  let sent = 0;
+  let stopped = false;
+  const t0 = Date.now();
+  const timer = setInterval(() => {
+    const header = Buffer.alloc(12);
+    header[0] = 0x80; // V=2
+    header[1] = 0x80 | 101; // marker, PT 101
+    header.writeUInt16BE(seq++ & 0xffff, 2);
+    header.writeUInt32BE(((Date.now() - t0) * 90) >>> 0, 4);
+    header.writeUInt32BE(ssrc, 8);
+    // VP8 payload descriptor (S=1, PID 0), then a key frame header: P=0, start code, 320x240.
+    const vp8 = Buffer.from([0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+    const payload = Buffer.concat([header, vp8, Buffer.alloc(400, 0x55)]);
+    socket.send(payload, target.port, target.ip, (err) => {
+      if (err === null) sent++;
+    });
+  }, 1000 / fps);
+  return {
+    get sent() {
+      return sent;
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      socket.close();
+    },
+  };
+}
+
+/** A UDP socket that counts what it receives. */
+export async function udpSink(): Promise<{
+  port: number;
+  readonly packets: number;
+  close(): void;
+}> {
+  const socket = dgram.createSocket('udp4');
+  let packets = 0;
+  socket.on('message', () => {
+    packets++;
+  });
+  await new Promise<void>((resolve) => {
+    socket.bind(0, '127.0.0.1', resolve);
+  });
+  return {
+    port: socket.address().port,
+    get packets() {
+      return packets;
+    },
+    close() {
+      socket.close();
+    },
+  };
+}
