@@ -270,6 +270,22 @@ describe('one media node, one worker', () => {
     expect(await code('getTransportStats', { transportId: send.id })).toBe('ok');
   });
 
+  it('bad messages on the media subjects are refused; the node and the rooms service keep serving', async () => {
+    const { mediaSubjects, Media } = await import('@switchboard/protocol');
+    const subject = mediaSubjects.nodeRpc(sfu.subjectPrefix, 'media-1', 'produce');
+    for (const payload of [{}, { roomId: 'x' }, 'not an object', { data: { transportId: 1 } }]) {
+      await expect(
+        sfu.bus.requestSubject(subject, payload, Media.produce.reply),
+      ).rejects.toMatchObject({
+        errorName: expect.stringMatching(/^JSON_FIELD_(INVALID|MISSING)$/) as unknown,
+      });
+    }
+    // A heartbeat that is not one is dropped by the rooms service.
+    sfu.bus.publish(mediaSubjects.heartbeat(sfu.subjectPrefix), { nodeId: 'x y', load: -1 });
+    const { c } = await member(sfu, 'm-after-bad', { recv: false });
+    expect((await c.request('getRouterRtpCapabilities')).s).toBe(true);
+  });
+
   it('the worker hosting a room dies: its members get eventMediaReset and start again', async () => {
     const a = await member(sfu, 'm-worker');
     const b = await member(sfu, 'm-worker');
