@@ -169,6 +169,19 @@ describe('one media node, one worker', () => {
     await b.c.event('eventLeave');
   });
 
+  it('a member that drops keeps its media through its window, and loses it when the window ends', async () => {
+    const a = await member(sfu, 'm-window');
+    const b = await member(sfu, 'm-window');
+    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(9001) });
+    const consumerId = ((await b.c.event('eventNewConsumer')).d as { id: string }).id;
+    a.c.kill();
+    await new Promise((r) => setTimeout(r, SFU_TIMINGS.RECONNECT_WINDOW_MS / 2));
+    expect(b.c.events('eventConsumerClosed')).toHaveLength(0);
+    const closed = await b.c.event('eventConsumerClosed', 10_000);
+    expect(closed.d).toEqual({ consumerId });
+    await b.c.event('eventLeave');
+  });
+
   it('forwards plain RTP to a plain receiver, and reports a producer that stops as frozen', async () => {
     const a = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-plain', 'broadcaster');
     const b = await member(sfu, 'm-plain');
