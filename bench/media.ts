@@ -1,0 +1,761 @@
+/**
+ * `./run bench media [-- flags]`: SFU forwarding. A synthetic RTP sender (`lib/rtp-sender.ts`:
+ * VP8 at --bitrate, optionally Opus) feeds one producer; N consumers, each on its own
+ * PlainTransport, forward to N UDP sinks (`lib/udp-sink.ts`), all on one mediasoup worker.
+ * For each N of --consumers and each scenario: set up, start the sender (its first frame is a
+ * key frame), wait --warmup seconds, then measure over --seconds: packets per second in and
+ * out, the CPU of the processes that forward (user + system, from /proc), CPU per consumer
+ * and per forwarded packet; then stop, drain, and count delivery over the whole run
+ * (packets the sinks got / packets sent × N) and where any loss happened.
+ *
+ * Scenarios (`lib/media-scenario.ts`, registered in SCENARIOS below): "bare", mediasoup driven
+ * from this process (`lib/media-bare.ts`), the baseline every other scenario is compared with
+ * in the same run (measurements interleaved: for each N, every scenario).
+ *
+ * Prints a table and writes it, with every figure, to
+ * <ARTIFACTS_DIR>/bench/media-<timestamp>.json. Exit 0 on success; 1 on a failure or failed
+ * check (a silent sink, a sender below 90% of its rate, a window that ran late; the results
+ * are still written after a failed check); 2 on bad flags; 130 on SIGINT. `--help` lists the
+ * flags (each also read from an environment variable).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { ARTIFACTS_DIR, ROOT } from '@switchboard/devstack';
+import { BareScenario } from './lib/media-bare.ts';
+import { PlatformScenario } from './lib/media-platform.ts';
+import type { Scenario, StreamSpec } from './lib/media-scenario.ts';
+import { machineCpuMs } from './lib/proc-cpu.ts';
+import {
+  RtpSender,
+  defaultVideo,
+  deltaFrameBytes,
+  packetsPerFrame,
+  type RtpSenderCounts,
+  type RtpSenderOptions,
+} from './lib/rtp-sender.ts';
+import { UdpSinks } from './lib/udp-sink.ts';
+
+// ------------------------------------------------------------------------------- options
+
+const SCENARIOS: Record<string, () => Scenario> = {
+  bare: () => new BareScenario(),
+  platform: () => new PlatformScenario(),
+};
+
+interface Options {
+  consumers: number[];
+  seconds: number;
+  warmup: number;
+  bitrate: number;
+  fps: number;
+  keyFrameInterval: number;
+  audio: boolean;
+  scenarios: string[];
+}
+
+const NUMBER_FLAGS = {
+  seconds: { env: 'BENCH_SECONDS', def: 5, min: 1, help: 'length of the measurement window, s' },
+  warmup: { env: 'BENCH_WARMUP', def: 1, min: 0.5, help: 'sending before the window, s' },
+  bitrate: { env: 'BENCH_BITRATE', def: 1_500_000, min: 10_000, help: 'video bits per second' },
+  fps: { env: 'BENCH_FPS', def: 30, min: 1, help: 'video frames per second' },
+  'keyframe-interval': {
+    env: 'BENCH_KEYFRAME_INTERVAL',
+    def: 2,
+    min: 0,
+    help: 'seconds between key frames (0: the first and those asked for by PLI only)',
+  },
+} as const;
+type NumberFlag = keyof typeof NUMBER_FLAGS;
+
+const DEFAULT_CONSUMERS = [1, 10, 50, 100, 200];
+
+function usage(): string {
+  const lines = Object.entries(NUMBER_FLAGS).map(
+    ([name, f]) => `  --${name.padEnd(18)} ${f.help} (env ${f.env}, default ${f.def})`,
+  );
+  return [
+    'usage: ./run bench media [-- flags]',
+    `  --consumers          consumer counts to measure, comma-separated (env BENCH_CONSUMERS, default ${DEFAULT_CONSUMERS.join(',')})`,
+    ...lines,
+    '  --audio              also an Opus stream, 20 ms packets at 64 kbit/s (env BENCH_AUDIO=1)',
+    `  --scenarios          comma-separated, of: ${Object.keys(SCENARIOS).join(', ')} (env BENCH_SCENARIOS, default all)`,
+  ].join('\n');
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: string[]): Options | undefined {
+  // `./run bench media -- --consumers 10` passes the `--` on.
+  const args = argv[0] === '--' ? argv.slice(1) : argv;
+  const config = {
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      ...(Object.fromEntries(
+        Object.keys(NUMBER_FLAGS).map((k) => [k, { type: 'string' as const }]),
+      ) as Record<NumberFlag, { type: 'string' }>),
+      consumers: { type: 'string' },
+      scenarios: { type: 'string' },
+      audio: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  } as const;
+  let parsed: ReturnType<typeof parseArgs<typeof config>>;
+  try {
+    parsed = parseArgs(config);
+  } catch (err) {
+    throw new UsageError(errMessage(err), { cause: err });
+  }
+  const { values } = parsed;
+  if (values.help === true) return undefined;
+  const num = (name: NumberFlag): number => {
+    const f = NUMBER_FLAGS[name];
+    const raw = values[name] ?? process.env[f.env];
+    if (raw === undefined || raw === '') return f.def;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < f.min)
+      throw new UsageError(`--${name} (${f.env}) must be a number >= ${f.min} (got ${raw})`);
+    return n;
+  };
+  const list = (raw: string | undefined): string[] | undefined =>
+    raw === undefined || raw.trim() === ''
+      ? undefined
+      : raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '');
+  const consumers = (list(values.consumers ?? process.env['BENCH_CONSUMERS']) ?? []).map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1 || n > 5000)
+      throw new UsageError(`--consumers: not an integer from 1 to 5000: ${s}`);
+    return n;
+  });
+  const scenarios =
+    list(values.scenarios ?? process.env['BENCH_SCENARIOS']) ?? Object.keys(SCENARIOS);
+  for (const s of scenarios)
+    if (!(s in SCENARIOS))
+      throw new UsageError(
+        `--scenarios: unknown scenario ${s} (${Object.keys(SCENARIOS).join(', ')})`,
+      );
+  return {
+    consumers:
+      consumers.length > 0 ? [...new Set(consumers)].sort((a, b) => a - b) : DEFAULT_CONSUMERS,
+    seconds: num('seconds'),
+    warmup: num('warmup'),
+    bitrate: num('bitrate'),
+    fps: num('fps'),
+    keyFrameInterval: num('keyframe-interval'),
+    audio: values.audio === true || ['1', 'true', 'yes'].includes(process.env['BENCH_AUDIO'] ?? ''),
+    scenarios,
+  };
+}
+
+// ------------------------------------------------------------------------------- helpers
+
+const started = performance.now();
+function log(msg: string): void {
+  const t = ((performance.now() - started) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[bench ${t}s] ${msg}\n`);
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const round = (x: number, digits = 2): number => {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
+
+const VIDEO_SSRC = 0x1111_0001;
+const AUDIO_SSRC = 0x2222_0001;
+
+function streamSpecs(opts: Options): StreamSpec[] {
+  const video: StreamSpec = {
+    kind: 'video',
+    mimeType: 'video/VP8',
+    clockRate: 90_000,
+    payloadType: 101,
+    ssrc: VIDEO_SSRC,
+    rtcpFeedback: [
+      { type: 'nack' },
+      { type: 'nack', parameter: 'pli' },
+      { type: 'ccm', parameter: 'fir' },
+    ],
+  };
+  const audio: StreamSpec = {
+    kind: 'audio',
+    mimeType: 'audio/opus',
+    clockRate: 48_000,
+    channels: 2,
+    payloadType: 100,
+    ssrc: AUDIO_SSRC,
+    rtcpFeedback: [],
+  };
+  return opts.audio ? [video, audio] : [video];
+}
+
+function senderOptions(opts: Options, target: { ip: string; port: number }): RtpSenderOptions {
+  return {
+    target,
+    video: defaultVideo({
+      ssrc: VIDEO_SSRC,
+      bitrate: opts.bitrate,
+      fps: opts.fps,
+      keyFrameIntervalS: opts.keyFrameInterval,
+    }),
+    ...(opts.audio ? { audio: { payloadType: 100, ssrc: AUDIO_SSRC, payloadBytes: 160 } } : {}),
+  };
+}
+
+/** Packets per second the sender should send, on average. */
+function targetPps(opts: Options): number {
+  const v = defaultVideo({
+    bitrate: opts.bitrate,
+    fps: opts.fps,
+    keyFrameIntervalS: opts.keyFrameInterval,
+  });
+  const gop = v.keyFrameIntervalS > 0 ? Math.max(1, Math.round(v.keyFrameIntervalS * v.fps)) : 0;
+  const delta = deltaFrameBytes(v);
+  const deltaPackets = packetsPerFrame(delta, v.maxPacketBytes);
+  const keyPackets = packetsPerFrame(Math.round(delta * v.keyFrameScale), v.maxPacketBytes);
+  const videoPps =
+    gop === 0 ? deltaPackets * v.fps : ((deltaPackets * (gop - 1) + keyPackets) / gop) * v.fps;
+  return videoPps + (opts.audio ? 50 : 0);
+}
+
+function sentPackets(c: RtpSenderCounts): number {
+  return c.video.packets + c.audio.packets;
+}
+
+// ------------------------------------------------------------------------------ measuring
+
+interface Measurement {
+  scenario: string;
+  consumers: number;
+  /**
+   * RTP packets per second, sent by the sender and received by all sinks together, over the
+   * whole sending time (the sinks drained): exact, whereas over the window a sink that reads
+   * late, or a frame in flight at an edge, shifts packets out of it.
+   */
+  ppsIn: number;
+  ppsOut: number;
+  /** mediasoup's bandwidth probes the sinks got (not media; not in ppsOut), per second. */
+  ppsProbes: number;
+  sendSeconds: number;
+  /** The measurement window (CPU), and the packet rates within it. */
+  window: { seconds: number; ppsIn: number; ppsOut: number; delivered: number };
+  /** CPU of the forwarding processes, % of one core, and by process. */
+  cpuPercent: number;
+  cpuPercentBy: Record<string, number>;
+  cpuPercentPerConsumer: number;
+  /** CPU µs per media packet forwarded (the window's CPU over ppsOut × its length). */
+  cpuUsPerPacketOut: number;
+  /** Slope from the previous consumer count: Δ CPU % / Δ N (undefined for the first). */
+  marginalCpuPercentPerConsumer: number | undefined;
+  /** This process (the sender and the sinks): CPU % of one core, event loop busy %. */
+  loadGenerator: { cpuPercent: number; loopBusyPercent: number };
+  /** The whole machine: busy CPU summed over cores, % of one core (at most cores × 100). */
+  machineBusyPercent: number;
+  /** From the sender's start to the end (after a drain), whole-run counts. */
+  totals: {
+    sent: number;
+    keyFrames: number;
+    pliReceived: number;
+    firReceived: number;
+    producerReceived: number | undefined;
+    consumersSent: number | undefined;
+    sinksReceived: number;
+    sinksProbes: number;
+    /** Sinks' sequence-number spans: what the consumers sent that the sinks should have got. */
+    sinksExpectedBySeq: number;
+    silentSinks: number;
+    /** Datagrams the kernel dropped at the sinks (their receive buffers were full). */
+    sinkKernelDrops: number | undefined;
+    sinkRecvBufferBytes: number | undefined;
+    perSinkMin: number;
+    perSinkMax: number;
+    /** sinksReceived / (sent × N): every consumer forwards from the first (key) frame on. */
+    delivered: number;
+  };
+  setupSeconds: number;
+  /** How long the CPU readings at the window's start and end took (round trips). */
+  cpuReadMs: [number, number];
+  sendErrors: number;
+  lateTicks: number;
+}
+
+interface Snapshot {
+  t: number;
+  cpuReadMs: number;
+  sent: number;
+  received: number;
+  probes: number;
+  cpu: Record<string, number>;
+  self: NodeJS.CpuUsage;
+  elu: ReturnType<typeof performance.eventLoopUtilization>;
+  machine: ReturnType<typeof machineCpuMs>;
+}
+
+async function measure(
+  scenario: Scenario,
+  n: number,
+  opts: Options,
+  signal: AbortSignal,
+  anomalies: string[],
+  previous: Measurement | undefined,
+): Promise<Measurement> {
+  const tag = `${scenario.name} N=${n}`;
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    const t0 = performance.now();
+    const sinks = await UdpSinks.open(n);
+    cleanups.push(async () => {
+      await sinks.close();
+    });
+    const run = await scenario.setup({ sinks: sinks.addresses, streams: streamSpecs(opts) });
+    cleanups.push(async () => {
+      await run.teardown();
+    });
+    const setupSeconds = (performance.now() - t0) / 1000;
+    signal.throwIfAborted();
+    const sender = await RtpSender.open(senderOptions(opts, run.producerTarget));
+    cleanups.push(async () => {
+      await sender.close();
+    });
+    log(
+      `${tag}: set up in ${setupSeconds.toFixed(2)} s; sending to ${run.producerTarget.ip}:${run.producerTarget.port}`,
+    );
+    const sendStart = performance.now();
+    sender.start();
+    await sleep(opts.warmup * 1000, undefined, { signal });
+
+    const snap = async (): Promise<Snapshot> => {
+      // The CPU reading may be a round trip (bare reads /proc; another scenario may have to
+      // ask); the counts are taken together, synchronously, as soon as it is back. How long
+      // it took says whether the window's edges are sharp.
+      const t0 = performance.now();
+      const cpu = await run.cpuTimeMs();
+      const t = performance.now();
+      const totals = sinks.totals();
+      return {
+        t,
+        cpuReadMs: t - t0,
+        sent: sentPackets(sender.counts()),
+        received: totals.rtpPackets,
+        probes: totals.probePackets,
+        cpu,
+        self: process.cpuUsage(),
+        elu: performance.eventLoopUtilization(),
+        machine: machineCpuMs(),
+      };
+    };
+    const a = await snap();
+    await sleep(opts.seconds * 1000, undefined, { signal });
+    const b = await snap();
+    sender.stop();
+    const sendSeconds = (performance.now() - sendStart) / 1000;
+    // Let what is in flight arrive: until the sinks' count stands still for 100 ms (2 s at most).
+    let settled = 0;
+    for (let last = -1, i = 0; i < 40 && settled < 2; i++) {
+      await sleep(50, undefined, { signal });
+      const now = sinks.totals().rtpPackets;
+      settled = now === last ? settled + 1 : 0;
+      last = now;
+    }
+
+    const wallMs = b.t - a.t;
+    const inPackets = b.sent - a.sent;
+    const outPackets = b.received - a.received;
+    const cpuPercentBy: Record<string, number> = {};
+    let cpuMs = 0;
+    for (const [name, ms] of Object.entries(b.cpu)) {
+      const d = ms - (a.cpu[name] ?? 0);
+      cpuMs += d;
+      cpuPercentBy[name] = round((d / wallMs) * 100);
+    }
+    const cpuPercent = (cpuMs / wallMs) * 100;
+    const selfCpuUs = b.self.user + b.self.system - (a.self.user + a.self.system);
+    // os.cpus() times: summed over cores; their total advances by cores × wall time.
+    const machineBusy =
+      ((b.machine.busyMs - a.machine.busyMs) / Math.max(1, b.machine.totalMs - a.machine.totalMs)) *
+      b.machine.cores;
+
+    const counts = sender.counts();
+    const sinkTotals = sinks.totals();
+    const perSink = sinks.perSink();
+    const ms = run.mediasoupCounts === undefined ? undefined : await run.mediasoupCounts();
+    const sent = sentPackets(counts);
+    const m: Measurement = {
+      scenario: scenario.name,
+      consumers: n,
+      ppsIn: round(sent / sendSeconds, 1),
+      ppsOut: round(sinkTotals.rtpPackets / sendSeconds, 1),
+      ppsProbes: round((b.probes - a.probes) / (wallMs / 1000), 1),
+      sendSeconds: round(sendSeconds, 3),
+      window: {
+        seconds: round(wallMs / 1000, 3),
+        ppsIn: round(inPackets / (wallMs / 1000), 1),
+        ppsOut: round(outPackets / (wallMs / 1000), 1),
+        delivered: round(inPackets === 0 ? 0 : outPackets / (inPackets * n), 5),
+      },
+      cpuPercent: round(cpuPercent),
+      cpuPercentBy,
+      cpuPercentPerConsumer: round(cpuPercent / n, 4),
+      cpuUsPerPacketOut: round(
+        sinkTotals.rtpPackets === 0
+          ? NaN
+          : (cpuMs * 1000) / ((sinkTotals.rtpPackets / sendSeconds) * (wallMs / 1000)),
+      ),
+      marginalCpuPercentPerConsumer:
+        previous === undefined
+          ? undefined
+          : round((cpuPercent - previous.cpuPercent) / (n - previous.consumers), 4),
+      loadGenerator: {
+        cpuPercent: round((selfCpuUs / 1000 / wallMs) * 100, 1),
+        loopBusyPercent: round(performance.eventLoopUtilization(b.elu, a.elu).utilization * 100, 1),
+      },
+      machineBusyPercent: round(machineBusy * 100, 1),
+      totals: {
+        sent,
+        keyFrames: counts.video.keyFrames,
+        pliReceived: counts.pli,
+        firReceived: counts.fir,
+        producerReceived: ms?.producerPackets,
+        consumersSent: ms?.consumerPackets,
+        sinksReceived: sinkTotals.rtpPackets,
+        sinksProbes: sinkTotals.probePackets,
+        sinksExpectedBySeq: sinkTotals.expectedBySeq,
+        silentSinks: sinkTotals.silent,
+        sinkKernelDrops: sinks.kernelDrops(),
+        sinkRecvBufferBytes: sinks.recvBufferBytes,
+        perSinkMin: Math.min(...perSink),
+        perSinkMax: Math.max(...perSink),
+        delivered: round(sent === 0 ? 0 : sinkTotals.rtpPackets / (sent * n), 5),
+      },
+      setupSeconds: round(setupSeconds, 3),
+      cpuReadMs: [round(a.cpuReadMs, 1), round(b.cpuReadMs, 1)],
+      sendErrors: counts.sendErrors,
+      lateTicks: counts.lateTicks,
+    };
+
+    if (Math.max(a.cpuReadMs, b.cpuReadMs) > 50)
+      anomalies.push(
+        `${tag}: the CPU readings at the window's edges took ${round(a.cpuReadMs)} and ` +
+          `${round(b.cpuReadMs)} ms: the forwarding process is overloaded, its CPU % is blurred`,
+      );
+    if (sinkTotals.silent > 0)
+      anomalies.push(`${tag}: ${sinkTotals.silent} of ${n} sinks received no RTP at all`);
+    const target = targetPps(opts);
+    if (m.ppsIn < target * 0.9)
+      anomalies.push(`${tag}: the sender managed ${m.ppsIn} pps of ${round(target, 1)}`);
+    if (counts.sendErrors > 0)
+      anomalies.push(`${tag}: ${counts.sendErrors} send errors (${errMessage(sender.lastError)})`);
+    if (sinks.errors.length > 0)
+      anomalies.push(
+        `${tag}: sink socket errors: ${sinks.errors.map((e) => e.message).join('; ')}`,
+      );
+    log(
+      `${tag}: in ${m.ppsIn} pps, out ${m.ppsOut} pps (delivered ${(m.totals.delivered * 100).toFixed(2)}%), ` +
+        `CPU ${m.cpuPercent}% (${m.cpuPercentPerConsumer}%/consumer), this process ${m.loadGenerator.cpuPercent}%`,
+    );
+    return m;
+  } finally {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        anomalies.push(`${tag}: clean-up: ${errMessage(err)}`);
+      }
+    }
+  }
+}
+
+/** Least squares of CPU % on N: the fixed (ingress) part and the part per consumer. */
+function fit(
+  ms: readonly Measurement[],
+): { fixedPercent: number; perConsumerPercent: number } | undefined {
+  if (ms.length < 2) return undefined;
+  const xs = ms.map((m) => m.consumers);
+  const ys = ms.map((m) => m.cpuPercent);
+  const mx = xs.reduce((s, x) => s + x, 0) / xs.length;
+  const my = ys.reduce((s, y) => s + y, 0) / ys.length;
+  let sxy = 0;
+  let sxx = 0;
+  xs.forEach((x, i) => {
+    sxy += (x - mx) * ((ys[i] ?? 0) - my);
+    sxx += (x - mx) ** 2;
+  });
+  if (sxx === 0) return undefined;
+  const slope = sxy / sxx;
+  return { fixedPercent: round(my - slope * mx, 3), perConsumerPercent: round(slope, 4) };
+}
+
+// ---------------------------------------------------------------------------------- report
+
+function table(rows: string[][], rightAlign: (col: number) => boolean): string[] {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) =>
+    r
+      .map((c, i) => (rightAlign(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+function report(
+  opts: Options,
+  scenarios: readonly Scenario[],
+  results: ReadonlyMap<string, Measurement[]>,
+  fits: Record<string, ReturnType<typeof fit>>,
+): string {
+  const v = defaultVideo({
+    bitrate: opts.bitrate,
+    fps: opts.fps,
+    keyFrameIntervalS: opts.keyFrameInterval,
+  });
+  const pct = (x: number, d = 1): string => `${x.toFixed(d)}%`;
+  const ratio = (a: number, b: number): string =>
+    b === 0 || !Number.isFinite(a / b) ? '—' : `${(a / b).toFixed(2)}×`;
+  const base = scenarios[0]?.name ?? 'bare';
+  const others = scenarios.slice(1);
+  const head1 = [''];
+  const head2 = ['consumers'];
+  for (const s of scenarios) {
+    head1.push(s.name, '', '', '', '', '', '');
+    head2.push('pps in', 'pps out', 'delivered', 'CPU', 'CPU/consumer', 'marginal', 'µs/pkt');
+  }
+  for (const s of others) {
+    head1.push(`${s.name} / ${base}`, '', '');
+    head2.push('CPU', 'CPU/consumer', 'pps out');
+  }
+  const rows: string[][] = [head1, head2];
+  for (const n of opts.consumers) {
+    const row = [String(n)];
+    const at = (name: string): Measurement | undefined =>
+      results.get(name)?.find((m) => m.consumers === n);
+    for (const s of scenarios) {
+      const m = at(s.name);
+      if (m === undefined) {
+        row.push('—', '—', '—', '—', '—', '—', '—');
+        continue;
+      }
+      row.push(
+        m.ppsIn.toFixed(0),
+        m.ppsOut.toFixed(0),
+        pct(m.totals.delivered * 100, 2),
+        pct(m.cpuPercent),
+        pct(m.cpuPercentPerConsumer, 3),
+        m.marginalCpuPercentPerConsumer === undefined
+          ? '—'
+          : pct(m.marginalCpuPercentPerConsumer, 3),
+        m.cpuUsPerPacketOut.toFixed(2),
+      );
+    }
+    const b = at(base);
+    for (const s of others) {
+      const m = at(s.name);
+      if (m === undefined || b === undefined) {
+        row.push('—', '—', '—');
+        continue;
+      }
+      row.push(
+        ratio(m.cpuPercent, b.cpuPercent),
+        ratio(m.cpuPercentPerConsumer, b.cpuPercentPerConsumer),
+        ratio(m.ppsOut, b.ppsOut),
+      );
+    }
+    rows.push(row);
+  }
+  const lines = table(rows, (i) => i > 0);
+
+  const notes: string[] = [];
+  for (const s of scenarios) {
+    const f = fits[s.name];
+    if (f !== undefined)
+      notes.push(
+        `${s.name}: CPU ≈ ${f.fixedPercent.toFixed(2)}% + ${f.perConsumerPercent.toFixed(3)}% × consumers (least squares over every N)`,
+      );
+  }
+  const load: string[] = [];
+  for (const s of scenarios)
+    for (const m of results.get(s.name) ?? [])
+      load.push(
+        `${s.name} N=${m.consumers}: this process ${m.loadGenerator.cpuPercent}% ` +
+          `(loop busy ${m.loadGenerator.loopBusyPercent}%), machine ${m.machineBusyPercent.toFixed(0)}%, ` +
+          `probes ${m.ppsProbes.toFixed(0)} pps`,
+      );
+  const losses: string[] = [];
+  for (const s of scenarios)
+    for (const m of results.get(s.name) ?? []) {
+      const t = m.totals;
+      if (t.delivered >= 0.999) continue;
+      losses.push(
+        `${s.name} N=${m.consumers}: sent ${t.sent}; producer got ${t.producerReceived ?? '?'}; ` +
+          `consumers sent ${t.consumersSent ?? '?'} of ${t.sent * m.consumers}; sinks got ${t.sinksReceived} ` +
+          `(${pct(t.delivered * 100, 2)}; sequence gaps ${t.sinksExpectedBySeq - t.sinksReceived}, ` +
+          `dropped by the kernel at the sinks ${t.sinkKernelDrops ?? '?'})`,
+      );
+    }
+
+  return [
+    `media forwarding benchmark: 1 sender → ${opts.audio ? '2 producers (VP8 + Opus)' : '1 VP8 producer'} → N consumers on one mediasoup worker, ` +
+      `each consumer on its own PlainTransport to its own UDP sink`,
+    `video ${opts.bitrate / 1000} kbit/s, ${opts.fps} fps, delta frames ${deltaFrameBytes(v)} B ` +
+      `(${packetsPerFrame(deltaFrameBytes(v), v.maxPacketBytes)} packets of ≤ ${v.maxPacketBytes} B), key frames ×${v.keyFrameScale} ` +
+      (opts.keyFrameInterval > 0 ? `every ${opts.keyFrameInterval} s` : 'on PLI only') +
+      `${opts.audio ? '; Opus 64 kbit/s, 20 ms' : ''}; ~${targetPps(opts).toFixed(0)} pps in; ` +
+      `${opts.warmup} s warm-up, ${opts.seconds} s window`,
+    `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
+    ...scenarios.map((s) => `${s.name}: ${s.description}`),
+    '',
+    ...lines,
+    '',
+    ...notes,
+    'CPU: user + system time of the processes that forward (bare: the worker, all threads, from',
+    '/proc schedstat), % of one core over the window.',
+    'marginal: Δ CPU / Δ consumers from the previous row. µs/pkt: CPU time per media packet out.',
+    'delivered: media packets the sinks got / (packets sent × consumers), whole run (drained).',
+    'Per run: CPU of the sender and sinks (this process), of the whole machine (of ' +
+      `${os.cpus().length * 100}%) and mediasoup's bandwidth probes (transport-cc is negotiated, ` +
+      'no feedback comes back; not media, not in pps out):',
+    ...load.map((l) => `  ${l}`),
+    ...(losses.length > 0
+      ? ['whole-run counts where delivery was below 99.9%:', ...losses.map((l) => `  ${l}`)]
+      : []),
+  ].join('\n');
+}
+
+function gitRevision(): string | undefined {
+  try {
+    const rev = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' });
+    return dirty.trim() === '' ? rev : `${rev} (with uncommitted changes)`;
+  } catch {
+    return undefined;
+  }
+}
+
+// ------------------------------------------------------------------------------------ main
+
+async function main(
+  signal: AbortSignal,
+  anomalies: string[],
+  started: Scenario[],
+): Promise<number> {
+  const opts = parseOptions(process.argv.slice(2));
+  if (opts === undefined) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const startedAt = new Date();
+  const scenarios = opts.scenarios.map((name) => {
+    const make = SCENARIOS[name];
+    if (make === undefined) throw new UsageError(`unknown scenario ${name}`);
+    return make();
+  });
+  for (const s of scenarios) {
+    log(`${s.name}: starting (${s.description})`);
+    started.push(s);
+    await s.start();
+  }
+  const results = new Map<string, Measurement[]>(scenarios.map((s) => [s.name, []]));
+  // Interleaved (for each N, every scenario) so that drift in the machine hits all alike.
+  for (const n of opts.consumers)
+    for (const s of scenarios) {
+      const done = results.get(s.name) ?? [];
+      done.push(await measure(s, n, opts, signal, anomalies, done.at(-1)));
+      results.set(s.name, done);
+    }
+  const fits = Object.fromEntries(scenarios.map((s) => [s.name, fit(results.get(s.name) ?? [])]));
+
+  const text = report(opts, scenarios, results, fits);
+  process.stdout.write(`\n${text}\n`);
+  if (anomalies.length > 0) {
+    process.stdout.write(`\nFAILED CHECKS (${anomalies.length}):\n`);
+    for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
+  }
+
+  const dir = join(ARTIFACTS_DIR, 'bench');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `media-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const v = defaultVideo({
+    bitrate: opts.bitrate,
+    fps: opts.fps,
+    keyFrameIntervalS: opts.keyFrameInterval,
+  });
+  const result = {
+    benchmark: 'media',
+    startedAt: startedAt.toISOString(),
+    revision: gitRevision(),
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+    },
+    options: opts,
+    sender: { video: v, deltaFrameBytes: deltaFrameBytes(v), targetPps: round(targetPps(opts), 1) },
+    scenarios: Object.fromEntries(
+      scenarios.map((s) => [
+        s.name,
+        {
+          description: s.description,
+          info: s.info(),
+          fit: fits[s.name] ?? null,
+          results: results.get(s.name) ?? [],
+        },
+      ]),
+    ),
+    failedChecks: anomalies,
+    text,
+  };
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`\nResults written to ${file}\n`);
+  return anomalies.length > 0 ? 1 : 0;
+}
+
+const abort = new AbortController();
+const anomalies: string[] = [];
+const startedScenarios: Scenario[] = [];
+let interrupts = 0;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (++interrupts > 1) process.exit(130);
+    log(`${sig}: stopping (again to exit at once)`);
+    abort.abort(new Error(`interrupted by ${sig}`));
+  });
+}
+
+let code: number;
+try {
+  code = await main(abort.signal, anomalies, startedScenarios);
+} catch (err) {
+  if (err instanceof UsageError) {
+    process.stderr.write(`${err.message}\n\n${usage()}\n`);
+    code = 2;
+  } else if (abort.signal.aborted) {
+    code = 130;
+  } else {
+    log(`FAILED: ${errMessage(err)}`);
+    for (const a of anomalies.slice(0, 20)) log(`failed check: ${a}`);
+    code = 1;
+  }
+}
+for (const s of startedScenarios.reverse()) {
+  try {
+    await s.close();
+  } catch (err) {
+    log(`clean-up: ${s.name}: ${errMessage(err)}`);
+    if (code === 0) code = 1;
+  }
+}
+process.exit(code);
