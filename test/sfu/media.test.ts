@@ -272,7 +272,19 @@ describe('one media node, one worker', () => {
     expect(await code('resumeConsumer', { consumerId: missing })).toBe(
       ErrorCodes.MEDIA_NOT_FOUND.code,
     );
-    // A consumer id of another room's peer is not found either (ids are per session).
+    // A first request that places nothing hosts nothing on the node.
+    const rooms = async () =>
+      /^sb_media_rooms\{[^}]*\} (\d+)/m.exec(
+        await (await fetch(`${sfu.media[0]?.url ?? ''}/metrics`)).text(),
+      )?.[1];
+    const hosted = await rooms();
+    const idle = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-idle', 'idle');
+    open.push(idle);
+    expect(await idle.request('resumeConsumer', { consumerId: missing })).toMatchObject({
+      s: false,
+      e: ErrorCodes.MEDIA_NOT_FOUND.code,
+    });
+    expect(await rooms()).toBe(hosted);
     // Transports are limited per session.
     let limited: unknown = 'ok';
     for (let i = 0; i < 5 && limited === 'ok'; i++) {

@@ -77,6 +77,13 @@ const HANDLERS: { [A in MediaAction]: Run<A> } = {
   getTransportStats: (r, q, s) => r.getTransportStats(q, s),
 };
 
+/** The actions that may be a member's first on this node (they place it). */
+const CREATING: ReadonlySet<MediaAction> = new Set([
+  'getRouterRtpCapabilities',
+  'createWebRtcTransport',
+  'createPlainTransport',
+]);
+
 export class MediaNode {
   readonly #o: MediaNodeOptions;
   readonly #log: Logger;
@@ -151,7 +158,7 @@ export class MediaNode {
       method,
       async (raw, ctx) => {
         const req = raw as RpcRequest<(typeof Media)[A]> & { roomId: string };
-        const room = this.#room(req.roomId);
+        const room = this.#room(req.roomId, CREATING.has(action));
         try {
           return await run(room, req, ctx.signal);
         } catch (err) {
@@ -166,9 +173,11 @@ export class MediaNode {
     );
   }
 
-  #room(roomId: string): MediaRoom {
+  /** The hosted room; with `create`, hosting it if it is not (yet, or any more). */
+  #room(roomId: string, create: boolean): MediaRoom {
     const hosted = this.#rooms.get(roomId);
     if (hosted !== undefined && !hosted.room.closed) return hosted.room;
+    if (!create) throw new ProtocolError('MEDIA_NOT_FOUND', 'no media in this room here');
     if (!this.#accepting) throw new ProtocolError('SHUTTING_DOWN', 'this media node is leaving');
     const room = new MediaRoom(roomId, {
       pool: this.#o.pool,
