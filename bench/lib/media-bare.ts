@@ -6,7 +6,12 @@
  */
 import { mediasoup, type types } from './mediasoup.ts';
 import { procRunTimeMs } from './proc-cpu.ts';
-import type { Scenario, ScenarioRun, ScenarioSetup } from './media-scenario.ts';
+import {
+  rtpParametersOf,
+  type Scenario,
+  type ScenarioRun,
+  type ScenarioSetup,
+} from './media-scenario.ts';
 
 const MEDIA_CODECS: types.RouterRtpCodecCapability[] = [
   { kind: 'audio', mimeType: 'audio/opus', clockRate: 48_000, channels: 2 },
@@ -47,19 +52,7 @@ export class BareScenario implements Scenario {
         producers.push(
           await ingress.produce({
             kind: s.kind,
-            rtpParameters: {
-              codecs: [
-                {
-                  mimeType: s.mimeType,
-                  payloadType: s.payloadType,
-                  clockRate: s.clockRate,
-                  ...(s.channels === undefined ? {} : { channels: s.channels }),
-                  rtcpFeedback: s.rtcpFeedback,
-                },
-              ],
-              encodings: [{ ssrc: s.ssrc }],
-              rtcp: { cname: 'bench', reducedSize: true },
-            },
+            rtpParameters: rtpParametersOf(s),
           }),
         );
       }

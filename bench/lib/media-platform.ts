@@ -22,7 +22,12 @@ import {
 } from '@switchboard/devstack';
 import WebSocket from 'ws';
 import { procRunTimeMs } from './proc-cpu.ts';
-import type { Scenario, ScenarioRun, ScenarioSetup } from './media-scenario.ts';
+import {
+  rtpParametersOf,
+  type Scenario,
+  type ScenarioRun,
+  type ScenarioSetup,
+} from './media-scenario.ts';
 
 const REQUEST_TIMEOUT_MS = 20_000;
 
@@ -187,19 +192,7 @@ export class PlatformScenario implements Scenario {
         await broadcaster.request('produce', {
           transportId: ingress.id,
           kind: s.kind,
-          rtpParameters: {
-            codecs: [
-              {
-                mimeType: s.mimeType,
-                payloadType: s.payloadType,
-                clockRate: s.clockRate,
-                ...(s.channels === undefined ? {} : { channels: s.channels }),
-                rtcpFeedback: s.rtcpFeedback,
-              },
-            ],
-            encodings: [{ ssrc: s.ssrc }],
-            rtcp: { cname: 'bench', reducedSize: true },
-          },
+          rtpParameters: rtpParametersOf(s),
         });
       }
       // Recorders join a few at a time; each resumes the consumers announced to it.

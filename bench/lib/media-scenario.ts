@@ -61,3 +61,20 @@ export interface Scenario {
   /** Facts for the JSON result (versions, pids, settings). */
   info(): Record<string, unknown>;
 }
+
+/** The RTP parameters of a producer of `s` (what the sender sends). */
+export function rtpParametersOf(s: StreamSpec) {
+  return {
+    codecs: [
+      {
+        mimeType: s.mimeType,
+        payloadType: s.payloadType,
+        clockRate: s.clockRate,
+        ...(s.channels === undefined ? {} : { channels: s.channels }),
+        rtcpFeedback: s.rtcpFeedback,
+      },
+    ],
+    encodings: [{ ssrc: s.ssrc }],
+    rtcp: { cname: 'bench', reducedSize: true },
+  };
+}

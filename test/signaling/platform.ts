@@ -3,9 +3,9 @@
  * NATS and PostgreSQL, with short windows so expiry is observable, plus a bus client for
  * operator calls (configureRoom, roomInfo).
  */
-import { pino } from 'pino';
-import { Bus } from '@switchboard/bus';
-import { ServiceProcess, startPlatform, uniquePrefix, type Platform } from '@switchboard/devstack';
+import type { Bus } from '@switchboard/bus';
+import type { Platform, ServiceProcess } from '@switchboard/devstack';
+import { startSfu } from '../sfu/platform.ts';
 
 export const TIMINGS = {
   RECONNECT_WINDOW_MS: 3000,
@@ -32,68 +32,31 @@ export interface SignalingPlatform {
   stop(): Promise<void>;
 }
 
+/** The rooms service and two gateways (no media node). */
 export async function startSignaling(
   natsUrl: string,
   pgServerUrl: string,
   env: Record<string, string> = {},
 ): Promise<SignalingPlatform> {
-  const subjectPrefix = uniquePrefix('sig');
-  const platform = await startPlatform({
-    natsUrl,
-    subjectPrefix,
-    pgServerUrl,
-    names: ['rooms', 'gateway'],
+  const sfu = await startSfu(natsUrl, pgServerUrl, {
+    mediaNodes: 0,
+    extraGateways: 1,
     env: {
       ...Object.fromEntries(Object.entries(TIMINGS).map(([k, v]) => [k, String(v)])),
       USER_MEDIA_LADDER: JSON.stringify(LADDER),
-      LOG_LEVEL: 'info',
       ...env,
     },
   });
-  const extra: ServiceProcess[] = [];
-  const spawn = async (name: 'gateway' | 'rooms', label: string): Promise<ServiceProcess> => {
-    const p = await ServiceProcess.start(name, { ...platform.env }, { label });
-    extra.push(p);
-    await p.waitReady();
-    return p;
-  };
-  let gw2: ServiceProcess;
-  try {
-    gw2 = await spawn('gateway', 'gateway-2');
-  } catch (err) {
-    await platform.stop();
-    throw err;
-  }
-  const bus = new Bus({
-    servers: natsUrl,
-    prefix: subjectPrefix,
-    service: 'gateway',
-    instanceId: 'test-operator',
-    log: pino({ level: 'silent' }),
-    requestTimeoutMs: 5000,
-  });
-  await bus.whenConnected(AbortSignal.timeout(10_000));
+  const [gw1, gw2] = sfu.gateways;
+  if (gw1 === undefined || gw2 === undefined) throw new Error('two gateways expected');
   return {
-    platform,
-    gw1: platform.get('gateway'),
+    platform: sfu.platform,
+    gw1,
     gw2,
-    bus,
-    spawn,
-    async stop() {
-      await bus.close();
-      // Gateways first, while a rooms service still takes their last disconnects (else
-      // each would retry them until its shutdown deadline).
-      const all = [...extra, ...platform.services.values()];
-      for (const kind of ['gateway', 'rooms'] as const) {
-        await Promise.all(
-          all
-            .filter((p) => p.name === kind && p.process.running)
-            .map(async (p) => {
-              await p.stop();
-            }),
-        );
-      }
-      await platform.stop();
+    bus: sfu.bus,
+    spawn: async (name, label) => await sfu.spawn(name, label),
+    stop: async () => {
+      await sfu.stop();
     },
   };
 }

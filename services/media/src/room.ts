@@ -241,8 +241,11 @@ export class MediaRoom {
       });
     } else {
       producer.on('score', (scores) => {
-        const dead = scores.length > 0 && scores.every((s) => s.score === 0);
-        this.#setFrozen(peer, producer, dead);
+        // Every stream at 0 is a freeze; only every stream back above 0 ends it (a simulcast
+        // producer's streams report one by one).
+        if (scores.length === 0) return;
+        if (scores.every((s) => s.score === 0)) this.#setFrozen(peer, producer, true);
+        else if (scores.every((s) => s.score > 0)) this.#setFrozen(peer, producer, false);
       });
     }
     for (const other of this.#placedPeers()) {
@@ -321,6 +324,13 @@ export class MediaRoom {
     await consumer.resume();
     // A fresh video consumer starts from a key frame.
     if (consumer.kind === 'video') await consumer.requestKeyFrame();
+    // Scores are sent when they change: a member arriving after they settled hears the
+    // current one here.
+    const { score, producerScore } = consumer.score;
+    this.#deps.send(peer.socketId, {
+      a: 'eventConsumerScore',
+      d: { consumerId: consumer.id, score, producerScore },
+    });
     return {};
   }
 

@@ -1,7 +1,7 @@
 // In-page code of the SFU end-to-end test: a mediasoup-client client of the gateway's /api
 // protocol (join, then the media actions), with fake camera, microphone and a data channel.
 // Bundled with mediasoup-client by test/e2e/sfu-page.ts; the test drives it through
-// window.sfu (start, stats, state, send, leave).
+// window.sfu (start, stats, state, send, leave, and helpers acting on the producers).
 import { Device } from 'mediasoup-client';
 
 /** Everything the test reads: plain data, so page.evaluate can return it as it is. */
@@ -255,13 +255,21 @@ const setupMedia = async () => {
     request('connectWebRtcTransport', { transportId: recv.id, dtlsParameters }).then(cb, eb);
   });
 
-  // The same tracks every generation: a closed producer must not stop them.
+  // The same tracks every generation: a closed producer must not stop them. The camera goes
+  // out in two simulcast layers, as most mediasoup clients send it: each consumer then starts
+  // with a layer switch (eventConsumerLayersChanged and eventConsumerScore), and a producer
+  // that stops sending scores 0 (mediasoup checks RTP inactivity only with several layers).
   const video = stream.getVideoTracks()[0];
   const audio = stream.getAudioTracks()[0];
   producers.clear();
   producers.set(
     'video',
-    await send.produce({ track: video, stopTracks: false, appData: { source: 'camera' } }),
+    await send.produce({
+      track: video,
+      stopTracks: false,
+      encodings: [{ scaleResolutionDownBy: 2 }, { scaleResolutionDownBy: 1 }],
+      appData: { source: 'camera' },
+    }),
   );
   producers.set(
     'audio',
@@ -358,9 +366,11 @@ window.sfu = {
     h.textContent = `${label}: receiving`;
     h.style.font = 'bold 16px sans-serif';
     document.body.append(h);
+    // The microphone as it is captured (the test's WAV): no gain control or noise suppression
+    // reshaping the levels the active-speaker observer reads.
     stream = await navigator.mediaDevices.getUserMedia({
       video: { width: 640, height: 480 },
-      audio: true,
+      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
     });
     ws = new WebSocket(wsUrl);
     await new Promise((resolve, reject) => {
@@ -458,6 +468,29 @@ window.sfu = {
     producers.delete(kind);
     p.close();
     await request('closeProducer', { producerId: p.id });
+  },
+
+  /**
+   * Enable or disable the local track of the producer of `kind` without telling the server:
+   * a disabled microphone sends silence, a disabled camera black frames.
+   */
+  setTrackEnabled(kind, enabled) {
+    const track = producers.get(kind).track;
+    track.enabled = enabled;
+  },
+
+  /**
+   * Stop sending the producer of `kind` without telling the server (the sender's track is
+   * replaced with none: no RTP at all), as a client whose camera silently dies would.
+   */
+  async stopSending(kind) {
+    await producers.get(kind).replaceTrack({ track: null });
+  },
+
+  /** Send the original track of `kind` again after stopSending. */
+  async restoreSending(kind) {
+    const track = kind === 'video' ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
+    await producers.get(kind).replaceTrack({ track });
   },
 
   /** Leave the room: close the WebSocket normally (the server ends the session). */

@@ -1,0 +1,82 @@
+/**
+ * Browser side of `bench/first-frame.ts`: Chromium through playwright-core, and the two pages
+ * of the end-to-end tests served as they are from one local HTTP server on 127.0.0.1 (an
+ * origin where getUserMedia works): `/sfu` (test/e2e/pages/sfu.js bundled with
+ * mediasoup-client by test/e2e/sfu-page.ts; window.sfu) and `/p2p` (test/e2e/pages/p2p.js;
+ * window.startP2P). Both are blank documents running only their script.
+ *
+ * playwright-core is a dependency of the tests' workspace package (test/), not of the root
+ * package that holds bench/: it is loaded from there, its types by relative path.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { ROOT } from '@switchboard/devstack';
+import type * as Playwright from '../../test/node_modules/playwright-core/index.js';
+import { bundleSfuPage } from '../../test/e2e/sfu-page.ts';
+
+export type Browser = Playwright.Browser;
+export type BrowserContext = Playwright.BrowserContext;
+export type Page = Playwright.Page;
+
+const requireFromTests = createRequire(join(ROOT, 'test', 'package.json'));
+export const chromium = (requireFromTests('playwright-core') as typeof Playwright).chromium;
+
+export const P2P_PAGE_SCRIPT = join(ROOT, 'test', 'e2e', 'pages', 'p2p.js');
+
+export interface PageServer {
+  /** `http://127.0.0.1:<port>` (no trailing slash): pages at /sfu and /p2p. */
+  origin: string;
+  close(): Promise<void>;
+}
+
+const html = (title: string, script: string): string => `<!doctype html>
+<html>
+  <head><meta charset="utf-8" /><link rel="icon" href="data:," /><title>${title}</title></head>
+  <body style="margin:8px;background:#fff">
+    <script src="${script}"></script>
+  </body>
+</html>
+`;
+
+/** Bundle the SFU page, read the P2P page, and serve both. */
+export async function servePages(): Promise<PageServer> {
+  const sfuJs = await bundleSfuPage();
+  const p2pJs = readFileSync(P2P_PAGE_SCRIPT, 'utf8');
+  const routes = new Map<string, { type: string; body: string }>([
+    ['/sfu', { type: 'text/html', body: html('sfu', '/sfu.js') }],
+    ['/sfu.js', { type: 'text/javascript', body: sfuJs }],
+    ['/p2p', { type: 'text/html', body: html('p2p', '/p2p.js') }],
+    ['/p2p.js', { type: 'text/javascript', body: p2pJs }],
+  ]);
+  const server = createServer((req, res) => {
+    const route = routes.get(req.url ?? '');
+    if (route === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': `${route.type}; charset=utf-8`,
+      'cache-control': 'no-store',
+    });
+    res.end(route.body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    origin: `http://127.0.0.1:${String(port)}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
+    },
+  };
+}
