@@ -372,6 +372,51 @@ describe('a room that outgrows a worker', () => {
   });
 });
 
+describe('two workers, rooms on each', () => {
+  let sfu: SfuPlatform;
+  beforeAll(async () => {
+    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), { workers: 2 });
+  });
+  afterAll(async () => {
+    await sfu.stop();
+  });
+
+  it('a worker that dies resets its rooms only: a room on the other worker notices nothing', async () => {
+    const media = sfu.media[0];
+    if (media === undefined) throw new Error('no media node');
+    const loadOf = async (): Promise<number[]> => {
+      const text = await (await fetch(`${media.url}/metrics`)).text();
+      return [...text.matchAll(/sb_media_worker_load\{slot="(\d)"[^}]*\} (\d+)/g)]
+        .sort((x, y) => Number(x[1]) - Number(y[1]))
+        .map((m) => Number(m[2]));
+    };
+    // Each new room goes to the least-loaded worker: one member each, then see where.
+    const before = await loadOf();
+    const x = await member(sfu, 'w-x', { recv: false });
+    const afterX = await loadOf();
+    const slotX = afterX.findIndex((l, i) => l > (before[i] ?? 0));
+    const y1 = await member(sfu, 'w-y', { recv: false });
+    const y2 = await member(sfu, 'w-y');
+    const afterY = await loadOf();
+    const slotY = afterY.findIndex((l, i) => l > (afterX[i] ?? 0));
+    expect(slotX).toBeGreaterThanOrEqual(0);
+    expect(slotY).not.toBe(slotX);
+    await ok(y1.c, 'produce', { transportId: y1.send.id, kind: 'video', rtpParameters: vp8(9101) });
+    const yConsumer = ((await y2.c.event('eventNewConsumer')).d as { id: string }).id;
+
+    const pids = await workerPids(media);
+    const victim = pids[slotX];
+    if (victim === undefined) throw new Error('no worker for the slot');
+    process.kill(victim, 'SIGKILL');
+    await x.c.event('eventMediaReset');
+    await new Promise((r) => setTimeout(r, 500));
+    for (const c of [y1.c, y2.c]) expect(c.events('eventMediaReset')).toHaveLength(0);
+    expect(y2.c.events('eventConsumerClosed')).toHaveLength(0);
+    await ok(y2.c, 'resumeConsumer', { consumerId: yConsumer });
+    await media.waitReady();
+  });
+});
+
 describe('several media nodes', () => {
   let sfu: SfuPlatform;
   beforeAll(async () => {
