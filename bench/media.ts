@@ -18,14 +18,13 @@
  * are still written after a failed check); 2 on bad flags; 130 on SIGINT. `--help` lists the
  * flags (each also read from an environment variable).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { ARTIFACTS_DIR, ROOT } from '@switchboard/devstack';
+import { ARTIFACTS_DIR } from '@switchboard/devstack';
 import { BareScenario } from './lib/media-bare.ts';
 import { PlatformScenario } from './lib/media-platform.ts';
 import type { Scenario, StreamSpec } from './lib/media-scenario.ts';
@@ -39,6 +38,7 @@ import {
   type RtpSenderOptions,
 } from './lib/rtp-sender.ts';
 import { UdpSinks } from './lib/udp-sink.ts';
+import { UsageError, errMessage, gitRevision, log } from './lib/cli.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -86,8 +86,6 @@ function usage(): string {
     `  --scenarios          comma-separated, of: ${Object.keys(SCENARIOS).join(', ')} (env BENCH_SCENARIOS, default all)`,
   ].join('\n');
 }
-
-class UsageError extends Error {}
 
 function parseOptions(argv: string[]): Options | undefined {
   // `./run bench media -- --consumers 10` passes the `--` on.
@@ -157,16 +155,6 @@ function parseOptions(argv: string[]): Options | undefined {
 }
 
 // ------------------------------------------------------------------------------- helpers
-
-const started = performance.now();
-function log(msg: string): void {
-  const t = ((performance.now() - started) / 1000).toFixed(1).padStart(6);
-  process.stderr.write(`[bench ${t}s] ${msg}\n`);
-}
-
-function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 const round = (x: number, digits = 2): number => {
   const f = 10 ** digits;
@@ -631,16 +619,6 @@ function report(
       ? ['whole-run counts where delivery was below 99.9%:', ...losses.map((l) => `  ${l}`)]
       : []),
   ].join('\n');
-}
-
-function gitRevision(): string | undefined {
-  try {
-    const rev = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' });
-    return dirty.trim() === '' ? rev : `${rev} (with uncommitted changes)`;
-  } catch {
-    return undefined;
-  }
 }
 
 // ------------------------------------------------------------------------------------ main

@@ -14,7 +14,6 @@
  * failed check (the results are still written when only a check failed); 130 on SIGINT.
  * `--help` lists the flags (each also read from an environment variable).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -40,6 +39,7 @@ import {
 } from '@switchboard/devstack';
 import { JoinReply, errorName, formatIssues, validator } from '@switchboard/protocol';
 import WebSocket from 'ws';
+import { UsageError, errMessage, gitRevision, log } from './lib/cli.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -102,8 +102,6 @@ function usage(): string {
     '  --platform-only  only the platform (env BENCH_PLATFORM_ONLY=1)',
   ].join('\n');
 }
-
-class UsageError extends Error {}
 
 function parseOptions(argv: string[]): Options | undefined {
   // `./run bench signaling -- --clients 10` passes the `--` on.
@@ -178,16 +176,6 @@ function parseOptions(argv: string[]): Options | undefined {
 }
 
 // ------------------------------------------------------------------------------- helpers
-
-const started = performance.now();
-function log(msg: string): void {
-  const t = ((performance.now() - started) / 1000).toFixed(1).padStart(6);
-  process.stderr.write(`[bench ${t}s] ${msg}\n`);
-}
-
-function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 class Interrupted extends Error {}
 
@@ -1055,16 +1043,6 @@ function report(
     'relay → peer: from sending exchangeCandidate to the peer receiving eventExchangeCandidate.',
     'The clients run in this one process; its CPU use shows whether they were the bottleneck.',
   ].join('\n');
-}
-
-function gitRevision(): string | undefined {
-  try {
-    const rev = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' });
-    return dirty.trim() === '' ? rev : `${rev} (with uncommitted changes)`;
-  } catch {
-    return undefined;
-  }
 }
 
 // ------------------------------------------------------------------------------------ main
