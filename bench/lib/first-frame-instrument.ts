@@ -9,9 +9,12 @@
  *   polling is on) getStats every `pollMs` for each inbound video stream's first packet and
  *   first decoded frame (inbound-rtp packetsReceived, framesDecoded > 0), by SSRC.
  *
- * Every <video> the page adds gets a requestVideoFrameCallback: the first frame it presents,
- * with the time its last packet arrived (receiveTime) — exact, where the polled figures are
- * late by up to one polling interval.
+ * Each remote video track (the connection's `track` event, when the remote description is set,
+ * before any media flows) is also played by a small <video> of the script's own (a probe), with
+ * a requestVideoFrameCallback: the first frame presented and the time its last packet arrived
+ * (receiveTime) — exact, where the polled figures are late by up to one polling interval, and
+ * independent of when the page itself shows the track. The <video> elements the page adds get
+ * a requestVideoFrameCallback too (what the page shows, when it shows it).
  *
  * All times are performance.now() of the page, in ms. `window.__ffWait(…)` resolves once the
  * first frame of the awaited stream is decoded and presented (or `presentedGraceMs` after it was
@@ -56,6 +59,8 @@ export interface FfVideo {
   firstSeen: number;
   firstPacket: number | null;
   firstDecoded: number | null;
+  /** inbound-rtp trackIdentifier: the id of the receiver's track (FfProbe.trackId). */
+  trackId?: string;
   width?: number;
   height?: number;
   decoder?: string;
@@ -74,6 +79,20 @@ export interface FfPresented {
   owner: string;
 }
 
+/** The first frame of a remote video track on the script's own <video>. */
+export interface FfProbe {
+  /** Index of the peer connection in `pcs`. */
+  pc: number;
+  /** When the track arrived (the `track` event). */
+  trackAt: number;
+  presentationTime: number | null;
+  receiveTime: number | null;
+  width?: number;
+  height?: number;
+  /** The track's id: inbound-rtp's trackIdentifier (FfVideo.trackId). */
+  trackId: string;
+}
+
 export interface FfPc {
   created: number;
   connected: number | null;
@@ -89,6 +108,7 @@ export interface FfState {
   /** Inbound video streams by SSRC. */
   video: Record<string, FfVideo>;
   presented: FfPresented[];
+  probes: FfProbe[];
   errors: string[];
   polls: number;
   /** Mean time a round of getStats calls took, ms. */
@@ -125,6 +145,7 @@ export function instrumentScript(opts: InstrumentOptions): string {
     pcs: [],
     video: {},
     presented: [],
+    probes: [],
     errors: [],
     polls: 0,
     pollMeanMs: 0,
@@ -246,6 +267,7 @@ export function instrumentScript(opts: InstrumentOptions): string {
           v = { pc: i, firstSeen: t, firstPacket: null, firstDecoded: null };
           ff.video[key] = v;
         }
+        if (v.trackId === undefined && s.trackIdentifier) v.trackId = s.trackIdentifier;
         if (v.firstPacket === null && (s.packetsReceived || 0) > 0) v.firstPacket = t;
         if (v.firstDecoded === null && (s.framesDecoded || 0) > 0) v.firstDecoded = t;
         // The size and decoder may show a report or two after the first decoded frame.
@@ -286,12 +308,44 @@ export function instrumentScript(opts: InstrumentOptions): string {
         rec.states.push([now(), s]);
         if (s === 'connected' && rec.connected === null) rec.connected = now();
       });
+      const index = ff.pcs.length - 1;
+      this.addEventListener('track', (e) => {
+        if (e.track.kind === 'video') probe(index, e.track);
+      });
       schedule();
     }
   }
   window.RTCPeerConnection = InstrumentedPeerConnection;
 
   // ------------------------------------------------------------------------- <video>
+  const probe = (pc, track) => {
+    const rec = { pc, trackAt: now(), presentationTime: null, receiveTime: null, trackId: track.id };
+    ff.probes.push(rec);
+    const v = document.createElement('video');
+    v.__ffWatched = true;
+    v.muted = true;
+    v.autoplay = true;
+    v.playsInline = true;
+    v.width = 64;
+    v.height = 48;
+    v.style.cssText = 'position:fixed;right:0;bottom:' + String(48 * (ff.probes.length - 1)) + 'px';
+    v.srcObject = new MediaStream([track]);
+    (document.body || document.documentElement).append(v);
+    v.play().catch(() => {
+      // a probe that cannot play shows no frame: the run reports none
+    });
+    if (typeof v.requestVideoFrameCallback !== 'function') {
+      fail('probe', new Error('no requestVideoFrameCallback'));
+      return;
+    }
+    v.requestVideoFrameCallback((_t, meta) => {
+      rec.presentationTime = meta.presentationTime;
+      rec.receiveTime = typeof meta.receiveTime === 'number' ? meta.receiveTime : null;
+      rec.width = meta.width;
+      rec.height = meta.height;
+    });
+  };
+
   const watchVideo = (v) => {
     if (v.__ffWatched === true) return;
     v.__ffWatched = true;
@@ -339,6 +393,12 @@ export function instrumentScript(opts: InstrumentOptions): string {
   const presentedOf = (tg) =>
     ff.presented.find((p) => tg.consumerId === null || p.owner.includes(tg.consumerId)) ||
     (ff.presented.length === 1 ? ff.presented[0] : undefined);
+  const probeOf = (tg) => {
+    const v = ff.video[tg.ssrc];
+    return v === undefined || v.trackId === undefined
+      ? undefined
+      : ff.probes.find((p) => p.presentationTime !== null && p.trackId === v.trackId);
+  };
 
   window.__ffWait = ({ from, timeoutMs, presentedGraceMs }) =>
     new Promise((resolve) => {
@@ -347,7 +407,8 @@ export function instrumentScript(opts: InstrumentOptions): string {
         const tg = target(from);
         const v = tg === null ? undefined : ff.video[tg.ssrc];
         if (v !== undefined && v.firstDecoded !== null) {
-          const complete = presentedOf(tg) !== undefined && v.width !== undefined;
+          const complete =
+            probeOf(tg) !== undefined && presentedOf(tg) !== undefined && v.width !== undefined;
           if (complete || now() - v.firstDecoded > presentedGraceMs) {
             resolve({ ok: true, state: ff });
             return;

@@ -4,25 +4,16 @@
  * origin where getUserMedia works): `/sfu` (test/e2e/pages/sfu.js bundled with
  * mediasoup-client by test/e2e/sfu-page.ts; window.sfu) and `/p2p` (test/e2e/pages/p2p.js;
  * window.startP2P). Both are blank documents running only their script.
- *
- * playwright-core is a dependency of the tests' workspace package (test/), not of the root
- * package that holds bench/: it is loaded from there, its types by relative path.
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { ROOT } from '@switchboard/devstack';
-import type * as Playwright from '../../test/node_modules/playwright-core/index.js';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { bundleSfuPage } from '../../test/e2e/sfu-page.ts';
 
-export type Browser = Playwright.Browser;
-export type BrowserContext = Playwright.BrowserContext;
-export type Page = Playwright.Page;
-
-const requireFromTests = createRequire(join(ROOT, 'test', 'package.json'));
-export const chromium = (requireFromTests('playwright-core') as typeof Playwright).chromium;
+export { chromium, type Browser, type BrowserContext, type Page };
 
 export const P2P_PAGE_SCRIPT = join(ROOT, 'test', 'e2e', 'pages', 'p2p.js');
 
