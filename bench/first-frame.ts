@@ -50,7 +50,17 @@ import {
   type Platform,
 } from '@switchboard/devstack';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
-import { UsageError, errMessage, gitRevision, log } from './lib/cli.ts';
+import {
+  Cleanup,
+  Failure,
+  Interrupted,
+  UsageError,
+  errMessage,
+  gitRevision,
+  log,
+  stats,
+  type Stats,
+} from './lib/cli.ts';
 import {
   instrumentScript,
   type FfFrame,
@@ -166,106 +176,6 @@ const round = (x: number, digits = 1): number => {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 };
-
-class Interrupted extends Error {}
-
-/**
- * The first thing that went wrong outside a run (a service or the browser exiting, SIGINT).
- * Every wait races against it.
- */
-class Failure {
-  error: Error | undefined;
-  readonly #listeners = new Set<(err: Error) => void>();
-
-  fail(err: Error): void {
-    if (this.error !== undefined) return;
-    this.error = err;
-    for (const l of this.#listeners) l(err);
-  }
-
-  check(): void {
-    if (this.error !== undefined) throw this.error;
-  }
-
-  /** `work`, unless it takes longer than `ms` or something fails first. */
-  async guard<T>(what: string, ms: number, work: Promise<T>): Promise<T> {
-    // A step abandoned here may still reject later: that is not an unhandled rejection.
-    work.catch(() => undefined);
-    if (this.error !== undefined) throw this.error;
-    let timer: NodeJS.Timeout | undefined;
-    let listener: ((err: Error) => void) | undefined;
-    try {
-      return await Promise.race([
-        work,
-        new Promise<never>((_, reject) => {
-          listener = reject;
-          this.#listeners.add(listener);
-          timer = setTimeout(() => {
-            reject(new Error(`${what}: timed out after ${ms} ms`));
-          }, ms);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      if (listener !== undefined) this.#listeners.delete(listener);
-    }
-  }
-}
-
-/** Steps run in reverse order, once, however the run ends; errors are collected. */
-class Cleanup {
-  readonly #steps: { what: string; fn: () => Promise<void> }[] = [];
-  #run: Promise<string[]> | undefined;
-
-  get size(): number {
-    return this.#steps.length;
-  }
-
-  add(what: string, fn: () => Promise<void>): void {
-    this.#steps.push({ what, fn });
-  }
-
-  async run(): Promise<string[]> {
-    this.#run ??= (async () => {
-      const errors: string[] = [];
-      for (const step of this.#steps.reverse()) {
-        try {
-          await step.fn();
-        } catch (err) {
-          errors.push(`${step.what}: ${errMessage(err)}`);
-        }
-      }
-      return errors;
-    })();
-    return await this.#run;
-  }
-}
-
-interface Stats {
-  n: number;
-  p50: number;
-  p90: number;
-  min: number;
-  max: number;
-  mean: number;
-}
-
-/** Nearest-rank percentiles (p50 of 10 samples: the 5th smallest). */
-function stats(samples: readonly number[]): Stats | undefined {
-  if (samples.length === 0) return undefined;
-  const s = Float64Array.from(samples).sort();
-  const at = (p: number): number => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)] ?? NaN;
-  let sum = 0;
-  for (const x of s) sum += x;
-  return {
-    n: s.length,
-    p50: round(at(0.5)),
-    p90: round(at(0.9)),
-    min: round(s[0] ?? NaN),
-    max: round(s[s.length - 1] ?? NaN),
-    mean: round(sum / s.length),
-  };
-}
 
 /** CPU time of all cores together (os.cpus()), ms: busy and in all. */
 function cpuTimes(): { busy: number; total: number } {

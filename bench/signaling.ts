@@ -39,7 +39,17 @@ import {
 } from '@switchboard/devstack';
 import { JoinReply, errorName, formatIssues, validator } from '@switchboard/protocol';
 import WebSocket from 'ws';
-import { UsageError, errMessage, gitRevision, log } from './lib/cli.ts';
+import {
+  Cleanup,
+  Failure,
+  Interrupted,
+  UsageError,
+  errMessage,
+  gitRevision,
+  log,
+  stats,
+  type Stats,
+} from './lib/cli.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -177,80 +187,6 @@ function parseOptions(argv: string[]): Options | undefined {
 
 // ------------------------------------------------------------------------------- helpers
 
-class Interrupted extends Error {}
-
-/**
- * The first thing that went wrong anywhere (a socket closed by the server, an error reply,
- * a frame that is not JSON, a service exiting, SIGINT). Every wait races against it.
- */
-class Failure {
-  error: Error | undefined;
-  readonly #listeners = new Set<(err: Error) => void>();
-
-  fail(err: Error): void {
-    if (this.error !== undefined) return;
-    this.error = err;
-    for (const l of this.#listeners) l(err);
-  }
-
-  /** Throw what failed, if anything did (between steps that are not guarded). */
-  check(): void {
-    if (this.error !== undefined) throw this.error;
-  }
-
-  /** `work`, unless it takes longer than `ms` or something fails first. */
-  async guard<T>(what: string, ms: number, work: Promise<T>, progress?: () => string): Promise<T> {
-    if (this.error !== undefined) throw this.error;
-    let timer: NodeJS.Timeout | undefined;
-    let listener: ((err: Error) => void) | undefined;
-    try {
-      return await Promise.race([
-        work,
-        new Promise<never>((_, reject) => {
-          listener = reject;
-          this.#listeners.add(listener);
-          timer = setTimeout(() => {
-            const p = progress === undefined ? '' : ` (${progress()})`;
-            reject(new Error(`${what}: timed out after ${ms} ms${p}`));
-          }, ms);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      if (listener !== undefined) this.#listeners.delete(listener);
-    }
-  }
-}
-
-/** Steps run in reverse order, once, however the run ends; errors are collected. */
-class Cleanup {
-  readonly #steps: { what: string; fn: () => Promise<void> }[] = [];
-  #run: Promise<string[]> | undefined;
-
-  get size(): number {
-    return this.#steps.length;
-  }
-
-  add(what: string, fn: () => Promise<void>): void {
-    this.#steps.push({ what, fn });
-  }
-
-  async run(): Promise<string[]> {
-    this.#run ??= (async () => {
-      const errors: string[] = [];
-      for (const step of this.#steps.reverse()) {
-        try {
-          await step.fn();
-        } catch (err) {
-          errors.push(`${step.what}: ${errMessage(err)}`);
-        }
-      }
-      return errors;
-    })();
-    return await this.#run;
-  }
-}
-
 /** Run `fn` over `items`, `limit` at a time; stops starting new ones after the first error. */
 async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
   let next = 0;
@@ -267,30 +203,6 @@ async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Prom
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-interface Stats {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-  mean: number;
-}
-
-function stats(samples: readonly number[]): Stats | undefined {
-  if (samples.length === 0) return undefined;
-  const s = Float64Array.from(samples).sort();
-  const at = (p: number): number => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)] ?? NaN;
-  const round = (x: number): number => Math.round(x * 1000) / 1000;
-  let sum = 0;
-  for (const x of s) sum += x;
-  return {
-    n: s.length,
-    p50: round(at(0.5)),
-    p99: round(at(0.99)),
-    max: round(s[s.length - 1] ?? NaN),
-    mean: round(sum / s.length),
-  };
 }
 
 /**

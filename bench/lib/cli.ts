@@ -28,3 +28,109 @@ export function gitRevision(): string | undefined {
     return undefined;
   }
 }
+
+/** Ctrl-C: stop, clean up, exit 130. */
+export class Interrupted extends Error {}
+
+/**
+ * The first thing that went wrong anywhere (a service or the browser exiting, a socket closed
+ * by the server, an error reply, SIGINT). Every wait races against it.
+ */
+export class Failure {
+  error: Error | undefined;
+  readonly #listeners = new Set<(err: Error) => void>();
+
+  fail(err: Error): void {
+    if (this.error !== undefined) return;
+    this.error = err;
+    for (const l of this.#listeners) l(err);
+  }
+
+  /** Throw what failed, if anything did (between steps that are not guarded). */
+  check(): void {
+    if (this.error !== undefined) throw this.error;
+  }
+
+  /** `work`, unless it takes longer than `ms` or something fails first. */
+  async guard<T>(what: string, ms: number, work: Promise<T>, progress?: () => string): Promise<T> {
+    if (this.error !== undefined) throw this.error;
+    // A step abandoned here may still reject later: that is not an unhandled rejection.
+    work.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    let listener: ((err: Error) => void) | undefined;
+    try {
+      return await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          listener = reject;
+          this.#listeners.add(listener);
+          timer = setTimeout(() => {
+            const p = progress === undefined ? '' : ` (${progress()})`;
+            reject(new Error(`${what}: timed out after ${String(ms)} ms${p}`));
+          }, ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (listener !== undefined) this.#listeners.delete(listener);
+    }
+  }
+}
+
+/** Steps run in reverse order, once, however the run ends; errors are collected. */
+export class Cleanup {
+  readonly #steps: { what: string; fn: () => Promise<void> }[] = [];
+  #run: Promise<string[]> | undefined;
+
+  get size(): number {
+    return this.#steps.length;
+  }
+
+  add(what: string, fn: () => Promise<void>): void {
+    this.#steps.push({ what, fn });
+  }
+
+  async run(): Promise<string[]> {
+    this.#run ??= (async () => {
+      const errors: string[] = [];
+      for (const step of this.#steps.reverse()) {
+        try {
+          await step.fn();
+        } catch (err) {
+          errors.push(`${step.what}: ${errMessage(err)}`);
+        }
+      }
+      return errors;
+    })();
+    return await this.#run;
+  }
+}
+
+export interface Stats {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  min: number;
+  max: number;
+  mean: number;
+}
+
+/** Nearest-rank percentiles (p50 of 10 samples: the 5th smallest), to 0.001. */
+export function stats(samples: readonly number[]): Stats | undefined {
+  if (samples.length === 0) return undefined;
+  const round = (x: number): number => Math.round(x * 1000) / 1000;
+  const s = Float64Array.from(samples).sort();
+  const at = (p: number): number => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)] ?? NaN;
+  let sum = 0;
+  for (const x of s) sum += x;
+  return {
+    n: s.length,
+    p50: round(at(0.5)),
+    p90: round(at(0.9)),
+    p99: round(at(0.99)),
+    min: round(s[0] ?? NaN),
+    max: round(s[s.length - 1] ?? NaN),
+    mean: round(sum / s.length),
+  };
+}
