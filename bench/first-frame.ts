@@ -50,14 +50,14 @@ import {
   type Platform,
 } from '@switchboard/devstack';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
+import type { Cleanup, Failure } from './lib/cli.ts';
 import {
-  Cleanup,
-  Failure,
   Interrupted,
   UsageError,
   errMessage,
   gitRevision,
   log,
+  runBench,
   stats,
   type Stats,
 } from './lib/cli.ts';
@@ -220,7 +220,7 @@ async function startOwnPlatform(failure: Failure, cleanup: Cleanup, services: Se
   const watch = (svc: ServiceProcess): void => {
     services.list.push(svc);
     void svc.process.exited.then(({ code, signal }) => {
-      if (!services.stopping && interrupts === 0)
+      if (!services.stopping && !(failure.error instanceof Interrupted))
         failure.fail(new Error(`${svc.process.name} exited (code ${code}, signal ${signal})`));
     });
   };
@@ -1152,48 +1152,6 @@ async function main(
   return anomalies.length > 0 ? 1 : 0;
 }
 
-const failure = new Failure();
-const cleanup = new Cleanup();
-const services: Services = { list: [], stopping: false };
-const anomalies: string[] = [];
-let interrupts = 0;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (++interrupts > 1) process.exit(130);
-    log(`${sig}: stopping (again to exit at once)`);
-    // Every guarded wait throws this, so the run unwinds and cleans up after the step in
-    // progress. Should that hang, clean up from here.
-    failure.fail(new Interrupted(`interrupted by ${sig}`));
-    setTimeout(() => {
-      log('still stopping after 30 s; cleaning up from the signal handler');
-      void cleanup.run().then((errors) => {
-        for (const e of errors) log(`clean-up: ${e}`);
-        process.exit(130);
-      });
-    }, 30_000).unref();
-  });
-}
-
-let code: number;
-try {
-  code = await main(failure, cleanup, services, anomalies);
-} catch (err) {
-  if (err instanceof UsageError) {
-    process.stderr.write(`${err.message}\n\n${usage()}\n`);
-    code = 2;
-  } else if (err instanceof Interrupted || failure.error instanceof Interrupted) {
-    code = 130;
-  } else {
-    log(`FAILED: ${errMessage(err)}`);
-    for (const a of anomalies.slice(0, 20)) log(`failed: ${a}`);
-    for (const svc of services.list) {
-      const lines = svc.process.output().split('\n').slice(-30).join('\n  ');
-      if (lines.trim() !== '') log(`last output of ${svc.process.name}:\n  ${lines}`);
-    }
-    code = 1;
-  }
-}
-if (cleanup.size > 0) log('stopping what was started');
-const errors = await cleanup.run();
-for (const e of errors) log(`clean-up: ${e}`);
-process.exit(errors.length > 0 && code === 0 ? 1 : code);
+await runBench(usage, async ({ failure, cleanup, anomalies, services }) => {
+  return await main(failure, cleanup, { list: services, stopping: false }, anomalies);
+});

@@ -39,14 +39,14 @@ import {
 } from '@switchboard/devstack';
 import { JoinReply, errorName, formatIssues, validator } from '@switchboard/protocol';
 import WebSocket from 'ws';
+import type { Failure } from './lib/cli.ts';
 import {
   Cleanup,
-  Failure,
-  Interrupted,
   UsageError,
   errMessage,
   gitRevision,
   log,
+  runBench,
   stats,
   type Stats,
 } from './lib/cli.ts';
@@ -1017,49 +1017,7 @@ async function main(
   return anomalies.length > 0 ? 1 : 0;
 }
 
-const failure = new Failure();
-const cleanup = new Cleanup();
-const run: PlatformRun = { services: [] };
-const anomalies: string[] = [];
-let interrupts = 0;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (++interrupts > 1) process.exit(130);
-    log(`${sig}: stopping (again to exit at once)`);
-    // Every guarded wait and checkpoint throws this, so the run unwinds and cleans up after
-    // the step in progress (a service starting takes a second or so). Should that hang, clean
-    // up from here.
-    failure.fail(new Interrupted(`interrupted by ${sig}`));
-    setTimeout(() => {
-      log('still stopping after 30 s; cleaning up from the signal handler');
-      void cleanup.run().then((errors) => {
-        for (const e of errors) log(`clean-up: ${e}`);
-        process.exit(130);
-      });
-    }, 30_000).unref();
-  });
-}
-
-let code: number;
-try {
-  code = await main(failure, cleanup, run, anomalies);
-} catch (err) {
-  if (err instanceof UsageError) {
-    process.stderr.write(`${err.message}\n\n${usage()}\n`);
-    code = 2;
-  } else if (err instanceof Interrupted || failure.error instanceof Interrupted) {
-    code = 130;
-  } else {
-    log(`FAILED: ${errMessage(err)}`);
-    for (const a of anomalies.slice(0, 20)) log(`failed check: ${a}`);
-    for (const svc of run.services) {
-      const lines = svc.process.output().split('\n').slice(-30).join('\n  ');
-      if (lines.trim() !== '') log(`last output of ${svc.process.name}:\n  ${lines}`);
-    }
-    code = 1;
-  }
-}
-if (cleanup.size > 0) log('stopping what was started');
-const errors = await cleanup.run();
-for (const e of errors) log(`clean-up: ${e}`);
-process.exit(errors.length > 0 && code === 0 ? 1 : code);
+await runBench(usage, async ({ failure, cleanup, anomalies, services }) => {
+  const run: PlatformRun = { services };
+  return await main(failure, cleanup, run, anomalies);
+});

@@ -1,7 +1,7 @@
 /** What every benchmark script shares: its log, usage errors, and the revision it ran. */
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { ROOT } from '@switchboard/devstack';
+import { ROOT, type ServiceProcess } from '@switchboard/devstack';
 
 /** A bad command line: printed with the usage, exit 2. */
 export class UsageError extends Error {}
@@ -133,4 +133,72 @@ export function stats(samples: readonly number[]): Stats | undefined {
     max: round(s[s.length - 1] ?? NaN),
     mean: round(sum / s.length),
   };
+}
+
+/** What a benchmark's body gets: the run's failure, its clean-up steps, and failed checks. */
+export interface BenchRun {
+  failure: Failure;
+  cleanup: Cleanup;
+  /** Checks that failed without stopping the run: printed, and the exit code is 1. */
+  anomalies: string[];
+  /** Processes started, whose last output is shown if the run fails. */
+  services: ServiceProcess[];
+}
+
+/**
+ * Run a benchmark's body and exit: 0, 1 (a failure or a failed check; the services' last
+ * output is shown), 2 (a UsageError: the usage is printed) or 130 (Ctrl-C or SIGTERM: the
+ * step in progress unwinds, then everything is cleaned up; a second signal exits at once).
+ * Clean-up steps run however the body ends.
+ */
+export async function runBench(
+  usage: () => string,
+  body: (run: BenchRun) => Promise<number>,
+): Promise<never> {
+  const run: BenchRun = {
+    failure: new Failure(),
+    cleanup: new Cleanup(),
+    anomalies: [],
+    services: [],
+  };
+  let interrupts = 0;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (++interrupts > 1) process.exit(130);
+      log(`${sig}: stopping (again to exit at once)`);
+      // Every guarded wait throws this, so the run unwinds and cleans up after the step in
+      // progress. Should that hang, clean up from here.
+      run.failure.fail(new Interrupted(`interrupted by ${sig}`));
+      setTimeout(() => {
+        log('still stopping after 30 s; cleaning up from the signal handler');
+        void run.cleanup.run().then((errors) => {
+          for (const e of errors) log(`clean-up: ${e}`);
+          process.exit(130);
+        });
+      }, 30_000).unref();
+    });
+  }
+  let code: number;
+  try {
+    code = await body(run);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n\n${usage()}\n`);
+      code = 2;
+    } else if (err instanceof Interrupted || run.failure.error instanceof Interrupted) {
+      code = 130;
+    } else {
+      log(`FAILED: ${errMessage(err)}`);
+      for (const a of run.anomalies.slice(0, 20)) log(`failed check: ${a}`);
+      for (const svc of run.services) {
+        const lines = svc.process.output().split('\n').slice(-30).join('\n  ');
+        if (lines.trim() !== '') log(`last output of ${svc.process.name}:\n  ${lines}`);
+      }
+      code = 1;
+    }
+  }
+  if (run.cleanup.size > 0) log('stopping what was started');
+  const errors = await run.cleanup.run();
+  for (const e of errors) log(`clean-up: ${e}`);
+  process.exit(errors.length > 0 && code === 0 ? 1 : code);
 }
