@@ -475,6 +475,23 @@ describe('several media nodes', () => {
     expect(counts.every((n) => n >= 1)).toBe(true);
   });
 
+  it('a node hosting a room that moved elsewhere (it was taken for dead) lets it go', async () => {
+    const a = await member(sfu, 'n-moved', { recv: false });
+    const node = await recordedNode('n-moved');
+    const other = node === 'media-1' ? 'media-2' : 'media-1';
+    const db = new pg.Client({ connectionString: sfu.platform.databaseUrl });
+    await db.connect();
+    try {
+      await db.query('UPDATE rooms SET media_node_id = $1 WHERE id = $2', [other, 'n-moved']);
+    } finally {
+      await db.end();
+    }
+    await waitFor('the old node closing the room', async () => {
+      const r = await a.c.request('getTransportStats', { transportId: a.send.id });
+      return r.s === false && r.e === ErrorCodes.MEDIA_NOT_FOUND.code;
+    });
+  });
+
   it('a node that stops: its rooms move, their members get eventMediaReset', async () => {
     const a = await member(sfu, 'n-fail');
     const b = await member(sfu, 'n-fail', { gateway: 1 });

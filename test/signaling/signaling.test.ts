@@ -363,6 +363,7 @@ describe('membership rules', () => {
       capacity: 2,
       roomSize: 0,
       sessions: [],
+      mediaNodeId: null,
     });
     const a = await join('gw1', 'room-admin', 'one');
     await join('gw2', 'room-admin', 'two');

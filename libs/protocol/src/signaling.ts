@@ -33,6 +33,7 @@ import {
 import {
   MediaAssignment,
   MediaEvents,
+  MediaNodeId,
   MediaNodeLeft,
   RoomsMediaNodeRequest,
   type MediaEvent,
@@ -123,6 +124,8 @@ export const RoomInfo = Type.Object({
   capacity: Type.Integer({ minimum: 1 }),
   roomSize: Type.Integer({ minimum: 0 }),
   sessions: Type.Array(RoomMember),
+  /** The media node the room's media is assigned to (null: none now). */
+  mediaNodeId: Type.Optional(Type.Union([MediaNodeId, Type.Null()])),
 });
 export type RoomInfo = Static<typeof RoomInfo>;
 

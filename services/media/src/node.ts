@@ -251,6 +251,13 @@ export class MediaNode {
         const asked = Date.now();
         try {
           const info = await this.#o.bus.request(Rooms.roomInfo, { roomId });
+          if (info.mediaNodeId !== this.#o.nodeId && info.roomSize > 0) {
+            // The room moved (this node was taken for dead, e.g. while cut off from NATS):
+            // its members were told to start again elsewhere.
+            this.#log.warn({ roomId, now: info.mediaNodeId }, 'room moved to another node');
+            room.close('moved');
+            continue;
+          }
           room.reconcile(new Set(info.sessions.map((s) => s.socketId)), asked);
         } catch (err) {
           this.#log.warn({ err, roomId }, 'checking room members failed');

@@ -51,7 +51,8 @@ export interface RoomDeps {
 type Req<M extends keyof typeof Media> = RpcRequest<(typeof Media)[M]>;
 type Rep<M extends keyof typeof Media> = RpcReply<(typeof Media)[M]>;
 
-export type RoomCloseReason = 'empty' | 'worker' | 'shutdown';
+/** Why a room closes: its last member left, its worker died, the node stops, it moved. */
+export type RoomCloseReason = 'empty' | 'worker' | 'shutdown' | 'moved';
 
 export class MediaRoom {
   readonly roomId: string;

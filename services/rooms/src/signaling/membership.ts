@@ -290,6 +290,7 @@ export class Membership {
       where: { id: roomId },
       select: {
         capacity: true,
+        mediaNodeId: true,
         sessions: {
           select: { socketId: true, userId: true, platform: true, state: true, gatewayId: true },
           orderBy: [{ joinedAt: 'asc' }, { socketId: 'asc' }],
@@ -302,6 +303,7 @@ export class Membership {
       capacity: room?.capacity ?? this.#opts.defaultCapacity,
       roomSize: sessions.length,
       sessions,
+      mediaNodeId: room?.mediaNodeId ?? null,
     };
   }
 
