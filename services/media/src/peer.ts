@@ -34,6 +34,8 @@ export class MediaPeer {
   readonly consumers = new Map<string, types.Consumer>();
   readonly dataProducers = new Map<string, types.DataProducer<ProducerData>>();
   readonly dataConsumers = new Map<string, types.DataConsumer>();
+  /** (Data) producer ids a consumer is being created for on this peer. */
+  readonly consuming = new Set<string>();
   #closed = false;
 
   constructor(socketId: string, userId: string, route: Route) {

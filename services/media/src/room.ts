@@ -645,7 +645,24 @@ export class MediaRoom {
     const transport = peer.recv?.transport;
     const caps = peer.rtpCapabilities;
     if (transport === undefined || caps === undefined || producer.closed || peer.closed) return;
+    // A new producer and a new receiving transport can both ask for the same consumer.
+    if (peer.consuming.has(producer.id)) return;
     if ([...peer.consumers.values()].some((c) => c.producerId === producer.id)) return;
+    peer.consuming.add(producer.id);
+    try {
+      await this.#createConsumer(peer, owner, producer, transport, caps);
+    } finally {
+      peer.consuming.delete(producer.id);
+    }
+  }
+
+  async #createConsumer(
+    peer: MediaPeer,
+    owner: MediaPeer,
+    producer: types.Producer<ProducerData>,
+    transport: MediaTransport['transport'],
+    caps: types.RtpCapabilities,
+  ): Promise<void> {
     await this.#pipe('producer', producer.id, owner.route, peer.route);
     if (!peer.route.router.canConsume({ producerId: producer.id, rtpCapabilities: caps })) {
       this.#log.info(
@@ -727,7 +744,23 @@ export class MediaRoom {
     if (recv?.kind !== 'webrtc' || dataProducer.closed || peer.closed) return;
     const transport = recv.transport;
     if (transport.sctpParameters === undefined) return;
+    if (peer.consuming.has(dataProducer.id)) return;
     if ([...peer.dataConsumers.values()].some((c) => c.dataProducerId === dataProducer.id)) return;
+    peer.consuming.add(dataProducer.id);
+    try {
+      await this.#createDataConsumer(peer, owner, dataProducer, recv, transport);
+    } finally {
+      peer.consuming.delete(dataProducer.id);
+    }
+  }
+
+  async #createDataConsumer(
+    peer: MediaPeer,
+    owner: MediaPeer,
+    dataProducer: types.DataProducer<ProducerData>,
+    recv: MediaTransport,
+    transport: types.WebRtcTransport,
+  ): Promise<void> {
     await this.#pipe('data', dataProducer.id, owner.route, peer.route);
     if (isClosed(dataProducer) || isClosed(peer) || peer.recv !== recv) return;
     const dataConsumer = await transport.consumeData({ dataProducerId: dataProducer.id });
