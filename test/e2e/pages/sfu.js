@@ -254,6 +254,16 @@ const setupMedia = async () => {
   recv.on('connect', ({ dtlsParameters }, cb, eb) => {
     request('connectWebRtcTransport', { transportId: recv.id, dtlsParameters }).then(cb, eb);
   });
+  state.generation++;
+};
+
+/**
+ * Publishing runs beside the event queue, not in it: a member that joins consumes the others
+ * while its own camera and microphone go out. A reset waits for it before tearing down.
+ */
+const publishMedia = async () => {
+  const send = sendTransport;
+  if (send === null) return;
 
   // The same tracks every generation: a closed producer must not stop them. The camera goes
   // out in two simulcast layers, as most mediasoup clients send it: each consumer then starts
@@ -276,7 +286,14 @@ const setupMedia = async () => {
     await send.produce({ track: audio, stopTracks: false, appData: { source: 'microphone' } }),
   );
   dataProducer = await send.produceData({ label: 'chat', protocol: 'text', ordered: true });
-  state.generation++;
+};
+
+/** The publishing in progress (it never rejects: a failure is recorded). */
+let publishing = Promise.resolve();
+const publish = () => {
+  publishing = publishMedia().catch((err) => {
+    fail('publish', err);
+  });
 };
 
 const teardownMedia = () => {
@@ -320,8 +337,10 @@ const handleEvent = async (f) => {
       break;
     case 'eventMediaReset':
       resetsPending--;
+      await publishing;
       teardownMedia();
       await setupMedia();
+      publish();
       state.resets++;
       break;
     default:
@@ -397,6 +416,8 @@ window.sfu = {
     state.join = joined;
     state.socketId = joined.socketId;
     await enqueue('setup', setupMedia);
+    publish();
+    await publishing;
     return joined;
   },
 
