@@ -28,7 +28,11 @@ export interface SignalingPlatform {
   gw2: ServiceProcess;
   bus: Bus;
   /** Start one more process of `name` on the same NATS and database. */
-  spawn(name: 'gateway' | 'rooms', label: string): Promise<ServiceProcess>;
+  spawn(
+    name: 'gateway' | 'rooms',
+    label: string,
+    env?: Record<string, string>,
+  ): Promise<ServiceProcess>;
   stop(): Promise<void>;
 }
 
@@ -54,7 +58,7 @@ export async function startSignaling(
     gw1,
     gw2,
     bus: sfu.bus,
-    spawn: async (name, label) => await sfu.spawn(name, label),
+    spawn: async (name, label, env) => await sfu.spawn(name, label, env),
     stop: async () => {
       await sfu.stop();
     },

@@ -205,6 +205,26 @@ export const RoomsConfig = Type.Object({
     'A gateway silent this long is dead: its sessions enter the reconnect window',
   ),
   SWEEP_INTERVAL_MS: Millis(1000, 'How often expired sessions and dead gateways are looked for'),
+  OUTBOX_POLL_MS: Millis(
+    500,
+    'How often the room-events outbox is checked for events to publish (a membership change publishes at once)',
+  ),
+  OUTBOX_RETENTION_S: Type.Integer({
+    minimum: 0,
+    default: 86_400,
+    description: 'How long published room events stay in the outbox table (for audit and replay)',
+  }),
+  EVENTS_STREAM_MAX_AGE_S: Type.Integer({
+    minimum: 0,
+    default: 604_800,
+    description: 'How long the JetStream stream of room events keeps them (0: for ever)',
+  }),
+  EVENTS_DEDUP_WINDOW_S: Type.Integer({
+    minimum: 1,
+    default: 600,
+    description:
+      "The stream's de-duplication window: an event published again within it (a retry) is stored once",
+  }),
   MEDIA_NODE_DEAD_AFTER_MS: Millis(
     6_000,
     'A media node silent this long is out of placement; its rooms move and their clients get eventMediaReset',

@@ -1,8 +1,15 @@
 /**
  * Room lifecycle events for analytics subscribers, field for field as the original
  * signaling server published them (routing key = event name): `room.join`, `room.leave`,
- * and `room.live`, a periodic snapshot of every active room. They are published on
- * `<prefix>.<event name>` (e.g. `sb.room.join`).
+ * and `room.live`, a periodic snapshot of every active room; plus `room.created` and
+ * `room.closed`. They are published on `<prefix>.<event name>` (e.g. `sb.room.join`).
+ *
+ * The membership events (created, join, leave, closed) are durable: written to an outbox in
+ * the same transaction as the membership change, then published to the JetStream stream
+ * `roomEventStream(prefix)` with `Nats-Msg-Id` = the event's `id`, so a retried publish is
+ * stored once. Each carries `id`, `ts` (epoch ms of the change) and `seq`, the room's own
+ * sequence number (1, 2, 3… over the room's whole life, also across its closing and
+ * re-creation), so a consumer can order a room's events and notice a gap.
  */
 import Type, { type Static, type TSchema } from 'typebox';
 import { Peer, RoomId, SocketId, UserId } from './client.ts';
@@ -10,8 +17,21 @@ import { validator } from './validate.ts';
 
 const Text = Type.String({ maxLength: 256 });
 
+/** What every durable event carries besides its payload. */
+const Envelope = {
+  /** Unique (a UUID): the JetStream de-duplication id. */
+  id: Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' }),
+  /** When the membership change committed, epoch ms. */
+  ts: Type.Integer({ minimum: 0 }),
+  /** The room's sequence number: consecutive per room. */
+  seq: Type.Integer({ minimum: 1 }),
+};
+
 export const RoomEvents = {
+  'room.created': Type.Object({ ...Envelope, roomId: RoomId }),
+  'room.closed': Type.Object({ ...Envelope, roomId: RoomId }),
   'room.join': Type.Object({
+    ...Envelope,
     roomId: RoomId,
     roomSize: Type.Integer({ minimum: 1 }),
     socketId: SocketId,
@@ -24,6 +44,7 @@ export const RoomEvents = {
     bitrate: Type.Optional(Type.Integer({ minimum: 0 })),
   }),
   'room.leave': Type.Object({
+    ...Envelope,
     roomId: RoomId,
     roomSize: Type.Integer({ minimum: 0 }),
     socketId: SocketId,
@@ -37,6 +58,8 @@ export const RoomEvents = {
 } as const satisfies Record<string, TSchema>;
 
 export type RoomEventName = keyof typeof RoomEvents;
+/** The events that go through the outbox and the stream. */
+export type DurableRoomEventName = Exclude<RoomEventName, 'room.live'>;
 export type RoomEvent<E extends RoomEventName> = Static<(typeof RoomEvents)[E]>;
 
 export const roomEvent = Object.fromEntries(
@@ -46,4 +69,9 @@ export const roomEvent = Object.fromEntries(
 /** The subject a room event is published on. */
 export function roomEventSubject(prefix: string, event: RoomEventName): string {
   return `${prefix}.${event}`;
+}
+
+/** The JetStream stream holding `<prefix>.room.>` (stream names cannot contain dots). */
+export function roomEventStream(prefix: string): string {
+  return `${prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_ROOM_EVENTS`;
 }

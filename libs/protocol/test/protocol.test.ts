@@ -171,9 +171,11 @@ describe('bus subjects', () => {
 });
 
 describe('room events (003)', () => {
+  const envelope = { id: '1b4e28ba-2fa1-41d2-883f-0016d3cca427', ts: 1, seq: 1 };
   it('accepts the documented payloads on prefixed subjects', () => {
     expect(
       roomEvent['room.join'].check({
+        ...envelope,
         roomId: 'r',
         roomSize: 2,
         socketId,
@@ -186,8 +188,18 @@ describe('room events (003)', () => {
       }),
     ).toBe(true);
     expect(
-      roomEvent['room.leave'].check({ roomId: 'r', roomSize: 1, socketId, userId: 'u1' }),
+      roomEvent['room.leave'].check({
+        ...envelope,
+        roomId: 'r',
+        roomSize: 1,
+        socketId,
+        userId: 'u1',
+      }),
     ).toBe(true);
+    // The documented payload alone lacks the envelope (id, ts, seq) every durable event has.
+    expect(
+      roomEvent['room.leave'].check({ roomId: 'r', roomSize: 1, socketId, userId: 'u1' }),
+    ).toBe(false);
     expect(
       roomEvent['room.live'].check({
         roomId: 'r',

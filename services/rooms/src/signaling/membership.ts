@@ -25,6 +25,7 @@ import {
 } from '@switchboard/protocol';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
+import { recordEvent } from '../events/outbox.ts';
 import type { MembershipMetrics } from './metrics.ts';
 import type { Notifier } from './notifier.ts';
 import type { UserMediaLadder } from './ladder.ts';
@@ -77,6 +78,8 @@ export class Membership {
   readonly #metrics: MembershipMetrics;
   readonly #log: Logger;
 
+  readonly #onEvents: () => void;
+
   constructor(
     db: Db,
     opts: MembershipOptions,
@@ -84,7 +87,10 @@ export class Membership {
     notify: Notifier,
     metrics: MembershipMetrics,
     log: Logger,
+    /** Told after a transaction that may have written room events (the outbox relay). */
+    onEvents: () => void = () => undefined,
   ) {
+    this.#onEvents = onEvents;
     this.#db = db;
     this.#opts = opts;
     this.#ladder = ladder;
@@ -118,7 +124,19 @@ export class Membership {
           ${req.deviceName ?? null}, ${req.networkType ?? null}, ${req.version ?? null},
           ${req.appVersion ?? null}, ${req.orientation ?? null}, ${req.camera ?? null},
           ${req.ip ?? null}, ${req.gatewayId}, ${req.connectionId}, 'ACTIVE', ${NOW}, ${NOW}, ${NOW})`;
-      return { size: others.length + 1, sessions: others };
+      const size = others.length + 1;
+      if (size === 1) await recordEvent(tx, 'room.created', { roomId: req.roomId });
+      await recordEvent(tx, 'room.join', {
+        roomId: req.roomId,
+        roomSize: size,
+        socketId: req.socketId,
+        userId: req.userId,
+        platform: req.platform,
+        ...(req.appVersion === undefined ? {} : { appVersion: req.appVersion }),
+        ...(req.version === undefined ? {} : { version: req.version }),
+        ...(req.ip === undefined ? {} : { ip: req.ip }),
+      });
+      return { size, sessions: others };
     });
     const change = this.#ladder.change(size - 1, size);
     if (change !== undefined) this.#userMedia(req.roomId, change, req.socketId);
@@ -400,15 +418,25 @@ export class Membership {
                 connection_id AS "connectionId"`;
     if (gone.length === 0) return [];
     const after = before - gone.length;
-    if (after === 0) {
-      await tx.$executeRaw`DELETE FROM rooms WHERE id = ${roomId} AND capacity IS NULL`;
-    }
-    return gone.map((g, i) => ({
+    const left = gone.map((g, i) => ({
       ...g,
       roomId,
       sizeBefore: before - i,
       sizeAfter: before - i - 1,
     }));
+    for (const l of left) {
+      await recordEvent(tx, 'room.leave', {
+        roomId,
+        roomSize: l.sizeAfter,
+        socketId: l.socketId,
+        userId: l.userId,
+      });
+    }
+    if (after === 0) {
+      await tx.$executeRaw`DELETE FROM rooms WHERE id = ${roomId} AND capacity IS NULL`;
+      await recordEvent(tx, 'room.closed', { roomId });
+    }
+    return left;
   }
 
   #announceLeaves(left: readonly Left[]): void {
@@ -454,7 +482,9 @@ export class Membership {
   async #tx<T>(d: Deadline, work: (tx: Tx) => Promise<T>): Promise<T> {
     d.signal.throwIfAborted();
     const remaining = Math.max(1, d.deadline - Date.now());
-    return await this.#db.$transaction(work, { maxWait: remaining, timeout: remaining });
+    const result = await this.#db.$transaction(work, { maxWait: remaining, timeout: remaining });
+    this.#onEvents();
+    return result;
   }
 }
 

@@ -16,6 +16,7 @@ import {
 } from '@switchboard/protocol';
 import type { CommonConfig, Service } from '@switchboard/service';
 import type { Db } from '../db/client.ts';
+import { OutboxRelay } from '../events/relay.ts';
 import { MediaPlacement } from '../media/placement.ts';
 import { UserMediaLadder } from './ladder.ts';
 import { Membership, dbError } from './membership.ts';
@@ -32,6 +33,17 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     notifier,
     log,
   );
+  const relay = new OutboxRelay(
+    db,
+    bus,
+    {
+      pollMs: config.OUTBOX_POLL_MS,
+      streamMaxAgeMs: config.EVENTS_STREAM_MAX_AGE_S * 1000,
+      dedupWindowMs: config.EVENTS_DEDUP_WINDOW_S * 1000,
+      retentionMs: config.OUTBOX_RETENTION_S * 1000,
+    },
+    log,
+  );
   const membership = new Membership(
     db,
     {
@@ -43,6 +55,9 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     notifier,
     membershipMetrics(svc.metrics, db),
     log,
+    () => {
+      relay.kick();
+    },
   );
 
   // Every RPC: a database failure becomes a protocol error (SERVICE_UNAVAILABLE, TIMEOUT);
@@ -112,6 +127,11 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     log,
   );
   sweeper.start();
+  relay.start();
+  // Registered before 'signaling', so it runs after it: the sweeper's last leaves go out too.
+  svc.onShutdown('outbox', async () => {
+    await relay.stop();
+  });
   svc.onShutdown('signaling', async () => {
     heartbeats.unsubscribe();
     mediaHeartbeats.unsubscribe();

@@ -1,0 +1,216 @@
+/**
+ * Room events through the outbox: membership changes in PostgreSQL become room.created,
+ * room.join, room.leave and room.closed in the JetStream stream, in each room's order, with
+ * ids and consecutive sequence numbers, never twice — on the real NATS (JetStream) and
+ * PostgreSQL, with the rooms service and two gateways.
+ */
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { waitFor } from '@switchboard/devstack';
+import { Rooms, roomEventStream } from '@switchboard/protocol';
+import { TestClient } from '../signaling/client.ts';
+import { CuttableProxy } from '../signaling/proxy.ts';
+import { TIMINGS, startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
+
+interface Stored {
+  subject: string;
+  data: { id: string; ts: number; seq: number; roomId: string } & Record<string, unknown>;
+}
+
+let sp: SignalingPlatform;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+const open: TestClient[] = [];
+const proxies: CuttableProxy[] = [];
+
+beforeAll(async () => {
+  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
+  nc = await connect({ servers: inject('natsUrl') });
+  jsm = await jetstreamManager(nc);
+});
+
+afterAll(async () => {
+  for (const c of open) c.kill();
+  // A cut proxy is restored (so the services behind it stop cleanly), then closed.
+  for (const p of proxies) await p.restore().catch(() => undefined);
+  await nc.close();
+  await sp.stop();
+  for (const p of proxies) await p.cut();
+});
+
+const prefix = (): string => sp.platform.env['NATS_SUBJECT_PREFIX'] ?? '';
+
+/** Every event stored for `roomId`, in stream order. */
+async function stored(roomId: string): Promise<Stored[]> {
+  const name = roomEventStream(prefix());
+  const info = await jsm.streams.info(name);
+  const out: Stored[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+    const m = await jsm.streams.getMessage(name, { seq });
+    if (m === null) continue;
+    const data = m.json<Stored['data']>();
+    if (data.roomId === roomId) out.push({ subject: m.subject, data });
+  }
+  return out;
+}
+
+const kinds = (events: Stored[]): string[] =>
+  events.map((e) => e.subject.slice(prefix().length + 1));
+
+async function join(gw: 'gw1' | 'gw2', roomId: string, userId: string): Promise<TestClient> {
+  const c = await TestClient.join(sp[gw].url, roomId, userId);
+  open.push(c);
+  return c;
+}
+
+function expectWellFormed(events: Stored[]): void {
+  const ids = new Set(events.map((e) => e.data.id));
+  expect(ids.size).toBe(events.length);
+  const seqs = events.map((e) => e.data.seq);
+  expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] ?? 1) + i));
+  for (const e of events) expect(e.data.ts).toBeGreaterThan(Date.now() - 120_000);
+}
+
+describe('room events through the outbox', () => {
+  it('joins and leaves become room.created, room.join, room.leave, room.closed, in order', async () => {
+    const a = await join('gw1', 'ev-basic', 'alice');
+    const b = await join('gw2', 'ev-basic', 'bob');
+    b.close(1000);
+    await a.event('eventLeave');
+    a.close(1000);
+    await waitFor('six events', async () => (await stored('ev-basic')).length === 6);
+    const events = await stored('ev-basic');
+    expect(kinds(events)).toEqual([
+      'room.created',
+      'room.join',
+      'room.join',
+      'room.leave',
+      'room.leave',
+      'room.closed',
+    ]);
+    expectWellFormed(events);
+    expect(events[0]?.data.seq).toBe(1);
+    expect(events[1]?.data).toMatchObject({
+      roomId: 'ev-basic',
+      roomSize: 1,
+      socketId: a.socketId,
+      userId: 'alice',
+      platform: 'Web',
+      appVersion: '1',
+      version: 'node',
+    });
+    expect(events[2]?.data).toMatchObject({ roomSize: 2, socketId: b.socketId, userId: 'bob' });
+    expect(events[3]?.data).toMatchObject({ roomSize: 1, socketId: b.socketId, userId: 'bob' });
+    expect(events[4]?.data).toMatchObject({ roomSize: 0, socketId: a.socketId });
+
+    // The room opens again later: its numbers go on.
+    const c = await join('gw1', 'ev-basic', 'carol');
+    c.close(1000);
+    await waitFor('the room again', async () => (await stored('ev-basic')).length === 10);
+    const again = await stored('ev-basic');
+    expect(kinds(again).slice(6)).toEqual([
+      'room.created',
+      'room.join',
+      'room.leave',
+      'room.closed',
+    ]);
+    expectWellFormed(again);
+  });
+
+  it('a reconnect is no event; a session whose window passes leaves, after its join', async () => {
+    const a = await join('gw1', 'ev-window', 'alice');
+    const b = await join('gw1', 'ev-window', 'bob');
+    const socketId = b.socketId;
+    b.kill();
+    const b2 = await TestClient.connect(sp.gw2.url);
+    open.push(b2);
+    expect((await b2.request('reconnect', { socketId })).s).toBe(true);
+    b2.kill();
+    await a.event('eventLeave', TIMINGS.RECONNECT_WINDOW_MS + 10_000);
+    await waitFor('the leave', async () => (await stored('ev-window')).length === 4);
+    const events = await stored('ev-window');
+    expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.leave']);
+    expect(events[3]?.data).toMatchObject({ socketId, userId: 'bob', roomSize: 1 });
+    expectWellFormed(events);
+  });
+
+  it("a killed gateway's sessions leave too", async () => {
+    const gw = await sp.spawn('gateway', 'gateway-doomed');
+    const a = await join('gw1', 'ev-gwdead', 'alice');
+    const c = await TestClient.join(gw.url, 'ev-gwdead', 'carol');
+    await gw.process.kill();
+    await a.event(
+      'eventLeave',
+      TIMINGS.GATEWAY_DEAD_AFTER_MS + TIMINGS.RECONNECT_WINDOW_MS + 10_000,
+    );
+    await waitFor('the leave', async () => (await stored('ev-gwdead')).length === 4);
+    const events = await stored('ev-gwdead');
+    expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.leave']);
+    expect(events[3]?.data).toMatchObject({ socketId: c.socketId, userId: 'carol' });
+  });
+
+  it('an event published again (a retried publish) is stored once', async () => {
+    const a = await join('gw1', 'ev-retry', 'alice');
+    await waitFor('two events', async () => (await stored('ev-retry')).length === 2);
+    // As if the relay had published, then failed before marking them: they go out again.
+    const db = new pg.Client({ connectionString: sp.platform.databaseUrl });
+    await db.connect();
+    try {
+      const r = await db.query(
+        "UPDATE room_events SET published_at = NULL WHERE room_id = 'ev-retry'",
+      );
+      expect(r.rowCount).toBe(2);
+      await waitFor('republished', async () => {
+        const left = await db.query(
+          "SELECT count(*)::int AS n FROM room_events WHERE room_id = 'ev-retry' AND published_at IS NULL",
+        );
+        return (left.rows[0] as { n: number }).n === 0;
+      });
+    } finally {
+      await db.end();
+    }
+    a.close(1000);
+    await waitFor('four events', async () => (await stored('ev-retry')).length === 4);
+    const events = await stored('ev-retry');
+    expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.leave', 'room.closed']);
+    expectWellFormed(events);
+  });
+
+  it('a rooms service cut off from NATS loses no event: its outbox drains when NATS is back', async () => {
+    // The only rooms service from here on talks to NATS through a proxy the test can cut.
+    const proxy = await CuttableProxy.start(inject('natsUrl'));
+    proxies.push(proxy);
+    const rooms = await sp.spawn('rooms', 'rooms-cut', {
+      NATS_URL: `nats://127.0.0.1:${String(proxy.port)}`,
+    });
+    await sp.platform.get('rooms').stop();
+    await join('gw1', 'ev-outage', 'alice');
+    const b = await join('gw1', 'ev-outage', 'bob');
+    await waitFor('the joins', async () => (await stored('ev-outage')).length === 3);
+    b.kill(); // a drop: bob's session waits for its window
+    await waitFor('bob disconnected', async () => {
+      const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'ev-outage' });
+      return info.sessions.some((x) => x.state === 'disconnected');
+    });
+    await proxy.cut();
+    // The window passes while the rooms service cannot reach NATS: the leave is written to
+    // PostgreSQL (the outbox) only.
+    await new Promise((r) => setTimeout(r, TIMINGS.RECONNECT_WINDOW_MS + 1500));
+    expect(await stored('ev-outage')).toHaveLength(3);
+    await proxy.restore();
+    await waitFor(
+      'the leave after the outage',
+      async () => (await stored('ev-outage')).length === 4,
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    const events = await stored('ev-outage');
+    expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.leave']);
+    expect(events[3]?.data).toMatchObject({ socketId: b.socketId, userId: 'bob' });
+    expectWellFormed(events);
+    expect(rooms.process.running).toBe(true);
+  });
+});
