@@ -38,7 +38,7 @@ export interface SfuPlatform {
   wsUrl(i?: number): string;
   /** Start one more process of `name` on the same NATS and database. */
   spawn(
-    name: 'gateway' | 'rooms' | 'media',
+    name: 'gateway' | 'rooms' | 'media' | 'events',
     label: string,
     env?: Record<string, string>,
   ): Promise<ServiceProcess>;
@@ -66,7 +66,7 @@ export async function startSfu(
   });
   const extra: ServiceProcess[] = [];
   const spawn = async (
-    name: 'gateway' | 'rooms' | 'media',
+    name: 'gateway' | 'rooms' | 'media' | 'events',
     label: string,
     env: Record<string, string> = {},
   ): Promise<ServiceProcess> => {

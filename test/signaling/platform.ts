@@ -29,7 +29,7 @@ export interface SignalingPlatform {
   bus: Bus;
   /** Start one more process of `name` on the same NATS and database. */
   spawn(
-    name: 'gateway' | 'rooms',
+    name: 'gateway' | 'rooms' | 'events',
     label: string,
     env?: Record<string, string>,
   ): Promise<ServiceProcess>;

@@ -322,6 +322,19 @@ export type MediaConfig = Static<typeof MediaConfig>;
 
 export const EventsConfig = Type.Object({
   ...common(8083),
+  ROOM_LIVE_INTERVAL_MS: Type.Integer({
+    minimum: 100,
+    maximum: 86_400_000,
+    default: 60_000,
+    description: 'How often room.live (a snapshot of every room with members) is published',
+  }),
+  LEADER_LEASE_MS: Type.Integer({
+    minimum: 100,
+    maximum: 3_600_000,
+    default: 15_000,
+    description:
+      'The room.live leader lease (NATS KV TTL); renewed every third of it. Keep it at most 3/4 of ROOM_LIVE_INTERVAL_MS so a dead leader is replaced within one interval',
+  }),
 });
 export type EventsConfig = Static<typeof EventsConfig>;
 

@@ -51,6 +51,8 @@ export const RoomEvents = {
     userId: UserId,
   }),
   'room.live': Type.Object({
+    /** When the snapshot was read from the membership, epoch ms. */
+    ts: Type.Integer({ minimum: 0 }),
     roomId: RoomId,
     roomSize: Type.Integer({ minimum: 0 }),
     sessions: Type.Array(Peer),

@@ -170,6 +170,27 @@ export const Rooms = {
    */
   mediaNode: rpcMethod('rooms', 'mediaNode', RoomsMediaNodeRequest, MediaAssignment),
   /**
+   * A page of the rooms that have members, in room id order after `after`: the membership
+   * the events service's room.live snapshots are made of.
+   */
+  liveRooms: rpcMethod(
+    'rooms',
+    'liveRooms',
+    Type.Object({
+      after: Type.Optional(RoomId),
+      limit: Type.Integer({ minimum: 1, maximum: 2000 }),
+    }),
+    Type.Object({
+      rooms: Type.Array(
+        Type.Object({
+          roomId: RoomId,
+          roomSize: Type.Integer({ minimum: 1 }),
+          sessions: Type.Array(Type.Object({ socketId: SocketId, userId: UserId })),
+        }),
+      ),
+    }),
+  ),
+  /**
    * A media node is leaving (graceful shutdown): it is taken out of placement, its rooms
    * are unassigned and their members get eventMediaReset (reason `node`).
    */

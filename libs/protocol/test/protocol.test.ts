@@ -202,6 +202,7 @@ describe('room events (003)', () => {
     ).toBe(false);
     expect(
       roomEvent['room.live'].check({
+        ts: 1,
         roomId: 'r',
         roomSize: 1,
         sessions: [{ socketId, userId: 'u1' }],

@@ -1,21 +1,51 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { EventsConfig } from '@switchboard/protocol';
-import { runService } from '@switchboard/service';
+import { Gauge, runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
+import { LeaderLease } from './lease.ts';
+import { LiveSnapshots } from './live.ts';
 
 await runService({
   name: 'events',
   version: pkg.version,
   config: EventsConfig,
   async setup(svc) {
+    const { config, bus } = svc;
     // Room events are durable (a JetStream stream), so JetStream must be enabled on the
     // NATS server this service talks to: readiness says whether it answers.
     svc.readiness.add('jetstream', async () => {
-      const nc = svc.bus.connection;
-      if (nc === undefined || !svc.bus.connected) return false;
+      const nc = bus.connection;
+      if (nc === undefined || !bus.connected) return false;
       const jsm = await jetstreamManager(nc, { timeout: 1500 });
       await jsm.getAccountInfo();
       return true;
+    });
+
+    const bucket = `${bus.prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_events_leader`;
+    const lease = new LeaderLease(bucket, svc.instanceId, config.LEADER_LEASE_MS, svc.log);
+    const live = new LiveSnapshots(bus, lease, config.ROOM_LIVE_INTERVAL_MS, svc.log);
+    lease.start(() => bus.connection);
+    live.start();
+    svc.onShutdown('room.live', async () => {
+      await live.stop();
+      await lease.stop();
+    });
+
+    new Gauge({
+      name: 'sb_events_leader',
+      help: '1 while this instance holds the room.live leader lease',
+      registers: [svc.metrics],
+      collect() {
+        this.set(lease.leader ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sb_events_live_rooms',
+      help: 'Rooms in the last room.live snapshot this instance published',
+      registers: [svc.metrics],
+      collect() {
+        this.set(live.lastRooms);
+      },
     });
   },
 });

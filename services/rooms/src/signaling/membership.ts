@@ -325,6 +325,32 @@ export class Membership {
     };
   }
 
+  /** A page of the rooms with members (after `after`, by id), with their members. */
+  async liveRooms(
+    after: string | undefined,
+    limit: number,
+  ): Promise<RpcReply<typeof Rooms.liveRooms>> {
+    const rows = await this.#db.$queryRaw<{ roomId: string; socketId: string; userId: string }[]>`
+      WITH page AS (
+        SELECT DISTINCT room_id FROM sessions
+        WHERE ${after === undefined ? Prisma.sql`TRUE` : Prisma.sql`room_id > ${after}`}
+        ORDER BY room_id LIMIT ${limit})
+      SELECT s.room_id AS "roomId", s.socket_id AS "socketId", s.user_id AS "userId"
+      FROM sessions s JOIN page p ON p.room_id = s.room_id
+      ORDER BY s.room_id, s.joined_at, s.socket_id`;
+    const rooms: RpcReply<typeof Rooms.liveRooms>['rooms'] = [];
+    for (const r of rows) {
+      let last = rooms.at(-1);
+      if (last?.roomId !== r.roomId) {
+        last = { roomId: r.roomId, roomSize: 0, sessions: [] };
+        rooms.push(last);
+      }
+      last.sessions.push({ socketId: r.socketId, userId: r.userId });
+      last.roomSize++;
+    }
+    return { rooms };
+  }
+
   /** A gateway's heartbeat: record it; a restarted gateway's old sessions lost their sockets. */
   async gatewayHeartbeat(gatewayId: string, startedAt: number, sockets: number): Promise<void> {
     const started = new Date(startedAt);

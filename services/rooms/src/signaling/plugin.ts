@@ -82,6 +82,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
   serve(Rooms.resync, async (req) => await membership.resync(req));
   serve(Rooms.configureRoom, async (req, ctx) => await membership.configureRoom(req, ctx));
   serve(Rooms.roomInfo, async (req) => await membership.roomInfo(req.roomId));
+  serve(Rooms.liveRooms, async (req) => await membership.liveRooms(req.after, req.limit));
   serve(Rooms.mediaNode, async (req) => ({
     nodeId: await placement.nodeFor(req.socketId, req.connectionId),
   }));
