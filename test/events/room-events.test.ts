@@ -6,9 +6,12 @@
  */
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { execFile } from 'node:child_process';
+import { join as joinPath } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { waitFor } from '@switchboard/devstack';
+import { NODE, ROOT, waitFor } from '@switchboard/devstack';
 import { Rooms, roomEventStream } from '@switchboard/protocol';
 import { TestClient } from '../signaling/client.ts';
 import { CuttableProxy } from '../signaling/proxy.ts';
@@ -19,6 +22,7 @@ interface Stored {
   data: { id: string; ts: number; seq: number; roomId: string } & Record<string, unknown>;
 }
 
+const execFileP = promisify(execFile);
 let sp: SignalingPlatform;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -176,6 +180,49 @@ describe('room events through the outbox', () => {
     const events = await stored('ev-retry');
     expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.leave', 'room.closed']);
     expectWellFormed(events);
+  });
+
+  it("the tail command prints a room's events from the stream, filtered", async () => {
+    const { stdout } = await execFileP(
+      NODE,
+      [
+        joinPath(ROOT, 'services/events/src/tail.ts'),
+        '--room',
+        'ev-basic',
+        '--type',
+        'room.join,room.leave',
+      ],
+      {
+        env: {
+          ...process.env,
+          NATS_URL: inject('natsUrl'),
+          NATS_SUBJECT_PREFIX: prefix(),
+        },
+        timeout: 20_000,
+      },
+    );
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { stream: number; subject: string; event: Stored['data'] });
+    expect(lines.map((l) => l.subject.slice(prefix().length + 1))).toEqual([
+      'room.join',
+      'room.join',
+      'room.leave',
+      'room.leave',
+      'room.join',
+      'room.leave',
+    ]);
+    expect(lines.every((l) => l.event.roomId === 'ev-basic')).toBe(true);
+    // From a point in the stream: only what follows it.
+    const from = lines[2]?.stream ?? 0;
+    const later = await execFileP(
+      NODE,
+      [joinPath(ROOT, 'services/events/src/tail.ts'), '--room', 'ev-basic', '--from', String(from)],
+      { env: { ...process.env, NATS_URL: inject('natsUrl'), NATS_SUBJECT_PREFIX: prefix() } },
+    );
+    // bob's leave, alice's, closed; created, carol's join and leave, closed.
+    expect(later.stdout.trim().split('\n')).toHaveLength(7);
   });
 
   it('a rooms service cut off from NATS loses no event: its outbox drains when NATS is back', async () => {
