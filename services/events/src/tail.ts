@@ -148,7 +148,13 @@ async function main(argv: string[]): Promise<number> {
       const js = jetstream(nc);
       // Types are kept here rather than by the server: several filter subjects need NATS 2.10,
       // and Debian bookworm ships 2.9.
-      const consumer = await js.consumers.get(roomEventStream(prefix), opts.start);
+      const stream = roomEventStream(prefix);
+      const consumer = await js.consumers.get(stream, opts.start).catch((err: unknown) => {
+        throw new Error(
+          `no stream ${stream}: no room event was ever published under "${prefix}" (NATS_SUBJECT_PREFIX)`,
+          { cause: err },
+        );
+      });
       // Without --follow, stop at the end of the stream (at once when it is empty).
       if (!opts.follow && (await consumer.info()).num_pending === 0) return 0;
       const messages = await consumer.consume();
