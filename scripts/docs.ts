@@ -1,9 +1,11 @@
 /**
  * Generates the README's configuration table from the services' config schemas in
  * libs/protocol (the one place they are defined). `./run docs` rewrites the README between
- * its markers; a test fails when the README is out of date.
+ * its markers; a test fails when the README is out of date. It also writes docs/asyncapi.json
+ * (scripts/asyncapi.ts), the AsyncAPI description of the room events and telemetry.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as prettier from 'prettier';
 import type { TSchema } from 'typebox';
@@ -14,6 +16,7 @@ import {
   type ErrorName,
   type ServiceName,
 } from '@switchboard/protocol';
+import { ASYNCAPI, renderAsyncapi } from './asyncapi.ts';
 
 export const README = fileURLToPath(new URL('../README.md', import.meta.url));
 
@@ -99,5 +102,19 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (after !== before) writeFileSync(README, after);
   process.stdout.write(
     after === before ? 'README.md is up to date\n' : 'README.md tables updated\n',
+  );
+  const spec = await renderAsyncapi();
+  let old: string | undefined;
+  try {
+    old = readFileSync(ASYNCAPI, 'utf8');
+  } catch {
+    old = undefined;
+  }
+  if (spec !== old) {
+    mkdirSync(dirname(ASYNCAPI), { recursive: true });
+    writeFileSync(ASYNCAPI, spec);
+  }
+  process.stdout.write(
+    spec === old ? 'docs/asyncapi.json is up to date\n' : 'docs/asyncapi.json written\n',
   );
 }

@@ -73,7 +73,10 @@ export function roomEventSubject(prefix: string, event: RoomEventName): string {
   return `${prefix}.${event}`;
 }
 
-/** The JetStream stream holding `<prefix>.room.>` (stream names cannot contain dots). */
+/**
+ * The JetStream stream holding the durable events, `<prefix>.room.{created,join,leave,closed}`
+ * (room.live is not stored). Stream names cannot contain dots: the prefix's become `_`.
+ */
 export function roomEventStream(prefix: string): string {
   return `${prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_ROOM_EVENTS`;
 }
