@@ -80,3 +80,8 @@ export function roomEventSubject(prefix: string, event: RoomEventName): string {
 export function roomEventStream(prefix: string): string {
   return `${prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_ROOM_EVENTS`;
 }
+
+/** The NATS KV bucket of the events service's room.live leader lease. */
+export function eventsLeaderBucket(prefix: string): string {
+  return `${prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_events_leader`;
+}

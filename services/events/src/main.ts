@@ -1,5 +1,5 @@
 import { jetstreamManager } from '@nats-io/jetstream';
-import { EventsConfig } from '@switchboard/protocol';
+import { EventsConfig, eventsLeaderBucket } from '@switchboard/protocol';
 import { Gauge, runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
 import { LeaderLease } from './lease.ts';
@@ -21,7 +21,7 @@ await runService({
       return true;
     });
 
-    const bucket = `${bus.prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_events_leader`;
+    const bucket = eventsLeaderBucket(bus.prefix);
     const lease = new LeaderLease(bucket, svc.instanceId, config.LEADER_LEASE_MS, svc.log);
     const live = new LiveSnapshots(bus, lease, config.ROOM_LIVE_INTERVAL_MS, svc.log);
     lease.start(() => bus.connection);

@@ -2,7 +2,14 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SERVICE_NAMES, type ServiceName } from '@switchboard/protocol';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import {
+  SERVICE_NAMES,
+  eventsLeaderBucket,
+  roomEventStream,
+  type ServiceName,
+} from '@switchboard/protocol';
 import { ROOT } from './paths.ts';
 import { NODE, ServiceProcess } from './services.ts';
 import { testDatabase } from './testkit.ts';
@@ -63,6 +70,7 @@ export async function startPlatform(opts: PlatformOptions): Promise<Platform> {
         }),
       );
       await db.drop();
+      await removeJetStreamState(opts.natsUrl, opts.subjectPrefix);
     },
   };
   try {
@@ -104,4 +112,24 @@ export async function migrate(databaseUrl: string): Promise<string> {
     { env: { ...process.env, DATABASE_URL: databaseUrl }, timeout: 60_000, encoding: 'utf8' },
   );
   return stdout;
+}
+
+/**
+ * Delete what the platform kept in JetStream under `prefix` (the room events stream, the
+ * events leader's KV bucket), so runs on a shared NATS leave nothing behind.
+ */
+export async function removeJetStreamState(natsUrl: string, prefix: string): Promise<void> {
+  const nc = await connect({ servers: natsUrl, timeout: 5000 });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 5000 });
+    for (const stream of [roomEventStream(prefix), `KV_${eventsLeaderBucket(prefix)}`]) {
+      try {
+        await jsm.streams.delete(stream);
+      } catch {
+        // never created
+      }
+    }
+  } finally {
+    await nc.close();
+  }
 }
