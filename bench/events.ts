@@ -30,21 +30,14 @@ import {
   ARTIFACTS_DIR,
   DEV_HS256_SECRET,
   ServiceProcess,
-  ensureInfra,
   mintToken,
   postgresBinDir,
   startPlatform,
   uniquePrefix,
-  withDatabase,
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
-import {
-  Rooms,
-  roomEvent,
-  roomEventSubject,
-  type RoomEvent,
-} from '@switchboard/protocol';
+import { Rooms, roomEvent, roomEventSubject, type RoomEvent } from '@switchboard/protocol';
 import WebSocket from 'ws';
 // The bus is not a dependency of the root package; the tests import services' sources the
 // same way.
@@ -61,6 +54,7 @@ import {
   type Failure,
   type Stats,
 } from './lib/cli.ts';
+import { benchInfra, watchService } from './lib/infra.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -625,28 +619,10 @@ interface Setup {
 async function setup(run: BenchRun): Promise<Setup> {
   const { failure, cleanup } = run;
   let stopping = false;
-  const watchService = (svc: ServiceProcess): void => {
-    run.services.push(svc);
-    void svc.process.exited.then(({ code, signal }) => {
-      if (!stopping)
-        failure.fail(new Error(`${svc.process.name} exited (code ${code}, signal ${signal})`));
-    });
+  const watchProcess = (svc: ServiceProcess): void => {
+    watchService(run, svc, () => stopping);
   };
-  const configuredDb = process.env['DATABASE_URL'];
-  const infra: Infra = await ensureInfra({
-    natsUrl: process.env['NATS_URL'],
-    pgServerUrl:
-      configuredDb === undefined || configuredDb === ''
-        ? undefined
-        : withDatabase(configuredDb, 'postgres'),
-    log: (msg) => {
-      log(`infra: ${msg}`);
-    },
-  });
-  cleanup.add('stop the infrastructure', async () => {
-    await infra.stop();
-  });
-  failure.check();
+  const infra: Infra = await benchInfra({ failure, cleanup });
   const prefix = uniquePrefix('benchev');
   const bus = (name: string): Bus => {
     const b = new Bus({
@@ -686,8 +662,8 @@ async function setup(run: BenchRun): Promise<Setup> {
     stopping = true;
     await platform.stop();
   });
-  watchService(platform.get('gateway'));
-  watchService(platform.get('rooms'));
+  watchProcess(platform.get('gateway'));
+  watchProcess(platform.get('rooms'));
   failure.check();
   return {
     platform,
@@ -695,7 +671,7 @@ async function setup(run: BenchRun): Promise<Setup> {
     wsUrl: `${platform.get('gateway').url.replace(/^http/, 'ws')}/api`,
     pub,
     watch,
-    watchService,
+    watchService: watchProcess,
     cleanup: (what, fn) => {
       cleanup.add(what, fn);
     },

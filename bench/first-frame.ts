@@ -40,19 +40,16 @@ import {
   ARTIFACTS_DIR,
   DEV_HS256_SECRET,
   ServiceProcess,
-  ensureInfra,
   mintToken,
   redact,
   startPlatform,
   uniquePrefix,
-  withDatabase,
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
 import type { Cleanup, Failure } from './lib/cli.ts';
 import {
-  Interrupted,
   UsageError,
   errMessage,
   gitRevision,
@@ -79,6 +76,7 @@ import {
   type BrowserContext,
   type Page,
 } from './lib/first-frame-pages.ts';
+import { benchInfra, watchService } from './lib/infra.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -218,27 +216,9 @@ interface Services {
 /** NATS, PostgreSQL, rooms, a gateway and a media node; returns the gateway's /api URL. */
 async function startOwnPlatform(failure: Failure, cleanup: Cleanup, services: Services) {
   const watch = (svc: ServiceProcess): void => {
-    services.list.push(svc);
-    void svc.process.exited.then(({ code, signal }) => {
-      if (!services.stopping && !(failure.error instanceof Interrupted))
-        failure.fail(new Error(`${svc.process.name} exited (code ${code}, signal ${signal})`));
-    });
+    watchService({ failure, services: services.list }, svc, () => services.stopping);
   };
-  const configuredDb = process.env['DATABASE_URL'];
-  const infra: Infra = await ensureInfra({
-    natsUrl: process.env['NATS_URL'],
-    pgServerUrl:
-      configuredDb === undefined || configuredDb === ''
-        ? undefined
-        : withDatabase(configuredDb, 'postgres'),
-    log: (msg) => {
-      log(`infra: ${msg}`);
-    },
-  });
-  cleanup.add('stop the infrastructure', async () => {
-    await infra.stop();
-  });
-  failure.check();
+  const infra: Infra = await benchInfra({ failure, cleanup });
 
   const subjectPrefix = uniquePrefix('benchff');
   const env: Record<string, string> = {

@@ -28,12 +28,10 @@ import {
   NODE,
   ROOT,
   ServiceProcess,
-  ensureInfra,
   mintToken,
   redact,
   startPlatform,
   uniquePrefix,
-  withDatabase,
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
@@ -50,6 +48,7 @@ import {
   stats,
   type Stats,
 } from './lib/cli.ts';
+import { benchInfra, watchService } from './lib/infra.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -642,28 +641,10 @@ async function startOwnPlatform(
   // Set by the clean-up steps that stop services: exits from then on are expected.
   let stopping = false;
   const watch = (svc: ServiceProcess): void => {
-    run.services.push(svc);
-    void svc.process.exited.then(({ code, signal }) => {
-      if (!stopping)
-        failure.fail(new Error(`${svc.process.name} exited (code ${code}, signal ${signal})`));
-    });
+    watchService({ failure, services: run.services }, svc, () => stopping);
   };
 
-  const configuredDb = process.env['DATABASE_URL'];
-  const infra: Infra = await ensureInfra({
-    natsUrl: process.env['NATS_URL'],
-    pgServerUrl:
-      configuredDb === undefined || configuredDb === ''
-        ? undefined
-        : withDatabase(configuredDb, 'postgres'),
-    log: (msg) => {
-      log(`infra: ${msg}`);
-    },
-  });
-  cleanup.add('stop the infrastructure', async () => {
-    await infra.stop();
-  });
-  failure.check();
+  const infra: Infra = await benchInfra({ failure, cleanup });
 
   const subjectPrefix = uniquePrefix('bench');
   const env: Record<string, string> = {

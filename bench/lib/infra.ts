@@ -1,0 +1,45 @@
+/** The infrastructure and services of a benchmark run. */
+import { ensureInfra, withDatabase, type Infra, type ServiceProcess } from '@switchboard/devstack';
+import { Interrupted, log, type BenchRun } from './cli.ts';
+
+/**
+ * NATS and PostgreSQL: those configured (NATS_URL, DATABASE_URL) or the usual local ones when
+ * they answer, else started for the run; stopped by the run's clean-up.
+ */
+export async function benchInfra(run: Pick<BenchRun, 'failure' | 'cleanup'>): Promise<Infra> {
+  const configuredDb = process.env['DATABASE_URL'];
+  const infra = await ensureInfra({
+    natsUrl: process.env['NATS_URL'],
+    pgServerUrl:
+      configuredDb === undefined || configuredDb === ''
+        ? undefined
+        : withDatabase(configuredDb, 'postgres'),
+    log: (msg) => {
+      log(`infra: ${msg}`);
+    },
+  });
+  run.cleanup.add('stop the infrastructure', async () => {
+    await infra.stop();
+  });
+  run.failure.check();
+  return infra;
+}
+
+/**
+ * Keep `svc` in the run's services (its last output is shown on failure); its exit fails the
+ * run unless `expected()` says the run is stopping it, or the run was interrupted.
+ */
+export function watchService(
+  run: Pick<BenchRun, 'failure' | 'services'>,
+  svc: ServiceProcess,
+  expected: () => boolean,
+): void {
+  run.services.push(svc);
+  void svc.process.exited.then(({ code, signal }) => {
+    if (!expected() && !(run.failure.error instanceof Interrupted)) {
+      run.failure.fail(
+        new Error(`${svc.process.name} exited (code ${String(code)}, signal ${String(signal)})`),
+      );
+    }
+  });
+}
