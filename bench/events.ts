@@ -21,13 +21,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import {
-  ARTIFACTS_DIR,
   DEV_HS256_SECRET,
   ServiceProcess,
   mintToken,
@@ -41,18 +39,22 @@ import { Rooms, roomEvent, roomEventSubject, type RoomEvent } from '@switchboard
 import WebSocket from 'ws';
 // The bus is not a dependency of the root package; the tests import services' sources the
 // same way.
+import { pino } from 'pino';
 import { Bus } from '@switchboard/bus';
 import { procCpuMs } from './lib/proc-cpu.ts';
 import {
   UsageError,
-  errMessage,
-  gitRevision,
   log,
   runBench,
   stats,
   type BenchRun,
   type Failure,
   type Stats,
+  pool,
+  numberFlagOptions,
+  parseOrUsage,
+  readNumber,
+  writeResults,
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
 
@@ -100,33 +102,14 @@ function usage(): string {
 
 function parseOptions(argv: string[]): Options | undefined {
   const args = argv[0] === '--' ? argv.slice(1) : argv;
-  let values: Partial<Record<Flag, string>> & { help?: boolean };
-  try {
-    values = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        ...(Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' }])) as Record<
-          Flag,
-          { type: 'string' }
-        >),
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (err) {
-    throw new UsageError(errMessage(err), { cause: err });
-  }
+  const { values } = parseOrUsage({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: { ...numberFlagOptions(FLAGS), help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help === true) return undefined;
-  const num = (name: Flag): number => {
-    const f = FLAGS[name];
-    const raw = values[name] ?? process.env[f.env];
-    if (raw === undefined || raw === '') return f.def;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < f.min)
-      throw new UsageError(`--${name} (${f.env}) must be an integer >= ${f.min} (got ${raw})`);
-    return n;
-  };
+  const num = (name: Flag): number => readNumber(name, FLAGS[name], values[name]);
   const opts: Options = {
     clients: num('clients'),
     roomSize: num('room-size'),
@@ -145,45 +128,9 @@ function parseOptions(argv: string[]): Options | undefined {
 type BusLog = ConstructorParameters<typeof Bus>[0]['log'];
 type Nc = NonNullable<Bus['connection']>;
 
-/** pino's interface, enough for the Bus: warnings and errors go to the benchmark's log. */
+/** The Bus's log: its warnings and errors, on stderr beside the benchmark's own. */
 function busLog(name: string): BusLog {
-  const say =
-    (level: string) =>
-    (a: unknown, b?: unknown): void => {
-      const msg = typeof a === 'string' ? a : typeof b === 'string' ? b : '';
-      const err = (a as { err?: unknown } | undefined)?.err;
-      log(`${name} ${level}: ${msg}${err === undefined ? '' : ` (${errMessage(err)})`}`);
-    };
-  const noop = (): void => undefined;
-  const l: Record<string, unknown> = {
-    level: 'warn',
-    fatal: say('fatal'),
-    error: say('error'),
-    warn: say('warn'),
-    info: noop,
-    debug: noop,
-    trace: noop,
-    silent: noop,
-  };
-  l['child'] = () => l;
-  return l as unknown as BusLog;
-}
-
-async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await fn(item);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return pino({ name, level: 'warn' }, process.stderr);
 }
 
 /** Resolves once `done()` holds, checked every 10 ms. */
@@ -774,27 +721,12 @@ await runBench(usage, async (run) => {
     process.stdout.write(`\nFAILED CHECKS (${run.anomalies.length}):\n`);
     for (const a of run.anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
   }
-  const dir = join(ARTIFACTS_DIR, 'bench');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `events-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  const result = {
-    benchmark: 'events',
-    startedAt: startedAt.toISOString(),
-    revision: gitRevision(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-    },
+  writeResults('events', startedAt, {
     options: opts,
     join: joinResult,
     live: liveResult,
     failedChecks: run.anomalies,
     text,
-  };
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(`\nResults written to ${file}\n`);
+  });
   return run.anomalies.length > 0 ? 1 : 0;
 });

@@ -31,13 +31,9 @@
  * flags (each also read from an environment variable).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import {
-  ARTIFACTS_DIR,
   DEV_HS256_SECRET,
   ServiceProcess,
   mintToken,
@@ -52,11 +48,14 @@ import type { Cleanup, Failure } from './lib/cli.ts';
 import {
   UsageError,
   errMessage,
-  gitRevision,
   log,
   runBench,
   stats,
   type Stats,
+  numberFlagOptions,
+  parseOrUsage,
+  readNumber,
+  writeResults,
 } from './lib/cli.ts';
 import {
   instrumentScript,
@@ -125,30 +124,15 @@ function parseOptions(argv: string[]): Options | undefined {
     strict: true,
     allowPositionals: false,
     options: {
-      ...(Object.fromEntries(
-        Object.keys(NUMBER_FLAGS).map((k) => [k, { type: 'string' as const }]),
-      ) as Record<NumberFlag, { type: 'string' }>),
+      ...numberFlagOptions(NUMBER_FLAGS),
       paths: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   } as const;
-  let parsed: ReturnType<typeof parseArgs<typeof config>>;
-  try {
-    parsed = parseArgs(config);
-  } catch (err) {
-    throw new UsageError(errMessage(err), { cause: err });
-  }
+  const parsed = parseOrUsage(config);
   const { values } = parsed;
   if (values.help === true) return undefined;
-  const num = (name: NumberFlag): number => {
-    const f = NUMBER_FLAGS[name];
-    const raw = values[name] ?? process.env[f.env];
-    if (raw === undefined || raw === '') return f.def;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < f.min)
-      throw new UsageError(`--${name} (${f.env}) must be an integer >= ${f.min} (got ${raw})`);
-    return n;
-  };
+  const num = (name: NumberFlag): number => readNumber(name, NUMBER_FLAGS[name], values[name]);
   const rawPaths = values.paths ?? process.env['BENCH_PATHS'] ?? '';
   const paths: PathName[] = [];
   for (const p of rawPaths.split(',').map((s) => s.trim())) {
@@ -903,7 +887,7 @@ function report(
         .map(([k, n]) => `${k} (${String(n)})`)
         .join(', '),
     ),
-    ['milestones, ms after join, p50 / p90:', '', ''],
+    ['milestones, ms after  p50 / p90:', '', ''],
     ...MILESTONES.map(({ key, label, paths }): [string, string, string] => {
       const one = (path: PathName, s: PathSummary | undefined): string =>
         s === undefined
@@ -1094,19 +1078,8 @@ async function main(
     for (const a of anomalies.slice(0, 30)) process.stdout.write(`  ${a}\n`);
   }
 
-  const dir = join(ARTIFACTS_DIR, 'bench');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `first-frame-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  const result = {
-    benchmark: 'first-frame',
-    startedAt: startedAt.toISOString(),
-    revision: gitRevision(),
+  writeResults('first-frame', startedAt, {
     machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
       chromium: browserVersion,
       busy: {
         before: round(load.before, 3),
@@ -1126,9 +1099,7 @@ async function main(
     runs: records,
     failedChecks: anomalies,
     text,
-  };
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(`\nResults written to ${file}\n`);
+  });
   return anomalies.length > 0 ? 1 : 0;
 }
 

@@ -18,13 +18,9 @@
  * are still written after a failed check); 2 on bad flags; 130 on SIGINT. `--help` lists the
  * flags (each also read from an environment variable).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
-import { ARTIFACTS_DIR } from '@switchboard/devstack';
 import { BareScenario } from './lib/media-bare.ts';
 import { PlatformScenario } from './lib/media-platform.ts';
 import type { Scenario, StreamSpec } from './lib/media-scenario.ts';
@@ -38,7 +34,15 @@ import {
   type RtpSenderOptions,
 } from './lib/rtp-sender.ts';
 import { UdpSinks } from './lib/udp-sink.ts';
-import { UsageError, errMessage, gitRevision, log } from './lib/cli.ts';
+import {
+  UsageError,
+  errMessage,
+  log,
+  numberFlagOptions,
+  parseOrUsage,
+  readNumber,
+  writeResults,
+} from './lib/cli.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -95,32 +99,18 @@ function parseOptions(argv: string[]): Options | undefined {
     strict: true,
     allowPositionals: false,
     options: {
-      ...(Object.fromEntries(
-        Object.keys(NUMBER_FLAGS).map((k) => [k, { type: 'string' as const }]),
-      ) as Record<NumberFlag, { type: 'string' }>),
+      ...numberFlagOptions(NUMBER_FLAGS),
       consumers: { type: 'string' },
       scenarios: { type: 'string' },
       audio: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   } as const;
-  let parsed: ReturnType<typeof parseArgs<typeof config>>;
-  try {
-    parsed = parseArgs(config);
-  } catch (err) {
-    throw new UsageError(errMessage(err), { cause: err });
-  }
+  const parsed = parseOrUsage(config);
   const { values } = parsed;
   if (values.help === true) return undefined;
-  const num = (name: NumberFlag): number => {
-    const f = NUMBER_FLAGS[name];
-    const raw = values[name] ?? process.env[f.env];
-    if (raw === undefined || raw === '') return f.def;
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n < f.min)
-      throw new UsageError(`--${name} (${f.env}) must be a number >= ${f.min} (got ${raw})`);
-    return n;
-  };
+  const num = (name: NumberFlag): number =>
+    readNumber(name, NUMBER_FLAGS[name], values[name], 'number');
   const list = (raw: string | undefined): string[] | undefined =>
     raw === undefined || raw.trim() === ''
       ? undefined
@@ -661,25 +651,12 @@ async function main(
     for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
   }
 
-  const dir = join(ARTIFACTS_DIR, 'bench');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `media-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
   const v = defaultVideo({
     bitrate: opts.bitrate,
     fps: opts.fps,
     keyFrameIntervalS: opts.keyFrameInterval,
   });
-  const result = {
-    benchmark: 'media',
-    startedAt: startedAt.toISOString(),
-    revision: gitRevision(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-    },
+  writeResults('media', startedAt, {
     options: opts,
     sender: { video: v, deltaFrameBytes: deltaFrameBytes(v), targetPps: round(targetPps(opts), 1) },
     scenarios: Object.fromEntries(
@@ -695,9 +672,7 @@ async function main(
     ),
     failedChecks: anomalies,
     text,
-  };
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(`\nResults written to ${file}\n`);
+  });
   return anomalies.length > 0 ? 1 : 0;
 }
 

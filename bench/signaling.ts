@@ -15,14 +15,10 @@
  * `--help` lists the flags (each also read from an environment variable).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import {
-  ARTIFACTS_DIR,
   DEV_HS256_SECRET,
   ManagedProcess,
   NODE,
@@ -41,12 +37,15 @@ import type { Failure } from './lib/cli.ts';
 import {
   Cleanup,
   UsageError,
-  errMessage,
-  gitRevision,
   log,
   runBench,
   stats,
   type Stats,
+  numberFlagOptions,
+  parseOrUsage,
+  pool,
+  readNumber,
+  writeResults,
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
 
@@ -120,32 +119,17 @@ function parseOptions(argv: string[]): Options | undefined {
     strict: true,
     allowPositionals: false,
     options: {
-      ...(Object.fromEntries(
-        Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }]),
-      ) as Record<NumberFlag, { type: 'string' }>),
+      ...numberFlagOptions(FLAGS),
       url: { type: 'string' },
       'baseline-only': { type: 'boolean' },
       'platform-only': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   } as const;
-  let parsed: ReturnType<typeof parseArgs<typeof config>>;
-  try {
-    parsed = parseArgs(config);
-  } catch (err) {
-    throw new UsageError(errMessage(err), { cause: err });
-  }
+  const parsed = parseOrUsage(config);
   const { values } = parsed;
   if (values.help === true) return undefined;
-  const num = (name: NumberFlag): number => {
-    const f = FLAGS[name];
-    const raw = values[name] ?? process.env[f.env];
-    if (raw === undefined || raw === '') return f.def;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < f.min)
-      throw new UsageError(`--${name} (${f.env}) must be an integer >= ${f.min} (got ${raw})`);
-    return n;
-  };
+  const num = (name: NumberFlag): number => readNumber(name, FLAGS[name], values[name]);
   const envFlag = (name: string): boolean => ['1', 'true', 'yes'].includes(process.env[name] ?? '');
   const baselineOnly = values['baseline-only'] === true || envFlag('BENCH_BASELINE_ONLY');
   const platformOnly = values['platform-only'] === true || envFlag('BENCH_PLATFORM_ONLY');
@@ -185,24 +169,6 @@ function parseOptions(argv: string[]): Options | undefined {
 }
 
 // ------------------------------------------------------------------------------- helpers
-
-/** Run `fn` over `items`, `limit` at a time; stops starting new ones after the first error. */
-async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await fn(item);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
 
 /**
  * Load of this (the clients') process over one phase: CPU use and event-loop utilisation
@@ -721,7 +687,7 @@ async function startOwnPlatform(
   };
 }
 
-/** The clients' part against the platform: connect, join, relay, leave. */
+/** The clients' part against the platform: connect, relay, leave. */
 async function runPlatform(
   opts: Options,
   failure: Failure,
@@ -972,29 +938,14 @@ async function main(
     for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
   }
 
-  const dir = join(ARTIFACTS_DIR, 'bench');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `signaling-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  const result = {
-    benchmark: 'signaling',
-    startedAt: startedAt.toISOString(),
-    revision: gitRevision(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-    },
+  writeResults('signaling', startedAt, {
     options: opts,
     frameBytes,
     platform: platform ?? null,
     baseline: baseline ?? null,
     failedChecks: anomalies,
     text,
-  };
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(`\nResults written to ${file}\n`);
+  });
   return anomalies.length > 0 ? 1 : 0;
 }
 

@@ -1,7 +1,11 @@
 /** What every benchmark script shares: its log, usage errors, and the revision it ran. */
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { ROOT, type ServiceProcess } from '@switchboard/devstack';
+import { ARTIFACTS_DIR, ROOT, type ServiceProcess } from '@switchboard/devstack';
 
 /** A bad command line: printed with the usage, exit 2. */
 export class UsageError extends Error {}
@@ -201,4 +205,108 @@ export async function runBench(
   const errors = await run.cleanup.run();
   for (const e of errors) log(`clean-up: ${e}`);
   process.exit(errors.length > 0 && code === 0 ? 1 : code);
+}
+
+/** The machine a benchmark ran on, for its results. */
+export function machineInfo(): Record<string, unknown> {
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+}
+
+/**
+ * Write a run's results to `artifacts/bench/<benchmark>-<start time>.json` (with the
+ * revision and the machine; `machine` adds to the latter) and say where.
+ */
+export function writeResults(
+  benchmark: string,
+  startedAt: Date,
+  fields: Record<string, unknown> & { machine?: Record<string, unknown> },
+): string {
+  const dir = join(ARTIFACTS_DIR, 'bench');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${benchmark}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const { machine, ...rest } = fields;
+  const result = {
+    benchmark,
+    startedAt: startedAt.toISOString(),
+    revision: gitRevision(),
+    machine: { ...machineInfo(), ...machine },
+    ...rest,
+  };
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`\nResults written to ${file}\n`);
+  return file;
+}
+
+/** parseArgs, its errors as UsageError (printed with the usage, exit 2). */
+export function parseOrUsage<T extends ParseArgsConfig>(
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    throw new UsageError(errMessage(err), { cause: err });
+  }
+}
+
+/** A numeric flag: `--<name>`, or its environment variable, or its default. */
+export interface NumberFlag {
+  env: string;
+  def: number;
+  min: number;
+}
+
+/** parseArgs options for the numeric flags (read as strings, checked by readNumber). */
+export function numberFlagOptions<N extends string>(
+  flags: Record<N, NumberFlag>,
+): Record<N, { type: 'string' }> {
+  return Object.fromEntries(
+    Object.keys(flags).map((k) => [k, { type: 'string' as const }]),
+  ) as Record<N, { type: 'string' }>;
+}
+
+/** The value of numeric flag `name` (`raw` from the command line, else its environment). */
+export function readNumber(
+  name: string,
+  flag: NumberFlag,
+  raw: string | undefined,
+  kind: 'integer' | 'number' = 'integer',
+): number {
+  const text = raw ?? process.env[flag.env];
+  if (text === undefined || text === '') return flag.def;
+  const n = Number(text);
+  const ok = kind === 'integer' ? Number.isInteger(n) : Number.isFinite(n);
+  if (!ok || n < flag.min) {
+    throw new UsageError(
+      `--${name} (${flag.env}) must be ${kind === 'integer' ? 'an integer' : 'a number'} >= ${String(flag.min)} (got ${text})`,
+    );
+  }
+  return n;
+}
+
+/** Run `fn` over `items`, `limit` at a time; stops starting new ones after the first error. */
+export async function pool<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
