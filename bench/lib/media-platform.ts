@@ -8,11 +8,11 @@
  * its Node process (events, scores, freeze checks — what the service adds).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
 import {
   DEV_HS256_SECRET,
   ServiceProcess,
   ensureInfra,
+  mediasoupWorkerPids,
   mintToken,
   startPlatform,
   uniquePrefix,
@@ -113,24 +113,6 @@ class Member {
   }
 }
 
-/** The mediasoup worker processes under `parent`. */
-function workerPids(parent: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (Number(rest[1]) === parent && comm.startsWith('mediasoup-worke'))
-        pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids;
-}
-
 export class PlatformScenario implements Scenario {
   readonly name = 'platform';
   readonly description =
@@ -172,7 +154,7 @@ export class PlatformScenario implements Scenario {
 
   info(): Record<string, unknown> {
     const pid = this.#media?.process.pid;
-    return { mediaPid: pid, workerPids: pid === undefined ? [] : workerPids(pid) };
+    return { mediaPid: pid, workerPids: mediasoupWorkerPids(pid) };
   }
 
   async setup({ sinks, streams }: ScenarioSetup): Promise<ScenarioRun> {
@@ -233,7 +215,8 @@ export class PlatformScenario implements Scenario {
         producerTarget: { ip: ingress.ip, port: ingress.port },
         cpuTimeMs: async () => {
           const cpu: Record<string, number> = { 'media-node': procRunTimeMs(mediaPid) };
-          for (const pid of workerPids(mediaPid)) cpu[`worker-${String(pid)}`] = procRunTimeMs(pid);
+          for (const pid of mediasoupWorkerPids(mediaPid))
+            cpu[`worker-${String(pid)}`] = procRunTimeMs(pid);
           return cpu;
         },
         teardown: async () => {

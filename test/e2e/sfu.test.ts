@@ -8,13 +8,13 @@
  * that silently stops: a freeze), a leave, and the death of the mediasoup worker hosting the
  * room (every page renegotiates).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { artifactDir, mintToken } from '@switchboard/devstack';
+import { artifactDir, mediasoupWorkerPids, mintToken } from '@switchboard/devstack';
 import { startSfu, type SfuPlatform } from '../sfu/platform.ts';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.ts';
 import { serveSfuPage, type SfuPageServer } from './sfu-page.ts';
@@ -275,25 +275,6 @@ async function logFirstFrame(on: SfuPage, from: SfuPage, minGeneration = 0): Pro
       `${theirs} ms after ${from.label}'s`,
   );
   return own;
-}
-
-/** PIDs of the mediasoup-worker processes whose parent is `ppid` (from /proc). */
-function workerPids(ppid: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid ...; comm may contain spaces and parentheses
-      const close = stat.lastIndexOf(')');
-      const comm = stat.slice(stat.indexOf('(') + 1, close);
-      const parent = Number(stat.slice(close + 2).split(' ')[1]);
-      if (parent === ppid && comm.startsWith('mediasoup-work')) pids.push(Number(entry));
-    } catch {
-      // the process exited while we looked
-    }
-  }
-  return pids;
 }
 
 let sfu: SfuPlatform;
@@ -733,7 +714,7 @@ describe('SFU: browsers with mediasoup-client through the gateway and a media no
     ctx.skip(broken, 'an earlier step failed');
     const mediaPid = sfu.media[0]?.process.pid;
     if (mediaPid === undefined) throw new Error('no media node pid');
-    const workers = workerPids(mediaPid);
+    const workers = mediasoupWorkerPids(mediaPid);
     expect(workers).toHaveLength(1);
     const [workerPid] = workers;
     if (workerPid === undefined) throw new Error('no worker');
@@ -791,7 +772,7 @@ describe('SFU: browsers with mediasoup-client through the gateway and a media no
     }
     // the page that left hears nothing of it
     expect((await carol.state()).resets).toBe(0);
-    expect(workerPids(mediaPid)).not.toContain(workerPid);
+    expect(mediasoupWorkerPids(mediaPid)).not.toContain(workerPid);
     await alice.page.screenshot({ path: join(artifactDir('e2e'), 'sfu-alice-after-reset.png') });
     for (const p of pages) expect(p.errors).toEqual([]);
   });

@@ -7,12 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import pg from 'pg';
-import { waitFor, type ServiceProcess } from '@switchboard/devstack';
+import { mediasoupWorkerPids, waitFor, type ServiceProcess } from '@switchboard/devstack';
 import { ErrorCodes, type WebRtcTransportInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from '../signaling/client.ts';
 import { SFU_TIMINGS, startSfu, type SfuPlatform } from './platform.ts';
 import { udpSink, vp8Source } from './rtp.ts';
-import { workerPids } from './workers.ts';
 
 const open: TestClient[] = [];
 let seq = 0;
@@ -318,7 +317,7 @@ describe('one media node, one worker', () => {
     await b.c.event('eventNewConsumer');
     const media = sfu.media[0];
     if (media === undefined) throw new Error('no media node');
-    const [pid] = await workerPids(media);
+    const [pid] = mediasoupWorkerPids(media.process.pid);
     if (pid === undefined) throw new Error('no worker');
     process.kill(pid, 'SIGKILL');
     expect((await a.c.event('eventMediaReset')).d).toEqual({ reason: 'worker' });
@@ -404,7 +403,7 @@ describe('two workers, rooms on each', () => {
     await ok(y1.c, 'produce', { transportId: y1.send.id, kind: 'video', rtpParameters: vp8(9101) });
     const yConsumer = ((await y2.c.event('eventNewConsumer')).d as { id: string }).id;
 
-    const pids = await workerPids(media);
+    const pids = mediasoupWorkerPids(media.process.pid);
     const victim = pids[slotX];
     if (victim === undefined) throw new Error('no worker for the slot');
     process.kill(victim, 'SIGKILL');

@@ -78,10 +78,15 @@ export function roomEventSubject(prefix: string, event: RoomEventName): string {
  * (room.live is not stored). Stream names cannot contain dots: the prefix's become `_`.
  */
 export function roomEventStream(prefix: string): string {
-  return `${prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_ROOM_EVENTS`;
+  return `${jetStreamToken(prefix)}_ROOM_EVENTS`;
 }
 
 /** The NATS KV bucket of the events service's room.live leader lease. */
 export function eventsLeaderBucket(prefix: string): string {
-  return `${prefix.replace(/[^A-Za-z0-9_-]/g, '_')}_events_leader`;
+  return `${jetStreamToken(prefix)}_events_leader`;
+}
+
+/** A subject prefix as part of a JetStream stream or KV bucket name (no dots). */
+function jetStreamToken(prefix: string): string {
+  return prefix.replace(/[^A-Za-z0-9_-]/g, '_');
 }

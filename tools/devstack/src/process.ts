@@ -4,7 +4,7 @@
  * every one still running when this process exits is killed, so none is left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, readFileSync, readdirSync, type WriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 export interface SpawnOptions {
@@ -156,3 +156,24 @@ const live = new Set<ManagedProcess>();
 process.on('exit', () => {
   for (const p of live) p.child.kill('SIGKILL');
 });
+
+/** The pids of the mediasoup-worker processes whose parent is `parent` (from /proc), sorted. */
+export function mediasoupWorkerPids(parent: number | undefined): number[] {
+  if (parent === undefined) return [];
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may contain spaces and parentheses.
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+      // comm is cut at 15 characters: "mediasoup-worke".
+      if (ppid === parent && comm.startsWith('mediasoup-worke')) pids.push(Number(entry));
+    } catch {
+      // the process exited while we looked
+    }
+  }
+  return pids.sort((a, b) => a - b);
+}
