@@ -520,7 +520,13 @@ describe('SFU: browsers with mediasoup-client through the gateway and a media no
           );
           const layered = new Set(
             eventsOf(s, 'eventConsumerLayersChanged')
-              .filter((d) => (d['layers'] as { spatialLayer?: number } | null)?.spatialLayer === 0)
+              // Whichever layer it starts with: the lowest, or the highest when the bandwidth
+              // estimate already allows it.
+              .filter(
+                (d) =>
+                  typeof (d['layers'] as { spatialLayer?: number } | null)?.spatialLayer ===
+                  'number',
+              )
               .map((d) => d['consumerId']),
           );
           return {
