@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 describe('browser smoke', () => {
-  it('loads the gateway page and sees every service answer over NATS', async () => {
+  it('loads the gateway status page and sees every service answer over NATS', async () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -36,7 +36,7 @@ describe('browser smoke', () => {
       if (m.type() === 'error') errors.push(m.text());
     });
 
-    const res = await page.goto(`${platform.get('gateway').url}/`);
+    const res = await page.goto(`${platform.get('gateway').url}/status.html`);
     expect(res?.status()).toBe(200);
     await expect(page.title()).resolves.toBe('Switchboard');
     await page.waitForSelector('body[data-state="ready"]', { timeout: 15_000 });

@@ -84,6 +84,8 @@ export interface Incoming {
   readonly traceparent: string;
   /** Whether the sender waits for a reply (a request, not a publish). */
   readonly isRequest: boolean;
+  /** A request's absolute deadline (epoch ms): the caller's, else now + requestTimeoutMs. */
+  readonly deadline: number;
   /** Answer a request with a bus envelope; ignored for a publish or after the first answer. */
   respond(result: { ok: true; data: unknown } | { ok: false; error: ProtocolError }): void;
 }
@@ -440,6 +442,7 @@ export class Bus {
       subject: msg.subject,
       traceparent,
       isRequest,
+      deadline: this.#deadlineOf(msg),
       respond: (result) => {
         if (!isRequest || answered) return;
         answered = true;
@@ -480,6 +483,14 @@ export class Bus {
     }
   }
 
+  /** The caller's deadline header, else the default one from now. */
+  #deadlineOf(msg: Msg): number {
+    const header = Number(msg.headers?.get(BusHeaders.deadline));
+    return Number.isFinite(header) && header > 0
+      ? header
+      : Date.now() + this.#opts.requestTimeoutMs;
+  }
+
   #subscribe(nc: NatsConnection, served: Served): void {
     served.sub = this.#listen(nc, served.subject, served.queue, (msg) => this.#handle(served, msg));
   }
@@ -513,11 +524,7 @@ export class Bus {
       log.warn('request without a reply subject; ignored');
       return 'no_reply_subject';
     }
-    const headerDeadline = Number(msg.headers?.get(BusHeaders.deadline));
-    const deadline =
-      Number.isFinite(headerDeadline) && headerDeadline > 0
-        ? headerDeadline
-        : Date.now() + this.#opts.requestTimeoutMs;
+    const deadline = this.#deadlineOf(msg);
     if (Date.now() >= deadline) {
       // The caller has given up already; doing the work would only waste it.
       log.warn({ lateMs: Date.now() - deadline }, 'request arrived after its deadline; skipped');

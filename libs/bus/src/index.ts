@@ -1,2 +1,3 @@
 export * from './bus.ts';
 export * from './trace.ts';
+export * from './client-calls.ts';

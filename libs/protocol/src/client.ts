@@ -127,9 +127,18 @@ export const OrientationChangeData = Type.Object({ orientation: Orientation, cam
 /** Client-sent notifications (no reply): every 60 s, and on a video freeze. */
 export const CpuData = Type.Object({ cpuUsed: Type.Integer({ minimum: 0, maximum: 10_000 }) });
 
+/**
+ * Extension: `ping`, the client's heartbeat. Browsers cannot send WebSocket pings nor see the
+ * gateway's, so a client that wants a read deadline sends this; the reply carries the
+ * gateway's clock (epoch ms), which also tells the client how far its own clock is off.
+ */
+export const HeartbeatData = Type.Object({});
+export const HeartbeatReply = Type.Object({ now: Type.Integer({ minimum: 0 }) });
+
 /** Each client action: the schema of its `d` and of its reply's `d` (undefined: no data). */
 export const ClientActions = {
   join: { data: JoinData, reply: JoinReply },
+  ping: { data: HeartbeatData, reply: HeartbeatReply },
   reconnect: { data: ReconnectData, reply: ReconnectReply },
   exchangeCandidate: { data: ExchangeCandidateData, reply: undefined },
   exchangeSdp: { data: ExchangeSdpData, reply: undefined },
@@ -146,6 +155,9 @@ export const ClientNotifications = {
 export type ClientNotification = keyof typeof ClientNotifications;
 
 // ------------------------------------------------------------------------------ events
+
+/** Numbers the server's requests to a client on one connection (see calls.ts). */
+export const ServerRequestId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 
 export const ServerEvents = {
   eventExchangeCandidate: Type.Object({ from: Peer, candidate: IceCandidate }),
@@ -171,6 +183,8 @@ export const ServerEvents = {
     from: Peer,
     producerId: Type.Optional(Type.String({ maxLength: 64 })),
   }),
+  /** The server no longer waits for its request `sid` (the caller's deadline passed). */
+  eventRequestCancelled: Type.Object({ sid: ServerRequestId }),
 } as const satisfies Record<string, TSchema>;
 export type ServerEvent = keyof typeof ServerEvents;
 export type ServerEventData<E extends ServerEvent> = Static<(typeof ServerEvents)[E]>;

@@ -174,6 +174,17 @@ export const GatewayConfig = Type.Object({
     default: 86_400,
     description: 'How long the TURN credentials of a join stay valid, seconds (60 s to 30 days)',
   }),
+  GATEWAY_DEV_TOKENS: Type.Boolean({
+    default: false,
+    description:
+      'Development only: `POST /dev/token` signs a token for any room and name with AUTH_HS256_SECRET (the demo app uses it). Never on in production: anyone could join any room',
+  }),
+  DEV_TOKEN_TTL_S: Type.Integer({
+    minimum: 10,
+    maximum: 86_400,
+    default: 600,
+    description: 'Lifetime of the tokens `POST /dev/token` signs, seconds',
+  }),
 });
 export type GatewayConfig = Static<typeof GatewayConfig>;
 

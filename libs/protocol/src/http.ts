@@ -1,6 +1,7 @@
 /** Payloads of the services' HTTP endpoints. */
 import Type, { type Static } from 'typebox';
 import { PingReply, ServiceName } from './bus.ts';
+import { RoomId, UserId } from './client.ts';
 
 /** GET /readyz of every service (200 when `ready`, else 503). */
 export const ReadinessResponse = Type.Object({
@@ -29,3 +30,16 @@ export const PlatformStatus = Type.Object({
   ),
 });
 export type PlatformStatus = Static<typeof PlatformStatus>;
+
+/**
+ * POST /dev/token (only where GATEWAY_DEV_TOKENS is on): a token for `room` with `name` as
+ * its user id (`sub`) and display name. For the demo app and local development.
+ */
+export const DevTokenRequest = Type.Object({ room: RoomId, name: UserId });
+export type DevTokenRequest = Static<typeof DevTokenRequest>;
+export const DevTokenReply = Type.Object({
+  token: Type.String(),
+  /** The token's `exp`, epoch ms. */
+  expiresAt: Type.Integer({ minimum: 0 }),
+});
+export type DevTokenReply = Static<typeof DevTokenReply>;

@@ -8,3 +8,4 @@ export * from './events.ts';
 export * from './signaling.ts';
 export * from './auth.ts';
 export * from './media.ts';
+export * from './calls.ts';

@@ -38,6 +38,7 @@ import {
   RoomsMediaNodeRequest,
   type MediaEvent,
 } from './media.ts';
+import { SocketCall } from './calls.ts';
 import { validator } from './validate.ts';
 
 const ShortText = Type.String({ maxLength: 256 });
@@ -233,6 +234,7 @@ export const EventFrameSchema = Type.Union([
   eventFrame('eventLeave'),
   eventFrame('eventOrientationChange'),
   eventFrame('eventFreeze'),
+  eventFrame('eventRequestCancelled'),
   ...MediaEventFrames,
 ]);
 export type EventFrameMessage = Static<typeof EventFrameSchema>;
@@ -257,6 +259,10 @@ export const SocketRelay = Type.Object({
 });
 export type SocketRelay = Static<typeof SocketRelay>;
 export const socketRelay = validator(SocketRelay);
+/** What arrives on a socket's subject: an event relay, or a server-to-client call. */
+export const SocketMessage = Type.Union([SocketRelay, SocketCall]);
+export type SocketMessage = Static<typeof SocketMessage>;
+export const socketMessage = validator(SocketMessage);
 /** The data of a relay's successful reply. */
 export const socketRelayAck = validator(Type.Object({}));
 

@@ -3,6 +3,7 @@ import fastifyStatic from '@fastify/static';
 import { GatewayConfig } from '@switchboard/protocol';
 import { runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
+import { devTokenRoutes } from './dev-tokens.ts';
 import { signaling } from './signaling/plugin.ts';
 import { statusRoutes } from './status.ts';
 import { IceServers } from './turn.ts';
@@ -19,6 +20,7 @@ await runService({
       index: ['index.html'],
     });
     statusRoutes(svc);
+    devTokenRoutes(svc);
     await signaling(svc, { iceServers });
   },
 });

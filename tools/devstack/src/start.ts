@@ -99,7 +99,11 @@ async function main(): Promise<void> {
       process.env['AUTH_RS256_PUBLIC_KEYS'] === undefined;
     const perService: Record<ServiceName, Record<string, string>> = {
       // Local development signs tokens with the dev secret unless a key is configured.
-      gateway: devAuth ? { AUTH_HS256_SECRET: DEV_HS256_SECRET } : {},
+      // The demo app's dev tokens (POST /dev/token) are on here, and only here.
+      gateway: {
+        GATEWAY_DEV_TOKENS: process.env['GATEWAY_DEV_TOKENS'] ?? (devAuth ? 'true' : 'false'),
+        ...(devAuth ? { AUTH_HS256_SECRET: DEV_HS256_SECRET } : {}),
+      },
       rooms: { DATABASE_URL: databaseUrl },
       media: {},
       events: {},
@@ -140,7 +144,7 @@ async function main(): Promise<void> {
     const lines = [
       '',
       'Switchboard is running.',
-      `  gateway   ${gateway.url}/   (status page; WebSocket API at ws://127.0.0.1:${gateway.port}/api)`,
+      `  gateway   ${gateway.url}/   (demo app; status page at ${gateway.url}/status.html; WebSocket API at ws://127.0.0.1:${gateway.port}/api)`,
       ...SERVICE_NAMES.flatMap((name) => {
         const s = services.get(name);
         return s === undefined

@@ -18,6 +18,9 @@ import {
   Rooms,
   clientActionData,
   clientFrame,
+  clientReplyFrame,
+  serverRequestData,
+  serverRequestReply,
   invalidPayload,
   isMediaAction,
   isProtocolError,
@@ -36,6 +39,8 @@ import {
   type EventFrameMessage,
   type ReplyFrame,
   type RequestId,
+  type ServerRequest,
+  type ServerRequestFrame,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import type { TokenVerifier } from '../auth.ts';
@@ -100,6 +105,16 @@ type State =
   | { kind: 'joined'; session: Attached }
   | { kind: 'closed' };
 
+/** Server requests one connection may have waiting for their reply at once. */
+const MAX_PENDING_CALLS = 16;
+
+interface PendingCall {
+  method: ServerRequest;
+  resolve(reply: unknown): void;
+  reject(err: ProtocolError): void;
+  timer: NodeJS.Timeout;
+}
+
 const notificationData = {
   eventCpu: validator(ClientNotifications.eventCpu),
   eventFreeze: validator(ClientNotifications.eventFreeze),
@@ -122,6 +137,9 @@ export class Connection implements Attachable {
   #detached = false;
   /** Closes a socket that never joins. */
   #joinTimer: NodeJS.Timeout | undefined;
+  /** Server requests written to the client and not answered yet, by `sid`. */
+  readonly #calls = new Map<number, PendingCall>();
+  #nextSid = 1;
 
   constructor(ws: WebSocket, ip: string, deps: ConnectionDeps) {
     this.#ws = ws;
@@ -210,6 +228,91 @@ export class Connection implements Attachable {
     );
   }
 
+  async call(method: ServerRequest, data: unknown, deadline: number): Promise<unknown> {
+    if (this.#state.kind !== 'joined' || this.#ws.readyState !== this.#ws.OPEN) {
+      throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+    }
+    const parsed = serverRequestData[method].parse(data);
+    if (!parsed.ok) throw invalidPayload(parsed.issues);
+    if (this.#calls.size >= MAX_PENDING_CALLS) {
+      throw new ProtocolError('RATE_LIMITED', 'too many server requests waiting for this client');
+    }
+    const timeoutMs = deadline - Date.now();
+    if (timeoutMs <= 0) throw new ProtocolError('TIMEOUT');
+    const sid = this.#nextSid++;
+    const reply = new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#calls.delete(sid);
+        // The caller has given up: the client may stop working on it.
+        this.#send({ a: 'eventRequestCancelled', d: { sid } });
+        reject(new ProtocolError('TIMEOUT', `the client did not answer ${method} in time`));
+      }, timeoutMs);
+      this.#calls.set(sid, { method, resolve, reject, timer });
+    });
+    const frame: ServerRequestFrame = { a: method, d: parsed.value, sid, timeoutMs };
+    this.#send(frame);
+    const started = performance.now();
+    try {
+      const result = await reply;
+      this.#deps.metrics.calls.inc({ method, outcome: 'ok' });
+      return result;
+    } catch (err) {
+      this.#deps.metrics.calls.inc({
+        method,
+        outcome: isProtocolError(err) ? err.errorName : 'SYSTEM',
+      });
+      throw err;
+    } finally {
+      this.#deps.metrics.callDuration.observe({ method }, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** The client answered a server request. */
+  #onClientReply(raw: unknown): void {
+    const parsed = clientReplyFrame.parse(raw);
+    if (!parsed.ok) {
+      const sid = isRecord(raw) && typeof raw['sid'] === 'number' ? raw['sid'] : undefined;
+      const call = sid === undefined ? undefined : this.#settleCall(sid);
+      this.#log.info({ sid, issues: parsed.issues }, 'malformed reply to a server request');
+      call?.reject(invalidPayload(parsed.issues));
+      return;
+    }
+    const frame = parsed.value;
+    const call = this.#settleCall(frame.sid);
+    if (call === undefined) {
+      // Answered after its deadline (the caller was told TIMEOUT), or never asked.
+      this.#log.debug({ sid: frame.sid }, 'reply to no pending server request; ignored');
+      return;
+    }
+    if (frame.a !== `${call.method}R`) {
+      call.reject(
+        new ProtocolError(
+          'JSON_FIELD_INVALID',
+          `reply ${frame.a} to ${call.method} (sid ${String(frame.sid)})`,
+        ),
+      );
+      return;
+    }
+    if (!frame.s) {
+      call.reject(ProtocolError.fromCode(frame.e));
+      return;
+    }
+    const reply = serverRequestReply[call.method].parse(frame.d);
+    if (!reply.ok) {
+      call.reject(invalidPayload(reply.issues));
+      return;
+    }
+    call.resolve(reply.value);
+  }
+
+  #settleCall(sid: number): PendingCall | undefined {
+    const call = this.#calls.get(sid);
+    if (call === undefined) return undefined;
+    this.#calls.delete(sid);
+    clearTimeout(call.timer);
+    return call;
+  }
+
   // ----------------------------------------------------------------------- frames
 
   #onMessage(data: unknown, isBinary: boolean): void {
@@ -234,6 +337,11 @@ export class Connection implements Attachable {
       raw = JSON.parse(text);
     } catch {
       this.#reject(UNKNOWN_FRAME_ACTION, limit === 'ok' ? 'JSON' : 'RATE_LIMITED', undefined);
+      return;
+    }
+    if (isRecord(raw) && Object.hasOwn(raw, 'sid')) {
+      // A reply to one of the server's requests (client requests carry `id`, never `sid`).
+      this.#onClientReply(raw);
       return;
     }
     const parsed = clientFrame.parse(raw);
@@ -325,6 +433,10 @@ export class Connection implements Attachable {
       case 'reconnect': {
         const d = this.#valid('reconnect', data);
         return await this.#reconnect(d.socketId);
+      }
+      case 'ping': {
+        this.#valid('ping', data);
+        return { now: Date.now() };
       }
       case 'exchangeCandidate': {
         const d = this.#valid('exchangeCandidate', data);
@@ -536,7 +648,7 @@ export class Connection implements Attachable {
     this.#send(replyError(action, e.code, id));
   }
 
-  #send(frame: ReplyFrame | EventFrameMessage): void {
+  #send(frame: ReplyFrame | EventFrameMessage | ServerRequestFrame): void {
     if (this.#ws.readyState !== this.#ws.OPEN) return;
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // The client reads slower than its room talks: a close frame would wait behind the
@@ -558,6 +670,9 @@ export class Connection implements Attachable {
     this.#state = { kind: 'closed' };
     this.#held = undefined;
     this.#closed.abort(new ProtocolError('CANCELLED', 'the connection closed'));
+    for (const sid of [...this.#calls.keys()]) {
+      this.#settleCall(sid)?.reject(new ProtocolError('CANCELLED', 'the connection closed'));
+    }
     if (was.kind !== 'joined') return;
     this.#deps.metrics.sessions.dec();
     const s = was.session;

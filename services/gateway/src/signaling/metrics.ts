@@ -7,6 +7,8 @@ export interface SignalingMetrics {
   rejected: Counter;
   requests: Counter;
   duration: Histogram;
+  calls: Counter;
+  callDuration: Histogram;
 }
 
 export function signalingMetrics(registry: Registry): SignalingMetrics {
@@ -43,6 +45,19 @@ export function signalingMetrics(registry: Registry): SignalingMetrics {
       help: 'Time from a client request to its reply',
       labelNames: ['action'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    calls: new Counter({
+      name: 'sb_gateway_server_requests_total',
+      help: 'Server-to-client requests written to clients, by method and outcome',
+      labelNames: ['method', 'outcome'],
+      registers: [registry],
+    }),
+    callDuration: new Histogram({
+      name: 'sb_gateway_server_request_duration_seconds',
+      help: "Time from a server-to-client request to the client's reply",
+      labelNames: ['method'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
   };

@@ -19,10 +19,12 @@ import {
   roomBroadcast,
   roomToken,
   signalingSubjects,
-  socketRelay,
+  socketMessage,
   socketRelayAck,
   type DetachReason,
   type EventFrameMessage,
+  type ServerRequest,
+  type SocketMessage,
   type SocketRelay,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
@@ -34,6 +36,11 @@ export interface Attachable {
   deliver(event: EventFrameMessage): void;
   /** Close the socket because the session moved or ended; no disconnect follows. */
   detach(reason: DetachReason): void;
+  /**
+   * Send the client a server request and wait for its reply (validated against the method's
+   * schema) until `deadline` (epoch ms); rejects with a ProtocolError.
+   */
+  call(method: ServerRequest, data: unknown, deadline: number): Promise<unknown>;
 }
 
 interface Attachment {
@@ -105,9 +112,9 @@ export class Router {
     const ownSub = sub === undefined;
     sub ??= this.#bus.subscribe(
       signalingSubjects.socketAny(this.#bus.prefix, socketId),
-      socketRelay,
-      (msg, incoming) => {
-        this.#onRelay(socketId, msg, incoming);
+      socketMessage,
+      async (msg, incoming) => {
+        await this.#onRelay(socketId, msg, incoming);
       },
     );
     const att: Attachment = { conn, roomId, roomToken: token, sub };
@@ -210,11 +217,18 @@ export class Router {
     });
   }
 
-  #onRelay(socketId: string, msg: SocketRelay, incoming: Incoming): void {
+  async #onRelay(socketId: string, msg: SocketMessage, incoming: Incoming): Promise<void> {
     const att = this.#sockets.get(socketId);
     const senderRoom = incoming.subject.slice(incoming.subject.lastIndexOf('.') + 1);
     if (att?.roomToken !== senderRoom) {
       incoming.respond({ ok: false, error: new ProtocolError('SOCKET_ID_DOES_NOT_EXIST') });
+      return;
+    }
+    if ('call' in msg) {
+      // A server-to-client request: answered when the client does (or its deadline passes).
+      // A rejection is a ProtocolError, which the bus answers with its code.
+      const data = await att.conn.call(msg.call.method, msg.call.data, incoming.deadline);
+      incoming.respond({ ok: true, data });
       return;
     }
     att.conn.deliver(msg.event);
