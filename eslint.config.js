@@ -5,7 +5,13 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['**/node_modules/**', '**/src/generated/**', '.local/**', 'artifacts/**'],
+    ignores: [
+      '**/node_modules/**',
+      '**/src/generated/**',
+      '.local/**',
+      'artifacts/**',
+      'services/*/public/dist/**',
+    ],
   },
   js.configs.recommended,
   {

@@ -66,7 +66,11 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await Promise.all(sessions.splice(0).map(async (s) => { await s.leave(); }));
+  await Promise.all(
+    sessions.splice(0).map(async (s) => {
+      await s.leave();
+    }),
+  );
   expect(unhandled).toEqual([]);
 });
 

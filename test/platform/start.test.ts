@@ -89,7 +89,16 @@ describe('./run start', () => {
       expect(res.status).toBe(200);
     }
     const page = await fetch(`http://127.0.0.1:${base}/`);
-    expect(await page.text()).toContain('<title>Switchboard</title>');
+    expect(await page.text()).toContain('<title>Switchboard demo</title>');
+    const status = await fetch(`http://127.0.0.1:${base}/status.html`);
+    expect(await status.text()).toContain('<title>Switchboard</title>');
+    // The demo app gets its tokens from the gateway here (./run start turns dev tokens on).
+    const token = await fetch(`http://127.0.0.1:${base}/dev/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ room: 'r', name: 'n' }),
+    });
+    expect(token.status).toBe(200);
 
     const pid = start.pid ?? 0;
     const tree = descendants(pid);

@@ -117,11 +117,23 @@ export class LocalTrack {
     this.#muted = muted;
     const p = this.producer;
     if (p === undefined) return; // applied when it is published again
-    if (muted) p.pause();
-    else p.resume();
-    await this.#media.session.request(muted ? 'pauseProducer' : 'resumeProducer', {
-      producerId: p.id,
-    });
+    const apply = (m: boolean): void => {
+      if (m) p.pause();
+      else p.resume();
+    };
+    apply(muted);
+    try {
+      await this.#media.session.request(muted ? 'pauseProducer' : 'resumeProducer', {
+        producerId: p.id,
+      });
+    } catch (err) {
+      // The server did not take it: this side goes back to what the others see.
+      if (this.producer === p) {
+        this.#muted = !muted;
+        apply(!muted);
+      }
+      throw err;
+    }
   }
 }
 
@@ -163,6 +175,8 @@ export interface RoomMediaEvents {
   /** The media was re-created (the SFU's reset, or the session's rejoin). */
   restarted: { reason: 'reset' | 'rejoin'; generation: number };
   transportState: { direction: 'send' | 'recv'; state: string };
+  /** A local track ended by itself (the browser's "stop sharing"); it is unpublished. */
+  localTrackEnded: LocalTrack;
   /** A moderator asked to mute `source`; `muted` tells what this client did. */
   muteRequested: { source: ProducerSource; reason?: string; muted: boolean };
 }
@@ -251,10 +265,11 @@ export class RoomMedia {
     on('eventActiveSpeaker', (d) => {
       this.#events.emit('activeSpeaker', d);
     });
+    on('eventLeave', (d) => {
+      // In the queue: after the closing of the member's consumers that came before it.
+      this.#events.emit('peerLeft', { socketId: d.socketId, userId: d.userId });
+    });
     this.#offs.push(
-      session.on('eventLeave', (d) => {
-        this.#events.emit('peerLeft', { socketId: d.socketId, userId: d.userId });
-      }),
       session.on('eventMediaReset', () => {
         this.#restart('reset');
       }),
@@ -306,7 +321,7 @@ export class RoomMedia {
 
   /** Load the device and create the transports; consuming starts. */
   async start(): Promise<void> {
-    await this.#enqueue('start', () => this.#setup());
+    await this.#enqueue(() => this.#setup());
   }
 
   /** Publish the camera (getUserMedia with the room's userMediaConfiguration unless a track is given). */
@@ -321,7 +336,7 @@ export class RoomMedia {
         })
       ).getVideoTracks()[0];
     if (track === undefined) throw new ProtocolError('SYSTEM', 'getUserMedia gave no video track');
-    return await this.#publish('camera', track);
+    return await this.#publish('camera', track, opts.track === undefined);
   }
 
   /** Publish the microphone. */
@@ -332,7 +347,7 @@ export class RoomMedia {
       opts.track ??
       (await this.#getUserMedia({ audio: opts.constraints ?? true })).getAudioTracks()[0];
     if (track === undefined) throw new ProtocolError('SYSTEM', 'getUserMedia gave no audio track');
-    return await this.#publish('microphone', track);
+    return await this.#publish('microphone', track, opts.track === undefined);
   }
 
   /** Share the screen (getDisplayMedia); stopping the share in the browser unpublishes it. */
@@ -343,8 +358,9 @@ export class RoomMedia {
       track = stream.getVideoTracks()[0];
     }
     if (track === undefined) throw new ProtocolError('SYSTEM', 'getDisplayMedia gave no track');
-    const local = await this.#publish('screen', track);
+    const local = await this.#publish('screen', track, opts.track === undefined);
     track.addEventListener('ended', () => {
+      this.#events.emit('localTrackEnded', local);
       local.close().catch((err: unknown) => {
         this.#fail('ending the screen share', err);
       });
@@ -392,7 +408,7 @@ export class RoomMedia {
           packetsLost += Math.max(0, n('packetsLost'));
         }
         if (
-          direction === 'send' &&
+          (direction === 'send' || rttMs === undefined) &&
           s['type'] === 'candidate-pair' &&
           s['state'] === 'succeeded' &&
           typeof s['currentRoundTripTime'] === 'number'
@@ -435,6 +451,7 @@ export class RoomMedia {
     if (this.#closed) return;
     this.#closed = true;
     for (const off of this.#offs) off();
+    await this.#queue; // a set-up in progress finishes first, then is torn down
     await this.#publishing;
     for (const l of this.#locals) {
       l.markClosed();
@@ -457,18 +474,18 @@ export class RoomMedia {
     await this.session.request('closeProducer', { producerId: p.id });
   }
 
-  /** Run `f` after everything queued before it; its failure is reported and rejects. */
-  #enqueue(what: string, f: () => void | Promise<void>): Promise<void> {
+  /** Run `f` after everything queued before it; rejects with its failure (for the caller). */
+  #enqueue(f: () => void | Promise<void>): Promise<void> {
     const p = this.#queue.then(f);
-    this.#queue = p.catch((err: unknown) => {
-      this.#fail(what, err);
-    });
+    this.#queue = p.catch(() => undefined); // the caller of #enqueue has the failure
     return p;
   }
 
-  /** #enqueue for events: nobody waits, the queue reports a failure (it is not lost). */
+  /** #enqueue for events, which nobody awaits: a failure becomes an `error` event. */
   #schedule(what: string, f: () => void | Promise<void>): void {
-    this.#enqueue(what, f).catch(() => undefined);
+    this.#enqueue(f).catch((err: unknown) => {
+      this.#fail(what, err);
+    });
   }
 
   #fail(context: string, err: unknown): void {
@@ -494,17 +511,31 @@ export class RoomMedia {
     };
   }
 
-  async #publish(source: ProducerSource, track: MediaStreamTrack): Promise<LocalTrack> {
-    if (this.#closed) throw new ProtocolError('CANCELLED', 'the media is closed');
+  /** `owned`: the SDK opened the track (getUserMedia), so it stops it when publishing fails. */
+  async #publish(
+    source: ProducerSource,
+    track: MediaStreamTrack,
+    owned: boolean,
+  ): Promise<LocalTrack> {
+    if (this.#closed) {
+      if (owned) track.stop();
+      throw new ProtocolError('CANCELLED', 'the media is closed');
+    }
     const local = new LocalTrack(this, source, track);
     this.#locals.add(local);
     // Publishing runs beside the event queue: a member that joins consumes the others while
     // its own tracks go out. A restart waits for it before tearing down.
     const p = this.#produce(local);
-    this.#publishing = p.catch(() => {
-      // reported to the caller of publish*()
-    });
-    await p;
+    this.#publishing = p.catch(() => undefined); // the caller of publish*() has the failure
+    try {
+      await p;
+    } catch (err) {
+      // Not published: not to be published again by a restart either.
+      this.#locals.delete(local);
+      local.markClosed();
+      if (owned) track.stop();
+      throw err;
+    }
     return local;
   }
 

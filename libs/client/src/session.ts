@@ -586,6 +586,8 @@ export class Session {
       return;
     }
     this.#offlineSince = Date.now();
+    // The gateway that dropped the session is the suspect: the next URL is tried first.
+    this.#urlIndex++;
     this.#setState('reconnecting');
     this.#events.emit('disconnected', { code: info.code, reason: info.reason });
     // 4002: the session expired on the server; the reconnect answers SOCKET_ID_DOES_NOT_EXIST

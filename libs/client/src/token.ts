@@ -21,8 +21,8 @@ export function tokenExpiry(jwt: string): number | undefined {
 
 /**
  * When to refresh a token expiring at `expiresAt` (epoch ms, the server's clock): `marginMs`
- * before it, but never in the last quarter of a short-lived token's remaining life — a token
- * of 40 s with a margin of 60 s is refreshed after 30 s, not at once. `clockOffsetMs` is the
+ * before it, but not before half of its remaining life — a token of 40 s with a margin of
+ * 60 s is refreshed after 20 s, not at once (and not in a loop). `clockOffsetMs` is the
  * server's clock minus ours (from the heartbeat replies).
  */
 export function refreshAt(
@@ -33,5 +33,5 @@ export function refreshAt(
 ): number {
   const localExpiry = expiresAt - clockOffsetMs;
   const remaining = localExpiry - now;
-  return now + Math.max(0, Math.min(remaining - marginMs, remaining * 0.75));
+  return now + Math.max(0, remaining - marginMs, remaining / 2);
 }

@@ -3,19 +3,31 @@
  *
  *   node services/rooms/src/admin.ts room <roomId>                  a room: capacity, members
  *   node services/rooms/src/admin.ts capacity <roomId> <n|default>  set a room's capacity
+ *   node services/rooms/src/admin.ts call <roomId> <method> [json]  a server-to-client request
+ *                                         to every member (getClientStats, requestMute…)
  *
  * NATS_URL, NATS_SUBJECT_PREFIX and NATS_REQUEST_TIMEOUT_MS as for the services. Prints
  * JSON; exits 0, 1 when the request failed, 2 on bad usage, 78 on a bad environment.
  */
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { Bus } from '@switchboard/bus';
-import { BusClientConfig, RoomId, Rooms, isProtocolError, validator } from '@switchboard/protocol';
+import { Bus, callRoom } from '@switchboard/bus';
+import {
+  BusClientConfig,
+  RoomId,
+  Rooms,
+  isProtocolError,
+  isServerRequest,
+  serverRequestData,
+  validator,
+  type ServerRequest,
+} from '@switchboard/protocol';
 import { ConfigError, EXIT_CONFIG, loadConfig } from '@switchboard/service';
 
 const roomId = validator(RoomId);
 const USAGE = `usage: admin.ts room <roomId>
-       admin.ts capacity <roomId> <n|default>`;
+       admin.ts capacity <roomId> <n|default>
+       admin.ts call <roomId> <method> [json]`;
 
 function usage(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -34,7 +46,19 @@ async function main(argv: string[]): Promise<number> {
   const [command, id, value] = argv;
   if (id === undefined || !roomId.check(id)) usage('a valid room id is needed');
   let capacity: number | null = null;
-  if (command === 'capacity') {
+  let call: { method: ServerRequest; data: unknown } | undefined;
+  if (command === 'call') {
+    const [, , method, json = '{}'] = argv;
+    if (method === undefined || !isServerRequest(method)) usage('call: a server request method');
+    let data: unknown;
+    try {
+      data = JSON.parse(json);
+    } catch {
+      usage('call: the data must be JSON');
+    }
+    if (!serverRequestData[method].check(data)) usage(`call: not valid data for ${method}`);
+    call = { method, data };
+  } else if (command === 'capacity') {
     if (value === 'default') capacity = null;
     else if (value !== undefined && /^[1-9][0-9]{0,5}$/.test(value)) capacity = Number(value);
     else usage('capacity: a positive number, or "default"');
@@ -53,9 +77,18 @@ async function main(argv: string[]): Promise<number> {
   try {
     await bus.whenConnected(AbortSignal.timeout(config.NATS_REQUEST_TIMEOUT_MS));
     const info =
-      command === 'capacity'
-        ? await bus.request(Rooms.configureRoom, { roomId: id, capacity })
-        : await bus.request(Rooms.roomInfo, { roomId: id });
+      call !== undefined
+        ? (await callRoom(bus, id, call.method, call.data as never)).map((r) =>
+            r.ok
+              ? r
+              : {
+                  ...r,
+                  error: { code: r.error.code, name: r.error.errorName, message: r.error.message },
+                },
+          )
+        : command === 'capacity'
+          ? await bus.request(Rooms.configureRoom, { roomId: id, capacity })
+          : await bus.request(Rooms.roomInfo, { roomId: id });
     process.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
     return 0;
   } catch (err) {

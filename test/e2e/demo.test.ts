@@ -1,0 +1,204 @@
+/**
+ * The demo web app in real Chromium (Debian's, fake camera and microphone): two pages open
+ * the page the gateway serves at `/`, get dev tokens from it and join one room through the
+ * client SDK; both remote videos play (their <video> elements render frames); muting the
+ * camera stops the other page's video; with two gateways, the gateway one page is on is
+ * SIGKILLed and that page resumes through the other one inside the reconnect window — the
+ * same socketId, no rejoin, its remote video playing again. Screenshots in artifacts/e2e/.
+ */
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { artifactDir, type ServiceProcess } from '@switchboard/devstack';
+import { startSfu, SFU_TIMINGS, type SfuPlatform } from '../sfu/platform.ts';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.ts';
+
+const ROOM = 'demo-e2e';
+const MEDIA_TIMEOUT_MS = 20_000;
+
+/** What window.demo.state() returns (services/gateway/web/demo.ts). */
+interface DemoState {
+  sessionState: string;
+  socketId: string | null;
+  resumed: number;
+  rejoined: number;
+  restarts: number;
+  errors: string[];
+  tiles: {
+    socketId: string;
+    userId: string;
+    videos: { consumerId: string; source: string; paused: boolean; frames: number }[];
+    audio: number;
+  }[];
+  local: Record<string, { muted: boolean; producerId: string | null } | null>;
+}
+type PageGlobal = {
+  demo: {
+    state(): DemoState;
+    muteCamera(muted: boolean): Promise<void>;
+    muteMicrophone(muted: boolean): Promise<void>;
+    leave(): Promise<void>;
+  };
+};
+
+let sfu: SfuPlatform;
+let browser: Browser;
+let gwA: ServiceProcess;
+let gwB: ServiceProcess;
+const pages: { label: string; page: Page; errors: string[] }[] = [];
+
+const ws = (gw: ServiceProcess): string => `${gw.url.replace(/^http/, 'ws')}/api`;
+
+async function openDemo(gw: ServiceProcess, name: string, gateways: string[]): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  pages.push({ label: name, page, errors });
+  const q = new URLSearchParams({ room: ROOM, name, autojoin: '1', gateways: gateways.join(',') });
+  const res = await page.goto(`${gw.url}/?${q.toString()}`);
+  expect(res?.status()).toBe(200);
+  await page.waitForFunction(() => 'demo' in globalThis);
+  return page;
+}
+
+async function state(page: Page): Promise<DemoState> {
+  return await page.evaluate(() => (globalThis as unknown as PageGlobal).demo.state());
+}
+
+/** The frames rendered so far by `page`'s video of the member named `from`. */
+async function framesFrom(page: Page, from: string): Promise<number | undefined> {
+  const s = await state(page);
+  const tile = s.tiles.find((t) => t.userId === from);
+  return tile?.videos.find((v) => v.source === 'camera')?.frames;
+}
+
+async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined | false>,
+  timeoutMs = MEDIA_TIMEOUT_MS,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Frames of `from`'s video on `page` grow by more than `min` within `windowMs`. */
+async function playing(page: Page, from: string, min = 10, windowMs = 1500): Promise<number> {
+  const start = await until(`${from}'s video on the page`, () => framesFrom(page, from));
+  await new Promise((r) => setTimeout(r, windowMs));
+  const end = (await framesFrom(page, from)) ?? 0;
+  return end - start > min ? end - start : 0;
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(artifactDir('e2e'), `demo-${name}.png`) });
+}
+
+beforeAll(async () => {
+  sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
+    env: { GATEWAY_DEV_TOKENS: 'true', DEV_TOKEN_TTL_S: '300' },
+  });
+  gwA = await sfu.spawn('gateway', 'gateway-a');
+  gwB = await sfu.spawn('gateway', 'gateway-b');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
+  });
+});
+
+afterAll(async () => {
+  const dir = artifactDir('e2e');
+  for (const p of [...sfu.gateways, gwA, gwB, ...sfu.media]) {
+    writeFileSync(join(dir, `demo-${p.process.name}.log`), `${p.process.output()}\n`);
+  }
+  await browser.close();
+  await sfu.stop();
+});
+
+describe('demo web app', () => {
+  it('serves dev tokens only where the flag is on', async () => {
+    const res = await fetch(`${gwA.url}/dev/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ room: ROOM, name: 'x' }),
+    });
+    expect(res.status).toBe(200);
+    const bad = await fetch(`${gwA.url}/dev/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ room: 'no spaces allowed', name: 'x' }),
+    });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { name: 'JSON_FIELD_INVALID' } });
+    // The platform's first gateway runs without the flag: no such route.
+    const off = await sfu.spawn('gateway', 'gateway-no-dev', { GATEWAY_DEV_TOKENS: 'false' });
+    const none = await fetch(`${off.url}/dev/token`, { method: 'POST', body: '{}' });
+    expect(none.status).toBe(404);
+    await off.stop();
+  });
+
+  it('two pages see and hear each other; muting stops the video; a dead gateway is survived', async () => {
+    // alice on gateway A (B as its fallback), bob on gateway B.
+    const alice = await openDemo(gwA, 'alice', [ws(gwA), ws(gwB)]);
+    const bob = await openDemo(gwB, 'bob', [ws(gwB), ws(gwA)]);
+    for (const page of [alice, bob]) {
+      await page.waitForSelector('body[data-state="connected"]', { timeout: MEDIA_TIMEOUT_MS });
+    }
+
+    // Both remote videos play.
+    expect(await playing(alice, 'bob')).toBeGreaterThan(0);
+    expect(await playing(bob, 'alice')).toBeGreaterThan(0);
+    const a0 = await state(alice);
+    expect(a0.tiles.map((t) => t.userId)).toEqual(['bob']);
+    expect(a0.tiles[0]?.audio).toBeGreaterThan(0);
+    await shot(alice, 'alice-joined');
+    await shot(bob, 'bob-joined');
+
+    // bob mutes his camera: alice's video of him stops; unmuted, it plays again.
+    await bob.evaluate(async () => {
+      await (globalThis as unknown as PageGlobal).demo.muteCamera(true);
+    });
+    await until('bob shown paused on alice', async () => {
+      const s = await state(alice);
+      return s.tiles.find((t) => t.userId === 'bob')?.videos[0]?.paused === true;
+    });
+    await new Promise((r) => setTimeout(r, 500)); // frames in flight when it paused
+    expect(await playing(alice, 'bob', 0, 1500)).toBe(0);
+    await shot(alice, 'bob-muted');
+    await bob.evaluate(async () => {
+      await (globalThis as unknown as PageGlobal).demo.muteCamera(false);
+    });
+    expect(await playing(alice, 'bob')).toBeGreaterThan(0);
+
+    // Gateway A dies: alice resumes on B inside the window (same socketId, no rejoin).
+    const before = await state(alice);
+    const killedAt = Date.now();
+    await gwA.process.kill();
+    const resumed = await until('alice resumed', async () => {
+      const s = await state(alice);
+      return s.resumed > 0 && s.sessionState === 'connected' ? s : undefined;
+    });
+    expect(Date.now() - killedAt).toBeLessThan(SFU_TIMINGS.RECONNECT_WINDOW_MS);
+    expect(resumed.socketId).toBe(before.socketId);
+    expect(resumed.rejoined).toBe(0);
+    expect(resumed.restarts).toBe(0);
+    expect(await playing(alice, 'bob')).toBeGreaterThan(0);
+    expect(await playing(bob, 'alice')).toBeGreaterThan(0);
+    // bob never saw alice leave: her tile is still the same session's.
+    expect((await state(bob)).tiles.map((t) => t.socketId)).toEqual([before.socketId]);
+    await shot(alice, 'alice-resumed');
+
+    for (const p of pages) {
+      expect((await state(p.page)).errors, p.label).toEqual([]);
+      expect(p.errors, p.label).toEqual([]);
+    }
+  });
+});
