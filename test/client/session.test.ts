@@ -8,10 +8,13 @@
  *
  * A process-wide unhandledRejection handler fails the run: the SDK must never leave one.
  */
+import { execFile } from 'node:child_process';
+import { join as joinPath } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { callClient, callRoom } from '@switchboard/bus';
 import { connect, type ConnectOptions, type Session } from '@switchboard/client';
-import { mintToken } from '@switchboard/devstack';
+import { NODE, ROOT, mintToken } from '@switchboard/devstack';
 import { ProtocolError, type ClientStats } from '@switchboard/protocol';
 import { startSignaling, TIMINGS, type SignalingPlatform } from '../signaling/platform.ts';
 import { sleep } from '../signaling/fixtures.ts';
@@ -259,6 +262,24 @@ describe('client SDK sessions', () => {
       all.map((r) => [r.userId, r.ok ? r.reply : r.error.errorName]),
     );
     expect(byUser).toEqual({ alice: { muted: true }, bob: 'MEDIA_NOT_FOUND' });
+
+    // The operator's command does the same.
+    const { stdout } = await promisify(execFile)(
+      NODE,
+      [
+        joinPath(ROOT, 'services/rooms/src/admin.ts'),
+        'call',
+        'sdk-calls',
+        'requestMute',
+        '{"source":"microphone"}',
+      ],
+      { env: { ...process.env, ...p.platform.env } },
+    );
+    const printed = JSON.parse(stdout) as { userId: string; ok: boolean }[];
+    expect(printed.map((r) => [r.userId, r.ok]).sort()).toEqual([
+      ['alice', true],
+      ['bob', false],
+    ]);
 
     // A method the client registered no handler for.
     const c = await join(wsUrl(p.gw1), 'sdk-calls', 'carol');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { artifactDir, type ServiceProcess } from '@switchboard/devstack';
+import { artifactDir, mediasoupWorkerPids, type ServiceProcess } from '@switchboard/devstack';
 import { startSfu, SFU_TIMINGS, type SfuPlatform } from '../sfu/platform.ts';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.ts';
 
@@ -32,6 +32,7 @@ interface DemoState {
     audio: number;
   }[];
   local: Record<string, { muted: boolean; producerId: string | null } | null>;
+  messages: { from: string; text: string }[];
 }
 type PageGlobal = {
   demo: {
@@ -39,6 +40,7 @@ type PageGlobal = {
     muteCamera(muted: boolean): Promise<void>;
     muteMicrophone(muted: boolean): Promise<void>;
     leave(): Promise<void>;
+    sendChat(text: string): Promise<void>;
   };
 };
 
@@ -50,7 +52,12 @@ const pages: { label: string; page: Page; errors: string[] }[] = [];
 
 const ws = (gw: ServiceProcess): string => `${gw.url.replace(/^http/, 'ws')}/api`;
 
-async function openDemo(gw: ServiceProcess, name: string, gateways: string[]): Promise<Page> {
+async function openDemo(
+  gw: ServiceProcess,
+  name: string,
+  gateways: string[],
+  extra: Record<string, string> = {},
+): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -58,7 +65,13 @@ async function openDemo(gw: ServiceProcess, name: string, gateways: string[]): P
     if (m.type() === 'error') errors.push(m.text());
   });
   pages.push({ label: name, page, errors });
-  const q = new URLSearchParams({ room: ROOM, name, autojoin: '1', gateways: gateways.join(',') });
+  const q = new URLSearchParams({
+    room: ROOM,
+    name,
+    autojoin: '1',
+    gateways: gateways.join(','),
+    ...extra,
+  });
   const res = await page.goto(`${gw.url}/?${q.toString()}`);
   expect(res?.status()).toBe(200);
   await page.waitForFunction(() => 'demo' in globalThis);
@@ -88,6 +101,11 @@ async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Frames of `from`'s video on `page` grow by more than `min` within `windowMs`. */
+async function playingSoon(page: Page, from: string): Promise<void> {
+  await until(`${from}'s video playing`, async () => (await playing(page, from, 10, 1000)) > 0);
 }
 
 /** Frames of `from`'s video on `page` grow by more than `min` within `windowMs`. */
@@ -159,6 +177,20 @@ describe('demo web app', () => {
     const a0 = await state(alice);
     expect(a0.tiles.map((t) => t.userId)).toEqual(['bob']);
     expect(a0.tiles[0]?.audio).toBeGreaterThan(0);
+    // The data channel: a chat message reaches the other page.
+    await until('the data channel to open', async () => {
+      try {
+        await alice.evaluate(async () => {
+          await (globalThis as unknown as PageGlobal).demo.sendChat('hello from alice');
+        });
+        return true;
+      } catch {
+        return false; // not open yet (SERVICE_UNAVAILABLE)
+      }
+    });
+    await until('bob to get the message', async () =>
+      (await state(bob)).messages.some((m) => m.from === 'alice' && m.text === 'hello from alice'),
+    );
     await shot(alice, 'alice-joined');
     await shot(bob, 'bob-joined');
 
@@ -197,7 +229,72 @@ describe('demo web app', () => {
     await shot(alice, 'alice-resumed');
 
     for (const p of pages) {
-      expect((await state(p.page)).errors, p.label).toEqual([]);
+      // The chat's tries before the data channel opened are the only expected failures.
+      const errors = (await state(p.page)).errors.filter(
+        (e) => !e.startsWith('chat: SERVICE_UNAVAILABLE'),
+      );
+      expect(errors, p.label).toEqual([]);
+      expect(p.errors, p.label).toEqual([]);
+    }
+  });
+
+  it('the media starts again after the SFU loses its worker, and after a rejoin', async () => {
+    const [alice, bob] = [pages[0]?.page, pages[1]?.page];
+    if (alice === undefined || bob === undefined) throw new Error('the pages of the test before');
+    const node = sfu.media[0];
+    if (node === undefined) throw new Error('no media node');
+
+    // The worker hosting the room dies: eventMediaReset; both pages set their media up again.
+    const consumersBefore = (await state(alice)).tiles.flatMap((t) =>
+      t.videos.map((v) => v.consumerId),
+    );
+    for (const pid of mediasoupWorkerPids(node.process.pid)) process.kill(pid, 'SIGKILL');
+    for (const page of [alice, bob]) {
+      await until('the media restarted', async () => (await state(page)).restarts > 0);
+    }
+    await playingSoon(alice, 'bob');
+    await playingSoon(bob, 'alice');
+    const after = await state(alice);
+    expect(after.tiles.flatMap((t) => t.videos.map((v) => v.consumerId))).not.toEqual(
+      consumersBefore,
+    );
+    expect(after.rejoined).toBe(0);
+
+    // carol's only gateway stops answering for longer than the window: when it is back, her
+    // session is gone; the SDK joins again (a new socketId) and publishes again.
+    const gwC = await sfu.spawn('gateway', 'gateway-c');
+    const carol = await openDemo(gwC, 'carol', [ws(gwC)], { heartbeat: '500' });
+    await carol.waitForSelector('body[data-state="connected"]', { timeout: MEDIA_TIMEOUT_MS });
+    await playingSoon(carol, 'alice');
+    await playingSoon(alice, 'carol');
+    const first = (await state(carol)).socketId;
+    gwC.process.signal('SIGSTOP');
+    try {
+      // Her read deadline (2 × 500 ms + 5 s) passes, the rooms service takes gateway C for
+      // dead and her window (3 s) ends.
+      await until(
+        'carol gone from the room',
+        async () => !(await state(alice)).tiles.some((t) => t.socketId === first),
+        30_000,
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      gwC.process.signal('SIGCONT');
+    }
+    const rejoined = await until('carol rejoined', async () => {
+      const s = await state(carol);
+      // Rejoined, then the media set up again (transports recreated, tracks published).
+      return s.rejoined > 0 && s.restarts > 0 && s.sessionState === 'connected' ? s : undefined;
+    });
+    expect(rejoined.socketId).not.toBe(first);
+    await playingSoon(carol, 'alice');
+    await playingSoon(alice, 'carol');
+    await shot(carol, 'carol-rejoined');
+    for (const p of pages) {
+      const errors = (await state(p.page)).errors.filter(
+        (e) => !e.startsWith('chat: SERVICE_UNAVAILABLE'),
+      );
+      expect(errors, p.label).toEqual([]);
       expect(p.errors, p.label).toEqual([]);
     }
   });

@@ -5,8 +5,7 @@
  * SDK against the real platform.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type {
-  Session} from '@switchboard/client';
+import type { Session } from '@switchboard/client';
 import {
   backoffDelay,
   connect,

@@ -26,6 +26,8 @@ export interface CallHooks {
   changed(): void;
   /** The browser refused to autoplay this audio (no user gesture yet). */
   audioBlocked(audio: HTMLAudioElement): void;
+  /** A chat message arrived (or was sent). */
+  chat(message: ChatMessage): void;
 }
 
 export interface Counters {
@@ -39,6 +41,12 @@ export interface TileState {
   userId: string;
   videos: VideoState[];
   audio: number;
+}
+
+export interface ChatMessage {
+  from: string;
+  text: string;
+  at: number;
 }
 
 export interface LocalTrackState {
@@ -66,6 +74,8 @@ export class Call {
   activeSpeaker: string | null = null;
   stats: StatsSummary | null = null;
   readonly transports: { send: string | null; recv: string | null } = { send: null, recv: null };
+  /** The chat, over the data channel (own messages included). */
+  readonly messages: ChatMessage[] = [];
   readonly #hooks: CallHooks;
   readonly #counters: Counters;
   readonly #grid: HTMLElement;
@@ -174,6 +184,18 @@ export class Call {
     this.#hooks.changed();
   }
 
+  /** Send a chat message to everyone on the data channel. */
+  sendChat(text: string): void {
+    this.media.sendData(text);
+    this.#chat({ from: this.name, text, at: Date.now() });
+  }
+
+  #chat(message: ChatMessage): void {
+    this.messages.push(message);
+    if (this.messages.length > 200) this.messages.shift();
+    this.#hooks.chat(message);
+  }
+
   /** Leave the room: the session ends at once on the server; the media is closed. */
   async leave(): Promise<void> {
     if (this.#over) return;
@@ -262,6 +284,10 @@ export class Call {
       }),
       m.on('trackUnmuted', (t) => {
         this.#tiles.get(t.peer.socketId)?.tile.setPaused(t.consumerId, false);
+      }),
+      m.on('data', ({ peer, data }) => {
+        const text = typeof data === 'string' ? data : `<${String(data.byteLength)} bytes>`;
+        this.#chat({ from: peer.userId, text, at: Date.now() });
       }),
       m.on('peerLeft', ({ socketId }) => {
         this.#dropTile(socketId);

@@ -4,12 +4,14 @@
  * share the screen, leave. `window.demo` exposes its state as plain data for the browser
  * tests (Playwright's page.evaluate).
  *
- * Query parameters: room, name, autojoin=1, gateways=ws://a/api,ws://b/api, camera=0, mic=0.
+ * Query parameters: room, name, autojoin=1, gateways=ws://a/api,ws://b/api, camera=0, mic=0,
+ * heartbeat=<ms> (the SDK's heartbeat interval; its read deadline is 2 × that + 5 s).
  */
 import { connect, type CloseInfo, type Session, type SessionState } from '@switchboard/client';
 import {
   Call,
   type CallHooks,
+  type ChatMessage,
   type Counters,
   type LocalTrackState,
   type TileState,
@@ -39,9 +41,15 @@ const flashText = byId('flash', HTMLElement);
 const errorSection = byId('errors', HTMLElement);
 const errorList = byId('error-list', HTMLUListElement);
 const overlay = new StatsOverlay(byId('stats', HTMLElement));
+const chatForm = byId('chat-form', HTMLFormElement);
+const chatInput = byId('chat-input', HTMLInputElement);
+const chatLog = byId('chat-log', HTMLOListElement);
 
 const params = new URLSearchParams(location.search);
 const publish = { camera: params.get('camera') !== '0', microphone: params.get('mic') !== '0' };
+const heartbeat = Number(params.get('heartbeat') ?? '');
+const heartbeatOption =
+  Number.isInteger(heartbeat) && heartbeat >= 100 ? { heartbeatIntervalMs: heartbeat } : {};
 const NO_DEV_TOKENS =
   'this gateway issues no dev tokens (GATEWAY_DEV_TOKENS is off): paste a token';
 
@@ -116,6 +124,7 @@ function showCall(inCall: boolean): void {
   callSection.hidden = !inCall;
   if (!inCall) {
     grid.replaceChildren();
+    chatLog.replaceChildren();
     blockedAudio.clear();
   }
   renderTransports();
@@ -200,7 +209,25 @@ const hooks: CallHooks = {
     blockedAudio.add(audio);
     renderControls();
   },
+  chat: (m: ChatMessage) => {
+    const li = el('li');
+    li.append(el('span', 'from', m.from), m.text);
+    chatLog.append(li);
+    chatLog.scrollTop = chatLog.scrollHeight;
+  },
 };
+
+chatForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const text = chatInput.value.trim();
+  if (text === '') return;
+  act('chat', async () => {
+    requireCall().sendChat(text);
+    chatInput.value = '';
+  }).catch((err: unknown) => {
+    console.debug('[demo] chat failed (in errors):', err);
+  });
+});
 
 async function join(): Promise<void> {
   if (call !== undefined || joining !== undefined) throw new Error('already in a call');
@@ -220,6 +247,7 @@ async function join(): Promise<void> {
     session = await connect(gatewayUrls(), {
       room,
       token,
+      ...heartbeatOption,
       // A pasted token cannot be renewed here; a dev token is renewed from the same route.
       ...(pasted !== ''
         ? {}
@@ -352,6 +380,7 @@ export interface DemoState {
   transports: { send: string | null; recv: string | null };
   activeSpeaker: string | null;
   stats: StatsSummary | null;
+  messages: ChatMessage[];
 }
 
 const demo = {
@@ -372,6 +401,7 @@ const demo = {
       transports: c === undefined ? { send: null, recv: null } : { ...c.transports },
       activeSpeaker: c?.activeSpeaker ?? null,
       stats: c?.stats ?? null,
+      messages: c === undefined ? [] : [...c.messages],
     };
   },
   async join(): Promise<void> {
@@ -394,6 +424,12 @@ const demo = {
   },
   async leave(): Promise<void> {
     await act('leave', leave);
+  },
+  /** Send a chat message on the data channel (once it is open). */
+  async sendChat(text: string): Promise<void> {
+    await act('chat', async () => {
+      requireCall().sendChat(text);
+    });
   },
 };
 Object.assign(window, { demo });
