@@ -178,10 +178,9 @@ describe('client SDK sessions', () => {
 
   it('takes a silent gateway for dead (read deadline) and rejoins once the window passed', async () => {
     const gw4 = await p.spawn('gateway', 'gateway-4');
-    const a = await join([wsUrl(gw4), wsUrl(p.gw2)], 'sdk-rejoin', 'alice', {
-      // Slower retries than the window: the first try after the drop already finds it gone.
-      backoff: { initialMs: TIMINGS.RECONNECT_WINDOW_MS + 1500, maxMs: 10_000, jitter: 0 },
-      random: () => 0.99,
+    // Its only gateway: while that one is stopped, every try fails (it cannot open a socket).
+    const a = await join([wsUrl(gw4)], 'sdk-rejoin', 'alice', {
+      backoff: { initialMs: 300, maxMs: 600 },
     });
     const b = await join(wsUrl(p.gw1), 'sdk-rejoin', 'bob');
     const first = a.socketId;
@@ -192,16 +191,18 @@ describe('client SDK sessions', () => {
     try {
       const d = await disconnected;
       expect(d.code).toBe(4900);
+      // The rooms service takes gateway 4 for dead; alice's window passes; bob sees her leave.
       const leave = await b.once('eventLeave');
       expect(leave.socketId).toBe(first);
-      const r = await rejoined;
-      expect(r.previousSocketId).toBe(first);
-      expect(r.socketId).not.toBe(first);
-      expect(a.socketId).toBe(r.socketId);
-      expect(r.join.sessions).toEqual([{ socketId: b.socketId, userId: 'bob' }]);
     } finally {
       gw4.process.signal('SIGCONT');
     }
+    // Back, the gateway opens the next try's socket: the session is gone, so alice joins anew.
+    const r = await rejoined;
+    expect(r.previousSocketId).toBe(first);
+    expect(r.socketId).not.toBe(first);
+    expect(a.socketId).toBe(r.socketId);
+    expect(r.join.sessions).toEqual([{ socketId: b.socketId, userId: 'bob' }]);
     // Requests made while it was away waited for the new connection.
     await a.request('orientationChange', { orientation: 180, camera: 'back' });
   });
@@ -237,7 +238,7 @@ describe('client SDK sessions', () => {
     expect(await callClient(p.bus, target, 'requestMute', { source: 'microphone' })).toEqual({
       muted: true,
     });
-    // b never answers getClientStats: TIMEOUT for the caller, and b's handler is cancelled.
+    // b never answers getClientStats: TIMEOUT for the caller, and b's handler is aborted.
     await expect(
       callClient(
         p.bus,
@@ -250,7 +251,8 @@ describe('client SDK sessions', () => {
       ),
     ).rejects.toMatchObject({ errorName: 'TIMEOUT' });
     await waitFor('the cancel to reach b', () => cancelled);
-    expect(cancelled).toMatchObject({ errorName: 'CANCELLED' });
+    // By the gateway's eventRequestCancelled, or by b's own timer at the same deadline.
+    expect(['CANCELLED', 'TIMEOUT']).toContain((cancelled as ProtocolError).errorName);
     // A socketId in another room is not reached.
     await expect(
       callClient(p.bus, { roomId: 'elsewhere', socketId: a.socketId }, 'getClientStats', {}),

@@ -103,7 +103,7 @@ async function until<T>(
   }
 }
 
-/** Frames of `from`'s video on `page` grow by more than `min` within `windowMs`. */
+/** Wait until `from`'s video on `page` plays (more than 10 frames within a second). */
 async function playingSoon(page: Page, from: string): Promise<void> {
   await until(`${from}'s video playing`, async () => (await playing(page, from, 10, 1000)) > 0);
 }
@@ -172,8 +172,8 @@ describe('demo web app', () => {
     }
 
     // Both remote videos play.
-    expect(await playing(alice, 'bob')).toBeGreaterThan(0);
-    expect(await playing(bob, 'alice')).toBeGreaterThan(0);
+    await playingSoon(alice, 'bob');
+    await playingSoon(bob, 'alice');
     const a0 = await state(alice);
     expect(a0.tiles.map((t) => t.userId)).toEqual(['bob']);
     expect(a0.tiles[0]?.audio).toBeGreaterThan(0);
@@ -208,7 +208,7 @@ describe('demo web app', () => {
     await bob.evaluate(async () => {
       await (globalThis as unknown as PageGlobal).demo.muteCamera(false);
     });
-    expect(await playing(alice, 'bob')).toBeGreaterThan(0);
+    await playingSoon(alice, 'bob');
 
     // Gateway A dies: alice resumes on B inside the window (same socketId, no rejoin).
     const before = await state(alice);
@@ -222,8 +222,8 @@ describe('demo web app', () => {
     expect(resumed.socketId).toBe(before.socketId);
     expect(resumed.rejoined).toBe(0);
     expect(resumed.restarts).toBe(0);
-    expect(await playing(alice, 'bob')).toBeGreaterThan(0);
-    expect(await playing(bob, 'alice')).toBeGreaterThan(0);
+    await playingSoon(alice, 'bob');
+    await playingSoon(bob, 'alice');
     // bob never saw alice leave: her tile is still the same session's.
     expect((await state(bob)).tiles.map((t) => t.socketId)).toEqual([before.socketId]);
     await shot(alice, 'alice-resumed');

@@ -1,0 +1,260 @@
+/**
+ * `./run bench client [-- flags]`: what the client SDK (libs/client) costs and how fast it
+ * comes back, beside a bare `ws` client doing the same by hand, measured in the same run.
+ *
+ * Platform: NATS and PostgreSQL (found or started), the rooms service and gateways.
+ *
+ * 1. **Request round trip**: one member sends R `orientationChange` requests one after
+ *    another (gateway → NATS → rooms service → PostgreSQL and back) through the SDK
+ *    (`session.request`: id bookkeeping, deadline, reply validation) and through a bare `ws`
+ *    socket of the same session shape (a second member) sending the same frames.
+ * 2. **Resume after a gateway dies**: T times, a member joins through a gateway of its own
+ *    (the platform's second gateway as its fallback), the test SIGKILLs that gateway and times
+ *    until the session is usable again: the SDK's `resumed`, and for the bare client its own
+ *    close handler opening a socket to the second gateway and sending `reconnect` at once.
+ *
+ * Prints a table and writes it, with every figure, to
+ * <ARTIFACTS_DIR>/bench/client-<timestamp>.json. Exit 0 on success; 1 on any failure or
+ * failed check; 130 on SIGINT.
+ */
+import { performance } from 'node:perf_hooks';
+import { connect, type Session } from '@switchboard/client';
+import {
+  ServiceProcess,
+  mintToken,
+  startPlatform,
+  uniquePrefix,
+  type Platform,
+} from '@switchboard/devstack';
+import WebSocket from 'ws';
+import {
+  log,
+  numberFlagOptions,
+  parseOrUsage,
+  readNumber,
+  runBench,
+  stats,
+  writeResults,
+  type BenchRun,
+  type Stats,
+} from './lib/cli.ts';
+import { benchInfra, watchService } from './lib/infra.ts';
+
+const FLAGS = {
+  requests: { env: 'BENCH_REQUESTS', def: 2000, min: 10, help: 'sequential requests per client' },
+  trials: { env: 'BENCH_TRIALS', def: 10, min: 1, help: 'gateway kills per client kind' },
+} as const;
+type Flag = keyof typeof FLAGS;
+
+function usage(): string {
+  return [
+    'usage: ./run bench client [-- flags]',
+    ...Object.entries(FLAGS).map(
+      ([name, f]) => `  --${name.padEnd(10)} ${f.help} (env ${f.env}, default ${f.def})`,
+    ),
+  ].join('\n');
+}
+
+const ROOM_WINDOW_MS = 10_000;
+
+// ------------------------------------------------------------------------- a bare client
+
+/** A `ws` client speaking the protocol by hand: requests with ids, nothing else. */
+class BareClient {
+  readonly ws: WebSocket;
+  #next = 1;
+  readonly #pending = new Map<number, (f: { s: boolean; d?: unknown; e?: number }) => void>();
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.on('message', (data: Buffer) => {
+      const f = JSON.parse(data.toString('utf8')) as {
+        id?: number;
+        s: boolean;
+        d?: unknown;
+        e?: number;
+      };
+      if (typeof f.id !== 'number') return;
+      this.#pending.get(f.id)?.(f);
+      this.#pending.delete(f.id);
+    });
+  }
+
+  static async open(url: string): Promise<BareClient> {
+    const ws = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => {
+        resolve();
+      });
+      ws.once('error', reject);
+    });
+    return new BareClient(ws);
+  }
+
+  async request(a: string, d: unknown): Promise<unknown> {
+    const id = this.#next++;
+    const reply = new Promise<{ s: boolean; d?: unknown; e?: number }>((resolve) => {
+      this.#pending.set(id, resolve);
+    });
+    this.ws.send(JSON.stringify({ a, d, id }));
+    const f = await reply;
+    if (!f.s) throw new Error(`${a} failed: 0x${(f.e ?? 0).toString(16)}`);
+    return f.d;
+  }
+}
+
+// -------------------------------------------------------------------------------- phases
+
+const wsUrl = (gw: ServiceProcess): string => `${gw.url.replace(/^http/, 'ws')}/api`;
+
+async function roundTrips(
+  platform: Platform,
+  requests: number,
+): Promise<{ sdk: Stats | undefined; bare: Stats | undefined }> {
+  const gw = platform.get('gateway');
+  const room = 'bench-client-rtt';
+  const token = await mintToken({ sub: 'sdk', rooms: [room] });
+  const session = await connect(wsUrl(gw), { room, token });
+  const bare = await BareClient.open(wsUrl(gw));
+  await bare.request('join', {
+    roomId: room,
+    bearer: await mintToken({ sub: 'bare', rooms: [room] }),
+    platform: 'bench',
+  });
+  const data = { orientation: 90, camera: 'front' } as const;
+  // Warm both paths up, then alternate halves so neither gets the quieter machine.
+  for (let i = 0; i < Math.min(200, requests); i++) {
+    await session.request('orientationChange', data);
+    await bare.request('orientationChange', data);
+  }
+  const half = Math.floor(requests / 2);
+  const sdk: number[] = [];
+  const raw: number[] = [];
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < half; i++) {
+      const t = performance.now();
+      await session.request('orientationChange', data);
+      sdk.push(performance.now() - t);
+    }
+    for (let i = 0; i < half; i++) {
+      const t = performance.now();
+      await bare.request('orientationChange', data);
+      raw.push(performance.now() - t);
+    }
+  }
+  await session.leave();
+  bare.ws.close(1000);
+  return { sdk: stats(sdk), bare: stats(raw) };
+}
+
+async function resumes(
+  run: BenchRun,
+  platform: Platform,
+  fallback: ServiceProcess,
+  trials: number,
+): Promise<{ sdk: Stats | undefined; bare: Stats | undefined }> {
+  const sdk: number[] = [];
+  const bare: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    for (const kind of ['sdk', 'bare'] as const) {
+      const gw = await ServiceProcess.start('gateway', platform.env, {
+        label: `gw-${kind}-${String(i)}`,
+      });
+      let killing = false;
+      watchService(run, gw, () => killing);
+      await gw.waitReady();
+      const room = `bench-client-resume-${String(i)}`;
+      const token = await mintToken({ sub: kind, rooms: [room] });
+      if (kind === 'sdk') {
+        const s: Session = await connect([wsUrl(gw), wsUrl(fallback)], { room, token });
+        const resumed = s.once('resumed');
+        killing = true;
+        const t = performance.now();
+        gw.process.signal('SIGKILL');
+        await resumed;
+        sdk.push(performance.now() - t);
+        await s.leave();
+      } else {
+        const c = await BareClient.open(wsUrl(gw));
+        const join = (await c.request('join', {
+          roomId: room,
+          bearer: token,
+          platform: 'bench',
+        })) as {
+          socketId: string;
+        };
+        const back = new Promise<number>((resolve, reject) => {
+          c.ws.once('close', () => {
+            BareClient.open(wsUrl(fallback))
+              .then(async (c2) => {
+                await c2.request('reconnect', { socketId: join.socketId });
+                resolve(performance.now());
+                c2.ws.close(1000);
+              })
+              .catch(reject);
+          });
+        });
+        killing = true;
+        const t = performance.now();
+        gw.process.signal('SIGKILL');
+        bare.push((await back) - t);
+      }
+      await gw.process.exited;
+    }
+  }
+  return { sdk: stats(sdk), bare: stats(bare) };
+}
+
+// ------------------------------------------------------------------------------------ main
+
+const fmt = (s: Stats | undefined): string =>
+  s === undefined ? '—' : `${s.p50.toFixed(2)} / ${s.p90.toFixed(2)} / ${s.p99.toFixed(2)}`;
+
+await runBench(usage, async (run) => {
+  const args = process.argv.slice(2);
+  const { values } = parseOrUsage({
+    args: args[0] === '--' ? args.slice(1) : args,
+    strict: true,
+    allowPositionals: false,
+    options: { ...numberFlagOptions(FLAGS), help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help === true) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const num = (name: Flag): number => readNumber(name, FLAGS[name], values[name]);
+  const opts = { requests: num('requests'), trials: num('trials') };
+  const startedAt = new Date();
+  const infra = await benchInfra(run);
+  const platform = await startPlatform({
+    natsUrl: infra.natsUrl,
+    subjectPrefix: uniquePrefix('bench-client'),
+    pgServerUrl: infra.pgServerUrl,
+    names: ['rooms', 'gateway'],
+    env: { RECONNECT_WINDOW_MS: String(ROOM_WINDOW_MS), LOG_LEVEL: 'warn' },
+  });
+  run.cleanup.add('stop the platform', async () => {
+    await platform.stop();
+  });
+  for (const svc of platform.services.values()) watchService(run, svc, () => false);
+  const fallback = await ServiceProcess.start('gateway', platform.env, { label: 'gw-fallback' });
+  run.cleanup.add('stop the fallback gateway', async () => {
+    await fallback.stop();
+  });
+  await fallback.waitReady();
+
+  log(`round trips: ${String(opts.requests)} requests per client`);
+  const rtt = await roundTrips(platform, opts.requests);
+  log(`resumes: ${String(opts.trials)} gateway kills per client kind`);
+  const resume = await resumes(run, platform, fallback, opts.trials);
+  run.failure.check();
+
+  const text = [
+    `client SDK beside a bare ws client (ms, p50 / p90 / p99)`,
+    `  request round trip (orientationChange, ${String(opts.requests)})  SDK ${fmt(rtt.sdk)}   bare ${fmt(rtt.bare)}`,
+    `  gateway SIGKILL → usable again (${String(opts.trials)})           SDK ${fmt(resume.sdk)}   bare ${fmt(resume.bare)}`,
+  ].join('\n');
+  process.stdout.write(`\n${text}\n`);
+  writeResults('client', startedAt, { options: opts, roundTrip: rtt, resume, text });
+  return 0;
+});
