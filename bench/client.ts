@@ -6,8 +6,9 @@
  *
  * 1. **Request round trip**: one member sends R `orientationChange` requests one after
  *    another (gateway → NATS → rooms service → PostgreSQL and back) through the SDK
- *    (`session.request`: id bookkeeping, deadline, reply validation) and through a bare `ws`
- *    socket of the same session shape (a second member) sending the same frames.
+ *    (`session.request`: id bookkeeping, deadline, reply validation) on Node's global
+ *    WebSocket, the SDK on the `ws` package's WebSocket, and a bare `ws` socket of the same
+ *    session shape (another member) sending the same frames.
  * 2. **Resume after a gateway dies**: T times, a member joins through a gateway of its own
  *    (the platform's second gateway as its fallback), the test SIGKILLs that gateway and times
  *    until the session is usable again: the SDK's `resumed`, and for the bare client its own
@@ -18,7 +19,7 @@
  * failed check; 130 on SIGINT.
  */
 import { performance } from 'node:perf_hooks';
-import { connect, type Session } from '@switchboard/client';
+import { connect, type Session, type WebSocketLike } from '@switchboard/client';
 import {
   ServiceProcess,
   mintToken,
@@ -107,14 +108,22 @@ class BareClient {
 
 const wsUrl = (gw: ServiceProcess): string => `${gw.url.replace(/^http/, 'ws')}/api`;
 
+/** The SDK on the `ws` package's WebSocket instead of Node's global one (undici). */
+const wsFactory = (url: string): WebSocketLike => new WebSocket(url) as unknown as WebSocketLike;
+
 async function roundTrips(
   platform: Platform,
   requests: number,
-): Promise<{ sdk: Stats | undefined; bare: Stats | undefined }> {
+): Promise<{ sdk: Stats | undefined; sdkOnWs: Stats | undefined; bare: Stats | undefined }> {
   const gw = platform.get('gateway');
   const room = 'bench-client-rtt';
   const token = await mintToken({ sub: 'sdk', rooms: [room] });
   const session = await connect(wsUrl(gw), { room, token });
+  const onWs = await connect(wsUrl(gw), {
+    room,
+    token: await mintToken({ sub: 'sdk-ws', rooms: [room] }),
+    WebSocket: wsFactory,
+  });
   const bare = await BareClient.open(wsUrl(gw));
   await bare.request('join', {
     roomId: room,
@@ -123,28 +132,39 @@ async function roundTrips(
   });
   const data = { orientation: 90, camera: 'front' } as const;
   // Warm both paths up, then alternate halves so neither gets the quieter machine.
+  const kinds: [number[], () => Promise<unknown>][] = [
+    [
+      [],
+      async () => {
+        await session.request('orientationChange', data);
+      },
+    ],
+    [
+      [],
+      async () => {
+        await onWs.request('orientationChange', data);
+      },
+    ],
+    [[], async () => await bare.request('orientationChange', data)],
+  ];
   for (let i = 0; i < Math.min(200, requests); i++) {
-    await session.request('orientationChange', data);
-    await bare.request('orientationChange', data);
+    for (const [, f] of kinds) await f();
   }
   const half = Math.floor(requests / 2);
-  const sdk: number[] = [];
-  const raw: number[] = [];
   for (let round = 0; round < 2; round++) {
-    for (let i = 0; i < half; i++) {
-      const t = performance.now();
-      await session.request('orientationChange', data);
-      sdk.push(performance.now() - t);
-    }
-    for (let i = 0; i < half; i++) {
-      const t = performance.now();
-      await bare.request('orientationChange', data);
-      raw.push(performance.now() - t);
+    for (const [samples, f] of kinds) {
+      for (let i = 0; i < half; i++) {
+        const t = performance.now();
+        await f();
+        samples.push(performance.now() - t);
+      }
     }
   }
   await session.leave();
+  await onWs.leave();
   bare.ws.close(1000);
-  return { sdk: stats(sdk), bare: stats(raw) };
+  const [sdk, sdkOnWs, raw] = kinds.map(([samples]) => stats(samples));
+  return { sdk, sdkOnWs, bare: raw };
 }
 
 async function resumes(
@@ -231,7 +251,12 @@ await runBench(usage, async (run) => {
     subjectPrefix: uniquePrefix('bench-client'),
     pgServerUrl: infra.pgServerUrl,
     names: ['rooms', 'gateway'],
-    env: { RECONNECT_WINDOW_MS: String(ROOM_WINDOW_MS), LOG_LEVEL: 'warn' },
+    // Sequential requests go well past a client's default rate limit (50/s).
+    env: {
+      RECONNECT_WINDOW_MS: String(ROOM_WINDOW_MS),
+      WS_RATE_LIMIT_PER_S: '100000',
+      WS_RATE_LIMIT_BURST: '100000',
+    },
   });
   run.cleanup.add('stop the platform', async () => {
     await platform.stop();
@@ -251,8 +276,8 @@ await runBench(usage, async (run) => {
 
   const text = [
     `client SDK beside a bare ws client (ms, p50 / p90 / p99)`,
-    `  request round trip (orientationChange, ${String(opts.requests)})  SDK ${fmt(rtt.sdk)}   bare ${fmt(rtt.bare)}`,
-    `  gateway SIGKILL → usable again (${String(opts.trials)})           SDK ${fmt(resume.sdk)}   bare ${fmt(resume.bare)}`,
+    `  request round trip (orientationChange, ${String(opts.requests)})  SDK ${fmt(rtt.sdk)}   SDK on ws ${fmt(rtt.sdkOnWs)}   bare ws ${fmt(rtt.bare)}`,
+    `  gateway SIGKILL → usable again (${String(opts.trials)})           SDK ${fmt(resume.sdk)}   bare ws ${fmt(resume.bare)}`,
   ].join('\n');
   process.stdout.write(`\n${text}\n`);
   writeResults('client', startedAt, { options: opts, roundTrip: rtt, resume, text });
