@@ -116,6 +116,17 @@ async function playing(page: Page, from: string, min = 10, windowMs = 1500): Pro
   return end - start > min ? end - start : 0;
 }
 
+/** No page reported an error (the chat's tries before its channel opened aside). */
+async function expectNoErrors(): Promise<void> {
+  for (const p of pages) {
+    const errors = (await state(p.page)).errors.filter(
+      (e) => !e.startsWith('chat: SERVICE_UNAVAILABLE'),
+    );
+    expect(errors, p.label).toEqual([]);
+    expect(p.errors, p.label).toEqual([]);
+  }
+}
+
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(artifactDir('e2e'), `demo-${name}.png`) });
 }
@@ -228,14 +239,7 @@ describe('demo web app', () => {
     expect((await state(bob)).tiles.map((t) => t.socketId)).toEqual([before.socketId]);
     await shot(alice, 'alice-resumed');
 
-    for (const p of pages) {
-      // The chat's tries before the data channel opened are the only expected failures.
-      const errors = (await state(p.page)).errors.filter(
-        (e) => !e.startsWith('chat: SERVICE_UNAVAILABLE'),
-      );
-      expect(errors, p.label).toEqual([]);
-      expect(p.errors, p.label).toEqual([]);
-    }
+    await expectNoErrors();
   });
 
   it('the media starts again after the SFU loses its worker, and after a rejoin', async () => {
@@ -290,12 +294,6 @@ describe('demo web app', () => {
     await playingSoon(carol, 'alice');
     await playingSoon(alice, 'carol');
     await shot(carol, 'carol-rejoined');
-    for (const p of pages) {
-      const errors = (await state(p.page)).errors.filter(
-        (e) => !e.startsWith('chat: SERVICE_UNAVAILABLE'),
-      );
-      expect(errors, p.label).toEqual([]);
-      expect(p.errors, p.label).toEqual([]);
-    }
+    await expectNoErrors();
   });
 });

@@ -567,21 +567,7 @@ export class RoomMedia {
     const caps = await session.request('getRouterRtpCapabilities', {});
     await device.load({ routerRtpCapabilities: caps as ms.RtpCapabilities });
     this.#device = device;
-    const iceServers = session.joinReply.iceServers;
-    const extra = iceServers === undefined ? {} : { iceServers };
-
-    const sendInfo = await session.request('createWebRtcTransport', {
-      direction: 'send',
-      sctpCapabilities: SCTP_CAPABILITIES,
-    });
-    const send = device.createSendTransport({ ...sendInfo, ...extra } as ms.TransportOptions);
-    this.#send = send;
-    this.#watch(send, 'send');
-    send.on('connect', ({ dtlsParameters }, ok, fail) => {
-      session
-        .request('connectWebRtcTransport', { transportId: send.id, dtlsParameters })
-        .then(ok, fail);
-    });
+    const { transport: send, sctp } = await this.#transport(device, 'send');
     send.on('produce', ({ kind, rtpParameters, appData }, ok, fail) => {
       const source = (appData['source'] as ProducerSource | undefined) ?? 'other';
       session
@@ -604,24 +590,11 @@ export class RoomMedia {
         })
         .then(ok, fail);
     });
-
-    const recvInfo = await session.request('createWebRtcTransport', {
-      direction: 'recv',
-      sctpCapabilities: SCTP_CAPABILITIES,
-      rtpCapabilities: device.recvRtpCapabilities as never,
-    });
-    const recv = device.createRecvTransport({ ...recvInfo, ...extra } as ms.TransportOptions);
-    this.#recv = recv;
-    this.#watch(recv, 'recv');
-    recv.on('connect', ({ dtlsParameters }, ok, fail) => {
-      session
-        .request('connectWebRtcTransport', { transportId: recv.id, dtlsParameters })
-        .then(ok, fail);
-    });
+    await this.#transport(device, 'recv');
     this.#generation++;
 
     const label = this.#opts.dataChannel;
-    if (label !== false && sendInfo.sctpParameters !== undefined) {
+    if (label !== false && sctp) {
       // Beside the queue, like publishing: it needs the send transport connected.
       void send
         .produceData({ label, protocol: 'text', ordered: true })
@@ -633,6 +606,37 @@ export class RoomMedia {
           this.#fail('opening the data channel', err);
         });
     }
+  }
+
+  /**
+   * A WebRTC transport of this generation, with the join's ICE servers; a receiving one
+   * carries the device's RTP capabilities (the SFU consumes for it with them).
+   */
+  async #transport(
+    device: Device,
+    direction: 'send' | 'recv',
+  ): Promise<{ transport: ms.Transport; sctp: boolean }> {
+    const session = this.session;
+    const info = await session.request('createWebRtcTransport', {
+      direction,
+      sctpCapabilities: SCTP_CAPABILITIES,
+      ...(direction === 'recv' ? { rtpCapabilities: device.recvRtpCapabilities as never } : {}),
+    });
+    const iceServers = session.joinReply.iceServers;
+    const options = { ...info, ...(iceServers === undefined ? {} : { iceServers }) };
+    const t =
+      direction === 'send'
+        ? device.createSendTransport(options as ms.TransportOptions)
+        : device.createRecvTransport(options as ms.TransportOptions);
+    if (direction === 'send') this.#send = t;
+    else this.#recv = t;
+    this.#watch(t, direction);
+    t.on('connect', ({ dtlsParameters }, ok, fail) => {
+      session
+        .request('connectWebRtcTransport', { transportId: t.id, dtlsParameters })
+        .then(ok, fail);
+    });
+    return { transport: t, sctp: info.sctpParameters !== undefined };
   }
 
   #watch(t: ms.Transport, direction: 'send' | 'recv'): void {
