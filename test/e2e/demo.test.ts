@@ -41,6 +41,7 @@ type PageGlobal = {
     muteMicrophone(muted: boolean): Promise<void>;
     leave(): Promise<void>;
     sendChat(text: string): Promise<void>;
+    shareScreen(on: boolean): Promise<void>;
   };
 };
 
@@ -220,6 +221,23 @@ describe('demo web app', () => {
       await (globalThis as unknown as PageGlobal).demo.muteCamera(false);
     });
     await playingSoon(alice, 'bob');
+
+    // bob shares his screen (Chromium's fake capture): alice gets a second video, then loses it.
+    await bob.evaluate(async () => {
+      await (globalThis as unknown as PageGlobal).demo.shareScreen(true);
+    });
+    await until("bob's screen on alice", async () => {
+      const tile = (await state(alice)).tiles.find((t) => t.userId === 'bob');
+      return tile?.videos.some((v) => v.source === 'screen' && v.frames > 5);
+    });
+    await shot(alice, 'bob-sharing');
+    await bob.evaluate(async () => {
+      await (globalThis as unknown as PageGlobal).demo.shareScreen(false);
+    });
+    await until("bob's screen gone on alice", async () => {
+      const tile = (await state(alice)).tiles.find((t) => t.userId === 'bob');
+      return tile !== undefined && !tile.videos.some((v) => v.source === 'screen');
+    });
 
     // Gateway A dies: alice resumes on B inside the window (same socketId, no rejoin).
     const before = await state(alice);
