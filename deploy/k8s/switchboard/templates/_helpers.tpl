@@ -223,3 +223,19 @@ value: (dict "root" $ "secret" "name")
 {{ include "sb.secretEnv" (dict "name" "TURN_SECRET" "secret" $own "key" "TURN_SECRET") }}
 {{- end }}
 {{- end -}}
+
+{{/* Where the pods of a service may run: (index .Values "gateway") */}}
+{{- define "sb.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
