@@ -3,14 +3,17 @@
  * and `helm template` (Helm v4, unpacked from an npm package by ./run setup) for the default
  * values and the value sets in deploy/k8s/values/; every rendered object validated against the
  * Kubernetes schemas (kubernetes-models); bad values refused by values.schema.json; and what
- * matters asserted: media ports equal to the WebRtcServer config, a stateless gateway, no
- * secret inlined when Secrets are referenced, probes on the real endpoints, locked-down pods.
+ * matters asserted: the environment each pod gets passes its service's own config schema,
+ * media ports equal to the WebRtcServer config, a stateless gateway, no secret inlined when
+ * Secrets are referenced, probes on the real endpoints, locked-down pods, the migration hook.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { DaemonSet, Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { Job } from 'kubernetes-models/batch/v1';
@@ -18,6 +21,7 @@ import { Ingress, NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
 import { ROOT } from '@switchboard/devstack';
+import { ServiceConfigs, validator, type ServiceName } from '@switchboard/protocol';
 
 const HELM = join(ROOT, 'node_modules', '.bin', 'helm');
 const CHART = join(ROOT, 'deploy', 'k8s', 'switchboard');
@@ -28,7 +32,7 @@ type Obj = Record<string, unknown>;
 interface K8s {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; annotations?: Record<string, string> };
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec?: Obj;
   stringData?: Record<string, string>;
   data?: Record<string, string>;
@@ -38,7 +42,8 @@ interface EnvVar {
   value?: string;
   valueFrom?: {
     fieldRef?: { fieldPath: string };
-    secretKeyRef?: { name: string; key: string };
+    secretKeyRef?: { name: string; key: string; optional?: boolean };
+    configMapKeyRef?: { name: string; key: string };
   };
 }
 interface Port {
@@ -47,24 +52,40 @@ interface Port {
   protocol?: string;
   hostPort?: number;
 }
+interface Probe {
+  httpGet?: { path: string; port: string | number };
+}
 interface Container {
   name: string;
   image: string;
   env?: EnvVar[];
-  envFrom?: { configMapRef?: { name: string } }[];
+  envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
   ports?: Port[];
   command?: string[];
-  livenessProbe?: { httpGet?: { path: string; port: string | number } };
-  readinessProbe?: { httpGet?: { path: string; port: string | number } };
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
   securityContext?: Obj;
   volumeMounts?: { name: string; mountPath: string }[];
 }
 interface PodSpec {
   containers: Container[];
+  initContainers?: Container[];
   volumes?: { name: string; emptyDir?: Obj; persistentVolumeClaim?: Obj }[];
   securityContext?: Obj;
   hostNetwork?: boolean;
+  dnsPolicy?: string;
+  affinity?: Obj;
+  automountServiceAccountToken?: boolean;
   terminationGracePeriodSeconds?: number;
+}
+interface NetPolPort {
+  port: number;
+  endPort?: number;
+  protocol?: string;
+}
+interface NetPolRule {
+  from?: Obj[];
+  ports?: NetPolPort[];
 }
 
 /** The Kubernetes model of each kind the chart may render (a kind missing here fails). */
@@ -81,6 +102,12 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
 };
+const SERVICE_MONITOR = 'monitoring.coreos.com/v1/ServiceMonitor';
+
+const APP_VERSION = (
+  parse(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as { appVersion: string }
+).appVersion;
+const valuesFile = (name: string): Obj => parse(readFileSync(join(VALUES, name), 'utf8')) as Obj;
 
 async function helm(args: string[]): Promise<string> {
   const { stdout } = await run(HELM, args, { maxBuffer: 32 * 1024 * 1024 });
@@ -92,6 +119,16 @@ async function render(args: string[] = []): Promise<K8s[]> {
   return parseAllDocuments(out)
     .map((d) => d.toJS() as K8s | null)
     .filter((o): o is K8s => o !== null);
+}
+
+/** The stderr of a `helm template` that must fail. */
+async function refused(args: string[]): Promise<string> {
+  try {
+    await helm(['template', 'sb', CHART, ...args]);
+  } catch (err) {
+    return String((err as { stderr?: unknown }).stderr ?? err);
+  }
+  throw new Error(`helm template ${args.join(' ')} succeeded`);
 }
 
 const SETS: [string, string[]][] = [
@@ -106,28 +143,208 @@ const find = (objs: K8s[], kind: string, suffix: string): K8s => {
   return o;
 };
 const pod = (o: K8s): PodSpec => (o.spec?.['template'] as { spec: PodSpec }).spec;
+const only = <T>(xs: T[] | undefined, what: string): T => {
+  if (xs?.length !== 1 || xs[0] === undefined) throw new Error(`expected one ${what}`);
+  return xs[0];
+};
 const envOf = (c: Container, name: string): EnvVar | undefined =>
   c.env?.find((e) => e.name === name);
-const configOf = (objs: K8s[]): Record<string, string> =>
-  find(objs, 'ConfigMap', '-config').data ?? {};
-const workloads = (objs: K8s[]): K8s[] =>
-  objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'].includes(o.kind));
+const WORKLOADS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Job'];
+const workloads = (objs: K8s[]): K8s[] => objs.filter((o) => WORKLOADS.includes(o.kind));
+const mediaOf = (objs: K8s[]): K8s => {
+  const m = objs.filter((o) => ['StatefulSet', 'DaemonSet'].includes(o.kind));
+  return only(m, 'media workload');
+};
+
+/** Where a variable's value comes from, the way the kubelet assembles a container's env. */
+type Source =
+  | { value: string }
+  | { fieldPath: string }
+  | { secret: { name: string; key: string } }
+  | { configMap: { name: string; key: string } };
+
+function envSources(objs: K8s[], c: Container): Map<string, Source> {
+  const out = new Map<string, Source>();
+  for (const from of c.envFrom ?? []) {
+    if (from.configMapRef !== undefined) {
+      const name = from.configMapRef.name;
+      const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === name);
+      if (cm === undefined) throw new Error(`${c.name}: envFrom names a ConfigMap not rendered`);
+      for (const [k, v] of Object.entries(cm.data ?? {})) out.set(k, { value: v });
+    } else {
+      throw new Error(`${c.name}: envFrom other than a ConfigMap`);
+    }
+  }
+  const names = new Set<string>();
+  for (const e of c.env ?? []) {
+    expect(names.has(e.name), `${c.name}: ${e.name} twice in env`).toBe(false);
+    names.add(e.name);
+    const f = e.valueFrom;
+    if (e.value !== undefined) out.set(e.name, { value: e.value });
+    else if (f?.fieldRef !== undefined) out.set(e.name, { fieldPath: f.fieldRef.fieldPath });
+    else if (f?.secretKeyRef !== undefined) out.set(e.name, { secret: f.secretKeyRef });
+    else if (f?.configMapKeyRef !== undefined) out.set(e.name, { configMap: f.configMapKeyRef });
+    else throw new Error(`${c.name}: ${e.name} has no value`);
+  }
+  return out;
+}
+
+/** Plausible values for what only the cluster knows: fields of the pod, contents of Secrets. */
+const FIELDS: Record<string, string> = {
+  'metadata.name': 'sb-switchboard-media-0',
+  'status.hostIP': '10.0.0.7',
+  'status.podIP': '10.1.2.3',
+  'spec.nodeName': 'node-a',
+};
+const SECRETS: Record<string, string> = {
+  AUTH_HS256_SECRET: 'k'.repeat(32),
+  AUTH_RS256_PUBLIC_KEYS: '-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n',
+  TURN_SECRET: 'turn',
+  DATABASE_URL: 'postgresql://rooms@db:5432/switchboard',
+  NATS_URL: 'nats://user:pw@nats:4222',
+};
+
+/** The environment a container starts with: sources resolved, $(VAR) references expanded. */
+function resolveEnv(objs: K8s[], c: Container): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, s] of envSources(objs, c)) {
+    let v: string;
+    if ('value' in s)
+      v = s.value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, r: string) => env[r] ?? m);
+    else if ('fieldPath' in s) {
+      const f = FIELDS[s.fieldPath];
+      if (f === undefined) throw new Error(`${c.name}: ${name} from unknown field ${s.fieldPath}`);
+      v = f;
+    } else if ('secret' in s) {
+      // A Secret of the chart's own holds the key; any other is the operator's.
+      const own = objs.find((o) => o.kind === 'Secret' && o.metadata.name === s.secret.name);
+      if (own !== undefined) expect(Object.keys(own.stringData ?? {})).toContain(s.secret.key);
+      const sec = SECRETS[name];
+      if (sec === undefined) throw new Error(`${c.name}: ${name} from a Secret, unexpected`);
+      v = sec;
+    } else throw new Error(`${c.name}: ${name} from a ConfigMap key, unexpected`);
+    env[name] = v;
+  }
+  return env;
+}
+
+interface PropSchema {
+  type?: unknown;
+  default?: unknown;
+  anyOf?: { type?: unknown }[];
+}
+
+/** What libs/service's loadConfig does with an environment: convert, default, validate. */
+function checkConfig(svc: ServiceName, env: Record<string, string>): string[] {
+  const schema = ServiceConfigs[svc];
+  const props = schema.properties as Record<string, PropSchema>;
+  const config: Record<string, unknown> = {};
+  for (const [key, prop] of Object.entries(props)) {
+    const raw = env[key];
+    if (raw === undefined || raw === '') {
+      if (prop.default !== undefined) config[key] = prop.default;
+      continue;
+    }
+    const kind = prop.type ?? prop.anyOf?.[0]?.type;
+    if (kind === 'integer' || kind === 'number') {
+      config[key] = /^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+    } else if (kind === 'boolean') {
+      const t = raw.trim().toLowerCase();
+      config[key] = ['1', 'true', 'yes', 'on'].includes(t)
+        ? true
+        : ['0', 'false', 'no', 'off'].includes(t)
+          ? false
+          : raw;
+    } else if (kind === 'array' || kind === 'object') {
+      try {
+        config[key] = JSON.parse(raw) as unknown;
+      } catch {
+        config[key] = raw;
+      }
+    } else config[key] = raw;
+  }
+  const parsed = validator(schema).parse(config);
+  return parsed.ok ? [] : parsed.issues.map((i) => `${i.path}: ${i.message}`);
+}
+
+/** What a JSON schema of a setting checks: type, bounds, pattern, choices. */
+function bounds(s: Obj): Obj {
+  const out: Obj = {};
+  for (const k of ['type', 'minimum', 'maximum', 'minLength', 'maxLength', 'pattern']) {
+    if (s[k] !== undefined) out[k] = s[k];
+  }
+  for (const k of ['minItems', 'maxItems']) if (s[k] !== undefined) out[k] = s[k];
+  const anyOf = s['anyOf'] as Obj[] | undefined;
+  const choices = (s['enum'] as unknown[] | undefined) ?? anyOf?.map((m) => m['const']);
+  if (choices !== undefined) {
+    out['choices'] = choices;
+    delete out['type'];
+  }
+  return out;
+}
+
+const SERVICE_OF: Record<string, ServiceName> = {
+  gateway: 'gateway',
+  rooms: 'rooms',
+  media: 'media',
+  events: 'events',
+};
+
+/** Every service container of a render with the service it runs and its resolved env. */
+function serviceContainers(
+  objs: K8s[],
+): { w: K8s; spec: PodSpec; c: Container; svc: ServiceName; env: Record<string, string> }[] {
+  return workloads(objs)
+    .filter((w) => w.kind !== 'Job')
+    .map((w) => {
+      const spec = pod(w);
+      const c = only(spec.containers, `container in ${w.metadata.name}`);
+      const svc = SERVICE_OF[c.name];
+      if (svc === undefined) throw new Error(`unknown container ${c.name}`);
+      return { w, spec, c, svc, env: resolveEnv(objs, c) };
+    });
+}
 
 describe('the Helm chart', () => {
   it.each(SETS)('lints, renders and validates every object: %s', async (_name, args) => {
-    await helm(['lint', CHART, ...args]);
+    await helm(['lint', '--strict', CHART, ...args]);
     const objs = await render(args);
     expect(objs.length).toBeGreaterThan(8);
     // The models do check: a malformed object is refused.
     expect(() => {
       new Deployment({ metadata: { name: 'x' }, spec: { replicas: 'two' } } as never).validate();
     }).toThrow();
+    const names = new Set<string>();
     for (const o of objs) {
       const key = `${o.apiVersion}/${o.kind}`;
-      if (key === 'monitoring.coreos.com/v1/ServiceMonitor') {
+      expect(names.has(`${key}/${o.metadata.name}`), `${key} ${o.metadata.name} twice`).toBe(false);
+      names.add(`${key}/${o.metadata.name}`);
+      expect(o.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
+      expect(o.metadata.labels?.['app.kubernetes.io/instance'], key).toBe('sb');
+      if (key === SERVICE_MONITOR) {
         // A CRD (prometheus-operator), not in the Kubernetes schemas: its shape by hand.
-        const ep = (o.spec?.['endpoints'] as { port: string; path: string }[] | undefined) ?? [];
-        expect(ep).toEqual([expect.objectContaining({ port: 'http', path: '/metrics' })]);
+        const spec = o.spec as {
+          selector?: { matchLabels?: Record<string, string> };
+          endpoints?: { port?: unknown; path?: unknown; interval?: unknown }[];
+        };
+        expect(Object.keys(o).sort()).toEqual(['apiVersion', 'kind', 'metadata', 'spec']);
+        const sel = spec.selector?.matchLabels ?? {};
+        expect(sel).toMatchObject({ 'app.kubernetes.io/instance': 'sb' });
+        const ep = only(spec.endpoints, 'ServiceMonitor endpoint');
+        expect(ep).toMatchObject({ port: 'http', path: '/metrics' });
+        expect(String(ep.interval)).toMatch(/^\d+(ms|s|m|h)$/);
+        // It selects a Service of every service, each with the port it names.
+        const selected = objs.filter(
+          (s) =>
+            s.kind === 'Service' &&
+            Object.entries(sel).every(([k, v]) => s.metadata.labels?.[k] === v),
+        );
+        expect(
+          selected.map((s) => s.metadata.labels?.['app.kubernetes.io/component']).sort(),
+        ).toEqual(['events', 'gateway', 'media', 'rooms']);
+        for (const s of selected) {
+          expect(JSON.stringify(s.spec?.['ports'])).toContain('"name":"http"');
+        }
         continue;
       }
       const Model = MODELS[key];
@@ -139,60 +356,199 @@ describe('the Helm chart', () => {
     }
   });
 
-  it('refuses bad values at template time (values.schema.json)', async () => {
+  it('refuses bad values at template time (values.schema.json and the templates)', async () => {
     for (const bad of [
       ['--set', 'media.workers=many'],
+      ['--set', 'media.workers=0'],
       ['--set', 'media.kind=Pod'],
       ['--set', 'gateway.autoscaling.enabled=maybe'],
       ['--set', 'surprise=1'],
+      ['--set', 'gateway.surprise=1'],
+      ['--set', 'nats.url=http://nats:4222'],
       ['--set', 'auth.existingSecret.name=', '--set', 'auth.hs256Secret=short'],
+      // The development switch, settings the chart owns, a misspelt one, a wrong type.
+      ['--set', 'gateway.env.GATEWAY_DEV_TOKENS=true'],
+      ['--set', 'gateway.env.HTTP_PORT=9000'],
+      ['--set', 'media.env.MEDIASOUP_WORKERS=0'],
+      ['--set', 'gateway.env.WS_MAX_CONECTIONS=10'],
+      ['--set', 'rooms.env.RECONNECT_WINDOW_MS=soon'],
+      ['--set', 'events.env.LOG_LEVEL=loud'],
     ]) {
-      await expect(render(bad), bad.join(' ')).rejects.toThrow();
+      expect(await refused(bad), bad.join(' ')).toMatch(
+        /values don't meet the specifications|schema/i,
+      );
     }
-    // Without any token key the gateway could not verify a token: refused with a reason.
-    await expect(render(['--set', 'auth.existingSecret.name='])).rejects.toThrow(/auth:/);
+    // What the schema cannot see, the templates refuse with a reason.
+    expect(await refused(['--set', 'auth.existingSecret.name='])).toMatch(/auth: set hs256Secret/);
+    expect(await refused(['--set', 'auth.hs256Secret=' + 'x'.repeat(32)])).toMatch(
+      /auth: .*existingSecret\.name \(switchboard-secrets\) too/,
+    );
+    expect(await refused(['--set', 'database.url=postgresql://db/x'])).toMatch(/database: /);
+    expect(await refused(['--set', 'database.existingSecret.name='])).toMatch(/database: set/);
+    expect(await refused(['--set-json', 'turn.urls=["turn:turn.example.com:3478"]'])).toMatch(
+      /turn: turn:turn\.example\.com:3478 needs credentials/,
+    );
   });
 
-  it.each(SETS)('media ports equal the WebRtcServer config: %s', async (_name, args) => {
-    const objs = await render(args);
-    const media = objs.find((o) => ['StatefulSet', 'DaemonSet'].includes(o.kind));
-    if (media === undefined) throw new Error('no media workload');
-    const spec = pod(media);
-    const c = spec.containers[0];
-    if (c === undefined) throw new Error('no media container');
-    const config = configOf(objs);
-    const workers = Number(config['MEDIASOUP_WORKERS']);
-    const first = Number(config['MEDIASOUP_RTC_PORT']);
-    expect(workers).toBeGreaterThan(0);
-    const want = Array.from({ length: workers }, (_, i) => first + i).flatMap((p) => [
-      `${String(p)}/UDP`,
-      `${String(p)}/TCP`,
+  it('allows in <service>.env exactly the settings the chart does not set itself', async () => {
+    const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as {
+      properties: Record<string, { properties?: Record<string, { properties?: Obj }> }>;
+    };
+    // What the chart sets, with every optional setting of its own on (and no <service>.env).
+    const full = await render([
+      '--set',
+      'auth.existingSecret.name=',
+      '--set',
+      `auth.hs256Secret=${'k'.repeat(32)}`,
+      '--set-json',
+      `auth.rs256PublicKeys=${JSON.stringify(SECRETS['AUTH_RS256_PUBLIC_KEYS'])}`,
+      '--set',
+      'auth.issuer=https://id.example.com',
+      '--set',
+      'turn.secret=t',
     ]);
-    const rtc = (c.ports ?? []).filter((p) => p.name?.startsWith('rtc-') === true);
-    expect(rtc.map((p) => `${String(p.containerPort)}/${p.protocol ?? 'TCP'}`).sort()).toEqual(
-      want.sort(),
-    );
-    if (spec.hostNetwork === true) {
-      expect(rtc.every((p) => p.hostPort === undefined || p.hostPort === p.containerPort)).toBe(
-        true,
+    const setByChart = new Map<ServiceName, Set<string>>();
+    for (const { svc, env } of serviceContainers(full)) {
+      setByChart.set(svc, new Set([...(setByChart.get(svc) ?? []), ...Object.keys(env)]));
+    }
+    // The development switches are never set; LOG_LEVEL is the chart's, overridable per service.
+    const never = ['GATEWAY_DEV_TOKENS', 'DEV_TOKEN_TTL_S'];
+    const overridable = ['LOG_LEVEL'];
+    for (const svc of Object.keys(ServiceConfigs) as ServiceName[]) {
+      const allowed = Object.keys(schema.properties[svc]?.properties?.['env']?.properties ?? {});
+      const known = Object.keys(ServiceConfigs[svc].properties);
+      const owned = setByChart.get(svc) ?? new Set<string>();
+      expect(owned.has('HTTP_PORT'), svc).toBe(true);
+      const want = known.filter(
+        (n) => overridable.includes(n) || (!owned.has(n) && !never.includes(n)),
       );
-    } else {
-      // Reached at the node's address: each RTC port is a host port, one media pod per node.
-      expect(rtc.every((p) => p.hostPort === p.containerPort)).toBe(true);
-      expect(JSON.stringify(media.spec)).toContain('kubernetes.io/hostname');
-    }
-    expect(config['MEDIASOUP_LISTEN_IP']).toBe('0.0.0.0');
-    expect(envOf(c, 'INSTANCE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
-    const announced = envOf(c, 'MEDIASOUP_ANNOUNCED_ADDRESS');
-    if (args.length === 0) {
-      expect(announced?.valueFrom?.fieldRef?.fieldPath).toBe('status.hostIP');
-    }
-    if (args.some((a) => a.endsWith('host-network-media.yaml'))) {
-      expect(media.kind).toBe('DaemonSet');
-      expect(spec.hostNetwork).toBe(true);
-      expect(announced?.value).toBe('media.example.com');
+      expect(allowed.sort(), svc).toEqual(want.sort());
+      // Each typed and bounded as the service checks it at start.
+      const theirs = ServiceConfigs[svc].properties as Record<string, unknown>;
+      for (const name of allowed) {
+        const mine = schema.properties[svc]?.properties?.['env']?.properties?.[name];
+        expect(bounds((mine ?? {}) as Obj), `${svc}.env.${name}`).toEqual(
+          bounds(theirs[name] as Obj),
+        );
+      }
     }
   });
+
+  it.each(SETS)(
+    'gives every service an environment its config schema accepts: %s',
+    async (_n, args) => {
+      const objs = await render(args);
+      const seen = new Set<string>();
+      for (const { w, svc, env } of serviceContainers(objs)) {
+        seen.add(svc);
+        expect(checkConfig(svc, env), w.metadata.name).toEqual([]);
+        expect(env['HTTP_HOST']).toBe('0.0.0.0');
+        expect(env['INSTANCE_ID']).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+        expect(env['NATS_URL']).toMatch(/^nats:\/\//);
+        expect(Object.keys(env)).not.toContain('GATEWAY_DEV_TOKENS');
+      }
+      expect([...seen].sort()).toEqual(['events', 'gateway', 'media', 'rooms']);
+    },
+  );
+
+  it('writes numbers in full, whatever their size (values files read them as floats)', async () => {
+    // A values file, as a user would write it (--set would give integers).
+    const dir = mkdtempSync(join(tmpdir(), 'sb-chart-'));
+    const file = join(dir, 'big.yaml');
+    writeFileSync(
+      file,
+      [
+        'shutdownTimeoutMs: 1200000',
+        'gateway: { env: { WS_MAX_BUFFERED_BYTES: 8388608 } }',
+        'media: { env: { MEDIA_INITIAL_OUTGOING_BITRATE: 1500000 } }',
+        '',
+      ].join('\n'),
+    );
+    let objs: K8s[];
+    try {
+      objs = await render(['-f', file]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    for (const { w, svc, env, spec } of serviceContainers(objs)) {
+      expect(checkConfig(svc, env), w.metadata.name).toEqual([]);
+      expect(env['SHUTDOWN_TIMEOUT_MS']).toBe('1200000');
+      expect(spec.terminationGracePeriodSeconds).toBeGreaterThan(1200);
+      if (svc === 'gateway') expect(env['WS_MAX_BUFFERED_BYTES']).toBe('8388608');
+      if (svc === 'media') expect(env['MEDIA_INITIAL_OUTGOING_BITRATE']).toBe('1500000');
+    }
+  });
+
+  it.each([
+    ...SETS,
+    ['a DaemonSet with host ports', ['--set', 'media.kind=DaemonSet']],
+    [
+      'a StatefulSet on the host network',
+      ['--set', 'media.hostNetwork=true', '--set', 'media.workers=3'],
+    ],
+  ] as [string, string[]][])(
+    'media ports equal the WebRtcServer config: %s',
+    async (_name, args) => {
+      const objs = await render(args);
+      const media = mediaOf(objs);
+      const spec = pod(media);
+      const c = only(spec.containers, 'media container');
+      const env = resolveEnv(objs, c);
+      const workers = Number(env['MEDIASOUP_WORKERS']);
+      const first = Number(env['MEDIASOUP_RTC_PORT']);
+      expect(workers).toBeGreaterThan(0);
+      const want = Array.from({ length: workers }, (_, i) => first + i).flatMap((p) => [
+        `${String(p)}/UDP`,
+        `${String(p)}/TCP`,
+      ]);
+      const rtc = (c.ports ?? []).filter((p) => p.name !== 'http');
+      expect(rtc.map((p) => `${String(p.containerPort)}/${p.protocol ?? 'TCP'}`).sort()).toEqual(
+        want.sort(),
+      );
+      // Reached at the node's address: each RTC port is the node's port (a host port, or the
+      // node's own network, where host and container ports are one).
+      expect(rtc.every((p) => p.hostPort === p.containerPort)).toBe(true);
+      expect(env['MEDIASOUP_LISTEN_IP']).toBe('0.0.0.0');
+      if (spec.hostNetwork === true) expect(spec.dnsPolicy).toBe('ClusterFirstWithHostNet');
+      else expect(spec.dnsPolicy).toBeUndefined();
+      if (media.kind === 'StatefulSet') {
+        // Host ports: one media pod per node.
+        expect(spec.affinity).toMatchObject({
+          podAntiAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: [
+              {
+                topologyKey: 'kubernetes.io/hostname',
+                labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'media' } },
+              },
+            ],
+          },
+        });
+        expect(media.spec?.['volumeClaimTemplates']).toBeUndefined();
+      }
+      // The media node id is the pod's name (stable for a StatefulSet's pod).
+      expect(envOf(c, 'INSTANCE_ID')?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+      const configured = (valuesFile('host-network-media.yaml')['media'] as Obj)[
+        'announcedAddress'
+      ];
+      const announced = envOf(c, 'MEDIASOUP_ANNOUNCED_ADDRESS');
+      if (args.some((a) => a.endsWith('host-network-media.yaml'))) {
+        expect(media.kind).toBe('DaemonSet');
+        expect(spec.hostNetwork).toBe(true);
+        expect(announced?.value).toBe(configured);
+        expect(env['MEDIASOUP_ANNOUNCED_ADDRESS']).toBe('node-a.media.example.com');
+      } else {
+        expect(announced?.valueFrom?.fieldRef?.fieldPath).toBe('status.hostIP');
+      }
+      // Set by hand, the address is used as it is.
+      const set = pod(
+        mediaOf(await render([...args, '--set', 'media.announcedAddress=203.0.113.9'])),
+      );
+      expect(envOf(only(set.containers, 'media'), 'MEDIASOUP_ANNOUNCED_ADDRESS')).toEqual({
+        name: 'MEDIASOUP_ANNOUNCED_ADDRESS',
+        value: '203.0.113.9',
+      });
+    },
+  );
 
   it('keeps the gateway stateless and scales it by HPA or by replicas', async () => {
     const objs = await render();
@@ -203,21 +559,52 @@ describe('the Helm chart', () => {
     expect(gw.spec?.['replicas']).toBeUndefined();
     const hpa = find(objs, 'HorizontalPodAutoscaler', '-gateway');
     expect(hpa.spec?.['scaleTargetRef']).toMatchObject({
+      apiVersion: 'apps/v1',
       kind: 'Deployment',
       name: gw.metadata.name,
     });
+    expect(hpa.spec?.['metrics']).toEqual([
+      {
+        type: 'Resource',
+        resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } },
+      },
+    ]);
+    // CPU utilization needs a CPU request.
+    expect(JSON.stringify(only(spec.containers, 'gateway'))).toMatch(/"requests":\{"cpu":/);
     find(objs, 'PodDisruptionBudget', '-gateway');
+    expect(objs.some((o) => o.kind === 'Ingress')).toBe(false);
 
     const three = await render(['-f', join(VALUES, 'three-gateways.yaml')]);
-    expect(find(three, 'Deployment', '-gateway').spec?.['replicas']).toBe(3);
+    const gw3 = find(three, 'Deployment', '-gateway');
+    expect(gw3.spec?.['replicas']).toBe(3);
+    expect(pod(gw3).volumes).toEqual([{ name: 'tmp', emptyDir: {} }]);
     expect(three.some((o) => o.kind === 'HorizontalPodAutoscaler')).toBe(false);
-    const ingress = JSON.stringify(find(three, 'Ingress', '-gateway'));
-    expect(ingress).toContain('proxy-read-timeout');
+    find(three, 'PodDisruptionBudget', '-gateway');
+    // A budget one gateway could never meet would block every node drain: none then.
+    const one = await render([
+      '--set',
+      'gateway.autoscaling.enabled=false',
+      '--set',
+      'gateway.replicas=1',
+    ]);
+    expect(find(one, 'Deployment', '-gateway').spec?.['replicas']).toBe(1);
+    expect(
+      one.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.name.endsWith('-gateway')),
+    ).toBe(false);
+    const ingress = find(three, 'Ingress', '-gateway');
+    expect(ingress.metadata.annotations).toMatchObject({
+      'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
+      'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600',
+    });
+    expect(JSON.stringify(ingress.spec)).toContain(
+      `"name":"${find(three, 'Service', '-gateway').metadata.name}"`,
+    );
   });
 
   it('inlines no secret when Secrets are referenced, and only in its own Secret otherwise', async () => {
     const marks = {
       hs: 'hs256-MARK-0123456789abcdef0123456789abcdef',
+      rs: '-----BEGIN PUBLIC KEY-----\nRS256-MARK-MIIBIjANBgkq\n-----END PUBLIC KEY-----\n',
       turn: 'turn-MARK-secret',
       db: 'postgresql://rooms:db-MARK@db.example.com/switchboard',
     };
@@ -225,35 +612,59 @@ describe('the Helm chart', () => {
       '--set',
       'auth.existingSecret.name=',
       '--set',
-      `auth.hs256Secret=${marks.hs}`,
-      '--set',
       'database.existingSecret.name=',
-      '--set',
-      `database.url=${marks.db}`,
-      '--set',
-      `turn.secret=${marks.turn}`,
+      '--set-json',
+      `auth.hs256Secret=${JSON.stringify(marks.hs)}`,
+      '--set-json',
+      `auth.rs256PublicKeys=${JSON.stringify(marks.rs)}`,
+      '--set-json',
+      `database.url=${JSON.stringify(marks.db)}`,
+      '--set-json',
+      `turn.secret=${JSON.stringify(marks.turn)}`,
+    ]);
+    const needles = Object.values(marks).flatMap((m) => [
+      m,
+      JSON.stringify(m).slice(1, -1),
+      Buffer.from(m).toString('base64'),
+      m.split('\n').find((l) => l.includes('MARK')) ?? m,
     ]);
     for (const o of inline) {
       const text = JSON.stringify(o);
-      const holds = Object.values(marks).some((m) => text.includes(m));
-      // The release's Secret, and the migration hook's own (DATABASE_URL only).
-      if (holds) {
+      if (needles.some((n) => text.includes(n))) {
+        // The release's Secret, and the migration hook's own (DATABASE_URL only).
         expect(o.kind, o.metadata.name).toBe('Secret');
         expect(o.metadata.name).toMatch(/-(secrets|migrate)$/);
       }
     }
-    expect(find(inline, 'Secret', '-secrets').stringData).toEqual({
+    const own = find(inline, 'Secret', '-secrets');
+    expect(own.stringData).toEqual({
       AUTH_HS256_SECRET: marks.hs,
+      AUTH_RS256_PUBLIC_KEYS: marks.rs,
       TURN_SECRET: marks.turn,
       DATABASE_URL: marks.db,
     });
+    const hookSecret = find(inline, 'Secret', '-migrate');
+    expect(hookSecret.stringData).toEqual({ DATABASE_URL: marks.db });
+    expect(Number(hookSecret.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(
+      Number(find(inline, 'Job', '-migrate').metadata.annotations?.['helm.sh/hook-weight']),
+    );
+    const gwInline = only(pod(find(inline, 'Deployment', '-gateway')).containers, 'gateway');
+    for (const [name, key] of [
+      ['AUTH_HS256_SECRET', 'AUTH_HS256_SECRET'],
+      ['AUTH_RS256_PUBLIC_KEYS', 'AUTH_RS256_PUBLIC_KEYS'],
+      ['TURN_SECRET', 'TURN_SECRET'],
+    ] as const) {
+      expect(envOf(gwInline, name)?.valueFrom?.secretKeyRef).toEqual({
+        name: own.metadata.name,
+        key,
+      });
+    }
 
     const refd = await render(['-f', join(VALUES, 'three-gateways.yaml')]);
     expect(refd.some((o) => o.kind === 'Secret')).toBe(false);
-    const gw = pod(find(refd, 'Deployment', '-gateway')).containers[0];
-    const rooms = pod(find(refd, 'Deployment', '-rooms')).containers[0];
-    const job = pod(find(refd, 'Job', '-migrate')).containers[0];
-    if (gw === undefined || rooms === undefined || job === undefined) throw new Error('containers');
+    const gw = only(pod(find(refd, 'Deployment', '-gateway')).containers, 'gateway');
+    const rooms = only(pod(find(refd, 'Deployment', '-rooms')).containers, 'rooms');
+    const job = only(pod(find(refd, 'Job', '-migrate')).containers, 'migrate');
     expect(envOf(gw, 'AUTH_HS256_SECRET')?.valueFrom?.secretKeyRef).toEqual({
       name: 'gateway-jwt',
       key: 'hs256',
@@ -272,14 +683,80 @@ describe('the Helm chart', () => {
         key: 'url',
       });
     }
+    // No secret variable has a literal value anywhere, in any set.
+    for (const [, args] of SETS) {
+      for (const w of workloads(await render(args))) {
+        for (const c of pod(w).containers) {
+          for (const name of Object.keys(SECRETS).filter((n) => n !== 'NATS_URL')) {
+            expect(envOf(c, name)?.value, `${w.metadata.name} ${name}`).toBeUndefined();
+          }
+        }
+      }
+    }
+  });
+
+  it('takes the image registry, tag and pull policy globally or per service', async () => {
+    const objs = await render([
+      '--set',
+      'image.registry=registry.example.com/sb',
+      '--set',
+      'rooms.image.tag=1.2.3',
+      '--set',
+      'media.image.repository=sfu',
+      '--set',
+      'events.image.pullPolicy=Always',
+    ]);
+    const image = (suffix: string, kind = 'Deployment'): Container =>
+      only(pod(find(objs, kind, suffix)).containers, suffix);
+    expect(image('-gateway').image).toBe(
+      `registry.example.com/sb/switchboard-gateway:${APP_VERSION}`,
+    );
+    expect(image('-rooms').image).toBe('registry.example.com/sb/switchboard-rooms:1.2.3');
+    expect(image('-migrate', 'Job').image).toBe('registry.example.com/sb/switchboard-rooms:1.2.3');
+    expect(image('-media', 'StatefulSet').image).toBe(`registry.example.com/sb/sfu:${APP_VERSION}`);
+    expect(JSON.stringify(image('-events'))).toContain('"imagePullPolicy":"Always"');
+    expect(JSON.stringify(image('-gateway'))).toContain('"imagePullPolicy":"IfNotPresent"');
+  });
+
+  it('admits clients to the gateway and the RTC ports only, with network policies on', async () => {
+    const objs = await render(['-f', join(VALUES, 'three-gateways.yaml')]);
+    const rules = (suffix: string): NetPolRule[] => {
+      const np = find(objs, 'NetworkPolicy', suffix);
+      expect(np.spec?.['policyTypes']).toEqual(['Ingress']);
+      return np.spec?.['ingress'] as NetPolRule[];
+    };
+    const media = resolveEnv(objs, only(pod(mediaOf(objs)).containers, 'media'));
+    const first = Number(media['MEDIASOUP_RTC_PORT']);
+    const last = first + Number(media['MEDIASOUP_WORKERS']) - 1;
+    const release = {
+      podSelector: {
+        matchLabels: {
+          'app.kubernetes.io/name': 'switchboard',
+          'app.kubernetes.io/instance': 'sb',
+        },
+      },
+    };
+    const scraper = (valuesFile('three-gateways.yaml')['networkPolicy'] as { metricsFrom: Obj[] })
+      .metricsFrom;
+    expect(rules('-gateway')).toEqual([{ ports: [{ port: 8080, protocol: 'TCP' }] }]);
+    const [rtc, http] = rules('-media');
+    expect(rtc).toEqual({
+      ports: ['UDP', 'TCP'].map((protocol) => ({ port: first, endPort: last, protocol })),
+    });
+    expect(http).toEqual({ from: [release, ...scraper], ports: [{ port: 8082, protocol: 'TCP' }] });
+    for (const [svc, port] of [
+      ['-rooms', 8081],
+      ['-events', 8083],
+    ] as const) {
+      expect(rules(svc)).toEqual([
+        { from: [release, ...scraper], ports: [{ port, protocol: 'TCP' }] },
+      ]);
+    }
   });
 
   it.each(SETS)('locks every pod down and probes the real endpoints: %s', async (_name, args) => {
     const objs = await render(args);
-    const config = configOf(objs);
-    const text = JSON.stringify(objs);
-    expect(text).not.toContain('GATEWAY_DEV_TOKENS');
-    const shutdownS = Number(config['SHUTDOWN_TIMEOUT_MS']) / 1000;
+    expect(JSON.stringify(objs)).not.toContain('GATEWAY_DEV_TOKENS');
     for (const w of workloads(objs)) {
       const spec = pod(w);
       expect(spec.securityContext).toMatchObject({
@@ -287,28 +764,50 @@ describe('the Helm chart', () => {
         runAsUser: 10001,
         seccompProfile: { type: 'RuntimeDefault' },
       });
+      expect(spec.automountServiceAccountToken).toBe(false);
+      expect(spec.initContainers).toBeUndefined();
+      expect(spec.volumes).toEqual([{ name: 'tmp', emptyDir: {} }]);
       for (const c of spec.containers) {
         expect(c.securityContext, `${w.metadata.name}/${c.name}`).toMatchObject({
           runAsNonRoot: true,
+          runAsUser: 10001,
           readOnlyRootFilesystem: true,
           allowPrivilegeEscalation: false,
           capabilities: { drop: ['ALL'] },
+          seccompProfile: { type: 'RuntimeDefault' },
         });
-        expect(c.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
-        if (w.kind === 'Job') continue;
-        // The port named http is the one HTTP_PORT says; the probes hit it.
-        const port = Number(envOf(c, 'HTTP_PORT')?.value);
-        expect(c.ports?.find((p) => p.name === 'http')?.containerPort).toBe(port);
-        expect(c.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'http' });
-        expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'http' });
-        expect(c.envFrom?.[0]?.configMapRef?.name).toMatch(/-config$/);
-        expect(spec.terminationGracePeriodSeconds).toBeGreaterThan(shutdownS);
+        expect(JSON.stringify(c.securityContext)).not.toMatch(/privileged|add/);
+        expect(c.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
+        expect(JSON.stringify(c)).toMatch(/"resources":\{"limits":\{.*"memory":/);
       }
+    }
+    for (const { w, spec, c, env } of serviceContainers(objs)) {
+      // The port named http is the one HTTP_PORT says; the probes hit it.
+      const port = Number(env['HTTP_PORT']);
+      const http = c.ports?.find((p) => p.name === 'http');
+      expect(http?.containerPort, w.metadata.name).toBe(port);
+      const target = (p: Probe | undefined): string =>
+        `${p?.httpGet?.path ?? ''}@${String(c.ports?.find((x) => x.name === p?.httpGet?.port)?.containerPort ?? p?.httpGet?.port)}`;
+      expect(target(c.livenessProbe)).toBe(`/healthz@${String(port)}`);
+      expect(target(c.readinessProbe)).toBe(`/readyz@${String(port)}`);
+      expect(spec.terminationGracePeriodSeconds).toBeGreaterThan(
+        Number(env['SHUTDOWN_TIMEOUT_MS']) / 1000,
+      );
+      // A Service for the port, when there is one, targets the port named http.
+      const svc = objs.find((s) => s.kind === 'Service' && s.metadata.name === w.metadata.name);
+      if (svc !== undefined) expect(JSON.stringify(svc.spec)).toContain('"targetPort":"http"');
     }
     const job = find(objs, 'Job', '-migrate');
     expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
-    const migrate = pod(job).containers[0];
-    expect(migrate?.image).toMatch(/\/switchboard-rooms:/);
-    expect(migrate?.command).toEqual(['node', 'services/rooms/src/db/migrate.ts', 'deploy']);
+    expect(job.metadata.annotations?.['helm.sh/hook-delete-policy']).toContain(
+      'before-hook-creation',
+    );
+    const migrate = only(pod(job).containers, 'migrate');
+    expect(migrate.image).toBe(
+      only(pod(find(objs, 'Deployment', '-rooms')).containers, 'rooms').image,
+    );
+    expect(migrate.command).toEqual(['node', 'services/rooms/src/db/migrate.ts', 'deploy']);
+    expect(envOf(migrate, 'DATABASE_URL')?.valueFrom?.secretKeyRef).toBeDefined();
+    expect((pod(job) as PodSpec & { restartPolicy?: string }).restartPolicy).toBe('Never');
   });
 });

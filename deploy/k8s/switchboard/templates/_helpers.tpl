@@ -1,7 +1,11 @@
 {{/* Names, labels and the pieces every container shares. */}}
 
+{{/*
+The release's name prefix. At most 45 characters: a StatefulSet name (prefix + "-media") must
+leave room for the controller-revision-hash label (name + "-" + 10 characters <= 63).
+*/}}
 {{- define "sb.fullname" -}}
-{{- printf "%s-switchboard" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-switchboard" .Release.Name | trunc 45 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "sb.labels" -}}
@@ -19,8 +23,47 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .svc }}
 {{- end -}}
 
+{{/*
+The image of one service: <registry>/<repository>:<tag>, each part from the service's own
+`image` values when set, else from the global `image` (repository: switchboard-<service>, tag:
+the chart's appVersion). (dict "root" $ "svc" "rooms")
+*/}}
 {{- define "sb.image" -}}
-{{- printf "%s/switchboard-%s:%s" .root.Values.image.registry .svc (default .root.Chart.AppVersion .root.Values.image.tag) -}}
+{{- $g := .root.Values.image -}}
+{{- $own := (index .root.Values .svc).image | default dict -}}
+{{- $registry := $own.registry | default $g.registry -}}
+{{- $repository := $own.repository | default (printf "switchboard-%s" .svc) -}}
+{{- $tag := $own.tag | default $g.tag | default .root.Chart.AppVersion -}}
+{{- printf "%s/%s:%s" $registry $repository (toString $tag) -}}
+{{- end -}}
+
+{{- define "sb.pullPolicy" -}}
+{{- $own := (index .root.Values .svc).image | default dict -}}
+{{- $own.pullPolicy | default .root.Values.image.pullPolicy -}}
+{{- end -}}
+
+{{/*
+A number for the environment: Helm reads numbers of values files as floats, which print as
+1.2e+06; the schema allows integers only, printed here in full.
+*/}}
+{{- define "sb.int" -}}
+{{- . | int64 | toString -}}
+{{- end -}}
+
+{{/* One `env` value: integers in full, lists and maps as JSON, the rest as text. */}}
+{{- define "sb.envValue" -}}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) -}}
+{{- include "sb.int" . -}}
+{{- else if or (kindIs "slice" .) (kindIs "map" .) -}}
+{{- toJson . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds: SHUTDOWN_TIMEOUT_MS, rounded up, plus 10 s. */}}
+{{- define "sb.grace" -}}
+{{- add (div (add (int64 .Values.shutdownTimeoutMs) 999) 1000) 10 -}}
 {{- end -}}
 
 {{/* The Secret holding chart-managed secret values. */}}
@@ -28,16 +71,46 @@ app.kubernetes.io/component: {{ .svc }}
 {{- printf "%s-secrets" (include "sb.fullname" .) -}}
 {{- end -}}
 
+{{/*
+Refuse a secret given both inline and through an existing Secret: the inline one would be
+silently ignored.
+*/}}
+{{- define "sb.checkSecrets" -}}
+{{- $v := .Values -}}
+{{- if and $v.auth.existingSecret.name (or $v.auth.hs256Secret $v.auth.rs256PublicKeys) -}}
+{{- fail (printf "auth: hs256Secret/rs256PublicKeys are given and auth.existingSecret.name (%s) too; set auth.existingSecret.name='' to keep them in the chart's Secret, or leave them empty" $v.auth.existingSecret.name) -}}
+{{- end -}}
+{{- if and $v.turn.existingSecret.name $v.turn.secret -}}
+{{- fail (printf "turn: turn.secret is given and turn.existingSecret.name (%s) too; use one" $v.turn.existingSecret.name) -}}
+{{- end -}}
+{{- if and $v.database.existingSecret.name $v.database.url -}}
+{{- fail (printf "database: database.url is given and database.existingSecret.name (%s) too; set database.existingSecret.name='' to keep the URL in the chart's Secret" $v.database.existingSecret.name) -}}
+{{- end -}}
+{{- if and (not $v.database.existingSecret.name) (not $v.database.url) -}}
+{{- fail "database: set database.url or database.existingSecret.name (the rooms service and the migrations need DATABASE_URL)" -}}
+{{- end -}}
+{{- if not (or $v.auth.existingSecret.name $v.auth.hs256Secret $v.auth.rs256PublicKeys) -}}
+{{- fail "auth: set hs256Secret, rs256PublicKeys or existingSecret.name (the gateway verifies tokens with them)" -}}
+{{- end -}}
+{{- if and $v.auth.existingSecret.name (not (or $v.auth.existingSecret.hs256Key $v.auth.existingSecret.rs256Key)) -}}
+{{- fail "auth: auth.existingSecret needs hs256Key, rs256Key or both (the key names in that Secret)" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Whether the chart renders its own Secret (some secret value is given inline). */}}
 {{- define "sb.ownSecret" -}}
 {{- $v := .Values -}}
-{{- if or (and $v.auth.hs256Secret (not $v.auth.existingSecret.name)) (and $v.auth.rs256PublicKeys (not $v.auth.existingSecret.name)) (and $v.turn.secret (not $v.turn.existingSecret.name)) (and $v.database.url (not $v.database.existingSecret.name)) -}}
+{{- if or $v.auth.hs256Secret $v.auth.rs256PublicKeys $v.turn.secret $v.database.url -}}
 true
 {{- end -}}
 {{- end -}}
 
-{{/* Pod security: non-root uid 10001, RuntimeDefault seccomp. */}}
+{{/*
+Pod-level settings every pod shares: non-root uid 10001, RuntimeDefault seccomp, no service
+account token (no service talks to the Kubernetes API), the image pull secrets.
+*/}}
 {{- define "sb.podSecurity" -}}
+automountServiceAccountToken: false
 securityContext:
   runAsNonRoot: true
   runAsUser: 10001
@@ -45,6 +118,9 @@ securityContext:
   fsGroup: 10001
   seccompProfile:
     type: RuntimeDefault
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Container security: read-only root, no privilege escalation, no capabilities. */}}
@@ -52,13 +128,16 @@ securityContext:
 securityContext:
   runAsNonRoot: true
   runAsUser: 10001
+  runAsGroup: 10001
   readOnlyRootFilesystem: true
   allowPrivilegeEscalation: false
   capabilities:
     drop: [ALL]
+  seccompProfile:
+    type: RuntimeDefault
 {{- end -}}
 
-{{/* Probes and the HTTP port: (dict "port" 8080) */}}
+{{/* Probes on the port named http (the one HTTP_PORT says). */}}
 {{- define "sb.probes" -}}
 livenessProbe:
   httpGet: { path: /healthz, port: http }
@@ -72,15 +151,24 @@ readinessProbe:
   failureThreshold: 2
 {{- end -}}
 
+{{/* Pod annotations: the checksums of the configuration, so a change rolls the pods. */}}
+{{- define "sb.checksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end -}}
+
 {{/* Environment every service gets: (dict "root" $ "svc" "rooms" "port" 8081) */}}
 {{- define "sb.env" -}}
 - name: INSTANCE_ID
   valueFrom: { fieldRef: { fieldPath: metadata.name } }
 - name: HTTP_PORT
-  value: {{ .port | quote }}
+  value: {{ include "sb.int" .port | quote }}
+{{- if .root.Values.nats.existingSecret.name }}
+{{ include "sb.secretEnv" (dict "name" "NATS_URL" "secret" .root.Values.nats.existingSecret.name "key" .root.Values.nats.existingSecret.key) }}
+{{- end }}
 {{- range $k, $v := (index .root.Values .svc).env }}
 - name: {{ $k }}
-  value: {{ $v | quote }}
+  value: {{ include "sb.envValue" $v | quote }}
 {{- end }}
 {{- end -}}
 
@@ -98,16 +186,14 @@ volumeMounts:
 
 {{/*
 DATABASE_URL from the existing Secret, or from the Secret named "secret" holding the chart's
-value (one of the two is required): (dict "root" $ "secret" "name")
+value: (dict "root" $ "secret" "name")
 */}}
 {{- define "sb.databaseEnv" -}}
 {{- $db := .root.Values.database -}}
 {{- if $db.existingSecret.name -}}
 {{ include "sb.secretEnv" (dict "name" "DATABASE_URL" "secret" $db.existingSecret.name "key" $db.existingSecret.key) }}
-{{- else if $db.url -}}
-{{ include "sb.secretEnv" (dict "name" "DATABASE_URL" "secret" .secret "key" "DATABASE_URL") }}
 {{- else -}}
-{{- fail "database.url or database.existingSecret.name is required" -}}
+{{ include "sb.secretEnv" (dict "name" "DATABASE_URL" "secret" .secret "key" "DATABASE_URL") }}
 {{- end -}}
 {{- end -}}
 
@@ -123,19 +209,33 @@ value (one of the two is required): (dict "root" $ "secret" "name")
 {{- if $a.existingSecret.rs256Key }}
 {{ include "sb.secretEnv" (dict "name" "AUTH_RS256_PUBLIC_KEYS" "secret" $a.existingSecret.name "key" $a.existingSecret.rs256Key) }}
 {{- end }}
-{{- else if or $a.hs256Secret $a.rs256PublicKeys }}
+{{- else }}
 {{- if $a.hs256Secret }}
 {{ include "sb.secretEnv" (dict "name" "AUTH_HS256_SECRET" "secret" $own "key" "AUTH_HS256_SECRET") }}
 {{- end }}
 {{- if $a.rs256PublicKeys }}
 {{ include "sb.secretEnv" (dict "name" "AUTH_RS256_PUBLIC_KEYS" "secret" $own "key" "AUTH_RS256_PUBLIC_KEYS") }}
 {{- end }}
-{{- else }}
-{{- fail "auth: set hs256Secret, rs256PublicKeys or existingSecret.name (the gateway verifies tokens with them)" }}
 {{- end }}
 {{- if $t.existingSecret.name }}
 {{ include "sb.secretEnv" (dict "name" "TURN_SECRET" "secret" $t.existingSecret.name "key" $t.existingSecret.key) }}
 {{- else if $t.secret }}
 {{ include "sb.secretEnv" (dict "name" "TURN_SECRET" "secret" $own "key" "TURN_SECRET") }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the pods of a service may run: (index .Values "gateway") */}}
+{{- define "sb.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
