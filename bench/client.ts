@@ -202,12 +202,16 @@ async function resumes(
           platform: 'bench',
         })) as {
           socketId: string;
+          resumeToken: string;
         };
         const back = new Promise<number>((resolve, reject) => {
           c.ws.once('close', () => {
             BareClient.open(wsUrl(fallback))
               .then(async (c2) => {
-                await c2.request('reconnect', { socketId: join.socketId });
+                await c2.request('reconnect', {
+                  socketId: join.socketId,
+                  resumeToken: join.resumeToken,
+                });
                 resolve(performance.now());
                 c2.ws.close(1000);
               })

@@ -429,7 +429,7 @@ async function round(
     lastAt = Math.max(lastAt, at);
     if (delivered === total && replied === total) finish?.();
   };
-  const fakeTo = '0'.repeat(64);
+  const fakeTo = '0'.repeat(32);
 
   const deliver = (target: Conn, d: unknown, at: number): void => {
     const data = d as { from?: { socketId?: unknown; userId?: unknown }; candidate?: unknown };
@@ -927,7 +927,7 @@ async function main(
   const frameBytes = Buffer.byteLength(
     JSON.stringify({
       a: 'exchangeCandidate',
-      d: relayData('0'.repeat(64), 0, 0),
+      d: relayData('0'.repeat(32), 0, 0),
       id: opts.relays * opts.clients,
     }),
   );

@@ -34,8 +34,8 @@ const PREFIX = 'sb';
 const P = '{prefix}';
 
 const ROOM_ID = 'team-standup';
-const SOCKET_A = 'a'.repeat(64).replace(/^a{8}/, '3f9c2b7e');
-const SOCKET_B = 'b'.repeat(64).replace(/^b{8}/, '81d04e6a');
+const SOCKET_A = 'a'.repeat(32).replace(/^a{8}/, '3f9c2b7e');
+const SOCKET_B = 'b'.repeat(32).replace(/^b{8}/, '81d04e6a');
 const TS = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 const roomExamples: { [E in RoomEventName]: RoomEvent<E> } = {

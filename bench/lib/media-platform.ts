@@ -64,7 +64,13 @@ class Member {
     });
   }
 
-  static async join(url: string, roomId: string, userId: string): Promise<Member> {
+  /** Join with a token of the plain-RTP `role` (a broadcaster sends, a recorder receives). */
+  static async join(
+    url: string,
+    roomId: string,
+    userId: string,
+    role: 'broadcaster' | 'recorder',
+  ): Promise<Member> {
     const ws = new WebSocket(url);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => {
@@ -75,7 +81,7 @@ class Member {
     const m = new Member(ws);
     await m.request('join', {
       roomId,
-      bearer: await mintToken({ sub: userId, rooms: [roomId] }),
+      bearer: await mintToken({ sub: userId, rooms: [roomId], extra: { grants: { role } } }),
       platform: 'bench',
     });
     return m;
@@ -164,7 +170,7 @@ export class PlatformScenario implements Scenario {
     const roomId = `bench-${randomBytes(4).toString('hex')}`;
     const members: Member[] = [];
     try {
-      const broadcaster = await Member.join(this.#wsUrl, roomId, 'broadcaster');
+      const broadcaster = await Member.join(this.#wsUrl, roomId, 'broadcaster', 'broadcaster');
       members.push(broadcaster);
       const caps = await broadcaster.request('getRouterRtpCapabilities');
       const ingress = (await broadcaster.request('createPlainTransport', {
@@ -182,7 +188,7 @@ export class PlatformScenario implements Scenario {
       const joinOne = async (i: number): Promise<void> => {
         const sink = sinks[i];
         if (sink === undefined) return;
-        const m = await Member.join(this.#wsUrl, roomId, `recorder-${String(i)}`);
+        const m = await Member.join(this.#wsUrl, roomId, `recorder-${String(i)}`, 'recorder');
         members.push(m);
         m.onEvent((f) => {
           if (f.a === 'eventNewConsumer') {

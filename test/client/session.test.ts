@@ -108,7 +108,7 @@ describe('client SDK sessions', () => {
     ).rejects.toMatchObject({ errorName: 'JSON_FIELD_INVALID' });
     await expect(
       b.request('exchangeCandidate', {
-        to: 'f'.repeat(64),
+        to: 'f'.repeat(32),
         candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host' },
       }),
     ).rejects.toMatchObject({ errorName: 'SOCKET_ID_DOES_NOT_EXIST' });

@@ -130,7 +130,7 @@ describe('room events through the outbox', () => {
     b.kill();
     const b2 = await TestClient.connect(sp.gw2.url);
     open.push(b2);
-    expect((await b2.request('reconnect', { socketId })).s).toBe(true);
+    expect((await b2.resume(b)).s).toBe(true);
     b2.kill();
     await a.event('eventLeave', TIMINGS.RECONNECT_WINDOW_MS + 10_000);
     await waitFor('the leave', async () => (await stored('ev-window')).length === 4);

@@ -64,7 +64,7 @@ describe('TURN credentials (coturn REST scheme)', () => {
       () => now,
     );
     const username = `${String(1_700_000_000 + 3600)}:bob`;
-    expect(ice.for('bob')).toEqual([
+    expect(ice.for('bob', now + 86_400_000)).toEqual([
       { urls: ['stun:stun.example:3478'] },
       {
         urls: ['turn:t.example:3478', 'turns:t.example:5349'],
@@ -74,12 +74,29 @@ describe('TURN credentials (coturn REST scheme)', () => {
     ]);
   });
 
-  it('gives nothing without URLs, and STUN alone needs no secret', () => {
-    expect(IceServers.fromConfig({ TURN_URLS: [], TURN_CREDENTIAL_TTL_S: 60 }).for('a')).toBe(
-      undefined,
+  it('never gives TURN credentials that outlive the token', () => {
+    const now = 1_700_000_000_500;
+    const ice = IceServers.fromConfig(
+      { TURN_URLS: ['turn:t.example:3478'], TURN_SECRET: 's3cret', TURN_CREDENTIAL_TTL_S: 3600 },
+      () => now,
     );
+    // The token expires in 10 minutes: so do the credentials.
+    const servers = ice.for('bob', now + 600_000 - 500);
+    expect(servers?.[0]?.username).toBe(`${String(1_700_000_000 + 600)}:bob`);
+  });
+
+  it('gives nothing without URLs, and STUN alone needs no secret', () => {
     expect(
-      IceServers.fromConfig({ TURN_URLS: ['stun:s.example'], TURN_CREDENTIAL_TTL_S: 60 }).for('a'),
+      IceServers.fromConfig({ TURN_URLS: [], TURN_CREDENTIAL_TTL_S: 60 }).for(
+        'a',
+        Date.now() + 60_000,
+      ),
+    ).toBe(undefined);
+    expect(
+      IceServers.fromConfig({ TURN_URLS: ['stun:s.example'], TURN_CREDENTIAL_TTL_S: 60 }).for(
+        'a',
+        Date.now() + 60_000,
+      ),
     ).toEqual([{ urls: ['stun:s.example'] }]);
     expect(() =>
       IceServers.fromConfig({ TURN_URLS: ['turn:t.example'], TURN_CREDENTIAL_TTL_S: 60 }),

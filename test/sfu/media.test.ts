@@ -182,9 +182,13 @@ describe('one media node, one worker', () => {
   });
 
   it('forwards plain RTP to a plain receiver, and reports a producer that stops as frozen', async () => {
-    const a = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-plain', 'broadcaster');
+    const a = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-plain', 'broadcaster', {
+      grants: { role: 'broadcaster' },
+    });
     const b = await member(sfu, 'm-plain');
-    const r = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-plain', 'recorder');
+    const r = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-plain', 'recorder', {
+      grants: { role: 'recorder' },
+    });
     open.push(a, r);
     const caps = await ok(r, 'getRouterRtpCapabilities');
     const sending = (await ok(a, 'createPlainTransport', { direction: 'send' })) as {
@@ -458,7 +462,10 @@ describe('several media nodes', () => {
     );
 
   it('refuses plain transports unless the node enables them', async () => {
-    const { c } = await member(sfu, 'n-noplain', { recv: false });
+    const c = await TestClient.join(sfu.gateways[0]?.url ?? '', 'n-noplain', 'caster', {
+      grants: { role: 'broadcaster' },
+    });
+    open.push(c);
     const r = await c.request('createPlainTransport', { direction: 'send' });
     expect(r).toMatchObject({ s: false, e: ErrorCodes.UNKNOWN_ACTION.code });
   });

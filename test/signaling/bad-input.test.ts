@@ -46,7 +46,7 @@ const E = {
 } as const;
 
 /** A well-formed socketId nobody holds. */
-const NOBODY = 'f'.repeat(64);
+const NOBODY = 'f'.repeat(32);
 
 // ------------------------------------------------------------------------------ helpers
 
@@ -401,7 +401,7 @@ describe('bad input on a gateway with small limits', () => {
   it('requests before join: 0x511 with valid data; invalid data is refused first', async () => {
     const before = await sessionRows(db);
     const c = await connect(sp.gw1.url);
-    const to = 'a'.repeat(64);
+    const to = 'a'.repeat(32);
     const cases: [string, string, unknown, number][] = [
       // Valid data, no session.
       ['exchangeSdp', 'valid', { to, sdp: sdp('offer', 'x') }, E.NOT_AUTHENTICATED],
@@ -416,7 +416,7 @@ describe('bad input on a gateway with small limits', () => {
       ['exchangeSdp', 'empty d', {}, E.MISSING],
       ['exchangeSdp', 'no sdp', { to }, E.MISSING],
       ['exchangeSdp', 'to not hex', { to: 'xyz', sdp: sdp('offer', 'x') }, E.INVALID],
-      ['exchangeSdp', 'to upper case', { to: 'A'.repeat(64), sdp: sdp('offer', 'x') }, E.INVALID],
+      ['exchangeSdp', 'to upper case', { to: 'A'.repeat(32), sdp: sdp('offer', 'x') }, E.INVALID],
       ['exchangeSdp', 'sdp a number', { to, sdp: 5 }, E.INVALID],
       ['exchangeSdp', 'sdp without text', { to, sdp: { type: 'offer' } }, E.MISSING],
       ['exchangeCandidate', 'empty d', {}, E.MISSING],
@@ -438,6 +438,11 @@ describe('bad input on a gateway with small limits', () => {
       ['reconnect', 'no d', undefined, E.MISSING],
       ['reconnect', 'empty d', {}, E.MISSING],
       ['reconnect', 'socketId not hex', { socketId: 'xyz' }, E.INVALID],
+      ['reconnect', 'socketId of 64', { socketId: 'a'.repeat(64) }, E.INVALID],
+      ['reconnect', 'resumeToken short', { socketId: NOBODY, resumeToken: 'x' }, E.INVALID],
+      ['reconnect', 'resumeToken a number', { socketId: NOBODY, resumeToken: 7 }, E.INVALID],
+      ['refreshToken', 'no d', undefined, E.MISSING],
+      ['refreshToken', 'bearer empty', { bearer: '' }, E.INVALID],
     ];
     for (const [action, what, d, code] of cases) {
       expect(await c.request(action, d), `${action}: ${what}`).toEqual(
@@ -799,7 +804,7 @@ describe('bad input on a gateway with small limits', () => {
     const other = await joined(sp.gw1.url, 'room-inflight', 'idle');
     // A stand-in for a gateway holding a socket: it answers relays only when told, so the
     // requests that reach it stay in flight for as long as the test wants.
-    const target = 'e'.repeat(64);
+    const target = 'e'.repeat(32);
     const held: Incoming[] = [];
     let hold = false;
     const sub = sp.bus.subscribe(

@@ -22,6 +22,8 @@ export class TestClient {
   #waiters: (() => void)[] = [];
   #nextId = 1;
   socketId: string | undefined;
+  /** The session's current resume token (joinR's, then each reconnectR's). */
+  resumeToken: string | undefined;
   userId: string | undefined;
 
   private constructor(ws: WebSocket) {
@@ -52,12 +54,20 @@ export class TestClient {
     return new TestClient(ws);
   }
 
-  /** Connect and join `roomId` as `userId` with a dev token granting it. */
-  static async join(gatewayUrl: string, roomId: string, userId: string): Promise<TestClient> {
+  /**
+   * Connect and join `roomId` as `userId` with a dev token granting it (and the `claims`
+   * given, e.g. `{ grants: { role: 'recorder' } }`).
+   */
+  static async join(
+    gatewayUrl: string,
+    roomId: string,
+    userId: string,
+    claims: Record<string, unknown> = {},
+  ): Promise<TestClient> {
     const c = await TestClient.connect(gatewayUrl);
     const r = await c.request('join', {
       roomId,
-      bearer: await mintToken({ sub: userId, rooms: [roomId] }),
+      bearer: await mintToken({ sub: userId, rooms: [roomId], extra: claims }),
       platform: 'Web',
       deviceName: 'test',
       networkType: 'wifi',
@@ -68,8 +78,30 @@ export class TestClient {
     });
     if (r.s !== true) throw new Error(`join failed: ${JSON.stringify(r)}`);
     c.socketId = (r.d as JoinReply).socketId;
+    c.resumeToken = (r.d as JoinReply).resumeToken;
     c.userId = userId;
     return c;
+  }
+
+  /**
+   * Resume `owner`'s session on this connection with its socketId and current resume token
+   * (or the ones given); on success this client holds the session and the next token.
+   */
+  async resume(
+    owner: { socketId: string | undefined; resumeToken: string | undefined; userId?: string },
+    extra: Record<string, unknown> = {},
+  ): Promise<Frame> {
+    const r = await this.request('reconnect', {
+      socketId: owner.socketId,
+      resumeToken: owner.resumeToken,
+      ...extra,
+    });
+    if (r.s === true) {
+      this.socketId = owner.socketId;
+      this.resumeToken = (r.d as { resumeToken: string }).resumeToken;
+      this.userId = owner.userId;
+    }
+    return r;
   }
 
   #wake(): void {

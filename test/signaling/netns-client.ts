@@ -8,7 +8,8 @@
  *
  * It answers every SDP offer with an answer to its sender; it pings the gateway every
  * 500 ms and takes the socket for dead after 3000 ms without a pong (its own read
- * deadline); after a drop it sends `reconnect` with its socketId until one succeeds.
+ * deadline); after a drop it sends `reconnect` with its socketId and resume token until one
+ * succeeds (each success brings the next token).
  */
 import WebSocket from 'ws';
 
@@ -23,6 +24,7 @@ function say(line: Record<string, unknown>): void {
 }
 
 let socketId: string | undefined;
+let resumeToken: string | undefined;
 
 function open(): void {
   const ws = new WebSocket(url ?? '', { handshakeTimeout: 2000 });
@@ -42,7 +44,7 @@ function open(): void {
       JSON.stringify(
         socketId === undefined
           ? { a: 'join', d: { roomId, bearer, platform: 'Node' }, id: 'join' }
-          : { a: 'reconnect', d: { socketId }, id: 'reconnect' },
+          : { a: 'reconnect', d: { socketId, resumeToken }, id: 'reconnect' },
       ),
     );
   });
@@ -55,6 +57,7 @@ function open(): void {
       s?: boolean;
       d?: {
         socketId?: string;
+        resumeToken?: string;
         roomSize?: number;
         from?: { socketId: string };
         sdp?: { type: string };
@@ -62,10 +65,13 @@ function open(): void {
     };
     if (f.a === 'joinR' && f.s === true) {
       socketId = f.d?.socketId;
+      resumeToken = f.d?.resumeToken;
       say({ t: 'joined', socketId });
     } else if (f.a === 'reconnectR') {
-      if (f.s === true) say({ t: 'reconnected', roomSize: f.d?.roomSize });
-      else say({ t: 'reconnect-failed', frame: f });
+      if (f.s === true) {
+        resumeToken = f.d?.resumeToken;
+        say({ t: 'reconnected', roomSize: f.d?.roomSize });
+      } else say({ t: 'reconnect-failed', frame: f });
     } else if (f.a === 'eventExchangeSdp' && f.d?.sdp?.type === 'offer' && f.d.from !== undefined) {
       const to = f.d.from.socketId;
       ws.send(

@@ -63,7 +63,8 @@ describe('two gateways, one room', () => {
     expect(replyB.roomSize).toBe(2);
     expect(replyB.sessions).toEqual([{ socketId: a.socketId, userId: 'alice' }]);
     expect(replyB.userMediaConfiguration).toEqual(media(2));
-    expect(replyB.socketId).toMatch(/^[0-9a-f]{64}$/);
+    expect(replyB.socketId).toMatch(/^[0-9a-f]{32}$/);
+    expect(replyB.resumeToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
     // Alice was alone (step 1) and is now one of two (step 2): she is told.
     const umc = await a.event('eventUserMediaConfiguration');
     expect(umc.d).toEqual(media(2));
@@ -182,7 +183,7 @@ describe('reconnect', () => {
 
     const a2 = await TestClient.connect(sp.gw2.url);
     open.push(a2);
-    const r = await a2.request('reconnect', { socketId: socketA });
+    const r = await a2.resume(a);
     expect(r).toMatchObject({ a: 'reconnectR', s: true, d: { roomSize: 2 } });
 
     expect((await b.request('exchangeSdp', { to: socketA, sdp: sdp('offer', 'again') })).s).toBe(
@@ -215,7 +216,7 @@ describe('reconnect', () => {
     const b = await join('gw1', 'room-stale', 'bo');
     const a2 = await TestClient.connect(sp.gw2.url);
     open.push(a2);
-    expect((await a2.request('reconnect', { socketId: a.socketId })).s).toBe(true);
+    expect((await a2.resume(a)).s).toBe(true);
     expect(await a.closed).toEqual({ code: 4001, reason: 'session reconnected elsewhere' });
     // Relays now reach the new socket only.
     expect((await b.request('exchangeSdp', { to: a.socketId, sdp: sdp('offer', 's') })).s).toBe(
@@ -228,11 +229,13 @@ describe('reconnect', () => {
     // An unknown socketId, and a second reconnect on a joined connection, are refused.
     const c = await TestClient.connect(sp.gw1.url);
     open.push(c);
-    expect(await c.request('reconnect', { socketId: 'f'.repeat(64) })).toMatchObject({
+    expect(
+      await c.request('reconnect', { socketId: 'f'.repeat(32), resumeToken: 'x'.repeat(43) }),
+    ).toMatchObject({
       s: false,
       e: ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code,
     });
-    expect(await a2.request('reconnect', { socketId: b.socketId })).toMatchObject({
+    expect(await a2.resume(b)).toMatchObject({
       s: false,
       e: ErrorCodes.ROOM_ALREADY_JOINED.code,
     });
@@ -270,7 +273,7 @@ describe('reconnect', () => {
     // The socketId is gone for good.
     const late = await TestClient.connect(sp.gw2.url);
     open.push(late);
-    expect(await late.request('reconnect', { socketId: b.socketId })).toMatchObject({
+    expect(await late.resume(b)).toMatchObject({
       s: false,
       e: ErrorCodes.SOCKET_ID_DOES_NOT_EXIST.code,
     });
@@ -609,7 +612,7 @@ describe('failures', () => {
     expect(info.sessions.find((s) => s.socketId === b.socketId)?.state).toBe('disconnected');
     const b2 = await TestClient.connect(sp.gw2.url);
     open.push(b2);
-    expect(await b2.request('reconnect', { socketId: b.socketId })).toMatchObject({
+    expect(await b2.resume(b)).toMatchObject({
       s: true,
       d: { roomSize: 2 },
     });

@@ -28,6 +28,7 @@ import {
   MediaEvents,
   ProtocolError,
   ReconnectReply,
+  RefreshTokenReply,
   ServerEvents,
   isProtocolError,
   isServerRequest,
@@ -65,7 +66,8 @@ import { refreshAt, tokenExpiry } from './token.ts';
 
 type Actions = typeof ClientActions & typeof MediaActions;
 /** What `request()` sends: every client action but those the session itself speaks. */
-export type SessionAction = Exclude<ClientAction, 'join' | 'reconnect' | 'ping'> | MediaAction;
+export type SessionAction =
+  Exclude<ClientAction, 'join' | 'reconnect' | 'ping' | 'refreshToken'> | MediaAction;
 export type ActionData<A extends SessionAction> = Static<Actions[A]['data']>;
 export type ActionReply<A extends SessionAction> = Actions[A]['reply'] extends TSchema
   ? Static<Actions[A]['reply']>
@@ -250,6 +252,10 @@ export class Session {
   #refreshing: Promise<void> | undefined;
   #clockOffsetMs = 0;
   #socketId: string | undefined;
+  /** The secret that resumes the session (rotated by every reconnect); never shown. */
+  #resumeToken: string | undefined;
+  /** The token the server holds for the session (a fresher #token is sent on reconnect). */
+  #tokenOnServer: string | undefined;
   #join: JoinReply | undefined;
   #offlineSince = 0;
   /** Wakes a backoff sleep or dormancy early (activity(), online). */
@@ -505,8 +511,20 @@ export class Session {
     const previous = this.#socketId;
     if (previous !== undefined) {
       try {
-        const d = await conn.request('reconnect', { socketId: previous }, timeout);
+        const token = this.#token;
+        const d = await conn.request(
+          'reconnect',
+          {
+            socketId: previous,
+            ...(this.#resumeToken === undefined ? {} : { resumeToken: this.#resumeToken }),
+            // A token refreshed while the session was away goes with it.
+            ...(token === this.#tokenOnServer ? {} : { bearer: token }),
+          },
+          timeout,
+        );
         const r = parseReply('reconnect', ReconnectReply, d) as Static<typeof ReconnectReply>;
+        this.#resumeToken = r.resumeToken;
+        this.#tokenOnServer = token;
         this.#adopt(conn);
         this.#events.emit('resumed', {
           socketId: previous,
@@ -516,12 +534,20 @@ export class Session {
         });
         return;
       } catch (err) {
-        // The window has passed (or the session was ended): join again on this connection.
-        if (!(isProtocolError(err) && err.errorName === 'SOCKET_ID_DOES_NOT_EXIST')) throw err;
+        // The window has passed (or the session was ended: its token expired, 4003), or the
+        // resume was refused (the last rotation's reply was lost, or the token has expired):
+        // join again on this connection.
+        if (!(
+          isProtocolError(err) &&
+          (err.errorName === 'SOCKET_ID_DOES_NOT_EXIST' || err.errorName === 'AUTH_FAILED')
+        )) {
+          throw err;
+        }
       }
     }
     const join = await this.#joinOn(conn);
     this.#socketId = join.socketId;
+    this.#resumeToken = join.resumeToken;
     this.#join = join;
     this.#adopt(conn);
     if (previous !== undefined) {
@@ -537,12 +563,15 @@ export class Session {
 
   async #joinOn(conn: Connection): Promise<JoinReply> {
     const join = async (): Promise<JoinReply> => {
+      const token = this.#token;
       const d = await conn.request(
         'join',
-        { ...this.#opts.device, roomId: this.roomId, bearer: this.#token },
+        { ...this.#opts.device, roomId: this.roomId, bearer: token },
         { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#life.signal },
       );
-      return parseReply('join', JoinReply, d) as JoinReply;
+      const reply = parseReply('join', JoinReply, d) as JoinReply;
+      this.#tokenOnServer = token;
+      return reply;
     };
     try {
       return await join();
@@ -711,6 +740,7 @@ export class Session {
           }
           this.#token = token;
           this.#events.emit('token', { expiresAt: tokenExpiry(token) });
+          await this.#presentToken();
           return;
         } catch (err) {
           if (this.#life.signal.aborted) return;
@@ -726,6 +756,34 @@ export class Session {
       this.#scheduleTokenRefresh();
     });
     await this.#refreshing;
+  }
+
+  /**
+   * Give the server the fresh token (`refreshToken`), so the session outlives the old one.
+   * While disconnected it goes with the next reconnect instead; a refusal is reported (the
+   * session is cut with 4003 when the old token expires, and rejoins with the new one).
+   */
+  async #presentToken(): Promise<void> {
+    const conn = this.#conn;
+    const token = this.#token;
+    if (this.#state !== 'connected' || conn === undefined || conn.lost) return;
+    try {
+      const d = await conn.request(
+        'refreshToken',
+        { bearer: token },
+        { timeoutMs: this.#opts.requestTimeoutMs, signal: this.#life.signal },
+      );
+      const r = parseReply('refreshToken', RefreshTokenReply, d) as Static<
+        typeof RefreshTokenReply
+      >;
+      if (conn === this.#conn) this.#tokenOnServer = token;
+      if (r.iceServers !== undefined && this.#join !== undefined) {
+        this.#join = { ...this.#join, iceServers: r.iceServers };
+      }
+    } catch (err) {
+      if (this.#life.signal.aborted) return;
+      this.#reportError(asProtocolError(err), 'presenting the refreshed token');
+    }
   }
 
   // -------------------------------------------------------------------- frames

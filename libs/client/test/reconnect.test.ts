@@ -16,7 +16,9 @@ import {
 } from '@switchboard/client';
 import { ErrorCodes } from '@switchboard/protocol';
 
-const SOCKET_ID = 'a'.repeat(64);
+const SOCKET_ID = 'a'.repeat(32);
+/** The fake gateway's nth resume token (43 base64url characters). */
+const resume = (n: number): string => `r${String(n)}`.padEnd(43, '_');
 
 /** A JWT-shaped token with `exp` (unsigned: the client never verifies). */
 function token(expSeconds: number): string {
@@ -33,6 +35,13 @@ class FakeGateway {
   opened: { at: number; url: string }[] = [];
   sockets: FakeSocket[] = [];
   joins: string[] = [];
+  /** Every reconnect's `d`, and every refreshToken's bearer. */
+  reconnects: Record<string, unknown>[] = [];
+  refreshes: string[] = [];
+  #issued = 0;
+  nextResume(): string {
+    return resume(++this.#issued);
+  }
 
   factory = (url: string): WebSocketLike => {
     this.opened.push({ at: Date.now(), url });
@@ -108,11 +117,17 @@ class FakeSocket implements WebSocketLike {
             video: { width: { max: 640 }, height: { max: 360 }, frameRate: { max: 24 } },
           },
           sessions: [],
+          resumeToken: this.#gw.nextResume(),
         });
         return;
       case 'reconnect':
-        if (this.#gw.reconnect === true) reply({ roomSize: 1 });
+        this.#gw.reconnects.push(f.d);
+        if (this.#gw.reconnect === true) reply({ roomSize: 1, resumeToken: this.#gw.nextResume() });
         else error(this.#gw.reconnect);
+        return;
+      case 'refreshToken':
+        this.#gw.refreshes.push(String(f.d['bearer']));
+        reply({ expiresAt: Date.now() + 3_600_000 });
         return;
       case 'ping':
         reply({ now: Date.now() });
@@ -287,6 +302,31 @@ describe('dormancy', () => {
     });
   });
 
+  it('resumes with the latest resumeToken: each reconnect spends one and gets the next', async () => {
+    const s = await connected(opts());
+    for (let i = 0; i < 3; i++) {
+      const resumed = s.once('resumed');
+      gw.current?.drop();
+      await vi.advanceTimersByTimeAsync(50);
+      await resumed;
+    }
+    expect(gw.reconnects.map((d) => d['resumeToken'])).toEqual([resume(1), resume(2), resume(3)]);
+    expect(gw.reconnects.every((d) => d['socketId'] === SOCKET_ID && !('bearer' in d))).toBe(true);
+    await s.leave();
+  });
+
+  it('joins again when a resume is refused (AUTH_FAILED)', async () => {
+    const s = await connected(opts());
+    gw.reconnect = ErrorCodes.AUTH_FAILED.code;
+    const rejoined = s.once('rejoined');
+    gw.current?.drop();
+    await vi.advanceTimersByTimeAsync(50);
+    await rejoined;
+    expect(gw.joins).toHaveLength(2);
+    expect(s.state).toBe('connected');
+    await s.leave();
+  });
+
   it('ends with 4001 (taken over elsewhere) without reconnecting', async () => {
     const s = await connected(opts());
     const n = gw.opened.length;
@@ -345,6 +385,38 @@ describe('token refresh', () => {
     await vi.advanceTimersByTimeAsync(50);
     expect(gw.joins.at(-1)).toBe(s.token);
     expect(gw.joins.at(-1)).not.toBe(gw.joins[0]);
+    await s.leave();
+  });
+
+  it('presents a refreshed token to the server, or with the next reconnect when offline', async () => {
+    let n = 0;
+    const fresh = (): string => token(Math.floor(Date.now() / 1000) + 120 + ++n);
+    const s = await connected(
+      opts({
+        token: token(Math.floor(Date.now() / 1000) + 120),
+        tokenRefreshMarginMs: 60_000,
+        refreshToken: async () => fresh(),
+      }),
+    );
+    // Connected at exp − margin: refreshToken {bearer} goes to the gateway.
+    await vi.advanceTimersByTimeAsync(61_000);
+    expect(gw.refreshes).toEqual([s.token]);
+    expect(gw.reconnects).toEqual([]);
+    // The next refresh falls while the gateway is away: the reconnect carries the token.
+    await vi.advanceTimersByTimeAsync(58_000);
+    gw.up = false;
+    gw.current?.drop();
+    await vi.advanceTimersByTimeAsync(4000);
+    expect(s.state).not.toBe('connected');
+    expect(gw.refreshes).toHaveLength(1);
+    gw.up = true;
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(s.state).toBe('connected');
+    expect(gw.reconnects.at(-1)?.['bearer']).toBe(s.token);
+    // Only once: the next resume has nothing new to present.
+    gw.current?.drop();
+    await vi.advanceTimersByTimeAsync(50);
+    expect(gw.reconnects.at(-1)?.['bearer']).toBeUndefined();
     await s.leave();
   });
 

@@ -4,6 +4,7 @@
  * claims may be present and are ignored.
  */
 import Type, { type Static } from 'typebox';
+import { ProducerSource } from './media.ts';
 import { validator } from './validate.ts';
 
 /**
@@ -13,6 +14,60 @@ import { validator } from './validate.ts';
  */
 export const RoomGrant = Type.String({ minLength: 1, maxLength: 129 });
 
+/**
+ * What a member may do in its room (the token's `grants` claim, after LiveKit's video grant).
+ * Every field is optional; what is left out takes the default below.
+ */
+export const TokenGrants = Type.Object({
+  /** May publish media (default true). */
+  canPublish: Type.Optional(Type.Boolean()),
+  /** The sources it may publish (default: all of them). */
+  canPublishSources: Type.Optional(Type.Array(ProducerSource, { maxItems: 8 })),
+  /** May receive the others' media (default true). */
+  canSubscribe: Type.Optional(Type.Boolean()),
+  /** May publish on data channels (default true). */
+  canPublishData: Type.Optional(Type.Boolean()),
+  /**
+   * Invisible to the other members (default false): left out of `joinR.sessions`, no
+   * eventLeave when it goes; it may not publish anything nor signal peer to peer.
+   */
+  hidden: Type.Optional(Type.Boolean()),
+  /**
+   * A role for plain RTP (non-browser) members: a `recorder` may receive over plain RTP, a
+   * `broadcaster` may send over it. Members have neither (the default).
+   */
+  role: Type.Optional(
+    Type.Union([Type.Literal('member'), Type.Literal('recorder'), Type.Literal('broadcaster')]),
+  ),
+});
+export type TokenGrants = Static<typeof TokenGrants>;
+
+/** A session's grants, every field resolved: kept with the session, checked on each action. */
+export const SessionGrants = Type.Object({
+  publish: Type.Boolean(),
+  sources: Type.Array(ProducerSource, { maxItems: 8 }),
+  subscribe: Type.Boolean(),
+  data: Type.Boolean(),
+  hidden: Type.Boolean(),
+  role: Type.Union([Type.Literal('member'), Type.Literal('recorder'), Type.Literal('broadcaster')]),
+});
+export type SessionGrants = Static<typeof SessionGrants>;
+
+const ALL_SOURCES: ProducerSource[] = ['camera', 'microphone', 'screen', 'screen-audio', 'other'];
+
+/** The grants a token's claim stands for (the defaults where the claim is silent). */
+export function sessionGrants(g: TokenGrants | undefined): SessionGrants {
+  const hidden = g?.hidden ?? false;
+  return {
+    publish: !hidden && (g?.canPublish ?? true),
+    sources: [...new Set(g?.canPublishSources ?? ALL_SOURCES)],
+    subscribe: g?.canSubscribe ?? true,
+    data: !hidden && (g?.canPublishData ?? true),
+    hidden,
+    role: g?.role ?? 'member',
+  };
+}
+
 /** The claims Switchboard reads from a verified token. */
 export const TokenClaims = Type.Object({
   /** The user id the connection acts as (a UserId). */
@@ -21,6 +76,8 @@ export const TokenClaims = Type.Object({
   rooms: Type.Array(RoomGrant, { minItems: 1, maxItems: 256 }),
   /** Display name shown to other peers. */
   name: Type.Optional(Type.String({ maxLength: 128 })),
+  /** What the holder may do in the room (see TokenGrants); absent: everything a member may. */
+  grants: Type.Optional(TokenGrants),
 });
 export type TokenClaims = Static<typeof TokenClaims>;
 export const tokenClaims = validator(TokenClaims);

@@ -14,8 +14,18 @@
 import Type, { type Static, type TSchema } from 'typebox';
 import { validator } from './validate.ts';
 
-/** 32 random bytes, lower-case hex. Identifies a session; also the reconnect capability. */
-export const SocketId = Type.String({ pattern: '^[0-9a-f]{64}$' });
+/**
+ * 16 random bytes, lower-case hex (32 characters, as the original document has it).
+ * Identifies a session to its peers; it is NOT a capability: resuming a session takes its
+ * ResumeToken as well.
+ */
+export const SocketId = Type.String({ pattern: '^[0-9a-f]{32}$' });
+/**
+ * The secret that resumes a session (`reconnect`): 32 random bytes, base64url. Given to the
+ * session's owner alone, in `joinR` and in every `reconnectR` (each use rotates it); the
+ * rooms service keeps only its SHA-256.
+ */
+export const ResumeToken = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' });
 export const RoomId = Type.String({
   minLength: 1,
   maxLength: 128,
@@ -91,30 +101,62 @@ export const JoinData = Type.Object({
 });
 export type JoinData = Static<typeof JoinData>;
 
+/** RTCIceServer[] (STUN bare, TURN with ephemeral credentials no longer-lived than the token). */
+export const IceServerList = Type.Array(
+  Type.Object({
+    urls: Type.Array(Type.String({ maxLength: 512 })),
+    username: Type.Optional(Type.String()),
+    credential: Type.Optional(Type.String()),
+  }),
+);
+
 export const JoinReply = Type.Object({
   socketId: SocketId,
+  /** The secret that resumes this session: keep it, show it to nobody (see ResumeToken). */
+  resumeToken: ResumeToken,
   roomSize: Type.Integer({ minimum: 1 }),
   userMediaConfiguration: UserMediaConfiguration,
   sessions: Type.Array(Peer),
   /**
    * RTCIceServer[] for the client's RTCPeerConnection, when the gateway has TURN_URLS: STUN
-   * URLs bare, TURN URLs with ephemeral credentials (coturn's REST scheme). Added by the
-   * gateway; a reconnect keeps the ones of the join.
+   * URLs bare, TURN URLs with ephemeral credentials (coturn's REST scheme) that expire with
+   * the token at the latest. Added by the gateway; `refreshTokenR` brings new ones.
    */
-  iceServers: Type.Optional(
-    Type.Array(
-      Type.Object({
-        urls: Type.Array(Type.String({ maxLength: 512 })),
-        username: Type.Optional(Type.String()),
-        credential: Type.Optional(Type.String()),
-      }),
-    ),
-  ),
+  iceServers: Type.Optional(IceServerList),
 });
 export type JoinReply = Static<typeof JoinReply>;
 
-export const ReconnectData = Type.Object({ socketId: SocketId });
-export const ReconnectReply = Type.Object({ roomSize: Type.Integer({ minimum: 1 }) });
+const Bearer = Type.String({ minLength: 1, maxLength: 8192 });
+
+/**
+ * Resume a session: its socketId and its current resumeToken (AUTH_FAILED without the right
+ * one; the session and its socket, if still open, are untouched). `bearer` optionally
+ * presents a fresher token of the same user at the same time (as `refreshToken` does).
+ */
+export const ReconnectData = Type.Object({
+  socketId: SocketId,
+  resumeToken: Type.Optional(ResumeToken),
+  bearer: Type.Optional(Bearer),
+});
+export type ReconnectData = Static<typeof ReconnectData>;
+export const ReconnectReply = Type.Object({
+  roomSize: Type.Integer({ minimum: 1 }),
+  /** The next resumeToken: the one just used is spent. */
+  resumeToken: ResumeToken,
+});
+
+/**
+ * Extension: present a fresh bearer token for the session, before the current one expires
+ * (a session whose token expires is closed with 4003). It must name the same user (`sub`)
+ * and grant the session's room; its grants replace the session's.
+ */
+export const RefreshTokenData = Type.Object({ bearer: Bearer });
+export const RefreshTokenReply = Type.Object({
+  /** When the new token expires, epoch ms. */
+  expiresAt: Type.Integer({ minimum: 0 }),
+  /** New TURN credentials, valid as long as the new token (when the gateway has TURN_URLS). */
+  iceServers: Type.Optional(IceServerList),
+});
 
 export const ExchangeCandidateData = Type.Object({ to: SocketId, candidate: IceCandidate });
 /** The SDP may arrive as the object or as its JSON text (older clients). */
@@ -140,6 +182,7 @@ export const ClientActions = {
   join: { data: JoinData, reply: JoinReply },
   ping: { data: HeartbeatData, reply: HeartbeatReply },
   reconnect: { data: ReconnectData, reply: ReconnectReply },
+  refreshToken: { data: RefreshTokenData, reply: RefreshTokenReply },
   exchangeCandidate: { data: ExchangeCandidateData, reply: undefined },
   exchangeSdp: { data: ExchangeSdpData, reply: undefined },
   orientationChange: { data: OrientationChangeData, reply: undefined },

@@ -103,6 +103,33 @@ export const GatewayConfig = Type.Object({
     default: 5,
     description: 'Clock skew allowed when checking `exp` and `nbf`, seconds',
   }),
+  AUTH_MAX_TOKEN_TTL_S: Type.Integer({
+    minimum: 60,
+    maximum: 31 * 86_400,
+    default: 86_400,
+    description:
+      'Longest life of a bearer token, `exp - iat` (or `exp - now` without `iat`), seconds; longer ones are refused',
+  }),
+  AUTH_JWKS_URL: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description:
+        'A JWKS of public keys (RS256, PS256, ES256, ES384, EdDSA) fetched and cached by `kid`; a token naming an unknown kid makes it fetch again (keys rotate without a restart). Beside or instead of the static keys',
+    }),
+  ),
+  AUTH_JWKS_COOLDOWN_MS: Millis(
+    30_000,
+    'After a JWKS fetch, how long an unknown kid does not make it fetch again (a flood of bad kids costs one fetch per period)',
+  ),
+  AUTH_JWKS_MAX_AGE_MS: Millis(
+    600_000,
+    'The longest a fetched JWKS is used before it is fetched again',
+  ),
+  GATEWAY_LEGACY_RESUME: Type.Boolean({
+    default: false,
+    description:
+      'UNSAFE: let `reconnect` resume a session by its socketId alone (clients of the original document that send no resumeToken). Anyone who learns a socketId — every member of the room does — can then take the session over',
+  }),
   WS_MAX_FRAME_BYTES: Type.Integer({
     minimum: 1024,
     maximum: 16 * 1024 * 1024,
@@ -206,6 +233,13 @@ export const RoomsConfig = Type.Object({
     maximum: 100_000,
     default: 50,
     description: 'Most sessions a room admits unless configured otherwise (`configureRoom`)',
+  }),
+  ROOM_MAX_SESSIONS_PER_USER: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 4,
+    description:
+      'Most sessions one user (a token `sub`) holds in one room at once; beyond, `join` gets TOO_MANY_SESSIONS',
   }),
   RECONNECT_WINDOW_MS: Millis(
     30_000,

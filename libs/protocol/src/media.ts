@@ -419,3 +419,6 @@ export const MediaNodeLeft = Type.Object({
 export const mediaActionData = Object.fromEntries(
   MEDIA_ACTIONS.map((a) => [a, validator(MediaActions[a].data)]),
 ) as { [A in MediaAction]: Validator<(typeof MediaActions)[A]['data']> };
+
+/** The validated `d` of a media action. */
+export type MediaActionData<A extends MediaAction> = Static<(typeof MediaActions)[A]['data']>;

@@ -39,6 +39,7 @@ import {
   type MediaEvent,
 } from './media.ts';
 import { SocketCall } from './calls.ts';
+import { SessionGrants } from './auth.ts';
 import { validator } from './validate.ts';
 
 const ShortText = Type.String({ maxLength: 256 });
@@ -49,6 +50,21 @@ export const ConnectionId = Type.String({ pattern: '^[0-9a-f]{32}$' });
 
 // ------------------------------------------------------------------------------ rooms RPCs
 
+/**
+ * SHA-256 of a session's ResumeToken, lower-case hex. The gateway hashes the token it hands
+ * out (and the one a client presents); the token itself never crosses the bus.
+ */
+export const ResumeHash = Type.String({ pattern: '^[0-9a-f]{64}$' });
+/** When the bearer token a session holds expires, epoch ms. */
+const TokenExpiresAt = Type.Integer({ minimum: 0 });
+
+/** What a session's token says, kept with the session (set at join, replaced on refresh). */
+export const SessionAuth = Type.Object({
+  tokenExpiresAt: TokenExpiresAt,
+  grants: SessionGrants,
+});
+export type SessionAuth = Static<typeof SessionAuth>;
+
 export const RoomsJoinRequest = Type.Object({
   socketId: SocketId,
   connectionId: ConnectionId,
@@ -57,21 +73,36 @@ export const RoomsJoinRequest = Type.Object({
   userId: UserId,
   ...DeviceFields,
   ip: Type.Optional(ShortText),
+  resumeHash: ResumeHash,
+  ...SessionAuth.properties,
 });
 export type RoomsJoinRequest = Static<typeof RoomsJoinRequest>;
+/** joinR as the rooms service makes it; the gateway adds the resumeToken and iceServers. */
+export const RoomsJoinReply = Type.Omit(JoinReply, ['resumeToken', 'iceServers']);
+export type RoomsJoinReply = Static<typeof RoomsJoinReply>;
 
 export const SessionState = Type.Union([Type.Literal('active'), Type.Literal('disconnected')]);
 export type SessionState = Static<typeof SessionState>;
 
-/** Who a socketId belongs to (the first half of a reconnect). */
+/** Who a session belongs to and what its token allows (the first half of a reconnect). */
 export const SessionInfo = Type.Object({
   socketId: SocketId,
   roomId: RoomId,
   userId: UserId,
   platform: ShortText,
   state: SessionState,
+  ...SessionAuth.properties,
 });
 export type SessionInfo = Static<typeof SessionInfo>;
+
+/**
+ * The proof a gateway presents for a session: the hash of the resumeToken its client gave
+ * (AUTH_FAILED unless it is the session's current one), or `null` when the gateway resumes
+ * by socketId alone (GATEWAY_LEGACY_RESUME, unsafe; off by default).
+ */
+const ResumeProof = Type.Union([ResumeHash, Type.Null()]);
+
+export const RoomsLookupRequest = Type.Object({ socketId: SocketId, resumeHash: ResumeProof });
 
 export const RoomsReconnectRequest = Type.Object({
   socketId: SocketId,
@@ -80,10 +111,22 @@ export const RoomsReconnectRequest = Type.Object({
   connectionId: ConnectionId,
   gatewayId: GatewayId,
   ip: Type.Optional(ShortText),
+  resumeHash: ResumeProof,
+  /** The hash of the next resumeToken (the presented one is spent). */
+  nextResumeHash: ResumeHash,
+  /** A fresher token's expiry and grants, when the client presented one. */
+  auth: Type.Optional(SessionAuth),
 });
 export const RoomsReconnectReply = Type.Object({
   session: SessionInfo,
   roomSize: Type.Integer({ minimum: 1 }),
+});
+
+export const RoomsRefreshRequest = Type.Object({
+  socketId: SocketId,
+  /** Applies only while this connection is the session's attachment. */
+  connectionId: ConnectionId,
+  ...SessionAuth.properties,
 });
 
 export const RoomsDisconnectRequest = Type.Object({
@@ -145,11 +188,19 @@ export const RoomsResyncReply = Type.Object({
 
 export const Rooms = {
   /** Admit a new session (capacity checked in the same transaction as the insert). */
-  join: rpcMethod('rooms', 'join', RoomsJoinRequest, JoinReply),
-  /** Look a session up by socketId (SOCKET_ID_DOES_NOT_EXIST when it has ended). */
-  lookup: rpcMethod('rooms', 'lookup', Type.Object({ socketId: SocketId }), SessionInfo),
-  /** Attach a new connection to a session in its window, or replacing a stale one. */
+  join: rpcMethod('rooms', 'join', RoomsJoinRequest, RoomsJoinReply),
+  /**
+   * Look a session up by socketId and resume proof (SOCKET_ID_DOES_NOT_EXIST when it has
+   * ended, AUTH_FAILED when the proof is wrong).
+   */
+  lookup: rpcMethod('rooms', 'lookup', RoomsLookupRequest, SessionInfo),
+  /**
+   * Attach a new connection to a session in its window, or replacing a stale one; checks the
+   * proof again under the session's lock and rotates it (a resumeToken works once).
+   */
   reconnect: rpcMethod('rooms', 'reconnect', RoomsReconnectRequest, RoomsReconnectReply),
+  /** Replace a session's token expiry and grants (the client sent refreshToken). */
+  refresh: rpcMethod('rooms', 'refresh', RoomsRefreshRequest, Empty),
   /** A connection closed: the session leaves now or enters its reconnect window. */
   disconnect: rpcMethod('rooms', 'disconnect', RoomsDisconnectRequest, RoomsDisconnectReply),
   /** Record a new orientation and broadcast eventOrientationChange to the room. */

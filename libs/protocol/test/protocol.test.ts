@@ -17,7 +17,7 @@ import {
   type ErrorName,
 } from '@switchboard/protocol';
 
-const socketId = 'a'.repeat(64);
+const socketId = 'a'.repeat(32);
 
 describe('error codes', () => {
   it('has one name per code and keeps the original numbering', () => {

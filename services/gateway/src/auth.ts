@@ -1,12 +1,29 @@
 /**
- * Verification of the bearer token of `join`: a JWT signed with HS256 (a shared secret) or
- * RS256 (one of a set of RSA public keys). The algorithm is pinned to the key it is checked
- * with — an HS256 token is only ever checked with the secret, an RS256 token only with the
- * RSA keys — so a token cannot choose how it is verified (no `none`, no RS/HS confusion).
+ * Verification of bearer tokens (`join`, `refreshToken`, `reconnect`): a JWT signed with
+ * HS256 (a shared secret), RS256 (one of a set of RSA public keys), or any asymmetric
+ * algorithm of a key published in a JWKS (AUTH_JWKS_URL, fetched and cached by `kid`, fetched
+ * again when a token names a kid it has not seen: keys rotate without a restart). The
+ * algorithm is pinned to the key it is checked with — an HS256 token is only ever checked
+ * with the secret, an asymmetric one only with public keys — so a token cannot choose how it
+ * is verified (no `none`, no RS/HS confusion).
  */
-import { calculateJwkThumbprint, decodeProtectedHeader, errors, importSPKI, jwtVerify } from 'jose';
+import {
+  calculateJwkThumbprint,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  importSPKI,
+  jwtVerify,
+} from 'jose';
 import type { CryptoKey, JWTPayload, JWTVerifyOptions } from 'jose';
-import { ProtocolError, formatIssues, roomGranted, tokenClaims } from '@switchboard/protocol';
+import {
+  ProtocolError,
+  formatIssues,
+  roomGranted,
+  sessionGrants,
+  tokenClaims,
+  type SessionGrants,
+} from '@switchboard/protocol';
 import { ConfigError } from '@switchboard/service';
 
 /** Longest token accepted; anything longer is rejected before it is parsed. */
@@ -26,7 +43,20 @@ export interface TokenVerifierConfig {
   issuer?: string | undefined;
   /** AUTH_CLOCK_TOLERANCE_S: clock skew allowed on `exp` and `nbf`, seconds. */
   clockToleranceS: number;
+  /** AUTH_MAX_TOKEN_TTL_S: the longest `exp - iat` (or `exp - now` without `iat`), seconds. */
+  maxTokenTtlS?: number | undefined;
+  /** AUTH_JWKS_URL: a JWKS of public keys (asymmetric algorithms), refreshed on unknown kids. */
+  jwksUrl?: string | undefined;
+  /** How long after a fetch the JWKS is not fetched again for an unknown kid, ms. */
+  jwksCooldownMs?: number | undefined;
+  /** The longest a fetched JWKS is trusted before it is fetched again, ms. */
+  jwksMaxAgeMs?: number | undefined;
 }
+
+/** Asymmetric algorithms accepted from a JWKS. */
+const JWKS_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA'];
+/** The default longest token life (AUTH_MAX_TOKEN_TTL_S). */
+export const DEFAULT_MAX_TOKEN_TTL_S = 86_400;
 
 /** What a verified token allows. */
 export interface Grant {
@@ -37,7 +67,9 @@ export interface Grant {
   /** The token's `name`, when it has one. */
   name?: string;
   /** When the token expires (its `exp`), milliseconds since the epoch. */
-  expiresAt?: number;
+  expiresAt: number;
+  /** What the holder may do in the room (the `grants` claim, defaults filled in). */
+  grants: SessionGrants;
 }
 
 interface RsaKey {
@@ -100,6 +132,10 @@ function reasonOf(err: unknown): string {
   if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) {
     return 'malformed token';
   }
+  if (err instanceof errors.JWKSNoMatchingKey) return 'unknown key id';
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) {
+    return 'key set unavailable';
+  }
   return 'token rejected';
 }
 
@@ -107,19 +143,27 @@ function reasonOf(err: unknown): string {
  * Verifies bearer tokens against the configured keys and turns their claims into a Grant.
  * Every rejection is a ProtocolError AUTH_FAILED with a short reason.
  */
+type RemoteKeys = ReturnType<typeof createRemoteJWKSet>;
+
 export class TokenVerifier {
   readonly #hs256: Uint8Array | undefined;
   readonly #rs256: readonly RsaKey[];
+  readonly #jwks: RemoteKeys | undefined;
   readonly #options: JWTVerifyOptions;
+  readonly #maxTtlS: number;
 
   private constructor(
     hs256: Uint8Array | undefined,
     rs256: readonly RsaKey[],
+    jwks: RemoteKeys | undefined,
     options: JWTVerifyOptions,
+    maxTtlS: number,
   ) {
     this.#hs256 = hs256;
     this.#rs256 = rs256;
+    this.#jwks = jwks;
     this.#options = options;
+    this.#maxTtlS = maxTtlS;
   }
 
   /**
@@ -129,13 +173,32 @@ export class TokenVerifier {
   static async create(cfg: TokenVerifierConfig): Promise<TokenVerifier> {
     const secret = cfg.hs256Secret === '' ? undefined : cfg.hs256Secret;
     const pem = cfg.rs256PublicKeys?.trim() === '' ? undefined : cfg.rs256PublicKeys;
-    if (secret === undefined && pem === undefined) {
+    const jwksUrl = cfg.jwksUrl === '' ? undefined : cfg.jwksUrl;
+    if (secret === undefined && pem === undefined && jwksUrl === undefined) {
       throw new ConfigError([
         {
           variable: 'AUTH_HS256_SECRET',
-          message: 'is required unless AUTH_RS256_PUBLIC_KEYS is set (no key to verify tokens)',
+          message:
+            'is required unless AUTH_RS256_PUBLIC_KEYS or AUTH_JWKS_URL is set (no key to verify tokens)',
         },
       ]);
+    }
+    let jwks: RemoteKeys | undefined;
+    if (jwksUrl !== undefined) {
+      let url: URL;
+      try {
+        url = new URL(jwksUrl);
+      } catch {
+        throw new ConfigError([{ variable: 'AUTH_JWKS_URL', message: 'is not a URL' }]);
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+        throw new ConfigError([{ variable: 'AUTH_JWKS_URL', message: 'must be http(s)' }]);
+      }
+      jwks = createRemoteJWKSet(url, {
+        cooldownDuration: cfg.jwksCooldownMs ?? 30_000,
+        cacheMaxAge: cfg.jwksMaxAgeMs ?? 600_000,
+        timeoutDuration: 5000,
+      });
     }
     if (secret !== undefined && secret.length < MIN_HS256_SECRET_LENGTH) {
       throw new ConfigError([
@@ -149,12 +212,14 @@ export class TokenVerifier {
     return new TokenVerifier(
       secret === undefined ? undefined : new TextEncoder().encode(secret),
       rs256,
+      jwks,
       {
         audience: cfg.audience,
         ...(cfg.issuer === undefined || cfg.issuer === '' ? {} : { issuer: cfg.issuer }),
         clockTolerance: cfg.clockToleranceS,
         requiredClaims: ['exp'],
       },
+      cfg.maxTokenTtlS ?? DEFAULT_MAX_TOKEN_TTL_S,
     );
   }
 
@@ -176,10 +241,22 @@ export class TokenVerifier {
     }
 
     let payload: JWTPayload;
+    const kid = header.kid;
+    if (kid !== undefined && typeof kid !== 'string') throw fail('malformed token');
     if (header.alg === 'HS256' && this.#hs256 !== undefined) {
       payload = await this.#verifyHs256(token, this.#hs256);
-    } else if (header.alg === 'RS256' && this.#rs256.length > 0) {
-      payload = await this.#verifyRs256(token, header.kid);
+    } else if (
+      header.alg === 'RS256' &&
+      this.#rs256.length > 0 &&
+      (this.#jwks === undefined || kid === undefined || this.#rs256.some((k) => k.kid === kid))
+    ) {
+      payload = await this.#verifyRs256(token, kid);
+    } else if (
+      this.#jwks !== undefined &&
+      typeof header.alg === 'string' &&
+      JWKS_ALGORITHMS.includes(header.alg)
+    ) {
+      payload = await this.#verifyJwks(token, this.#jwks);
     } else {
       throw fail('algorithm not allowed');
     }
@@ -187,9 +264,19 @@ export class TokenVerifier {
     const parsed = tokenClaims.parse(payload);
     if (!parsed.ok) throw fail(`invalid claims: ${formatIssues(parsed.issues)}`);
     const claims = parsed.value;
-    const grant: Grant = { userId: claims.sub, rooms: claims.rooms };
+    // `exp` is a required claim: jose has checked it is a number in the future.
+    const exp = payload.exp ?? 0;
+    const from = typeof payload.iat === 'number' ? payload.iat : Math.floor(Date.now() / 1000);
+    if (exp - from > this.#maxTtlS) {
+      throw fail(`token lives longer than ${String(this.#maxTtlS)} s`);
+    }
+    const grant: Grant = {
+      userId: claims.sub,
+      rooms: claims.rooms,
+      expiresAt: exp * 1000,
+      grants: sessionGrants(claims.grants),
+    };
     if (claims.name !== undefined) grant.name = claims.name;
-    if (typeof payload.exp === 'number') grant.expiresAt = payload.exp * 1000;
     return grant;
   }
 
@@ -198,8 +285,19 @@ export class TokenVerifier {
     return roomGranted(grant.rooms, roomId);
   }
 
-  async #verifyRs256(token: string, kid: unknown): Promise<JWTPayload> {
-    if (kid !== undefined && typeof kid !== 'string') throw fail('malformed token');
+  async #verifyJwks(token: string, jwks: RemoteKeys): Promise<JWTPayload> {
+    try {
+      const { payload } = await jwtVerify(token, jwks, {
+        ...this.#options,
+        algorithms: JWKS_ALGORITHMS,
+      });
+      return payload;
+    } catch (err) {
+      throw fail(reasonOf(err));
+    }
+  }
+
+  async #verifyRs256(token: string, kid: string | undefined): Promise<JWTPayload> {
     const candidates = kid === undefined ? this.#rs256 : this.#rs256.filter((k) => k.kid === kid);
     if (candidates.length === 0) throw fail('unknown key id');
     for (const { key } of candidates) {

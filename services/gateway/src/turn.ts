@@ -69,12 +69,19 @@ export class IceServers {
     return new IceServers(stun, turn, secret, config.TURN_CREDENTIAL_TTL_S, now);
   }
 
-  /** The iceServers of a join by `userId`; undefined when no URL is configured. */
-  for(userId: string): IceServer[] | undefined {
+  /**
+   * The iceServers of a session of `userId` whose token expires at `notAfterMs` (epoch ms):
+   * TURN credentials expire after TURN_CREDENTIAL_TTL_S, or with the token if that is sooner.
+   * Undefined when no URL is configured.
+   */
+  for(userId: string, notAfterMs: number): IceServer[] | undefined {
     const servers: IceServer[] = [];
     if (this.#stun.length > 0) servers.push({ urls: [...this.#stun] });
     if (this.#turn.length > 0) {
-      const expiresAtS = Math.floor(this.#now() / 1000) + this.#ttlS;
+      const expiresAtS = Math.min(
+        Math.floor(this.#now() / 1000) + this.#ttlS,
+        Math.floor(notAfterMs / 1000),
+      );
       servers.push({ urls: [...this.#turn], ...turnCredential(this.#secret, userId, expiresAtS) });
     }
     return servers.length > 0 ? servers : undefined;

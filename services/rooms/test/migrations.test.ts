@@ -64,7 +64,7 @@ describe('rooms database migrations', () => {
       await prisma.room.create({ data: { id: 'room-1', capacity: 4 } });
       await prisma.session.create({
         data: {
-          socketId: 'a'.repeat(64),
+          socketId: 'a'.repeat(32),
           roomId: 'room-1',
           userId: 'u1',
           platform: 'Web',

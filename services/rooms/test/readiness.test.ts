@@ -15,7 +15,7 @@ import {
   uniquePrefix,
   waitFor,
 } from '@switchboard/devstack';
-import { ErrorCodes, Rooms } from '@switchboard/protocol';
+import { ErrorCodes, Rooms, sessionGrants } from '@switchboard/protocol';
 
 let pg: PostgresServer;
 let rooms: ServiceProcess;
@@ -48,12 +48,15 @@ afterAll(async () => {
 });
 
 const joinRequest = (n: number) => ({
-  socketId: n.toString(16).padStart(64, '0'),
+  socketId: n.toString(16).padStart(32, '0'),
   connectionId: 'c'.repeat(32),
   gatewayId: 'gw-test',
   roomId: 'room-outage',
   userId: `u${n}`,
   platform: 'Web',
+  resumeHash: 'd'.repeat(64),
+  tokenExpiresAt: Date.now() + 3_600_000,
+  grants: sessionGrants(undefined),
 });
 
 describe('rooms readiness follows PostgreSQL', () => {
@@ -78,7 +81,7 @@ describe('rooms readiness follows PostgreSQL', () => {
     });
     for (const request of [
       bus.request(Rooms.join, joinRequest(1)),
-      bus.request(Rooms.lookup, { socketId: 'a'.repeat(64) }),
+      bus.request(Rooms.lookup, { socketId: 'a'.repeat(32), resumeHash: 'd'.repeat(64) }),
       bus.request(Rooms.roomInfo, { roomId: 'room-outage' }),
     ]) {
       await expect(request).rejects.toMatchObject({ code: ErrorCodes.SERVICE_UNAVAILABLE.code });

@@ -8,7 +8,7 @@
  * fields, names an unknown action or comes too fast is answered with its error code; a
  * binary frame or a flood closes the socket with a close code and a reason.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { WebSocket } from '@fastify/websocket';
 import type { Bus } from '@switchboard/bus';
 import {
@@ -36,6 +36,9 @@ import {
   type Parsed,
   type ErrorName,
   type JoinData,
+  type ReconnectData,
+  type SessionGrants,
+  type SessionAuth,
   type EventFrameMessage,
   type ReplyFrame,
   type RequestId,
@@ -43,7 +46,7 @@ import {
   type ServerRequestFrame,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
-import type { TokenVerifier } from '../auth.ts';
+import type { Grant, TokenVerifier } from '../auth.ts';
 import type { IceServers } from '../turn.ts';
 import type { Disconnector } from './disconnector.ts';
 import {
@@ -56,6 +59,7 @@ import {
   metricAction,
   requestIdOf,
 } from './frames.ts';
+import { authorizePeerSignaling } from './grants.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import { MediaProxy } from './media.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -71,6 +75,12 @@ export interface ConnectionDeps {
   metrics: SignalingMetrics;
   log: Logger;
   gatewayId: string;
+  auth: {
+    /** AUTH_CLOCK_TOLERANCE_S, in ms: a session is cut this long after its token's exp. */
+    clockToleranceMs: number;
+    /** GATEWAY_LEGACY_RESUME: `reconnect` by socketId alone (unsafe). */
+    legacyResume: boolean;
+  };
   limits: {
     ratePerS: number;
     burst: number;
@@ -89,6 +99,7 @@ export const CloseCodes = {
   tryAgainLater: 1013,
   replaced: 4001,
   expired: 4002,
+  tokenExpired: 4003,
 } as const;
 
 /** The session this connection is attached to, once join or reconnect succeeded. */
@@ -97,7 +108,22 @@ interface Attached {
   roomId: string;
   userId: string;
   platform: string;
+  /** When its token expires (epoch ms), and what it allows; refreshToken replaces both. */
+  auth: SessionAuth;
 }
+
+/** A new resume token: 32 random bytes, base64url (43 characters). */
+function newResumeToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** What the rooms service keeps of a resume token (and all that crosses the bus). */
+function resumeHash(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** The longest a Node timer waits (about 24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type State =
   | { kind: 'fresh' }
@@ -137,6 +163,10 @@ export class Connection implements Attachable {
   #detached = false;
   /** Closes a socket that never joins. */
   #joinTimer: NodeJS.Timeout | undefined;
+  /** Closes the socket (4003) when its session's token expires. */
+  #expiryTimer: NodeJS.Timeout | undefined;
+  /** The session ends now when the socket closes (its token expired): no reconnect window. */
+  #leaveOnClose = false;
   /** Server requests written to the client and not answered yet, by `sid`. */
   readonly #calls = new Map<number, PendingCall>();
   #nextSid = 1;
@@ -421,6 +451,7 @@ export class Connection implements Attachable {
           socketId: s.socketId,
           userId: s.userId,
           connectionId: this.connectionId,
+          grants: s.auth.grants,
         },
         this.#closed.signal,
       );
@@ -432,7 +463,11 @@ export class Connection implements Attachable {
       }
       case 'reconnect': {
         const d = this.#valid('reconnect', data);
-        return await this.#reconnect(d.socketId);
+        return await this.#reconnect(d);
+      }
+      case 'refreshToken': {
+        const d = this.#valid('refreshToken', data);
+        return await this.#refresh(d.bearer);
       }
       case 'ping': {
         this.#valid('ping', data);
@@ -441,6 +476,7 @@ export class Connection implements Attachable {
       case 'exchangeCandidate': {
         const d = this.#valid('exchangeCandidate', data);
         const s = this.#session();
+        authorizePeerSignaling(s.auth.grants);
         this.#notSelf(s, d.to);
         await this.#deps.router.relay(
           d.to,
@@ -453,6 +489,7 @@ export class Connection implements Attachable {
       case 'exchangeSdp': {
         const d = this.#valid('exchangeSdp', data);
         const s = this.#session();
+        authorizePeerSignaling(s.auth.grants);
         this.#notSelf(s, d.to);
         const sdp = decodeSdp(d.sdp);
         await this.#deps.router.relay(
@@ -482,7 +519,9 @@ export class Connection implements Attachable {
     if (!this.#deps.verifier.mayJoin(grant, d.roomId)) {
       throw new ProtocolError('ROOM_IS_NOT_JOINABLE', 'the token does not grant this room');
     }
-    const socketId = randomBytes(32).toString('hex');
+    const socketId = randomBytes(16).toString('hex');
+    const resumeToken = newResumeToken();
+    const auth = authOf(grant);
     const pending = this.#deps.router.attach(socketId, d.roomId, this);
     try {
       const reply = await this.#deps.bus.request(
@@ -495,17 +534,19 @@ export class Connection implements Attachable {
           gatewayId: this.#deps.gatewayId,
           userId: grant.userId,
           ip: this.#ip,
+          resumeHash: resumeHash(resumeToken),
+          ...auth,
         },
         { signal: this.#closed.signal },
       );
       pending.commit();
       // Closed meanwhile: the client never saw this socketId, so the session leaves.
       this.#attached(
-        { socketId, roomId: d.roomId, userId: grant.userId, platform: d.platform },
+        { socketId, roomId: d.roomId, userId: grant.userId, platform: d.platform, auth },
         true,
       );
-      const iceServers = this.#deps.iceServers.for(grant.userId);
-      return iceServers === undefined ? reply : { ...reply, iceServers };
+      const iceServers = this.#deps.iceServers.for(grant.userId, auth.tokenExpiresAt);
+      return { ...reply, resumeToken, ...(iceServers === undefined ? {} : { iceServers }) };
     } catch (err) {
       pending.rollback();
       if (outcomeUnknown(err)) {
@@ -516,13 +557,29 @@ export class Connection implements Attachable {
     }
   }
 
-  async #reconnect(socketId: string): Promise<unknown> {
+  async #reconnect(d: ReconnectData): Promise<unknown> {
     this.#begin();
+    const { socketId } = d;
+    if (d.resumeToken === undefined && !this.#deps.auth.legacyResume) {
+      throw new ProtocolError('AUTH_FAILED', 'reconnect needs the resumeToken of the session');
+    }
+    const proof = d.resumeToken === undefined ? null : resumeHash(d.resumeToken);
+    // A fresher token, when the client has one: checked before anything is asked.
+    const grant = d.bearer === undefined ? undefined : await this.#deps.verifier.verify(d.bearer);
     const session = await this.#deps.bus.request(
       Rooms.lookup,
-      { socketId },
+      { socketId, resumeHash: proof },
       { signal: this.#closed.signal },
     );
+    let auth: SessionAuth | undefined;
+    if (grant !== undefined) {
+      this.#sameHolder(grant, session);
+      auth = authOf(grant);
+    }
+    if (this.#expired((auth ?? session).tokenExpiresAt)) {
+      throw new ProtocolError('AUTH_FAILED', 'token expired');
+    }
+    const next = newResumeToken();
     const pending = this.#deps.router.attach(socketId, session.roomId, this);
     try {
       const reply = await this.#deps.bus.request(
@@ -533,6 +590,9 @@ export class Connection implements Attachable {
           connectionId: this.connectionId,
           gatewayId: this.#deps.gatewayId,
           ip: this.#ip,
+          resumeHash: proof,
+          nextResumeHash: resumeHash(next),
+          ...(auth === undefined ? {} : { auth }),
         },
         { signal: this.#closed.signal },
       );
@@ -544,10 +604,11 @@ export class Connection implements Attachable {
           roomId: reply.session.roomId,
           userId: reply.session.userId,
           platform: reply.session.platform,
+          auth: { tokenExpiresAt: reply.session.tokenExpiresAt, grants: reply.session.grants },
         },
         false,
       );
-      return { roomSize: reply.roomSize };
+      return { roomSize: reply.roomSize, resumeToken: next };
     } catch (err) {
       pending.rollback();
       if (outcomeUnknown(err)) {
@@ -556,6 +617,68 @@ export class Connection implements Attachable {
       }
       throw err;
     }
+  }
+
+  /**
+   * A fresh token for this session: same user, still granting the room. Its expiry and
+   * grants replace the session's (here and in the rooms service, for later reconnects).
+   */
+  async #refresh(bearer: string): Promise<unknown> {
+    const s = this.#session();
+    const grant = await this.#deps.verifier.verify(bearer);
+    this.#sameHolder(grant, s);
+    const auth = authOf(grant);
+    await this.#deps.bus.request(
+      Rooms.refresh,
+      { socketId: s.socketId, connectionId: this.connectionId, ...auth },
+      { signal: this.#closed.signal },
+    );
+    // The socket may have closed (or been replaced) while the rooms service wrote it.
+    if (this.#state.kind !== 'joined' || this.#state.session !== s) {
+      throw new ProtocolError('CANCELLED', 'the connection closed');
+    }
+    s.auth = auth;
+    this.#armExpiry(auth.tokenExpiresAt);
+    const iceServers = this.#deps.iceServers.for(s.userId, auth.tokenExpiresAt);
+    return {
+      expiresAt: auth.tokenExpiresAt,
+      ...(iceServers === undefined ? {} : { iceServers }),
+    };
+  }
+
+  /** A token presented for an existing session must be its user's and grant its room. */
+  #sameHolder(grant: Grant, s: { userId: string; roomId: string }): void {
+    if (grant.userId !== s.userId) {
+      throw new ProtocolError('AUTH_FAILED', "the token is not the session user's");
+    }
+    if (!this.#deps.verifier.mayJoin(grant, s.roomId)) {
+      throw new ProtocolError('AUTH_FAILED', "the token does not grant the session's room");
+    }
+  }
+
+  /** Whether a token expiring at `at` (epoch ms) is past it, tolerance included. */
+  #expired(at: number): boolean {
+    return Date.now() > at + this.#deps.auth.clockToleranceMs;
+  }
+
+  /** Cut the session when its token expires (4003), unless refreshToken comes first. */
+  #armExpiry(at: number): void {
+    clearTimeout(this.#expiryTimer);
+    const wait = at + this.#deps.auth.clockToleranceMs - Date.now();
+    this.#expiryTimer = setTimeout(
+      () => {
+        if (this.#state.kind !== 'joined') return;
+        // A timer capped at MAX_TIMER_MS fires early: wait on.
+        if (!this.#expired(this.#state.session.auth.tokenExpiresAt)) {
+          this.#armExpiry(this.#state.session.auth.tokenExpiresAt);
+          return;
+        }
+        this.#deps.metrics.rejected.inc({ reason: 'token_expired' });
+        this.#leaveOnClose = true;
+        this.close(CloseCodes.tokenExpired, 'token expired');
+      },
+      Math.min(Math.max(0, wait), MAX_TIMER_MS),
+    );
   }
 
   /** Start a join or reconnect: only from a fresh connection, one at a time. */
@@ -579,6 +702,7 @@ export class Connection implements Attachable {
     }
     this.#state = { kind: 'joined', session };
     clearTimeout(this.#joinTimer);
+    this.#armExpiry(session.auth.tokenExpiresAt);
     this.#deps.metrics.sessions.inc();
   }
 
@@ -601,12 +725,14 @@ export class Connection implements Attachable {
       if (cpu !== undefined) {
         const t: CpuTelemetry = { ...source, cpuUsed: cpu.cpuUsed };
         this.#deps.bus.publish(signalingSubjects.telemetryCpu(prefix), t);
-      } else {
+      } else if (!s.auth.grants.hidden) {
         this.#deps.router.broadcast(
           s.roomId,
           { a: 'eventFreeze', d: { from: peer(s) } },
           s.socketId,
         );
+      }
+      if (kind === 'eventFreeze') {
         const t: FreezeTelemetry = source;
         this.#deps.bus.publish(signalingSubjects.telemetryFreeze(prefix), t);
       }
@@ -666,6 +792,7 @@ export class Connection implements Attachable {
 
   #onClose(code: number, reason: string): void {
     clearTimeout(this.#joinTimer);
+    clearTimeout(this.#expiryTimer);
     const was = this.#state;
     this.#state = { kind: 'closed' };
     this.#held = undefined;
@@ -678,7 +805,8 @@ export class Connection implements Attachable {
     const s = was.session;
     this.#deps.router.release(s.socketId, this);
     if (this.#detached) return;
-    const leave = code === CloseCodes.normal;
+    // A session whose token expired leaves now: it could not reconnect anyway.
+    const leave = code === CloseCodes.normal || this.#leaveOnClose;
     this.#log.info({ socketId: s.socketId, code, reason, leave }, 'socket closed');
     this.#deps.disconnector.submit({
       socketId: s.socketId,
@@ -694,6 +822,11 @@ function valid<T>(v: { parse(value: unknown): Parsed<T> }, data: unknown): T {
   const parsed = v.parse(data);
   if (!parsed.ok) throw invalidPayload(parsed.issues);
   return parsed.value;
+}
+
+/** What a verified token says, as the session keeps it. */
+function authOf(grant: Grant): SessionAuth & { grants: SessionGrants } {
+  return { tokenExpiresAt: grant.expiresAt, grants: grant.grants };
 }
 
 /** A failure after which the rooms service may or may not have done the work. */

@@ -14,13 +14,17 @@ import {
   mediaSubjects,
   invalidPayload,
   type MediaAction,
+  type SessionGrants,
 } from '@switchboard/protocol';
+import { authorizeMedia } from './grants.ts';
 
 export interface MediaCaller {
   roomId: string;
   socketId: string;
   userId: string;
   connectionId: string;
+  /** What the session's token allows (checked before the action goes to the node). */
+  grants: SessionGrants;
 }
 
 export class MediaProxy {
@@ -51,6 +55,7 @@ export class MediaProxy {
     if (raw === undefined) throw new ProtocolError('JSON_FIELD_MISSING', '/d');
     const parsed = mediaActionData[action].parse(raw);
     if (!parsed.ok) throw invalidPayload(parsed.issues);
+    authorizeMedia(caller.grants, action, parsed.value);
     const node = this.#nodeFor(caller, signal);
     const nodeId = await node;
     try {

@@ -35,7 +35,16 @@ export async function signaling(
     audience: config.AUTH_AUDIENCE,
     ...(config.AUTH_ISSUER === undefined ? {} : { issuer: config.AUTH_ISSUER }),
     clockToleranceS: config.AUTH_CLOCK_TOLERANCE_S,
+    maxTokenTtlS: config.AUTH_MAX_TOKEN_TTL_S,
+    jwksUrl: config.AUTH_JWKS_URL,
+    jwksCooldownMs: config.AUTH_JWKS_COOLDOWN_MS,
+    jwksMaxAgeMs: config.AUTH_JWKS_MAX_AGE_MS,
   });
+  if (config.GATEWAY_LEGACY_RESUME) {
+    log.warn(
+      'GATEWAY_LEGACY_RESUME is on: a socketId alone resumes a session (anyone in the room can take it over)',
+    );
+  }
   const gatewayId = svc.instanceId;
   const metrics = signalingMetrics(svc.metrics);
   const router = new Router(bus, gatewayId, log);
@@ -75,6 +84,10 @@ export async function signaling(
       metrics,
       log,
       gatewayId,
+      auth: {
+        clockToleranceMs: config.AUTH_CLOCK_TOLERANCE_S * 1000,
+        legacyResume: config.GATEWAY_LEGACY_RESUME,
+      },
       limits: {
         ratePerS: config.WS_RATE_LIMIT_PER_S,
         burst: config.WS_RATE_LIMIT_BURST,

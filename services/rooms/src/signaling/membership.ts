@@ -9,15 +9,20 @@
  * (when the size moves onto another ladder step) and eventOrientationChange go out as room
  * broadcasts; a replaced or expired connection is told to its gateway to close.
  */
+import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '@switchboard/service';
 import {
   ProtocolError,
-  type JoinReply,
+  sessionGrants,
+  validator,
+  SessionGrants,
+  type RoomsJoinReply,
   type RoomInfo,
   type RoomSettings,
   type RoomsJoinRequest,
   type RpcReply,
   type RpcRequest,
+  type SessionAuth,
   type SessionInfo,
   type SessionState,
   type UserMediaConfiguration,
@@ -34,6 +39,8 @@ type Tx = Prisma.TransactionClient;
 
 export interface MembershipOptions {
   defaultCapacity: number;
+  /** Most sessions of one user in one room (ROOM_MAX_SESSIONS_PER_USER). */
+  maxSessionsPerUser: number;
   reconnectWindowMs: number;
   gatewayDeadAfterMs: number;
 }
@@ -57,6 +64,32 @@ interface SessionRow {
   gatewayId: string;
   connectionId: string;
   state: 'ACTIVE' | 'DISCONNECTED';
+  resumeHash: string;
+  tokenExpiresAt: Date | null;
+  grants: unknown;
+}
+
+const grantsOf = validator(SessionGrants);
+
+/**
+ * Whether `proof` resumes a session whose stored hash is `stored`: the same hash (compared
+ * in constant time), or `null` (the gateway's legacy mode, socketId alone).
+ */
+function proofMatches(proof: string | null, stored: string): boolean {
+  if (proof === null) return true;
+  const a = Buffer.from(proof, 'utf8');
+  const b = Buffer.from(stored, 'utf8');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The auth fields of a session row, as SessionInfo carries them. */
+function authOf(row: { tokenExpiresAt: Date | null; grants: unknown }): SessionAuth {
+  // Rows from before tokens were kept have none: expired, with a member's defaults.
+  const parsed = grantsOf.parse(row.grants);
+  return {
+    tokenExpiresAt: row.tokenExpiresAt?.getTime() ?? 0,
+    grants: parsed.ok ? parsed.value : sessionGrants(undefined),
+  };
 }
 
 /** A session that ended: who, and the room's size afterwards. */
@@ -64,6 +97,7 @@ interface Left {
   roomId: string;
   socketId: string;
   userId: string;
+  hidden: boolean;
   gatewayId: string;
   connectionId: string;
   sizeBefore: number;
@@ -100,7 +134,7 @@ export class Membership {
   }
 
   /** Admit a new session into its room, creating the room on its first join. */
-  async join(req: RoomsJoinRequest, d: Deadline): Promise<JoinReply> {
+  async join(req: RoomsJoinRequest, d: Deadline): Promise<RoomsJoinReply> {
     // Raw statements, as few as the locking allows: this is the hot path of a join.
     const { size, sessions } = await this.#tx(d, async (tx) => {
       // Create the room or lock its row, in one statement that cannot lose a race with the
@@ -111,19 +145,25 @@ export class Membership {
         RETURNING capacity`;
       const capacity = rooms[0]?.capacity ?? this.#opts.defaultCapacity;
       // Read after the lock: no concurrent join can have added a member since.
-      const others = await tx.$queryRaw<{ socketId: string; userId: string }[]>`
-        SELECT socket_id AS "socketId", user_id AS "userId" FROM sessions
+      const others = await tx.$queryRaw<{ socketId: string; userId: string; hidden: boolean }[]>`
+        SELECT socket_id AS "socketId", user_id AS "userId", hidden FROM sessions
         WHERE room_id = ${req.roomId} ORDER BY joined_at, socket_id`;
       if (others.length >= capacity)
         throw new ProtocolError('ROOM_IS_FULL', `capacity ${capacity}`);
+      const mine = others.filter((o) => o.userId === req.userId).length;
+      if (mine >= this.#opts.maxSessionsPerUser) {
+        throw new ProtocolError('TOO_MANY_SESSIONS', `at most ${this.#opts.maxSessionsPerUser}`);
+      }
       await tx.$executeRaw`
         INSERT INTO sessions (socket_id, room_id, user_id, platform, device_name, network_type,
           version, app_version, orientation, camera, ip, gateway_id, connection_id, state,
-          joined_at, attached_at, last_seen)
+          joined_at, attached_at, last_seen, resume_hash, token_expires_at, grants, hidden)
         VALUES (${req.socketId}, ${req.roomId}, ${req.userId}, ${req.platform},
           ${req.deviceName ?? null}, ${req.networkType ?? null}, ${req.version ?? null},
           ${req.appVersion ?? null}, ${req.orientation ?? null}, ${req.camera ?? null},
-          ${req.ip ?? null}, ${req.gatewayId}, ${req.connectionId}, 'ACTIVE', ${NOW}, ${NOW}, ${NOW})`;
+          ${req.ip ?? null}, ${req.gatewayId}, ${req.connectionId}, 'ACTIVE', ${NOW}, ${NOW}, ${NOW},
+          ${req.resumeHash}, ${new Date(req.tokenExpiresAt)}, ${JSON.stringify(req.grants)}::jsonb,
+          ${req.grants.hidden})`;
       const size = others.length + 1;
       if (size === 1) await recordEvent(tx, 'room.created', { roomId: req.roomId });
       await recordEvent(tx, 'room.join', {
@@ -136,7 +176,11 @@ export class Membership {
         ...(req.version === undefined ? {} : { version: req.version }),
         ...(req.ip === undefined ? {} : { ip: req.ip }),
       });
-      return { size, sessions: others };
+      // Hidden members are nobody's peers.
+      const visible = others
+        .filter((o) => !o.hidden)
+        .map((o) => ({ socketId: o.socketId, userId: o.userId }));
+      return { size, sessions: visible };
     });
     const change = this.#ladder.change(size - 1, size);
     if (change !== undefined) this.#userMedia(req.roomId, change, req.socketId);
@@ -148,13 +192,34 @@ export class Membership {
     };
   }
 
-  async lookup(socketId: string): Promise<SessionInfo> {
+  /** A session by socketId, for whoever proves it may resume it (see Rooms.lookup). */
+  async lookup(req: RpcRequest<typeof Rooms.lookup>): Promise<SessionInfo> {
     const s = await this.#db.session.findUnique({
-      where: { socketId },
-      select: { socketId: true, roomId: true, userId: true, platform: true, state: true },
+      where: { socketId: req.socketId },
+      select: {
+        socketId: true,
+        roomId: true,
+        userId: true,
+        platform: true,
+        state: true,
+        resumeHash: true,
+        tokenExpiresAt: true,
+        grants: true,
+      },
     });
     if (s === null) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
-    return { ...s, state: wireState(s.state) };
+    if (!proofMatches(req.resumeHash, s.resumeHash)) {
+      this.#metrics.resumeRefused.inc();
+      throw new ProtocolError('AUTH_FAILED', 'wrong resume token');
+    }
+    return {
+      socketId: s.socketId,
+      roomId: s.roomId,
+      userId: s.userId,
+      platform: s.platform,
+      state: wireState(s.state),
+      ...authOf(s),
+    };
   }
 
   /**
@@ -171,17 +236,26 @@ export class Membership {
       }
       const rows = await tx.$queryRaw<SessionRow[]>`
         SELECT socket_id AS "socketId", room_id AS "roomId", user_id AS "userId", platform,
-               gateway_id AS "gatewayId", connection_id AS "connectionId", state::text AS state
+               gateway_id AS "gatewayId", connection_id AS "connectionId", state::text AS state,
+               resume_hash AS "resumeHash", token_expires_at AS "tokenExpiresAt", grants
         FROM sessions WHERE socket_id = ${req.socketId} FOR UPDATE`;
       const s = rows[0];
       if (s === undefined || s.roomId !== req.roomId) {
         throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
       }
+      // Checked again under the lock: of two reconnects with one token, one wins.
+      if (!proofMatches(req.resumeHash, s.resumeHash)) {
+        this.#metrics.resumeRefused.inc();
+        throw new ProtocolError('AUTH_FAILED', 'wrong resume token');
+      }
+      const auth = req.auth;
       await tx.$executeRaw`
         UPDATE sessions
         SET state = 'ACTIVE', gateway_id = ${req.gatewayId}, connection_id = ${req.connectionId},
             attached_at = ${NOW}, last_seen = ${NOW}, disconnected_at = NULL,
-            ip = COALESCE(${req.ip ?? null}, ip)
+            ip = COALESCE(${req.ip ?? null}, ip), resume_hash = ${req.nextResumeHash},
+            token_expires_at = COALESCE(${auth === undefined ? null : new Date(auth.tokenExpiresAt)}::timestamp(3), token_expires_at),
+            grants = COALESCE(${auth === undefined ? null : JSON.stringify(auth.grants)}::jsonb, grants)
         WHERE socket_id = ${req.socketId}`;
       const size = await tx.session.count({ where: { roomId: req.roomId } });
       return { previous: s, size };
@@ -201,9 +275,22 @@ export class Membership {
         userId: previous.userId,
         platform: previous.platform,
         state: 'active',
+        ...(req.auth ?? authOf(previous)),
       },
       roomSize: size,
     };
+  }
+
+  /** A fresher token for an attached session: its expiry and grants replace the old ones. */
+  async refresh(req: RpcRequest<typeof Rooms.refresh>, d: Deadline): Promise<void> {
+    d.signal.throwIfAborted();
+    const n = await this.#db.$executeRaw`
+      UPDATE sessions
+      SET token_expires_at = ${new Date(req.tokenExpiresAt)},
+          grants = ${JSON.stringify(req.grants)}::jsonb, hidden = ${req.grants.hidden}
+      WHERE socket_id = ${req.socketId} AND connection_id = ${req.connectionId}
+        AND state = 'ACTIVE'`;
+    if (n === 0) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
   }
 
   /**
@@ -244,12 +331,15 @@ export class Membership {
   /** Record a new orientation and tell the room. */
   async orientation(req: RpcRequest<typeof Rooms.orientation>, d: Deadline): Promise<void> {
     d.signal.throwIfAborted();
-    const rows = await this.#db.$queryRaw<{ roomId: string; userId: string; platform: string }[]>`
+    const rows = await this.#db.$queryRaw<
+      { roomId: string; userId: string; platform: string; hidden: boolean }[]
+    >`
       UPDATE sessions SET orientation = ${req.orientation}, camera = ${req.camera}, last_seen = ${NOW}
       WHERE socket_id = ${req.socketId} AND connection_id = ${req.connectionId} AND state = 'ACTIVE'
-      RETURNING room_id AS "roomId", user_id AS "userId", platform`;
+      RETURNING room_id AS "roomId", user_id AS "userId", platform, hidden`;
     const s = rows[0];
     if (s === undefined) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+    if (s.hidden) return;
     this.#notify.broadcast({
       roomId: s.roomId,
       except: req.socketId,
@@ -441,7 +531,7 @@ export class Membership {
     const gone = await tx.$queryRaw<Omit<Left, 'sizeBefore' | 'sizeAfter' | 'roomId'>[]>`
       DELETE FROM sessions WHERE room_id = ${roomId} AND ${where}
       RETURNING socket_id AS "socketId", user_id AS "userId", gateway_id AS "gatewayId",
-                connection_id AS "connectionId"`;
+                connection_id AS "connectionId", hidden`;
     if (gone.length === 0) return [];
     const after = before - gone.length;
     const left = gone.map((g, i) => ({
@@ -467,6 +557,7 @@ export class Membership {
 
   #announceLeaves(left: readonly Left[]): void {
     for (const l of left) {
+      if (l.hidden) continue;
       this.#notify.broadcast({
         roomId: l.roomId,
         event: {

@@ -4,6 +4,7 @@ import type { Db } from '../db/client.ts';
 export interface MembershipMetrics {
   ended: Counter;
   deadGatewaySessions: Counter;
+  resumeRefused: Counter;
 }
 
 /** The rooms service's own figures; the bus metrics count its RPCs by method and outcome. */
@@ -34,6 +35,11 @@ export function membershipMetrics(registry: Registry, db: Db): MembershipMetrics
     deadGatewaySessions: new Counter({
       name: 'sb_rooms_dead_gateway_sessions_total',
       help: 'Sessions put into their reconnect window because their gateway went silent',
+      registers: [registry],
+    }),
+    resumeRefused: new Counter({
+      name: 'sb_rooms_resume_refused_total',
+      help: 'Reconnects refused for a wrong resume token (a replayed or guessed one)',
       registers: [registry],
     }),
   };

@@ -48,6 +48,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     db,
     {
       defaultCapacity: config.ROOM_DEFAULT_CAPACITY,
+      maxSessionsPerUser: config.ROOM_MAX_SESSIONS_PER_USER,
       reconnectWindowMs: config.RECONNECT_WINDOW_MS,
       gatewayDeadAfterMs: config.GATEWAY_DEAD_AFTER_MS,
     },
@@ -72,8 +73,12 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     });
   };
   serve(Rooms.join, async (req, ctx) => await membership.join(req, ctx));
-  serve(Rooms.lookup, async (req) => await membership.lookup(req.socketId));
+  serve(Rooms.lookup, async (req) => await membership.lookup(req));
   serve(Rooms.reconnect, async (req, ctx) => await membership.reconnect(req, ctx));
+  serve(Rooms.refresh, async (req, ctx) => {
+    await membership.refresh(req, ctx);
+    return {};
+  });
   serve(Rooms.disconnect, async (req, ctx) => await membership.disconnect(req, ctx));
   serve(Rooms.orientation, async (req, ctx) => {
     await membership.orientation(req, ctx);
