@@ -71,7 +71,7 @@ describe('one media node, one worker', () => {
   let sfu: SfuPlatform;
   beforeAll(async () => {
     sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
-      env: { MEDIA_PLAIN_TRANSPORTS: 'true' },
+      env: { MEDIA_PLAIN_TRANSPORTS: 'true', MEDIA_RECV_TRANSPORTS_PER_MIN: '3' },
     });
   });
   afterAll(async () => {
@@ -201,6 +201,13 @@ describe('one media node, one worker', () => {
       rtpCapabilities: caps,
     })) as { id: string };
     const sink = await udpSink();
+    // Only to MEDIA_PLAIN_ALLOWED_CIDRS (loopback by default): no media to other hosts.
+    for (const ip of ['10.1.2.3', '8.8.8.8', '::ffff:1.2.3.4', '169.254.169.254']) {
+      expect(
+        await r.request('connectPlainTransport', { transportId: receiving.id, ip, port: 9 }),
+        ip,
+      ).toMatchObject({ s: false, e: ErrorCodes.PERMISSION_DENIED.code });
+    }
     await ok(r, 'connectPlainTransport', {
       transportId: receiving.id,
       ip: '127.0.0.1',
@@ -232,6 +239,27 @@ describe('one media node, one worker', () => {
       source.stop();
       sink.close();
     }
+  });
+
+  it('limits how often one user creates receiving transports in a room (churn)', async () => {
+    const url = sfu.gateways[0]?.url ?? '';
+    const outcomes: (number | true)[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await TestClient.join(url, 'm-churn', 'churner');
+      open.push(c);
+      const caps = await ok(c, 'getRouterRtpCapabilities');
+      const r = await c.request('createWebRtcTransport', {
+        direction: 'recv',
+        rtpCapabilities: caps,
+      });
+      outcomes.push(r.s === true ? true : (r.e ?? 0));
+      c.close(1000);
+      await c.closed;
+    }
+    // MEDIA_RECV_TRANSPORTS_PER_MIN is 3 here; another user is not affected.
+    expect(outcomes).toEqual([true, true, true, ErrorCodes.RATE_LIMITED.code]);
+    const { recv } = await member(sfu, 'm-churn');
+    expect(recv?.id).toBeDefined();
   });
 
   it('answers bad media input with error codes and keeps serving', async () => {

@@ -424,3 +424,85 @@ describe('grants', () => {
     expect((await joinWith(fifth, 'sec-seats', bearer)).s).toBe(true);
   });
 });
+
+describe('abuse limits', () => {
+  /** Count the UPDATE statements that write `column` of sessions (a statement trigger). */
+  async function countWrites(
+    column: string,
+  ): Promise<{ n(): Promise<number>; end(): Promise<void> }> {
+    const db = new pg.Client({ connectionString: sp.platform.databaseUrl });
+    await db.connect();
+    const table = `writes_${column}`;
+    await db.query(`CREATE TABLE IF NOT EXISTS ${table} (n int NOT NULL)`);
+    await db.query(`DELETE FROM ${table}`);
+    await db.query(`INSERT INTO ${table} VALUES (0)`);
+    await db.query(`CREATE OR REPLACE FUNCTION count_${column}() RETURNS trigger AS $$
+      BEGIN UPDATE ${table} SET n = n + 1; RETURN NULL; END $$ LANGUAGE plpgsql`);
+    await db.query(`DROP TRIGGER IF EXISTS count_${column} ON sessions`);
+    await db.query(`CREATE TRIGGER count_${column} AFTER UPDATE OF ${column} ON sessions
+      FOR EACH STATEMENT EXECUTE FUNCTION count_${column}()`);
+    return {
+      n: async () => (await db.query<{ n: number }>(`SELECT n FROM ${table}`)).rows[0]?.n ?? -1,
+      end: async () => {
+        await db.query(`DROP TRIGGER IF EXISTS count_${column} ON sessions`);
+        await db.end();
+      },
+    };
+  }
+
+  it('a burst of orientationChange is coalesced: few writes, the room hears the latest', async () => {
+    const writes = await countWrites('orientation');
+    try {
+      const a = await join('gw1', 'sec-orient', 'spinner');
+      const b = await join('gw2', 'sec-orient', 'watcher');
+      const values = [0, 90, 180, 270] as const;
+      const replies = await Promise.all(
+        Array.from({ length: 40 }, async (_, i) =>
+          a.request('orientationChange', { orientation: values[i % 4], camera: 'front' }),
+        ),
+      );
+      expect(replies.every((r) => r.s === true)).toBe(true);
+      const last = values[39 % 4];
+      await b.waitFor(
+        (f) =>
+          f.a === 'eventOrientationChange' && (f.d as { orientation: number }).orientation === last,
+        5000,
+        'the latest orientation',
+      );
+      await sleep(1500);
+      // One write now, one for the latest after the interval: not forty.
+      expect(await writes.n()).toBeLessThanOrEqual(3);
+      expect(b.events('eventOrientationChange').length).toBeLessThanOrEqual(3);
+      const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'sec-orient' });
+      expect(info.sessions).toHaveLength(2);
+    } finally {
+      await writes.end();
+    }
+  });
+
+  it('eventCpu floods become one batched write per flush', async () => {
+    const writes = await countWrites('cpu_used');
+    try {
+      const clients = [await join('gw1', 'sec-cpu', 'c1'), await join('gw2', 'sec-cpu', 'c2')];
+      for (let i = 1; i <= 30; i++) {
+        for (const c of clients) c.sendRaw(JSON.stringify({ a: 'eventCpu', d: { cpuUsed: i } }));
+      }
+      const db = new pg.Client({ connectionString: sp.platform.databaseUrl });
+      await db.connect();
+      try {
+        await waitFor('the latest figures', async () => {
+          const r = await db.query<{ cpu_used: number | null }>(
+            'SELECT cpu_used FROM sessions WHERE room_id = $1',
+            ['sec-cpu'],
+          );
+          return r.rows.length === 2 && r.rows.every((x) => x.cpu_used === 30);
+        });
+      } finally {
+        await db.end();
+      }
+      expect(await writes.n()).toBeLessThanOrEqual(2);
+    } finally {
+      await writes.end();
+    }
+  });
+});

@@ -49,7 +49,16 @@ export interface BusOptions {
   metrics?: Registry;
   /** Deadline of a request that names none. */
   requestTimeoutMs: number;
+  /**
+   * Messages (requests and subscriptions) handled at once (default 1024). Beyond it a request
+   * is answered SERVICE_UNAVAILABLE at once and any other message dropped (counted): a flood
+   * never becomes an unbounded queue of work.
+   */
+  maxConcurrent?: number;
 }
+
+/** The default of BusOptions.maxConcurrent. */
+export const DEFAULT_MAX_CONCURRENT = 1024;
 
 export interface RequestOptions {
   /** Deadline of this request (default: the bus's requestTimeoutMs). */
@@ -125,6 +134,7 @@ interface BusMetrics {
   clientDuration: Histogram;
   served: Counter;
   serveDuration: Histogram;
+  shed: Counter;
 }
 
 const FIRST_CONNECT_BACKOFF_MS = [100, 250, 500, 1000, 2000];
@@ -136,6 +146,7 @@ export class Bus {
   readonly #served: Served[] = [];
   readonly #subscribed = new Set<Subscribed>();
   readonly #inflight = new Set<Promise<void>>();
+  #lastShedLog = 0;
   readonly #closing = new AbortController();
   readonly #metrics: BusMetrics | undefined;
   #nc: NatsConnection | undefined;
@@ -427,11 +438,36 @@ export class Bus {
           this.#log.error({ err, subject }, 'subscription error');
           return;
         }
+        if (this.#inflight.size >= (this.#opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT)) {
+          this.#shed(msg);
+          return;
+        }
         const p = onMessage(msg);
         this.#inflight.add(p);
         void p.finally(() => this.#inflight.delete(p));
       },
     });
+  }
+
+  /** Too much work in hand: refuse a request at once, drop anything else. */
+  #shed(msg: Msg): void {
+    const isRequest = msg.reply !== undefined && msg.reply !== '';
+    this.#metrics?.shed.inc({ kind: isRequest ? 'request' : 'message' });
+    const now = Date.now();
+    if (now - this.#lastShedLog > 10_000) {
+      this.#lastShedLog = now;
+      this.#log.warn(
+        { subject: msg.subject, inflight: this.#inflight.size },
+        'overloaded: shedding bus messages',
+      );
+    }
+    if (isRequest) {
+      this.#respond(
+        msg,
+        this.#log,
+        errorEnvelope(new ProtocolError('SERVICE_UNAVAILABLE', 'overloaded')),
+      );
+    }
   }
 
   async #deliver(entry: Subscribed, msg: Msg): Promise<void> {
@@ -771,6 +807,12 @@ function busMetrics(registry: Registry, connected: () => boolean): BusMetrics {
       name: 'sb_bus_served_requests_total',
       help: 'Requests answered by this instance, by method and outcome',
       labelNames: ['method', 'outcome'],
+      registers: [registry],
+    }),
+    shed: new Counter({
+      name: 'sb_bus_shed_total',
+      help: 'Messages refused (requests: SERVICE_UNAVAILABLE) or dropped because the bus had BUS_MAX_CONCURRENT in hand',
+      labelNames: ['kind'],
       registers: [registry],
     }),
     serveDuration: new Histogram({

@@ -31,7 +31,12 @@ const log = pino({ level: 'silent' });
 let prefix: string;
 const buses: Bus[] = [];
 
-function bus(service: ServiceName, instanceId: string, metrics?: Registry): Bus {
+function bus(
+  service: ServiceName,
+  instanceId: string,
+  metrics?: Registry,
+  maxConcurrent?: number,
+): Bus {
   const b = new Bus({
     servers: inject('natsUrl'),
     prefix,
@@ -40,6 +45,7 @@ function bus(service: ServiceName, instanceId: string, metrics?: Registry): Bus 
     log,
     requestTimeoutMs: 2000,
     ...(metrics === undefined ? {} : { metrics }),
+    ...(maxConcurrent === undefined ? {} : { maxConcurrent }),
   });
   buses.push(b);
   return b;
@@ -105,6 +111,32 @@ afterEach(async () => {
 });
 
 describe('Bus', () => {
+  it('sheds what exceeds maxConcurrent at once: SERVICE_UNAVAILABLE, never a queue', async () => {
+    const metrics = new Registry();
+    const server = bus('rooms', 'busy', metrics, 2);
+    serveEcho(server, 'busy');
+    const client = bus('gateway', 'g1');
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+    const started = Date.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) =>
+        client.request(Echo, { text: String(i), delayMs: 500 }).then(
+          () => 'ok',
+          (e: unknown) => (e instanceof ProtocolError ? e.errorName : 'other'),
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(2);
+    expect(outcomes.filter((o) => o === 'SERVICE_UNAVAILABLE')).toHaveLength(4);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(await metrics.getSingleMetricAsString('sb_bus_shed_total')).toMatch(
+      /sb_bus_shed_total\{kind="request"\} 4/,
+    );
+    // Once the work in hand is done, requests are served again.
+    await expect(client.request(Echo, { text: 'later' })).resolves.toMatchObject({ text: 'later' });
+  });
+
   it('answers a typed request and propagates the trace', async () => {
     const { client } = await connected([serveEcho]);
 

@@ -39,6 +39,8 @@ export const Orientation = Type.Union([
   Type.Literal(270),
 ]);
 export const Camera = Type.Union([Type.Literal('front'), Type.Literal('back')]);
+export type Orientation = Static<typeof Orientation>;
+export type Camera = Static<typeof Camera>;
 const ShortText = Type.String({ maxLength: 256 });
 
 export const Peer = Type.Object({ socketId: SocketId, userId: UserId });

@@ -43,6 +43,13 @@ function common(httpPort: number) {
       description: 'First token(s) of every subject, so deployments can share one NATS',
     }),
     NATS_REQUEST_TIMEOUT_MS: Millis(5000, 'Default deadline of a request to another service'),
+    BUS_MAX_CONCURRENT: Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      default: 1024,
+      description:
+        'Bus messages (requests, events) one instance handles at once; beyond, requests get SERVICE_UNAVAILABLE at once and other messages are dropped (`sb_bus_shed_total`), never queued',
+    }),
     SHUTDOWN_TIMEOUT_MS: Millis(
       15_000,
       'Longest graceful shutdown before the process exits anyway',
@@ -154,6 +161,10 @@ export const GatewayConfig = Type.Object({
     30_000,
     'A socket that has not joined (or reconnected) this long after it opened is closed with 1008',
   ),
+  WS_ORIENTATION_INTERVAL_MS: Millis(
+    1000,
+    'A session writes at most one orientationChange per this interval to PostgreSQL; changes sent sooner are accepted and coalesced (the latest is written, and broadcast, when the interval has passed)',
+  ),
   WS_PING_INTERVAL_MS: Millis(10_000, 'How often the gateway pings each socket'),
   WS_IDLE_TIMEOUT_MS: Millis(
     30_000,
@@ -234,6 +245,10 @@ export const RoomsConfig = Type.Object({
     default: 50,
     description: 'Most sessions a room admits unless configured otherwise (`configureRoom`)',
   }),
+  TELEMETRY_FLUSH_MS: Millis(
+    2000,
+    "How often clients' latest eventCpu figures are written to PostgreSQL (all of them in one statement)",
+  ),
   ROOM_MAX_SESSIONS_PER_USER: Type.Integer({
     minimum: 1,
     maximum: 100_000,
@@ -345,7 +360,20 @@ export const MediaConfig = Type.Object({
   MEDIA_PLAIN_TRANSPORTS: Type.Boolean({
     default: false,
     description:
-      'Allow createPlainTransport (plain RTP in and out, for trusted broadcasters, recorders and the benchmark): a receiving one sends RTP to any address its member names',
+      'Allow createPlainTransport (plain RTP in and out, for members whose token has the broadcaster or recorder role)',
+  }),
+  MEDIA_PLAIN_ALLOWED_CIDRS: Type.String({
+    pattern: '^[0-9A-Fa-f.:/, ]*$',
+    default: '127.0.0.0/8,::1/128',
+    description:
+      "Where a receiving plain transport may send RTP (connectPlainTransport), comma-separated CIDRs; others get PERMISSION_DENIED. Set it to your recorders' network",
+  }),
+  MEDIA_RECV_TRANSPORTS_PER_MIN: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 12,
+    description:
+      'Receiving transports one user may create in one room per minute (each makes the node consume everything in the room); beyond, RATE_LIMITED',
   }),
   MEDIA_MAX_TRANSPORTS_PER_PEER: Type.Integer({
     minimum: 2,

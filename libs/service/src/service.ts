@@ -27,6 +27,7 @@ export interface CommonConfig {
   NATS_URL: string;
   NATS_SUBJECT_PREFIX: string;
   NATS_REQUEST_TIMEOUT_MS: number;
+  BUS_MAX_CONCURRENT: number;
   SHUTDOWN_TIMEOUT_MS: number;
   INSTANCE_ID?: string;
 }
@@ -130,6 +131,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
     log,
     metrics,
     requestTimeoutMs: config.NATS_REQUEST_TIMEOUT_MS,
+    maxConcurrent: config.BUS_MAX_CONCURRENT,
   });
   readiness.add('nats', () => bus.connected);
   const startedAt = Date.now();

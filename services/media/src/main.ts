@@ -5,6 +5,7 @@ import pkg from '../package.json' with { type: 'json' };
 import { mediaMetrics, roomsGauge } from './metrics.ts';
 import { MediaNode } from './node.ts';
 import { WorkerPool } from './workers.ts';
+import { PlainTargets } from './plain-targets.ts';
 
 await runService({
   name: 'media',
@@ -44,6 +45,8 @@ await runService({
       plainListen: config.MEDIA_PLAIN_TRANSPORTS
         ? { ip: config.MEDIASOUP_LISTEN_IP, announcedAddress: config.MEDIASOUP_ANNOUNCED_ADDRESS }
         : undefined,
+      plainTargets: PlainTargets.parse(config.MEDIA_PLAIN_ALLOWED_CIDRS),
+      recvTransportsPerMin: config.MEDIA_RECV_TRANSPORTS_PER_MIN,
       heartbeatMs: config.MEDIA_HEARTBEAT_MS,
       reconcileMs: config.MEDIA_RECONCILE_MS,
       freezeCheckMs: config.MEDIA_FREEZE_CHECK_MS,

@@ -32,6 +32,8 @@ import { mediaError } from './errors.ts';
 import type { MediaMetrics } from './metrics.ts';
 import { MediaRoom, type RoomLimits } from './room.ts';
 import type { WorkerPool } from './workers.ts';
+import type { PlainTargets } from './plain-targets.ts';
+import { RecvChurn } from './churn.ts';
 
 export interface MediaNodeOptions {
   bus: Bus;
@@ -40,6 +42,10 @@ export interface MediaNodeOptions {
   limits: RoomLimits;
   /** Where plain transports listen; undefined: they are disabled. */
   plainListen: { ip: string; announcedAddress: string | undefined } | undefined;
+  /** Where receiving plain transports may send RTP. */
+  plainTargets: PlainTargets;
+  /** Receiving transports one user may create in one room per minute. */
+  recvTransportsPerMin: number;
   heartbeatMs: number;
   reconcileMs: number;
   freezeCheckMs: number;
@@ -86,6 +92,7 @@ const CREATING: ReadonlySet<MediaAction> = new Set([
 
 export class MediaNode {
   readonly #o: MediaNodeOptions;
+  readonly #recvChurn: RecvChurn;
   readonly #log: Logger;
   readonly #rooms = new Map<string, Hosted>();
   readonly #startedAt = Date.now();
@@ -96,6 +103,7 @@ export class MediaNode {
 
   constructor(opts: MediaNodeOptions) {
     this.#o = opts;
+    this.#recvChurn = new RecvChurn(opts.recvTransportsPerMin);
     this.#log = opts.log.child({ component: 'media-node' });
   }
 
@@ -183,6 +191,8 @@ export class MediaNode {
       pool: this.#o.pool,
       limits: this.#o.limits,
       listen: this.#o.plainListen,
+      plainTargets: this.#o.plainTargets,
+      recvChurn: this.#recvChurn,
       log: this.#o.log,
       send: (socketId, event) => {
         this.#send(socketId, roomId, event);

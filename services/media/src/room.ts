@@ -26,6 +26,8 @@ import { mediaError } from './errors.ts';
 import { MediaPeer, type MediaTransport, type ProducerData } from './peer.ts';
 import { createRoute, routeAlive, type Route } from './route.ts';
 import type { WorkerPool, WorkerSlot } from './workers.ts';
+import type { PlainTargets } from './plain-targets.ts';
+import type { RecvChurn } from './churn.ts';
 
 export interface RoomLimits {
   maxLoad: number;
@@ -38,6 +40,10 @@ export interface RoomDeps {
   pool: WorkerPool;
   /** Where plain transports listen; undefined: plain transports are disabled. */
   listen: { ip: string; announcedAddress: string | undefined } | undefined;
+  /** Where receiving plain transports may send RTP (MEDIA_PLAIN_ALLOWED_CIDRS). */
+  plainTargets: PlainTargets;
+  /** The node's count of receiving transports created, per room and user. */
+  recvChurn: RecvChurn;
   limits: RoomLimits;
   log: Logger;
   /** Write a media event to one member's socket. */
@@ -110,6 +116,7 @@ export class MediaRoom {
     }
     const peer = await this.#peer(req, signal, true);
     this.#checkTransportLimit(peer);
+    if (direction === 'recv') this.#checkRecvChurn(peer);
     const { router, slot } = peer.route;
     const transport = await router.createWebRtcTransport({
       webRtcServer: slot.webRtcServer,
@@ -153,6 +160,7 @@ export class MediaRoom {
     }
     const peer = await this.#peer(req, signal, true);
     this.#checkTransportLimit(peer);
+    if (direction === 'recv') this.#checkRecvChurn(peer);
     const transport = await peer.route.router.createPlainTransport({
       listenInfo: {
         protocol: 'udp',
@@ -182,6 +190,12 @@ export class MediaRoom {
     const t = peer.transport(req.data.transportId);
     if (t.kind !== 'plain' || t.direction !== 'recv') {
       throw new ProtocolError('MEDIA_NOT_FOUND', `receiving plain transport ${t.transport.id}`);
+    }
+    if (!this.#deps.plainTargets.allows(req.data.ip)) {
+      throw new ProtocolError(
+        'PERMISSION_DENIED',
+        'RTP may only be sent to MEDIA_PLAIN_ALLOWED_CIDRS',
+      );
     }
     await t.transport.connect({ ip: req.data.ip, port: req.data.port });
     return {};
@@ -558,6 +572,11 @@ export class MediaRoom {
       d: { peer: { socketId: data.socketId, userId: data.userId }, producerId: producer.id },
     };
     for (const peer of this.#placedPeers()) this.#deps.send(peer.socketId, event);
+  }
+
+  /** A user's receiving transports are limited per minute (see RecvChurn). */
+  #checkRecvChurn(peer: MediaPeer): void {
+    this.#deps.recvChurn.take(this.roomId, peer.userId);
   }
 
   #checkTransportLimit(peer: MediaPeer): void {

@@ -35,7 +35,9 @@ import {
   type FreezeTelemetry,
   type Parsed,
   type ErrorName,
+  type Camera,
   type JoinData,
+  type Orientation,
   type ReconnectData,
   type SessionGrants,
   type SessionAuth,
@@ -59,6 +61,7 @@ import {
   metricAction,
   requestIdOf,
 } from './frames.ts';
+import { Coalescer } from './coalescer.ts';
 import { authorizePeerSignaling } from './grants.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import { MediaProxy } from './media.ts';
@@ -87,6 +90,8 @@ export interface ConnectionDeps {
     maxInflight: number;
     maxBufferedBytes: number;
     joinTimeoutMs: number;
+    /** At most one orientationChange write per this interval; later ones coalesced. */
+    orientationIntervalMs: number;
   };
 }
 
@@ -167,6 +172,8 @@ export class Connection implements Attachable {
   #expiryTimer: NodeJS.Timeout | undefined;
   /** The session ends now when the socket closes (its token expired): no reconnect window. */
   #leaveOnClose = false;
+  /** orientationChange writes to the rooms service, at most one per interval (latest wins). */
+  readonly #orientation: Coalescer<{ orientation: Orientation; camera: Camera }>;
   /** Server requests written to the client and not answered yet, by `sid`. */
   readonly #calls = new Map<number, PendingCall>();
   #nextSid = 1;
@@ -178,6 +185,20 @@ export class Connection implements Attachable {
     this.#log = deps.log.child({ connectionId: this.connectionId });
     this.#limiter = new RateLimiter(deps.limits.ratePerS, deps.limits.burst);
     this.#media = new MediaProxy(deps.bus);
+    this.#orientation = new Coalescer(
+      deps.limits.orientationIntervalMs,
+      async (d) => {
+        const s = this.#session();
+        await this.#deps.bus.request(
+          Rooms.orientation,
+          { socketId: s.socketId, connectionId: this.connectionId, ...d },
+          { signal: this.#closed.signal },
+        );
+      },
+      (err: unknown) => {
+        this.#log.debug({ err }, 'a coalesced orientationChange was not written');
+      },
+    );
     ws.on('message', (data, isBinary) => {
       this.#onMessage(data, isBinary);
     });
@@ -502,12 +523,8 @@ export class Connection implements Attachable {
       }
       case 'orientationChange': {
         const d = this.#valid('orientationChange', data);
-        const s = this.#session();
-        await this.#deps.bus.request(
-          Rooms.orientation,
-          { socketId: s.socketId, connectionId: this.connectionId, ...d },
-          { signal: this.#closed.signal },
-        );
+        this.#session();
+        await this.#orientation.submit(d);
         return undefined;
       }
     }
@@ -792,6 +809,7 @@ export class Connection implements Attachable {
 
   #onClose(code: number, reason: string): void {
     clearTimeout(this.#joinTimer);
+    this.#orientation.close();
     clearTimeout(this.#expiryTimer);
     const was = this.#state;
     this.#state = { kind: 'closed' };

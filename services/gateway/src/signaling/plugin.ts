@@ -94,6 +94,7 @@ export async function signaling(
         maxInflight: config.WS_MAX_INFLIGHT,
         maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
         joinTimeoutMs: config.WS_JOIN_TIMEOUT_MS,
+        orientationIntervalMs: config.WS_ORIENTATION_INTERVAL_MS,
       },
     });
     connections.add(conn);

@@ -377,11 +377,17 @@ export class Membership {
     return { gone };
   }
 
-  /** Record a client's eventCpu. */
-  async recordCpu(socketId: string, cpuUsed: number, at: number): Promise<void> {
+  /** Record clients' latest eventCpu, one statement for all of them. */
+  async recordCpu(
+    entries: readonly { socketId: string; cpuUsed: number; at: number }[],
+  ): Promise<void> {
+    if (entries.length === 0) return;
     await this.#db.$executeRaw`
-      UPDATE sessions SET cpu_used = ${cpuUsed}, cpu_at = ${new Date(at)}, last_seen = ${NOW}
-      WHERE socket_id = ${socketId}`;
+      UPDATE sessions s
+      SET cpu_used = c.cpu_used, cpu_at = c.cpu_at, last_seen = ${NOW}
+      FROM unnest(${entries.map((e) => e.socketId)}::text[], ${entries.map((e) => e.cpuUsed)}::int[],
+                  ${entries.map((e) => new Date(e.at))}::timestamp(3)[]) AS c(socket_id, cpu_used, cpu_at)
+      WHERE s.socket_id = c.socket_id`;
   }
 
   async configureRoom(req: RoomSettings, d: Deadline): Promise<RoomInfo> {

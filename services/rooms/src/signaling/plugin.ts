@@ -23,6 +23,7 @@ import { Membership, dbError } from './membership.ts';
 import { membershipMetrics } from './metrics.ts';
 import { Notifier } from './notifier.ts';
 import { Sweeper } from './sweeper.ts';
+import { CpuRecorder } from './cpu-recorder.ts';
 
 export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Membership {
   const { config, bus, log } = svc;
@@ -112,11 +113,12 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     },
     { queue },
   );
+  const cpuRecorder = new CpuRecorder(membership, config.TELEMETRY_FLUSH_MS, log);
   const cpu = bus.subscribe(
     signalingSubjects.telemetryCpu(bus.prefix),
     cpuTelemetry,
-    async (t) => {
-      await membership.recordCpu(t.socketId, t.cpuUsed, t.at);
+    (t) => {
+      cpuRecorder.add(t);
     },
     { queue },
   );
@@ -142,6 +144,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     heartbeats.unsubscribe();
     mediaHeartbeats.unsubscribe();
     cpu.unsubscribe();
+    await cpuRecorder.stop();
     await sweeper.stop();
   });
   return membership;
