@@ -78,6 +78,8 @@ export interface ConnectionDeps {
     maxBufferedBytes: number;
     joinTimeoutMs: number;
   };
+  /** Called once, when the connection is attached to a session (join or reconnect). */
+  onAttached?: () => void;
 }
 
 /** WebSocket close codes used by the gateway (RFC 6455 §7.4 and the private 4000 range). */
@@ -579,6 +581,7 @@ export class Connection implements Attachable {
     }
     this.#state = { kind: 'joined', session };
     clearTimeout(this.#joinTimer);
+    this.#deps.onAttached?.();
     this.#deps.metrics.sessions.inc();
   }
 
