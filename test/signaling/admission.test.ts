@@ -173,7 +173,7 @@ describe('WebSocket admission', () => {
     await join(other, 'room-caps', 'other');
 
     // One of the three joins: it no longer counts as unjoined, so a fourth socket gets in…
-    await join(a as WebSocket, 'room-caps', 'a');
+    await join(a, 'room-caps', 'a');
     const d = await opened(gw.url);
     // …and that makes four open sockets for 127.0.0.1: the fifth is refused, joined or not.
     expect(await open(gw.url)).toEqual({ ok: false, status: 429 });
@@ -182,8 +182,9 @@ describe('WebSocket admission', () => {
     (await opened(gw.url, { localAddress: '127.0.0.2' })).close();
 
     // Closing frees the places.
-    for (const ws of [a, b, c, d, other]) ws?.close();
-    await Promise.all([a, b, c, d, other].map(async (ws) => ws && (await closed(ws))));
+    const all = [a, b, c, d, other];
+    for (const ws of all) ws.close();
+    await Promise.all(all.map(closed));
     const again = await Promise.all([1, 2, 3].map(async () => await opened(gw.url)));
     for (const ws of again) ws.close();
     await Promise.all(again.map(async (ws) => await closed(ws)));

@@ -101,7 +101,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
     timestamp: pino.stdTimeFunctions.isoTime,
     // A safety net: nothing logs these on purpose (see redact.ts for URLs and config errors).
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    serializers: { err: redactedError },
+    serializers: { err: redactedError, req: redactedRequest },
   });
 
   process.on('uncaughtException', (err) => {
@@ -327,6 +327,25 @@ const REDACT_PATHS = [
   'headers.authorization',
   'headers.cookie',
 ];
+
+/** A request as fastify logs it, its URL's secret query parameters (`?token=`) redacted. */
+function redactedRequest(req: unknown): unknown {
+  if (typeof req !== 'object' || req === null) return req;
+  const r = req as {
+    method?: unknown;
+    url?: unknown;
+    host?: unknown;
+    ip?: unknown;
+    socket?: { remotePort?: unknown } | null;
+  };
+  return {
+    method: r.method,
+    url: typeof r.url === 'string' ? redactUrls(r.url) : r.url,
+    host: r.host,
+    remoteAddress: r.ip,
+    remotePort: r.socket?.remotePort,
+  };
+}
 
 /** pino's error serializer, with the credentials of URLs in messages and stacks redacted. */
 function redactedError(err: unknown): unknown {
