@@ -50,7 +50,7 @@ export default tseslint.config(
   },
   {
     // Plain ES modules served to browsers as they are (no build step).
-    files: ['services/*/public/**/*.js', 'test/e2e/pages/**/*.js'],
+    files: ['services/*/public/**/*.js', 'services/*/ops/**/*.js', 'test/e2e/pages/**/*.js'],
     languageOptions: { globals: globals.browser, sourceType: 'module' },
   },
   {

@@ -207,6 +207,11 @@ async function startOwnPlatform(failure: Failure, cleanup: Cleanup, services: Se
   const subjectPrefix = uniquePrefix('benchff');
   const env: Record<string, string> = {
     AUTH_HS256_SECRET: DEV_HS256_SECRET,
+    // The published development secret: a development gateway only. Every simulated client
+    // comes from one address: no per-address caps.
+    GATEWAY_DEV_TOKENS: 'true',
+    WS_MAX_CONNECTIONS_PER_IP: '1000000',
+    WS_MAX_UNJOINED_PER_IP: '1000000',
     WS_RATE_LIMIT_PER_S: '100000',
     WS_RATE_LIMIT_BURST: '100000',
     MEDIASOUP_WORKERS: '1',

@@ -617,6 +617,11 @@ async function startOwnPlatform(
     NATS_URL: infra.natsUrl,
     NATS_SUBJECT_PREFIX: subjectPrefix,
     AUTH_HS256_SECRET: DEV_HS256_SECRET,
+    // The published development secret: a development gateway only. Every simulated client
+    // comes from one address: no per-address caps.
+    GATEWAY_DEV_TOKENS: 'true',
+    WS_MAX_CONNECTIONS_PER_IP: '1000000',
+    WS_MAX_UNJOINED_PER_IP: '1000000',
     WS_RATE_LIMIT_PER_S: '100000',
     WS_RATE_LIMIT_BURST: '100000',
     WS_MAX_INFLIGHT: String(Math.max(32, opts.window + 1)),

@@ -139,6 +139,11 @@ export class PlatformScenario implements Scenario {
     });
     const env = {
       AUTH_HS256_SECRET: DEV_HS256_SECRET,
+      // The published development secret: a development gateway only. Every simulated client
+      // comes from one address: no per-address caps.
+      GATEWAY_DEV_TOKENS: 'true',
+      WS_MAX_CONNECTIONS_PER_IP: '1000000',
+      WS_MAX_UNJOINED_PER_IP: '1000000',
       ROOM_DEFAULT_CAPACITY: '100000',
       WS_RATE_LIMIT_PER_S: '100000',
       WS_RATE_LIMIT_BURST: '100000',

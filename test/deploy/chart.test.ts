@@ -331,7 +331,8 @@ describe('the Helm chart', () => {
         const sel = spec.selector?.matchLabels ?? {};
         expect(sel).toMatchObject({ 'app.kubernetes.io/instance': 'sb' });
         const ep = only(spec.endpoints, 'ServiceMonitor endpoint');
-        expect(ep).toMatchObject({ port: 'http', path: '/metrics' });
+        // The ops port (OPS_PORT), never the public one.
+        expect(ep).toMatchObject({ port: 'ops', path: '/metrics' });
         expect(String(ep.interval)).toMatch(/^\d+(ms|s|m|h)$/);
         // It selects a Service of every service, each with the port it names.
         const selected = objs.filter(
@@ -343,8 +344,12 @@ describe('the Helm chart', () => {
           selected.map((s) => s.metadata.labels?.['app.kubernetes.io/component']).sort(),
         ).toEqual(['events', 'gateway', 'media', 'rooms']);
         for (const s of selected) {
-          expect(JSON.stringify(s.spec?.['ports'])).toContain('"name":"http"');
+          expect(JSON.stringify(s.spec?.['ports'])).toContain('"name":"ops"');
         }
+        // The gateway's public Service (maybe a LoadBalancer) has no ops port.
+        const gwService = find(objs, 'Service', '-gateway');
+        expect(selected).not.toContain(gwService);
+        expect(JSON.stringify(gwService.spec?.['ports'])).not.toContain('ops');
         continue;
       }
       const Model = MODELS[key];
@@ -501,7 +506,7 @@ describe('the Helm chart', () => {
         `${String(p)}/UDP`,
         `${String(p)}/TCP`,
       ]);
-      const rtc = (c.ports ?? []).filter((p) => p.name !== 'http');
+      const rtc = (c.ports ?? []).filter((p) => p.name !== 'http' && p.name !== 'ops');
       expect(rtc.map((p) => `${String(p.containerPort)}/${p.protocol ?? 'TCP'}`).sort()).toEqual(
         want.sort(),
       );
@@ -592,6 +597,38 @@ describe('the Helm chart', () => {
       one.some((o) => o.kind === 'PodDisruptionBudget' && o.metadata.name.endsWith('-gateway')),
     ).toBe(false);
     const ingress = find(three, 'Ingress', '-gateway');
+    // Exactly the API and the demo's files: never /metrics, never the status (not on /api:
+    // the gateway serves those on its ops port only, which no Ingress rule reaches).
+    const paths = (i: K8s): string[] =>
+      (
+        i.spec as {
+          rules: {
+            http: {
+              paths: {
+                path: string;
+                pathType: string;
+                backend: { service: { port: { name: string } } };
+              }[];
+            };
+          }[];
+        }
+      ).rules.flatMap((r) =>
+        r.http.paths.map((p) => `${p.pathType} ${p.path} -> ${p.backend.service.port.name}`),
+      );
+    expect(paths(ingress)).toEqual([
+      'Prefix /api -> http',
+      'Exact / -> http',
+      'Prefix /dist/ -> http',
+      'Exact /demo.css -> http',
+      'Exact /favicon.svg -> http',
+    ]);
+    const apiOnly = await render([
+      '-f',
+      join(VALUES, 'three-gateways.yaml'),
+      '--set',
+      'gateway.ingress.demo=false',
+    ]);
+    expect(paths(find(apiOnly, 'Ingress', '-gateway'))).toEqual(['Prefix /api -> http']);
     expect(ingress.metadata.annotations).toMatchObject({
       'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
       'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600',
@@ -738,18 +775,35 @@ describe('the Helm chart', () => {
     };
     const scraper = (valuesFile('three-gateways.yaml')['networkPolicy'] as { metricsFrom: Obj[] })
       .metricsFrom;
-    expect(rules('-gateway')).toEqual([{ ports: [{ port: 8080, protocol: 'TCP' }] }]);
+    // Clients reach the gateway's HTTP port from anywhere; its ops port (/metrics, status)
+    // only the release and the scraper.
+    expect(rules('-gateway')).toEqual([
+      { ports: [{ port: 8080, protocol: 'TCP' }] },
+      { from: [release, ...scraper], ports: [{ port: 9080, protocol: 'TCP' }] },
+    ]);
     const [rtc, http] = rules('-media');
     expect(rtc).toEqual({
       ports: ['UDP', 'TCP'].map((protocol) => ({ port: first, endPort: last, protocol })),
     });
-    expect(http).toEqual({ from: [release, ...scraper], ports: [{ port: 8082, protocol: 'TCP' }] });
+    expect(http).toEqual({
+      from: [release, ...scraper],
+      ports: [
+        { port: 8082, protocol: 'TCP' },
+        { port: 9082, protocol: 'TCP' },
+      ],
+    });
     for (const [svc, port] of [
       ['-rooms', 8081],
       ['-events', 8083],
     ] as const) {
       expect(rules(svc)).toEqual([
-        { from: [release, ...scraper], ports: [{ port, protocol: 'TCP' }] },
+        {
+          from: [release, ...scraper],
+          ports: [
+            { port, protocol: 'TCP' },
+            { port: port + 1000, protocol: 'TCP' },
+          ],
+        },
       ]);
     }
   });
@@ -790,6 +844,11 @@ describe('the Helm chart', () => {
         `${p?.httpGet?.path ?? ''}@${String(c.ports?.find((x) => x.name === p?.httpGet?.port)?.containerPort ?? p?.httpGet?.port)}`;
       expect(target(c.livenessProbe)).toBe(`/healthz@${String(port)}`);
       expect(target(c.readinessProbe)).toBe(`/readyz@${String(port)}`);
+      // The port named ops is the one OPS_PORT says (/metrics), another than HTTP_PORT.
+      const ops = c.ports?.find((p) => p.name === 'ops');
+      expect(ops?.containerPort, w.metadata.name).toBe(Number(env['OPS_PORT']));
+      expect(ops?.containerPort).not.toBe(port);
+      expect(env['OPS_HOST']).toBe('0.0.0.0');
       expect(spec.terminationGracePeriodSeconds).toBeGreaterThan(
         Number(env['SHUTDOWN_TIMEOUT_MS']) / 1000,
       );

@@ -36,7 +36,8 @@ describe('browser smoke', () => {
       if (m.type() === 'error') errors.push(m.text());
     });
 
-    const res = await page.goto(`${platform.get('gateway').url}/status.html`);
+    // On the gateway's ops port (not the public one).
+    const res = await page.goto(`${platform.get('gateway').opsUrl}/`);
     expect(res?.status()).toBe(200);
     await expect(page.title()).resolves.toBe('Switchboard');
     await page.waitForSelector('body[data-state="ready"]', { timeout: 15_000 });

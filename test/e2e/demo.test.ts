@@ -134,7 +134,8 @@ async function shot(page: Page, name: string): Promise<void> {
 
 beforeAll(async () => {
   sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
-    env: { GATEWAY_DEV_TOKENS: 'true', DEV_TOKEN_TTL_S: '300' },
+    // Pages served by one gateway fail over to another (another origin here: another port).
+    env: { GATEWAY_DEV_TOKENS: 'true', DEV_TOKEN_TTL_S: '300', WS_ALLOWED_ORIGINS: '*' },
   });
   gwA = await sfu.spawn('gateway', 'gateway-a');
   gwB = await sfu.spawn('gateway', 'gateway-b');
@@ -169,7 +170,11 @@ describe('demo web app', () => {
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ error: { name: 'JSON_FIELD_INVALID' } });
     // The platform's first gateway runs without the flag: no such route.
-    const off = await sfu.spawn('gateway', 'gateway-no-dev', { GATEWAY_DEV_TOKENS: 'false' });
+    // (A gateway without the flag refuses the published development secret: its own here.)
+    const off = await sfu.spawn('gateway', 'gateway-no-dev', {
+      GATEWAY_DEV_TOKENS: 'false',
+      AUTH_HS256_SECRET: 'a-secret-of-this-test-only-0123456789abcdef',
+    });
     const none = await fetch(`${off.url}/dev/token`, { method: 'POST', body: '{}' });
     expect(none.status).toBe(404);
     await off.stop();

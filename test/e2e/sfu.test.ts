@@ -324,10 +324,11 @@ beforeAll(async () => {
   wavDir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
   const wav = join(wavDir, 'microphone.wav');
   writeFileSync(wav, speechLikeWav());
-  [sfu, server] = await Promise.all([
-    startSfu(inject('natsUrl'), inject('pgServerUrl')),
-    serveSfuPage(),
-  ]);
+  server = await serveSfuPage();
+  // The page has an origin of its own: the gateways admit it (and only it) by name.
+  sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
+    env: { WS_ALLOWED_ORIGINS: new URL(server.url).origin },
+  });
   browser = await chromium.launch({
     executablePath: CHROMIUM_PATH,
     // Host candidates as plain loopback addresses, not mDNS names nobody resolves here; every

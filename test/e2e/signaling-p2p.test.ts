@@ -38,7 +38,8 @@ interface P2PState {
 }
 
 async function openPage(gatewayUrl: string, errors: string[]): Promise<Page> {
-  const page = await browser.newPage();
+  // The test's own script goes into the gateway's page inline, which its CSP forbids.
+  const page = await browser.newPage({ bypassCSP: true });
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`${gatewayUrl}/`);
   await page.addScriptTag({ path: PAGE_SCRIPT });

@@ -1,7 +1,7 @@
 /** Every service refuses to start on a bad environment, naming the variable, exit 78. */
 import { describe, expect, it } from 'vitest';
 import { ManagedProcess, NODE, serviceEntry } from '@switchboard/devstack';
-import { SERVICE_NAMES } from '@switchboard/protocol';
+import { DEV_HS256_SECRET, SERVICE_NAMES } from '@switchboard/protocol';
 
 async function runWith(service: (typeof SERVICE_NAMES)[number], env: Record<string, string>) {
   const proc = new ManagedProcess(service, NODE, [serviceEntry(service)], {
@@ -54,7 +54,9 @@ describe('configuration is validated at start', () => {
 
     const short = await runWith('gateway', { HTTP_PORT: '0', AUTH_HS256_SECRET: 'too-short' });
     expect(short.code).toBe(78);
-    expect(short.output).toMatch(/AUTH_HS256_SECRET: .*"too-short"/);
+    // Named, never shown: the value of a secret stays out of the output.
+    expect(short.output).toMatch(/AUTH_HS256_SECRET: must not have fewer than 32 characters/);
+    expect(short.output).not.toContain('too-short');
 
     const pem = await runWith('gateway', {
       HTTP_PORT: '0',
@@ -62,6 +64,32 @@ describe('configuration is validated at start', () => {
     });
     expect(pem.code).toBe(78);
     expect(pem.output).toMatch(/AUTH_RS256_PUBLIC_KEYS/);
+  });
+
+  it('the gateway refuses the published development secret outside development', async () => {
+    const env = { HTTP_PORT: '0', OPS_PORT: '0', NATS_URL: 'nats://127.0.0.1:1' };
+    const dev = await runWith('gateway', { ...env, AUTH_HS256_SECRET: DEV_HS256_SECRET });
+    expect(dev.code).toBe(78);
+    expect(dev.output).toMatch(/AUTH_HS256_SECRET: is the published development secret/);
+    expect(dev.output).not.toContain(DEV_HS256_SECRET);
+    // With GATEWAY_DEV_TOKENS on, it is a development gateway: it starts (and is stopped).
+    const proc = new ManagedProcess('gateway', NODE, [serviceEntry('gateway')], {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        ...env,
+        AUTH_HS256_SECRET: DEV_HS256_SECRET,
+        GATEWAY_DEV_TOKENS: 'true',
+      },
+    });
+    await proc.waitForLine(/"msg":"listening"/, 30_000);
+    expect((await proc.stop('SIGTERM', 20_000)).code).toBe(0);
+    expect(proc.output()).not.toContain(DEV_HS256_SECRET);
+  });
+
+  it('the ops port must differ from the HTTP port', async () => {
+    const { code, output } = await runWith('events', { HTTP_PORT: '9999', OPS_PORT: '9999' });
+    expect(code).toBe(78);
+    expect(output).toMatch(/OPS_PORT: must differ from HTTP_PORT/);
   });
 
   it('rooms rejects a ladder that is not a list of steps', async () => {

@@ -64,6 +64,7 @@ describe('./run start', () => {
   it('brings up NATS, PostgreSQL and the four services, and Ctrl-C stops them all', async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'sb-start-'));
     const base = await freeBase();
+    const opsBase = await freeBase();
     start = new ManagedProcess('start', NODE, [join(ROOT, 'tools/devstack/src/start.ts')], {
       cwd: ROOT,
       env: {
@@ -72,6 +73,7 @@ describe('./run start', () => {
         DATABASE_URL: `postgresql://postgres@127.0.0.1:${await freePort()}/switchboard`,
         NATS_SUBJECT_PREFIX: uniquePrefix('start'),
         SWITCHBOARD_PORT_BASE: String(base),
+        SWITCHBOARD_OPS_PORT_BASE: String(opsBase),
         SWITCHBOARD_STATE_DIR: stateDir,
         MEDIASOUP_RTC_PORT: '0',
         MEDIASOUP_WORKERS: '1',
@@ -90,8 +92,15 @@ describe('./run start', () => {
     }
     const page = await fetch(`http://127.0.0.1:${base}/`);
     expect(await page.text()).toContain('<title>Switchboard demo</title>');
-    const status = await fetch(`http://127.0.0.1:${base}/status.html`);
+    // The status page and /metrics are on the ops ports, not the public ones.
+    const status = await fetch(`http://127.0.0.1:${opsBase}/`);
     expect(await status.text()).toContain('<title>Switchboard</title>');
+    expect(output).toContain(`status    http://127.0.0.1:${opsBase}/`);
+    for (let i = 0; i < 4; i++) {
+      expect((await fetch(`http://127.0.0.1:${opsBase + i}/metrics`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${base + i}/metrics`)).status).toBe(404);
+    }
+    expect((await fetch(`http://127.0.0.1:${base}/api/status`)).status).toBe(404);
     // The demo app gets its tokens from the gateway here (./run start turns dev tokens on).
     const token = await fetch(`http://127.0.0.1:${base}/dev/token`, {
       method: 'POST',

@@ -306,7 +306,7 @@ describe('one media node, one worker', () => {
     // A first request that places nothing hosts nothing on the node.
     const rooms = async () =>
       /^sb_media_rooms\{[^}]*\} (\d+)/m.exec(
-        await (await fetch(`${sfu.media[0]?.url ?? ''}/metrics`)).text(),
+        await (await fetch(`${sfu.media[0]?.opsUrl ?? ''}/metrics`)).text(),
       )?.[1];
     const hosted = await rooms();
     const idle = await TestClient.join(sfu.gateways[0]?.url ?? '', 'm-idle', 'idle');
@@ -393,7 +393,7 @@ describe('a room that outgrows a worker', () => {
     for (const m of [a, b, c]) {
       await waitFor('two consumers each', async () => consumersOf(m.c).length === 2);
     }
-    const metrics = await (await fetch(`${sfu.media[0]?.url ?? ''}/metrics`)).text();
+    const metrics = await (await fetch(`${sfu.media[0]?.opsUrl ?? ''}/metrics`)).text();
     const loads = [...metrics.matchAll(/sb_media_worker_load\{slot="(\d)"[^}]*\} (\d+)/g)].map(
       (m) => Number(m[2]),
     );
@@ -416,7 +416,7 @@ describe('two workers, rooms on each', () => {
     const media = sfu.media[0];
     if (media === undefined) throw new Error('no media node');
     const loadOf = async (): Promise<number[]> => {
-      const text = await (await fetch(`${media.url}/metrics`)).text();
+      const text = await (await fetch(`${media.opsUrl}/metrics`)).text();
       return [...text.matchAll(/sb_media_worker_load\{slot="(\d)"[^}]*\} (\d+)/g)]
         .sort((x, y) => Number(x[1]) - Number(y[1]))
         .map((m) => Number(m[2]));
@@ -484,7 +484,7 @@ describe('several media nodes', () => {
   const roomsPerNode = async (): Promise<number[]> =>
     await Promise.all(
       sfu.media.map(async (m) => {
-        const text = await (await fetch(`${m.url}/metrics`)).text();
+        const text = await (await fetch(`${m.opsUrl}/metrics`)).text();
         return Number(/^sb_media_rooms\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? -1);
       }),
     );

@@ -48,6 +48,9 @@ export async function startSignaling(
     env: {
       ...Object.fromEntries(Object.entries(TIMINGS).map(([k, v]) => [k, String(v)])),
       USER_MEDIA_LADDER: JSON.stringify(LADDER),
+      // Some tests retry a refused join on the same socket after a service restart, which
+      // can take longer than the 10 s default under load.
+      WS_JOIN_TIMEOUT_MS: '60000',
       ...env,
     },
   });

@@ -128,7 +128,7 @@ describe('two gateways, one room', () => {
     });
     a.sendRaw(JSON.stringify({ a: 'eventCpu', d: { cpuUsed: 42 } }));
 
-    const metrics = await (await fetch(`${sp.gw1.url}/metrics`)).text();
+    const metrics = await (await fetch(`${sp.gw1.opsUrl}/metrics`)).text();
     expect(metrics).toMatch(/sb_gateway_sessions\{[^}]*\} [1-9]/);
     expect(metrics).toMatch(/sb_gateway_rooms\{[^}]*\} [1-9]/);
     expect(metrics).toMatch(
@@ -267,7 +267,7 @@ describe('reconnect', () => {
     );
     expect(umc.d).toEqual(media(1));
     expect(umcBefore).toBe(0);
-    const metrics = await (await fetch(`${sp.platform.get('rooms').url}/metrics`)).text();
+    const metrics = await (await fetch(`${sp.platform.get('rooms').opsUrl}/metrics`)).text();
     expect(metrics).toMatch(/sb_rooms_sessions_ended_total\{[^}]*reason="expired"[^}]*\} [1-9]/);
     expect(metrics).toMatch(/sb_rooms_sessions\{[^}]*state="active"[^}]*\} [1-9]/);
     // The socketId is gone for good.
@@ -317,7 +317,7 @@ describe('membership rules', () => {
     const ok = replies.filter((r) => r.s === true);
     const served = await Promise.all(
       [sp.platform.get('rooms'), replica].map(async (r) => {
-        const m = await (await fetch(`${r.url}/metrics`)).text();
+        const m = await (await fetch(`${r.opsUrl}/metrics`)).text();
         return /sb_bus_served_requests_total\{[^}]*method="rooms\.join"[^}]*\} (\d+)/.exec(m)?.[1];
       }),
     );

@@ -25,6 +25,7 @@ import {
   formatIssues,
   invalidPayload,
   isProtocolError,
+  redactUrls,
   subjects,
   type BusReplyEnvelope,
   type ErrorName,
@@ -638,7 +639,7 @@ export class Bus {
         }
         this.#nc = nc;
         this.#connected = true;
-        this.#log.info({ server: nc.getServer() }, 'connected to NATS');
+        this.#log.info({ server: redactUrls(nc.getServer()) }, 'connected to NATS');
         for (const served of this.#served) this.#subscribe(nc, served);
         for (const entry of this.#subscribed) this.#subscribeEntry(nc, entry);
         this.#statusLoop = this.#watchStatus(nc).catch((err: unknown) => {
@@ -652,7 +653,8 @@ export class Bus {
           FIRST_CONNECT_BACKOFF_MS[Math.min(attempt, FIRST_CONNECT_BACKOFF_MS.length - 1)] ?? 2000;
         if (attempt === 0 || attempt % 10 === 0) {
           this.#log.warn(
-            { err, servers, attempt },
+            // Never the credentials (user:password@, token@) of the URLs.
+            { err, servers: servers.map(redactUrls), attempt },
             `NATS not reachable; retrying every ${wait} ms`,
           );
         }
@@ -681,11 +683,11 @@ export class Bus {
       switch (s.type) {
         case 'disconnect':
           this.#connected = false;
-          this.#log.warn({ server: s.server }, 'disconnected from NATS');
+          this.#log.warn({ server: redactUrls(s.server) }, 'disconnected from NATS');
           break;
         case 'reconnect':
           this.#connected = true;
-          this.#log.info({ server: s.server }, 'reconnected to NATS');
+          this.#log.info({ server: redactUrls(s.server) }, 'reconnected to NATS');
           this.#notifyConnected();
           for (const listener of this.#reconnectListeners) {
             try {

@@ -2,9 +2,32 @@
  * Environment configuration of every service, as schemas. Services validate their
  * environment against these at start (and exit naming the bad variable); the README's
  * configuration table is generated from them (`./run docs`), so it cannot drift.
+ *
+ * Secrets: a variable whose value must never be printed carries `secret: true` in its schema
+ * (`Secret(...)` below). The config loader then never echoes its value in an error — nor the
+ * value of any variable whose name looks secret (redact.ts `isSecretName`) — and the
+ * credentials of URLs in any other value are redacted.
  */
-import Type, { type Static, type TProperties } from 'typebox';
+import Type, { type Static, type TProperties, type TSchema } from 'typebox';
 import { SubjectPrefix } from './bus.ts';
+import { isSecretName } from './redact.ts';
+
+/**
+ * The HS256 secret of local development (`./run start`, the tests, the benchmarks): it is
+ * published here, so a gateway refuses to start with it unless GATEWAY_DEV_TOKENS is on.
+ */
+export const DEV_HS256_SECRET = 'switchboard-dev-secret-do-not-use-in-production-0123456789';
+
+/** Mark a variable's schema as secret: its value is never printed (config errors, logs). */
+function Secret<T extends TSchema>(schema: T): T {
+  return Object.assign(schema, { secret: true });
+}
+
+/** Whether a variable's value must never be printed: marked `secret`, or named like one. */
+export function isSecretVariable(name: string, schema?: TSchema): boolean {
+  const marked: { secret?: unknown } = schema ?? {};
+  return marked.secret === true || isSecretName(name);
+}
 
 const Port = (def: number, description: string) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
@@ -22,9 +45,46 @@ function common(httpPort: number) {
       minLength: 1,
       default: '0.0.0.0',
       description:
-        'Address the HTTP server (health, readiness, metrics; the API on the gateway) binds',
+        'Address the HTTP server (/healthz, /readyz; the WebSocket API and the demo on the gateway) binds',
     }),
     HTTP_PORT: Port(httpPort, 'Port of the HTTP server (0 picks a free port)'),
+    OPS_HOST: Type.String({
+      minLength: 1,
+      default: '0.0.0.0',
+      description:
+        "Address the ops HTTP server binds: /metrics, /healthz, /readyz (and the gateway's status page and /api/status). Keep it off the public path: Prometheus and probes reach it on the pod network",
+    }),
+    OPS_PORT: Port(
+      httpPort + 1000,
+      'Port of the ops HTTP server (0 picks a free port); must differ from HTTP_PORT',
+    ),
+    HTTP_CONNECTION_TIMEOUT_MS: Type.Integer({
+      minimum: 0,
+      maximum: 3_600_000,
+      default: 60_000,
+      description:
+        'An HTTP connection idle this long is closed (0: never). A WebSocket, once upgraded, is not subject to it (WS_IDLE_TIMEOUT_MS is)',
+    }),
+    HTTP_REQUEST_TIMEOUT_MS: Type.Integer({
+      minimum: 0,
+      maximum: 3_600_000,
+      default: 30_000,
+      description: 'Longest time to receive a whole HTTP request (0: no limit)',
+    }),
+    HTTP_HEADERS_TIMEOUT_MS: Type.Integer({
+      minimum: 1,
+      maximum: 3_600_000,
+      default: 10_000,
+      description:
+        "Longest time to receive an HTTP request's headers (slow clients); at most HTTP_REQUEST_TIMEOUT_MS",
+    }),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: Type.Integer({
+      minimum: 1,
+      maximum: 3_600_000,
+      default: 72_000,
+      description:
+        "How long an idle keep-alive HTTP connection is kept; longer than a load balancer's idle timeout (60 s on many)",
+    }),
     HTTP_TRUST_PROXY: Type.String({
       pattern: '^(true|false|[0-9]{1,2}|[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*)$',
       default: 'false',
@@ -35,7 +95,8 @@ function common(httpPort: number) {
       minLength: 1,
       pattern: '^(nats|tls|ws|wss)://[^\\s,]+(,(nats|tls|ws|wss)://[^\\s,]+)*$',
       default: 'nats://127.0.0.1:4222',
-      description: 'NATS server URL(s), comma-separated',
+      description:
+        'NATS server URL(s), comma-separated; credentials in them (user:password@ or a token@) are never logged',
     }),
     NATS_SUBJECT_PREFIX: Type.String({
       ...SubjectPrefix,
@@ -83,11 +144,13 @@ export const DEFAULT_LADDER: LadderStep[] = [
 export const GatewayConfig = Type.Object({
   ...common(8080),
   AUTH_HS256_SECRET: Type.Optional(
-    Type.String({
-      minLength: 32,
-      description:
-        'Shared secret of HS256 bearer tokens (at least 32 characters). Set it, AUTH_RS256_PUBLIC_KEYS, or both',
-    }),
+    Secret(
+      Type.String({
+        minLength: 32,
+        description:
+          'Shared secret of HS256 bearer tokens (at least 32 characters). Set it, AUTH_RS256_PUBLIC_KEYS, or both. The published development secret is refused unless GATEWAY_DEV_TOKENS is on',
+      }),
+    ),
   ),
   AUTH_RS256_PUBLIC_KEYS: Type.Optional(
     Type.String({
@@ -158,13 +221,34 @@ export const GatewayConfig = Type.Object({
       'Bytes waiting to be sent to one socket; a client that reads slower is cut off (a drop: its session waits for it to reconnect)',
   }),
   WS_JOIN_TIMEOUT_MS: Millis(
-    30_000,
+    10_000,
     'A socket that has not joined (or reconnected) this long after it opened is closed with 1008',
   ),
   WS_ORIENTATION_INTERVAL_MS: Millis(
     1000,
     'A session writes at most one orientationChange per this interval to PostgreSQL; changes sent sooner are accepted and coalesced (the latest is written, and broadcast, when the interval has passed)',
   ),
+  WS_ALLOWED_ORIGINS: Type.Optional(
+    Type.String({
+      pattern: '^ *(\\*|https?://[^\\s,/]+)( *, *(\\*|https?://[^\\s,/]+))* *$',
+      description:
+        "Origins (scheme://host[:port], comma-separated, or `*` for any) whose pages may open a WebSocket on /api; a request with another Origin gets 403. Default: only the gateway's own origin (its Host and scheme, X-Forwarded-Host/-Proto from proxies HTTP_TRUST_PROXY trusts). Requests without an Origin (native apps, servers) are always admitted",
+    }),
+  ),
+  WS_MAX_CONNECTIONS_PER_IP: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 64,
+    description:
+      'Open sockets one client IP may hold (its address as HTTP_TRUST_PROXY resolves it); beyond, the upgrade is refused with 429 (or the socket closed with 1013)',
+  }),
+  WS_MAX_UNJOINED_PER_IP: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 8,
+    description:
+      'Sockets of one client IP that have not joined (or reconnected) yet; beyond, the upgrade is refused with 429 (or the socket closed with 1013)',
+  }),
   WS_PING_INTERVAL_MS: Millis(10_000, 'How often the gateway pings each socket'),
   WS_IDLE_TIMEOUT_MS: Millis(
     30_000,
@@ -200,11 +284,13 @@ export const GatewayConfig = Type.Object({
       'STUN/TURN server URLs given to clients in `joinR` (`iceServers`), JSON, e.g. `["turn:turn.example.com:3478?transport=udp"]`; `turn:`/`turns:` ones get ephemeral credentials',
   }),
   TURN_SECRET: Type.Optional(
-    Type.String({
-      minLength: 1,
-      description:
-        "coturn's `static-auth-secret` (`use-auth-secret`): the key of the TURN credentials. Required when TURN_URLS has a `turn:` or `turns:` URL",
-    }),
+    Secret(
+      Type.String({
+        minLength: 1,
+        description:
+          "coturn's `static-auth-secret` (`use-auth-secret`): the key of the TURN credentials. Required when TURN_URLS has a `turn:` or `turns:` URL",
+      }),
+    ),
   ),
   TURN_CREDENTIAL_TTL_S: Type.Integer({
     minimum: 60,
@@ -231,7 +317,7 @@ export const RoomsConfig = Type.Object({
   DATABASE_URL: Type.String({
     pattern: '^postgres(ql)?://',
     default: 'postgresql://postgres@127.0.0.1:5432/switchboard',
-    description: 'PostgreSQL connection string',
+    description: 'PostgreSQL connection string (its password is never logged: URLs are redacted)',
   }),
   DATABASE_POOL_MAX: Type.Integer({
     minimum: 1,

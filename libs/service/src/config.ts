@@ -1,5 +1,5 @@
 import type { Static, TObject, TSchema } from 'typebox';
-import { validator } from '@switchboard/protocol';
+import { describeValue, isSecretVariable, redactUrls, validator } from '@switchboard/protocol';
 
 export interface ConfigIssue {
   variable: string;
@@ -10,8 +10,9 @@ export interface ConfigIssue {
 export class ConfigError extends Error {
   readonly issues: readonly ConfigIssue[];
   constructor(issues: readonly ConfigIssue[]) {
+    // Credentials of URLs never reach the message, whoever wrote the issue.
     super(
-      `invalid configuration:\n${issues.map((i) => `  ${i.variable}: ${i.message}`).join('\n')}`,
+      `invalid configuration:\n${issues.map((i) => `  ${i.variable}: ${redactUrls(i.message)}`).join('\n')}`,
     );
     this.name = 'ConfigError';
     this.issues = issues;
@@ -64,7 +65,10 @@ function convert(raw: string, schema: TSchema): unknown {
 /**
  * Read a service's configuration from the environment: every property of the schema is
  * an environment variable; empty or unset takes the schema's default. Throws ConfigError
- * naming every bad variable, so a service can fail fast with one clear message.
+ * naming every bad variable, so a service can fail fast with one clear message. The message
+ * never holds a secret: the value of a secret variable (`secret: true` in its schema, or a
+ * name like *SECRET*, *TOKEN*, *KEY*, *PASSWORD*) is not shown, and URLs in any other value
+ * have their credentials redacted.
  */
 export function loadConfig<S extends TObject>(
   schema: S,
@@ -88,9 +92,15 @@ export function loadConfig<S extends TObject>(
       continue;
     }
     const choices = literalChoices(prop);
+    const secret = isSecretVariable(key, prop);
+    const why =
+      choices === undefined
+        ? parsed.issues.map((i) => i.message).join('; ')
+        : `must be one of ${choices.join(', ')}`;
     issues.push({
       variable: key,
-      message: `${choices === undefined ? parsed.issues.map((i) => i.message).join('; ') : `must be one of ${choices.join(', ')}`} (got ${JSON.stringify(raw)})`,
+      // A validator's message may quote the value (a const, an enum): not a secret's.
+      message: `${secret ? why.replaceAll(raw, '…') : why} (got ${describeValue(raw, secret)})`,
     });
   }
   if (issues.length > 0) throw new ConfigError(issues);

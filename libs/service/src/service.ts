@@ -1,6 +1,9 @@
 /**
- * The runtime every service shares: typed config validated at start, pino logs, an HTTP
- * server with `/healthz`, `/readyz` and Prometheus `/metrics`, and graceful shutdown on
+ * The runtime every service shares: typed config validated at start, pino logs (secret
+ * fields redacted), two HTTP servers — the main one (HTTP_PORT: `/healthz`, `/readyz`, and
+ * the service's own routes, the gateway's public API) and the ops one (OPS_PORT: Prometheus
+ * `/metrics`, `/healthz`, `/readyz`, and ops routes such as the gateway's status page), so
+ * what operators read never sits on the public path —, and graceful shutdown on
  * SIGTERM/SIGINT (stop being ready, run the service's shutdown steps in reverse order of
  * registration — each drains its part —, close HTTP, exit).
  *
@@ -14,7 +17,7 @@ import { pino, type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Static, TObject } from 'typebox';
 import { Bus } from '@switchboard/bus';
-import { Ping, type ReadinessResponse, type ServiceName } from '@switchboard/protocol';
+import { Ping, redactUrls, type ReadinessResponse, type ServiceName } from '@switchboard/protocol';
 import { ConfigError, loadConfig } from './config.ts';
 import { Readiness } from './readiness.ts';
 
@@ -24,6 +27,12 @@ export interface CommonConfig {
   HTTP_HOST: string;
   HTTP_PORT: number;
   HTTP_TRUST_PROXY: string;
+  OPS_HOST: string;
+  OPS_PORT: number;
+  HTTP_CONNECTION_TIMEOUT_MS: number;
+  HTTP_REQUEST_TIMEOUT_MS: number;
+  HTTP_HEADERS_TIMEOUT_MS: number;
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: number;
   NATS_URL: string;
   NATS_SUBJECT_PREFIX: string;
   NATS_REQUEST_TIMEOUT_MS: number;
@@ -39,7 +48,13 @@ export interface Service<C extends CommonConfig = CommonConfig> {
   readonly config: C;
   readonly log: Logger;
   readonly metrics: Registry;
+  /** The main HTTP server (HTTP_PORT): the gateway's public API; /healthz and /readyz. */
   readonly http: FastifyInstance;
+  /**
+   * The ops HTTP server (OPS_PORT, kept off the public path): /metrics, /healthz, /readyz,
+   * and whatever operators read (the gateway's status page).
+   */
+  readonly ops: FastifyInstance;
   readonly readiness: Readiness;
   /** This instance's NATS connection (readiness check `nats`; drained on shutdown). */
   readonly bus: Bus;
@@ -67,6 +82,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
   let config: Static<S> & CommonConfig;
   try {
     config = loadConfig(def.config) as Static<S> & CommonConfig;
+    checkCommonConfig(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${def.name}: ${err.message}\n`);
@@ -84,6 +100,9 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
     level: config.LOG_LEVEL,
     base: { service: def.name, instanceId },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // A safety net: nothing logs these on purpose (see redact.ts for URLs and config errors).
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: redactedError, req: redactedRequest },
   });
 
   process.on('uncaughtException', (err) => {
@@ -111,17 +130,32 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
 
   // Fastify's instance type is generic in the logger; plugins expect the base logger type.
   const baseLog: FastifyBaseLogger = log;
-  const http: FastifyInstance = Fastify({
-    loggerInstance: baseLog,
-    // Probes and scrapes come every few seconds; logging them would drown everything else.
-    logController: new LogController({
-      disableRequestLogging: (req) => OPS_PATHS.has(req.url),
-    }),
-    return503OnClosing: true,
-    trustProxy: trustProxy(config.HTTP_TRUST_PROXY),
-    forceCloseConnections: 'idle',
+  const server = (disableRequestLogging: (url: string) => boolean): FastifyInstance => {
+    const app: FastifyInstance = Fastify({
+      loggerInstance: baseLog,
+      logController: new LogController({
+        disableRequestLogging: (req) => disableRequestLogging(req.url),
+      }),
+      return503OnClosing: true,
+      trustProxy: trustProxy(config.HTTP_TRUST_PROXY),
+      forceCloseConnections: 'idle',
+      // Slow or idle clients do not hold sockets for ever. ws clears the socket's timeout
+      // when it takes a connection over, so upgraded WebSockets are not cut by these.
+      connectionTimeout: config.HTTP_CONNECTION_TIMEOUT_MS,
+      requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    });
+    app.server.headersTimeout = config.HTTP_HEADERS_TIMEOUT_MS;
+    return app;
+  };
+  // Probes and scrapes come every few seconds; logging them would drown everything else.
+  const http = server((url) => PROBE_PATHS.has(url));
+  const ops = server(() => true);
+  registerProbeRoutes(http, readiness);
+  registerProbeRoutes(ops, readiness);
+  ops.get('/metrics', async (_req, reply) => {
+    return reply.type(metrics.contentType).send(await metrics.metrics());
   });
-  registerOpsRoutes(http, readiness, metrics);
 
   const bus = new Bus({
     servers: config.NATS_URL,
@@ -152,6 +186,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
     log,
     metrics,
     http,
+    ops,
     readiness,
     bus,
     shutdownSignal: shutdown.signal,
@@ -200,11 +235,16 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
       failed = true;
       log.error({ err }, 'closing the NATS connection failed');
     }
-    try {
-      await http.close();
-    } catch (err) {
-      failed = true;
-      log.error({ err }, 'closing the HTTP server failed');
+    for (const [what, app] of [
+      ['HTTP', http],
+      ['ops HTTP', ops],
+    ] as const) {
+      try {
+        await app.close();
+      } catch (err) {
+        failed = true;
+        log.error({ err }, `closing the ${what} server failed`);
+      }
     }
     clearTimeout(deadline);
     log.info({ ms: Date.now() - started, clean: !failed }, 'stopped');
@@ -218,6 +258,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
 
   try {
     await def.setup(svc);
+    await ops.listen({ host: config.OPS_HOST, port: config.OPS_PORT });
     await http.listen({ host: config.HTTP_HOST, port: config.HTTP_PORT });
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -228,9 +269,94 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
     log.fatal({ err }, 'start-up failed');
     process.exit(1);
   }
-  const address = http.server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : config.HTTP_PORT;
-  log.info({ host: config.HTTP_HOST, port, version: def.version }, 'listening');
+  log.info(
+    {
+      host: config.HTTP_HOST,
+      port: portOf(http, config.HTTP_PORT),
+      opsHost: config.OPS_HOST,
+      opsPort: portOf(ops, config.OPS_PORT),
+      version: def.version,
+    },
+    'listening',
+  );
+}
+
+function portOf(app: FastifyInstance, configured: number): number {
+  const address = app.server.address();
+  return typeof address === 'object' && address !== null ? address.port : configured;
+}
+
+/** What the common settings must satisfy together (each is valid on its own). */
+function checkCommonConfig(config: CommonConfig): void {
+  const issues = [];
+  if (config.OPS_PORT !== 0 && config.OPS_PORT === config.HTTP_PORT) {
+    issues.push({ variable: 'OPS_PORT', message: 'must differ from HTTP_PORT' });
+  }
+  if (
+    config.HTTP_REQUEST_TIMEOUT_MS > 0 &&
+    config.HTTP_HEADERS_TIMEOUT_MS > config.HTTP_REQUEST_TIMEOUT_MS
+  ) {
+    issues.push({
+      variable: 'HTTP_HEADERS_TIMEOUT_MS',
+      message: 'must not be more than HTTP_REQUEST_TIMEOUT_MS',
+    });
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+}
+
+/**
+ * Fields pino censors wherever they appear (top level or one level down): tokens, passwords,
+ * secrets, credentials, and the headers that carry them.
+ */
+const SECRET_FIELDS = [
+  'token',
+  'resumeToken',
+  'refreshToken',
+  'accessToken',
+  'bearer',
+  'password',
+  'secret',
+  'credential',
+  'authorization',
+  'cookie',
+];
+const REDACT_PATHS = [
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((f) => `*.${f}`),
+  ...['authorization', 'cookie', 'set-cookie', 'proxy-authorization', 'sec-websocket-protocol'].map(
+    (h) => `req.headers["${h}"]`,
+  ),
+  'headers.authorization',
+  'headers.cookie',
+];
+
+/** A request as fastify logs it, its URL's secret query parameters (`?token=`) redacted. */
+function redactedRequest(req: unknown): unknown {
+  if (typeof req !== 'object' || req === null) return req;
+  const r = req as {
+    method?: unknown;
+    url?: unknown;
+    host?: unknown;
+    ip?: unknown;
+    socket?: { remotePort?: unknown } | null;
+  };
+  return {
+    method: r.method,
+    url: typeof r.url === 'string' ? redactUrls(r.url) : r.url,
+    host: r.host,
+    remoteAddress: r.ip,
+    remotePort: r.socket?.remotePort,
+  };
+}
+
+/** pino's error serializer, with the credentials of URLs in messages and stacks redacted. */
+function redactedError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const out = pino.stdSerializers.err(err) as ReturnType<typeof pino.stdSerializers.err> &
+    Record<string, unknown>;
+  out.message = redactUrls(out.message);
+  out.stack = redactUrls(out.stack);
+  return out;
 }
 
 /** HTTP_TRUST_PROXY as fastify's trustProxy option. */
@@ -244,9 +370,10 @@ function trustProxy(value: string): boolean | string[] | ((addr: string, hop: nu
   return value.split(',');
 }
 
-const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+const PROBE_PATHS = new Set(['/healthz', '/readyz']);
 
-function registerOpsRoutes(http: FastifyInstance, readiness: Readiness, metrics: Registry): void {
+/** /healthz and /readyz: on the main port (probes, load balancers) and on the ops port. */
+function registerProbeRoutes(http: FastifyInstance, readiness: Readiness): void {
   http.get('/healthz', async () => ({ status: 'ok' }));
   http.get('/readyz', async (_req, reply) => {
     const report = await readiness.evaluate();
@@ -255,8 +382,5 @@ function registerOpsRoutes(http: FastifyInstance, readiness: Readiness, metrics:
       checks: report.checks,
     };
     return reply.code(report.ready ? 200 : 503).send(body);
-  });
-  http.get('/metrics', async (_req, reply) => {
-    return reply.type(metrics.contentType).send(await metrics.metrics());
   });
 }

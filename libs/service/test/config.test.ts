@@ -52,6 +52,42 @@ describe('loadConfig', () => {
     expect((err as ConfigError).message).toContain('"eighty"');
   });
 
+  it('never shows the value of a secret variable, nor the credentials of a URL', () => {
+    const secret = 'hunter2-short';
+    const turn = 'turn-secret-value';
+    const pw = 'db-pa55word';
+    const errOf = (f: () => unknown): string => {
+      try {
+        f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as ConfigError).message;
+      }
+      throw new Error('no ConfigError');
+    };
+    const gw = errOf(() =>
+      loadConfig(GatewayConfig, {
+        AUTH_HS256_SECRET: secret,
+        TURN_SECRET: '',
+        NATS_URL: `nats://user:${pw}@nats:4222,http://tok${pw}@x`,
+        GATEWAY_DEV_TOKENS: turn,
+      }),
+    );
+    expect(gw).toMatch(
+      /AUTH_HS256_SECRET: must not have fewer than 32 characters \(got \(value hidden/,
+    );
+    expect(gw).toMatch(/NATS_URL: .*nats:\/\/user:\*\*\*@nats:4222,http:\/\/\*\*\*@x/);
+    // Named like a secret (…TOKENS): not shown either.
+    expect(gw).toMatch(/GATEWAY_DEV_TOKENS: .*value hidden/);
+    for (const s of [secret, pw, turn]) expect(gw).not.toContain(s);
+
+    const rooms = errOf(() =>
+      loadConfig(RoomsConfig, { DATABASE_URL: `mysql://rooms:${pw}@db/x?password=${pw}` }),
+    );
+    expect(rooms).toContain('"mysql://rooms:***@db/x?password=***"');
+    expect(rooms).not.toContain(pw);
+  });
+
   it('rejects out-of-range numbers and treats empty as unset', () => {
     expect(() => loadConfig(GatewayConfig, { HTTP_PORT: '70000' })).toThrow(/HTTP_PORT/);
     expect(loadConfig(GatewayConfig, { HTTP_PORT: '' }).HTTP_PORT).toBe(8080);

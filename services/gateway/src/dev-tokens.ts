@@ -4,8 +4,13 @@
  * backend of its own. The route exists only where GATEWAY_DEV_TOKENS is on, which nothing
  * but `./run start` and the tests turn on: in production, tokens come from the operator's
  * backend, and this route answers 404 like any unknown path.
+ *
+ * The development secret (DEV_HS256_SECRET) is published in this repository: anyone could
+ * sign tokens with it. A gateway configured with it refuses to start unless GATEWAY_DEV_TOKENS
+ * says this is a development gateway.
  */
 import {
+  DEV_HS256_SECRET,
   DevTokenRequest,
   formatIssues,
   invalidPayload,
@@ -17,6 +22,19 @@ import { ConfigError, type CommonConfig, type Service } from '@switchboard/servi
 import { SignJWT } from 'jose';
 
 const devTokenRequest = validator(DevTokenRequest);
+
+/** ConfigError (exit 78) when AUTH_HS256_SECRET is the published one outside development. */
+export function refuseDevSecret(config: GatewayConfig): void {
+  if (config.AUTH_HS256_SECRET === DEV_HS256_SECRET && !config.GATEWAY_DEV_TOKENS) {
+    throw new ConfigError([
+      {
+        variable: 'AUTH_HS256_SECRET',
+        message:
+          'is the published development secret: anyone can sign tokens with it. Set a secret of your own (or GATEWAY_DEV_TOKENS=true on a development gateway)',
+      },
+    ]);
+  }
+}
 
 export function devTokenRoutes(svc: Service<GatewayConfig & CommonConfig>): void {
   const { config, log } = svc;

@@ -1,6 +1,7 @@
 /**
- * GET /api/status: ping every service over NATS from this gateway and report who answered
- * and how fast — the whole component chain in one request.
+ * GET /api/status on the ops port (OPS_PORT, never the public one): ping every service over
+ * NATS from this gateway and report who answered and how fast — the whole component chain
+ * in one request. The status page that renders it is served there too (`/`).
  */
 import {
   Ping,
@@ -14,7 +15,7 @@ import { requestSignal, type Service } from '@switchboard/service';
 const STATUS_TIMEOUT_MS = 2000;
 
 export function statusRoutes(svc: Service): void {
-  svc.http.get('/api/status', async (req, reply) => {
+  svc.ops.get('/api/status', async (req, reply) => {
     const signal = requestSignal(reply);
     const services = await Promise.all(
       SERVICE_NAMES.map(async (service): Promise<PlatformStatus['services'][number]> => {

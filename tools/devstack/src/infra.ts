@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { redactUrls } from '@switchboard/protocol';
 import { NatsServer, probeNats } from './nats.ts';
 import { PostgresServer, probePostgres } from './postgres.ts';
 import { STATE_DIR } from './paths.ts';
@@ -48,10 +49,10 @@ export async function ensureInfra(opts: InfraOptions = {}): Promise<Infra> {
     let natsUrl = opts.natsUrl ?? DEFAULT_NATS_URL;
     const nats = await probeNats(natsUrl);
     if (nats.ok && nats.jetstream) {
-      log(`NATS: using ${natsUrl}`);
+      log(`NATS: using ${redact(natsUrl)}`);
     } else {
       log(
-        `NATS: ${natsUrl} ${nats.ok ? 'has no JetStream' : `unreachable (${nats.reason})`}; starting nats-server`,
+        `NATS: ${redact(natsUrl)} ${nats.ok ? 'has no JetStream' : `unreachable (${nats.reason})`}; starting nats-server`,
       );
       started.nats = await NatsServer.start(
         join(stateDir, opts.ephemeral === true ? `nats-${process.pid}` : 'nats'),
@@ -76,7 +77,7 @@ export async function ensureInfra(opts: InfraOptions = {}): Promise<Infra> {
         detached: true,
       });
       pgServerUrl = started.postgres.url;
-      log(`PostgreSQL: started ${pgServerUrl} (data in ${started.postgres.dataDir})`);
+      log(`PostgreSQL: started ${redact(pgServerUrl)} (data in ${started.postgres.dataDir})`);
     }
     return { natsUrl, pgServerUrl, started, stop };
   } catch (err) {
@@ -96,12 +97,5 @@ export function pgDataDir(stateDir: string): string {
   return join(stateDir, 'postgres');
 }
 
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
-}
+/** A URL with its credentials redacted (libs/protocol's redactUrls: one helper everywhere). */
+export const redact = redactUrls;

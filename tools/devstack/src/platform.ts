@@ -50,7 +50,12 @@ export async function startPlatform(opts: PlatformOptions): Promise<Platform> {
     // Small and port-conflict free: one worker, any free WebRtcServer port.
     MEDIASOUP_WORKERS: '1',
     MEDIASOUP_RTC_PORT: '0',
+    // The published development secret: a gateway takes it only as a development gateway.
     AUTH_HS256_SECRET: DEV_HS256_SECRET,
+    GATEWAY_DEV_TOKENS: 'true',
+    // Every test client comes from 127.0.0.1: the per-address caps are tested on their own.
+    WS_MAX_CONNECTIONS_PER_IP: '100000',
+    WS_MAX_UNJOINED_PER_IP: '100000',
     ...opts.env,
   };
   const services = new Map<ServiceName, ServiceProcess>();

@@ -25,15 +25,24 @@ export class ServiceProcess {
   readonly name: ServiceName;
   readonly process: ManagedProcess;
   readonly port: number;
+  /** The ops port (OPS_PORT): /metrics, and the gateway's status page and /api/status. */
+  readonly opsPort: number;
 
-  private constructor(name: ServiceName, proc: ManagedProcess, port: number) {
+  private constructor(name: ServiceName, proc: ManagedProcess, port: number, opsPort: number) {
     this.name = name;
     this.process = proc;
     this.port = port;
+    this.opsPort = opsPort;
   }
 
+  /** The main HTTP server: /healthz, /readyz; the gateway's API and demo. */
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The ops HTTP server: /metrics, /healthz, /readyz; the gateway's status page. */
+  get opsUrl(): string {
+    return `http://127.0.0.1:${this.opsPort}`;
   }
 
   /**
@@ -48,13 +57,30 @@ export class ServiceProcess {
     const { label, timeoutMs, ...spawnOpts } = opts;
     const proc = new ManagedProcess(label ?? name, NODE, [serviceEntry(name)], {
       ...spawnOpts,
-      env: { ...process.env, HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', ...spawnOpts.env, ...env },
+      env: {
+        ...process.env,
+        HTTP_HOST: '127.0.0.1',
+        HTTP_PORT: '0',
+        OPS_HOST: '127.0.0.1',
+        OPS_PORT: '0',
+        ...spawnOpts.env,
+        ...env,
+      },
       cwd: ROOT,
     });
     const line = await proc.waitForLine(/"msg":"listening"/, timeoutMs ?? 60_000);
-    const port = (JSON.parse(line) as { port?: unknown }).port;
-    if (typeof port !== 'number') throw new Error(`${name}: no port in ${line}`);
-    return new ServiceProcess(name, proc, port);
+    const { port, opsPort } = JSON.parse(line) as { port?: unknown; opsPort?: unknown };
+    if (typeof port !== 'number' || typeof opsPort !== 'number') {
+      throw new Error(`${name}: no port or opsPort in ${line}`);
+    }
+    return new ServiceProcess(name, proc, port, opsPort);
+  }
+
+  /** GET /metrics (on the ops port): Prometheus' text. */
+  async metrics(): Promise<string> {
+    const res = await fetch(`${this.opsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+    if (!res.ok) throw new Error(`${this.name} /metrics: HTTP ${String(res.status)}`);
+    return await res.text();
   }
 
   /** GET /readyz: the HTTP status and the validated body. */

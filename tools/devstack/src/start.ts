@@ -5,7 +5,9 @@
  * SIGTERM) stops the services gracefully, then whatever infrastructure was started here.
  *
  * Env: NATS_URL, DATABASE_URL, NATS_SUBJECT_PREFIX, LOG_LEVEL, SWITCHBOARD_PORT_BASE
- * (default 8080: gateway, rooms, media, events on base..base+3), and any service setting.
+ * (default 8080: gateway, rooms, media, events on base..base+3), SWITCHBOARD_OPS_PORT_BASE
+ * (default base + 1000: their ops ports, /metrics and the status page), and any service
+ * setting.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,13 +24,11 @@ const say = (msg: string): void => {
   process.stdout.write(`${'start'.padEnd(8)} ${msg}\n`);
 };
 
-function portBase(): number {
-  const raw = process.env['SWITCHBOARD_PORT_BASE'] ?? '8080';
+function portBase(variable: string, def: string): number {
+  const raw = process.env[variable] ?? def;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > 65532) {
-    process.stderr.write(
-      `start: SWITCHBOARD_PORT_BASE must be a port number (got ${JSON.stringify(raw)})\n`,
-    );
+    process.stderr.write(`start: ${variable} must be a port number (got ${JSON.stringify(raw)})\n`);
     process.exit(78);
   }
   return n;
@@ -47,7 +47,8 @@ async function roomsDatabase(infra: Infra): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const base = portBase();
+  const base = portBase('SWITCHBOARD_PORT_BASE', '8080');
+  const opsBase = portBase('SWITCHBOARD_OPS_PORT_BASE', String(base + 1000));
   mkdirSync(STATE_DIR, { recursive: true });
   const configuredDb = process.env['DATABASE_URL'];
   const infra = await ensureInfra({
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
       NATS_URL: infra.natsUrl,
       NATS_SUBJECT_PREFIX: process.env['NATS_SUBJECT_PREFIX'] ?? 'sb',
       HTTP_HOST: process.env['HTTP_HOST'] ?? '127.0.0.1',
+      OPS_HOST: process.env['OPS_HOST'] ?? '127.0.0.1',
     };
     const devAuth =
       process.env['AUTH_HS256_SECRET'] === undefined &&
@@ -112,7 +114,12 @@ async function main(): Promise<void> {
       SERVICE_NAMES.map(async (name, i) => {
         const svc = await ServiceProcess.start(
           name,
-          { ...common, ...perService[name], HTTP_PORT: String(base + i) },
+          {
+            ...common,
+            ...perService[name],
+            HTTP_PORT: String(base + i),
+            OPS_PORT: String(opsBase + i),
+          },
           {
             detached: true,
             logFile: join(STATE_DIR, `${name}.log`),
@@ -137,21 +144,24 @@ async function main(): Promise<void> {
 
     const gateway = services.get('gateway');
     if (gateway === undefined) throw new Error('gateway did not start');
-    const res = await fetch(`${gateway.url}/api/status`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${gateway.opsUrl}/api/status`, {
+      signal: AbortSignal.timeout(5000),
+    });
     const status = validator(PlatformStatus).parse(await res.json());
     const answering = status.ok ? status.value.services.filter((s) => s.ok).length : 0;
 
     const lines = [
       '',
       'Switchboard is running.',
-      `  gateway   ${gateway.url}/   (demo app; status page at ${gateway.url}/status.html; WebSocket API at ws://127.0.0.1:${gateway.port}/api)`,
+      `  gateway   ${gateway.url}/   (demo app; WebSocket API at ws://127.0.0.1:${gateway.port}/api)`,
+      `  status    ${gateway.opsUrl}/   (status page, on the gateway's ops port)`,
       ...SERVICE_NAMES.flatMap((name) => {
         const s = services.get(name);
         return s === undefined
           ? []
-          : [`  ${name.padEnd(8)}  ${s.url}/healthz  ${s.url}/readyz  ${s.url}/metrics`];
+          : [`  ${name.padEnd(8)}  ${s.url}/healthz  ${s.url}/readyz  ops: ${s.opsUrl}/metrics`];
       }),
-      `  NATS      ${infra.natsUrl}   subjects under "${common.NATS_SUBJECT_PREFIX}."`,
+      `  NATS      ${redact(infra.natsUrl)}   subjects under "${common.NATS_SUBJECT_PREFIX}."`,
       ...(devAuth
         ? [
             `  tokens    signed with the dev secret (AUTH_HS256_SECRET unset); one for every room, 24 h:`,

@@ -4,9 +4,13 @@
  */
 import { SignJWT } from 'jose';
 import type { CryptoKey, JWTPayload, KeyObject } from 'jose';
+import { DEV_HS256_SECRET } from '@switchboard/protocol';
 
-/** The HS256 secret of local development (`./run start`, tests). Never use it in production. */
-export const DEV_HS256_SECRET = 'switchboard-dev-secret-do-not-use-in-production-0123456789';
+/**
+ * The HS256 secret of local development (`./run start`, tests). Never use it in production:
+ * it is published (libs/protocol), and a gateway refuses it unless GATEWAY_DEV_TOKENS is on.
+ */
+export { DEV_HS256_SECRET };
 
 export interface MintTokenOptions {
   /** HS256 secret (default: DEV_HS256_SECRET when no privateKey is given). */

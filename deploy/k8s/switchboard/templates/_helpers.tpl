@@ -17,6 +17,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{/* Selector labels of one service: (dict "root" $ "svc" "gateway") */}}
+{{/* The label of Services the ServiceMonitor scrapes (those carrying a port named ops). */}}
+{{- define "sb.scrapeLabel" -}}
+switchboard.dev/scrape: ops
+{{- end -}}
+
 {{- define "sb.selector" -}}
 app.kubernetes.io/name: switchboard
 app.kubernetes.io/instance: {{ .root.Release.Name }}
@@ -137,7 +142,10 @@ securityContext:
     type: RuntimeDefault
 {{- end -}}
 
-{{/* Probes on the port named http (the one HTTP_PORT says). */}}
+{{/*
+Probes on the port named http (the one HTTP_PORT says): /healthz and /readyz answer there
+and on the ops port; the probes follow the path clients take.
+*/}}
 {{- define "sb.probes" -}}
 livenessProbe:
   httpGet: { path: /healthz, port: http }
@@ -157,12 +165,14 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
 {{- end -}}
 
-{{/* Environment every service gets: (dict "root" $ "svc" "rooms" "port" 8081) */}}
+{{/* Environment every service gets: (dict "root" $ "svc" "rooms" "port" 8081 "opsPort" 9081) */}}
 {{- define "sb.env" -}}
 - name: INSTANCE_ID
   valueFrom: { fieldRef: { fieldPath: metadata.name } }
 - name: HTTP_PORT
   value: {{ include "sb.int" .port | quote }}
+- name: OPS_PORT
+  value: {{ include "sb.int" .opsPort | quote }}
 {{- if .root.Values.nats.existingSecret.name }}
 {{ include "sb.secretEnv" (dict "name" "NATS_URL" "secret" .root.Values.nats.existingSecret.name "key" .root.Values.nats.existingSecret.key) }}
 {{- end }}

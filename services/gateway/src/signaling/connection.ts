@@ -93,6 +93,8 @@ export interface ConnectionDeps {
     /** At most one orientationChange write per this interval; later ones coalesced. */
     orientationIntervalMs: number;
   };
+  /** Called once, when the connection is attached to a session (join or reconnect). */
+  onAttached?: () => void;
 }
 
 /** WebSocket close codes used by the gateway (RFC 6455 §7.4 and the private 4000 range). */
@@ -720,6 +722,7 @@ export class Connection implements Attachable {
     this.#state = { kind: 'joined', session };
     clearTimeout(this.#joinTimer);
     this.#armExpiry(session.auth.tokenExpiresAt);
+    this.#deps.onAttached?.();
     this.#deps.metrics.sessions.inc();
   }
 

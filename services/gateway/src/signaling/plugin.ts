@@ -3,6 +3,12 @@
  * between sockets over NATS; every GATEWAY_HEARTBEAT_MS this gateway tells the rooms
  * service it is alive (so the sessions of a dead gateway enter their reconnect window).
  *
+ * Admission (admission.ts), before the WebSocket handshake completes: a browser page of a
+ * foreign origin gets 403 (WS_ALLOWED_ORIGINS); a client IP at WS_MAX_CONNECTIONS_PER_IP open
+ * sockets, or at WS_MAX_UNJOINED_PER_IP sockets that have not joined yet, gets 429 (and a
+ * socket that slips past the check in a race is closed with 1013). Each refusal is counted
+ * in sb_gateway_closed_for_input_total by reason.
+ *
  * Shutdown (SIGTERM): new sockets are refused, every socket is closed with 1012 (service
  * restart) so its client reconnects through another gateway inside the window, and the
  * rooms service hears of every close before the process exits.
@@ -14,8 +20,10 @@ import {
   type GatewayHeartbeat,
 } from '@switchboard/protocol';
 import { Gauge, type CommonConfig, type Service } from '@switchboard/service';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { TokenVerifier } from '../auth.ts';
 import type { IceServers } from '../turn.ts';
+import { Admission, OriginPolicy } from './admission.ts';
 import { CloseCodes, Connection } from './connection.ts';
 import { Disconnector } from './disconnector.ts';
 import { signalingMetrics } from './metrics.ts';
@@ -62,10 +70,33 @@ export async function signaling(
   // A full gateway stops taking new clients: the load balancer sends them elsewhere.
   svc.readiness.add('capacity', () => connections.size < config.WS_MAX_CONNECTIONS);
 
+  const origins = new OriginPolicy(config.WS_ALLOWED_ORIGINS);
+  const admission = new Admission({
+    maxPerIp: config.WS_MAX_CONNECTIONS_PER_IP,
+    maxUnjoinedPerIp: config.WS_MAX_UNJOINED_PER_IP,
+  });
+  /** Before the upgrade: refuse with an HTTP status (the handshake never completes). */
+  const admit = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!origins.allows(req.headers.origin, { protocol: req.protocol, host: req.host })) {
+      metrics.rejected.inc({ reason: 'origin' });
+      req.log.info({ origin: req.headers.origin }, 'WebSocket from a foreign origin refused');
+      await reply.code(403).send({ error: 'origin not allowed' });
+      return;
+    }
+    const refusal = admission.refusal(req.ip);
+    if (refusal !== undefined) {
+      metrics.rejected.inc({ reason: refusal });
+      await reply
+        .code(429)
+        .header('retry-after', '5')
+        .send({ error: 'too many connections from this address' });
+    }
+  };
+
   await svc.http.register(fastifyWebsocket, {
     options: { maxPayload: config.WS_MAX_FRAME_BYTES },
   });
-  svc.http.get('/api', { websocket: true }, (socket, req) => {
+  svc.http.get('/api', { websocket: true, preValidation: admit }, (socket, req) => {
     if (svc.shutdownSignal.aborted) {
       socket.close(CloseCodes.serviceRestart, 'gateway shutting down');
       return;
@@ -75,6 +106,14 @@ export async function signaling(
       socket.close(CloseCodes.tryAgainLater, 'gateway full');
       return;
     }
+    // Checked again: upgrades of one address may have raced past preValidation together.
+    const refusal = admission.refusal(req.ip);
+    if (refusal !== undefined) {
+      metrics.rejected.inc({ reason: refusal });
+      socket.close(CloseCodes.tryAgainLater, 'too many connections from this address');
+      return;
+    }
+    const ticket = admission.admit(req.ip);
     const conn = new Connection(socket, req.ip, {
       bus,
       router,
@@ -96,10 +135,12 @@ export async function signaling(
         joinTimeoutMs: config.WS_JOIN_TIMEOUT_MS,
         orientationIntervalMs: config.WS_ORIENTATION_INTERVAL_MS,
       },
+      onAttached: ticket.attached,
     });
     connections.add(conn);
     metrics.connections.inc();
     socket.on('close', () => {
+      ticket.released();
       connections.delete(conn);
       metrics.connections.dec();
     });

@@ -1,4 +1,5 @@
-// Renders GET /api/status (see libs/protocol http.ts for its shape). Plain ES module, no build.
+// Renders GET /api/status of the gateway's ops port (see libs/protocol http.ts for its shape).
+// Plain ES module, no build.
 const tbody = document.querySelector('#status tbody');
 const summary = document.querySelector('#summary');
 
