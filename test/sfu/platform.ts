@@ -4,7 +4,13 @@
  */
 import { pino } from 'pino';
 import { Bus } from '@switchboard/bus';
-import { ServiceProcess, startPlatform, uniquePrefix, type Platform } from '@switchboard/devstack';
+import {
+  ServiceProcess,
+  harnessNatsAuth,
+  startPlatform,
+  uniquePrefix,
+  type Platform,
+} from '@switchboard/devstack';
 
 export const SFU_TIMINGS = {
   RECONNECT_WINDOW_MS: 3000,
@@ -79,6 +85,8 @@ export async function startSfu(
   const media: ServiceProcess[] = [];
   const bus = new Bus({
     servers: natsUrl,
+    // The tests' own identity (everything): it watches subjects and makes operator calls.
+    auth: harnessNatsAuth(),
     prefix: subjectPrefix,
     service: 'gateway',
     instanceId: 'test-operator',

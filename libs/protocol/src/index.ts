@@ -9,3 +9,4 @@ export * from './signaling.ts';
 export * from './auth.ts';
 export * from './media.ts';
 export * from './calls.ts';
+export * from './permissions.ts';

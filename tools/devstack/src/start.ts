@@ -4,7 +4,8 @@
  * database is migrated; the four services start; their URLs are printed. Ctrl-C (or
  * SIGTERM) stops the services gracefully, then whatever infrastructure was started here.
  *
- * Env: NATS_URL, DATABASE_URL, NATS_SUBJECT_PREFIX, LOG_LEVEL, SWITCHBOARD_PORT_BASE
+ * Env: NATS_URL with SWITCHBOARD_NATS_AUTH_DIR (a NATS and its identities' passwords; else
+ * nats-server is started with fresh credentials), DATABASE_URL, NATS_SUBJECT_PREFIX, LOG_LEVEL, SWITCHBOARD_PORT_BASE
  * (default 8080: gateway, rooms, media, events on base..base+3), and any service setting.
  */
 import { mkdirSync } from 'node:fs';
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   const configuredDb = process.env['DATABASE_URL'];
   const infra = await ensureInfra({
     natsUrl: process.env['NATS_URL'],
+    natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
     pgServerUrl:
       configuredDb === undefined || configuredDb === ''
         ? undefined
@@ -112,7 +114,12 @@ async function main(): Promise<void> {
       SERVICE_NAMES.map(async (name, i) => {
         const svc = await ServiceProcess.start(
           name,
-          { ...common, ...perService[name], HTTP_PORT: String(base + i) },
+          {
+            ...common,
+            ...infra.natsCredentials.env(name),
+            ...perService[name],
+            HTTP_PORT: String(base + i),
+          },
           {
             detached: true,
             logFile: join(STATE_DIR, `${name}.log`),
@@ -151,7 +158,8 @@ async function main(): Promise<void> {
           ? []
           : [`  ${name.padEnd(8)}  ${s.url}/healthz  ${s.url}/readyz  ${s.url}/metrics`];
       }),
-      `  NATS      ${infra.natsUrl}   subjects under "${common.NATS_SUBJECT_PREFIX}."`,
+      `  NATS      ${infra.natsUrl}   subjects under "${common.NATS_SUBJECT_PREFIX}."; each service its own identity`,
+      `            admin command: NATS_URL=${infra.natsUrl} NATS_USER=admin NATS_PASSWORD_FILE=${infra.natsCredentials.passwordFile('admin')}`,
       ...(devAuth
         ? [
             `  tokens    signed with the dev secret (AUTH_HS256_SECRET unset); one for every room, 24 h:`,

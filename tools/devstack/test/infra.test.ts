@@ -39,7 +39,10 @@ describe('infrastructure fallback', () => {
   it('starts nats-server with JetStream when NATS is unreachable', async () => {
     expect(infra.started.nats).toBeDefined();
     expect(messages.some((m) => /NATS: .* unreachable/.test(m))).toBe(true);
-    const nc = await connect({ servers: infra.natsUrl });
+    const nc = await connect({
+      servers: infra.natsUrl,
+      ...infra.natsCredentials.connectOptions('test'),
+    });
     try {
       const jsm = await jetstreamManager(nc);
       const info = await jsm.getAccountInfo();
