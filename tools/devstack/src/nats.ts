@@ -75,13 +75,15 @@ export class NatsServer {
 
   /**
    * Start nats-server with JetStream, storing in `dir`, on `port` (default: a free one),
-   * with the bus identities of `credentials` (default: new ones, in `dir`/auth).
+   * with the bus identities of `credentials` (default: new ones, in `dir`/auth) — or with
+   * `config`, a configuration of the caller's own (e.g. renderNatsServerConfig's for one
+   * prefix, with NKeys).
    */
   static async start(
     dir: string,
-    opts: { port?: number; credentials?: NatsCredentials } & SpawnOptions = {},
+    opts: { port?: number; credentials?: NatsCredentials; config?: string } & SpawnOptions = {},
   ): Promise<NatsServer> {
-    const { port, credentials, ...spawnOpts } = opts;
+    const { port, credentials, config, ...spawnOpts } = opts;
     await mkdir(dir, { recursive: true });
     const server = new NatsServer(
       port ?? (await freePort()),
@@ -89,7 +91,9 @@ export class NatsServer {
       credentials ?? (await NatsCredentials.generate(join(dir, 'auth'))),
       spawnOpts,
     );
-    await writeFile(server.#configFile, server.credentials.serverConfig(), { mode: 0o600 });
+    await writeFile(server.#configFile, config ?? server.credentials.serverConfig(), {
+      mode: 0o600,
+    });
     await server.restart();
     return server;
   }
