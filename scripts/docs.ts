@@ -11,8 +11,11 @@ import * as prettier from 'prettier';
 import type { TSchema } from 'typebox';
 import {
   ErrorCodes,
+  NATS_IDENTITIES,
+  NATS_IDENTITY_ROLES,
   SERVICE_NAMES,
   ServiceConfigs,
+  natsPermissions,
   type ErrorName,
   type ServiceName,
 } from '@switchboard/protocol';
@@ -76,9 +79,31 @@ export function errorTable(): string {
   return lines.join('\n');
 }
 
+/** What each bus identity may publish and subscribe to, under the default prefix `sb`. */
+export function permissionsTable(): string {
+  const table = natsPermissions('sb');
+  const list = (subjects: readonly string[]): string => subjects.map((s) => `\`${s}\``).join(' ');
+  const lines = [
+    '| identity | for | may publish (request) | may subscribe |',
+    '| --- | --- | --- | --- |',
+  ];
+  for (const identity of NATS_IDENTITIES) {
+    const p = table[identity];
+    lines.push(
+      `| \`${identity}\` | ${NATS_IDENTITY_ROLES[identity]} | ${list(p.publish)}${p.allowResponses ? ' — and replies to requests it receives' : ''} | ${list(p.subscribe)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
 const SECTIONS: { name: string; source: string; render: () => string }[] = [
   { name: 'config-table', source: 'libs/protocol/src/config.ts', render: configTable },
   { name: 'error-table', source: 'libs/protocol/src/errors.ts', render: errorTable },
+  {
+    name: 'permissions-table',
+    source: 'libs/protocol/src/permissions.ts',
+    render: permissionsTable,
+  },
 ];
 
 /** The README with every generated section rewritten from libs/protocol (and prettier'd). */
