@@ -8,17 +8,20 @@
  * NKey seed file. That every service still does its work with its identity is what the rest
  * of the suite shows.
  */
-import { writeFile } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { pino } from 'pino';
-import { createUser } from '@nats-io/nkeys';
+import { createAccount, createOperator, createUser, type KeyPair } from '@nats-io/nkeys';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   connect,
+  credsAuthenticator,
   errors as natsErrors,
   nkeyAuthenticator,
   type ConnectionOptions,
@@ -44,11 +47,14 @@ import {
   isProtocolError,
   mediaSubjects,
   natsInboxPrefix,
+  natsPermissions,
   renderNatsServerConfig,
   roomEventStream,
   signalingSubjects,
   type NatsIdentity,
 } from '@switchboard/protocol';
+
+const execFileP = promisify(execFile);
 
 const credentials = (): NatsCredentials => {
   const c = NatsCredentials.current();
@@ -373,6 +379,241 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
       );
     } finally {
       await events.stop();
+    }
+  });
+});
+
+/** A NATS JWT (v2) of `claims`, signed by `issuer` (what nsc writes). */
+function natsJwt(issuer: KeyPair, subject: string, name: string, nats: object): string {
+  const b64 = (v: string | Uint8Array): string => Buffer.from(v).toString('base64url');
+  const claims = {
+    jti: createHash('sha256').update(randomBytes(16)).digest('base64url').slice(0, 52),
+    iat: Math.floor(Date.now() / 1000),
+    iss: issuer.getPublicKey(),
+    name,
+    sub: subject,
+    nats: { ...nats, version: 2 },
+  };
+  const signed = `${b64(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' }))}.${b64(JSON.stringify(claims))}`;
+  return `${signed}.${b64(issuer.sign(new TextEncoder().encode(signed)))}`;
+}
+
+describe('operator (JWT) mode: a service on a .creds file', () => {
+  const prefix = 'jwt';
+  let dir: string;
+  let server: NatsServer;
+  const operator = createOperator();
+  const account = createAccount();
+  const system = createAccount();
+  const user = createUser();
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-nats-jwt-'));
+    const operatorJwt = natsJwt(operator, operator.getPublicKey(), 'op', { type: 'operator' });
+    const accountJwt = natsJwt(operator, account.getPublicKey(), 'SWITCHBOARD', {
+      type: 'account',
+      limits: {
+        subs: -1,
+        data: -1,
+        payload: -1,
+        imports: -1,
+        exports: -1,
+        wildcards: true,
+        conn: -1,
+        leaf: -1,
+        mem_storage: -1,
+        disk_storage: -1,
+        streams: -1,
+        consumer: -1,
+      },
+    });
+    // JetStream needs a system account in operator mode.
+    const systemJwt = natsJwt(operator, system.getPublicKey(), 'SYS', { type: 'account' });
+    server = await NatsServer.start(dir, {
+      config: [
+        `operator: ${operatorJwt}`,
+        `system_account: ${system.getPublicKey()}`,
+        'resolver: MEMORY',
+        'resolver_preload: {',
+        `  ${account.getPublicKey()}: ${accountJwt}`,
+        `  ${system.getPublicKey()}: ${systemJwt}`,
+        '}',
+        '',
+      ].join('\n'),
+    });
+  });
+
+  afterAll(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the events identity with the permissions of the table: ready, holding its lease', async () => {
+    // The user nsc would make from `./run nats-config --auth nsc`: the table's permissions.
+    const p = natsPermissions(prefix).events;
+    const userJwt = natsJwt(account, user.getPublicKey(), 'events', {
+      type: 'user',
+      pub: { allow: p.publish },
+      sub: { allow: p.subscribe },
+      ...(p.allowResponses ? { resp: { max: 1, ttl: 0 } } : {}),
+      subs: -1,
+      data: -1,
+      payload: -1,
+    });
+    const creds = join(dir, 'events.creds');
+    await writeFile(
+      creds,
+      [
+        '-----BEGIN NATS USER JWT-----',
+        userJwt,
+        '------END NATS USER JWT------',
+        '',
+        '-----BEGIN USER NKEY SEED-----',
+        new TextDecoder().decode(user.getSeed()),
+        '------END USER NKEY SEED------',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    const events = await ServiceProcess.start(
+      'events',
+      {
+        NATS_URL: server.url,
+        NATS_SUBJECT_PREFIX: prefix,
+        NATS_CREDS_FILE: creds,
+        ROOM_LIVE_INTERVAL_MS: '1000',
+        LEADER_LEASE_MS: '600',
+      },
+      { label: 'events-creds' },
+    );
+    try {
+      await events.waitReady();
+      await waitFor('the leader lease', async () => {
+        const metrics = await (await fetch(`${events.url}/metrics`)).text();
+        return /^sb_events_leader\{[^}]*\} 1$/m.test(metrics);
+      });
+      expect(events.process.output()).not.toMatch(/Permissions Violation/i);
+    } finally {
+      await events.stop();
+    }
+    // The same user may do nothing the table does not give it.
+    const c = await open(server.url, {
+      authenticator: credsAuthenticator(await readFile(creds)),
+      inboxPrefix: natsInboxPrefix(prefix, 'events'),
+    });
+    await requestRefused(c, `${prefix}.rooms.rpc.configureRoom`);
+    c.nc.publish(`${prefix}.room.join`, '{}');
+    await refused(c, 'Publish', `${prefix}.room.join`);
+  });
+});
+
+describe('TLS: a server that verifies clients', () => {
+  let dir: string;
+  let server: NatsServer;
+  const files = (name: string): { crt: string; key: string } => ({
+    crt: join(dir, `${name}.crt`),
+    key: join(dir, `${name}.key`),
+  });
+  const openssl = async (...args: string[]): Promise<void> => {
+    await execFileP('openssl', args, { cwd: dir });
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-nats-tls-'));
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    const ca = files('ca');
+    await openssl(
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      ca.key,
+      '-out',
+      ca.crt,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=sb-test-ca',
+    );
+    for (const [name, ext] of [
+      ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+      ['client', 'extendedKeyUsage=clientAuth'],
+    ] as const) {
+      const f = files(name);
+      await openssl(
+        'req',
+        ...ec,
+        '-keyout',
+        f.key,
+        '-out',
+        join(dir, `${name}.csr`),
+        '-subj',
+        `/CN=${name}`,
+      );
+      await writeFile(join(dir, `${name}.ext`), `${ext}\n`);
+      await openssl(
+        'x509',
+        '-req',
+        '-in',
+        join(dir, `${name}.csr`),
+        '-CA',
+        ca.crt,
+        '-CAkey',
+        ca.key,
+        '-CAcreateserial',
+        '-out',
+        f.crt,
+        '-days',
+        '1',
+        '-extfile',
+        join(dir, `${name}.ext`),
+      );
+    }
+    const srv = files('server');
+    server = await NatsServer.start(dir, {
+      config: [
+        'tls {',
+        `  cert_file: ${JSON.stringify(srv.crt)}`,
+        `  key_file: ${JSON.stringify(srv.key)}`,
+        `  ca_file: ${JSON.stringify(files('ca').crt)}`,
+        '  verify: true',
+        '}',
+        credentials().serverConfig(),
+      ].join('\n'),
+    });
+  });
+
+  afterAll(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a service with the CA and a client certificate is ready; without the certificate, refused', async () => {
+    const client = files('client');
+    const env = {
+      NATS_URL: `tls://127.0.0.1:${String(server.port)}`,
+      NATS_SUBJECT_PREFIX: uniquePrefix('tls'),
+      NATS_TLS_CA_FILE: files('ca').crt,
+      LEADER_LEASE_MS: '600',
+    };
+    const events = await ServiceProcess.start(
+      'events',
+      { ...env, NATS_TLS_CERT_FILE: client.crt, NATS_TLS_KEY_FILE: client.key },
+      { label: 'events-tls' },
+    );
+    try {
+      await events.waitReady().catch((e: unknown) => {
+        throw new Error(events.process.output(), { cause: e });
+      });
+    } finally {
+      await events.stop();
+    }
+    const noCert = await ServiceProcess.start('events', env, { label: 'events-tls-no-cert' });
+    try {
+      await sleep(1500);
+      expect((await noCert.readyz()).status).toBe(503);
+    } finally {
+      await noCert.stop();
     }
   });
 });
