@@ -52,7 +52,7 @@ export function nscCommands(prefix: string, account: string): string {
         `nsc edit user --account ${shellQuote(account)} --name ${identity}`,
         `--allow-pub ${shellQuote(p.publish.join(','))}`,
         `--allow-sub ${shellQuote(p.subscribe.join(','))}`,
-        ...(p.allowResponses ? ['--allow-pub-response 1'] : []),
+        ...(p.allowResponses ? ['--allow-pub-response=1'] : []),
       ].join(' \\\n    '),
     );
   }

@@ -674,6 +674,40 @@ describe('credentials are checked at start', () => {
     }
   });
 
+  it('a password given inline reaches no child process (the media node’s workers)', async () => {
+    const password = credentials().password('media');
+    const media = await ServiceProcess.start(
+      'media',
+      {
+        NATS_URL: inject('natsUrl'),
+        NATS_SUBJECT_PREFIX: uniquePrefix('permenv'),
+        NATS_USER: 'media',
+        NATS_PASSWORD: password,
+        MEDIASOUP_WORKERS: '1',
+        MEDIASOUP_RTC_PORT: '0',
+      },
+      { label: 'media-inline-password' },
+    );
+    try {
+      await media.waitReady();
+      const pid = media.process.pid ?? 0;
+      const children = (await readFile(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8'))
+        .trim()
+        .split(/\s+/)
+        .filter((c) => c !== '');
+      expect(children.length).toBeGreaterThan(0);
+      for (const child of children) {
+        const environ = await readFile(`/proc/${child}/environ`, 'utf8');
+        expect(environ).toContain('MEDIASOUP_VERSION=');
+        expect(environ).not.toContain('NATS_PASSWORD');
+        expect(environ).not.toContain(password);
+      }
+      expect(media.process.output()).not.toContain(password);
+    } finally {
+      await media.stop();
+    }
+  });
+
   it('a refused password: the service waits, not ready, and never logs the password', async () => {
     const gw = await ServiceProcess.start(
       'gateway',

@@ -125,3 +125,12 @@ export function natsAuth(config: NatsAuthConfig, identity: NatsIdentity): BusAut
   if (issues.length > 0) throw new ConfigError(issues);
   return auth;
 }
+
+/**
+ * Remove the NATS secrets given inline (NATS_PASSWORD, NATS_NKEY_SEED) from `env` once read, so no child process (a mediasoup
+ * worker inherits the whole environment) gets them.
+ */
+export function dropNatsSecrets(env: NodeJS.ProcessEnv = process.env): void {
+  delete env['NATS_PASSWORD'];
+  delete env['NATS_NKEY_SEED'];
+}

@@ -16,7 +16,7 @@ import type { Static, TObject } from 'typebox';
 import { Bus, type BusAuth } from '@switchboard/bus';
 import { Ping, type ReadinessResponse, type ServiceName } from '@switchboard/protocol';
 import { ConfigError, loadConfig } from './config.ts';
-import { natsAuth, type NatsAuthConfig } from './nats-auth.ts';
+import { dropNatsSecrets, natsAuth, type NatsAuthConfig } from './nats-auth.ts';
 import { Readiness } from './readiness.ts';
 
 /** The settings every service config has (see libs/protocol config.ts). */
@@ -69,6 +69,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
   try {
     config = loadConfig(def.config) as Static<S> & CommonConfig;
     auth = natsAuth(config, def.name);
+    dropNatsSecrets();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${def.name}: ${err.message}\n`);
