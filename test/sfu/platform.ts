@@ -97,7 +97,7 @@ export async function startSfu(
     await bus.close();
     // Gateways first, while the rooms service still takes their last disconnects.
     const all = [...extra, ...platform.services.values()];
-    for (const kind of ['gateway', 'media', 'rooms'] as const) {
+    for (const kind of ['gateway', 'media', 'events', 'rooms'] as const) {
       await Promise.all(
         all
           .filter((p) => p.name === kind && p.process.running)
