@@ -574,6 +574,7 @@ async function setup(run: BenchRun): Promise<Setup> {
   const bus = (name: string): Bus => {
     const b = new Bus({
       servers: infra.natsUrl,
+      auth: infra.natsCredentials.busAuth('test'),
       prefix,
       service: 'gateway',
       instanceId: `bench-events-${name}`,

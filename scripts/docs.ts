@@ -2,21 +2,31 @@
  * Generates the README's configuration table from the services' config schemas in
  * libs/protocol (the one place they are defined). `./run docs` rewrites the README between
  * its markers; a test fails when the README is out of date. It also writes docs/asyncapi.json
- * (scripts/asyncapi.ts), the AsyncAPI description of the room events and telemetry.
+ * (scripts/asyncapi.ts), the AsyncAPI description of the room events and telemetry, and
+ * deploy/nats/switchboard-auth.conf (`./run nats-config` for the default prefix `sb`).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as prettier from 'prettier';
 import type { TSchema } from 'typebox';
 import {
   ErrorCodes,
+  NATS_IDENTITIES,
+  NATS_IDENTITY_ROLES,
   SERVICE_NAMES,
   ServiceConfigs,
+  natsPermissions,
   type ErrorName,
   type ServiceName,
 } from '@switchboard/protocol';
 import { ASYNCAPI, renderAsyncapi } from './asyncapi.ts';
+import { natsConfig } from './nats-config.ts';
+
+/** The NATS server configuration of the default prefix, for operators without the tooling. */
+export const NATS_CONF = fileURLToPath(
+  new URL('../deploy/nats/switchboard-auth.conf', import.meta.url),
+);
 
 export const README = fileURLToPath(new URL('../README.md', import.meta.url));
 
@@ -76,9 +86,31 @@ export function errorTable(): string {
   return lines.join('\n');
 }
 
+/** What each bus identity may publish and subscribe to, under the default prefix `sb`. */
+export function permissionsTable(): string {
+  const table = natsPermissions('sb');
+  const list = (subjects: readonly string[]): string => subjects.map((s) => `\`${s}\``).join(' ');
+  const lines = [
+    '| identity | for | may publish (request) | may subscribe |',
+    '| --- | --- | --- | --- |',
+  ];
+  for (const identity of NATS_IDENTITIES) {
+    const p = table[identity];
+    lines.push(
+      `| \`${identity}\` | ${NATS_IDENTITY_ROLES[identity]} | ${list(p.publish)}${p.allowResponses ? ' — and replies to requests it receives' : ''} | ${list(p.subscribe)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
 const SECTIONS: { name: string; source: string; render: () => string }[] = [
   { name: 'config-table', source: 'libs/protocol/src/config.ts', render: configTable },
   { name: 'error-table', source: 'libs/protocol/src/errors.ts', render: errorTable },
+  {
+    name: 'permissions-table',
+    source: 'libs/protocol/src/permissions.ts',
+    render: permissionsTable,
+  },
 ];
 
 /** The README with every generated section rewritten from libs/protocol (and prettier'd). */
@@ -102,6 +134,17 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (after !== before) writeFileSync(README, after);
   process.stdout.write(
     after === before ? 'README.md is up to date\n' : 'README.md tables updated\n',
+  );
+  const conf = natsConfig('sb', 'password');
+  const oldConf = existsSync(NATS_CONF) ? readFileSync(NATS_CONF, 'utf8') : undefined;
+  if (conf !== oldConf) {
+    mkdirSync(dirname(NATS_CONF), { recursive: true });
+    writeFileSync(NATS_CONF, conf);
+  }
+  process.stdout.write(
+    conf === oldConf
+      ? 'deploy/nats/switchboard-auth.conf is up to date\n'
+      : 'deploy/nats/switchboard-auth.conf written\n',
   );
   const spec = await renderAsyncapi();
   let old: string | undefined;

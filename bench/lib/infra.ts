@@ -3,13 +3,15 @@ import { ensureInfra, withDatabase, type Infra, type ServiceProcess } from '@swi
 import { Interrupted, log, type BenchRun } from './cli.ts';
 
 /**
- * NATS and PostgreSQL: those configured (NATS_URL, DATABASE_URL) or the usual local ones when
- * they answer, else started for the run; stopped by the run's clean-up.
+ * NATS and PostgreSQL: NATS with authentication (started for the run, or NATS_URL with
+ * SWITCHBOARD_NATS_AUTH_DIR), PostgreSQL configured (DATABASE_URL) or the usual local one
+ * when it answers, else started for the run; stopped by the run's clean-up.
  */
 export async function benchInfra(run: Pick<BenchRun, 'failure' | 'cleanup'>): Promise<Infra> {
   const configuredDb = process.env['DATABASE_URL'];
   const infra = await ensureInfra({
     natsUrl: process.env['NATS_URL'],
+    natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
     pgServerUrl:
       configuredDb === undefined || configuredDb === ''
         ? undefined

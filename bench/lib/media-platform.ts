@@ -132,6 +132,7 @@ export class PlatformScenario implements Scenario {
     const configuredDb = process.env['DATABASE_URL'];
     this.#infra = await ensureInfra({
       natsUrl: process.env['NATS_URL'],
+      natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
       pgServerUrl:
         configuredDb === undefined || configuredDb === ''
           ? undefined

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { callClient, callRoom } from '@switchboard/bus';
 import { connect, type ConnectOptions, type Session } from '@switchboard/client';
-import { NODE, ROOT, mintToken } from '@switchboard/devstack';
+import { NODE, ROOT, mintToken, natsIdentityEnv } from '@switchboard/devstack';
 import { ProtocolError, type ClientStats } from '@switchboard/protocol';
 import { startSignaling, TIMINGS, type SignalingPlatform } from '../signaling/platform.ts';
 import { sleep } from '../signaling/fixtures.ts';
@@ -275,7 +275,7 @@ describe('client SDK sessions', () => {
         'requestMute',
         '{"source":"microphone"}',
       ],
-      { env: { ...process.env, ...p.platform.env } },
+      { env: { ...process.env, ...p.platform.env, ...natsIdentityEnv('admin') } },
     );
     const printed = JSON.parse(stdout) as { userId: string; ok: boolean }[];
     expect(printed.map((r) => [r.userId, r.ok]).sort()).toEqual([

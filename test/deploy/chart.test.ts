@@ -65,12 +65,17 @@ interface Container {
   livenessProbe?: Probe;
   readinessProbe?: Probe;
   securityContext?: Obj;
-  volumeMounts?: { name: string; mountPath: string }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
 }
 interface PodSpec {
   containers: Container[];
   initContainers?: Container[];
-  volumes?: { name: string; emptyDir?: Obj; persistentVolumeClaim?: Obj }[];
+  volumes?: {
+    name: string;
+    emptyDir?: Obj;
+    persistentVolumeClaim?: Obj;
+    secret?: { secretName: string; defaultMode?: number; items?: { key: string; path: string }[] };
+  }[];
   securityContext?: Obj;
   hostNetwork?: boolean;
   dnsPolicy?: string;
@@ -135,6 +140,7 @@ const SETS: [string, string[]][] = [
   ['default values', []],
   ['host-network-media.yaml', ['-f', join(VALUES, 'host-network-media.yaml')]],
   ['three-gateways.yaml', ['-f', join(VALUES, 'three-gateways.yaml')]],
+  ['nats-identities.yaml', ['-f', join(VALUES, 'nats-identities.yaml')]],
 ];
 
 const find = (objs: K8s[], kind: string, suffix: string): K8s => {
@@ -305,6 +311,24 @@ function serviceContainers(
     });
 }
 
+/** Every service's NATS credential from a Secret of its own (key `natsKey`), and TLS. */
+function natsAuthArgs(natsKey = 'passwordKey'): string[] {
+  return [
+    ...['gateway', 'rooms', 'media', 'events'].flatMap((svc) => [
+      '--set',
+      `nats.auth.${svc}.existingSecret=${svc}-nats`,
+      '--set',
+      `nats.auth.${svc}.${natsKey}=credential`,
+    ]),
+    '--set',
+    'nats.tls.existingSecret=nats-client-tls',
+    '--set',
+    'nats.tls.certKey=tls.crt',
+    '--set',
+    'nats.tls.keyKey=tls.key',
+  ];
+}
+
 describe('the Helm chart', () => {
   it.each(SETS)('lints, renders and validates every object: %s', async (_name, args) => {
     await helm(['lint', '--strict', CHART, ...args]);
@@ -399,25 +423,30 @@ describe('the Helm chart', () => {
     const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as {
       properties: Record<string, { properties?: Record<string, { properties?: Obj }> }>;
     };
-    // What the chart sets, with every optional setting of its own on (and no <service>.env).
-    const full = await render([
-      '--set',
-      'auth.existingSecret.name=',
-      '--set',
-      `auth.hs256Secret=${'k'.repeat(32)}`,
-      '--set-json',
-      `auth.rs256PublicKeys=${JSON.stringify(SECRETS['AUTH_RS256_PUBLIC_KEYS'])}`,
-      '--set',
-      'auth.issuer=https://id.example.com',
-      '--set',
-      'turn.secret=t',
-    ]);
+    // What the chart sets, with every optional setting of its own on (and no <service>.env),
+    // each way of authenticating to NATS in turn.
     const setByChart = new Map<ServiceName, Set<string>>();
-    for (const { svc, env } of serviceContainers(full)) {
-      setByChart.set(svc, new Set([...(setByChart.get(svc) ?? []), ...Object.keys(env)]));
+    for (const natsKey of ['passwordKey', 'nkeySeedKey', 'credsKey']) {
+      const full = await render([
+        '--set',
+        'auth.existingSecret.name=',
+        '--set',
+        `auth.hs256Secret=${'k'.repeat(32)}`,
+        '--set-json',
+        `auth.rs256PublicKeys=${JSON.stringify(SECRETS['AUTH_RS256_PUBLIC_KEYS'])}`,
+        '--set',
+        'auth.issuer=https://id.example.com',
+        '--set',
+        'turn.secret=t',
+        ...natsAuthArgs(natsKey),
+      ]);
+      for (const { svc, env } of serviceContainers(full)) {
+        setByChart.set(svc, new Set([...(setByChart.get(svc) ?? []), ...Object.keys(env)]));
+      }
     }
-    // The development switches are never set; LOG_LEVEL is the chart's, overridable per service.
-    const never = ['GATEWAY_DEV_TOKENS', 'DEV_TOKEN_TTL_S'];
+    // The development switches are never set, nor NATS secrets as values (they are mounted
+    // files); LOG_LEVEL is the chart's, overridable per service.
+    const never = ['GATEWAY_DEV_TOKENS', 'DEV_TOKEN_TTL_S', 'NATS_PASSWORD', 'NATS_NKEY_SEED'];
     const overridable = ['LOG_LEVEL'];
     for (const svc of Object.keys(ServiceConfigs) as ServiceName[]) {
       const allowed = Object.keys(schema.properties[svc]?.properties?.['env']?.properties ?? {});
@@ -449,7 +478,7 @@ describe('the Helm chart', () => {
         expect(checkConfig(svc, env), w.metadata.name).toEqual([]);
         expect(env['HTTP_HOST']).toBe('0.0.0.0');
         expect(env['INSTANCE_ID']).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
-        expect(env['NATS_URL']).toMatch(/^nats:\/\//);
+        expect(env['NATS_URL']).toMatch(/^(nats|tls):\/\//);
         expect(Object.keys(env)).not.toContain('GATEWAY_DEV_TOKENS');
       }
       expect([...seen].sort()).toEqual(['events', 'gateway', 'media', 'rooms']);
@@ -732,6 +761,81 @@ describe('the Helm chart', () => {
     }
   });
 
+  it('gives each service its own NATS identity from a Secret, as files, and TLS', async () => {
+    const objs = await render(['-f', join(VALUES, 'nats-identities.yaml')]);
+    const want: Record<ServiceName, [string, string, string, string]> = {
+      // the variable, the file, the Secret, its key
+      gateway: ['NATS_PASSWORD_FILE', 'password', 'gateway-nats', 'password'],
+      rooms: ['NATS_NKEY_SEED_FILE', 'nkey.seed', 'rooms-nats', 'seed'],
+      media: ['NATS_CREDS_FILE', 'user.creds', 'media-nats', 'creds'],
+      events: ['NATS_PASSWORD_FILE', 'password', 'events-nats', 'password'],
+    };
+    for (const { w, spec, c, svc, env } of serviceContainers(objs)) {
+      const [variable, file, secret, key] = want[svc];
+      expect(env[variable], w.metadata.name).toBe(`/var/run/secrets/switchboard/nats/${file}`);
+      expect(env['NATS_USER']).toBe(variable === 'NATS_PASSWORD_FILE' ? svc : undefined);
+      expect(env).toMatchObject({
+        NATS_TLS_CA_FILE: '/var/run/secrets/switchboard/nats-tls/ca.crt',
+        NATS_TLS_CERT_FILE: '/var/run/secrets/switchboard/nats-tls/tls.crt',
+        NATS_TLS_KEY_FILE: '/var/run/secrets/switchboard/nats-tls/tls.key',
+      });
+      // Secrets are files, never values of the environment.
+      expect(Object.keys(env)).not.toContain('NATS_PASSWORD');
+      expect(Object.keys(env)).not.toContain('NATS_NKEY_SEED');
+      expect(spec.volumes?.find((v) => v.name === 'nats-auth')?.secret).toEqual({
+        secretName: secret,
+        defaultMode: 0o440,
+        items: [{ key, path: file }],
+      });
+      expect(spec.volumes?.find((v) => v.name === 'nats-tls')?.secret?.items).toEqual([
+        { key: 'ca.crt', path: 'ca.crt' },
+        { key: 'tls.crt', path: 'tls.crt' },
+        { key: 'tls.key', path: 'tls.key' },
+      ]);
+      expect(c.volumeMounts?.map((m) => m.name)).toEqual(['tmp', 'nats-auth', 'nats-tls']);
+    }
+    // The migration Job does not talk to NATS: no credential there.
+    const job = find(objs, 'Job', '-migrate');
+    expect(JSON.stringify(job)).not.toContain('nats');
+    // Without nats.auth, no NATS credential anywhere (anonymous, as before).
+    for (const { env } of serviceContainers(await render())) {
+      expect(Object.keys(env).filter((k) => /^NATS_(USER|.*_FILE)$/.test(k))).toEqual([]);
+    }
+    // Half-given identities are refused, with a reason.
+    for (const [args, message] of [
+      [['--set', 'nats.auth.gateway.existingSecret=gw'], /nats\.auth\.gateway: .* exactly one of/],
+      [
+        [
+          '--set',
+          'nats.auth.rooms.existingSecret=r',
+          '--set',
+          'nats.auth.rooms.passwordKey=p',
+          '--set',
+          'nats.auth.rooms.credsKey=c',
+        ],
+        /nats\.auth\.rooms: .* exactly one of/,
+      ],
+      [['--set', 'nats.auth.media.passwordKey=p'], /nats\.auth\.media: .* need existingSecret/],
+      [
+        [
+          '--set',
+          'nats.auth.events.existingSecret=e',
+          '--set',
+          'nats.auth.events.user=u',
+          '--set',
+          'nats.auth.events.nkeySeedKey=s',
+        ],
+        /nats\.auth\.events: user goes with passwordKey/,
+      ],
+      [
+        ['--set', 'nats.tls.existingSecret=t', '--set', 'nats.tls.certKey=tls.crt'],
+        /nats\.tls: certKey and keyKey go together/,
+      ],
+    ] as const) {
+      expect(await refused([...args]), args.join(' ')).toMatch(message);
+    }
+  });
+
   it('takes the image registry, tag and pull policy globally or per service', async () => {
     const objs = await render([
       '--set',
@@ -820,7 +924,13 @@ describe('the Helm chart', () => {
       });
       expect(spec.automountServiceAccountToken).toBe(false);
       expect(spec.initContainers).toBeUndefined();
-      expect(spec.volumes).toEqual([{ name: 'tmp', emptyDir: {} }]);
+      // /tmp, and a service's NATS credential and TLS files: Secret keys, group-readable only.
+      expect(spec.volumes?.[0]).toEqual({ name: 'tmp', emptyDir: {} });
+      for (const v of spec.volumes?.slice(1) ?? []) {
+        expect(['nats-auth', 'nats-tls']).toContain(v.name);
+        expect(v.secret?.defaultMode).toBe(0o440);
+        expect(v.secret?.items?.length).toBeGreaterThan(0);
+      }
       for (const c of spec.containers) {
         expect(c.securityContext, `${w.metadata.name}/${c.name}`).toMatchObject({
           runAsNonRoot: true,
@@ -831,7 +941,11 @@ describe('the Helm chart', () => {
           seccompProfile: { type: 'RuntimeDefault' },
         });
         expect(JSON.stringify(c.securityContext)).not.toMatch(/privileged|add/);
-        expect(c.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
+        expect(c.volumeMounts?.[0]).toEqual({ name: 'tmp', mountPath: '/tmp' });
+        for (const m of c.volumeMounts?.slice(1) ?? []) {
+          expect(m.mountPath).toMatch(/^\/var\/run\/secrets\/switchboard\/nats(-tls)?$/);
+          expect(m.readOnly).toBe(true);
+        }
         expect(JSON.stringify(c)).toMatch(/"resources":\{"limits":\{.*"memory":/);
       }
     }

@@ -11,7 +11,7 @@ import { join as joinPath } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NODE, ROOT, waitFor } from '@switchboard/devstack';
+import { NODE, ROOT, harnessConnectOptions, natsIdentityEnv, waitFor } from '@switchboard/devstack';
 import { Rooms, roomEventStream } from '@switchboard/protocol';
 import { TestClient } from '../signaling/client.ts';
 import { CuttableProxy } from '../signaling/proxy.ts';
@@ -31,7 +31,7 @@ const proxies: CuttableProxy[] = [];
 
 beforeAll(async () => {
   sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  nc = await connect({ servers: inject('natsUrl') });
+  nc = await connect({ servers: inject('natsUrl'), ...harnessConnectOptions() });
   jsm = await jetstreamManager(nc);
 });
 
@@ -195,6 +195,7 @@ describe('room events through the outbox', () => {
       {
         env: {
           ...process.env,
+          ...natsIdentityEnv('tail'),
           NATS_URL: inject('natsUrl'),
           NATS_SUBJECT_PREFIX: prefix(),
         },
@@ -219,7 +220,14 @@ describe('room events through the outbox', () => {
     const later = await execFileP(
       NODE,
       [joinPath(ROOT, 'services/events/src/tail.ts'), '--room', 'ev-basic', '--from', String(from)],
-      { env: { ...process.env, NATS_URL: inject('natsUrl'), NATS_SUBJECT_PREFIX: prefix() } },
+      {
+        env: {
+          ...process.env,
+          ...natsIdentityEnv('tail'),
+          NATS_URL: inject('natsUrl'),
+          NATS_SUBJECT_PREFIX: prefix(),
+        },
+      },
     );
     // bob's leave, alice's, closed; created, carol's join and leave, closed.
     expect(later.stdout.trim().split('\n')).toHaveLength(7);

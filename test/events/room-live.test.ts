@@ -5,7 +5,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { ServiceProcess } from '@switchboard/devstack';
+import { harnessConnectOptions, type ServiceProcess } from '@switchboard/devstack';
 import { BusHeaders, Rooms, roomEventSubject, type RoomEvent } from '@switchboard/protocol';
 import { TestClient } from '../signaling/client.ts';
 import { startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
@@ -27,7 +27,7 @@ const open: TestClient[] = [];
 
 beforeAll(async () => {
   sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  nc = await connect({ servers: inject('natsUrl') });
+  nc = await connect({ servers: inject('natsUrl'), ...harnessConnectOptions() });
   const prefix = sp.platform.env['NATS_SUBJECT_PREFIX'] ?? '';
   nc.subscribe(roomEventSubject(prefix, 'room.live'), {
     callback: (err, msg) => {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
+  NatsCredentials,
   NatsServer,
   type ServiceProcess,
   startPlatform,
@@ -22,7 +23,8 @@ let platform: Platform;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sb-readiness-'));
-  nats = await NatsServer.start(dir);
+  // The run's credentials, so the services the devstack starts are who this server knows.
+  nats = await NatsServer.start(dir, { credentials: NatsCredentials.current() });
   platform = await startPlatform({
     natsUrl: nats.url,
     subjectPrefix: uniquePrefix('ready'),

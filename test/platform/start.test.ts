@@ -5,6 +5,7 @@
  * started and leaves no process behind.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,7 +69,10 @@ describe('./run start', () => {
     start = new ManagedProcess('start', NODE, [join(ROOT, 'tools/devstack/src/start.ts')], {
       cwd: ROOT,
       env: {
-        ...process.env,
+        // Not the test run's NATS credentials: ./run start makes its own.
+        ...Object.fromEntries(
+          Object.entries(process.env).filter(([k]) => k !== 'SWITCHBOARD_NATS_AUTH_DIR'),
+        ),
         NATS_URL: `nats://127.0.0.1:${await freePort()}`,
         DATABASE_URL: `postgresql://postgres@127.0.0.1:${await freePort()}/switchboard`,
         NATS_SUBJECT_PREFIX: uniquePrefix('start'),
@@ -81,7 +85,18 @@ describe('./run start', () => {
     });
     await start.waitForLine(/Switchboard is running\./, 90_000);
     const output = start.output();
-    expect(output).toMatch(/NATS: .* unreachable .*starting nats-server/);
+    expect(output).toMatch(/NATS: not using .* without its credentials/);
+    expect(output).toMatch(/NATS: started .* with authentication/);
+    // Each service its own identity; no password printed (the admin's is named by its file).
+    const authDir = join(stateDir, 'nats', 'auth');
+    for (const identity of ['gateway', 'rooms', 'media', 'events', 'admin', 'test']) {
+      const password = readFileSync(join(authDir, `${identity}.password`), 'utf8').trim();
+      expect(password.length).toBeGreaterThan(20);
+      expect(output).not.toContain(password);
+    }
+    expect(output).toContain(
+      `NATS_USER=admin NATS_PASSWORD_FILE=${join(authDir, 'admin.password')}`,
+    );
     expect(output).toMatch(/PostgreSQL: .* unreachable .*starting a cluster/);
     expect(output).toMatch(/Applied \S+_init/);
     await start.waitForLine(/4 of 4 services answer over NATS/, 5000);
@@ -119,6 +134,8 @@ describe('./run start', () => {
     expect(exit.code).toBe(0);
     expect(start.output()).toMatch(/gateway stopped \(exit 0\)/);
     expect(start.output()).toMatch(/infrastructure stopped/);
+    // The run's passwords go with it.
+    expect(existsSync(authDir)).toBe(false);
     const left = tree.filter(pidAlive);
     expect(left).toEqual([]);
   });

@@ -4,7 +4,13 @@
  */
 import { pino } from 'pino';
 import { Bus } from '@switchboard/bus';
-import { ServiceProcess, startPlatform, uniquePrefix, type Platform } from '@switchboard/devstack';
+import {
+  ServiceProcess,
+  harnessNatsAuth,
+  startPlatform,
+  uniquePrefix,
+  type Platform,
+} from '@switchboard/devstack';
 
 export const SFU_TIMINGS = {
   RECONNECT_WINDOW_MS: 3000,
@@ -79,6 +85,8 @@ export async function startSfu(
   const media: ServiceProcess[] = [];
   const bus = new Bus({
     servers: natsUrl,
+    // The tests' own identity (everything): it watches subjects and makes operator calls.
+    auth: harnessNatsAuth(),
     prefix: subjectPrefix,
     service: 'gateway',
     instanceId: 'test-operator',
@@ -89,7 +97,7 @@ export async function startSfu(
     await bus.close();
     // Gateways first, while the rooms service still takes their last disconnects.
     const all = [...extra, ...platform.services.values()];
-    for (const kind of ['gateway', 'media', 'rooms'] as const) {
+    for (const kind of ['gateway', 'media', 'events', 'rooms'] as const) {
       await Promise.all(
         all
           .filter((p) => p.name === kind && p.process.running)

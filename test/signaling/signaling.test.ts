@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NODE, ROOT, ServiceProcess, mintToken } from '@switchboard/devstack';
+import { NODE, ROOT, ServiceProcess, mintToken, natsIdentityEnv } from '@switchboard/devstack';
 import {
   ErrorCodes,
   Rooms,
@@ -350,7 +350,8 @@ describe('membership rules', () => {
           NODE,
           [joinPath(ROOT, 'services/rooms/src/admin.ts'), ...args],
           {
-            env: { ...process.env, ...sp.platform.env },
+            // The operator's own identity on the bus.
+            env: { ...process.env, ...sp.platform.env, ...natsIdentityEnv('admin') },
           },
         );
         return { code: 0, out: stdout };

@@ -36,11 +36,14 @@ import {
   type Validator,
 } from '@switchboard/protocol';
 import type { Static, TSchema } from 'typebox';
+import { natsAuthOptions, type BusAuth } from './auth.ts';
 import { childTraceparent, traceIdOf } from './trace.ts';
 
 export interface BusOptions {
   /** NATS server URL(s), comma-separated. */
   servers: string;
+  /** This process's identity on NATS (credentials, TLS, inbox prefix); none: anonymous. */
+  auth?: BusAuth;
   /** Subject prefix of this deployment. */
   prefix: string;
   service: ServiceName;
@@ -318,6 +321,18 @@ export class Bus {
     if (isProtocolError(err)) return err;
     if (err instanceof natsErrors.TimeoutError)
       return new ProtocolError('TIMEOUT', subject, { cause: err });
+    if (
+      err instanceof natsErrors.PermissionViolationError ||
+      (err instanceof natsErrors.RequestError &&
+        err.cause instanceof natsErrors.PermissionViolationError)
+    ) {
+      // The server refused this identity the subject: a deployment's permissions are wrong.
+      this.#log.error(
+        { subject },
+        'NATS permissions violation: this identity may not publish here',
+      );
+      return new ProtocolError('SYSTEM', `not permitted: ${subject}`, { cause: err });
+    }
     if (err instanceof natsErrors.RequestError) {
       if (err.isNoResponders()) {
         return new ProtocolError('SERVICE_UNAVAILABLE', `no responders on ${subject}`, {
@@ -621,6 +636,7 @@ export class Bus {
     for (let attempt = 0; !this.#closing.signal.aborted; attempt++) {
       try {
         const nc = await connect({
+          ...natsAuthOptions(this.#opts.auth),
           servers,
           name: this.#caller,
           maxReconnectAttempts: -1,

@@ -46,7 +46,7 @@ export async function callClient<M extends ServerRequest>(
 ): Promise<ServerRequestReply<M>> {
   const call: SocketCall = { call: { method, data } };
   return (await bus.requestSubject(
-    signalingSubjects.socket(bus.prefix, target.socketId, target.roomId),
+    signalingSubjects.call(bus.prefix, target.socketId, target.roomId),
     call,
     (serverRequestReply as Record<ServerRequest, Validator<TSchema>>)[method],
     { ...opts, noResponders: 'SOCKET_ID_DOES_NOT_EXIST' },

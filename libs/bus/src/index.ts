@@ -1,3 +1,4 @@
 export * from './bus.ts';
 export * from './trace.ts';
 export * from './client-calls.ts';
+export * from './auth.ts';

@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import Type from 'typebox';
 import { Bus, traceIdOf, newTraceparent } from '@switchboard/bus';
 import { ProtocolError, rpcMethod, type ServiceName } from '@switchboard/protocol';
-import { uniquePrefix } from '@switchboard/devstack';
+import { harnessNatsAuth, uniquePrefix } from '@switchboard/devstack';
 
 const Echo = rpcMethod(
   'rooms',
@@ -39,6 +39,7 @@ function bus(
 ): Bus {
   const b = new Bus({
     servers: inject('natsUrl'),
+    auth: harnessNatsAuth(),
     prefix,
     service,
     instanceId,

@@ -38,6 +38,41 @@ export const LogLevel = Type.Union(
   ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
 );
 
+const Path = (description: string) => Type.Optional(Type.String({ minLength: 1, description }));
+const SecretText = (description: string) =>
+  Secret(Type.Optional(Type.String({ minLength: 1, writeOnly: true, description })));
+
+/**
+ * This process's identity on NATS (libs/protocol/src/permissions.ts says what each may do):
+ * one of a user and password, an NKey seed, or a `.creds` file; and TLS. Every secret can
+ * come from a file (`*_FILE`, e.g. a mounted Kubernetes Secret) instead of the environment.
+ */
+function natsAuth() {
+  return {
+    NATS_USER: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        description: 'NATS user name (with NATS_PASSWORD or NATS_PASSWORD_FILE)',
+      }),
+    ),
+    NATS_PASSWORD: SecretText('NATS password of NATS_USER (or NATS_PASSWORD_FILE)'),
+    NATS_PASSWORD_FILE: Path('File holding the NATS password of NATS_USER'),
+    NATS_NKEY_SEED: SecretText(
+      'NKey seed (`SU…`) of this identity, instead of a user and password (or NATS_NKEY_SEED_FILE)',
+    ),
+    NATS_NKEY_SEED_FILE: Path('File holding the NKey seed of this identity'),
+    NATS_CREDS_FILE: Path(
+      '`.creds` file (user JWT and NKey seed, as `nsc` writes it) of this identity, for a NATS server in operator (JWT) mode',
+    ),
+    NATS_TLS_CA_FILE: Path('PEM file of the CA(s) that sign the NATS server certificate'),
+    NATS_TLS_CERT_FILE: Path(
+      'PEM client certificate for NATS servers that verify clients (with NATS_TLS_KEY_FILE)',
+    ),
+    NATS_TLS_KEY_FILE: Path('PEM private key of NATS_TLS_CERT_FILE'),
+  } satisfies TProperties;
+}
+
 function common(httpPort: number) {
   return {
     LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info', description: 'pino log level' }),
@@ -111,6 +146,7 @@ function common(httpPort: number) {
       description:
         'Bus messages (requests, events) one instance handles at once; beyond, requests get SERVICE_UNAVAILABLE at once and other messages are dropped (`sb_bus_shed_total`), never queued',
     }),
+    ...natsAuth(),
     SHUTDOWN_TIMEOUT_MS: Millis(
       15_000,
       'Longest graceful shutdown before the process exits anyway',
@@ -502,6 +538,7 @@ export const BusClientConfig = Type.Object({
   NATS_URL: common(0).NATS_URL,
   NATS_SUBJECT_PREFIX: common(0).NATS_SUBJECT_PREFIX,
   NATS_REQUEST_TIMEOUT_MS: common(0).NATS_REQUEST_TIMEOUT_MS,
+  ...natsAuth(),
 });
 export type BusClientConfig = Static<typeof BusClientConfig>;
 

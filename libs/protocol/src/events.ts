@@ -62,6 +62,13 @@ export const RoomEvents = {
 export type RoomEventName = keyof typeof RoomEvents;
 /** The events that go through the outbox and the stream. */
 export type DurableRoomEventName = Exclude<RoomEventName, 'room.live'>;
+/** The durable events: the subjects of the room-events stream. */
+export const DURABLE_ROOM_EVENTS: readonly DurableRoomEventName[] = [
+  'room.created',
+  'room.join',
+  'room.leave',
+  'room.closed',
+];
 export type RoomEvent<E extends RoomEventName> = Static<(typeof RoomEvents)[E]>;
 
 export const roomEvent = Object.fromEntries(

@@ -10,3 +10,4 @@ export * from './auth.ts';
 export * from './media.ts';
 export * from './calls.ts';
 export * from './redact.ts';
+export * from './permissions.ts';

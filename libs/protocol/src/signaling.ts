@@ -11,6 +11,8 @@
  *                                 holding the socket subscribes `<p>.sig.sock.<socketId>.*`
  *                                 and delivers only when `<room>` is the socket's own room:
  *                                 a relay never crosses rooms
+ *   <p>.sig.call.<socketId>.<room>  a server-to-client call to one socket (request/reply),
+ *                                 delivered the same way (calls.ts)
  *   <p>.sig.gw.<gatewayId>.ctl    control messages to one gateway (detach a socket)
  *   <p>.sig.gw.heartbeat          every gateway's liveness, every GATEWAY_HEARTBEAT_MS
  *   <p>.telemetry.cpu|freeze      client telemetry (eventCpu, eventFreeze) for analytics
@@ -376,6 +378,13 @@ export const signalingSubjects = {
     `${prefix}.sig.sock.${socketId}.${roomToken(roomId)}`,
   /** What the gateway holding `socketId` subscribes to; the last token is the sender's room. */
   socketAny: (prefix: string, socketId: string) => `${prefix}.sig.sock.${socketId}.*`,
+  /**
+   * Server-to-client calls to one socket: a subject of their own (not the relays'), so the
+   * bus's permissions can let gateways relay without letting them call clients.
+   */
+  call: (prefix: string, socketId: string, roomId: string) =>
+    `${prefix}.sig.call.${socketId}.${roomToken(roomId)}`,
+  callAny: (prefix: string, socketId: string) => `${prefix}.sig.call.${socketId}.*`,
   gatewayControl: (prefix: string, gatewayId: string) => `${prefix}.sig.gw.${gatewayId}.ctl`,
   heartbeat: (prefix: string) => `${prefix}.sig.gw.heartbeat`,
   telemetryCpu: (prefix: string) => `${prefix}.telemetry.cpu`,

@@ -5,3 +5,4 @@ export * from './service.ts';
 export type { Logger } from 'pino';
 export { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export * from './http.ts';
+export * from './nats-auth.ts';

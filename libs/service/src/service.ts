@@ -16,13 +16,14 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { pino, type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Static, TObject } from 'typebox';
-import { Bus } from '@switchboard/bus';
+import { Bus, type BusAuth } from '@switchboard/bus';
 import { Ping, redactUrls, type ReadinessResponse, type ServiceName } from '@switchboard/protocol';
 import { ConfigError, loadConfig } from './config.ts';
+import { dropNatsSecrets, natsAuth, type NatsAuthConfig } from './nats-auth.ts';
 import { Readiness } from './readiness.ts';
 
 /** The settings every service config has (see libs/protocol config.ts). */
-export interface CommonConfig {
+export interface CommonConfig extends NatsAuthConfig {
   LOG_LEVEL: string;
   HTTP_HOST: string;
   HTTP_PORT: number;
@@ -80,9 +81,12 @@ export const EXIT_CONFIG = 78;
 
 export async function runService<S extends TObject>(def: ServiceDefinition<S>): Promise<void> {
   let config: Static<S> & CommonConfig;
+  let auth: BusAuth;
   try {
     config = loadConfig(def.config) as Static<S> & CommonConfig;
     checkCommonConfig(config);
+    auth = natsAuth(config, def.name);
+    dropNatsSecrets();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${def.name}: ${err.message}\n`);
@@ -159,6 +163,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
 
   const bus = new Bus({
     servers: config.NATS_URL,
+    auth,
     prefix: config.NATS_SUBJECT_PREFIX,
     service: def.name,
     instanceId,

@@ -12,7 +12,8 @@
  * `--follow` it keeps waiting for new events (and also prints room.live snapshots, which are
  * not stored); without it, it stops at the end of the stream. `--room` keeps one room's events.
  *
- * NATS_URL and NATS_SUBJECT_PREFIX as for the services. Exits 0, 1 on a failure, 2 on bad
+ * NATS_URL, NATS_SUBJECT_PREFIX and the NATS credentials (NATS_USER…) as for the services, of
+ * an analytics reader's identity (`tail`: it may read the stream, room.live and telemetry). Exits 0, 1 on a failure, 2 on bad
  * usage, 78 on a bad environment.
  */
 import { parseArgs } from 'node:util';
@@ -27,7 +28,8 @@ import {
   validator,
   type RoomEventName,
 } from '@switchboard/protocol';
-import { ConfigError, EXIT_CONFIG, loadConfig } from '@switchboard/service';
+import { natsAuthOptions, type BusAuth } from '@switchboard/bus';
+import { ConfigError, EXIT_CONFIG, loadConfig, natsAuth } from '@switchboard/service';
 
 const DURABLE = ['room.created', 'room.join', 'room.leave', 'room.closed'] as const;
 const ALL: readonly RoomEventName[] = [...DURABLE, 'room.live'];
@@ -107,8 +109,10 @@ function print(line: unknown): void {
 
 async function main(argv: string[]): Promise<number> {
   let config: BusClientConfig;
+  let auth: BusAuth;
   try {
     config = loadConfig(BusClientConfig);
+    auth = natsAuth(config, 'tail');
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);
@@ -122,7 +126,11 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const prefix = config.NATS_SUBJECT_PREFIX;
-  const nc = await connect({ servers: config.NATS_URL, name: 'switchboard-tail' });
+  const nc = await connect({
+    ...natsAuthOptions(auth),
+    servers: config.NATS_URL.split(','),
+    name: 'switchboard-tail',
+  });
   const stop = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {

@@ -6,12 +6,13 @@
  *   node services/rooms/src/admin.ts call <roomId> <method> [json]  a server-to-client request
  *                                         to every member (getClientStats, requestMute…)
  *
- * NATS_URL, NATS_SUBJECT_PREFIX and NATS_REQUEST_TIMEOUT_MS as for the services. Prints
+ * NATS_URL, NATS_SUBJECT_PREFIX, NATS_REQUEST_TIMEOUT_MS and the NATS credentials (NATS_USER…)
+ * as for the services, of the operator's identity (`admin`). Prints
  * JSON; exits 0, 1 when the request failed, 2 on bad usage, 78 on a bad environment.
  */
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { Bus, callRoom } from '@switchboard/bus';
+import { Bus, callRoom, type BusAuth } from '@switchboard/bus';
 import {
   BusClientConfig,
   RoomId,
@@ -22,7 +23,7 @@ import {
   validator,
   type ServerRequest,
 } from '@switchboard/protocol';
-import { ConfigError, EXIT_CONFIG, loadConfig } from '@switchboard/service';
+import { ConfigError, EXIT_CONFIG, loadConfig, natsAuth } from '@switchboard/service';
 
 const roomId = validator(RoomId);
 const USAGE = `usage: admin.ts room <roomId>
@@ -36,8 +37,10 @@ function usage(message: string): never {
 
 async function main(argv: string[]): Promise<number> {
   let config: BusClientConfig;
+  let auth: BusAuth;
   try {
     config = loadConfig(BusClientConfig);
+    auth = natsAuth(config, 'admin');
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);
@@ -68,6 +71,7 @@ async function main(argv: string[]): Promise<number> {
 
   const bus = new Bus({
     servers: config.NATS_URL,
+    auth,
     prefix: config.NATS_SUBJECT_PREFIX,
     service: 'rooms',
     instanceId: `admin-${randomBytes(3).toString('hex')}`,

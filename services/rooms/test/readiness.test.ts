@@ -11,6 +11,7 @@ import {
   PostgresServer,
   ServiceProcess,
   createDatabase,
+  harnessNatsAuth,
   migrate,
   uniquePrefix,
   waitFor,
@@ -33,6 +34,7 @@ beforeAll(async () => {
   });
   bus = new Bus({
     servers: inject('natsUrl'),
+    auth: harnessNatsAuth(),
     prefix,
     service: 'gateway',
     instanceId: 'readiness-test',

@@ -8,3 +8,4 @@ export * from './services.ts';
 export * from './testkit.ts';
 export * from './platform.ts';
 export * from './tokens.ts';
+export * from './nats-auth.ts';

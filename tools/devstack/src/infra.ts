@@ -1,13 +1,19 @@
 /**
  * The infrastructure the platform needs — NATS with JetStream and PostgreSQL — found or
- * started: a configured (or default local) server is used when it answers; otherwise one
- * is started in a project-owned directory on a free port and stopped by `stop()`.
+ * started, and stopped by `stop()`.
+ *
+ * NATS always runs with the bus identities (authentication and permissions on): the
+ * devstack starts its own nats-server in a project-owned directory on a free port, with
+ * fresh credentials, unless a server and its credentials are given (`natsUrl` with
+ * `natsAuthDir`, a directory of `<identity>.password` files). PostgreSQL: a configured (or
+ * the default local) server is used when it answers; otherwise a cluster is started.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { redactUrls } from '@switchboard/protocol';
 import { NatsServer, probeNats } from './nats.ts';
+import { DEV_IDENTITIES, NATS_AUTH_DIR_ENV, NatsCredentials } from './nats-auth.ts';
 import { PostgresServer, probePostgres } from './postgres.ts';
 import { STATE_DIR } from './paths.ts';
 
@@ -16,6 +22,8 @@ export const DEFAULT_PG_SERVER_URL = 'postgresql://postgres@127.0.0.1:5432/postg
 
 export interface Infra {
   natsUrl: string;
+  /** The bus identities on that NATS (also in SWITCHBOARD_NATS_AUTH_DIR from now on). */
+  natsCredentials: NatsCredentials;
   /** A URL of the server's `postgres` database (databases are created from it). */
   pgServerUrl: string;
   /** What was started here (and is stopped by stop()), for the record. */
@@ -24,7 +32,10 @@ export interface Infra {
 }
 
 export interface InfraOptions {
+  /** A NATS server to use instead of starting one: only together with `natsAuthDir`. */
   natsUrl?: string | undefined;
+  /** The credentials of `natsUrl`'s bus identities: `<identity>.password` files. */
+  natsAuthDir?: string | undefined;
   pgServerUrl?: string | undefined;
   /** Keep what is started under this directory (default: STATE_DIR); PostgreSQL data kept between runs. */
   stateDir?: string;
@@ -42,18 +53,35 @@ export async function ensureInfra(opts: InfraOptions = {}): Promise<Infra> {
     // A throw-away NATS keeps nothing either (PostgreSQL's throw-away cluster removes itself).
     if (opts.ephemeral === true && started.nats !== undefined) {
       await rm(dirname(started.nats.storeDir), { recursive: true, force: true });
+    } else if (started.nats !== undefined) {
+      // The passwords of a run are good for that run only.
+      await rm(started.nats.credentials.dir, { recursive: true, force: true });
     }
   };
   await mkdir(stateDir, { recursive: true });
   try {
-    let natsUrl = opts.natsUrl ?? DEFAULT_NATS_URL;
-    const nats = await probeNats(natsUrl);
-    if (nats.ok && nats.jetstream) {
-      log(`NATS: using ${redact(natsUrl)}`);
+    let natsUrl: string;
+    let natsCredentials: NatsCredentials;
+    if (opts.natsAuthDir !== undefined && opts.natsAuthDir !== '') {
+      natsUrl = opts.natsUrl ?? DEFAULT_NATS_URL;
+      natsCredentials = new NatsCredentials(opts.natsAuthDir);
+      const probeAs = DEV_IDENTITIES.find((i) => natsCredentials.has(i));
+      if (probeAs === undefined) {
+        throw new Error(`NATS: no <identity>.password file in ${opts.natsAuthDir}`);
+      }
+      const nats = await probeNats(natsUrl, 1500, natsCredentials.connectOptions(probeAs));
+      if (!nats.ok || !nats.jetstream) {
+        throw new Error(
+          `NATS: ${redact(natsUrl)} ${nats.ok ? 'has no JetStream' : `refused ${probeAs} or is unreachable (${nats.reason})`}`,
+        );
+      }
+      log(`NATS: using ${redact(natsUrl)} with the credentials in ${opts.natsAuthDir}`);
     } else {
-      log(
-        `NATS: ${redact(natsUrl)} ${nats.ok ? 'has no JetStream' : `unreachable (${nats.reason})`}; starting nats-server`,
-      );
+      if (opts.natsUrl !== undefined && opts.natsUrl !== '') {
+        log(
+          `NATS: not using ${redact(opts.natsUrl)} (NATS_URL) without its credentials (SWITCHBOARD_NATS_AUTH_DIR)`,
+        );
+      }
       started.nats = await NatsServer.start(
         join(stateDir, opts.ephemeral === true ? `nats-${process.pid}` : 'nats'),
         {
@@ -62,8 +90,13 @@ export async function ensureInfra(opts: InfraOptions = {}): Promise<Infra> {
         },
       );
       natsUrl = started.nats.url;
-      log(`NATS: started ${natsUrl} (data in ${started.nats.storeDir})`);
+      natsCredentials = started.nats.credentials;
+      log(
+        `NATS: started ${natsUrl} with authentication (data in ${started.nats.storeDir}, credentials in ${natsCredentials.dir})`,
+      );
     }
+    // Every process started from here on (services, tools, test workers) finds them.
+    process.env[NATS_AUTH_DIR_ENV] = natsCredentials.dir;
 
     let pgServerUrl = opts.pgServerUrl ?? DEFAULT_PG_SERVER_URL;
     const pgProbe = await probePostgres(pgServerUrl);
@@ -79,7 +112,7 @@ export async function ensureInfra(opts: InfraOptions = {}): Promise<Infra> {
       pgServerUrl = started.postgres.url;
       log(`PostgreSQL: started ${redact(pgServerUrl)} (data in ${started.postgres.dataDir})`);
     }
-    return { natsUrl, pgServerUrl, started, stop };
+    return { natsUrl, natsCredentials, pgServerUrl, started, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -1,11 +1,13 @@
 /**
- * NATS for development and tests: use a reachable server with JetStream when there is
- * one, else run the Debian `nats-server` in a project-owned directory on a free port.
+ * NATS for development and tests: the Debian `nats-server`, run in a project-owned
+ * directory on a free port, with JetStream and the bus identities (nats-auth.ts) — always
+ * with authentication on.
  */
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
+import { connect, type ConnectionOptions } from '@nats-io/transport-node';
+import { NatsCredentials } from './nats-auth.ts';
 import { freePort, tcpReachable, waitFor } from './net.ts';
 import { ManagedProcess, type SpawnOptions } from './process.ts';
 
@@ -19,9 +21,14 @@ export function natsServerBinary(): string {
 export type NatsProbe = { ok: true; jetstream: boolean } | { ok: false; reason: string };
 
 /** Connect once to `url` and report whether it answers and has JetStream. */
-export async function probeNats(url: string, timeoutMs = 1500): Promise<NatsProbe> {
+export async function probeNats(
+  url: string,
+  timeoutMs = 1500,
+  auth: Partial<ConnectionOptions> = {},
+): Promise<NatsProbe> {
   try {
     const nc = await connect({
+      ...auth,
       servers: url.split(','),
       timeout: timeoutMs,
       reconnect: false,
@@ -39,12 +46,22 @@ export async function probeNats(url: string, timeoutMs = 1500): Promise<NatsProb
 export class NatsServer {
   readonly port: number;
   readonly storeDir: string;
+  /** Who may connect, and what each may do (the configuration file is rendered from them). */
+  readonly credentials: NatsCredentials;
+  readonly #configFile: string;
   readonly #spawn: SpawnOptions;
   #proc: ManagedProcess | undefined;
 
-  private constructor(port: number, storeDir: string, spawnOpts: SpawnOptions) {
+  private constructor(
+    port: number,
+    dir: string,
+    credentials: NatsCredentials,
+    spawnOpts: SpawnOptions,
+  ) {
     this.port = port;
-    this.storeDir = storeDir;
+    this.storeDir = join(dir, 'jetstream');
+    this.credentials = credentials;
+    this.#configFile = join(dir, 'nats-server.conf');
     this.#spawn = spawnOpts;
   }
 
@@ -56,14 +73,27 @@ export class NatsServer {
     return this.#proc;
   }
 
-  /** Start nats-server with JetStream, storing in `dir`, on `port` (default: a free one). */
+  /**
+   * Start nats-server with JetStream, storing in `dir`, on `port` (default: a free one),
+   * with the bus identities of `credentials` (default: new ones, in `dir`/auth) — or with
+   * `config`, a configuration of the caller's own (e.g. renderNatsServerConfig's for one
+   * prefix, with NKeys).
+   */
   static async start(
     dir: string,
-    opts: { port?: number } & SpawnOptions = {},
+    opts: { port?: number; credentials?: NatsCredentials; config?: string } & SpawnOptions = {},
   ): Promise<NatsServer> {
-    const { port, ...spawnOpts } = opts;
+    const { port, credentials, config, ...spawnOpts } = opts;
     await mkdir(dir, { recursive: true });
-    const server = new NatsServer(port ?? (await freePort()), join(dir, 'jetstream'), spawnOpts);
+    const server = new NatsServer(
+      port ?? (await freePort()),
+      dir,
+      credentials ?? (await NatsCredentials.generate(join(dir, 'auth'))),
+      spawnOpts,
+    );
+    await writeFile(server.#configFile, config ?? server.credentials.serverConfig(), {
+      mode: 0o600,
+    });
     await server.restart();
     return server;
   }
@@ -74,7 +104,17 @@ export class NatsServer {
     const proc = new ManagedProcess(
       'nats-server',
       natsServerBinary(),
-      ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
+      [
+        '-c',
+        this.#configFile,
+        '-a',
+        '127.0.0.1',
+        '-p',
+        String(this.port),
+        '-js',
+        '-sd',
+        this.storeDir,
+      ],
       this.#spawn,
     );
     this.#proc = proc;

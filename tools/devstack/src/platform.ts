@@ -10,6 +10,7 @@ import {
   roomEventStream,
   type ServiceName,
 } from '@switchboard/protocol';
+import { harnessConnectOptions } from './nats-auth.ts';
 import { ROOT } from './paths.ts';
 import { NODE, ServiceProcess } from './services.ts';
 import { testDatabase } from './testkit.ts';
@@ -124,7 +125,7 @@ export async function migrate(databaseUrl: string): Promise<string> {
  * events leader's KV bucket), so runs on a shared NATS leave nothing behind.
  */
 export async function removeJetStreamState(natsUrl: string, prefix: string): Promise<void> {
-  const nc = await connect({ servers: natsUrl, timeout: 5000 });
+  const nc = await connect({ servers: natsUrl, timeout: 5000, ...harnessConnectOptions() });
   try {
     const jsm = await jetstreamManager(nc, { timeout: 5000 });
     for (const stream of [roomEventStream(prefix), `KV_${eventsLeaderBucket(prefix)}`]) {

@@ -11,11 +11,22 @@ import {
 } from '@switchboard/protocol';
 
 const readinessResponse = validator(ReadinessResponse);
+import { NatsCredentials } from './nats-auth.ts';
 import { waitFor } from './net.ts';
 import { ROOT } from './paths.ts';
 import { ManagedProcess, type SpawnOptions } from './process.ts';
 
 export const NODE = join(ROOT, 'node_modules', '.bin', 'node');
+
+/** The settings that say how a process authenticates to NATS. */
+const NATS_AUTH_VARS = [
+  'NATS_USER',
+  'NATS_PASSWORD',
+  'NATS_PASSWORD_FILE',
+  'NATS_NKEY_SEED',
+  'NATS_NKEY_SEED_FILE',
+  'NATS_CREDS_FILE',
+] as const;
 
 export function serviceEntry(name: ServiceName): string {
   return join(ROOT, 'services', name, 'src', 'main.ts');
@@ -47,7 +58,9 @@ export class ServiceProcess {
 
   /**
    * Start a service with `env` (on top of this process's environment) and resolve once its
-   * HTTP server listens (not necessarily ready: see waitReady()).
+   * HTTP server listens (not necessarily ready: see waitReady()). Unless `env` says how to
+   * authenticate to NATS, the service gets its own identity's credentials on the devstack's
+   * NATS (SWITCHBOARD_NATS_AUTH_DIR).
    */
   static async start(
     name: ServiceName,
@@ -55,6 +68,12 @@ export class ServiceProcess {
     opts: SpawnOptions & { label?: string; timeoutMs?: number } = {},
   ): Promise<ServiceProcess> {
     const { label, timeoutMs, ...spawnOpts } = opts;
+    const given = { ...spawnOpts.env, ...env };
+    const credentials = NatsCredentials.current();
+    const identity =
+      NATS_AUTH_VARS.some((v) => given[v] !== undefined) || credentials === undefined
+        ? {}
+        : credentials.env(name);
     const proc = new ManagedProcess(label ?? name, NODE, [serviceEntry(name)], {
       ...spawnOpts,
       env: {
@@ -63,8 +82,8 @@ export class ServiceProcess {
         HTTP_PORT: '0',
         OPS_HOST: '127.0.0.1',
         OPS_PORT: '0',
-        ...spawnOpts.env,
-        ...env,
+        ...identity,
+        ...given,
       },
       cwd: ROOT,
     });

@@ -4,10 +4,11 @@
  * database is migrated; the four services start; their URLs are printed. Ctrl-C (or
  * SIGTERM) stops the services gracefully, then whatever infrastructure was started here.
  *
- * Env: NATS_URL, DATABASE_URL, NATS_SUBJECT_PREFIX, LOG_LEVEL, SWITCHBOARD_PORT_BASE
- * (default 8080: gateway, rooms, media, events on base..base+3), SWITCHBOARD_OPS_PORT_BASE
- * (default base + 1000: their ops ports, /metrics and the status page), and any service
- * setting.
+ * Env: NATS_URL with SWITCHBOARD_NATS_AUTH_DIR (a NATS and its identities' passwords; else
+ * nats-server is started with fresh credentials), DATABASE_URL, NATS_SUBJECT_PREFIX,
+ * LOG_LEVEL, SWITCHBOARD_PORT_BASE (default 8080: gateway, rooms, media, events on
+ * base..base+3), SWITCHBOARD_OPS_PORT_BASE (default base + 1000: their ops ports, /metrics
+ * and the status page), and any service setting.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
   const configuredDb = process.env['DATABASE_URL'];
   const infra = await ensureInfra({
     natsUrl: process.env['NATS_URL'],
+    natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
     pgServerUrl:
       configuredDb === undefined || configuredDb === ''
         ? undefined
@@ -116,6 +118,7 @@ async function main(): Promise<void> {
           name,
           {
             ...common,
+            ...infra.natsCredentials.env(name),
             ...perService[name],
             HTTP_PORT: String(base + i),
             OPS_PORT: String(opsBase + i),
@@ -161,7 +164,8 @@ async function main(): Promise<void> {
           ? []
           : [`  ${name.padEnd(8)}  ${s.url}/healthz  ${s.url}/readyz  ops: ${s.opsUrl}/metrics`];
       }),
-      `  NATS      ${redact(infra.natsUrl)}   subjects under "${common.NATS_SUBJECT_PREFIX}."`,
+      `  NATS      ${redact(infra.natsUrl)}   subjects under "${common.NATS_SUBJECT_PREFIX}."; each service its own identity`,
+      `            admin command: NATS_URL=${redact(infra.natsUrl)} NATS_USER=admin NATS_PASSWORD_FILE=${infra.natsCredentials.passwordFile('admin')}`,
       ...(devAuth
         ? [
             `  tokens    signed with the dev secret (AUTH_HS256_SECRET unset); one for every room, 24 h:`,

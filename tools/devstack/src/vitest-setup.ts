@@ -1,8 +1,10 @@
 /**
  * Vitest global setup: NATS (with JetStream) and PostgreSQL for the test run, provided to
- * every test file. Reachable servers (NATS_URL / DATABASE_URL, or the local defaults) are
- * used as they are — every test file then works under its own subject prefix and in its
- * own database —; otherwise throw-away servers are started for the run and removed after.
+ * every test file. NATS is the run's own nats-server with the bus identities (auth on;
+ * SWITCHBOARD_NATS_AUTH_DIR tells workers and services where the credentials are), unless
+ * NATS_URL comes with SWITCHBOARD_NATS_AUTH_DIR. A reachable PostgreSQL (DATABASE_URL, or the
+ * local default) is used as it is; otherwise a throw-away cluster is started. Every test file
+ * works under its own subject prefix and in its own database.
  */
 import type { TestProject } from 'vitest/node';
 import { ensureInfra } from './infra.ts';
@@ -19,6 +21,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const db = process.env['DATABASE_URL'];
   const infra = await ensureInfra({
     natsUrl: process.env['NATS_URL'],
+    natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
     pgServerUrl: db === undefined || db === '' ? undefined : withDatabase(db, 'postgres'),
     ephemeral: true,
     log: (msg) => {

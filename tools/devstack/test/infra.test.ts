@@ -1,9 +1,10 @@
 /**
- * Where no NATS or PostgreSQL is reachable (here: the configured URLs point at closed
- * ports), the project starts its own — nats-server with JetStream and a PostgreSQL
- * cluster — from the Debian packages, in project-owned directories, and stops them.
+ * The project starts its own nats-server (JetStream, the bus identities: authentication on)
+ * unless given a NATS with its credentials, and its own PostgreSQL cluster where none is
+ * reachable (here: the configured URL points at a closed port) — from the Debian packages, in
+ * project-owned directories — and stops them.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,10 +37,22 @@ afterAll(async () => {
 });
 
 describe('infrastructure fallback', () => {
-  it('starts nats-server with JetStream when NATS is unreachable', async () => {
+  it('starts nats-server with JetStream and the bus identities (NATS_URL alone is not used)', async () => {
     expect(infra.started.nats).toBeDefined();
-    expect(messages.some((m) => /NATS: .* unreachable/.test(m))).toBe(true);
-    const nc = await connect({ servers: infra.natsUrl });
+    expect(messages.some((m) => /NATS: not using .* without its credentials/.test(m))).toBe(true);
+    expect(messages.some((m) => /NATS: started .* with authentication/.test(m))).toBe(true);
+    // No anonymous connection; passwords in files of this user only, never in the log.
+    const anonymous = await probeNats(infra.natsUrl, 1000);
+    expect(anonymous.ok).toBe(false);
+    expect(anonymous.ok ? '' : anonymous.reason).toMatch(/Authorization/i);
+    const file = infra.natsCredentials.passwordFile('gateway');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(infra.natsCredentials.dir).mode & 0o777).toBe(0o700);
+    expect(messages.join('\n')).not.toContain(infra.natsCredentials.password('gateway'));
+    const nc = await connect({
+      servers: infra.natsUrl,
+      ...infra.natsCredentials.connectOptions('test'),
+    });
     try {
       const jsm = await jetstreamManager(nc);
       const info = await jsm.getAccountInfo();

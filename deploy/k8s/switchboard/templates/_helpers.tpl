@@ -94,6 +94,30 @@ silently ignored.
 {{- if and (not $v.database.existingSecret.name) (not $v.database.url) -}}
 {{- fail "database: set database.url or database.existingSecret.name (the rooms service and the migrations need DATABASE_URL)" -}}
 {{- end -}}
+{{- range $svc := list "gateway" "rooms" "media" "events" -}}
+{{- $a := index $v.nats.auth $svc -}}
+{{- $keys := 0 -}}
+{{- range $k := list $a.passwordKey $a.nkeySeedKey $a.credsKey }}{{ if $k }}{{ $keys = add1 $keys }}{{ end }}{{ end -}}
+{{- if and $a.existingSecret (ne (int $keys) 1) -}}
+{{- fail (printf "nats.auth.%s: with existingSecret (%s), give exactly one of passwordKey, nkeySeedKey, credsKey (the key of the Secret holding the credential)" $svc $a.existingSecret) -}}
+{{- end -}}
+{{- if and (not $a.existingSecret) (or $keys $a.user) -}}
+{{- fail (printf "nats.auth.%s: passwordKey/nkeySeedKey/credsKey/user need existingSecret (the Secret holding the credential)" $svc) -}}
+{{- end -}}
+{{- if and $a.user (not $a.passwordKey) -}}
+{{- fail (printf "nats.auth.%s: user goes with passwordKey" $svc) -}}
+{{- end -}}
+{{- end -}}
+{{- $t := $v.nats.tls -}}
+{{- if and $t.existingSecret (not (or $t.caKey $t.certKey)) -}}
+{{- fail "nats.tls: existingSecret needs caKey, certKey and keyKey, or both" -}}
+{{- end -}}
+{{- if ne (not $t.certKey) (not $t.keyKey) -}}
+{{- fail "nats.tls: certKey and keyKey go together (a client certificate and its key)" -}}
+{{- end -}}
+{{- if and (not $t.existingSecret) (or $t.certKey) -}}
+{{- fail "nats.tls: certKey/keyKey need existingSecret" -}}
+{{- end -}}
 {{- if not (or $v.auth.existingSecret.name $v.auth.hs256Secret $v.auth.rs256PublicKeys) -}}
 {{- fail "auth: set hs256Secret, rs256PublicKeys or existingSecret.name (the gateway verifies tokens with them)" -}}
 {{- end -}}
@@ -176,6 +200,7 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
 {{- if .root.Values.nats.existingSecret.name }}
 {{ include "sb.secretEnv" (dict "name" "NATS_URL" "secret" .root.Values.nats.existingSecret.name "key" .root.Values.nats.existingSecret.key) }}
 {{- end }}
+{{- with include "sb.natsEnv" . }}{{ . | trim | nindent 0 }}{{ end }}
 {{- range $k, $v := (index .root.Values .svc).env }}
 - name: {{ $k }}
   value: {{ include "sb.envValue" $v | quote }}
@@ -192,6 +217,89 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
 {{- define "sb.tmp" -}}
 volumeMounts:
   - { name: tmp, mountPath: /tmp }
+{{- end -}}
+
+{{/*
+Where a service's NATS credentials and TLS files are mounted (nats.auth.<service>,
+nats.tls): files from existing Secrets, never environment variables.
+*/}}
+{{- define "sb.natsAuthDir" -}}/var/run/secrets/switchboard/nats{{- end -}}
+{{- define "sb.natsTlsDir" -}}/var/run/secrets/switchboard/nats-tls{{- end -}}
+
+{{/* The file name of a service's NATS credential: (index .Values.nats.auth "gateway") */}}
+{{- define "sb.natsAuthFile" -}}
+{{- if .passwordKey -}}password{{- else if .nkeySeedKey -}}nkey.seed{{- else if .credsKey -}}user.creds{{- end -}}
+{{- end -}}
+
+{{/* NATS_USER, NATS_*_FILE and NATS_TLS_*_FILE of a service: (dict "root" $ "svc" "rooms") */}}
+{{- define "sb.natsEnv" -}}
+{{- $a := index .root.Values.nats.auth .svc -}}
+{{- $t := .root.Values.nats.tls -}}
+{{- $dir := include "sb.natsAuthDir" . -}}
+{{- if $a.existingSecret }}
+{{- if $a.passwordKey }}
+- { name: NATS_USER, value: {{ $a.user | default .svc | quote }} }
+- { name: NATS_PASSWORD_FILE, value: {{ printf "%s/password" $dir | quote }} }
+{{- else if $a.nkeySeedKey }}
+- { name: NATS_NKEY_SEED_FILE, value: {{ printf "%s/nkey.seed" $dir | quote }} }
+{{- else if $a.credsKey }}
+- { name: NATS_CREDS_FILE, value: {{ printf "%s/user.creds" $dir | quote }} }
+{{- end }}
+{{- end }}
+{{- if $t.existingSecret }}
+{{- $tls := include "sb.natsTlsDir" . -}}
+{{- if $t.caKey }}
+- { name: NATS_TLS_CA_FILE, value: {{ printf "%s/ca.crt" $tls | quote }} }
+{{- end }}
+{{- if $t.certKey }}
+- { name: NATS_TLS_CERT_FILE, value: {{ printf "%s/tls.crt" $tls | quote }} }
+- { name: NATS_TLS_KEY_FILE, value: {{ printf "%s/tls.key" $tls | quote }} }
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* A service container's mounts: /tmp, and its NATS credentials and TLS files. */}}
+{{- define "sb.mounts" -}}
+volumeMounts:
+  - { name: tmp, mountPath: /tmp }
+{{- if (index .root.Values.nats.auth .svc).existingSecret }}
+  - { name: nats-auth, mountPath: {{ include "sb.natsAuthDir" . }}, readOnly: true }
+{{- end }}
+{{- if .root.Values.nats.tls.existingSecret }}
+  - { name: nats-tls, mountPath: {{ include "sb.natsTlsDir" . }}, readOnly: true }
+{{- end }}
+{{- end -}}
+
+{{/*
+The Secret volumes of a service's NATS credentials and TLS files: only the keys it needs,
+readable by the pod's group (fsGroup 10001; mode 0440) and nobody else.
+*/}}
+{{- define "sb.natsVolumes" -}}
+{{- $a := index .root.Values.nats.auth .svc -}}
+{{- $t := .root.Values.nats.tls -}}
+{{- if $a.existingSecret }}
+- name: nats-auth
+  secret:
+    secretName: {{ $a.existingSecret | quote }}
+    defaultMode: 288
+    items:
+      - key: {{ $a.passwordKey | default $a.nkeySeedKey | default $a.credsKey | quote }}
+        path: {{ include "sb.natsAuthFile" $a }}
+{{- end }}
+{{- if $t.existingSecret }}
+- name: nats-tls
+  secret:
+    secretName: {{ $t.existingSecret | quote }}
+    defaultMode: 288
+    items:
+      {{- if $t.caKey }}
+      - { key: {{ $t.caKey | quote }}, path: ca.crt }
+      {{- end }}
+      {{- if $t.certKey }}
+      - { key: {{ $t.certKey | quote }}, path: tls.crt }
+      - { key: {{ $t.keyKey | quote }}, path: tls.key }
+      {{- end }}
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -110,13 +110,7 @@ export class Router {
     const token = roomToken(roomId);
     let sub = previous?.roomId === roomId ? previous.sub : undefined;
     const ownSub = sub === undefined;
-    sub ??= this.#bus.subscribe(
-      signalingSubjects.socketAny(this.#bus.prefix, socketId),
-      socketMessage,
-      async (msg, incoming) => {
-        await this.#onRelay(socketId, msg, incoming);
-      },
-    );
+    sub ??= this.#subscribeSocket(socketId);
     const att: Attachment = { conn, roomId, roomToken: token, sub };
     this.#sockets.set(socketId, att);
     this.#join(roomId, socketId);
@@ -217,11 +211,46 @@ export class Router {
     });
   }
 
-  async #onRelay(socketId: string, msg: SocketMessage, incoming: Incoming): Promise<void> {
+  /**
+   * A socket's two subjects: event relays (`sig.sock`) and server-to-client calls (`sig.call`,
+   * which the bus lets operators and services publish to, not gateways).
+   */
+  #subscribeSocket(socketId: string): BusSubscription {
+    const subs = (['relay', 'call'] as const).map((kind) =>
+      this.#bus.subscribe(
+        kind === 'relay'
+          ? signalingSubjects.socketAny(this.#bus.prefix, socketId)
+          : signalingSubjects.callAny(this.#bus.prefix, socketId),
+        socketMessage,
+        async (msg, incoming) => {
+          await this.#onRelay(socketId, kind, msg, incoming);
+        },
+      ),
+    );
+    return {
+      subject: signalingSubjects.socketAny(this.#bus.prefix, socketId),
+      unsubscribe: () => {
+        for (const s of subs) s.unsubscribe();
+      },
+    };
+  }
+
+  async #onRelay(
+    socketId: string,
+    kind: 'relay' | 'call',
+    msg: SocketMessage,
+    incoming: Incoming,
+  ): Promise<void> {
     const att = this.#sockets.get(socketId);
     const senderRoom = incoming.subject.slice(incoming.subject.lastIndexOf('.') + 1);
     if (att?.roomToken !== senderRoom) {
       incoming.respond({ ok: false, error: new ProtocolError('SOCKET_ID_DOES_NOT_EXIST') });
+      return;
+    }
+    if ('call' in msg !== (kind === 'call')) {
+      // A call only on the calls' subject, a relay only on the relays'.
+      this.#log.warn({ subject: incoming.subject }, 'socket message on the wrong subject; dropped');
+      incoming.respond({ ok: false, error: new ProtocolError('JSON_FIELD_INVALID') });
       return;
     }
     if ('call' in msg) {

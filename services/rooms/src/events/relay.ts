@@ -18,6 +18,7 @@ import {
 } from '@nats-io/jetstream';
 import type { Bus } from '@switchboard/bus';
 import {
+  DURABLE_ROOM_EVENTS,
   roomEventStream,
   roomEventSubject,
   type DurableRoomEventName,
@@ -28,13 +29,6 @@ import type { Db } from '../db/client.ts';
 /** pg_advisory_xact_lock key of the relay ("sbOutbox" in ASCII). */
 const LOCK_KEY = 0x73624f7574626f78n;
 const BATCH = 500;
-const DURABLE_EVENTS: readonly DurableRoomEventName[] = [
-  'room.created',
-  'room.join',
-  'room.leave',
-  'room.closed',
-];
-
 export interface RelayOptions {
   pollMs: number;
   /** How long the stream keeps events (0: for ever). */
@@ -190,7 +184,7 @@ export class OutboxRelay {
     const name = roomEventStream(prefix);
     const config = {
       name,
-      subjects: DURABLE_EVENTS.map((e) => roomEventSubject(prefix, e)),
+      subjects: DURABLE_ROOM_EVENTS.map((e) => roomEventSubject(prefix, e)),
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
