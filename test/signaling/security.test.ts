@@ -140,6 +140,21 @@ describe('resume belongs to the owner', () => {
     const results = await Promise.all([x.resume(a3), y.resume(a3)]);
     expect(results.map((f) => f.s).sort()).toEqual([false, true]);
     expect(results.find((f) => f.s === false)).toMatchObject(failed(E.AUTH_FAILED));
+
+    // A client may propose the next token (it then knows it even if the reply is lost)…
+    const winner = results[0].s === true ? x : y;
+    const z = await connect(sp.gw1.url);
+    const proposal = anyToken();
+    expect(await z.resume(winner, { nextResumeToken: proposal })).toMatchObject({
+      s: true,
+      d: { resumeToken: proposal },
+    });
+    // …but not the current one (the token would work twice).
+    const w = await connect(sp.gw2.url);
+    expect(await w.resume(z, { nextResumeToken: z.resumeToken })).toMatchObject(
+      failed(ErrorCodes.JSON_FIELD_INVALID.code),
+    );
+    expect((await w.resume(z)).s).toBe(true);
   });
 
   it('the rooms service keeps only the hash; operators and peers never see a resume token', async () => {

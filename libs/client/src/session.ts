@@ -221,6 +221,14 @@ const FATAL: ReadonlySet<ErrorName> = new Set([
   'UNKNOWN_ACTION',
 ]);
 
+/** 32 random bytes, base64url: a resume token this client proposes. */
+function randomToken(): string {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(32));
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
 const asProtocolError = (err: unknown): ProtocolError =>
   isProtocolError(err) ? err : new ProtocolError('SYSTEM', String(err), { cause: err });
 
@@ -252,8 +260,11 @@ export class Session {
   #refreshing: Promise<void> | undefined;
   #clockOffsetMs = 0;
   #socketId: string | undefined;
-  /** The secret that resumes the session (rotated by every reconnect); never shown. */
-  #resumeToken: string | undefined;
+  /**
+   * The secret that resumes the session (rotated by every reconnect; never shown): one, or
+   * after a reconnect that got no reply, the tokens the server may hold, likeliest first.
+   */
+  #resumeTokens: string[] = [];
   /** The token the server holds for the session (a fresher #token is sent on reconnect). */
   #tokenOnServer: string | undefined;
   #join: JoinReply | undefined;
@@ -511,20 +522,7 @@ export class Session {
     const previous = this.#socketId;
     if (previous !== undefined) {
       try {
-        const token = this.#token;
-        const d = await conn.request(
-          'reconnect',
-          {
-            socketId: previous,
-            ...(this.#resumeToken === undefined ? {} : { resumeToken: this.#resumeToken }),
-            // A token refreshed while the session was away goes with it.
-            ...(token === this.#tokenOnServer ? {} : { bearer: token }),
-          },
-          timeout,
-        );
-        const r = parseReply('reconnect', ReconnectReply, d) as Static<typeof ReconnectReply>;
-        this.#resumeToken = r.resumeToken;
-        this.#tokenOnServer = token;
+        const r = await this.#resume(conn, previous, timeout);
         this.#adopt(conn);
         this.#events.emit('resumed', {
           socketId: previous,
@@ -547,7 +545,7 @@ export class Session {
     }
     const join = await this.#joinOn(conn);
     this.#socketId = join.socketId;
-    this.#resumeToken = join.resumeToken;
+    this.#resumeTokens = [join.resumeToken];
     this.#join = join;
     this.#adopt(conn);
     if (previous !== undefined) {
@@ -559,6 +557,52 @@ export class Session {
         url: conn.url,
       });
     }
+  }
+
+  /**
+   * `reconnect` with the session's resume token, proposing the next one. When an earlier
+   * reconnect got no reply, the server holds either the token it was sent or the one it
+   * proposed: both are kept, the proposal tried first (a refused one is dropped).
+   */
+  async #resume(
+    conn: Connection,
+    socketId: string,
+    timeout: { timeoutMs: number; signal: AbortSignal },
+  ): Promise<Static<typeof ReconnectReply>> {
+    let refused: unknown = new ProtocolError('AUTH_FAILED', 'no resume token');
+    for (const resumeToken of [...this.#resumeTokens]) {
+      const token = this.#token;
+      const next = randomToken();
+      let d: unknown;
+      try {
+        d = await conn.request(
+          'reconnect',
+          {
+            socketId,
+            resumeToken,
+            nextResumeToken: next,
+            // A token refreshed while the session was away goes with it.
+            ...(token === this.#tokenOnServer ? {} : { bearer: token }),
+          },
+          timeout,
+        );
+      } catch (err) {
+        if (isProtocolError(err) && err.errorName === 'AUTH_FAILED') {
+          // Answered: the server does not hold this one (and did not take `next`).
+          this.#resumeTokens = this.#resumeTokens.filter((t) => t !== resumeToken);
+          refused = err;
+          continue;
+        }
+        // Maybe no answer came: the server holds `resumeToken` or, if it took it, `next`.
+        this.#resumeTokens = [next, ...this.#resumeTokens].slice(0, 4);
+        throw err;
+      }
+      const r = parseReply('reconnect', ReconnectReply, d) as Static<typeof ReconnectReply>;
+      this.#resumeTokens = [r.resumeToken];
+      this.#tokenOnServer = token;
+      return r;
+    }
+    throw refused;
   }
 
   async #joinOn(conn: Connection): Promise<JoinReply> {

@@ -38,6 +38,10 @@ class FakeGateway {
   /** Every reconnect's `d`, and every refreshToken's bearer. */
   reconnects: Record<string, unknown>[] = [];
   refreshes: string[] = [];
+  /** The session's resume token now (as a rooms service keeps it). */
+  resumeToken: string | undefined;
+  /** Take the next reconnect (rotate the token) but drop the connection before the reply. */
+  loseNextReply = false;
   #issued = 0;
   nextResume(): string {
     return resume(++this.#issued);
@@ -117,14 +121,31 @@ class FakeSocket implements WebSocketLike {
             video: { width: { max: 640 }, height: { max: 360 }, frameRate: { max: 24 } },
           },
           sessions: [],
-          resumeToken: this.#gw.nextResume(),
+          resumeToken: (this.#gw.resumeToken = this.#gw.nextResume()),
         });
         return;
-      case 'reconnect':
+      case 'reconnect': {
         this.#gw.reconnects.push(f.d);
-        if (this.#gw.reconnect === true) reply({ roomSize: 1, resumeToken: this.#gw.nextResume() });
-        else error(this.#gw.reconnect);
+        if (this.#gw.reconnect !== true) {
+          error(this.#gw.reconnect);
+          return;
+        }
+        if (f.d['resumeToken'] !== this.#gw.resumeToken) {
+          error(ErrorCodes.AUTH_FAILED.code);
+          return;
+        }
+        const proposed = f.d['nextResumeToken'];
+        this.#gw.resumeToken = typeof proposed === 'string' ? proposed : this.#gw.nextResume();
+        if (this.#gw.loseNextReply) {
+          this.#gw.loseNextReply = false;
+          setTimeout(() => {
+            this.drop();
+          }, 1);
+          return;
+        }
+        reply({ roomSize: 1, resumeToken: this.#gw.resumeToken });
         return;
+      }
       case 'refreshToken':
         this.#gw.refreshes.push(String(f.d['bearer']));
         reply({ expiresAt: Date.now() + 3_600_000 });
@@ -302,7 +323,7 @@ describe('dormancy', () => {
     });
   });
 
-  it('resumes with the latest resumeToken: each reconnect spends one and gets the next', async () => {
+  it('resumes with the latest resumeToken: each reconnect spends one and proposes the next', async () => {
     const s = await connected(opts());
     for (let i = 0; i < 3; i++) {
       const resumed = s.once('resumed');
@@ -310,8 +331,30 @@ describe('dormancy', () => {
       await vi.advanceTimersByTimeAsync(50);
       await resumed;
     }
-    expect(gw.reconnects.map((d) => d['resumeToken'])).toEqual([resume(1), resume(2), resume(3)]);
-    expect(gw.reconnects.every((d) => d['socketId'] === SOCKET_ID && !('bearer' in d))).toBe(true);
+    const sent = gw.reconnects;
+    expect(sent.map((d) => d['resumeToken'])).toEqual([
+      resume(1),
+      sent[0]?.['nextResumeToken'],
+      sent[1]?.['nextResumeToken'],
+    ]);
+    const proposals = new Set(sent.map((d) => d['nextResumeToken']));
+    expect(proposals.size).toBe(3);
+    for (const p of proposals) expect(p).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(sent.every((d) => d['socketId'] === SOCKET_ID && !('bearer' in d))).toBe(true);
+    await s.leave();
+  });
+
+  it('a reconnect whose reply was lost: the next one tries the proposed token and resumes', async () => {
+    const s = await connected(opts());
+    gw.loseNextReply = true;
+    const resumed = s.once('resumed');
+    gw.current?.drop();
+    await vi.advanceTimersByTimeAsync(2000);
+    await resumed;
+    expect(gw.joins).toHaveLength(1); // no rejoin
+    const [lost, next] = gw.reconnects;
+    expect(lost?.['resumeToken']).toBe(resume(1));
+    expect(next?.['resumeToken']).toBe(lost?.['nextResumeToken']);
     await s.leave();
   });
 

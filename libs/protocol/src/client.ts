@@ -134,16 +134,22 @@ const Bearer = Type.String({ minLength: 1, maxLength: 8192 });
  * Resume a session: its socketId and its current resumeToken (AUTH_FAILED without the right
  * one; the session and its socket, if still open, are untouched). `bearer` optionally
  * presents a fresher token of the same user at the same time (as `refreshToken` does).
+ *
+ * `nextResumeToken` optionally proposes the token that replaces the one spent (32 random
+ * bytes of the client's, base64url; not the current one): a client whose reconnect got no
+ * reply then knows both candidates and tries the proposed one first, instead of joining
+ * again. Without it the gateway draws one.
  */
 export const ReconnectData = Type.Object({
   socketId: SocketId,
   resumeToken: Type.Optional(ResumeToken),
+  nextResumeToken: Type.Optional(ResumeToken),
   bearer: Type.Optional(Bearer),
 });
 export type ReconnectData = Static<typeof ReconnectData>;
 export const ReconnectReply = Type.Object({
   roomSize: Type.Integer({ minimum: 1 }),
-  /** The next resumeToken: the one just used is spent. */
+  /** The next resumeToken (the proposed one, if any): the one just used is spent. */
   resumeToken: ResumeToken,
 });
 

@@ -582,6 +582,9 @@ export class Connection implements Attachable {
     if (d.resumeToken === undefined && !this.#deps.auth.legacyResume) {
       throw new ProtocolError('AUTH_FAILED', 'reconnect needs the resumeToken of the session');
     }
+    if (d.nextResumeToken !== undefined && d.nextResumeToken === d.resumeToken) {
+      throw new ProtocolError('JSON_FIELD_INVALID', '/d/nextResumeToken is the current one');
+    }
     const proof = d.resumeToken === undefined ? null : resumeHash(d.resumeToken);
     // A fresher token, when the client has one: checked before anything is asked.
     const grant = d.bearer === undefined ? undefined : await this.#deps.verifier.verify(d.bearer);
@@ -598,7 +601,7 @@ export class Connection implements Attachable {
     if (this.#expired((auth ?? session).tokenExpiresAt)) {
       throw new ProtocolError('AUTH_FAILED', 'token expired');
     }
-    const next = newResumeToken();
+    const next = d.nextResumeToken ?? newResumeToken();
     const pending = this.#deps.router.attach(socketId, session.roomId, this);
     try {
       const reply = await this.#deps.bus.request(
