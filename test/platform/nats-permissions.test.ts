@@ -113,6 +113,41 @@ afterAll(async () => {
   );
 });
 
+/**
+ * An events service on `serverUrl` authenticated by `auth` (NATS_* variables): once ready and
+ * holding its leader lease (which needs its KV bucket), with no permission refused.
+ */
+async function eventsLeader(
+  serverUrl: string,
+  prefix: string,
+  auth: Record<string, string>,
+  label: string,
+): Promise<ServiceProcess> {
+  const events = await ServiceProcess.start(
+    'events',
+    {
+      NATS_URL: serverUrl,
+      NATS_SUBJECT_PREFIX: prefix,
+      ...auth,
+      ROOM_LIVE_INTERVAL_MS: '1000',
+      LEADER_LEASE_MS: '600',
+    },
+    { label },
+  );
+  try {
+    await events.waitReady();
+    await waitFor('the leader lease', async () => {
+      const metrics = await events.metrics();
+      return /^sb_events_leader\{[^}]*\} 1$/m.test(metrics);
+    });
+    expect(events.process.output()).not.toMatch(/Permissions Violation/i);
+    return events;
+  } catch (err) {
+    await events.stop();
+    throw err;
+  }
+}
+
 describe('who may connect', () => {
   it('a connection without credentials is refused, as is a wrong password', async () => {
     const url = inject('natsUrl');
@@ -356,24 +391,13 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
   it('an events service with an NKey seed file: ready, and it holds its lease in its own bucket', async () => {
     const seedFile = join(dir, 'events.nk');
     await writeFile(seedFile, keys.get('events')?.getSeed() ?? '', { mode: 0o600 });
-    const events = await ServiceProcess.start(
-      'events',
-      {
-        NATS_URL: server.url,
-        NATS_SUBJECT_PREFIX: prefix,
-        NATS_NKEY_SEED_FILE: seedFile,
-        ROOM_LIVE_INTERVAL_MS: '1000',
-        LEADER_LEASE_MS: '600',
-      },
-      { label: 'events-nkey' },
+    const events = await eventsLeader(
+      server.url,
+      prefix,
+      { NATS_NKEY_SEED_FILE: seedFile },
+      'events-nkey',
     );
     try {
-      await events.waitReady();
-      await waitFor('the leader lease', async () => {
-        const metrics = await events.metrics();
-        return /^sb_events_leader\{[^}]*\} 1$/m.test(metrics);
-      });
-      expect(events.process.output()).not.toMatch(/Permissions Violation/i);
       expect(events.process.output()).not.toContain(
         new TextDecoder().decode(keys.get('events')?.getSeed()),
       );
@@ -475,27 +499,13 @@ describe('operator (JWT) mode: a service on a .creds file', () => {
       ].join('\n'),
       { mode: 0o600 },
     );
-    const events = await ServiceProcess.start(
-      'events',
-      {
-        NATS_URL: server.url,
-        NATS_SUBJECT_PREFIX: prefix,
-        NATS_CREDS_FILE: creds,
-        ROOM_LIVE_INTERVAL_MS: '1000',
-        LEADER_LEASE_MS: '600',
-      },
-      { label: 'events-creds' },
+    const events = await eventsLeader(
+      server.url,
+      prefix,
+      { NATS_CREDS_FILE: creds },
+      'events-creds',
     );
-    try {
-      await events.waitReady();
-      await waitFor('the leader lease', async () => {
-        const metrics = await events.metrics();
-        return /^sb_events_leader\{[^}]*\} 1$/m.test(metrics);
-      });
-      expect(events.process.output()).not.toMatch(/Permissions Violation/i);
-    } finally {
-      await events.stop();
-    }
+    await events.stop();
     // The same user may do nothing the table does not give it.
     const c = await open(server.url, {
       authenticator: credsAuthenticator(await readFile(creds)),

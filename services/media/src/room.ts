@@ -116,7 +116,7 @@ export class MediaRoom {
     }
     const peer = await this.#peer(req, signal, true);
     this.#checkTransportLimit(peer);
-    if (direction === 'recv') this.#checkRecvChurn(peer);
+    if (direction === 'recv') this.#deps.recvChurn.take(this.roomId, peer.userId);
     const { router, slot } = peer.route;
     const transport = await router.createWebRtcTransport({
       webRtcServer: slot.webRtcServer,
@@ -160,7 +160,7 @@ export class MediaRoom {
     }
     const peer = await this.#peer(req, signal, true);
     this.#checkTransportLimit(peer);
-    if (direction === 'recv') this.#checkRecvChurn(peer);
+    if (direction === 'recv') this.#deps.recvChurn.take(this.roomId, peer.userId);
     const transport = await peer.route.router.createPlainTransport({
       listenInfo: {
         protocol: 'udp',
@@ -572,11 +572,6 @@ export class MediaRoom {
       d: { peer: { socketId: data.socketId, userId: data.userId }, producerId: producer.id },
     };
     for (const peer of this.#placedPeers()) this.#deps.send(peer.socketId, event);
-  }
-
-  /** A user's receiving transports are limited per minute (see RecvChurn). */
-  #checkRecvChurn(peer: MediaPeer): void {
-    this.#deps.recvChurn.take(this.roomId, peer.userId);
   }
 
   #checkTransportLimit(peer: MediaPeer): void {

@@ -39,7 +39,6 @@ import {
   type JoinData,
   type Orientation,
   type ReconnectData,
-  type SessionGrants,
   type SessionAuth,
   type EventFrameMessage,
   type ReplyFrame,
@@ -849,7 +848,7 @@ function valid<T>(v: { parse(value: unknown): Parsed<T> }, data: unknown): T {
 }
 
 /** What a verified token says, as the session keeps it. */
-function authOf(grant: Grant): SessionAuth & { grants: SessionGrants } {
+function authOf(grant: Grant): SessionAuth {
   return { tokenExpiresAt: grant.expiresAt, grants: grant.grants };
 }
 
