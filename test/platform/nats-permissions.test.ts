@@ -18,7 +18,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { pino } from 'pino';
 import { createAccount, createOperator, createUser, type KeyPair } from '@nats-io/nkeys';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, RetentionPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import {
   connect,
   credsAuthenticator,
@@ -43,6 +44,11 @@ import {
 } from '@switchboard/devstack';
 import {
   Rooms,
+  callStream,
+  hostConsumer,
+  hostSubjects,
+  presenceBucket,
+  presenceKey,
   eventsLeaderBucket,
   isProtocolError,
   mediaSubjects,
@@ -258,8 +264,10 @@ describe('each identity only does its own work', () => {
       await requestRefused(gw, `${prefix}.rooms.rpc.${m.method}`);
     }
     await requestRefused(gw, signalingSubjects.call(prefix, socketId, 'perm-room'));
-    await requestRefused(gw, `$JS.API.STREAM.CREATE.${roomEventStream(prefix)}`);
-    await requestRefused(gw, `$JS.API.INFO`);
+    // Its JetStream rights are the call queue's and presence's (scoped to their stream and
+    // bucket under a real prefix, below): never a delete or a purge of a stream.
+    await requestRefused(gw, `$JS.API.STREAM.DELETE.${roomEventStream(prefix)}`);
+    await requestRefused(gw, `$JS.API.STREAM.PURGE.${callStream(prefix)}`);
 
     // Publishes are refused too: nothing reaches a subscriber.
     const watcher = await as('test', prefix);
@@ -386,6 +394,46 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
     await requestRefused(gateway, `$JS.API.STREAM.INFO.${stream}`);
     gateway.nc.publish(`${prefix}.room.join`, '{}');
     await refused(gateway, 'Publish', `${prefix}.room.join`);
+  });
+
+  it('a gateway runs the call queue and presence in its own stream and bucket only', async () => {
+    const gateway = await asKey('gateway');
+    const calls = callStream(prefix);
+    const jsm = await jetstreamManager(gateway.nc);
+    await jsm.streams.add({
+      name: calls,
+      subjects: [hostSubjects.offers(prefix)],
+      retention: RetentionPolicy.Workqueue,
+    });
+    const js = jetstream(gateway.nc);
+    const ack = await js.publish(hostSubjects.offer(prefix, 'cam-1'), '{"o":1}', { msgID: 'c1' });
+    await jsm.consumers.add(calls, {
+      durable_name: hostConsumer('cam-1'),
+      filter_subject: hostSubjects.offer(prefix, 'cam-1'),
+      ack_policy: AckPolicy.Explicit,
+    });
+    const consumer = await js.consumers.get(calls, hostConsumer('cam-1'));
+    const m = await consumer.next({ expires: 2000 });
+    expect(m?.json()).toEqual({ o: 1 });
+    m?.ack();
+    await js.publish(hostSubjects.offer(prefix, 'cam-1'), '{"o":2}', { msgID: 'c2' });
+    expect(await jsm.streams.deleteMessage(calls, ack.seq + 1, false)).toBe(true);
+
+    const kv = await new Kvm(gateway.nc).create(presenceBucket(prefix), { history: 1 });
+    await kv.put(presenceKey('cam-1', 'instance-1'), '{}');
+    const keys: string[] = [];
+    for await (const k of await kv.keys('host.>')) keys.push(k);
+    expect(keys).toEqual([presenceKey('cam-1', 'instance-1')]);
+    expect((await kv.get(presenceKey('cam-1', 'instance-1')))?.string()).toBe('{}');
+    expect(gateway.errors).toEqual([]);
+
+    await requestRefused(gateway, `$JS.API.STREAM.CREATE.${roomEventStream(prefix)}`);
+    await requestRefused(gateway, `$JS.API.STREAM.DELETE.${calls}`);
+    await requestRefused(gateway, `$JS.API.STREAM.INFO.KV_${eventsLeaderBucket(prefix)}`);
+    // The analytics reader hears presence changes; the other services do not write them.
+    const media = await asKey('media');
+    media.nc.publish(hostSubjects.presence(prefix, 'cam-1'), '{}');
+    await refused(media, 'Publish', hostSubjects.presence(prefix, 'cam-1'));
   });
 
   it('an events service with an NKey seed file: ready, and it holds its lease in its own bucket', async () => {

@@ -6,6 +6,7 @@
 import Type, { type Static } from 'typebox';
 import { ProducerSource } from './media.ts';
 import { validator } from './validate.ts';
+import { CallGrant, HostName } from './credentials.ts';
 
 /**
  * One room grant: an exact room id, or a prefix ending with `*` meaning every room id that
@@ -50,15 +51,21 @@ export const SessionGrants = Type.Object({
   data: Type.Boolean(),
   hidden: Type.Boolean(),
   role: Type.Union([Type.Literal('member'), Type.Literal('recorder'), Type.Literal('broadcaster')]),
+  /** The hosts it may call (the token's `call`; absent in sessions stored before hosts). */
+  call: Type.Optional(Type.Array(CallGrant, { maxItems: 64 })),
 });
 export type SessionGrants = Static<typeof SessionGrants>;
 
 const ALL_SOURCES: ProducerSource[] = ['camera', 'microphone', 'screen', 'screen-audio', 'other'];
 
 /** The grants a token's claim stands for (the defaults where the claim is silent). */
-export function sessionGrants(g: TokenGrants | undefined): SessionGrants {
+export function sessionGrants(
+  g: TokenGrants | undefined,
+  call: readonly string[] = [],
+): SessionGrants {
   const hidden = g?.hidden ?? false;
   return {
+    ...(call.length === 0 ? {} : { call: [...call] }),
     publish: !hidden && (g?.canPublish ?? true),
     sources: [...new Set(g?.canPublishSources ?? ALL_SOURCES)],
     subscribe: g?.canSubscribe ?? true,
@@ -72,8 +79,12 @@ export function sessionGrants(g: TokenGrants | undefined): SessionGrants {
 export const TokenClaims = Type.Object({
   /** The user id the connection acts as (a UserId). */
   sub: Type.String({ minLength: 1, maxLength: 128 }),
-  /** The rooms the token may join (see RoomGrant). */
-  rooms: Type.Array(RoomGrant, { minItems: 1, maxItems: 256 }),
+  /** The rooms the token may join (see RoomGrant); absent: none. */
+  rooms: Type.Optional(Type.Array(RoomGrant, { maxItems: 256 })),
+  /** The host name the token may register under with `hostOnline` (hosts.ts); absent: none. */
+  host: Type.Optional(HostName),
+  /** The hosts the token may call and list (see CallGrant); absent: none. */
+  call: Type.Optional(Type.Array(CallGrant, { maxItems: 64 })),
   /** Display name shown to other peers. */
   name: Type.Optional(Type.String({ maxLength: 128 })),
   /** What the holder may do in the room (see TokenGrants); absent: everything a member may. */
@@ -92,4 +103,9 @@ export function roomGranted(rooms: readonly string[], roomId: string): boolean {
   return rooms.some((grant) =>
     grant.endsWith('*') ? roomId.startsWith(grant.slice(0, -1)) : grant === roomId,
   );
+}
+
+/** Whether a token's call grants cover host `name` (the same matching as roomGranted). */
+export function hostGranted(call: readonly string[], name: string): boolean {
+  return roomGranted(call, name);
 }

@@ -94,3 +94,8 @@ export const Ping: Record<ServiceName, RpcMethod<typeof PingRequest, typeof Ping
   media: rpcMethod('media', 'ping', PingRequest, PingReply),
   events: rpcMethod('events', 'ping', PingRequest, PingReply),
 };
+
+/** A subject prefix as part of a JetStream stream or KV bucket name (no dots). */
+export function jetStreamToken(prefix: string): string {
+  return prefix.replace(/[^A-Za-z0-9_-]/g, '_');
+}

@@ -13,6 +13,9 @@
  */
 import Type, { type Static, type TSchema } from 'typebox';
 import { validator } from './validate.ts';
+import { IceCandidate, IceServerList, SessionDescription } from './webrtc.ts';
+import { Bearer } from './credentials.ts';
+import { HostActions, HostEvents } from './hosts.ts';
 
 /**
  * 16 random bytes, lower-case hex (32 characters, as the original document has it).
@@ -46,29 +49,6 @@ const ShortText = Type.String({ maxLength: 256 });
 export const Peer = Type.Object({ socketId: SocketId, userId: UserId });
 export type Peer = Static<typeof Peer>;
 
-/** RTCIceCandidateInit as a browser serialises it. */
-export const IceCandidate = Type.Object({
-  candidate: Type.String({ maxLength: 2048 }),
-  sdpMid: Type.Optional(Type.Union([Type.String({ maxLength: 256 }), Type.Null()])),
-  sdpMLineIndex: Type.Optional(
-    Type.Union([Type.Integer({ minimum: 0, maximum: 1024 }), Type.Null()]),
-  ),
-  usernameFragment: Type.Optional(Type.Union([Type.String({ maxLength: 256 }), Type.Null()])),
-});
-export type IceCandidate = Static<typeof IceCandidate>;
-
-/** RTCSessionDescriptionInit. */
-export const SessionDescription = Type.Object({
-  type: Type.Union([
-    Type.Literal('offer'),
-    Type.Literal('answer'),
-    Type.Literal('pranswer'),
-    Type.Literal('rollback'),
-  ]),
-  sdp: Type.String({ maxLength: 60_000 }),
-});
-export type SessionDescription = Static<typeof SessionDescription>;
-
 /** The getUserMedia() constraints the server asks every client of a room to use. */
 export const UserMediaConfiguration = Type.Object({
   audio: Type.Boolean(),
@@ -98,19 +78,10 @@ export const DeviceFields = {
 
 export const JoinData = Type.Object({
   roomId: RoomId,
-  bearer: Type.String({ minLength: 1, maxLength: 8192 }),
+  bearer: Bearer,
   ...DeviceFields,
 });
 export type JoinData = Static<typeof JoinData>;
-
-/** RTCIceServer[] (STUN bare, TURN with ephemeral credentials no longer-lived than the token). */
-export const IceServerList = Type.Array(
-  Type.Object({
-    urls: Type.Array(Type.String({ maxLength: 512 })),
-    username: Type.Optional(Type.String()),
-    credential: Type.Optional(Type.String()),
-  }),
-);
 
 export const JoinReply = Type.Object({
   socketId: SocketId,
@@ -127,8 +98,6 @@ export const JoinReply = Type.Object({
   iceServers: Type.Optional(IceServerList),
 });
 export type JoinReply = Static<typeof JoinReply>;
-
-const Bearer = Type.String({ minLength: 1, maxLength: 8192 });
 
 /**
  * Resume a session: its socketId and its current resumeToken (AUTH_FAILED without the right
@@ -194,6 +163,7 @@ export const ClientActions = {
   exchangeCandidate: { data: ExchangeCandidateData, reply: undefined },
   exchangeSdp: { data: ExchangeSdpData, reply: undefined },
   orientationChange: { data: OrientationChangeData, reply: undefined },
+  ...HostActions,
 } as const satisfies Record<string, { data: TSchema; reply: TSchema | undefined }>;
 export type ClientAction = keyof typeof ClientActions;
 
@@ -236,6 +206,7 @@ export const ServerEvents = {
   }),
   /** The server no longer waits for its request `sid` (the caller's deadline passed). */
   eventRequestCancelled: Type.Object({ sid: ServerRequestId }),
+  ...HostEvents,
 } as const satisfies Record<string, TSchema>;
 export type ServerEvent = keyof typeof ServerEvents;
 export type ServerEventData<E extends ServerEvent> = Static<(typeof ServerEvents)[E]>;

@@ -334,6 +334,50 @@ export const GatewayConfig = Type.Object({
     default: 86_400,
     description: 'How long the TURN credentials of a join stay valid, seconds (60 s to 30 days)',
   }),
+  CALL_QUEUE: Type.Union([Type.Literal('jetstream'), Type.Literal('memory')], {
+    default: 'jetstream',
+    description:
+      'Where offers to hosts wait for an answerer: `jetstream` (a work queue on NATS JetStream: answerers on any gateway, offers survive a moment without one) or `memory` (this process only: development with one gateway)',
+  }),
+  CALL_MAX_PENDING_PER_HOST: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 256,
+    description:
+      'Offers one host may have waiting or ringing at once; beyond, callers get CALL_LIMIT',
+  }),
+  CALL_MAX_PER_CONNECTION: Type.Integer({
+    minimum: 1,
+    maximum: 1024,
+    default: 16,
+    description: 'Calls one connection may have waiting for answers at once; beyond, CALL_LIMIT',
+  }),
+  CALL_MAX_RINGING_PER_HOST_CONNECTION: Type.Integer({
+    minimum: 1,
+    maximum: 1024,
+    default: 16,
+    description:
+      'Offers rung on one host connection at once (handed to it, not answered yet); more wait in the queue for it or another answerer of the host',
+  }),
+  CALL_SIGNALING_LINGER_MS: Millis(
+    30_000,
+    'How long after an answer trickled ICE candidates are still relayed between the two sides',
+  ),
+  HOST_PRESENCE_INTERVAL_MS: Millis(
+    30_000,
+    'How often hosts send their presence heartbeat (`ping`), told to them in hostOnlineR',
+  ),
+  HOST_READ_DEADLINE_GRACE_MS: Millis(
+    10_000,
+    'A host silent for 2 × HOST_PRESENCE_INTERVAL_MS + this is offline (its read deadline)',
+  ),
+  HOST_PRESENCE_RETENTION_MS: Type.Integer({
+    minimum: 60_000,
+    maximum: 30 * 86_400_000,
+    default: 86_400_000,
+    description:
+      'How long an offline host stays known (its presence records in NATS KV), ms; calls to a host unknown past it get HOST_UNAVAILABLE',
+  }),
   GATEWAY_DEV_TOKENS: Type.Boolean({
     default: false,
     description:

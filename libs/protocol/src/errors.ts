@@ -37,6 +37,14 @@ export const ErrorCodes = {
     code: 0x542,
     message: "The room's media was re-created: start again from getRouterRtpCapabilities",
   },
+  HOST_UNAVAILABLE: {
+    code: 0x550,
+    message: 'No such host: it never came online, or not for a long time',
+  },
+  CALL_REJECTED: { code: 0x551, message: 'The host refused the call' },
+  CALL_TIMEOUT: { code: 0x552, message: 'No answer from the host in time' },
+  CALL_LIMIT: { code: 0x553, message: 'Too many calls waiting for this host, or made at once' },
+  CALL_NOT_FOUND: { code: 0x554, message: 'No such call of this connection' },
 } as const satisfies Record<string, { code: number; message: string }>;
 
 export type ErrorName = keyof typeof ErrorCodes;

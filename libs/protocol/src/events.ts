@@ -14,6 +14,7 @@
 import Type, { type Static, type TSchema } from 'typebox';
 import { Peer, RoomId, SocketId, UserId } from './client.ts';
 import { validator } from './validate.ts';
+import { jetStreamToken } from './bus.ts';
 
 const Text = Type.String({ maxLength: 256 });
 
@@ -91,9 +92,4 @@ export function roomEventStream(prefix: string): string {
 /** The NATS KV bucket of the events service's room.live leader lease. */
 export function eventsLeaderBucket(prefix: string): string {
   return `${jetStreamToken(prefix)}_events_leader`;
-}
-
-/** A subject prefix as part of a JetStream stream or KV bucket name (no dots). */
-function jetStreamToken(prefix: string): string {
-  return prefix.replace(/[^A-Za-z0-9_-]/g, '_');
 }

@@ -11,3 +11,6 @@ export * from './media.ts';
 export * from './calls.ts';
 export * from './redact.ts';
 export * from './permissions.ts';
+export * from './webrtc.ts';
+export * from './hosts.ts';
+export * from './credentials.ts';

@@ -14,6 +14,7 @@ import { Rooms } from './signaling.ts';
 import { MEDIA_ACTIONS } from './media.ts';
 import { DURABLE_ROOM_EVENTS, eventsLeaderBucket, roomEventStream } from './events.ts';
 import { SERVICE_NAMES, type ServiceName } from './bus.ts';
+import { callStream, hostSubjects, presenceBucket } from './hosts.ts';
 
 /** The identities on the bus: the four services, the operator, the analytics reader. */
 export type NatsIdentity = ServiceName | 'admin' | 'tail';
@@ -31,7 +32,7 @@ export interface NatsPermissions {
 /** What each identity is for (the README's and the rendered configuration's comments). */
 export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
   gateway:
-    'client sockets: the rooms RPCs a session needs, media actions on media nodes, relays and room broadcasts between gateways, its heartbeat, client telemetry',
+    'client sockets: the rooms RPCs a session needs, media actions on media nodes, relays and room broadcasts between gateways, its heartbeat, client telemetry; the call queue (stream and signaling) and host presence (KV, changes)',
   rooms:
     'membership: answers the rooms RPCs, sends room broadcasts and gateway control messages, writes the room-events stream',
   media:
@@ -39,7 +40,7 @@ export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
   events: 'room.live: reads the live rooms from the rooms service, holds the leader lease in KV',
   admin:
     'operators (the rooms admin command): room settings and info, server-to-client calls, pings',
-  tail: 'analytics readers: the room-events stream (read only), room.live, client telemetry',
+  tail: 'analytics readers: the room-events stream (read only), room.live, client telemetry, host presence changes',
 };
 
 /** Where an identity's replies arrive: `_INBOX.<prefix>.<identity>` (nats.js `inboxPrefix`). */
@@ -81,6 +82,35 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
   const stream = wildcard ? '*' : roomEventStream(p);
   const kvStream = wildcard ? '*' : `KV_${eventsLeaderBucket(p)}`;
   const bucket = wildcard ? '*' : eventsLeaderBucket(p);
+  const calls = wildcard ? '*' : callStream(p);
+  const presence = wildcard ? '*' : presenceBucket(p);
+  const presenceStream = wildcard ? '*' : `KV_${presenceBucket(p)}`;
+  /** The call queue's stream (offers) and the presence bucket, as the gateway uses them. */
+  const hostsJetStream = [
+    `$JS.API.INFO`,
+    `$JS.API.STREAM.INFO.${calls}`,
+    `$JS.API.STREAM.CREATE.${calls}`,
+    `$JS.API.STREAM.UPDATE.${calls}`,
+    `$JS.API.STREAM.MSG.DELETE.${calls}`,
+    `$JS.API.CONSUMER.CREATE.${calls}`,
+    `$JS.API.CONSUMER.CREATE.${calls}.>`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${calls}.*`,
+    `$JS.API.CONSUMER.INFO.${calls}.*`,
+    `$JS.API.CONSUMER.MSG.NEXT.${calls}.*`,
+    `$JS.ACK.${calls}.>`,
+    `$JS.API.STREAM.INFO.${presenceStream}`,
+    `$JS.API.STREAM.CREATE.${presenceStream}`,
+    `$JS.API.STREAM.UPDATE.${presenceStream}`,
+    `$JS.API.STREAM.MSG.GET.${presenceStream}`,
+    `$JS.API.DIRECT.GET.${presenceStream}`,
+    `$JS.API.DIRECT.GET.${presenceStream}.>`,
+    `$JS.API.CONSUMER.CREATE.${presenceStream}`,
+    `$JS.API.CONSUMER.CREATE.${presenceStream}.>`,
+    `$JS.API.CONSUMER.INFO.${presenceStream}.*`,
+    `$JS.API.CONSUMER.DELETE.${presenceStream}.*`,
+    `$JS.FC.${presenceStream}.>`,
+    `$KV.${presence}.>`,
+  ];
 
   const sig = {
     /** A room's broadcast. */
@@ -116,9 +146,14 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         sig.room,
         sig.gatewayHeartbeat,
         ...sig.telemetry,
+        hostSubjects.offers(p),
+        hostSubjects.signals(p),
+        hostSubjects.presenceAll(p),
+        ...hostsJetStream,
       ],
       subscribe: [
         ping('gateway'),
+        hostSubjects.signals(p),
         sig.socket,
         sig.call,
         sig.room,
@@ -185,7 +220,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
     },
     tail: {
       publish: streamReader(stream),
-      subscribe: [`${p}.room.live`, ...sig.telemetry, inbox('tail')],
+      subscribe: [`${p}.room.live`, ...sig.telemetry, hostSubjects.presenceAll(p), inbox('tail')],
       allowResponses: false,
     },
   };

@@ -288,6 +288,9 @@ export const EventFrameSchema = Type.Union([
   eventFrame('eventOrientationChange'),
   eventFrame('eventFreeze'),
   eventFrame('eventRequestCancelled'),
+  eventFrame('eventCall'),
+  eventFrame('eventCallCandidate'),
+  eventFrame('eventCallCancelled'),
   ...MediaEventFrames,
 ]);
 export type EventFrameMessage = Static<typeof EventFrameSchema>;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TokenClaims, roomGranted, tokenClaims } from '@switchboard/protocol';
+import { TokenClaims, hostGranted, roomGranted, tokenClaims } from '@switchboard/protocol';
 
 describe('roomGranted', () => {
   it('grants exact room ids only', () => {
@@ -55,16 +55,33 @@ describe('TokenClaims', () => {
     if (!parsed.ok) expect(parsed.issues.some((i) => i.missing && i.path === '/sub')).toBe(true);
   });
 
-  it('rejects missing, empty, oversized or non-array rooms', () => {
-    expect(tokenClaims.check({ sub: 'u' })).toBe(false);
+  it('takes rooms as optional (hosts and callers need none); rejects bad or oversized ones', () => {
+    expect(tokenClaims.check({ sub: 'u' })).toBe(true);
+    expect(tokenClaims.check({ sub: 'u', rooms: [] })).toBe(true);
     expect(tokenClaims.check({ sub: 'u', rooms: 'r' })).toBe(false);
-    expect(tokenClaims.check({ sub: 'u', rooms: [] })).toBe(false);
     expect(tokenClaims.check({ sub: 'u', rooms: [''] })).toBe(false);
     expect(tokenClaims.check({ sub: 'u', rooms: ['r'.repeat(130)] })).toBe(false);
     expect(tokenClaims.check({ sub: 'u', rooms: [1] })).toBe(false);
     const many = Array.from({ length: 256 }, (_, i) => `r${i}`);
     expect(tokenClaims.check({ sub: 'u', rooms: many })).toBe(true);
     expect(tokenClaims.check({ sub: 'u', rooms: [...many, 'one-more'] })).toBe(false);
+  });
+
+  it('takes a host name and call grants, single subject tokens only', () => {
+    expect(tokenClaims.check({ sub: 'u', host: 'cam-1', call: ['cam-*', 'robot_2', '*'] })).toBe(
+      true,
+    );
+    for (const host of ['', 'a.b', 'a*', 'a b', 'h'.repeat(65), '>']) {
+      expect(tokenClaims.check({ sub: 'u', host }), host).toBe(false);
+    }
+    for (const grant of ['', 'a.*', '*a', 'a**', 'a>', 'a b']) {
+      expect(tokenClaims.check({ sub: 'u', call: [grant] }), grant).toBe(false);
+    }
+    expect(hostGranted(['cam-*'], 'cam-7')).toBe(true);
+    expect(hostGranted(['cam-*'], 'robot')).toBe(false);
+    expect(hostGranted(['*'], 'anything')).toBe(true);
+    expect(hostGranted(['cam-1'], 'cam-10')).toBe(false);
+    expect(hostGranted([], 'cam-1')).toBe(false);
   });
 
   it('rejects a name that is too long or not a string', () => {

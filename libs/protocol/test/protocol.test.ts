@@ -239,3 +239,39 @@ describe('signaling messages', () => {
     expect(roomToken('a.b')).not.toBe(roomToken('a_b'));
   });
 });
+
+describe('module graph', () => {
+  it('has no import cycle (a bundler may then evaluate a schema before what it uses)', async () => {
+    const { readdir, readFile } = await import('node:fs/promises');
+    const dir = new URL('../src/', import.meta.url);
+    const graph = new Map<string, string[]>();
+    for (const file of await readdir(dir)) {
+      if (!file.endsWith('.ts')) continue;
+      const text = await readFile(new URL(file, dir), 'utf8');
+      const deps: string[] = [];
+      // Value imports only: `import type …` and all-`type` specifier lists are erased.
+      for (const m of text.matchAll(
+        /^import\s+(?!type\s)([^;]*?)\s+from\s+'\.\/([\w-]+\.ts)';/gms,
+      )) {
+        const names = /\{([^}]*)\}/.exec(m[1] ?? '')?.[1];
+        const allTypes =
+          names !== undefined &&
+          !/^[\w\s,]*\{/.test(m[1] ?? '') &&
+          names.split(',').every((n) => n.trim() === '' || n.trim().startsWith('type '));
+        if (!allTypes) deps.push(m[2] ?? '');
+      }
+      graph.set(file, deps);
+    }
+    const cycles: string[] = [];
+    const visit = (file: string, path: string[]): void => {
+      for (const dep of graph.get(file) ?? []) {
+        const at = path.indexOf(dep);
+        if (at >= 0) cycles.push([...path.slice(at), dep].join(' → '));
+        else visit(dep, [...path, dep]);
+      }
+    };
+    for (const file of graph.keys()) visit(file, [file]);
+    expect(cycles).toEqual([]);
+    expect(graph.size).toBeGreaterThan(10);
+  });
+});

@@ -70,6 +70,10 @@ export interface Grant {
   expiresAt: number;
   /** What the holder may do in the room (the `grants` claim, defaults filled in). */
   grants: SessionGrants;
+  /** The host name it may register under (`host` claim). */
+  host?: string;
+  /** The hosts it may call (`call` claim; empty: none). */
+  call: readonly string[];
 }
 
 interface RsaKey {
@@ -272,10 +276,12 @@ export class TokenVerifier {
     }
     const grant: Grant = {
       userId: claims.sub,
-      rooms: claims.rooms,
+      rooms: claims.rooms ?? [],
       expiresAt: exp * 1000,
-      grants: sessionGrants(claims.grants),
+      grants: sessionGrants(claims.grants, claims.call),
+      call: claims.call ?? [],
     };
+    if (claims.host !== undefined) grant.host = claims.host;
     if (claims.name !== undefined) grant.name = claims.name;
     return grant;
   }

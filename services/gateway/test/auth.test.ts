@@ -254,17 +254,19 @@ describe('rejected tokens', () => {
     await rejects(hsOnly, token, 'bad signature');
   });
 
-  it('rejects bad claims: no sub, no rooms, rooms not an array, empty or oversized', async () => {
+  it('rejects bad claims: no sub, rooms not an array, bad host or call grants, oversized', async () => {
     const cases: Record<string, unknown>[] = [
       { sub: undefined },
       { sub: '' },
       { sub: 42 },
       { sub: 'u'.repeat(129) },
-      { rooms: undefined },
       { rooms: 'room-1' },
       { rooms: { 0: 'room-1' } },
-      { rooms: [] },
       { rooms: [''] },
+      { host: 'a.b' },
+      { host: '' },
+      { call: 'cam-1' },
+      { call: ['a.*'] },
       { rooms: [1] },
       { rooms: ['r'.repeat(130)] },
       { rooms: Array.from({ length: 257 }, (_, i) => `room-${i}`) },
@@ -276,6 +278,17 @@ describe('rejected tokens', () => {
     }
     const rs = await mintToken({ ...claims, privateKey: rsa1.privateKey, extra: { rooms: 'x' } });
     await rejects(rsOnly, rs, 'invalid claims');
+  });
+
+  it('takes a token without rooms (a host or a caller): it joins nothing', async () => {
+    const grant = await hsOnly.verify(
+      await mintToken({ ...claims, extra: { rooms: undefined, host: 'cam-1', call: ['cam-*'] } }),
+    );
+    expect(grant.rooms).toEqual([]);
+    expect(grant.host).toBe('cam-1');
+    expect(grant.call).toEqual(['cam-*']);
+    expect(grant.grants.call).toEqual(['cam-*']);
+    expect(hsOnly.mayJoin(grant, 'room-1')).toBe(false);
   });
 
   it('rejects garbage', async () => {

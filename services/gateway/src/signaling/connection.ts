@@ -23,6 +23,7 @@ import {
   serverRequestReply,
   invalidPayload,
   isMediaAction,
+  hostGranted,
   isProtocolError,
   replyError,
   replyOk,
@@ -65,6 +66,8 @@ import { authorizePeerSignaling } from './grants.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import { MediaProxy } from './media.ts';
 import { RateLimiter } from './rate-limit.ts';
+import type { CallEndpoint, CallPrincipal } from '../hosts/endpoint.ts';
+import type { HostServices } from '../hosts/services.ts';
 import type { Attachable, Router } from './router.ts';
 
 export interface ConnectionDeps {
@@ -92,6 +95,8 @@ export interface ConnectionDeps {
     /** At most one orientationChange write per this interval; later ones coalesced. */
     orientationIntervalMs: number;
   };
+  /** Hosts, calls and presence (hosts/). */
+  hosts: HostServices;
   /** Called once, when the connection is attached to a session (join or reconnect). */
   onAttached?: () => void;
 }
@@ -131,10 +136,21 @@ function resumeHash(token: string): string {
 /** The longest a Node timer waits (about 24.8 days); longer ones fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * A connection signed in without a room (`authenticate`, `hostOnline`): a caller, or a
+ * host. Its token's expiry is enforced as a session's is.
+ */
+interface SignedIn extends CallPrincipal {
+  expiresAt: number;
+  /** The host name the token grants, if any. */
+  host?: string;
+}
+
 type State =
   | { kind: 'fresh' }
   | { kind: 'joining' }
   | { kind: 'joined'; session: Attached }
+  | { kind: 'signedIn'; who: SignedIn }
   | { kind: 'closed' };
 
 /** Server requests one connection may have waiting for their reply at once. */
@@ -178,6 +194,8 @@ export class Connection implements Attachable {
   /** Server requests written to the client and not answered yet, by `sid`. */
   readonly #calls = new Map<number, PendingCall>();
   #nextSid = 1;
+  /** This connection's calls (made, and answered when it is a host). */
+  readonly #hostCalls: CallEndpoint;
 
   constructor(ws: WebSocket, ip: string, deps: ConnectionDeps) {
     this.#ws = ws;
@@ -186,6 +204,9 @@ export class Connection implements Attachable {
     this.#log = deps.log.child({ connectionId: this.connectionId });
     this.#limiter = new RateLimiter(deps.limits.ratePerS, deps.limits.burst);
     this.#media = new MediaProxy(deps.bus);
+    this.#hostCalls = deps.hosts.endpoint(this.connectionId, (event) => {
+      this.#send(event);
+    });
     this.#orientation = new Coalescer(
       deps.limits.orientationIntervalMs,
       async (d) => {
@@ -214,7 +235,8 @@ export class Connection implements Attachable {
       this.#log.info({ err: err.message }, 'socket error');
     });
     this.#joinTimer = setTimeout(() => {
-      if (this.#state.kind === 'joined' || this.#state.kind === 'closed') return;
+      const k = this.#state.kind;
+      if (k === 'joined' || k === 'signedIn' || k === 'closed') return;
       this.#deps.metrics.rejected.inc({ reason: 'join_timeout' });
       this.close(CloseCodes.policyViolation, 'join or reconnect first');
     }, deps.limits.joinTimeoutMs);
@@ -432,7 +454,7 @@ export class Connection implements Attachable {
     this.#inflight += 1;
     const started = performance.now();
     const wasFresh = this.#state.kind === 'fresh';
-    const run = this.#run(action, data);
+    const run = this.#run(action, data, id);
     // #run is synchronous up to its first await, so this tells whether this very request
     // started a join/reconnect (and must release the events held meanwhile).
     const began = wasFresh && this.#state.kind === 'joining';
@@ -462,7 +484,11 @@ export class Connection implements Attachable {
       });
   }
 
-  async #run(action: ClientAction | MediaAction, data: unknown): Promise<unknown> {
+  async #run(
+    action: ClientAction | MediaAction,
+    data: unknown,
+    id: RequestId | undefined,
+  ): Promise<unknown> {
     if (isMediaAction(action)) {
       const s = this.#session();
       return await this.#media.call(
@@ -489,11 +515,67 @@ export class Connection implements Attachable {
       }
       case 'refreshToken': {
         const d = this.#valid('refreshToken', data);
+        if (this.#state.kind === 'signedIn') return await this.#refreshSignedIn(d.bearer);
         return await this.#refresh(d.bearer);
       }
       case 'ping': {
         this.#valid('ping', data);
+        this.#hostCalls.heartbeat();
         return { now: Date.now() };
+      }
+      case 'authenticate': {
+        const d = this.#valid('authenticate', data);
+        const who = await this.#signIn(d.bearer);
+        const iceServers = this.#deps.iceServers.for(who.userId, who.expiresAt);
+        return {
+          userId: who.userId,
+          expiresAt: who.expiresAt,
+          ...(iceServers === undefined ? {} : { iceServers }),
+        };
+      }
+      case 'hostOnline': {
+        const d = this.#valid('hostOnline', data);
+        return await this.#hostOnline(d.bearer, d.instance);
+      }
+      case 'hostOffline': {
+        this.#valid('hostOffline', data);
+        if (this.#hostCalls.host === undefined) throw new ProtocolError('USER_NOT_AUTHENTICATED');
+        await this.#hostCalls.unregister(true);
+        return undefined;
+      }
+      case 'listHosts': {
+        const d = this.#valid('listHosts', data);
+        const who = this.#caller();
+        return await this.#deps.hosts.presence.list(
+          (host) => hostGranted(who.call, host),
+          d.after,
+          d.limit ?? 100,
+        );
+      }
+      case 'callHost': {
+        const d = this.#valid('callHost', data);
+        return await this.#hostCalls.callHost(this.#caller(), d, id);
+      }
+      case 'cancelCall': {
+        const d = this.#valid('cancelCall', data);
+        this.#caller();
+        this.#hostCalls.cancel(d.id);
+        return undefined;
+      }
+      case 'answerCall': {
+        const d = this.#valid('answerCall', data);
+        this.#hostCalls.answer(d.callId, d.sdp);
+        return undefined;
+      }
+      case 'rejectCall': {
+        const d = this.#valid('rejectCall', data);
+        this.#hostCalls.reject(d.callId, d.reason);
+        return undefined;
+      }
+      case 'exchangeCallCandidate': {
+        const d = this.#valid('exchangeCallCandidate', data);
+        this.#hostCalls.candidate(d.callId, d.candidate);
+        return undefined;
       }
       case 'exchangeCandidate': {
         const d = this.#valid('exchangeCandidate', data);
@@ -667,6 +749,89 @@ export class Connection implements Attachable {
     };
   }
 
+  /** Sign in without a room (a caller, or a host); from a fresh connection only. */
+  async #signIn(bearer: string): Promise<SignedIn> {
+    this.#begin();
+    try {
+      const grant = await this.#deps.verifier.verify(bearer);
+      if (this.#state.kind !== 'joining')
+        throw new ProtocolError('CANCELLED', 'the connection closed');
+      const who: SignedIn = {
+        userId: grant.userId,
+        call: grant.call,
+        expiresAt: grant.expiresAt,
+        ...(grant.name === undefined ? {} : { name: grant.name }),
+        ...(grant.host === undefined ? {} : { host: grant.host }),
+      };
+      this.#state = { kind: 'signedIn', who };
+      clearTimeout(this.#joinTimer);
+      this.#armExpiry(who.expiresAt);
+      this.#deps.onAttached?.();
+      return who;
+    } catch (err) {
+      this.#release();
+      throw err;
+    }
+  }
+
+  async #hostOnline(bearer: string, instance: string | undefined): Promise<unknown> {
+    const who = await this.#signIn(bearer);
+    if (who.host === undefined) {
+      throw new ProtocolError('PERMISSION_DENIED', 'the token grants no host name');
+    }
+    const inst = instance ?? randomBytes(12).toString('base64url');
+    await this.#hostCalls.register(who.host, inst);
+    const iceServers = this.#deps.iceServers.for(who.userId, who.expiresAt);
+    return {
+      host: who.host,
+      instance: inst,
+      expiresAt: who.expiresAt,
+      presenceIntervalMs: this.#deps.hosts.presenceIntervalMs,
+      readDeadlineMs: this.#deps.hosts.readDeadlineMs,
+      ...(iceServers === undefined ? {} : { iceServers }),
+    };
+  }
+
+  /** A fresh token for a signed-in connection: the same user (and host, for a host). */
+  async #refreshSignedIn(bearer: string): Promise<unknown> {
+    const was = this.#signedIn();
+    const grant = await this.#deps.verifier.verify(bearer);
+    if (grant.userId !== was.userId) {
+      throw new ProtocolError('AUTH_FAILED', "the token is not the connection user's");
+    }
+    const host = this.#hostCalls.host;
+    if (host !== undefined && grant.host !== host.name) {
+      throw new ProtocolError('AUTH_FAILED', "the token does not grant this connection's host");
+    }
+    if (this.#state.kind !== 'signedIn' || this.#state.who !== was) {
+      throw new ProtocolError('CANCELLED', 'the connection closed');
+    }
+    was.expiresAt = grant.expiresAt;
+    was.call = grant.call;
+    if (grant.name !== undefined) was.name = grant.name;
+    this.#armExpiry(grant.expiresAt);
+    const iceServers = this.#deps.iceServers.for(was.userId, grant.expiresAt);
+    return {
+      expiresAt: grant.expiresAt,
+      ...(iceServers === undefined ? {} : { iceServers }),
+    };
+  }
+
+  #signedIn(): SignedIn {
+    if (this.#state.kind !== 'signedIn') throw new ProtocolError('USER_NOT_AUTHENTICATED');
+    return this.#state.who;
+  }
+
+  /** Who this connection calls as: a signed-in connection, or a room member. */
+  #caller(): CallPrincipal {
+    if (this.#state.kind === 'signedIn') return this.#state.who;
+    if (this.#state.kind === 'joined') {
+      const s = this.#state.session;
+      return { userId: s.userId, call: s.auth.grants.call ?? [] };
+    }
+    throw new ProtocolError('USER_NOT_AUTHENTICATED');
+  }
+
   /** A token presented for an existing session must be its user's and grant its room. */
   #sameHolder(grant: Grant, s: { userId: string; roomId: string }): void {
     if (grant.userId !== s.userId) {
@@ -688,10 +853,12 @@ export class Connection implements Attachable {
     const wait = at + this.#deps.auth.clockToleranceMs - Date.now();
     this.#expiryTimer = setTimeout(
       () => {
-        if (this.#state.kind !== 'joined') return;
+        const st = this.#state;
+        if (st.kind !== 'joined' && st.kind !== 'signedIn') return;
+        const exp = st.kind === 'joined' ? st.session.auth.tokenExpiresAt : st.who.expiresAt;
         // A timer capped at MAX_TIMER_MS fires early: wait on.
-        if (!this.#expired(this.#state.session.auth.tokenExpiresAt)) {
-          this.#armExpiry(this.#state.session.auth.tokenExpiresAt);
+        if (!this.#expired(exp)) {
+          this.#armExpiry(exp);
           return;
         }
         this.#deps.metrics.rejected.inc({ reason: 'token_expired' });
@@ -823,6 +990,12 @@ export class Connection implements Attachable {
     for (const sid of [...this.#calls.keys()]) {
       this.#settleCall(sid)?.reject(new ProtocolError('CANCELLED', 'the connection closed'));
     }
+    // A host that closes normally (or whose token expired) is offline now; one whose socket
+    // dropped has until its read deadline to come back.
+    const offline = code === CloseCodes.normal || this.#leaveOnClose;
+    this.#hostCalls.close(offline).catch((err: unknown) => {
+      this.#log.warn({ err }, 'closing the calls of a connection failed');
+    });
     if (was.kind !== 'joined') return;
     this.#deps.metrics.sessions.dec();
     const s = was.session;

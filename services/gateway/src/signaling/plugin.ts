@@ -29,6 +29,7 @@ import { Disconnector } from './disconnector.ts';
 import { signalingMetrics } from './metrics.ts';
 import { resync } from './resync.ts';
 import { Router } from './router.ts';
+import { HostServices } from '../hosts/services.ts';
 
 export async function signaling(
   svc: Service<GatewayConfig & CommonConfig>,
@@ -67,6 +68,8 @@ export async function signaling(
   const disconnector = new Disconnector(bus, log);
   const connections = new Set<Connection>();
   router.start();
+  const hosts = new HostServices(bus, log, svc.metrics, config, gatewayId);
+  hosts.start();
   // A full gateway stops taking new clients: the load balancer sends them elsewhere.
   svc.readiness.add('capacity', () => connections.size < config.WS_MAX_CONNECTIONS);
 
@@ -123,6 +126,7 @@ export async function signaling(
       metrics,
       log,
       gatewayId,
+      hosts,
       auth: {
         clockToleranceMs: config.AUTH_CLOCK_TOLERANCE_S * 1000,
         legacyResume: config.GATEWAY_LEGACY_RESUME,
@@ -208,6 +212,7 @@ export async function signaling(
     // Clients that did not answer the close in time are cut off.
     for (const conn of connections) conn.terminate('gateway shutting down');
     clearInterval(heartbeat);
+    await hosts.stop();
     router.stop();
     log.info({ closed: closing }, 'client sockets closed');
   });
