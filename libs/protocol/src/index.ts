@@ -11,3 +11,4 @@ export * from './media.ts';
 export * from './calls.ts';
 export * from './redact.ts';
 export * from './permissions.ts';
+export * from './rpc.ts';
