@@ -14,3 +14,4 @@ export * from './permissions.ts';
 export * from './webrtc.ts';
 export * from './hosts.ts';
 export * from './credentials.ts';
+export * from './rpc.ts';
