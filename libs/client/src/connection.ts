@@ -149,7 +149,12 @@ export class Connection {
   async request(
     action: string,
     data: unknown,
-    opts: { timeoutMs: number; signal?: AbortSignal | undefined },
+    opts: {
+      timeoutMs: number;
+      signal?: AbortSignal | undefined;
+      /** Told the request's `id` as it is sent (to name it later, e.g. in cancelCall). */
+      onId?: (id: number) => void;
+    },
   ): Promise<unknown> {
     if (opts.signal?.aborted === true) throw new ProtocolError('CANCELLED', action);
     if (this.#lost !== undefined || this.#ws.readyState !== OPEN) {
@@ -177,6 +182,7 @@ export class Connection {
       });
     });
     this.send({ a: action, d: data, id });
+    opts.onId?.(id);
     return await reply;
   }
 
