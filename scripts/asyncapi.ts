@@ -13,6 +13,9 @@ import {
   CpuTelemetry,
   EventsConfig,
   FreezeTelemetry,
+  GatewayConfig,
+  PresenceChange,
+  hostSubjects,
   RoomEvents,
   formatIssues,
   roomEventStream,
@@ -22,6 +25,7 @@ import {
   type CpuTelemetry as CpuTelemetryValue,
   type DurableRoomEventName,
   type FreezeTelemetry as FreezeTelemetryValue,
+  type PresenceChange as PresenceChangeValue,
   type RoomEvent,
   type RoomEventName,
 } from '@switchboard/protocol';
@@ -106,6 +110,14 @@ const DURABLE: readonly DurableRoomEventName[] = [
   'room.closed',
 ];
 
+const presenceExample: PresenceChangeValue = {
+  host: 'robot-7',
+  status: 'offline',
+  lastSeen: TS - 70_000,
+  instances: 0,
+  at: TS,
+};
+
 /** One channel of the document: a subject, its one message and an example of it. */
 export interface ChannelSpec {
   /** Key in `channels`, `components.messages` and (receive…) `operations`. */
@@ -118,6 +130,8 @@ export interface ChannelSpec {
   example: unknown;
   /** Published to the JetStream stream with Nats-Msg-Id = the payload's id. */
   durable: boolean;
+  /** Address parameters besides `prefix` (in `{name}` form in the address). */
+  parameters?: Record<string, { description: string; examples: string[] }>;
 }
 
 const ROOM_DESCRIPTIONS: Record<RoomEventName, string> = {
@@ -167,6 +181,19 @@ export function channelSpecs(): ChannelSpec[] {
       example: freezeExample,
       durable: false,
     },
+    {
+      id: 'presence',
+      address: hostSubjects.presence(P, '{host}'),
+      title: 'presence.<host>',
+      description:
+        'A host (a device or an agent registered with hostOnline) went online or offline: `instances` online now, `lastSeen` (epoch ms) its last heartbeat, `at` when the change was seen. Published once per change by the gateway that saw it. Plain NATS publish, not stored.',
+      schema: PresenceChange,
+      example: presenceExample,
+      durable: false,
+      parameters: {
+        host: { description: 'The host name (its token’s `host` claim).', examples: ['robot-7'] },
+      },
+    },
   ];
 }
 
@@ -193,6 +220,8 @@ function description(): string {
     `**room.live**: every ROOM_LIVE_INTERVAL_MS (default ${String(liveDefault)} ms) one snapshot per room with members, published by the events service's leader only (so once per tick with several replicas). Plain NATS publish, not stored, no \`seq\`: a subscriber that was away misses the snapshots of that time.`,
     '',
     '**Telemetry** (`telemetry.cpu`, `telemetry.freeze`): client-reported eventCpu and eventFreeze, with the room, socket and user they came from and `at` (epoch ms: when the gateway received the event, or the media node detected the freeze). Plain NATS publish, not stored.',
+    '',
+    `**Host presence** (\`presence.<host>\`): a host went online or offline. Offline means a normal goodbye, or no heartbeat for 2 × HOST_PRESENCE_INTERVAL_MS + HOST_READ_DEADLINE_GRACE_MS (default ${String((GatewayConfig.properties.HOST_PRESENCE_INTERVAL_MS as { default?: number }).default)} ms + ${String((GatewayConfig.properties.HOST_READ_DEADLINE_GRACE_MS as { default?: number }).default)} ms); a host that reconnects inside it never goes offline. The current state of every host is in the NATS KV bucket \`<P>_presence\` (one key per host instance). Plain NATS publish, not stored.`,
   ].join('\n');
 }
 
@@ -235,7 +264,10 @@ export function asyncapiDocument(): Record<string, unknown> {
       address: spec.address,
       title: spec.title,
       description: spec.description,
-      parameters: { prefix: { $ref: '#/components/parameters/prefix' } },
+      parameters: {
+        prefix: { $ref: '#/components/parameters/prefix' },
+        ...spec.parameters,
+      },
       messages: { [spec.id]: { $ref: `#/components/messages/${spec.id}` } },
     };
     const op = `receive${spec.id[0]?.toUpperCase() ?? ''}${spec.id.slice(1)}`;

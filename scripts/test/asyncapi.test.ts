@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import {
   CpuTelemetry,
   FreezeTelemetry,
+  PresenceChange,
+  hostSubjects,
   RoomEvents,
   formatIssues,
   roomEventStream,
@@ -50,6 +52,7 @@ const EXPECTED: { subject: string; schema: TSchema; durable: boolean }[] = [
   })),
   { subject: signalingSubjects.telemetryCpu('sb'), schema: CpuTelemetry, durable: false },
   { subject: signalingSubjects.telemetryFreeze('sb'), schema: FreezeTelemetry, durable: false },
+  { subject: hostSubjects.presence('sb', '{host}'), schema: PresenceChange, durable: false },
 ];
 
 const committed = readFileSync(ASYNCAPI, 'utf8');
