@@ -397,6 +397,24 @@ describe('presence', () => {
     );
   });
 
+  it('a host silent with its socket open goes offline, and online again with its next heartbeat', async () => {
+    const h = await host('gw2', 'mute-1', 'instance-mute-1');
+    await until(() => changes.some((c) => c.host === 'mute-1' && c.status === 'online'), 5000);
+    // No `ping` from it (the socket itself stays open and answers WebSocket pings).
+    await until(
+      () => changes.some((c) => c.host === 'mute-1' && c.status === 'offline'),
+      8000,
+      'offline',
+    );
+    expect(h.c.ws.readyState).toBe(h.c.ws.OPEN);
+    expect((await h.c.request('ping', {})).s).toBe(true);
+    await until(
+      () => changes.filter((c) => c.host === 'mute-1' && c.status === 'online').length === 2,
+      5000,
+      'online again',
+    );
+  });
+
   it('a signed-in connection is cut (4003) when its token expires, and the host goes offline', async () => {
     const c = await connect('gw2');
     const r = await c.request('hostOnline', {

@@ -144,13 +144,35 @@ export class Presence {
     void (async () => {
       try {
         const kv = await this.#bucket();
-        held.revision = await kv.update(key, JSON.stringify(record), held.revision);
-        held.record = record;
+        try {
+          held.revision = await kv.update(key, JSON.stringify(record), held.revision);
+          held.record = record;
+          return;
+        } catch {
+          // The record changed since this gateway wrote it: see below.
+        }
+        const now2 = Date.now();
+        const current = await this.#read(kv, key);
+        if (current === undefined || current.record.connectionId !== connectionId) {
+          // Another connection holds the instance now (the host is back elsewhere).
+          if (this.#held.get(key) === held) this.#held.delete(key);
+          return;
+        }
+        // Still ours, but a sweep turned it offline (the host was silent past its read
+        // deadline while its socket stayed open): it is back, so online again.
+        const back: PresenceRecord = {
+          ...current.record,
+          status: 'online',
+          since: current.record.status === 'online' ? current.record.since : now2,
+          lastSeen: now2,
+        };
+        const wasOnline = await this.#hostOnline(kv, host, key);
+        held.revision = await kv.update(key, JSON.stringify(back), current.revision);
+        held.record = back;
+        if (current.record.status !== 'online' && !wasOnline) await this.#announce(kv, host, now2);
       } catch (err) {
-        // Another gateway took the record over (the host is back elsewhere), or NATS hiccuped:
-        // this gateway no longer writes it.
-        this.#log.debug({ err, key }, 'presence heartbeat not written; letting go');
-        if (this.#held.get(key) === held) this.#held.delete(key);
+        // NATS hiccuped, or another write raced this one: the next heartbeat tries again.
+        this.#log.debug({ err, key }, 'presence heartbeat not written');
       }
     })();
   }
@@ -200,7 +222,8 @@ export class Presence {
       } catch {
         continue; // Someone else wrote it first (a heartbeat, a return, another sweep).
       }
-      this.#held.delete(key);
+      // A connection of this gateway may still hold it (a host silent, its socket open): its
+      // next heartbeat brings it back online.
       changed.add(record.host);
     }
     for (const host of changed) {
