@@ -5,7 +5,7 @@
  */
 import type { Bus } from '@switchboard/bus';
 import type { EventFrameMessage, GatewayConfig } from '@switchboard/protocol';
-import { Counter, type Logger, type Registry } from '@switchboard/service';
+import { Counter, Gauge, type Logger, type Registry } from '@switchboard/service';
 import type { CallQueue } from './call-queue.ts';
 import { CallEndpoint } from './endpoint.ts';
 import { HostRegistry } from './host-registry.ts';
@@ -58,6 +58,15 @@ export class HostServices {
       readDeadlineMs: this.readDeadlineMs,
       retentionMs: config.HOST_PRESENCE_RETENTION_MS,
       sweepMs: Math.max(250, Math.floor(config.HOST_PRESENCE_INTERVAL_MS / 2)),
+    });
+    const hosts = this.registry;
+    new Gauge({
+      name: 'sb_gateway_hosts',
+      help: 'Host names with a connection on this gateway (one call-queue answerer each)',
+      registers: [registry],
+      collect() {
+        this.set(hosts.size);
+      },
     });
     this.#calls = new Counter({
       name: 'sb_gateway_host_calls_total',
