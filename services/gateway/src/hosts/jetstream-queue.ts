@@ -245,6 +245,8 @@ export class JetStreamCallQueue implements CallQueue {
         if (isPerSubjectLimit(err)) {
           settle.reject(new ProtocolError('CALL_LIMIT', 'too many calls wait for this host'));
         } else {
+          // Maybe the stream went (an operator deleted it): the next call makes it again.
+          this.#ready = undefined;
           this.#log.warn({ err, host: call.host }, 'offer not queued');
           settle.reject(new ProtocolError('SERVICE_UNAVAILABLE', 'the call queue is unavailable'));
         }
