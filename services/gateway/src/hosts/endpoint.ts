@@ -65,6 +65,8 @@ export class CallEndpoint implements HostLine {
   readonly #deps: CallEndpointDeps;
   readonly #out = new Map<string, Outgoing>();
   readonly #in = new Map<string, Incoming>();
+  /** callHost requests still looking their host up (not queued yet). */
+  readonly #starting = new Set<{ requestId: RequestId | undefined; cancel: AbortController }>();
   #ringing = 0;
   #host: { name: string; instance: string; remove: () => Promise<void> } | undefined;
   #closed = false;
@@ -99,19 +101,31 @@ export class CallEndpoint implements HostLine {
     if (pending >= this.#deps.limits.maxOutgoing) {
       throw new ProtocolError('CALL_LIMIT', 'too many calls of this connection wait for answers');
     }
-    if (requestId !== undefined && [...this.#out.values()].some((o) => o.requestId === requestId)) {
+    if (
+      requestId !== undefined &&
+      ([...this.#out.values()].some((o) => o.requestId === requestId) ||
+        [...this.#starting].some((s) => s.requestId === requestId))
+    ) {
       throw new ProtocolError('JSON_FIELD_INVALID', 'a call with this request id is in progress');
     }
-    const presence = await this.#deps.presence.get(d.host);
-    if (presence === undefined) throw new ProtocolError('HOST_UNAVAILABLE');
+    // Cancellable from here on (cancelCall may come while presence is looked up).
+    const cancel = new AbortController();
+    const starting = { requestId, cancel };
+    this.#starting.add(starting);
+    try {
+      const presence = await this.#deps.presence.get(d.host);
+      if (presence === undefined) throw new ProtocolError('HOST_UNAVAILABLE');
+    } finally {
+      this.#starting.delete(starting);
+    }
     if (this.#closed) throw new ProtocolError('CANCELLED', 'the connection closed');
+    if (cancel.signal.aborted) throw new ProtocolError('CANCELLED', 'the caller gave up');
 
     const callId = randomBytes(16).toString('hex');
     const from: Caller = {
       userId: who.userId,
       ...(who.name === undefined ? {} : { name: who.name }),
     };
-    const cancel = new AbortController();
     const call = this.#deps.queue.place(
       {
         callId,
@@ -154,6 +168,12 @@ export class CallEndpoint implements HostLine {
 
   /** Give up the callHost request `requestId` (its reply becomes CANCELLED). */
   cancel(requestId: RequestId): void {
+    for (const s of this.#starting) {
+      if (s.requestId === requestId) {
+        s.cancel.abort();
+        return;
+      }
+    }
     for (const o of this.#out.values()) {
       if (o.requestId === requestId && !o.answered) {
         o.cancel.abort();
@@ -294,6 +314,7 @@ export class CallEndpoint implements HostLine {
   async close(offline: boolean): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const s of this.#starting) s.cancel.abort();
     for (const [callId, o] of this.#out) {
       if (!o.answered) o.cancel.abort();
       this.#dropOut(callId);
