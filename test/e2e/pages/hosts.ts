@@ -76,6 +76,132 @@ async function sha256(s: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+let room: RoomLink | undefined;
+
+function rawChannel(): RTCDataChannel {
+  const dc = room?.channel;
+  if (dc === undefined) throw new Error('no raw channel');
+  return dc;
+}
+
+/** The room protocol by hand, as the P2P page does it: join, exchangeSdp, exchangeCandidate. */
+class RoomLink {
+  readonly socketId: string;
+  readonly #ws: WebSocket;
+  readonly #pending = new Map<
+    number,
+    { resolve: (d: unknown) => void; reject: (e: Error) => void }
+  >();
+  #nextId = 1;
+  #pc: RTCPeerConnection | undefined;
+  channel: RTCDataChannel | undefined;
+  #queue = Promise.resolve();
+
+  private constructor(ws: WebSocket, socketId: string) {
+    this.#ws = ws;
+    this.socketId = socketId;
+  }
+
+  static async join(url: string, bearer: string, roomId: string): Promise<RoomLink> {
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => {
+        reject(new Error('WebSocket error'));
+      };
+    });
+    const link = new RoomLink(ws, '');
+    ws.onmessage = (m: MessageEvent<string>) => {
+      link.#frame(JSON.parse(m.data) as RoomFrame);
+    };
+    const joined = (await link.request('join', {
+      roomId,
+      bearer,
+      platform: 'Web',
+      deviceName: 'Chromium',
+      networkType: 'wifi',
+      version: navigator.userAgent.slice(0, 200),
+      appVersion: 'calls-bench',
+      orientation: 90,
+      camera: 'front',
+    })) as { socketId: string };
+    return Object.assign(link, { socketId: joined.socketId });
+  }
+
+  async request(a: string, d: unknown): Promise<unknown> {
+    return await new Promise((resolve, reject) => {
+      const id = this.#nextId++;
+      this.#pending.set(id, { resolve, reject });
+      this.#ws.send(JSON.stringify({ a, d, id }));
+    });
+  }
+
+  async connect(to: string): Promise<{ setupMs: number }> {
+    this.channel?.close();
+    this.#pc?.close();
+    const pc = new RTCPeerConnection();
+    this.#pc = pc;
+    const dc = pc.createDataChannel('raw', { ordered: true });
+    dc.binaryType = 'arraybuffer';
+    this.channel = dc;
+    pc.onicecandidate = (e) => {
+      if (e.candidate !== null && e.candidate.candidate !== '') {
+        this.request('exchangeCandidate', { to, candidate: e.candidate.toJSON() }).catch(
+          () => undefined,
+        );
+      }
+    };
+    const opened = new Promise<void>((resolve) => {
+      dc.onopen = () => {
+        resolve();
+      };
+    });
+    await pc.setLocalDescription();
+    const t0 = performance.now();
+    await this.request('exchangeSdp', { to, sdp: pc.localDescription?.toJSON() });
+    await opened;
+    return { setupMs: performance.now() - t0 };
+  }
+
+  close(): void {
+    this.channel?.close();
+    this.#pc?.close();
+    this.#ws.close(1000);
+  }
+
+  #frame(f: RoomFrame): void {
+    if (f.id !== undefined && this.#pending.has(f.id)) {
+      const p = this.#pending.get(f.id);
+      this.#pending.delete(f.id);
+      if (f.s === true) p?.resolve(f.d);
+      else p?.reject(new Error(`request failed: 0x${(f.e ?? 0).toString(16)}`));
+      return;
+    }
+    // One after another: a candidate must not overtake the answer.
+    this.#queue = this.#queue
+      .then(async () => {
+        const pc = this.#pc;
+        if (pc === undefined) return;
+        if (f.a === 'eventExchangeSdp') {
+          await pc.setRemoteDescription(f.d?.['sdp'] as RTCSessionDescriptionInit);
+        } else if (f.a === 'eventExchangeCandidate') {
+          await pc.addIceCandidate(f.d?.['candidate'] as RTCIceCandidateInit);
+        }
+      })
+      .catch((err: unknown) => {
+        console.error('room frame failed:', err);
+      });
+  }
+}
+
+interface RoomFrame {
+  a?: string;
+  d?: Record<string, unknown>;
+  id?: number;
+  s?: boolean;
+  e?: number;
+}
+
 const api = {
   async signIn(a: { urls: string[]; token: string }): Promise<string> {
     caller = await signIn(a.urls, {
@@ -180,6 +306,100 @@ const api = {
     return { status, elapsedMs: performance.now() - t0 };
   },
 
+  // ------------------------------------------------ baseline: by hand over the room relay
+
+  /** Join `roomId` over a plain WebSocket (the room protocol, no SDK). */
+  async roomJoin(a: { wsUrl: string; bearer: string; roomId: string }): Promise<string> {
+    room = await RoomLink.join(a.wsUrl, a.bearer, a.roomId);
+    return room.socketId;
+  },
+
+  /** A peer connection to `to`, offered through exchangeSdp: ms from the offer to open. */
+  async roomConnect(to: string): Promise<{ setupMs: number }> {
+    if (room === undefined) throw new Error('not in a room');
+    return await room.connect(to);
+  },
+
+  /** Small messages over the raw channel, one at a time: the round trips (ms). */
+  async rawRtt(n: number): Promise<number[]> {
+    const dc = rawChannel();
+    const out: number[] = [];
+    const msg = new Uint8Array(16);
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const back = new Promise<void>((resolve) => {
+        dc.addEventListener(
+          'message',
+          () => {
+            resolve();
+          },
+          { once: true },
+        );
+      });
+      dc.send(msg);
+      await back;
+      out.push(performance.now() - t0);
+    }
+    return out;
+  },
+
+  /** `bytes` out in 64 KiB messages and all of them back (echoed): ms. */
+  async rawBulk(bytes: number): Promise<number> {
+    const dc = rawChannel();
+    const chunk = new Uint8Array(64 * 1024).fill(7);
+    let received = 0;
+    const t0 = performance.now();
+    const done = new Promise<void>((resolve) => {
+      const onMessage = (ev: MessageEvent): void => {
+        received += (ev.data as ArrayBuffer).byteLength;
+        if (received >= bytes) {
+          dc.removeEventListener('message', onMessage);
+          resolve();
+        }
+      };
+      dc.addEventListener('message', onMessage);
+    });
+    // The same water marks as the RPC runtime's writer (1 MiB high, 256 KiB low).
+    dc.bufferedAmountLowThreshold = 256 * 1024;
+    for (let sent = 0; sent < bytes; sent += chunk.length) {
+      if (dc.bufferedAmount > 1024 * 1024) {
+        await new Promise<void>((resolve) => {
+          dc.addEventListener(
+            'bufferedamountlow',
+            () => {
+              resolve();
+            },
+            { once: true },
+          );
+        });
+      }
+      dc.send(chunk.subarray(0, Math.min(chunk.length, bytes - sent)));
+    }
+    await done;
+    return performance.now() - t0;
+  },
+
+  /** RPC unary round trips (Agent.ping), one at a time (ms). */
+  async rpcRtt(n: number): Promise<number[]> {
+    const stub = rpcOf().rpc.stub(Agent);
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await stub.ping({ seq: i });
+      out.push(performance.now() - t0);
+    }
+    return out;
+  },
+
+  /** One Agent.echo of `chars` characters (a message each way): ms. */
+  async rpcBulk(chars: number): Promise<number> {
+    const data = 'x'.repeat(chars);
+    const t0 = performance.now();
+    const r = await rpcOf().rpc.stub(Agent).echo({ data }, { timeoutMs: 60_000 });
+    if (r.data.length !== chars) throw new Error('the echo came back short');
+    return performance.now() - t0;
+  },
+
   // ------------------------------------------------------------------- the page as a host
 
   async serve(a: { urls: string[]; token: string }): Promise<string> {
@@ -216,6 +436,8 @@ const api = {
   },
 
   async close(): Promise<void> {
+    room?.close();
+    room = undefined;
     for (const h of hanging.splice(0)) h.ac.abort();
     stream?.ac.abort();
     await call?.close();
