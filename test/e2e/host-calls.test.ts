@@ -173,10 +173,14 @@ describe('Node caller (werift) → Chromium host (BrowserPeer)', () => {
     expect(samples).toHaveLength(4);
     const data = 'z'.repeat(1 << 20);
     expect((await agent.echo({ data })).data === data).toBe(true);
-    // Not waited for here: the page's HostAgent ends a call only when its peer connection
-    // is 'failed' or 'closed', and werift's close reaches Chromium as neither — the page
-    // let go of it ~18 s after the hang-up (measured). The page's close() ends it.
+    // The caller hangs up: the host lets go of the call when its data channel closes (the
+    // peer connection itself may take many seconds to notice).
     await call.close();
+    const deadline = Date.now() + 5000;
+    while ((await inPage(page, 'hostPeers')) !== 0) {
+      if (Date.now() > deadline) throw new Error('the page host still holds the call');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     expect(pageErrors).toEqual([]);
   });
 });

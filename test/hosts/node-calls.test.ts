@@ -76,6 +76,11 @@ describe('Node caller → Node host through two gateways', () => {
     }
     expect(Buffer.concat(pieces).equals(Buffer.from(file))).toBe(true);
     expect(host.peers).toBe(1);
+    // Hanging up ends the call on the host as soon as the data channel closes.
+    const ended = new Promise((resolve) => host.on('ended', resolve));
+    await call.close();
+    expect(await ended).toMatchObject({ reason: 'the caller hung up' });
+    expect(host.peers).toBe(0);
   });
 
   it('a caller without the grant is refused; an unknown host is HOST_UNAVAILABLE', async () => {

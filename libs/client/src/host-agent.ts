@@ -234,8 +234,16 @@ export class HostAgent {
       if (held.pending !== undefined) held.pending.push(c);
       else this.#sendCandidate(call.callId, c);
     });
+    let openChannels = 0;
     peer.on('datachannel', (dc) => {
       held.served.push(this.rpc.serve(dc.channel, { maxMessageSize: dc.maxMessageSize }));
+      openChannels += 1;
+      // The caller hung up: its channels close at once, while the peer connection may take
+      // many seconds to notice (ICE consent). The call ends with its last channel.
+      dc.channel.addEventListener('close', () => {
+        openChannels -= 1;
+        if (openChannels === 0) void this.#end(call.callId, 'the caller hung up');
+      });
     });
     peer.on('connectionstatechange', (state) => {
       if (state === 'failed' || state === 'closed') void this.#end(call.callId, state);
