@@ -11,9 +11,13 @@
  * The header names the stream (`id`) and the frame's `type`:
  *
  *   call     client → server  opens stream `id`: {"id", "type": "call", "method":
- *                             "/pkg.Service/method", "metadata"?, "timeoutMs"?}
+ *                             "/pkg.Service/method", "metadata"?, "timeoutMs"?, "msg"?,
+ *                             "end"?}. With `"msg": true` its payload is the first request
+ *                             message, whole; `"end": true` half-closes at once. So a unary
+ *                             call whose request fits one frame is one data-channel message.
  *   headers  server → client  response headers {"id", "type": "headers", "metadata"?}; sent
- *                             before the first response message (or not at all)
+ *                             before the first response message, or not at all (none before
+ *                             a message or the status: empty headers)
  *   msg      both             a chunk of one message {"id", "type": "msg", "more"?: true}; the
  *                             payload is a slice of the message's JSON (UTF-8). `more` says
  *                             another chunk of the same message follows; the chunk without it
@@ -26,7 +30,8 @@
  *                             (CANCELLED, DEADLINE_EXCEEDED, …); no reply
  *
  * Stream ids are chosen by the client: odd numbers counting up from 1 (even ones are left
- * for streams a server might open one day). Only `msg` frames carry a payload. Unknown header
+ * for streams a server might open one day). Only `msg` frames and `call` frames with `msg`
+ * carry a payload. Unknown header
  * fields are ignored (room to extend).
  *
  * Messages are JSON values, checked against the method's TypeBox schema on receipt by both
@@ -158,6 +163,10 @@ export const RpcCallFrame = Type.Object({
   metadata: Type.Optional(RpcMetadata),
   /** The caller's deadline, relative (clocks of two peers are not comparable). */
   timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1 })),
+  /** The payload is the first request message, whole. */
+  msg: Type.Optional(Type.Boolean()),
+  /** Half-close right away (after the message, if any). */
+  end: Type.Optional(Type.Boolean()),
 });
 export const RpcHeadersFrame = Type.Object({
   id: RpcStreamId,
@@ -202,7 +211,7 @@ export const rpcFrame = validator(RpcFrame);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** One data-channel message: the header, then the payload (only `msg` frames have one). */
+/** One data-channel message: the header, then the payload (`msg`, and `call` with `msg`). */
 export function encodeRpcFrame(header: RpcFrame, payload?: Uint8Array): Uint8Array<ArrayBuffer> {
   const json = encoder.encode(JSON.stringify(header));
   const out = new Uint8Array(4 + json.length + (payload?.length ?? 0));
@@ -238,14 +247,12 @@ export function decodeRpcFrame(bytes: Uint8Array): DecodedRpcFrame {
       ? { ok: false, reason, id }
       : { ok: false, reason };
   }
-  if (parsed.value.type !== 'msg' && payload.length > 0) {
-    return {
-      ok: false,
-      reason: `a ${parsed.value.type} frame with a payload`,
-      id: parsed.value.id,
-    };
+  const frame = parsed.value;
+  const carries = frame.type === 'msg' || (frame.type === 'call' && frame.msg === true);
+  if (!carries && payload.length > 0) {
+    return { ok: false, reason: `a ${frame.type} frame with a payload`, id: frame.id };
   }
-  return { ok: true, frame: parsed.value, payload };
+  return { ok: true, frame, payload };
 }
 
 // ------------------------------------------------------------------------------- services

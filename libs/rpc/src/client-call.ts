@@ -79,8 +79,11 @@ export class ClientCall<Req, Res> implements AsyncIterable<Res> {
     this.status = new Promise((r) => (this.#resolveStatus = r));
   }
 
-  /** Send the `call` frame (the client does, once registered). */
-  start(opts: CallOptions): void {
+  /**
+   * Send the `call` frame (the client does, once registered); `request`: the one request
+   * message of a unary or server-streaming call, then end.
+   */
+  start(opts: CallOptions, request?: Uint8Array): void {
     const md = opts.metadata;
     if (md !== undefined && (!rpcMetadata.check(md) || !metadataFits(md))) {
       this.#fail(new RpcError('INVALID_ARGUMENT', 'invalid request metadata'), false);
@@ -103,7 +106,22 @@ export class ClientCall<Req, Res> implements AsyncIterable<Res> {
       ...(md === undefined ? {} : { metadata: md }),
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
     };
-    this.#host.writer.frame(frame);
+    const writer = this.#host.writer;
+    if (request !== undefined) {
+      this.#halfClosed = true;
+      const whole = { ...frame, msg: true, end: true };
+      if (request.length <= writer.inlineRoom(whole)) {
+        // The usual unary call: one data-channel message.
+        writer.frame(whole, undefined, request);
+      } else {
+        writer.frame(frame);
+        // A failure to send it ends the call (seen there), as any failure of the channel does.
+        writer.message(this.id, request).catch(() => undefined);
+        writer.frame({ id: this.id, type: 'end' });
+      }
+    } else {
+      writer.frame(frame);
+    }
     if (timeoutMs !== undefined) {
       this.#timer = setTimeout(() => {
         this.#fail(new RpcError('DEADLINE_EXCEEDED'), true);

@@ -189,7 +189,9 @@ export class ServerCall {
 
   async #send(response: unknown): Promise<void> {
     const bytes = encodeMessage(response);
-    this.#sendHeaders();
+    // Empty headers go unsaid: the first message implies them.
+    if (Object.keys(this.#headers).length > 0) this.#sendHeaders();
+    else this.#headersSent = true;
     await this.#host.writer.message(this.id, bytes);
   }
 

@@ -13,8 +13,9 @@ import type { DataChannelLike, ResolvedChannelOptions } from './channel.ts';
 import { RpcError } from './errors.ts';
 
 interface Pending {
-  /** A control frame, or the id of a message's stream (payload set). */
+  /** A frame sent whole (`inline` its payload, if any), or a message's (`payload` set). */
   frame: RpcFrame;
+  inline?: Uint8Array;
   payload: Uint8Array | undefined;
   offset: number;
   done: (err?: RpcError) => void;
@@ -49,9 +50,23 @@ export class FrameWriter {
     channel.addEventListener('close', this.#onClose);
   }
 
-  /** Queue a frame without payload; `done` (if given) learns when it left or failed. */
-  frame(frame: RpcFrame, done: (err?: RpcError) => void = noop): void {
-    this.#enqueue({ frame, payload: undefined, offset: 0, done });
+  /**
+   * Queue a frame sent whole (with `inline` as its payload: it must fit `inlineRoom`); `done`
+   * (if given) learns when it left or failed.
+   */
+  frame(frame: RpcFrame, done: (err?: RpcError) => void = noop, inline?: Uint8Array): void {
+    this.#enqueue({
+      frame,
+      payload: undefined,
+      offset: 0,
+      done,
+      ...(inline === undefined ? {} : { inline }),
+    });
+  }
+
+  /** The most payload a frame with `header` can carry whole. */
+  inlineRoom(header: RpcFrame): number {
+    return this.#opts.frameBytes - 4 - encoder.encode(JSON.stringify(header)).length;
   }
 
   /** Queue one message of stream `id` (its JSON bytes), in chunks; resolves once all left. */
@@ -148,7 +163,7 @@ export class FrameWriter {
 
   /** The next data-channel message of `p`: all of a control frame, one chunk of a message. */
   #nextFrame(p: Pending): { bytes: Uint8Array<ArrayBuffer>; last: boolean } {
-    if (p.payload === undefined) return { bytes: encodeRpcFrame(p.frame), last: true };
+    if (p.payload === undefined) return { bytes: encodeRpcFrame(p.frame, p.inline), last: true };
     const id = p.frame.id;
     // Room for the payload: the frame less the prefix and the longest header ({"more":true}).
     const room =
