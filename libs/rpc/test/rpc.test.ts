@@ -2,7 +2,12 @@
  * RPC over real data channels: two werift peers in this process, connected over 127.0.0.1
  * with trickle ICE passed directly.
  */
-import { MAX_MESSAGE_BYTES, MAX_STREAMS_PER_CHANNEL, encodeRpcFrame } from '@switchboard/protocol';
+import {
+  MAX_MESSAGE_BYTES,
+  MAX_STREAMS_PER_CHANNEL,
+  decodeRpcFrame,
+  encodeRpcFrame,
+} from '@switchboard/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RpcClient, RpcError, RpcServer, RpcStatus, type ServedChannel } from '../src/index.ts';
 import {
@@ -253,4 +258,25 @@ describe('bad input ends only its stream', () => {
     expect(await client.unary(m.echo, { text: 'still fine' })).toEqual({ text: 'still fine' });
     expect(seen.errors).toEqual([]);
   }, 60_000);
+});
+
+describe('the client checks what the server sends', () => {
+  it('a response that fails its schema: INTERNAL, and the server is told (reset)', async () => {
+    // A server of its own on the channel that answers every call with a bad message.
+    served.close();
+    const frames: unknown[] = [];
+    const fake = pair.server.channel;
+    fake.addEventListener('message', (ev) => {
+      const decoded = decodeRpcFrame(new Uint8Array(ev.data as Uint8Array));
+      if (!decoded.ok) return;
+      frames.push(decoded.frame.type);
+      if (decoded.frame.type !== 'call') return;
+      const id = decoded.frame.id;
+      fake.send(encodeRpcFrame({ id, type: 'msg' }, new TextEncoder().encode('{"text":5}')));
+      fake.send(encodeRpcFrame({ id, type: 'status', code: 0 }));
+    });
+    const err = await rejection(client.unary(m.echo, { text: 'x' }));
+    expect(err.code).toBe(RpcStatus.INTERNAL);
+    await expect.poll(() => frames).toEqual(['call', 'reset']);
+  });
 });
