@@ -18,6 +18,8 @@ interface Pending {
   inline?: Uint8Array;
   payload: Uint8Array | undefined;
   offset: number;
+  /** Payload bytes per chunk of this message (computed at its first chunk). */
+  room?: number;
   done: (err?: RpcError) => void;
 }
 
@@ -166,10 +168,8 @@ export class FrameWriter {
     if (p.payload === undefined) return { bytes: encodeRpcFrame(p.frame, p.inline), last: true };
     const id = p.frame.id;
     // Room for the payload: the frame less the prefix and the longest header ({"more":true}).
-    const room =
-      this.#opts.frameBytes -
-      4 -
-      encoder.encode(JSON.stringify({ id, type: 'msg', more: true })).length;
+    p.room ??= this.inlineRoom({ id, type: 'msg', more: true });
+    const room = p.room;
     const end = Math.min(p.payload.length, p.offset + room);
     const last = end === p.payload.length;
     const header: RpcFrame = last ? { id, type: 'msg' } : { id, type: 'msg', more: true };
