@@ -86,10 +86,9 @@ export class ServedChannel {
    */
   close(): void {
     if (this.#stopped) return;
-    for (const call of [...this.#calls.values()]) {
-      call.protocolError('the server stopped serving this channel');
-    }
-    this.#stop(new RpcError('UNAVAILABLE', 'the server stopped serving this channel'), false);
+    const err = new RpcError('UNAVAILABLE', 'the server stopped serving this channel');
+    for (const call of [...this.#calls.values()]) call.fail(err);
+    this.#stop(err, false);
   }
 
   #stop(err: RpcError, channelGone = true): void {

@@ -100,6 +100,11 @@ export class ServerCall {
     this.#end(new RpcError('INVALID_ARGUMENT', `bad frame: ${reason}`));
   }
 
+  /** End now with `err` as the status (the handler's signal aborts). */
+  fail(err: RpcError): void {
+    this.#end(err);
+  }
+
   /** End without a word to the client (it reset the stream, or the channel is gone). */
   abandon(err: RpcError): void {
     if (this.#finished) return;

@@ -219,6 +219,15 @@ describe('bad input ends only its stream', () => {
     })();
     await open.send({ text: 'before' });
 
+    // The statuses of the streams opened by hand below (the client drops them: not its own).
+    const statuses = new Map<number, number>();
+    pair.client.channel.addEventListener('message', (ev) => {
+      const decoded = decodeRpcFrame(new Uint8Array(ev.data as Uint8Array));
+      if (decoded.ok && decoded.frame.type === 'status') {
+        statuses.set(decoded.frame.id, decoded.frame.code);
+      }
+    });
+
     for (let i = 0; i < 20; i++) sendRaw(crypto.getRandomValues(new Uint8Array(1 + i * 37)));
     sendRaw(new Uint8Array([0, 0, 0, 5, 123, 34, 120, 34, 58])); // `{"x":` — not JSON
     sendRaw(new Uint8Array([0xff, 0xff, 0xff, 0xff, 1])); // a header length past the end
@@ -250,6 +259,11 @@ describe('bad input ends only its stream', () => {
 
     await expect.poll(() => served.droppedFrames, { timeout: 30_000 }).toBeGreaterThanOrEqual(23);
     await expect.poll(() => served.openStreams, { timeout: 30_000 }).toBe(1);
+    await expect
+      .poll(() => statuses.get(id3), { timeout: 30_000 })
+      .toBe(RpcStatus.RESOURCE_EXHAUSTED);
+    expect(statuses.get(id)).toBe(RpcStatus.INVALID_ARGUMENT);
+    expect(statuses.get(id2)).toBe(RpcStatus.INVALID_ARGUMENT);
 
     // The stream opened before is untouched, and new calls work.
     await open.send({ text: 'after' });
@@ -278,5 +292,15 @@ describe('the client checks what the server sends', () => {
     const err = await rejection(client.unary(m.echo, { text: 'x' }));
     expect(err.code).toBe(RpcStatus.INTERNAL);
     await expect.poll(() => frames).toEqual(['call', 'reset']);
+  });
+});
+
+describe('the server stops serving', () => {
+  it('open calls end UNAVAILABLE, handlers are aborted', async () => {
+    const call = rejection(client.unary(m.hang, { text: 'x' }));
+    await expect.poll(() => seen.hanging).toBe(1);
+    served.close();
+    expect((await call).code).toBe(RpcStatus.UNAVAILABLE);
+    await expect.poll(() => seen.hanging).toBe(0);
   });
 });
