@@ -28,6 +28,16 @@
  *                             "metadata"? (the trailers)}
  *   reset    both             abandons the stream at once: {"id", "type": "reset", "code"}
  *                             (CANCELLED, DEADLINE_EXCEEDED, …); no reply
+ *   window   both             flow control: {"id", "type": "window", "bytes"}: the receiver's
+ *                             reader took `bytes` more of this stream's messages; the sender
+ *                             may send that much more payload
+ *
+ * Flow control, per stream and direction: a sender may have at most STREAM_WINDOW_BYTES of
+ * `msg` payload (a `call` frame's message included) that the receiver has not acknowledged
+ * with `window` frames; it waits for them beyond. A receiver acknowledges messages as its
+ * reader takes them (in batches), so a slow reader slows its sender and nobody holds more than
+ * a window of unread messages; past it (a sender ignoring the window) the stream ends
+ * RESOURCE_EXHAUSTED.
  *
  * Stream ids are chosen by the client: odd numbers counting up from 1 (even ones are left
  * for streams a server might open one day). Only `msg` frames and `call` frames with `msg`
@@ -55,10 +65,12 @@ export const MAX_STREAMS_PER_CHANNEL = 256;
 /** Largest message, as JSON bytes (rpcwebrtc's MaxMessageSize, 1 << 24). */
 export const MAX_MESSAGE_BYTES = 1 << 24;
 /**
- * Unread messages a receiver keeps per stream (bytes). There is no per-stream flow-control
- * window: a stream whose reader falls this far behind ends with RESOURCE_EXHAUSTED.
+ * Each stream's flow-control window, each way (bytes of message payload sent and not yet
+ * acknowledged with `window` frames): two of the largest messages, so one always fits.
  */
-export const MAX_UNREAD_BYTES_PER_STREAM = 2 * MAX_MESSAGE_BYTES;
+export const STREAM_WINDOW_BYTES = 2 * MAX_MESSAGE_BYTES;
+/** A receiver acknowledges what its reader took once it adds up to this (or the queue empties). */
+export const WINDOW_UPDATE_BYTES = 1024 * 1024;
 /** Largest frame header (JSON bytes): metadata included, so it stays small. */
 export const MAX_FRAME_HEADER_BYTES = 16 * 1024;
 /** Largest metadata map (its JSON bytes), headers or trailers alike. */
@@ -191,6 +203,11 @@ export const RpcResetFrame = Type.Object({
   type: Type.Literal('reset'),
   code: StatusCode,
 });
+export const RpcWindowFrame = Type.Object({
+  id: RpcStreamId,
+  type: Type.Literal('window'),
+  bytes: Type.Integer({ minimum: 1, maximum: STREAM_WINDOW_BYTES }),
+});
 export const RpcFrame = Type.Union([
   RpcCallFrame,
   RpcHeadersFrame,
@@ -198,6 +215,7 @@ export const RpcFrame = Type.Union([
   RpcEndFrame,
   RpcStatusFrame,
   RpcResetFrame,
+  RpcWindowFrame,
 ]);
 export type RpcCallFrame = Static<typeof RpcCallFrame>;
 export type RpcHeadersFrame = Static<typeof RpcHeadersFrame>;
@@ -205,6 +223,7 @@ export type RpcMessageFrame = Static<typeof RpcMessageFrame>;
 export type RpcEndFrame = Static<typeof RpcEndFrame>;
 export type RpcStatusFrame = Static<typeof RpcStatusFrame>;
 export type RpcResetFrame = Static<typeof RpcResetFrame>;
+export type RpcWindowFrame = Static<typeof RpcWindowFrame>;
 export type RpcFrame = Static<typeof RpcFrame>;
 export const rpcFrame = validator(RpcFrame);
 

@@ -12,6 +12,11 @@ import { encodeRpcFrame, type RpcFrame } from '@switchboard/protocol';
 import type { DataChannelLike, ResolvedChannelOptions } from './channel.ts';
 import { RpcError } from './errors.ts';
 
+/** What a stream may still send (its flow-control window); owned by the stream. */
+export interface SendWindow {
+  bytes: number;
+}
+
 interface Pending {
   /** A frame sent whole (`inline` its payload, if any), or a message's (`payload` set). */
   frame: RpcFrame;
@@ -20,6 +25,8 @@ interface Pending {
   offset: number;
   /** Payload bytes per chunk of this message (computed at its first chunk). */
   room?: number;
+  /** The stream's window: each chunk waits until it has room. */
+  window?: SendWindow;
   done: (err?: RpcError) => void;
 }
 
@@ -32,6 +39,8 @@ export class FrameWriter {
   readonly #queues = new Map<number, Pending[]>();
   /** Streams with frames to send, in turn order (a Set keeps insertion order). */
   readonly #turns = new Set<number>();
+  /** Streams whose next chunk waits for their window (`resume` puts them back in turn). */
+  readonly #blocked = new Set<number>();
   #closed: RpcError | undefined;
   #pumping = false;
   /** Largest bufferedAmount seen right after a send (tests and benchmarks read it). */
@@ -71,13 +80,17 @@ export class FrameWriter {
     return this.#opts.frameBytes - 4 - encoder.encode(JSON.stringify(header)).length;
   }
 
-  /** Queue one message of stream `id` (its JSON bytes), in chunks; resolves once all left. */
-  async message(id: number, payload: Uint8Array): Promise<void> {
+  /**
+   * Queue one message of stream `id` (its JSON bytes), in chunks, each within `window`;
+   * resolves once all left.
+   */
+  async message(id: number, payload: Uint8Array, window?: SendWindow): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.#enqueue({
         frame: { id, type: 'msg' },
         payload,
         offset: 0,
+        ...(window === undefined ? {} : { window }),
         done: (err) => {
           if (err === undefined) resolve();
           else reject(err);
@@ -86,12 +99,20 @@ export class FrameWriter {
     });
   }
 
+  /** Stream `id`'s window grew: its waiting chunks may go. */
+  resume(id: number): void {
+    if (!this.#blocked.delete(id)) return;
+    this.#turns.add(id);
+    this.#pump();
+  }
+
   /** Drop what stream `id` has not sent yet (it was reset or ended); its senders get `err`. */
   discard(id: number, err: RpcError): void {
     const queue = this.#queues.get(id);
     if (queue === undefined) return;
     this.#queues.delete(id);
     this.#turns.delete(id);
+    this.#blocked.delete(id);
     for (const p of queue) p.done(err);
   }
 
@@ -139,6 +160,10 @@ export class FrameWriter {
         const queue = this.#queues.get(id) ?? [];
         const p = queue[0];
         if (p === undefined) continue;
+        if (!this.#fits(p)) {
+          this.#blocked.add(id);
+          continue;
+        }
         const { bytes, last } = this.#nextFrame(p);
         try {
           this.#channel.send(bytes);
@@ -163,6 +188,13 @@ export class FrameWriter {
     }
   }
 
+  /** Whether `p`'s next chunk fits its stream's window. */
+  #fits(p: Pending): boolean {
+    if (p.payload === undefined || p.window === undefined) return true;
+    p.room ??= this.inlineRoom({ id: p.frame.id, type: 'msg', more: true });
+    return p.window.bytes >= Math.min(p.room, p.payload.length - p.offset);
+  }
+
   /** The next data-channel message of `p`: all of a control frame, one chunk of a message. */
   #nextFrame(p: Pending): { bytes: Uint8Array<ArrayBuffer>; last: boolean } {
     if (p.payload === undefined) return { bytes: encodeRpcFrame(p.frame, p.inline), last: true };
@@ -174,6 +206,7 @@ export class FrameWriter {
     const last = end === p.payload.length;
     const header: RpcFrame = last ? { id, type: 'msg' } : { id, type: 'msg', more: true };
     const bytes = encodeRpcFrame(header, p.payload.subarray(p.offset, end));
+    if (p.window !== undefined) p.window.bytes -= end - p.offset;
     p.offset = end;
     return { bytes, last };
   }

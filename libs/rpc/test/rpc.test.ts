@@ -28,7 +28,7 @@ const m = TestService.methods;
 
 beforeEach(async () => {
   pair = await connectedPair();
-  seen = { aborts: [], hanging: 0, errors: [] };
+  seen = { aborts: [], hanging: 0, errors: [], yielded: 0 };
   const server = new RpcServer({ onError: (err) => seen.errors.push(err) }).add(
     TestService,
     implementation(seen),
@@ -147,6 +147,21 @@ describe('16 MiB messages', () => {
     await big;
     expect(small).toBeLessThan(1000);
   }, 120_000);
+});
+
+describe('flow control', () => {
+  it('a slow reader holds its sender at the window instead of failing', async () => {
+    const it = client.serverStream(m.flood, { n: 48 })[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(false);
+    // The server runs ahead by one window (32 MiB: 32 messages, and the one taken), then waits.
+    await expect.poll(() => seen.yielded, { timeout: 30_000 }).toBeGreaterThanOrEqual(33);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(seen.yielded).toBeLessThanOrEqual(35);
+    let n = 1;
+    while ((await it.next()).done !== true) n++;
+    expect(n).toBe(48);
+    expect(seen.yielded).toBe(48);
+  }, 60_000);
 });
 
 describe('streams per channel', () => {
