@@ -11,9 +11,13 @@
  * The header names the stream (`id`) and the frame's `type`:
  *
  *   call     client → server  opens stream `id`: {"id", "type": "call", "method":
- *                             "/pkg.Service/method", "metadata"?, "timeoutMs"?}
+ *                             "/pkg.Service/method", "metadata"?, "timeoutMs"?, "msg"?,
+ *                             "end"?}. With `"msg": true` its payload is the first request
+ *                             message, whole; `"end": true` half-closes at once. So a unary
+ *                             call whose request fits one frame is one data-channel message.
  *   headers  server → client  response headers {"id", "type": "headers", "metadata"?}; sent
- *                             before the first response message (or not at all)
+ *                             before the first response message, or not at all (none before
+ *                             a message or the status: empty headers)
  *   msg      both             a chunk of one message {"id", "type": "msg", "more"?: true}; the
  *                             payload is a slice of the message's JSON (UTF-8). `more` says
  *                             another chunk of the same message follows; the chunk without it
@@ -24,9 +28,20 @@
  *                             "metadata"? (the trailers)}
  *   reset    both             abandons the stream at once: {"id", "type": "reset", "code"}
  *                             (CANCELLED, DEADLINE_EXCEEDED, …); no reply
+ *   window   both             flow control: {"id", "type": "window", "bytes"}: the receiver's
+ *                             reader took `bytes` more of this stream's messages; the sender
+ *                             may send that much more payload
+ *
+ * Flow control, per stream and direction: a sender may have at most STREAM_WINDOW_BYTES of
+ * `msg` payload (a `call` frame's message included) that the receiver has not acknowledged
+ * with `window` frames; it waits for them beyond. A receiver acknowledges messages as its
+ * reader takes them (in batches), so a slow reader slows its sender and nobody holds more than
+ * a window of unread messages; past it (a sender ignoring the window) the stream ends
+ * RESOURCE_EXHAUSTED.
  *
  * Stream ids are chosen by the client: odd numbers counting up from 1 (even ones are left
- * for streams a server might open one day). Only `msg` frames carry a payload. Unknown header
+ * for streams a server might open one day). Only `msg` frames and `call` frames with `msg`
+ * carry a payload. Unknown header
  * fields are ignored (room to extend).
  *
  * Messages are JSON values, checked against the method's TypeBox schema on receipt by both
@@ -50,10 +65,12 @@ export const MAX_STREAMS_PER_CHANNEL = 256;
 /** Largest message, as JSON bytes (rpcwebrtc's MaxMessageSize, 1 << 24). */
 export const MAX_MESSAGE_BYTES = 1 << 24;
 /**
- * Unread messages a receiver keeps per stream (bytes). There is no per-stream flow-control
- * window: a stream whose reader falls this far behind ends with RESOURCE_EXHAUSTED.
+ * Each stream's flow-control window, each way (bytes of message payload sent and not yet
+ * acknowledged with `window` frames): two of the largest messages, so one always fits.
  */
-export const MAX_UNREAD_BYTES_PER_STREAM = 2 * MAX_MESSAGE_BYTES;
+export const STREAM_WINDOW_BYTES = 2 * MAX_MESSAGE_BYTES;
+/** A receiver acknowledges what its reader took once it adds up to this (or the queue empties). */
+export const WINDOW_UPDATE_BYTES = 1024 * 1024;
 /** Largest frame header (JSON bytes): metadata included, so it stays small. */
 export const MAX_FRAME_HEADER_BYTES = 16 * 1024;
 /** Largest metadata map (its JSON bytes), headers or trailers alike. */
@@ -158,6 +175,10 @@ export const RpcCallFrame = Type.Object({
   metadata: Type.Optional(RpcMetadata),
   /** The caller's deadline, relative (clocks of two peers are not comparable). */
   timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1 })),
+  /** The payload is the first request message, whole. */
+  msg: Type.Optional(Type.Boolean()),
+  /** Half-close right away (after the message, if any). */
+  end: Type.Optional(Type.Boolean()),
 });
 export const RpcHeadersFrame = Type.Object({
   id: RpcStreamId,
@@ -182,6 +203,11 @@ export const RpcResetFrame = Type.Object({
   type: Type.Literal('reset'),
   code: StatusCode,
 });
+export const RpcWindowFrame = Type.Object({
+  id: RpcStreamId,
+  type: Type.Literal('window'),
+  bytes: Type.Integer({ minimum: 1, maximum: STREAM_WINDOW_BYTES }),
+});
 export const RpcFrame = Type.Union([
   RpcCallFrame,
   RpcHeadersFrame,
@@ -189,6 +215,7 @@ export const RpcFrame = Type.Union([
   RpcEndFrame,
   RpcStatusFrame,
   RpcResetFrame,
+  RpcWindowFrame,
 ]);
 export type RpcCallFrame = Static<typeof RpcCallFrame>;
 export type RpcHeadersFrame = Static<typeof RpcHeadersFrame>;
@@ -196,13 +223,14 @@ export type RpcMessageFrame = Static<typeof RpcMessageFrame>;
 export type RpcEndFrame = Static<typeof RpcEndFrame>;
 export type RpcStatusFrame = Static<typeof RpcStatusFrame>;
 export type RpcResetFrame = Static<typeof RpcResetFrame>;
+export type RpcWindowFrame = Static<typeof RpcWindowFrame>;
 export type RpcFrame = Static<typeof RpcFrame>;
 export const rpcFrame = validator(RpcFrame);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** One data-channel message: the header, then the payload (only `msg` frames have one). */
+/** One data-channel message: the header, then the payload (`msg`, and `call` with `msg`). */
 export function encodeRpcFrame(header: RpcFrame, payload?: Uint8Array): Uint8Array<ArrayBuffer> {
   const json = encoder.encode(JSON.stringify(header));
   const out = new Uint8Array(4 + json.length + (payload?.length ?? 0));
@@ -238,14 +266,12 @@ export function decodeRpcFrame(bytes: Uint8Array): DecodedRpcFrame {
       ? { ok: false, reason, id }
       : { ok: false, reason };
   }
-  if (parsed.value.type !== 'msg' && payload.length > 0) {
-    return {
-      ok: false,
-      reason: `a ${parsed.value.type} frame with a payload`,
-      id: parsed.value.id,
-    };
+  const frame = parsed.value;
+  const carries = frame.type === 'msg' || (frame.type === 'call' && frame.msg === true);
+  if (!carries && payload.length > 0) {
+    return { ok: false, reason: `a ${frame.type} frame with a payload`, id: frame.id };
   }
-  return { ok: true, frame: parsed.value, payload };
+  return { ok: true, frame, payload };
 }
 
 // ------------------------------------------------------------------------------- services

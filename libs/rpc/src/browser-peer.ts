@@ -86,6 +86,14 @@ export class BrowserPeer implements RtcPeer {
     channel.binaryType = 'arraybuffer';
     // The point of DataChannelLike: the native channel fits it unchanged.
     const like: DataChannelLike = channel;
-    return { channel: like, label: channel.label, maxMessageSize: this.maxMessageSize };
+    // A getter: the offerer's channel exists before the answer says the remote's size.
+    const size = (): number => this.maxMessageSize;
+    return {
+      channel: like,
+      label: channel.label,
+      get maxMessageSize() {
+        return size();
+      },
+    };
   }
 }

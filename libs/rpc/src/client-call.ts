@@ -5,7 +5,7 @@
  * channel closing — settles all of these once.
  */
 import {
-  MAX_UNREAD_BYTES_PER_STREAM,
+  STREAM_WINDOW_BYTES,
   RpcStatusCodes,
   metadataFits,
   rpcMetadata,
@@ -17,7 +17,8 @@ import {
 import { MessageAssembler, encodeMessage } from './assembler.ts';
 import { RpcError } from './errors.ts';
 import { MessageQueue } from './queue.ts';
-import type { FrameWriter } from './writer.ts';
+import { ReceiveWindow } from './flow.ts';
+import type { FrameWriter, SendWindow } from './writer.ts';
 
 export interface CallOptions {
   /** Cancels the call (CANCELLED; the server's handler sees its signal abort). */
@@ -50,7 +51,9 @@ export class ClientCall<Req, Res> implements AsyncIterable<Res> {
   /** How the call ended. Never rejects. */
   readonly status: Promise<RpcCallStatus>;
   readonly #host: CallHost;
-  readonly #queue = new MessageQueue<Res>(MAX_UNREAD_BYTES_PER_STREAM);
+  readonly #queue: MessageQueue<Res>;
+  /** What this call may still send (the server acknowledges what its handler read). */
+  readonly #window: SendWindow = { bytes: STREAM_WINDOW_BYTES };
   readonly #assembler = new MessageAssembler();
   readonly #signal: AbortSignal | undefined;
   #resolveHeaders!: (md: RpcMetadata) => void;
@@ -74,13 +77,21 @@ export class ClientCall<Req, Res> implements AsyncIterable<Res> {
     this.id = id;
     this.method = method;
     this.#signal = opts.signal;
+    // A unary or client-streaming call gets one response: nothing to acknowledge.
+    const acks = new ReceiveWindow(id, host.writer, () => !this.#finished && !this.#single);
+    this.#queue = new MessageQueue<Res>(STREAM_WINDOW_BYTES, (bytes) => {
+      acks.took(bytes);
+    });
     this.headers = new Promise((r) => (this.#resolveHeaders = r));
     this.trailers = new Promise((r) => (this.#resolveTrailers = r));
     this.status = new Promise((r) => (this.#resolveStatus = r));
   }
 
-  /** Send the `call` frame (the client does, once registered). */
-  start(opts: CallOptions): void {
+  /**
+   * Send the `call` frame (the client does, once registered); `request`: the one request
+   * message of a unary or server-streaming call, then end.
+   */
+  start(opts: CallOptions, request?: Uint8Array): void {
     const md = opts.metadata;
     if (md !== undefined && (!rpcMetadata.check(md) || !metadataFits(md))) {
       this.#fail(new RpcError('INVALID_ARGUMENT', 'invalid request metadata'), false);
@@ -103,7 +114,23 @@ export class ClientCall<Req, Res> implements AsyncIterable<Res> {
       ...(md === undefined ? {} : { metadata: md }),
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
     };
-    this.#host.writer.frame(frame);
+    const writer = this.#host.writer;
+    if (request !== undefined) {
+      this.#halfClosed = true;
+      const whole = { ...frame, msg: true, end: true };
+      if (request.length <= writer.inlineRoom(whole)) {
+        // The usual unary call: one data-channel message.
+        this.#window.bytes -= request.length;
+        writer.frame(whole, undefined, request);
+      } else {
+        writer.frame(frame);
+        // A failure to send it ends the call (seen there), as any failure of the channel does.
+        writer.message(this.id, request, this.#window).catch(() => undefined);
+        writer.frame({ id: this.id, type: 'end' });
+      }
+    } else {
+      writer.frame(frame);
+    }
     if (timeoutMs !== undefined) {
       this.#timer = setTimeout(() => {
         this.#fail(new RpcError('DEADLINE_EXCEEDED'), true);
@@ -125,7 +152,7 @@ export class ClientCall<Req, Res> implements AsyncIterable<Res> {
     if (this.#finished)
       throw this.#error ?? new RpcError('FAILED_PRECONDITION', 'the call is over');
     if (this.#halfClosed) throw new RpcError('FAILED_PRECONDITION', 'send after end');
-    await this.#host.writer.message(this.id, encodeMessage(message));
+    await this.#host.writer.message(this.id, encodeMessage(message), this.#window);
   }
 
   /** No more request messages (half-close); responses keep coming. */
@@ -196,6 +223,10 @@ export class ClientCall<Req, Res> implements AsyncIterable<Res> {
         );
         return;
       }
+      case 'window':
+        this.#window.bytes += frame.bytes;
+        this.#host.writer.resume(this.id);
+        return;
       case 'reset':
         this.#fail(RpcError.fromCode(frame.code, 'the server reset the stream'), false);
         this.#host.writer.discard(this.id, this.#error ?? new RpcError('CANCELLED'));

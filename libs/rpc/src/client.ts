@@ -196,12 +196,7 @@ export class RpcClient {
         return call;
       }
     }
-    call.start(opts);
-    if (payload !== undefined && !call.finished) {
-      // The message's promise is the call's: a failure to send it ends the call, seen there.
-      this.#writer.message(id, payload).catch(() => undefined);
-      call.end();
-    }
+    call.start(opts, payload);
     return call;
   }
 

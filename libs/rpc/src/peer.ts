@@ -27,8 +27,11 @@ export interface IceCandidateInit {
 export interface PeerDataChannel {
   channel: DataChannelLike;
   label: string;
-  /** The remote side's max-message-size (64 KiB when the SDP did not say; 0: unlimited). */
-  maxMessageSize: number;
+  /**
+   * The remote side's max-message-size (64 KiB until negotiated or when the SDP did not say;
+   * 0: unlimited). Read it once the channel is open.
+   */
+  readonly maxMessageSize: number;
 }
 
 export interface RtcPeerEvents {

@@ -12,9 +12,18 @@ export class MessageQueue<T> {
   #error: Error | undefined = undefined;
   #iterated = false;
 
-  /** `limitBytes`: most bytes of messages kept unread (see push). */
-  constructor(limitBytes = Number.POSITIVE_INFINITY) {
+  readonly #onTake: (bytes: number, left: number) => void;
+
+  /**
+   * `limitBytes`: most bytes of messages kept unread (see push). `onTake`: the reader took a
+   * message of `bytes`, `left` are still queued (flow control acknowledges it).
+   */
+  constructor(
+    limitBytes = Number.POSITIVE_INFINITY,
+    onTake: (bytes: number, left: number) => void = () => undefined,
+  ) {
     this.#limit = limitBytes;
+    this.#onTake = onTake;
   }
 
   get length(): number {
@@ -35,6 +44,7 @@ export class MessageQueue<T> {
     if (w !== undefined) {
       this.#waiting = undefined;
       w.resolve({ done: false, value });
+      this.#onTake(bytes, 0);
       return true;
     }
     if (this.#bytes + bytes > this.#limit) return false;
@@ -65,6 +75,7 @@ export class MessageQueue<T> {
     const item = this.#items.shift();
     if (item !== undefined) {
       this.#bytes -= item.bytes;
+      this.#onTake(item.bytes, this.#items.length);
       return { done: false, value: item.value };
     }
     if (this.#closed) {

@@ -86,10 +86,9 @@ export class ServedChannel {
    */
   close(): void {
     if (this.#stopped) return;
-    for (const call of [...this.#calls.values()]) {
-      call.protocolError('the server stopped serving this channel');
-    }
-    this.#stop(new RpcError('UNAVAILABLE', 'the server stopped serving this channel'), false);
+    const err = new RpcError('UNAVAILABLE', 'the server stopped serving this channel');
+    for (const call of [...this.#calls.values()]) call.fail(err);
+    this.#stop(err, false);
   }
 
   #stop(err: RpcError, channelGone = true): void {
@@ -118,14 +117,14 @@ export class ServedChannel {
     }
     const { frame, payload } = decoded;
     if (frame.type === 'call' && !this.#calls.has(frame.id)) {
-      this.#open(frame);
+      this.#open(frame, payload);
       return;
     }
     // Frames of a stream that has ended (a message crossing the status) are expected.
     this.#calls.get(frame.id)?.frame(frame, payload);
   }
 
-  #open(frame: RpcCallFrame): void {
+  #open(frame: RpcCallFrame, payload: Uint8Array): void {
     const refuse = (code: number, message: string): void => {
       this.#writer.frame({ id: frame.id, type: 'status', code, message });
     };
@@ -144,6 +143,8 @@ export class ServedChannel {
     const call = new ServerCall(this.#host, frame, registered.method, registered.handler);
     this.#calls.set(frame.id, call);
     call.start();
+    if (frame.msg === true) call.frame({ id: frame.id, type: 'msg' }, payload);
+    if (frame.end === true) call.frame({ id: frame.id, type: 'end' }, new Uint8Array(0));
   }
 
   #drop(reason: string): void {

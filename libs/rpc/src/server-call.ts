@@ -5,7 +5,7 @@
  * aborts then).
  */
 import {
-  MAX_UNREAD_BYTES_PER_STREAM,
+  STREAM_WINDOW_BYTES,
   RpcStatusCodes,
   metadataFits,
   rpcMetadata,
@@ -18,7 +18,8 @@ import { MessageAssembler, encodeMessage } from './assembler.ts';
 import { RpcError } from './errors.ts';
 import type { AnyHandler, RpcContext } from './handlers.ts';
 import { MessageQueue } from './queue.ts';
-import type { FrameWriter } from './writer.ts';
+import { ReceiveWindow } from './flow.ts';
+import type { FrameWriter, SendWindow } from './writer.ts';
 
 export interface ServerCallHost {
   readonly writer: FrameWriter;
@@ -34,7 +35,9 @@ export class ServerCall {
   readonly #handler: AnyHandler;
   readonly #requestHeaders: RpcMetadata;
   readonly #deadline: number | undefined;
-  readonly #queue = new MessageQueue<unknown>(MAX_UNREAD_BYTES_PER_STREAM);
+  readonly #queue: MessageQueue<unknown>;
+  /** What this call may still send (the client acknowledges what it read). */
+  readonly #window: SendWindow = { bytes: STREAM_WINDOW_BYTES };
   readonly #assembler = new MessageAssembler();
   readonly #ac = new AbortController();
   readonly #headers: RpcMetadata = {};
@@ -56,6 +59,15 @@ export class ServerCall {
     this.#method = method;
     this.#handler = handler;
     this.#requestHeaders = frame.metadata ?? {};
+    // Nothing to acknowledge once the client can send no more (one request, or half-closed).
+    const acks = new ReceiveWindow(
+      frame.id,
+      host.writer,
+      () => !this.#finished && !this.#halfClosed && !this.#singleRequest,
+    );
+    this.#queue = new MessageQueue<unknown>(STREAM_WINDOW_BYTES, (bytes) => {
+      acks.took(bytes);
+    });
     this.#deadline = frame.timeoutMs === undefined ? undefined : Date.now() + frame.timeoutMs;
     if (frame.timeoutMs !== undefined) {
       this.#timer = setTimeout(() => {
@@ -85,6 +97,10 @@ export class ServerCall {
       case 'reset':
         this.abandon(RpcError.fromCode(frame.code, 'the client reset the stream'));
         return;
+      case 'window':
+        this.#window.bytes += frame.bytes;
+        this.#host.writer.resume(this.id);
+        return;
       case 'call':
         this.protocolError('the stream id is in use');
         return;
@@ -98,6 +114,11 @@ export class ServerCall {
   /** A frame of this stream that breaks the protocol: the stream ends INVALID_ARGUMENT. */
   protocolError(reason: string): void {
     this.#end(new RpcError('INVALID_ARGUMENT', `bad frame: ${reason}`));
+  }
+
+  /** End now with `err` as the status (the handler's signal aborts). */
+  fail(err: RpcError): void {
+    this.#end(err);
   }
 
   /** End without a word to the client (it reset the stream, or the channel is gone). */
@@ -189,8 +210,10 @@ export class ServerCall {
 
   async #send(response: unknown): Promise<void> {
     const bytes = encodeMessage(response);
-    this.#sendHeaders();
-    await this.#host.writer.message(this.id, bytes);
+    // Empty headers go unsaid: the first message implies them.
+    if (Object.keys(this.#headers).length > 0) this.#sendHeaders();
+    else this.#headersSent = true;
+    await this.#host.writer.message(this.id, bytes, this.#window);
   }
 
   #sendHeaders(): void {

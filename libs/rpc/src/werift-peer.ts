@@ -118,6 +118,14 @@ export class WeriftPeer implements RtcPeer {
   }
 
   #wrap(dc: RTCDataChannel): PeerDataChannel {
-    return { channel: new WeriftChannel(dc), label: dc.label, maxMessageSize: this.maxMessageSize };
+    // A getter: the offerer's channel exists before the answer says the remote's size.
+    const size = (): number => this.maxMessageSize;
+    return {
+      channel: new WeriftChannel(dc),
+      label: dc.label,
+      get maxMessageSize() {
+        return size();
+      },
+    };
   }
 }

@@ -12,11 +12,21 @@ import { encodeRpcFrame, type RpcFrame } from '@switchboard/protocol';
 import type { DataChannelLike, ResolvedChannelOptions } from './channel.ts';
 import { RpcError } from './errors.ts';
 
+/** What a stream may still send (its flow-control window); owned by the stream. */
+export interface SendWindow {
+  bytes: number;
+}
+
 interface Pending {
-  /** A control frame, or the id of a message's stream (payload set). */
+  /** A frame sent whole (`inline` its payload, if any), or a message's (`payload` set). */
   frame: RpcFrame;
+  inline?: Uint8Array;
   payload: Uint8Array | undefined;
   offset: number;
+  /** Payload bytes per chunk of this message (computed at its first chunk). */
+  room?: number;
+  /** The stream's window: each chunk waits until it has room. */
+  window?: SendWindow;
   done: (err?: RpcError) => void;
 }
 
@@ -29,6 +39,8 @@ export class FrameWriter {
   readonly #queues = new Map<number, Pending[]>();
   /** Streams with frames to send, in turn order (a Set keeps insertion order). */
   readonly #turns = new Set<number>();
+  /** Streams whose next chunk waits for their window (`resume` puts them back in turn). */
+  readonly #blocked = new Set<number>();
   #closed: RpcError | undefined;
   #pumping = false;
   /** Largest bufferedAmount seen right after a send (tests and benchmarks read it). */
@@ -49,18 +61,36 @@ export class FrameWriter {
     channel.addEventListener('close', this.#onClose);
   }
 
-  /** Queue a frame without payload; `done` (if given) learns when it left or failed. */
-  frame(frame: RpcFrame, done: (err?: RpcError) => void = noop): void {
-    this.#enqueue({ frame, payload: undefined, offset: 0, done });
+  /**
+   * Queue a frame sent whole (with `inline` as its payload: it must fit `inlineRoom`); `done`
+   * (if given) learns when it left or failed.
+   */
+  frame(frame: RpcFrame, done: (err?: RpcError) => void = noop, inline?: Uint8Array): void {
+    this.#enqueue({
+      frame,
+      payload: undefined,
+      offset: 0,
+      done,
+      ...(inline === undefined ? {} : { inline }),
+    });
   }
 
-  /** Queue one message of stream `id` (its JSON bytes), in chunks; resolves once all left. */
-  async message(id: number, payload: Uint8Array): Promise<void> {
+  /** The most payload a frame with `header` can carry whole. */
+  inlineRoom(header: RpcFrame): number {
+    return this.#opts.frameBytes - 4 - encoder.encode(JSON.stringify(header)).length;
+  }
+
+  /**
+   * Queue one message of stream `id` (its JSON bytes), in chunks, each within `window`;
+   * resolves once all left.
+   */
+  async message(id: number, payload: Uint8Array, window?: SendWindow): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.#enqueue({
         frame: { id, type: 'msg' },
         payload,
         offset: 0,
+        ...(window === undefined ? {} : { window }),
         done: (err) => {
           if (err === undefined) resolve();
           else reject(err);
@@ -69,12 +99,20 @@ export class FrameWriter {
     });
   }
 
+  /** Stream `id`'s window grew: its waiting chunks may go. */
+  resume(id: number): void {
+    if (!this.#blocked.delete(id)) return;
+    this.#turns.add(id);
+    this.#pump();
+  }
+
   /** Drop what stream `id` has not sent yet (it was reset or ended); its senders get `err`. */
   discard(id: number, err: RpcError): void {
     const queue = this.#queues.get(id);
     if (queue === undefined) return;
     this.#queues.delete(id);
     this.#turns.delete(id);
+    this.#blocked.delete(id);
     for (const p of queue) p.done(err);
   }
 
@@ -122,6 +160,10 @@ export class FrameWriter {
         const queue = this.#queues.get(id) ?? [];
         const p = queue[0];
         if (p === undefined) continue;
+        if (!this.#fits(p)) {
+          this.#blocked.add(id);
+          continue;
+        }
         const { bytes, last } = this.#nextFrame(p);
         try {
           this.#channel.send(bytes);
@@ -146,19 +188,25 @@ export class FrameWriter {
     }
   }
 
+  /** Whether `p`'s next chunk fits its stream's window. */
+  #fits(p: Pending): boolean {
+    if (p.payload === undefined || p.window === undefined) return true;
+    p.room ??= this.inlineRoom({ id: p.frame.id, type: 'msg', more: true });
+    return p.window.bytes >= Math.min(p.room, p.payload.length - p.offset);
+  }
+
   /** The next data-channel message of `p`: all of a control frame, one chunk of a message. */
   #nextFrame(p: Pending): { bytes: Uint8Array<ArrayBuffer>; last: boolean } {
-    if (p.payload === undefined) return { bytes: encodeRpcFrame(p.frame), last: true };
+    if (p.payload === undefined) return { bytes: encodeRpcFrame(p.frame, p.inline), last: true };
     const id = p.frame.id;
     // Room for the payload: the frame less the prefix and the longest header ({"more":true}).
-    const room =
-      this.#opts.frameBytes -
-      4 -
-      encoder.encode(JSON.stringify({ id, type: 'msg', more: true })).length;
+    p.room ??= this.inlineRoom({ id, type: 'msg', more: true });
+    const room = p.room;
     const end = Math.min(p.payload.length, p.offset + room);
     const last = end === p.payload.length;
     const header: RpcFrame = last ? { id, type: 'msg' } : { id, type: 'msg', more: true };
     const bytes = encodeRpcFrame(header, p.payload.subarray(p.offset, end));
+    if (p.window !== undefined) p.window.bytes -= end - p.offset;
     p.offset = end;
     return { bytes, last };
   }

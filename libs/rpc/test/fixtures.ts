@@ -29,6 +29,7 @@ export const TestService = defineService('switchboard.test.Echo', {
   hang: unary(Text, Text),
   meta: unary(Text, Text),
   fail: unary(Text, Text),
+  flood: serverStream(Type.Object({ n: Type.Integer({ minimum: 0, maximum: 1000 }) }), Blob),
 });
 
 /** What the handlers saw, for the tests to check. */
@@ -36,6 +37,8 @@ export interface Seen {
   aborts: { method: string; reason: unknown }[];
   hanging: number;
   errors: unknown[];
+  /** Messages `flood` has produced. */
+  yielded: number;
 }
 
 export function implementation(seen: Seen): RpcImplementationOf<typeof TestService> {
@@ -77,6 +80,14 @@ export function implementation(seen: Seen): RpcImplementationOf<typeof TestServi
       ctx.setHeader({ 'x-seen': typeof id === 'string' ? id : '' });
       ctx.setTrailer({ 'x-done': ['1', '2'] });
       return { text: req.text };
+    },
+    async *flood(req) {
+      // 1 MiB of JSON each.
+      const data = 'f'.repeat(1024 * 1024 - '{"data":""}'.length);
+      for (let i = 0; i < req.n; i++) {
+        seen.yielded++;
+        yield { data };
+      }
     },
     fail: async (req) => {
       if (req.text === 'rpc') throw new RpcError('NOT_FOUND', 'no such thing', { 'x-why': 'test' });

@@ -2,7 +2,12 @@
  * RPC over real data channels: two werift peers in this process, connected over 127.0.0.1
  * with trickle ICE passed directly.
  */
-import { MAX_MESSAGE_BYTES, MAX_STREAMS_PER_CHANNEL, encodeRpcFrame } from '@switchboard/protocol';
+import {
+  MAX_MESSAGE_BYTES,
+  MAX_STREAMS_PER_CHANNEL,
+  decodeRpcFrame,
+  encodeRpcFrame,
+} from '@switchboard/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RpcClient, RpcError, RpcServer, RpcStatus, type ServedChannel } from '../src/index.ts';
 import {
@@ -23,7 +28,7 @@ const m = TestService.methods;
 
 beforeEach(async () => {
   pair = await connectedPair();
-  seen = { aborts: [], hanging: 0, errors: [] };
+  seen = { aborts: [], hanging: 0, errors: [], yielded: 0 };
   const server = new RpcServer({ onError: (err) => seen.errors.push(err) }).add(
     TestService,
     implementation(seen),
@@ -144,6 +149,21 @@ describe('16 MiB messages', () => {
   }, 120_000);
 });
 
+describe('flow control', () => {
+  it('a slow reader holds its sender at the window instead of failing', async () => {
+    const it = client.serverStream(m.flood, { n: 48 })[Symbol.asyncIterator]();
+    expect((await it.next()).done).toBe(false);
+    // The server runs ahead by one window (32 MiB: 32 messages, and the one taken), then waits.
+    await expect.poll(() => seen.yielded, { timeout: 30_000 }).toBeGreaterThanOrEqual(33);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(seen.yielded).toBeLessThanOrEqual(35);
+    let n = 1;
+    while ((await it.next()).done !== true) n++;
+    expect(n).toBe(48);
+    expect(seen.yielded).toBe(48);
+  }, 60_000);
+});
+
 describe('streams per channel', () => {
   it(`the ${String(MAX_STREAMS_PER_CHANNEL + 1)}th is refused; a cancelled one frees its slot`, async () => {
     const controllers = Array.from(
@@ -214,6 +234,15 @@ describe('bad input ends only its stream', () => {
     })();
     await open.send({ text: 'before' });
 
+    // The statuses of the streams opened by hand below (the client drops them: not its own).
+    const statuses = new Map<number, number>();
+    pair.client.channel.addEventListener('message', (ev) => {
+      const decoded = decodeRpcFrame(new Uint8Array(ev.data as Uint8Array));
+      if (decoded.ok && decoded.frame.type === 'status') {
+        statuses.set(decoded.frame.id, decoded.frame.code);
+      }
+    });
+
     for (let i = 0; i < 20; i++) sendRaw(crypto.getRandomValues(new Uint8Array(1 + i * 37)));
     sendRaw(new Uint8Array([0, 0, 0, 5, 123, 34, 120, 34, 58])); // `{"x":` — not JSON
     sendRaw(new Uint8Array([0xff, 0xff, 0xff, 0xff, 1])); // a header length past the end
@@ -245,6 +274,11 @@ describe('bad input ends only its stream', () => {
 
     await expect.poll(() => served.droppedFrames, { timeout: 30_000 }).toBeGreaterThanOrEqual(23);
     await expect.poll(() => served.openStreams, { timeout: 30_000 }).toBe(1);
+    await expect
+      .poll(() => statuses.get(id3), { timeout: 30_000 })
+      .toBe(RpcStatus.RESOURCE_EXHAUSTED);
+    expect(statuses.get(id)).toBe(RpcStatus.INVALID_ARGUMENT);
+    expect(statuses.get(id2)).toBe(RpcStatus.INVALID_ARGUMENT);
 
     // The stream opened before is untouched, and new calls work.
     await open.send({ text: 'after' });
@@ -253,4 +287,35 @@ describe('bad input ends only its stream', () => {
     expect(await client.unary(m.echo, { text: 'still fine' })).toEqual({ text: 'still fine' });
     expect(seen.errors).toEqual([]);
   }, 60_000);
+});
+
+describe('the client checks what the server sends', () => {
+  it('a response that fails its schema: INTERNAL, and the server is told (reset)', async () => {
+    // A server of its own on the channel that answers every call with a bad message.
+    served.close();
+    const frames: unknown[] = [];
+    const fake = pair.server.channel;
+    fake.addEventListener('message', (ev) => {
+      const decoded = decodeRpcFrame(new Uint8Array(ev.data as Uint8Array));
+      if (!decoded.ok) return;
+      frames.push(decoded.frame.type);
+      if (decoded.frame.type !== 'call') return;
+      const id = decoded.frame.id;
+      fake.send(encodeRpcFrame({ id, type: 'msg' }, new TextEncoder().encode('{"text":5}')));
+      fake.send(encodeRpcFrame({ id, type: 'status', code: 0 }));
+    });
+    const err = await rejection(client.unary(m.echo, { text: 'x' }));
+    expect(err.code).toBe(RpcStatus.INTERNAL);
+    await expect.poll(() => frames).toEqual(['call', 'reset']);
+  });
+});
+
+describe('the server stops serving', () => {
+  it('open calls end UNAVAILABLE, handlers are aborted', async () => {
+    const call = rejection(client.unary(m.hang, { text: 'x' }));
+    await expect.poll(() => seen.hanging).toBe(1);
+    served.close();
+    expect((await call).code).toBe(RpcStatus.UNAVAILABLE);
+    await expect.poll(() => seen.hanging).toBe(0);
+  });
 });
