@@ -14,6 +14,7 @@ import {
   EventsConfig,
   FreezeTelemetry,
   GatewayConfig,
+  MemberPresenceChange,
   PresenceChange,
   hostSubjects,
   RoomEvents,
@@ -25,6 +26,7 @@ import {
   type CpuTelemetry as CpuTelemetryValue,
   type DurableRoomEventName,
   type FreezeTelemetry as FreezeTelemetryValue,
+  type MemberPresenceChange as MemberPresenceChangeValue,
   type PresenceChange as PresenceChangeValue,
   type RoomEvent,
   type RoomEventName,
@@ -118,6 +120,14 @@ const presenceExample: PresenceChangeValue = {
   at: TS,
 };
 
+const memberPresenceExample: MemberPresenceChangeValue = {
+  userId: 'u-ada',
+  status: 'online',
+  sessions: 1,
+  lastSeen: TS,
+  at: TS + 12,
+};
+
 /** One channel of the document: a subject, its one message and an example of it. */
 export interface ChannelSpec {
   /** Key in `channels`, `components.messages` and (receive…) `operations`. */
@@ -192,6 +202,22 @@ export function channelSpecs(): ChannelSpec[] {
       durable: false,
       parameters: {
         host: { description: 'The host name (its token’s `host` claim).', examples: ['robot-7'] },
+      },
+    },
+    {
+      id: 'memberPresence',
+      address: `${P}.presence.user.{user}`,
+      title: 'presence.user.<user>',
+      description:
+        'A user came online (its first session in any room) or went offline (its last session left: it left, or its reconnect window ran out), derived from room.join/room.leave by the events service, once per change. `sessions` it holds now, `lastSeen` (epoch ms). Plain NATS publish, not stored; the state is in the NATS KV bucket `<P>_members` (`user.<user>`).',
+      schema: MemberPresenceChange,
+      example: memberPresenceExample,
+      durable: false,
+      parameters: {
+        user: {
+          description: 'The userId (the token’s `sub`) as base64url of its UTF-8, without padding.',
+          examples: ['dS1hZGE'],
+        },
       },
     },
   ];

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import {
   CpuTelemetry,
   FreezeTelemetry,
+  MemberPresenceChange,
   PresenceChange,
   hostSubjects,
   RoomEvents,
@@ -53,6 +54,7 @@ const EXPECTED: { subject: string; schema: TSchema; durable: boolean }[] = [
   { subject: signalingSubjects.telemetryCpu('sb'), schema: CpuTelemetry, durable: false },
   { subject: signalingSubjects.telemetryFreeze('sb'), schema: FreezeTelemetry, durable: false },
   { subject: hostSubjects.presence('sb', '{host}'), schema: PresenceChange, durable: false },
+  { subject: 'sb.presence.user.{user}', schema: MemberPresenceChange, durable: false },
 ];
 
 const committed = readFileSync(ASYNCAPI, 'utf8');

@@ -386,10 +386,23 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
     await requestRefused(tail, '$JS.API.STREAM.INFO.OTHER');
     await requestRefused(tail, `$JS.API.STREAM.PURGE.${stream}`);
 
+    // The events service reads the stream through its one durable consumer (member
+    // presence) and nothing else: no other consumer, no stream change.
     const events = await asKey('events');
-    await requestRefused(events, `$JS.API.STREAM.INFO.${stream}`);
+    const presence = await jetstreamManager(events.nc);
+    await presence.consumers.add(stream, {
+      durable_name: 'member_presence',
+      ack_policy: AckPolicy.Explicit,
+    });
+    const read = await jetstream(events.nc).consumers.get(stream, 'member_presence');
+    const first = await read.next({ expires: 2000 });
+    expect(first?.json()).toEqual({ n: 1 });
+    first?.ack();
+    expect(events.errors).toEqual([]);
     await requestRefused(events, `$JS.API.STREAM.CREATE.${stream}`);
     await requestRefused(events, `$JS.API.CONSUMER.CREATE.${stream}`);
+    await requestRefused(events, `$JS.API.CONSUMER.CREATE.${stream}.another`);
+    await requestRefused(events, `$JS.API.CONSUMER.DELETE.${stream}.member_presence`);
     const gateway = await asKey('gateway');
     await requestRefused(gateway, `$JS.API.STREAM.INFO.${stream}`);
     gateway.nc.publish(`${prefix}.room.join`, '{}');

@@ -32,6 +32,13 @@
  *
  * Presence is kept in the KV bucket `presenceBucket(p)`, one key per host instance
  * (`host.<name>.<instance>`); a host is online while one of its instances is.
+ *
+ * Room members have presence too, by user: online while the user holds a session in any room
+ * (one in its reconnect window included), offline with `lastSeen` when the last one leaves.
+ * The events service derives it from the room-events stream (room.join, room.leave) into the
+ * KV bucket `memberPresenceBucket(p)` (`session.<user>.<socketId>` per session, `user.<user>`
+ * the summary) and publishes changes on `<p>.presence.user.<user>` (`<user>`: the userId as
+ * base64url, one subject token).
  */
 import Type, { type Static, type TSchema } from 'typebox';
 import { Bearer, HostName } from './credentials.ts';
@@ -225,6 +232,35 @@ export const PresenceChange = Type.Object({
 export type PresenceChange = Static<typeof PresenceChange>;
 export const presenceChange = validator(PresenceChange);
 
+/** A user's presence as room member (the summary key, and what changes publish). */
+export const MemberPresence = Type.Object({
+  userId: Caller.properties.userId,
+  status: HostStatus,
+  /** Sessions the user holds now, in all rooms. */
+  sessions: Type.Integer({ minimum: 0 }),
+  /** When the user was last in a room: now while online, else when its last session left. */
+  lastSeen: Epoch,
+});
+export type MemberPresence = Static<typeof MemberPresence>;
+export const memberPresence = validator(MemberPresence);
+
+/** Published on `<p>.presence.user.<user>` when a user comes online or goes offline. */
+export const MemberPresenceChange = Type.Object({ ...MemberPresence.properties, at: Epoch });
+export type MemberPresenceChange = Static<typeof MemberPresenceChange>;
+export const memberPresenceChange = validator(MemberPresenceChange);
+
+/** A userId as one subject (and KV key) token: base64url of its UTF-8. */
+export function userToken(userId: string): string {
+  let bin = '';
+  for (const b of new TextEncoder().encode(userId)) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The KV bucket of room members' presence (written by the events service only). */
+export function memberPresenceBucket(prefix: string): string {
+  return `${jetStreamToken(prefix)}_members`;
+}
+
 export const hostSubjects = {
   offer: (p: string, host: string): string => `${p}.calls.offer.${host}`,
   offers: (p: string): string => `${p}.calls.offer.*`,
@@ -233,6 +269,8 @@ export const hostSubjects = {
   signals: (p: string): string => `${p}.calls.sig.*.*`,
   presence: (p: string, host: string): string => `${p}.presence.${host}`,
   presenceAll: (p: string): string => `${p}.presence.*`,
+  member: (p: string, userId: string): string => `${p}.presence.user.${userToken(userId)}`,
+  members: (p: string): string => `${p}.presence.user.*`,
 };
 
 /** The JetStream stream of pending offers. */

@@ -14,7 +14,7 @@ import { Rooms } from './signaling.ts';
 import { MEDIA_ACTIONS } from './media.ts';
 import { DURABLE_ROOM_EVENTS, eventsLeaderBucket, roomEventStream } from './events.ts';
 import { SERVICE_NAMES, type ServiceName } from './bus.ts';
-import { callStream, hostSubjects, presenceBucket } from './hosts.ts';
+import { callStream, hostSubjects, memberPresenceBucket, presenceBucket } from './hosts.ts';
 
 /** The identities on the bus: the four services, the operator, the analytics reader. */
 export type NatsIdentity = ServiceName | 'admin' | 'tail';
@@ -37,10 +37,11 @@ export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
     'membership: answers the rooms RPCs, sends room broadcasts and gateway control messages, writes the room-events stream',
   media:
     'media nodes: answers media actions, sends media events to sockets, its heartbeat, freezes; tells the rooms service it leaves, reads room info',
-  events: 'room.live: reads the live rooms from the rooms service, holds the leader lease in KV',
+  events:
+    'room.live: reads the live rooms from the rooms service, holds the leader lease in KV; member presence: reads room.join/room.leave through its durable consumer, keeps users’ presence in KV, publishes changes',
   admin:
     'operators (the rooms admin command): room settings and info, server-to-client calls, pings',
-  tail: 'analytics readers: the room-events stream (read only), room.live, client telemetry, host presence changes',
+  tail: 'analytics readers: the room-events stream (read only), room.live, client telemetry, host and member presence changes',
 };
 
 /** Where an identity's replies arrive: `_INBOX.<prefix>.<identity>` (nats.js `inboxPrefix`). */
@@ -85,6 +86,32 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
   const calls = wildcard ? '*' : callStream(p);
   const presence = wildcard ? '*' : presenceBucket(p);
   const presenceStream = wildcard ? '*' : `KV_${presenceBucket(p)}`;
+  const members = wildcard ? '*' : memberPresenceBucket(p);
+  const membersStream = wildcard ? '*' : `KV_${memberPresenceBucket(p)}`;
+  /** The events service's one durable consumer of the room-events stream (member presence). */
+  const durable = 'member_presence';
+  const memberPresence = [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.${durable}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.${durable}.>`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.${durable}`,
+    `$JS.API.CONSUMER.INFO.${stream}.${durable}`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.${durable}`,
+    `$JS.ACK.${stream}.${durable}.>`,
+    `$JS.API.STREAM.INFO.${membersStream}`,
+    `$JS.API.STREAM.CREATE.${membersStream}`,
+    `$JS.API.STREAM.UPDATE.${membersStream}`,
+    `$JS.API.STREAM.MSG.GET.${membersStream}`,
+    `$JS.API.DIRECT.GET.${membersStream}`,
+    `$JS.API.DIRECT.GET.${membersStream}.>`,
+    `$JS.API.CONSUMER.CREATE.${membersStream}`,
+    `$JS.API.CONSUMER.CREATE.${membersStream}.>`,
+    `$JS.API.CONSUMER.INFO.${membersStream}.*`,
+    `$JS.API.CONSUMER.DELETE.${membersStream}.*`,
+    `$JS.FC.${membersStream}.>`,
+    `$KV.${members}.>`,
+    hostSubjects.members(p),
+  ];
   /** The call queue's stream (offers) and the presence bucket, as the gateway uses them. */
   const hostsJetStream = [
     `$JS.API.INFO`,
@@ -204,6 +231,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         `$JS.API.DIRECT.GET.${kvStream}`,
         `$JS.API.DIRECT.GET.${kvStream}.>`,
         `$KV.${bucket}.>`,
+        ...memberPresence,
       ],
       subscribe: [ping('events'), inbox('events')],
       allowResponses: true,
@@ -220,7 +248,13 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
     },
     tail: {
       publish: streamReader(stream),
-      subscribe: [`${p}.room.live`, ...sig.telemetry, hostSubjects.presenceAll(p), inbox('tail')],
+      subscribe: [
+        `${p}.room.live`,
+        ...sig.telemetry,
+        hostSubjects.presenceAll(p),
+        hostSubjects.members(p),
+        inbox('tail'),
+      ],
       allowResponses: false,
     },
   };

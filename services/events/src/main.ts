@@ -4,6 +4,7 @@ import { Gauge, runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
 import { LeaderLease } from './lease.ts';
 import { LiveSnapshots } from './live.ts';
+import { MemberPresenceUpdater } from './member-presence.ts';
 
 await runService({
   name: 'events',
@@ -30,6 +31,12 @@ await runService({
       await live.stop();
       await lease.stop();
     });
+    // Users' presence as room members, from the room-events stream (member-presence.ts).
+    const members = new MemberPresenceUpdater(bus, svc.log);
+    members.start();
+    svc.onShutdown('member presence', async () => {
+      await members.stop();
+    });
 
     new Gauge({
       name: 'sb_events_leader',
@@ -37,6 +44,14 @@ await runService({
       registers: [svc.metrics],
       collect() {
         this.set(lease.leader ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sb_events_member_presence_applied',
+      help: 'Room events this instance applied to member presence since it started',
+      registers: [svc.metrics],
+      collect() {
+        this.set(members.applied);
       },
     });
     new Gauge({
