@@ -119,6 +119,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
     `$JS.API.STREAM.CREATE.${calls}`,
     `$JS.API.STREAM.UPDATE.${calls}`,
     `$JS.API.STREAM.MSG.DELETE.${calls}`,
+    `$JS.API.STREAM.MSG.GET.${calls}`,
     `$JS.API.CONSUMER.CREATE.${calls}`,
     `$JS.API.CONSUMER.CREATE.${calls}.>`,
     `$JS.API.CONSUMER.DURABLE.CREATE.${calls}.*`,

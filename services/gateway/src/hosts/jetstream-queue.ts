@@ -161,8 +161,12 @@ export class JetStreamCallQueue implements CallQueue {
       clearTimeout(deadline);
       settle.reject(err);
       close();
-      toHost({ kind: 'cancel', reason });
-      if (seq !== undefined) void this.#deleteOffer(seq);
+      // The offer out of the stream first, then the word to an answerer that holds it: one
+      // that pulls it meanwhile finds it gone (see #deliver) or is subscribed by then.
+      void (async () => {
+        if (seq !== undefined) await this.#deleteOffer(seq);
+        toHost({ kind: 'cancel', reason });
+      })();
     };
 
     const deadline = setTimeout(
@@ -236,7 +240,10 @@ export class JetStreamCallQueue implements CallQueue {
         });
         seq = ack.seq;
         // Given up while the offer was being stored: withdraw it now.
-        if (done.signal.aborted && !st.answered) await this.#deleteOffer(ack.seq);
+        if (done.signal.aborted && !st.answered) {
+          await this.#deleteOffer(ack.seq);
+          toHost({ kind: 'cancel', reason: 'cancelled' });
+        }
       } catch (err) {
         if (done.signal.aborted) return;
         done.abort();
@@ -334,7 +341,7 @@ export class JetStreamCallQueue implements CallQueue {
             msg.nak();
             return;
           }
-          this.#deliver(msg, answerer);
+          await this.#deliver(msg, answerer);
         }
       } catch (err) {
         if (stopped()) return;
@@ -346,7 +353,7 @@ export class JetStreamCallQueue implements CallQueue {
   }
 
   /** One offer pulled from the stream, for this gateway's answerer. */
-  #deliver(msg: JsMsg, answerer: Answerer): void {
+  async #deliver(msg: JsMsg, answerer: Answerer): Promise<void> {
     let raw: unknown;
     try {
       raw = msg.json();
@@ -414,6 +421,27 @@ export class JetStreamCallQueue implements CallQueue {
         close();
       }
     });
+    // The caller's cancel must find this subscription: it is on the server before the host
+    // is rung; and an offer withdrawn before that (deleted from the stream) is not rung.
+    let gone: boolean;
+    try {
+      await this.#bus.connection?.flush();
+      const { jsm } = await this.#jetstream();
+      gone = (await jsm.streams.getMessage(this.#stream, { seq: msg.seq })) === null;
+    } catch (err) {
+      // Not found: withdrawn. Anything else: ring it (the caller's cancel still reaches us).
+      gone = isNotFound(err);
+      if (!gone) this.#log.debug({ err }, 'could not check an offer; ringing it');
+    }
+    if (gone) {
+      settle('ack');
+      close();
+      return;
+    }
+    if (st.settled) {
+      close();
+      return;
+    }
     const incoming: IncomingCall = {
       offer,
       answer: (sdp) => {
