@@ -26,6 +26,7 @@ import {
   type RtcPeer,
 } from '@switchboard/rpc';
 import type { PeerFactory, RTCIceServerLike } from './host-agent.ts';
+import { trickle } from './trickle.ts';
 import { SignalingLink, type LinkOptions, type LinkState } from './link.ts';
 
 export interface CallerOptions extends LinkOptions {
@@ -136,7 +137,7 @@ export class Caller {
     const local: IceCandidateInit[] = [];
     peer.on('icecandidate', (c) => {
       if (callId === undefined) local.push(c);
-      else this.#sendCandidate(callId, c);
+      else trickle(this.#link, callId, c);
     });
     try {
       const channel = peer.createDataChannel(opts.label ?? 'rpc');
@@ -189,7 +190,7 @@ export class Caller {
         await peer.setRemoteDescription(reply.sdp);
         for (const c of placing.early ?? []) await peer.addIceCandidate(c);
         placing.early = undefined;
-        for (const c of local.splice(0)) this.#sendCandidate(reply.callId, c);
+        for (const c of local.splice(0)) trickle(this.#link, reply.callId, c);
         await withTimeout(opened, opts.connectTimeoutMs ?? 15_000, opts.signal);
       } finally {
         this.#placing.delete(reply.callId);
@@ -212,18 +213,6 @@ export class Caller {
         this.#link.reportError(err instanceof Error ? err : new Error(String(err)), 'a candidate');
       });
     }
-  }
-
-  #sendCandidate(callId: string, c: IceCandidateInit): void {
-    if (c.candidate === undefined || c.candidate === '') return;
-    const candidate: IceCandidate = {
-      candidate: c.candidate,
-      ...(c.sdpMid === undefined ? {} : { sdpMid: c.sdpMid }),
-      ...(c.sdpMLineIndex === undefined ? {} : { sdpMLineIndex: c.sdpMLineIndex }),
-    };
-    this.#link.request('exchangeCallCandidate', { callId, candidate }).catch((err: unknown) => {
-      this.#link.reportError(err instanceof Error ? err : new Error(String(err)), 'a candidate');
-    });
   }
 }
 

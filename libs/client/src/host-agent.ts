@@ -31,6 +31,7 @@ import {
 } from '@switchboard/rpc';
 import type { Static } from 'typebox';
 import { Emitter, type Listener } from './emitter.ts';
+import { trickle } from './trickle.ts';
 import { SignalingLink, type LinkOptions, type LinkState } from './link.ts';
 
 /** Makes a peer connection for one call (`iceServers` from the gateway, when it has TURN). */
@@ -232,7 +233,7 @@ export class HostAgent {
     this.#calls.set(call.callId, held);
     peer.on('icecandidate', (c) => {
       if (held.pending !== undefined) held.pending.push(c);
-      else this.#sendCandidate(call.callId, c);
+      else trickle(this.#link, call.callId, c, () => this.#calls.has(call.callId));
     });
     let openChannels = 0;
     peer.on('datachannel', (dc) => {
@@ -258,7 +259,8 @@ export class HostAgent {
       await this.#link.request('answerCall', { callId: call.callId, sdp });
       const pending = held.pending ?? [];
       held.pending = undefined;
-      for (const c of pending) this.#sendCandidate(call.callId, c);
+      for (const c of pending)
+        trickle(this.#link, call.callId, c, () => this.#calls.has(call.callId));
       this.#events.emit('call', info);
     } catch (err) {
       await this.#end(call.callId, 'answer failed');
@@ -269,21 +271,6 @@ export class HostAgent {
   #addCandidate(held: Held, candidate: IceCandidate): void {
     held.peer.addIceCandidate(candidate).catch((err: unknown) => {
       this.#link.reportError(err instanceof Error ? err : new Error(String(err)), 'a candidate');
-    });
-  }
-
-  #sendCandidate(callId: string, c: IceCandidateInit): void {
-    if (c.candidate === undefined || c.candidate === '') return;
-    const candidate: IceCandidate = {
-      candidate: c.candidate,
-      ...(c.sdpMid === undefined ? {} : { sdpMid: c.sdpMid }),
-      ...(c.sdpMLineIndex === undefined ? {} : { sdpMLineIndex: c.sdpMLineIndex }),
-    };
-    this.#link.request('exchangeCallCandidate', { callId, candidate }).catch((err: unknown) => {
-      // After the gateway's linger (or a drop) candidates have nowhere to go: ICE has them.
-      if (this.#calls.has(callId)) {
-        this.#link.reportError(err instanceof Error ? err : new Error(String(err)), 'a candidate');
-      }
     });
   }
 

@@ -6,12 +6,15 @@
  * `dormancyAfterMs` (until `activity()`), the token refreshed before it expires.
  *
  * What "signed in" means is the owner's `attach` step, run on each new connection; the link
- * hands every frame that is not a reply to `onFrame`.
+ * hands every event frame that is not a reply to `onFrame`, its `d` validated against the
+ * event's schema (an invalid or unknown one is reported and dropped).
  */
 import {
   ClientActions,
   ProtocolError,
   RefreshTokenReply,
+  ServerEvents,
+  type ServerEvent,
   isProtocolError,
   validator,
   type ClientAction,
@@ -26,6 +29,7 @@ import {
 } from './connection.ts';
 import { Emitter, type Listener } from './emitter.ts';
 import { refreshAt, tokenExpiry } from './token.ts';
+import { Lifecycle, asProtocolError, defaultWebSocket, keepTrying } from './lifecycle.ts';
 
 export type LinkState = 'connecting' | 'connected' | 'reconnecting' | 'dormant' | 'closed';
 
@@ -88,6 +92,16 @@ function replyValidator(action: string, schema: TSchema): ReturnType<typeof vali
   return v;
 }
 
+const events = new Map<string, ReturnType<typeof validator>>();
+function eventValidator(a: ServerEvent): ReturnType<typeof validator> {
+  let v = events.get(a);
+  if (v === undefined) {
+    v = validator(ServerEvents[a]);
+    events.set(a, v);
+  }
+  return v;
+}
+
 /** A reply's `d` checked against its action's schema. */
 export function parseLinkReply(action: ClientAction, d: unknown): unknown {
   const schema = (ClientActions as Record<string, { reply: TSchema | undefined }>)[action]?.reply;
@@ -99,13 +113,6 @@ export function parseLinkReply(action: ClientAction, d: unknown): unknown {
   return parsed.value;
 }
 
-function defaultWebSocket(url: string): ReturnType<WebSocketFactory> {
-  const WS = (globalThis as { WebSocket?: new (url: string) => ReturnType<WebSocketFactory> })
-    .WebSocket;
-  if (WS === undefined) throw new ProtocolError('SERVICE_UNAVAILABLE', 'no global WebSocket');
-  return new WS(url);
-}
-
 export class SignalingLink {
   readonly #urls: string[];
   readonly #attach: Attach;
@@ -115,14 +122,12 @@ export class SignalingLink {
     backoff: BackoffOptions;
   };
   readonly #events: Emitter<LinkEvents>;
-  readonly #life = new AbortController();
+  readonly #lc = new Lifecycle();
   #state: LinkState = 'connecting';
   #conn: Connection | undefined;
   #urlIndex = 0;
   #token: string;
   #tokenTimer: ReturnType<typeof setTimeout> | undefined;
-  #wake: (() => void) | undefined;
-  readonly #waiters = new Set<() => void>();
 
   constructor(
     urls: string | readonly string[],
@@ -158,13 +163,13 @@ export class SignalingLink {
     });
     const signal = options.signal;
     if (signal !== undefined) {
-      if (signal.aborted) this.#life.abort();
+      if (signal.aborted) this.#lc.end();
       signal.addEventListener(
         'abort',
         () => {
           void this.close();
         },
-        { once: true, signal: this.#life.signal },
+        { once: true, signal: this.#lc.signal },
       );
     }
   }
@@ -175,7 +180,7 @@ export class SignalingLink {
 
   /** Aborted when the link closes. */
   get signal(): AbortSignal {
-    return this.#life.signal;
+    return this.#lc.signal;
   }
 
   on<K extends keyof LinkEvents>(event: K, listener: Listener<LinkEvents[K]>): () => void {
@@ -224,9 +229,7 @@ export class SignalingLink {
 
   /** Something happened (a user action, a network change): wake from dormancy, retry now. */
   activity(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+    this.#lc.wake();
   }
 
   /** Close (1000: the gateway takes it for a deliberate goodbye). */
@@ -244,75 +247,81 @@ export class SignalingLink {
 
   // --------------------------------------------------------------------- internals
 
-  async #establish(first: boolean): Promise<void> {
-    let attempt = 0;
-    let failingSince = Date.now();
-    let lastError: ProtocolError | undefined;
-    for (;;) {
-      if (this.#ended()) throw new ProtocolError('CANCELLED', 'the link closed');
-      if (
-        first &&
-        lastError !== undefined &&
-        Date.now() - failingSince >= this.#opts.firstConnectRetryMs
-      ) {
-        throw lastError;
-      }
-      if (!first && Date.now() - failingSince >= this.#opts.dormancyAfterMs) {
-        this.#setState('dormant');
-        await this.#sleep(undefined);
-        attempt = 0;
-        failingSince = Date.now();
-        this.#setState('reconnecting');
-      }
-      const url = this.#urls[this.#urlIndex % this.#urls.length] ?? '';
-      let conn: Connection | undefined;
-      try {
-        const opened: Connection = await Connection.open(
-          url,
-          this.#opts.WebSocket,
-          {
-            onFrame: (frame) => {
-              if (opened === this.#conn) this.#onFrame(frame);
-            },
-            onLost: (info) => {
-              this.#onLost(opened, info);
-            },
-          },
-          { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#life.signal },
-        );
-        conn = opened;
-        const liveness = await this.#signIn(opened);
-        if (this.#ended()) throw new ProtocolError('CANCELLED', 'the link closed');
-        this.#conn = opened;
-        opened.startHeartbeat({ ...liveness, onPong: () => undefined });
-        this.#setState('connected');
-        this.#scheduleTokenRefresh();
-        for (const w of [...this.#waiters]) w();
-        return;
-      } catch (err) {
-        conn?.close(ClientCloseCodes.readDeadline, 'abandoned');
-        const error = asProtocolError(err);
-        if (this.#ended()) throw error;
-        if (FATAL.has(error.errorName)) throw error;
-        lastError = error;
-        this.#urlIndex++;
-        const retryInMs = backoffDelay(attempt, this.#opts.backoff, this.#opts.random);
-        attempt++;
-        this.#events.emit('retrying', { attempt, error, retryInMs });
-        await this.#sleep(retryInMs);
-      }
+  /** An event frame, validated, to the owner. */
+  #event(frame: Record<string, unknown>): void {
+    const a = frame['a'];
+    if (typeof a !== 'string' || !Object.hasOwn(ServerEvents, a)) {
+      this.reportError(
+        new ProtocolError('UNKNOWN_ACTION', `unexpected frame ${String(a)}`),
+        'frame',
+      );
+      return;
     }
+    const parsed = eventValidator(a as ServerEvent).parse(frame['d']);
+    if (!parsed.ok) {
+      this.reportError(new ProtocolError('JSON_FIELD_INVALID', `${a} did not validate`), 'frame');
+      return;
+    }
+    this.#onFrame({ a, d: parsed.value });
+  }
+
+  async #establish(first: boolean): Promise<void> {
+    await keepTrying(this.#lc, {
+      first,
+      firstConnectRetryMs: this.#opts.firstConnectRetryMs,
+      dormancyAfterMs: this.#opts.dormancyAfterMs,
+      backoff: this.#opts.backoff,
+      random: this.#opts.random,
+      fatal: FATAL,
+      attempt: async () => {
+        const url = this.#urls[this.#urlIndex % this.#urls.length] ?? '';
+        let conn: Connection | undefined;
+        try {
+          const opened: Connection = await Connection.open(
+            url,
+            this.#opts.WebSocket,
+            {
+              onFrame: (frame) => {
+                if (opened === this.#conn) this.#event(frame);
+              },
+              onLost: (info) => {
+                this.#onLost(opened, info);
+              },
+            },
+            { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#lc.signal },
+          );
+          conn = opened;
+          const liveness = await this.#signIn(opened);
+          if (this.#ended()) throw new ProtocolError('CANCELLED', 'the link closed');
+          this.#conn = opened;
+          opened.startHeartbeat({ ...liveness, onPong: () => undefined });
+          this.#setState('connected');
+          this.#scheduleTokenRefresh();
+          this.#lc.changed();
+        } catch (err) {
+          conn?.close(ClientCloseCodes.readDeadline, 'abandoned');
+          this.#urlIndex++;
+          throw err;
+        }
+      },
+      retrying: (info) => {
+        this.#events.emit('retrying', info);
+      },
+      dormant: (asleep) => {
+        this.#setState(asleep ? 'dormant' : 'reconnecting');
+      },
+    });
   }
 
   /** Sign in; a token refused as expired gets one refresh and one more try. */
   async #signIn(conn: Connection): Promise<Liveness> {
     try {
-      return await this.#attach(conn, this.#token, this.#life.signal);
+      return await this.#attach(conn, this.#token, this.#lc.signal);
     } catch (err) {
       if (!(isProtocolError(err) && err.errorName === 'AUTH_FAILED')) throw err;
       if (this.#opts.refreshToken === undefined) throw err;
       await this.#newToken();
-      return await this.#attach(conn, this.#token, this.#life.signal);
+      return await this.#attach(conn, this.#token, this.#lc.signal);
     }
   }
 
@@ -331,48 +340,23 @@ export class SignalingLink {
   }
 
   async #connected(action: string, deadline: number, signal?: AbortSignal): Promise<Connection> {
-    for (;;) {
-      if (signal?.aborted === true) throw new ProtocolError('CANCELLED', action);
-      if (this.#state === 'closed') {
-        throw new ProtocolError('SERVICE_UNAVAILABLE', `${action}: the link is closed`);
-      }
-      const conn = this.#conn;
-      if (this.#state === 'connected' && conn !== undefined && !conn.lost) return conn;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new ProtocolError('TIMEOUT', `${action}: not connected in time`);
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', done);
-          this.#life.signal.removeEventListener('abort', done);
-          this.#waiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, left);
-        signal?.addEventListener('abort', done, { once: true });
-        this.#life.signal.addEventListener('abort', done, { once: true });
-        this.#waiters.add(done);
-      });
-    }
+    return await this.#lc.until(
+      () => {
+        const conn = this.#conn;
+        return this.#state === 'connected' && conn !== undefined && !conn.lost ? conn : undefined;
+      },
+      action,
+      deadline,
+      signal,
+    );
   }
 
   async #sleep(ms: number | undefined): Promise<void> {
-    if (this.#life.signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.#life.signal.removeEventListener('abort', done);
-        if (this.#wake === done) this.#wake = undefined;
-        resolve();
-      };
-      const timer = ms === undefined ? undefined : setTimeout(done, ms);
-      this.#wake = done;
-      this.#life.signal.addEventListener('abort', done, { once: true });
-    });
+    await this.#lc.sleep(ms);
   }
 
   #ended(): boolean {
-    return this.#life.signal.aborted;
+    return this.#lc.ended();
   }
 
   #setState(state: LinkState): void {
@@ -386,9 +370,8 @@ export class SignalingLink {
     if (this.#state === 'closed') return;
     const conn = this.#conn;
     this.#setState('closed');
-    this.#life.abort();
+    this.#lc.end();
     clearTimeout(this.#tokenTimer);
-    for (const w of [...this.#waiters]) w();
     if (info.reason !== 'closed') conn?.close(ClientCloseCodes.readDeadline, info.reason);
     this.#events.emit('closed', info);
   }
@@ -417,7 +400,7 @@ export class SignalingLink {
     if (refresh === undefined) return;
     for (let attempt = 0; ; attempt++) {
       const signal = AbortSignal.any([
-        this.#life.signal,
+        this.#lc.signal,
         AbortSignal.timeout(this.#opts.requestTimeoutMs),
       ]);
       try {
@@ -444,7 +427,7 @@ export class SignalingLink {
       const d = await conn.request(
         'refreshToken',
         { bearer: this.#token },
-        { timeoutMs: this.#opts.requestTimeoutMs, signal: this.#life.signal },
+        { timeoutMs: this.#opts.requestTimeoutMs, signal: this.#lc.signal },
       );
       parseReply(d);
     } finally {
@@ -458,11 +441,4 @@ function parseReply(d: unknown): Static<typeof RefreshTokenReply> {
   const parsed = refreshReply.parse(d);
   if (!parsed.ok) throw new ProtocolError('JSON_FIELD_INVALID', 'refreshTokenR did not validate');
   return parsed.value;
-}
-
-function asProtocolError(err: unknown): ProtocolError {
-  if (isProtocolError(err)) return err;
-  return new ProtocolError('SYSTEM', err instanceof Error ? err.message : String(err), {
-    cause: err,
-  });
 }

@@ -57,10 +57,10 @@ import {
   Connection,
   type LostInfo,
   type WebSocketFactory,
-  type WebSocketLike,
 } from './connection.ts';
 import { Emitter, type IterateOptions, type Listener } from './emitter.ts';
 import { refreshAt, tokenExpiry } from './token.ts';
+import { Lifecycle, asProtocolError, defaultWebSocket, keepTrying } from './lifecycle.ts';
 
 // ------------------------------------------------------------------------------ types
 
@@ -229,15 +229,6 @@ function randomToken(): string {
   return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-const asProtocolError = (err: unknown): ProtocolError =>
-  isProtocolError(err) ? err : new ProtocolError('SYSTEM', String(err), { cause: err });
-
-const defaultWebSocket: WebSocketFactory = (url) => {
-  const WS = (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
-  if (WS === undefined) throw new Error('no global WebSocket: pass options.WebSocket');
-  return new WS(url);
-};
-
 // ------------------------------------------------------------------------ session
 
 export class Session {
@@ -249,7 +240,7 @@ export class Session {
   /** Server requests being handled, by sid (aborted by eventRequestCancelled or a drop). */
   readonly #serving = new Map<number, AbortController>();
   /** Aborted by close(): every wait and timer of the session ends with it. */
-  readonly #life = new AbortController();
+  readonly #lc = new Lifecycle();
   readonly #closedPromise: Promise<CloseInfo>;
   #resolveClosed!: (info: CloseInfo) => void;
   #state: SessionState = 'connecting';
@@ -269,9 +260,6 @@ export class Session {
   #tokenOnServer: string | undefined;
   #join: JoinReply | undefined;
   #offlineSince = 0;
-  /** Wakes a backoff sleep or dormancy early (activity(), online). */
-  #wake: (() => void) | undefined;
-  #waiters = new Set<() => void>();
   readonly #onOnline = (): void => {
     this.activity();
   };
@@ -313,13 +301,13 @@ export class Session {
     });
     const signal = options.signal;
     if (signal !== undefined) {
-      if (signal.aborted) this.#life.abort();
+      if (signal.aborted) this.#lc.end();
       signal.addEventListener(
         'abort',
         () => {
           void this.leave();
         },
-        { once: true, signal: this.#life.signal },
+        { once: true, signal: this.#lc.signal },
       );
     }
     const target = globalThis as { addEventListener?: (t: string, f: () => void) => void };
@@ -381,9 +369,7 @@ export class Session {
     opts: IterateOptions = {},
   ): AsyncIterableIterator<SessionEvents[K]> {
     const signal =
-      opts.signal === undefined
-        ? this.#life.signal
-        : AbortSignal.any([opts.signal, this.#life.signal]);
+      opts.signal === undefined ? this.#lc.signal : AbortSignal.any([opts.signal, this.#lc.signal]);
     return this.#events.iterate(event, { ...opts, signal });
   }
 
@@ -428,9 +414,7 @@ export class Session {
 
   /** Something happened (user input, a network change): wake from dormancy, retry now. */
   activity(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
+    this.#lc.wake();
   }
 
   /** Leave the room (close 1000: the session ends at once on the server). */
@@ -459,44 +443,33 @@ export class Session {
    * dormancy; gives up after firstConnectRetryMs).
    */
   async #establish(first: boolean): Promise<void> {
-    let attempt = 0;
-    let failingSince = Date.now();
-    let lastError: ProtocolError | undefined;
-    for (;;) {
-      if (this.#life.signal.aborted) throw new ProtocolError('CANCELLED', 'the session closed');
-      if (
-        first &&
-        lastError !== undefined &&
-        Date.now() - failingSince >= this.#opts.firstConnectRetryMs
-      ) {
-        throw lastError;
-      }
-      if (!first && Date.now() - failingSince >= this.#opts.dormancyAfterMs) {
-        this.#setState('dormant');
-        await this.#sleep(undefined);
-        attempt = 0;
-        failingSince = Date.now();
-        this.#setState('reconnecting');
-      }
-      const url = this.#urls[this.#urlIndex % this.#urls.length] ?? '';
-      let conn: Connection | undefined;
-      try {
-        conn = await this.#open(url);
-        await this.#attachSession(conn);
-        return;
-      } catch (err) {
-        conn?.close(ClientCloseCodes.readDeadline, 'abandoned');
-        const error = asProtocolError(err);
-        if (this.#ended()) throw error;
-        if (FATAL.has(error.errorName)) throw error;
-        lastError = error;
-        this.#urlIndex++;
-        const retryInMs = backoffDelay(attempt, this.#opts.backoff, this.#opts.random);
-        attempt++;
-        this.#events.emit('retrying', { attempt, error, retryInMs });
-        await this.#sleep(retryInMs);
-      }
-    }
+    await keepTrying(this.#lc, {
+      first,
+      firstConnectRetryMs: this.#opts.firstConnectRetryMs,
+      dormancyAfterMs: this.#opts.dormancyAfterMs,
+      backoff: this.#opts.backoff,
+      random: this.#opts.random,
+      fatal: FATAL,
+      attempt: async () => {
+        const url = this.#urls[this.#urlIndex % this.#urls.length] ?? '';
+        let conn: Connection | undefined;
+        try {
+          conn = await this.#open(url);
+          await this.#attachSession(conn);
+        } catch (err) {
+          conn?.close(ClientCloseCodes.readDeadline, 'abandoned');
+          // The next try goes to the next gateway.
+          this.#urlIndex++;
+          throw err;
+        }
+      },
+      retrying: (info) => {
+        this.#events.emit('retrying', info);
+      },
+      dormant: (asleep) => {
+        this.#setState(asleep ? 'dormant' : 'reconnecting');
+      },
+    });
   }
 
   async #open(url: string): Promise<Connection> {
@@ -511,14 +484,14 @@ export class Session {
           this.#onLost(conn, info);
         },
       },
-      { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#life.signal },
+      { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#lc.signal },
     );
     return conn;
   }
 
   /** Resume the session on `conn`, or join anew; then `conn` is the session's. */
   async #attachSession(conn: Connection): Promise<void> {
-    const timeout = { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#life.signal };
+    const timeout = { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#lc.signal };
     const previous = this.#socketId;
     if (previous !== undefined) {
       try {
@@ -611,7 +584,7 @@ export class Session {
       const d = await conn.request(
         'join',
         { ...this.#opts.device, roomId: this.roomId, bearer: token },
-        { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#life.signal },
+        { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#lc.signal },
       );
       const reply = parseReply('join', JoinReply, d) as JoinReply;
       this.#tokenOnServer = token;
@@ -641,7 +614,7 @@ export class Session {
     });
     this.#setState('connected');
     this.#scheduleTokenRefresh();
-    for (const w of [...this.#waiters]) w();
+    this.#lc.changed();
   }
 
   #onLost(conn: Connection, info: LostInfo): void {
@@ -674,50 +647,20 @@ export class Session {
 
   /** Sleep `ms` (undefined: until woken); activity() and close() cut it short. */
   async #sleep(ms: number | undefined): Promise<void> {
-    if (this.#life.signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.#life.signal.removeEventListener('abort', done);
-        if (this.#wake === done) this.#wake = undefined;
-        resolve();
-      };
-      const timer = ms === undefined ? undefined : setTimeout(done, ms);
-      this.#wake = done;
-      this.#life.signal.addEventListener('abort', done, { once: true });
-    });
+    await this.#lc.sleep(ms);
   }
 
   /** The connection, once connected; waits up to `deadline` while reconnecting. */
   async #connected(action: string, deadline: number, signal?: AbortSignal): Promise<Connection> {
-    for (;;) {
-      if (signal?.aborted === true) throw new ProtocolError('CANCELLED', action);
-      if (this.#state === 'closed') {
-        throw new ProtocolError('SERVICE_UNAVAILABLE', `${action}: the session is closed`);
-      }
-      const conn = this.#conn;
-      if (this.#state === 'connected' && conn !== undefined && !conn.lost) return conn;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new ProtocolError('TIMEOUT', `${action}: not connected in time`);
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', done);
-          this.#life.signal.removeEventListener('abort', done);
-          this.#waiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, left);
-        signal?.addEventListener('abort', done, { once: true });
-        this.#life.signal.addEventListener('abort', done, { once: true });
-        this.#waiters.add(done);
-      });
-    }
-  }
-
-  /** Whether close() ran (a call, so that awaits in between are not narrowed away). */
-  #ended(): boolean {
-    return this.#life.signal.aborted;
+    return await this.#lc.until(
+      () => {
+        const conn = this.#conn;
+        return this.#state === 'connected' && conn !== undefined && !conn.lost ? conn : undefined;
+      },
+      action,
+      deadline,
+      signal,
+    );
   }
 
   #setState(state: SessionState): void {
@@ -731,9 +674,8 @@ export class Session {
     if (this.#state === 'closed') return;
     const conn = this.#conn;
     this.#setState('closed');
-    this.#life.abort();
+    this.#lc.end();
     clearTimeout(this.#tokenTimer);
-    for (const w of [...this.#waiters]) w();
     const target = globalThis as { removeEventListener?: (t: string, f: () => void) => void };
     target.removeEventListener?.('online', this.#onOnline);
     if (info.reason !== 'left') conn?.close(ClientCloseCodes.readDeadline, info.reason);
@@ -774,7 +716,7 @@ export class Session {
       if (refresh === undefined) return;
       for (let attempt = 0; ; attempt++) {
         const signal = AbortSignal.any([
-          this.#life.signal,
+          this.#lc.signal,
           AbortSignal.timeout(this.#opts.requestTimeoutMs),
         ]);
         try {
@@ -787,7 +729,7 @@ export class Session {
           await this.#presentToken();
           return;
         } catch (err) {
-          if (this.#life.signal.aborted) return;
+          if (this.#lc.ended()) return;
           this.#reportError(
             err instanceof Error ? err : new Error(String(err)),
             `token refresh (attempt ${String(attempt + 1)})`,
@@ -815,7 +757,7 @@ export class Session {
       const d = await conn.request(
         'refreshToken',
         { bearer: token },
-        { timeoutMs: this.#opts.requestTimeoutMs, signal: this.#life.signal },
+        { timeoutMs: this.#opts.requestTimeoutMs, signal: this.#lc.signal },
       );
       const r = parseReply('refreshToken', RefreshTokenReply, d) as Static<
         typeof RefreshTokenReply
@@ -825,7 +767,7 @@ export class Session {
         this.#join = { ...this.#join, iceServers: r.iceServers };
       }
     } catch (err) {
-      if (this.#life.signal.aborted) return;
+      if (this.#lc.ended()) return;
       this.#reportError(asProtocolError(err), 'presenting the refreshed token');
     }
   }
