@@ -87,6 +87,8 @@ export const TokenClaims = Type.Object({
   call: Type.Optional(Type.Array(CallGrant, { maxItems: 64 })),
   /** Display name shown to other peers. */
   name: Type.Optional(Type.String({ maxLength: 128 })),
+  /** Application data about the member, shown to the other members as it is (≤ 4 KiB). */
+  metadata: Type.Optional(Type.String({ maxLength: 4096 })),
   /** What the holder may do in the room (see TokenGrants); absent: everything a member may. */
   grants: Type.Optional(TokenGrants),
 });

@@ -49,6 +49,17 @@ const ShortText = Type.String({ maxLength: 256 });
 export const Peer = Type.Object({ socketId: SocketId, userId: UserId });
 export type Peer = Static<typeof Peer>;
 
+/**
+ * A member as the others see it: its Peer, and (extension) the name and metadata of its
+ * token, when it has them. Clients of the original document ignore the extra fields.
+ */
+export const Member = Type.Object({
+  ...Peer.properties,
+  name: Type.Optional(Type.String({ maxLength: 128 })),
+  metadata: Type.Optional(Type.String({ maxLength: 4096 })),
+});
+export type Member = Static<typeof Member>;
+
 /** The getUserMedia() constraints the server asks every client of a room to use. */
 export const UserMediaConfiguration = Type.Object({
   audio: Type.Boolean(),
@@ -80,6 +91,8 @@ export const JoinData = Type.Object({
   roomId: RoomId,
   bearer: Bearer,
   ...DeviceFields,
+  /** Extension: the bitrate the client will send at, bits per second (room.join's `bitrate`). */
+  bitrate: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
 });
 export type JoinData = Static<typeof JoinData>;
 
@@ -89,7 +102,8 @@ export const JoinReply = Type.Object({
   resumeToken: ResumeToken,
   roomSize: Type.Integer({ minimum: 1 }),
   userMediaConfiguration: UserMediaConfiguration,
-  sessions: Type.Array(Peer),
+  /** The other members (their name and metadata too, when their tokens have them). */
+  sessions: Type.Array(Member),
   /**
    * RTCIceServer[] for the client's RTCPeerConnection, when the gateway has TURN_URLS: STUN
    * URLs bare, TURN URLs with ephemeral credentials (coturn's REST scheme) that expire with
@@ -184,6 +198,12 @@ export const ServerEvents = {
   eventExchangeCandidate: Type.Object({ from: Peer, candidate: IceCandidate }),
   eventExchangeSdp: Type.Object({ from: Peer, sdp: SessionDescription }),
   eventUserMediaConfiguration: UserMediaConfiguration,
+  /** Extension: a member arrived (hidden members never do). */
+  eventJoin: Type.Object({
+    roomId: RoomId,
+    roomSize: Type.Integer({ minimum: 1 }),
+    ...Member.properties,
+  }),
   eventLeave: Type.Object({
     roomId: RoomId,
     roomSize: Type.Integer({ minimum: 0 }),

@@ -41,8 +41,11 @@ export const RoomEvents = {
     appVersion: Type.Optional(Text),
     version: Type.Optional(Text),
     ip: Type.Optional(Text),
-    /** Bitrate announced for the session, bits per second. */
-    bitrate: Type.Optional(Type.Integer({ minimum: 0 })),
+    /**
+     * The send bitrate the client announced in `join` (an optional extension field), bits
+     * per second; null when it announced none.
+     */
+    bitrate: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])),
   }),
   'room.leave': Type.Object({
     ...Envelope,

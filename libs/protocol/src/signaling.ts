@@ -77,6 +77,11 @@ export const RoomsJoinRequest = Type.Object({
   ip: Type.Optional(ShortText),
   resumeHash: ResumeHash,
   ...SessionAuth.properties,
+  /** From the token: shown to the other members. */
+  name: Type.Optional(Type.String({ maxLength: 128 })),
+  metadata: Type.Optional(Type.String({ maxLength: 4096 })),
+  /** What the client said it sends at (JoinData.bitrate). */
+  bitrate: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type RoomsJoinRequest = Static<typeof RoomsJoinRequest>;
 /** joinR as the rooms service makes it; the gateway adds the resumeToken and iceServers. */
@@ -284,6 +289,7 @@ export const EventFrameSchema = Type.Union([
   eventFrame('eventExchangeCandidate'),
   eventFrame('eventExchangeSdp'),
   eventFrame('eventUserMediaConfiguration'),
+  eventFrame('eventJoin'),
   eventFrame('eventLeave'),
   eventFrame('eventOrientationChange'),
   eventFrame('eventFreeze'),

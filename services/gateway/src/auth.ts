@@ -66,6 +66,8 @@ export interface Grant {
   rooms: readonly string[];
   /** The token's `name`, when it has one. */
   name?: string;
+  /** The token's `metadata`, when it has one. */
+  metadata?: string;
   /** When the token expires (its `exp`), milliseconds since the epoch. */
   expiresAt: number;
   /** What the holder may do in the room (the `grants` claim, defaults filled in). */
@@ -283,6 +285,7 @@ export class TokenVerifier {
     };
     if (claims.host !== undefined) grant.host = claims.host;
     if (claims.name !== undefined) grant.name = claims.name;
+    if (claims.metadata !== undefined) grant.metadata = claims.metadata;
     return grant;
   }
 

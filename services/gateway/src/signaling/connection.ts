@@ -636,6 +636,9 @@ export class Connection implements Attachable {
           ip: this.#ip,
           resumeHash: resumeHash(resumeToken),
           ...auth,
+          ...(grant.name === undefined ? {} : { name: grant.name }),
+          ...(grant.metadata === undefined ? {} : { metadata: grant.metadata }),
+          ...(d.bitrate === undefined ? {} : { bitrate: d.bitrate }),
         },
         { signal: this.#closed.signal },
       );

@@ -5,9 +5,10 @@
  * the capacity and a leave's reported size is exact. Lock order is always room, then
  * session, so no two transactions can deadlock on each other.
  *
- * After a change commits, the room hears about it: eventLeave, eventUserMediaConfiguration
- * (when the size moves onto another ladder step) and eventOrientationChange go out as room
- * broadcasts; a replaced or expired connection is told to its gateway to close.
+ * After a change commits, the room hears about it: eventJoin, eventLeave,
+ * eventUserMediaConfiguration (when the size moves onto another ladder step) and
+ * eventOrientationChange go out as room broadcasts; a replaced or expired connection is told
+ * to its gateway to close.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '@switchboard/service';
@@ -145,8 +146,16 @@ export class Membership {
         RETURNING capacity`;
       const capacity = rooms[0]?.capacity ?? this.#opts.defaultCapacity;
       // Read after the lock: no concurrent join can have added a member since.
-      const others = await tx.$queryRaw<{ socketId: string; userId: string; hidden: boolean }[]>`
-        SELECT socket_id AS "socketId", user_id AS "userId", hidden FROM sessions
+      const others = await tx.$queryRaw<
+        {
+          socketId: string;
+          userId: string;
+          hidden: boolean;
+          name: string | null;
+          metadata: string | null;
+        }[]
+      >`
+        SELECT socket_id AS "socketId", user_id AS "userId", hidden, name, metadata FROM sessions
         WHERE room_id = ${req.roomId} ORDER BY joined_at, socket_id`;
       if (others.length >= capacity)
         throw new ProtocolError('ROOM_IS_FULL', `capacity ${capacity}`);
@@ -157,13 +166,14 @@ export class Membership {
       await tx.$executeRaw`
         INSERT INTO sessions (socket_id, room_id, user_id, platform, device_name, network_type,
           version, app_version, orientation, camera, ip, gateway_id, connection_id, state,
-          joined_at, attached_at, last_seen, resume_hash, token_expires_at, grants, hidden)
+          joined_at, attached_at, last_seen, resume_hash, token_expires_at, grants, hidden,
+          name, metadata)
         VALUES (${req.socketId}, ${req.roomId}, ${req.userId}, ${req.platform},
           ${req.deviceName ?? null}, ${req.networkType ?? null}, ${req.version ?? null},
           ${req.appVersion ?? null}, ${req.orientation ?? null}, ${req.camera ?? null},
           ${req.ip ?? null}, ${req.gatewayId}, ${req.connectionId}, 'ACTIVE', ${NOW}, ${NOW}, ${NOW},
           ${req.resumeHash}, ${new Date(req.tokenExpiresAt)}, ${JSON.stringify(req.grants)}::jsonb,
-          ${req.grants.hidden})`;
+          ${req.grants.hidden}, ${req.name ?? null}, ${req.metadata ?? null})`;
       const size = others.length + 1;
       if (size === 1) await recordEvent(tx, 'room.created', { roomId: req.roomId });
       await recordEvent(tx, 'room.join', {
@@ -175,13 +185,37 @@ export class Membership {
         ...(req.appVersion === undefined ? {} : { appVersion: req.appVersion }),
         ...(req.version === undefined ? {} : { version: req.version }),
         ...(req.ip === undefined ? {} : { ip: req.ip }),
+        bitrate: req.bitrate ?? null,
       });
       // Hidden members are nobody's peers.
       const visible = others
         .filter((o) => !o.hidden)
-        .map((o) => ({ socketId: o.socketId, userId: o.userId }));
+        .map((o) => ({
+          socketId: o.socketId,
+          userId: o.userId,
+          ...(o.name === null ? {} : { name: o.name }),
+          ...(o.metadata === null ? {} : { metadata: o.metadata }),
+        }));
       return { size, sessions: visible };
     });
+    // The others hear who arrived (a hidden member arrives for nobody).
+    if (!req.grants.hidden) {
+      this.#notify.broadcast({
+        roomId: req.roomId,
+        except: req.socketId,
+        event: {
+          a: 'eventJoin',
+          d: {
+            roomId: req.roomId,
+            roomSize: size,
+            socketId: req.socketId,
+            userId: req.userId,
+            ...(req.name === undefined ? {} : { name: req.name }),
+            ...(req.metadata === undefined ? {} : { metadata: req.metadata }),
+          },
+        },
+      });
+    }
     const change = this.#ladder.change(size - 1, size);
     if (change !== undefined) this.#userMedia(req.roomId, change, req.socketId);
     return {

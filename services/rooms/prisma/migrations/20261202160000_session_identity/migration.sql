@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "sessions" ADD COLUMN     "metadata" TEXT,
+ADD COLUMN     "name" TEXT;
