@@ -33,6 +33,7 @@ interface DemoState {
   }[];
   local: Record<string, { muted: boolean; producerId: string | null } | null>;
   messages: { from: string; text: string }[];
+  members: string[];
 }
 type PageGlobal = {
   demo: {
@@ -193,6 +194,10 @@ describe('demo web app', () => {
     await playingSoon(bob, 'alice');
     const a0 = await state(alice);
     expect(a0.tiles.map((t) => t.userId)).toEqual(['bob']);
+    // The member list: the page that joined first heard of bob with eventJoin, bob saw alice
+    // in joinR.sessions.
+    expect(a0.members).toEqual(['you (alice)', 'bob']);
+    expect((await state(bob)).members).toEqual(['you (bob)', 'alice']);
     expect(a0.tiles[0]?.audio).toBeGreaterThan(0);
     // The data channel: a chat message reaches the other page.
     await until('the data channel to open', async () => {

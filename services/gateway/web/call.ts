@@ -11,7 +11,7 @@ import {
   type SessionState,
 } from '@switchboard/client';
 import { summarize, type StatsOverlay, type StatsSummary } from './stats.ts';
-import { Tile, describeError, type VideoState } from './ui.ts';
+import { Tile, byId, describeError, el, type VideoState } from './ui.ts';
 
 /** What the page does with what happens in the call. */
 export interface CallHooks {
@@ -82,6 +82,9 @@ export class Call {
   readonly #overlay: StatsOverlay;
   readonly #local: Tile;
   readonly #tiles = new Map<string, { tile: Tile; userId: string }>();
+  /** Who is in the room (joinR.sessions, then eventJoin/eventLeave): socketId → shown name. */
+  readonly #members = new Map<string, string>();
+  readonly #memberList: HTMLElement;
   readonly #offs: (() => void)[] = [];
   /** Errors the session's `error` event has shown already. */
   readonly #reported = new WeakSet<Error>();
@@ -103,6 +106,8 @@ export class Call {
     this.#overlay = ui.overlay;
     this.#local = new Tile({ label: `you (${name})` });
     this.#grid.replaceChildren(this.#local.root);
+    this.#memberList = byId('member-list', HTMLUListElement);
+    this.#resetMembers();
     this.#renderLocal();
     this.#listen();
   }
@@ -229,7 +234,25 @@ export class Call {
     return [...this.#tiles.values()].flatMap(({ tile }) => tile.audios());
   }
 
+  /** The names of the members, this client first. */
+  members(): string[] {
+    return [...this.#memberList.children].map((li) => li.textContent);
+  }
+
   // ------------------------------------------------------------------ internals
+
+  #resetMembers(): void {
+    this.#members.clear();
+    for (const m of this.session.joinReply.sessions)
+      this.#members.set(m.socketId, m.name ?? m.userId);
+    this.#renderMembers();
+  }
+
+  #renderMembers(): void {
+    const items = [el('li', 'you', `you (${this.name})`)];
+    for (const name of this.#members.values()) items.push(el('li', undefined, name));
+    this.#memberList.replaceChildren(...items);
+  }
 
   #listen(): void {
     const s = this.session;
@@ -258,7 +281,16 @@ export class Call {
         this.#counters.resumed++;
         hooks.flash(`resumed after ${offlineMs} ms`);
       }),
+      s.on('eventJoin', (m) => {
+        this.#members.set(m.socketId, m.name ?? m.userId);
+        this.#renderMembers();
+      }),
+      s.on('eventLeave', ({ socketId }) => {
+        this.#members.delete(socketId);
+        this.#renderMembers();
+      }),
       s.on('rejoined', ({ offlineMs }) => {
+        this.#resetMembers();
         this.#counters.rejoined++;
         hooks.flash(`rejoined (a new member) after ${offlineMs} ms`);
       }),

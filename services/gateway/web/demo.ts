@@ -381,6 +381,8 @@ export interface DemoState {
   activeSpeaker: string | null;
   stats: StatsSummary | null;
   messages: ChatMessage[];
+  /** The member list as shown: "you (name)" first, then the others' names. */
+  members: string[];
 }
 
 const demo = {
@@ -402,6 +404,7 @@ const demo = {
       activeSpeaker: c?.activeSpeaker ?? null,
       stats: c?.stats ?? null,
       messages: c === undefined ? [] : [...c.messages],
+      members: c?.members() ?? [],
     };
   },
   async join(): Promise<void> {
