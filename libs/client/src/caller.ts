@@ -11,6 +11,8 @@
  * Aborting `signal` withdraws the offer everywhere (`cancelCall`). The call is peer to peer:
  * it outlives the caller's link to the gateways.
  */
+import type { Static } from 'typebox';
+import type { AuthenticateReply } from '@switchboard/protocol';
 import {
   CALL_DEFAULT_TIMEOUT_MS,
   ProtocolError,
@@ -25,9 +27,9 @@ import {
   type PeerDataChannel,
   type RtcPeer,
 } from '@switchboard/rpc';
-import type { PeerFactory, RTCIceServerLike } from './host-agent.ts';
+import type { IceServers, PeerFactory } from './host-agent.ts';
 import { trickle } from './trickle.ts';
-import { SignalingLink, type LinkOptions, type LinkState } from './link.ts';
+import { SignalingLink, parseLinkReply, type LinkOptions, type LinkState } from './link.ts';
 
 export interface CallerOptions extends LinkOptions {
   /** Peer connections of calls (default: the browser's RTCPeerConnection). */
@@ -78,7 +80,7 @@ export class Caller {
   readonly #link: SignalingLink;
   readonly #createPeer: PeerFactory;
   readonly #placing = new Map<string, Placing>();
-  #iceServers: RTCIceServerLike[] = [];
+  #iceServers: IceServers = [];
   #userId: string | undefined;
 
   constructor(urls: string | readonly string[], options: CallerOptions) {
@@ -87,11 +89,14 @@ export class Caller {
       urls,
       options,
       async (conn, token, signal) => {
-        const r = (await conn.request(
+        const r = parseLinkReply(
           'authenticate',
-          { bearer: token },
-          { timeoutMs: options.connectTimeoutMs ?? 10_000, signal },
-        )) as { userId: string; iceServers?: RTCIceServerLike[] };
+          await conn.request(
+            'authenticate',
+            { bearer: token },
+            { timeoutMs: options.connectTimeoutMs ?? 10_000, signal },
+          ),
+        ) as Static<typeof AuthenticateReply>;
         this.#userId = r.userId;
         this.#iceServers = r.iceServers ?? [];
         return { intervalMs: 10_000, readDeadlineMs: 25_000 };

@@ -15,6 +15,7 @@
  * and goes dormant after failing for long; established calls are peer to peer and outlive
  * the link.
  */
+import type { HostOnlineReply, IceServerList } from '@switchboard/protocol';
 import {
   ProtocolError,
   type Caller,
@@ -32,15 +33,13 @@ import {
 import type { Static } from 'typebox';
 import { Emitter, type Listener } from './emitter.ts';
 import { trickle } from './trickle.ts';
-import { SignalingLink, type LinkOptions, type LinkState } from './link.ts';
+import { SignalingLink, parseLinkReply, type LinkOptions, type LinkState } from './link.ts';
+
+/** RTCIceServer[] as the gateway gives them (STUN bare, TURN with credentials). */
+export type IceServers = Static<typeof IceServerList>;
 
 /** Makes a peer connection for one call (`iceServers` from the gateway, when it has TURN). */
-export type PeerFactory = (config: { iceServers: RTCIceServerLike[] }) => RtcPeer;
-export interface RTCIceServerLike {
-  urls: string[];
-  username?: string;
-  credential?: string;
-}
+export type PeerFactory = (config: { iceServers: IceServers }) => RtcPeer;
 
 export interface HostAgentOptions extends LinkOptions {
   /** This copy of the host (default: drawn once per agent; kept across reconnects). */
@@ -90,7 +89,7 @@ export class HostAgent {
   readonly #instance: string;
   readonly #calls = new Map<string, Held>();
   #host: string | undefined;
-  #iceServers: RTCIceServerLike[] = [];
+  #iceServers: IceServers = [];
 
   constructor(urls: string | readonly string[], options: HostAgentOptions) {
     this.#instance = options.instance ?? randomInstance();
@@ -109,17 +108,14 @@ export class HostAgent {
       urls,
       options,
       async (conn, token, signal) => {
-        const d = (await conn.request(
+        const r = parseLinkReply(
           'hostOnline',
-          { bearer: token, instance: this.#instance },
-          { timeoutMs: options.connectTimeoutMs ?? 10_000, signal },
-        )) as Record<string, unknown>;
-        const r = d as {
-          host: string;
-          presenceIntervalMs: number;
-          readDeadlineMs: number;
-          iceServers?: RTCIceServerLike[];
-        };
+          await conn.request(
+            'hostOnline',
+            { bearer: token, instance: this.#instance },
+            { timeoutMs: options.connectTimeoutMs ?? 10_000, signal },
+          ),
+        ) as Static<typeof HostOnlineReply>;
         this.#host = r.host;
         this.#iceServers = r.iceServers ?? [];
         return { intervalMs: r.presenceIntervalMs, readDeadlineMs: r.readDeadlineMs };

@@ -6,3 +6,4 @@ export type { Logger } from 'pino';
 export { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export * from './http.ts';
 export * from './nats-auth.ts';
+export * from './sleep.ts';

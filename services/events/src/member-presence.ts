@@ -24,6 +24,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type { Bus } from '@switchboard/bus';
 import {
   hostSubjects,
+  memberPresence,
   memberPresenceBucket,
   roomEvent,
   roomEventStream,
@@ -32,7 +33,7 @@ import {
   type MemberPresence,
   type MemberPresenceChange,
 } from '@switchboard/protocol';
-import type { Logger } from '@switchboard/service';
+import { sleep, type Logger } from '@switchboard/service';
 
 export const MEMBER_PRESENCE_CONSUMER = 'member_presence';
 const NS_PER_MS = 1_000_000;
@@ -140,15 +141,7 @@ export class MemberPresenceUpdater {
       const entry = await kv.get(key);
       if (entry?.operation === 'PUT') sessions += 1;
     }
-    const prevEntry = await kv.get(`user.${tok}`);
-    let prev: MemberPresence | undefined;
-    if (prevEntry?.operation === 'PUT') {
-      try {
-        prev = prevEntry.json<MemberPresence>();
-      } catch {
-        prev = undefined;
-      }
-    }
+    const prev = await readSummary(kv, tok);
     const status = sessions > 0 ? 'online' : 'offline';
     const next: MemberPresence = {
       userId,
@@ -168,18 +161,20 @@ export class MemberPresenceUpdater {
   }
 }
 
-function sessionKey(userId: string, socketId: string): string {
-  return `session.${userToken(userId)}.${socketId}`;
+/** The user's summary as this service wrote it (undefined: none, or unreadable). */
+async function readSummary(kv: KV, tok: string): Promise<MemberPresence | undefined> {
+  const entry = await kv.get(`user.${tok}`);
+  if (entry?.operation !== 'PUT') return undefined;
+  let raw: unknown;
+  try {
+    raw = entry.json();
+  } catch {
+    return undefined;
+  }
+  const parsed = memberPresence.parse(raw);
+  return parsed.ok ? parsed.value : undefined;
 }
 
-async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+function sessionKey(userId: string, socketId: string): string {
+  return `session.${userToken(userId)}.${socketId}`;
 }

@@ -40,7 +40,7 @@ import {
   type IceCandidate,
   type SessionDescription,
 } from '@switchboard/protocol';
-import type { Logger } from '@switchboard/service';
+import { sleep, type Logger } from '@switchboard/service';
 import type {
   Answerer,
   CallQueue,
@@ -490,18 +490,4 @@ function isNotFound(err: unknown): boolean {
 /** The stream refused the offer: the host's per-subject limit is reached. */
 function isPerSubjectLimit(err: unknown): boolean {
   return err instanceof Error && /maximum messages per subject/i.test(err.message);
-}
-
-async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }
