@@ -73,6 +73,21 @@ function natsAuth() {
   } satisfies TProperties;
 }
 
+/**
+ * The API keys of the server API (services/api: each request is a token signed with a key's
+ * secret) and of webhook signatures (services/events). Either inline or as a file.
+ */
+export function apiKeys() {
+  return {
+    API_KEYS: SecretText(
+      'API keys and their secrets: `key:secret` pairs separated by commas or whitespace; a key is 3-64 letters, digits, `_` or `-`, a secret at least 32 characters (or API_KEYS_FILE)',
+    ),
+    API_KEYS_FILE: Path(
+      'File of API keys, `key:secret` per line (e.g. a mounted Kubernetes Secret); instead of API_KEYS',
+    ),
+  } satisfies TProperties;
+}
+
 function common(httpPort: number) {
   return {
     LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info', description: 'pino log level' }),

@@ -18,3 +18,11 @@ export const HostName = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
  * starts with the prefix (`"*"` alone: every host). Matched like room grants.
  */
 export const CallGrant = Type.String({ pattern: '^[A-Za-z0-9_-]{0,64}\\*?$', minLength: 1 });
+
+/**
+ * An API key's id: what the server API's request tokens name in `iss` and webhook signatures
+ * are made with (its secret stays with the key's holder and the platform).
+ */
+export const ApiKeyId = Type.String({ pattern: '^[A-Za-z0-9_-]{3,64}$' });
+/** An API key's secret: at least 32 characters (an HMAC-SHA256 key as long as the hash). */
+export const API_SECRET_MIN_LENGTH = 32;

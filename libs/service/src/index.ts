@@ -7,3 +7,4 @@ export { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export * from './http.ts';
 export * from './nats-auth.ts';
 export * from './sleep.ts';
+export * from './api-keys.ts';
