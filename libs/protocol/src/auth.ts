@@ -4,7 +4,7 @@
  * claims may be present and are ignored.
  */
 import Type, { type Static } from 'typebox';
-import { ProducerSource } from './media.ts';
+import { ProducerSource } from './webrtc.ts';
 import { validator } from './validate.ts';
 import { CallGrant, HostName } from './credentials.ts';
 
@@ -72,6 +72,24 @@ export function sessionGrants(
     data: !hidden && (g?.canPublishData ?? true),
     hidden,
     role: g?.role ?? 'member',
+  };
+}
+
+/**
+ * A session's grants once the server API's change `o` (TokenGrants, kept with the session)
+ * is applied: each field `o` has replaces the token's. Hidden still means no publishing.
+ */
+export function withGrantOverride(g: SessionGrants, o: TokenGrants | undefined): SessionGrants {
+  if (o === undefined) return g;
+  const hidden = o.hidden ?? g.hidden;
+  return {
+    ...g,
+    publish: !hidden && (o.canPublish ?? g.publish),
+    sources: o.canPublishSources === undefined ? g.sources : [...new Set(o.canPublishSources)],
+    subscribe: o.canSubscribe ?? g.subscribe,
+    data: !hidden && (o.canPublishData ?? g.data),
+    hidden,
+    role: o.role ?? g.role,
   };
 }
 

@@ -22,7 +22,8 @@
  */
 import Type, { type Static, type TSchema } from 'typebox';
 import { Peer, ServerRequestId } from './client.ts';
-import { MediaId, MediaKind, ProducerSource } from './media.ts';
+import { MediaId, MediaKind } from './media.ts';
+import { ProducerSource } from './webrtc.ts';
 import { validator, type Validator } from './validate.ts';
 
 const Count = Type.Integer({ minimum: 0 });

@@ -16,6 +16,7 @@ import { validator } from './validate.ts';
 import { IceCandidate, IceServerList, SessionDescription } from './webrtc.ts';
 import { Bearer } from './credentials.ts';
 import { HostActions, HostEvents } from './hosts.ts';
+import { SessionGrants } from './auth.ts';
 
 /**
  * 16 random bytes, lower-case hex (32 characters, as the original document has it).
@@ -226,10 +227,45 @@ export const ServerEvents = {
   }),
   /** The server no longer waits for its request `sid` (the caller's deadline passed). */
   eventRequestCancelled: Type.Object({ sid: ServerRequestId }),
+  /**
+   * Extension: the server API changed a member's name or metadata (to every member), or its
+   * grants (`grants`: to that member only, who may now do what they say).
+   */
+  eventParticipantUpdated: Type.Object({
+    ...Member.properties,
+    grants: Type.Optional(SessionGrants),
+  }),
+  /** Extension: data the server API sent to the room or to this member. */
+  eventData: Type.Object({
+    payload: Type.String({ maxLength: 65_536 }),
+    topic: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  }),
   ...HostEvents,
 } as const satisfies Record<string, TSchema>;
 export type ServerEvent = keyof typeof ServerEvents;
 export type ServerEventData<E extends ServerEvent> = Static<(typeof ServerEvents)[E]>;
+
+/**
+ * WebSocket close codes of the gateway (RFC 6455 §7.4 and the private 4000 range). After
+ * 4001, 4004 and 4005 a client must not resume nor rejoin on its own.
+ */
+export const CloseCodes = {
+  normal: 1000,
+  unsupportedData: 1003,
+  policyViolation: 1008,
+  serviceRestart: 1012,
+  tryAgainLater: 1013,
+  /** Another connection resumed the session. */
+  replaced: 4001,
+  /** The session ended on the server (its reconnect window passed): join again. */
+  expired: 4002,
+  /** The session's token expired. */
+  tokenExpired: 4003,
+  /** The server API removed the member (the close reason says why). */
+  removed: 4004,
+  /** The server API deleted the room. */
+  roomDeleted: 4005,
+} as const;
 
 // ---------------------------------------------------------------------------- envelope
 

@@ -15,6 +15,7 @@ export const ErrorCodes = {
   UNKNOWN_ACTION: { code: 0x510, message: 'Unknown action' },
   USER_NOT_AUTHENTICATED: { code: 0x511, message: 'Join a room first' },
   SOCKET_ID_DOES_NOT_EXIST: { code: 0x512, message: 'No such socketId' },
+  ROOM_NOT_FOUND: { code: 0x521, message: 'No such room' },
   ROOM_IS_NOT_JOINABLE: { code: 0x522, message: 'The room cannot be joined' },
   ROOM_ALREADY_JOINED: { code: 0x523, message: 'This connection already joined a room' },
   ROOM_IS_FULL: { code: 0x524, message: 'The room is full' },

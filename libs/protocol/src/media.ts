@@ -20,6 +20,7 @@ import Type, { type Static, type TObject, type TSchema } from 'typebox';
 import { Peer, RoomId, SocketId, UserId } from './client.ts';
 import { rpcMethod, type RpcMethod } from './bus.ts';
 import { validator, type Validator } from './validate.ts';
+import { ProducerSource } from './webrtc.ts';
 
 /** mediasoup object ids are UUIDs. */
 export const MediaId = Type.String({ pattern: '^[0-9a-f-]{36}$' });
@@ -164,16 +165,6 @@ const IceCandidateInfo = Type.Object({
   type: Type.String(),
   tcpType: Type.Optional(Type.String()),
 });
-
-/** What the client shows with every producer: what it is, for the UI of the others. */
-export const ProducerSource = Type.Union([
-  Type.Literal('camera'),
-  Type.Literal('microphone'),
-  Type.Literal('screen'),
-  Type.Literal('screen-audio'),
-  Type.Literal('other'),
-]);
-export type ProducerSource = Static<typeof ProducerSource>;
 
 const TransportId = Type.Object({ transportId: MediaId });
 const ProducerIdData = Type.Object({ producerId: MediaId });

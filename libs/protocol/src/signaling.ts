@@ -25,6 +25,7 @@ import {
   Camera,
   DeviceFields,
   JoinReply,
+  Member,
   Orientation,
   RoomId,
   ServerEvents,
@@ -206,8 +207,16 @@ export const Rooms = {
    * proof again under the session's lock and rotates it (a resumeToken works once).
    */
   reconnect: rpcMethod('rooms', 'reconnect', RoomsReconnectRequest, RoomsReconnectReply),
-  /** Replace a session's token expiry and grants (the client sent refreshToken). */
-  refresh: rpcMethod('rooms', 'refresh', RoomsRefreshRequest, Empty),
+  /**
+   * Replace a session's token expiry and grants (the client sent refreshToken); replies with
+   * the grants in force (the server API's changes still apply over the new token's).
+   */
+  refresh: rpcMethod(
+    'rooms',
+    'refresh',
+    RoomsRefreshRequest,
+    Type.Object({ grants: SessionGrants }),
+  ),
   /** A connection closed: the session leaves now or enters its reconnect window. */
   disconnect: rpcMethod('rooms', 'disconnect', RoomsDisconnectRequest, RoomsDisconnectReply),
   /** Record a new orientation and broadcast eventOrientationChange to the room. */
@@ -294,6 +303,8 @@ export const EventFrameSchema = Type.Union([
   eventFrame('eventOrientationChange'),
   eventFrame('eventFreeze'),
   eventFrame('eventRequestCancelled'),
+  eventFrame('eventParticipantUpdated'),
+  eventFrame('eventData'),
   eventFrame('eventCall'),
   eventFrame('eventCallCandidate'),
   eventFrame('eventCallCancelled'),
@@ -317,6 +328,8 @@ export const SocketRelay = Type.Object({
     eventFrame('eventExchangeCandidate'),
     ...MediaEventFrames,
     eventFrame('eventFreeze'),
+    eventFrame('eventParticipantUpdated'),
+    eventFrame('eventData'),
   ]),
 });
 export type SocketRelay = Static<typeof SocketRelay>;
@@ -333,15 +346,34 @@ export const DetachReason = Type.Union([
   Type.Literal('replaced'),
   /** The session ended while the socket was still open (e.g. after a partition). */
   Type.Literal('expired'),
+  /** The server API removed the member (close 4004). */
+  Type.Literal('removed'),
+  /** The server API deleted the room (close 4005). */
+  Type.Literal('deleted'),
 ]);
 export type DetachReason = Static<typeof DetachReason>;
 
-export const GatewayControl = Type.Object({
-  type: Type.Literal('detach'),
-  socketId: SocketId,
-  connectionId: ConnectionId,
-  reason: DetachReason,
-});
+export const GatewayControl = Type.Union([
+  Type.Object({
+    type: Type.Literal('detach'),
+    socketId: SocketId,
+    connectionId: ConnectionId,
+    reason: DetachReason,
+    /** Told to the client in the close reason (removed: the API's reason). */
+    message: Type.Optional(Type.String({ maxLength: 100 })),
+  }),
+  /**
+   * The server API changed the session's member (name, metadata) or grants: the connection
+   * applies the grants at once and tells its client (eventParticipantUpdated, with them).
+   */
+  Type.Object({
+    type: Type.Literal('updated'),
+    socketId: SocketId,
+    connectionId: ConnectionId,
+    participant: Member,
+    grants: SessionGrants,
+  }),
+]);
 export type GatewayControl = Static<typeof GatewayControl>;
 export const gatewayControl = validator(GatewayControl);
 

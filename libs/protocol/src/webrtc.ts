@@ -32,3 +32,13 @@ export const IceServerList = Type.Array(
     credential: Type.Optional(Type.String()),
   }),
 );
+
+/** What the client shows with every producer: what it is, for the UI of the others. */
+export const ProducerSource = Type.Union([
+  Type.Literal('camera'),
+  Type.Literal('microphone'),
+  Type.Literal('screen'),
+  Type.Literal('screen-audio'),
+  Type.Literal('other'),
+]);
+export type ProducerSource = Static<typeof ProducerSource>;

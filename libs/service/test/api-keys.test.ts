@@ -23,27 +23,27 @@ function issues(fn: () => unknown): string {
 describe('loadApiKeys', () => {
   it('reads key:secret pairs inline and from a file', () => {
     expect(loadApiKeys({}).size).toBe(0);
-    const inline = loadApiKeys({ API_KEYS: `k1:${SECRET}, k2:${SECRET}b` });
+    const inline = loadApiKeys({ API_KEYS: `key1:${SECRET}, key2:${SECRET}b` });
     expect([...inline]).toEqual([
-      ['k1', SECRET],
-      ['k2', `${SECRET}b`],
+      ['key1', SECRET],
+      ['key2', `${SECRET}b`],
     ]);
     const file = join(dir, 'keys');
-    writeFileSync(file, `k1:${SECRET}\nk_3:${SECRET}:with:colons\n`);
-    expect(loadApiKeys({ API_KEYS_FILE: file }).get('k_3')).toBe(`${SECRET}:with:colons`);
+    writeFileSync(file, `key1:${SECRET}\nkey_3:${SECRET}:with:colons\n`);
+    expect(loadApiKeys({ API_KEYS_FILE: file }).get('key_3')).toBe(`${SECRET}:with:colons`);
   });
 
   it('names the problem, never the secret', () => {
-    const short = issues(() => loadApiKeys({ API_KEYS: 'k1:tooshort-secret' }));
-    expect(short).toContain('k1');
+    const short = issues(() => loadApiKeys({ API_KEYS: 'key1:tooshort-secret' }));
+    expect(short).toContain('key1');
     expect(short).not.toContain('tooshort');
     expect(issues(() => loadApiKeys({ API_KEYS: `no-colon-${SECRET}` }))).not.toContain(SECRET);
-    expect(issues(() => loadApiKeys({ API_KEYS: `k1:${SECRET} k1:${SECRET}` }))).toContain(
+    expect(issues(() => loadApiKeys({ API_KEYS: `key1:${SECRET} key1:${SECRET}` }))).toContain(
       'twice',
     );
-    expect(issues(() => loadApiKeys({ API_KEYS: `k1:${SECRET}`, API_KEYS_FILE: '/x' }))).toContain(
-      'not both',
-    );
+    expect(
+      issues(() => loadApiKeys({ API_KEYS: `key1:${SECRET}`, API_KEYS_FILE: '/x' })),
+    ).toContain('not both');
     expect(issues(() => loadApiKeys({ API_KEYS_FILE: join(dir, 'missing') }))).toContain('ENOENT');
   });
 });

@@ -14,6 +14,7 @@ import type { Bus } from '@switchboard/bus';
 import {
   ClientActions,
   ClientNotifications,
+  CloseCodes,
   ProtocolError,
   Rooms,
   clientActionData,
@@ -34,6 +35,8 @@ import {
   type CpuTelemetry,
   type DetachReason,
   type FreezeTelemetry,
+  type Member,
+  type SessionGrants,
   type Parsed,
   type ErrorName,
   type Camera,
@@ -101,17 +104,6 @@ export interface ConnectionDeps {
   onAttached?: () => void;
 }
 
-/** WebSocket close codes used by the gateway (RFC 6455 §7.4 and the private 4000 range). */
-export const CloseCodes = {
-  normal: 1000,
-  unsupportedData: 1003,
-  policyViolation: 1008,
-  serviceRestart: 1012,
-  tryAgainLater: 1013,
-  replaced: 4001,
-  expired: 4002,
-  tokenExpired: 4003,
-} as const;
 
 /** The session this connection is attached to, once join or reconnect succeeded. */
 interface Attached {
@@ -294,12 +286,28 @@ export class Connection implements Attachable {
     this.#send(event);
   }
 
-  detach(reason: DetachReason): void {
+  detach(reason: DetachReason, message?: string): void {
     this.#detached = true;
-    this.close(
-      reason === 'replaced' ? CloseCodes.replaced : CloseCodes.expired,
-      reason === 'replaced' ? 'session reconnected elsewhere' : 'session expired',
-    );
+    const closes: Record<DetachReason, readonly [number, string]> = {
+      replaced: [CloseCodes.replaced, 'session reconnected elsewhere'],
+      expired: [CloseCodes.expired, 'session expired'],
+      removed: [CloseCodes.removed, 'removed'],
+      deleted: [CloseCodes.roomDeleted, 'room deleted'],
+    };
+    const [code, text] = closes[reason];
+    // A close reason is at most 123 bytes; the API's reason is at most 100 characters.
+    const why = message === undefined ? text : Buffer.from(message).subarray(0, 123).toString();
+    this.close(code, why);
+  }
+
+  /**
+   * The server API changed this session's member (name, metadata) or grants: they apply
+   * from now on, and the client is told (with its grants: the others are told without).
+   */
+  updated(participant: Member, grants: SessionGrants): void {
+    if (this.#state.kind !== 'joined') return;
+    this.#state.session.auth = { ...this.#state.session.auth, grants };
+    this.deliver({ a: 'eventParticipantUpdated', d: { ...participant, grants } });
   }
 
   async call(method: ServerRequest, data: unknown, deadline: number): Promise<unknown> {
@@ -733,12 +741,13 @@ export class Connection implements Attachable {
     const s = this.#session();
     const grant = await this.#deps.verifier.verify(bearer);
     this.#sameHolder(grant, s);
-    const auth = authOf(grant);
-    await this.#deps.bus.request(
+    const token = authOf(grant);
+    const { grants } = await this.#deps.bus.request(
       Rooms.refresh,
-      { socketId: s.socketId, connectionId: this.connectionId, ...auth },
+      { socketId: s.socketId, connectionId: this.connectionId, ...token },
       { signal: this.#closed.signal },
     );
+    const auth = { tokenExpiresAt: token.tokenExpiresAt, grants };
     // The socket may have closed (or been replaced) while the rooms service wrote it.
     if (this.#state.kind !== 'joined' || this.#state.session !== s) {
       throw new ProtocolError('CANCELLED', 'the connection closed');

@@ -15,6 +15,7 @@
  */
 import fastifyWebsocket from '@fastify/websocket';
 import {
+  CloseCodes,
   signalingSubjects,
   type GatewayConfig,
   type GatewayHeartbeat,
@@ -24,7 +25,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { TokenVerifier } from '../auth.ts';
 import type { IceServers } from '../turn.ts';
 import { Admission, OriginPolicy } from './admission.ts';
-import { CloseCodes, Connection } from './connection.ts';
+import { Connection } from './connection.ts';
 import { Disconnector } from './disconnector.ts';
 import { signalingMetrics } from './metrics.ts';
 import { resync } from './resync.ts';

@@ -23,6 +23,8 @@ import {
   socketRelayAck,
   type DetachReason,
   type EventFrameMessage,
+  type Member,
+  type SessionGrants,
   type ServerRequest,
   type SocketMessage,
   type SocketRelay,
@@ -35,7 +37,9 @@ export interface Attachable {
   /** Write an event to the socket. */
   deliver(event: EventFrameMessage): void;
   /** Close the socket because the session moved or ended; no disconnect follows. */
-  detach(reason: DetachReason): void;
+  detach(reason: DetachReason, message?: string): void;
+  /** The server API changed the session's member or grants. */
+  updated(participant: Member, grants: SessionGrants): void;
   /**
    * Send the client a server request and wait for its reply (validated against the method's
    * schema) until `deadline` (epoch ms); rejects with a ProtocolError.
@@ -91,7 +95,14 @@ export class Router {
       signalingSubjects.gatewayControl(this.#bus.prefix, this.#gatewayId),
       gatewayControl,
       (msg) => {
-        this.detach(msg.socketId, msg.connectionId, msg.reason);
+        if (msg.type === 'detach') {
+          this.detach(msg.socketId, msg.connectionId, msg.reason, msg.message);
+        } else {
+          const att = this.#sockets.get(msg.socketId);
+          if (att?.conn.connectionId === msg.connectionId) {
+            att.conn.updated(msg.participant, msg.grants);
+          }
+        }
       },
     );
   }
@@ -155,12 +166,12 @@ export class Router {
   }
 
   /** Close `socketId`'s socket if it is still attached through `connectionId`. */
-  detach(socketId: string, connectionId: string, reason: DetachReason): void {
+  detach(socketId: string, connectionId: string, reason: DetachReason, message?: string): void {
     const att = this.#sockets.get(socketId);
     if (att?.conn.connectionId !== connectionId) return;
     this.#log.info({ socketId, reason }, 'detaching socket');
     this.#release(socketId, att.conn);
-    att.conn.detach(reason);
+    att.conn.detach(reason, message);
   }
 
   /** Forget `socketId` if `conn` still holds it (the connection closed). */

@@ -16,7 +16,9 @@ import {
   ProtocolError,
   sessionGrants,
   validator,
+  withGrantOverride,
   SessionGrants,
+  TokenGrants,
   type RoomsJoinReply,
   type RoomInfo,
   type RoomSettings,
@@ -68,9 +70,18 @@ interface SessionRow {
   resumeHash: string;
   tokenExpiresAt: Date | null;
   grants: unknown;
+  grantOverride: unknown;
 }
 
 const grantsOf = validator(SessionGrants);
+const overrideOf = validator(TokenGrants);
+
+/** A session's grants in force: its token's, with the server API's override (if any) applied. */
+export function effectiveGrants(token: SessionGrants, override: unknown): SessionGrants {
+  if (override === null || override === undefined) return token;
+  const o = overrideOf.parse(override);
+  return withGrantOverride(token, o.ok ? o.value : undefined);
+}
 
 /**
  * Whether `proof` resumes a session whose stored hash is `stored`: the same hash (compared
@@ -83,13 +94,17 @@ function proofMatches(proof: string | null, stored: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The auth fields of a session row, as SessionInfo carries them. */
-function authOf(row: { tokenExpiresAt: Date | null; grants: unknown }): SessionAuth {
+/** The auth fields of a session row, as SessionInfo carries them (grants in force). */
+function authOf(row: {
+  tokenExpiresAt: Date | null;
+  grants: unknown;
+  grantOverride: unknown;
+}): SessionAuth {
   // Rows from before tokens were kept have none: expired, with a member's defaults.
   const parsed = grantsOf.parse(row.grants);
   return {
     tokenExpiresAt: row.tokenExpiresAt?.getTime() ?? 0,
-    grants: parsed.ok ? parsed.value : sessionGrants(undefined),
+    grants: effectiveGrants(parsed.ok ? parsed.value : sessionGrants(undefined), row.grantOverride),
   };
 }
 
@@ -239,6 +254,7 @@ export class Membership {
         resumeHash: true,
         tokenExpiresAt: true,
         grants: true,
+        grantOverride: true,
       },
     });
     if (s === null) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
@@ -271,7 +287,8 @@ export class Membership {
       const rows = await tx.$queryRaw<SessionRow[]>`
         SELECT socket_id AS "socketId", room_id AS "roomId", user_id AS "userId", platform,
                gateway_id AS "gatewayId", connection_id AS "connectionId", state::text AS state,
-               resume_hash AS "resumeHash", token_expires_at AS "tokenExpiresAt", grants
+               resume_hash AS "resumeHash", token_expires_at AS "tokenExpiresAt", grants,
+               grant_override AS "grantOverride"
         FROM sessions WHERE socket_id = ${req.socketId} FOR UPDATE`;
       const s = rows[0];
       if (s === undefined || s.roomId !== req.roomId) {
@@ -289,7 +306,9 @@ export class Membership {
             attached_at = ${NOW}, last_seen = ${NOW}, disconnected_at = NULL,
             ip = COALESCE(${req.ip ?? null}, ip), resume_hash = ${req.nextResumeHash},
             token_expires_at = COALESCE(${auth === undefined ? null : new Date(auth.tokenExpiresAt)}::timestamp(3), token_expires_at),
-            grants = COALESCE(${auth === undefined ? null : JSON.stringify(auth.grants)}::jsonb, grants)
+            grants = COALESCE(${auth === undefined ? null : JSON.stringify(auth.grants)}::jsonb, grants),
+            hidden = COALESCE((grant_override->>'hidden')::boolean,
+                              ${auth === undefined ? null : auth.grants.hidden}::boolean, hidden)
         WHERE socket_id = ${req.socketId}`;
       const size = await tx.session.count({ where: { roomId: req.roomId } });
       return { previous: s, size };
@@ -309,22 +328,36 @@ export class Membership {
         userId: previous.userId,
         platform: previous.platform,
         state: 'active',
-        ...(req.auth ?? authOf(previous)),
+        ...authOf(
+          req.auth === undefined
+            ? previous
+            : { ...previous, ...req.auth, tokenExpiresAt: new Date(req.auth.tokenExpiresAt) },
+        ),
       },
       roomSize: size,
     };
   }
 
-  /** A fresher token for an attached session: its expiry and grants replace the old ones. */
-  async refresh(req: RpcRequest<typeof Rooms.refresh>, d: Deadline): Promise<void> {
+  /**
+   * A fresher token for an attached session: its expiry and grants replace the old ones (the
+   * server API's changes still apply over them). Returns the grants in force.
+   */
+  async refresh(
+    req: RpcRequest<typeof Rooms.refresh>,
+    d: Deadline,
+  ): Promise<RpcReply<typeof Rooms.refresh>> {
     d.signal.throwIfAborted();
-    const n = await this.#db.$executeRaw`
+    const rows = await this.#db.$queryRaw<{ grantOverride: unknown }[]>`
       UPDATE sessions
       SET token_expires_at = ${new Date(req.tokenExpiresAt)},
-          grants = ${JSON.stringify(req.grants)}::jsonb, hidden = ${req.grants.hidden}
+          grants = ${JSON.stringify(req.grants)}::jsonb,
+          hidden = COALESCE((grant_override->>'hidden')::boolean, ${req.grants.hidden})
       WHERE socket_id = ${req.socketId} AND connection_id = ${req.connectionId}
-        AND state = 'ACTIVE'`;
-    if (n === 0) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+        AND state = 'ACTIVE'
+      RETURNING grant_override AS "grantOverride"`;
+    const row = rows[0];
+    if (row === undefined) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
+    return { grants: effectiveGrants(req.grants, row.grantOverride) };
   }
 
   /**

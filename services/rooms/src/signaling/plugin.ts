@@ -76,10 +76,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
   serve(Rooms.join, async (req, ctx) => await membership.join(req, ctx));
   serve(Rooms.lookup, async (req) => await membership.lookup(req));
   serve(Rooms.reconnect, async (req, ctx) => await membership.reconnect(req, ctx));
-  serve(Rooms.refresh, async (req, ctx) => {
-    await membership.refresh(req, ctx);
-    return {};
-  });
+  serve(Rooms.refresh, async (req, ctx) => await membership.refresh(req, ctx));
   serve(Rooms.disconnect, async (req, ctx) => await membership.disconnect(req, ctx));
   serve(Rooms.orientation, async (req, ctx) => {
     await membership.orientation(req, ctx);
