@@ -294,6 +294,7 @@ const SERVICE_OF: Record<string, ServiceName> = {
   rooms: 'rooms',
   media: 'media',
   events: 'events',
+  api: 'api',
 };
 
 /** Every service container of a render with the service it runs and its resolved env. */
@@ -314,7 +315,7 @@ function serviceContainers(
 /** Every service's NATS credential from a Secret of its own (key `natsKey`), and TLS. */
 function natsAuthArgs(natsKey = 'passwordKey'): string[] {
   return [
-    ...['gateway', 'rooms', 'media', 'events'].flatMap((svc) => [
+    ...['gateway', 'rooms', 'media', 'events', 'api'].flatMap((svc) => [
       '--set',
       `nats.auth.${svc}.existingSecret=${svc}-nats`,
       '--set',
@@ -366,14 +367,16 @@ describe('the Helm chart', () => {
         );
         expect(
           selected.map((s) => s.metadata.labels?.['app.kubernetes.io/component']).sort(),
-        ).toEqual(['events', 'gateway', 'media', 'rooms']);
+        ).toEqual(['api', 'events', 'gateway', 'media', 'rooms']);
         for (const s of selected) {
           expect(JSON.stringify(s.spec?.['ports'])).toContain('"name":"ops"');
         }
-        // The gateway's public Service (maybe a LoadBalancer) has no ops port.
-        const gwService = find(objs, 'Service', '-gateway');
-        expect(selected).not.toContain(gwService);
-        expect(JSON.stringify(gwService.spec?.['ports'])).not.toContain('ops');
+        // The gateway's public Service (maybe a LoadBalancer) has no ops port, nor the API's.
+        for (const suffix of ['-gateway', '-api']) {
+          const service = find(objs, 'Service', suffix);
+          expect(selected).not.toContain(service);
+          expect(JSON.stringify(service.spec?.['ports'])).not.toContain('ops');
+        }
         continue;
       }
       const Model = MODELS[key];
@@ -402,6 +405,11 @@ describe('the Helm chart', () => {
       ['--set', 'gateway.env.WS_MAX_CONECTIONS=10'],
       ['--set', 'rooms.env.RECONNECT_WINDOW_MS=soon'],
       ['--set', 'events.env.LOG_LEVEL=loud'],
+      ['--set', 'api.env.API_DEV_KEYS=true'],
+      ['--set', 'api.env.API_KEYS=dev:x'],
+      ['--set', 'api.env.API_KEYS_FILE=/tmp/keys'],
+      ['--set', 'api.env.API_TOKEN_MAX_TTL_S=1'],
+      ['--set', 'api.service.type=External'],
     ]) {
       expect(await refused(bad), bad.join(' ')).toMatch(
         /values don't meet the specifications|schema/i,
@@ -417,6 +425,10 @@ describe('the Helm chart', () => {
     expect(await refused(['--set-json', 'turn.urls=["turn:turn.example.com:3478"]'])).toMatch(
       /turn: turn:turn\.example\.com:3478 needs credentials/,
     );
+    expect(await refused(['--set', `api.keys=k1:${'s'.repeat(32)}`])).toMatch(
+      /api: .*existingSecret\.name \(switchboard-secrets\) too/,
+    );
+    expect(await refused(['--set', 'api.existingSecret.name='])).toMatch(/api: set api\.keys/);
   });
 
   it('allows in <service>.env exactly the settings the chart does not set itself', async () => {
@@ -446,7 +458,14 @@ describe('the Helm chart', () => {
     }
     // The development switches are never set, nor NATS secrets as values (they are mounted
     // files); LOG_LEVEL is the chart's, overridable per service.
-    const never = ['GATEWAY_DEV_TOKENS', 'DEV_TOKEN_TTL_S', 'NATS_PASSWORD', 'NATS_NKEY_SEED'];
+    const never = [
+      'GATEWAY_DEV_TOKENS',
+      'DEV_TOKEN_TTL_S',
+      'API_DEV_KEYS',
+      'API_KEYS',
+      'NATS_PASSWORD',
+      'NATS_NKEY_SEED',
+    ];
     const overridable = ['LOG_LEVEL'];
     for (const svc of Object.keys(ServiceConfigs) as ServiceName[]) {
       const allowed = Object.keys(schema.properties[svc]?.properties?.['env']?.properties ?? {});
@@ -481,7 +500,7 @@ describe('the Helm chart', () => {
         expect(env['NATS_URL']).toMatch(/^(nats|tls):\/\//);
         expect(Object.keys(env)).not.toContain('GATEWAY_DEV_TOKENS');
       }
-      expect([...seen].sort()).toEqual(['events', 'gateway', 'media', 'rooms']);
+      expect([...seen].sort()).toEqual(['api', 'events', 'gateway', 'media', 'rooms']);
     },
   );
 
@@ -769,6 +788,7 @@ describe('the Helm chart', () => {
       rooms: ['NATS_NKEY_SEED_FILE', 'nkey.seed', 'rooms-nats', 'seed'],
       media: ['NATS_CREDS_FILE', 'user.creds', 'media-nats', 'creds'],
       events: ['NATS_PASSWORD_FILE', 'password', 'events-nats', 'password'],
+      api: ['NATS_NKEY_SEED_FILE', 'nkey.seed', 'api-nats', 'seed'],
     };
     for (const { w, spec, c, svc, env } of serviceContainers(objs)) {
       const [variable, file, secret, key] = want[svc];
@@ -792,7 +812,12 @@ describe('the Helm chart', () => {
         { key: 'tls.crt', path: 'tls.crt' },
         { key: 'tls.key', path: 'tls.key' },
       ]);
-      expect(c.volumeMounts?.map((m) => m.name)).toEqual(['tmp', 'nats-auth', 'nats-tls']);
+      expect(c.volumeMounts?.map((m) => m.name)).toEqual([
+        'tmp',
+        'nats-auth',
+        'nats-tls',
+        ...(svc === 'api' ? ['api-keys'] : []),
+      ]);
     }
     // The migration Job does not talk to NATS: no credential there.
     const job = find(objs, 'Job', '-migrate');
@@ -910,6 +935,84 @@ describe('the Helm chart', () => {
         },
       ]);
     }
+    // The server API: its port to the backends the values name (default: the namespace's
+    // pods), its ops port like every other.
+    const backends = (valuesFile('three-gateways.yaml')['api'] as { allowFrom: Obj[] }).allowFrom;
+    expect(backends.length).toBeGreaterThan(0);
+    expect(rules('-api')).toEqual([
+      { from: backends, ports: [{ port: 8084, protocol: 'TCP' }] },
+      { from: [release, ...scraper], ports: [{ port: 9084, protocol: 'TCP' }] },
+    ]);
+    const byDefault = await render(['--set', 'networkPolicy.enabled=true']);
+    expect((find(byDefault, 'NetworkPolicy', '-api').spec?.['ingress'] as NetPolRule[])[0]).toEqual(
+      { from: [{ podSelector: {} }], ports: [{ port: 8084, protocol: 'TCP' }] },
+    );
+  });
+
+  it('serves the server API inside the cluster, its keys a file from a Secret', async () => {
+    const objs = await render();
+    const spec = pod(find(objs, 'Deployment', '-api'));
+    const c = only(spec.containers, 'api');
+    const env = resolveEnv(objs, c);
+    // The keys: a file (API_KEYS_FILE) from the Secret's key, never the environment.
+    expect(env['API_KEYS_FILE']).toBe('/var/run/secrets/switchboard/api/keys');
+    expect(Object.keys(env)).not.toContain('API_KEYS');
+    expect(Object.keys(env)).not.toContain('API_DEV_KEYS');
+    expect(spec.volumes?.find((v) => v.name === 'api-keys')?.secret).toEqual({
+      secretName: 'switchboard-secrets',
+      defaultMode: 0o440,
+      items: [{ key: 'API_KEYS', path: 'keys' }],
+    });
+    expect(c.volumeMounts).toContainEqual({
+      name: 'api-keys',
+      mountPath: '/var/run/secrets/switchboard/api',
+      readOnly: true,
+    });
+    // Its own Service, inside the cluster; no Ingress unless asked for.
+    const svc = find(objs, 'Service', '-api');
+    expect(svc.spec).toMatchObject({
+      type: 'ClusterIP',
+      ports: [{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }],
+    });
+    expect(objs.some((o) => o.kind === 'Ingress')).toBe(false);
+    expect(find(objs, 'PodDisruptionBudget', '-api').spec).toMatchObject({ maxUnavailable: 1 });
+
+    // Keys in the chart's own Secret.
+    const key = `backend-1:${'s'.repeat(40)}`;
+    const inline = await render([
+      '--set',
+      'api.existingSecret.name=',
+      '--set-json',
+      `api.keys=${JSON.stringify(key)}`,
+    ]);
+    const own = find(inline, 'Secret', '-secrets');
+    expect(own.stringData).toEqual({ API_KEYS: key });
+    expect(pod(find(inline, 'Deployment', '-api')).volumes).toContainEqual({
+      name: 'api-keys',
+      secret: {
+        secretName: own.metadata.name,
+        defaultMode: 0o440,
+        items: [{ key: 'API_KEYS', path: 'keys' }],
+      },
+    });
+    for (const o of inline.filter((x) => x.kind !== 'Secret')) {
+      expect(JSON.stringify(o)).not.toContain('s'.repeat(40));
+    }
+
+    // An Ingress, when asked for: /v1/ alone, to the API's Service.
+    const three = await render(['-f', join(VALUES, 'three-gateways.yaml')]);
+    const ingress = find(three, 'Ingress', '-api');
+    expect(JSON.stringify(ingress.spec)).toContain('"path":"/v1/"');
+    expect(JSON.stringify(ingress.spec)).toContain(`"name":"${svc.metadata.name}"`);
+    expect(JSON.stringify(ingress.spec)).not.toMatch(/healthz|readyz|metrics/);
+    expect(
+      pod(find(three, 'Deployment', '-api')).volumes?.find((v) => v.name === 'api-keys')?.secret
+        ?.secretName,
+    ).toBe('backend-api-keys');
+
+    // Off: nothing of the API, and no keys needed.
+    const off = await render(['--set', 'api.enabled=false', '--set', 'api.existingSecret.name=']);
+    expect(off.some((o) => o.metadata.name.includes('-api'))).toBe(false);
   });
 
   it.each(SETS)('locks every pod down and probes the real endpoints: %s', async (_name, args) => {
@@ -927,7 +1030,7 @@ describe('the Helm chart', () => {
       // /tmp, and a service's NATS credential and TLS files: Secret keys, group-readable only.
       expect(spec.volumes?.[0]).toEqual({ name: 'tmp', emptyDir: {} });
       for (const v of spec.volumes?.slice(1) ?? []) {
-        expect(['nats-auth', 'nats-tls']).toContain(v.name);
+        expect(['nats-auth', 'nats-tls', 'api-keys']).toContain(v.name);
         expect(v.secret?.defaultMode).toBe(0o440);
         expect(v.secret?.items?.length).toBeGreaterThan(0);
       }
@@ -943,7 +1046,7 @@ describe('the Helm chart', () => {
         expect(JSON.stringify(c.securityContext)).not.toMatch(/privileged|add/);
         expect(c.volumeMounts?.[0]).toEqual({ name: 'tmp', mountPath: '/tmp' });
         for (const m of c.volumeMounts?.slice(1) ?? []) {
-          expect(m.mountPath).toMatch(/^\/var\/run\/secrets\/switchboard\/nats(-tls)?$/);
+          expect(m.mountPath).toMatch(/^\/var\/run\/secrets\/switchboard\/(nats(-tls)?|api)$/);
           expect(m.readOnly).toBe(true);
         }
         expect(JSON.stringify(c)).toMatch(/"resources":\{"limits":\{.*"memory":/);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '@switchboard/devstack';
 import {
+  ApiConfig,
   EventsConfig,
   GatewayConfig,
   MediaConfig,
@@ -34,6 +35,7 @@ const CONFIGS = {
   rooms: RoomsConfig,
   media: MediaConfig,
   events: EventsConfig,
+  api: ApiConfig,
 } satisfies Record<ServiceName, unknown>;
 
 /** `Schema.properties.<key>.default` of a service's config schema. */
@@ -242,7 +244,7 @@ describe.each(SERVICE_NAMES)('services/%s/Dockerfile', (name) => {
   }
 });
 
-describe('the four images', () => {
+describe('the five images', () => {
   it('share one base image', () => {
     const images = new Set(SERVICE_NAMES.flatMap((n) => baseImages(load(n).stages)));
     expect([...images]).toHaveLength(1);

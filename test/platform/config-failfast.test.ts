@@ -1,7 +1,12 @@
 /** Every service refuses to start on a bad environment, naming the variable, exit 78. */
 import { describe, expect, it } from 'vitest';
 import { ManagedProcess, NODE, serviceEntry } from '@switchboard/devstack';
-import { DEV_HS256_SECRET, SERVICE_NAMES } from '@switchboard/protocol';
+import {
+  DEV_API_KEY,
+  DEV_API_SECRET,
+  DEV_HS256_SECRET,
+  SERVICE_NAMES,
+} from '@switchboard/protocol';
 
 async function runWith(service: (typeof SERVICE_NAMES)[number], env: Record<string, string>) {
   const proc = new ManagedProcess(service, NODE, [serviceEntry(service)], {
@@ -84,6 +89,38 @@ describe('configuration is validated at start', () => {
     await proc.waitForLine(/"msg":"listening"/, 30_000);
     expect((await proc.stop('SIGTERM', 20_000)).code).toBe(0);
     expect(proc.output()).not.toContain(DEV_HS256_SECRET);
+  });
+
+  it('the server API refuses to start without a key, with a bad one, or with the published one', async () => {
+    const env = { HTTP_PORT: '0', OPS_PORT: '0', NATS_URL: 'nats://127.0.0.1:1' };
+    const none = await runWith('api', env);
+    expect(none.code).toBe(78);
+    expect(none.output).toMatch(/API_KEYS: is required/);
+
+    const secret = 'short-secret-do-not-print';
+    const short = await runWith('api', { ...env, API_KEYS: `backend:${secret}` });
+    expect(short.code).toBe(78);
+    expect(short.output).toMatch(/API_KEYS: the secret of key backend is shorter than 32/);
+    expect(short.output).not.toContain(secret);
+
+    const dev = await runWith('api', { ...env, API_KEYS: `${DEV_API_KEY}:${DEV_API_SECRET}` });
+    expect(dev.code).toBe(78);
+    expect(dev.output).toMatch(
+      /API_KEYS: the secret of key dev is the published development secret/,
+    );
+    expect(dev.output).not.toContain(DEV_API_SECRET);
+    // With API_DEV_KEYS on, it is a development API: it starts (and is stopped).
+    const proc = new ManagedProcess('api', NODE, [serviceEntry('api')], {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        ...env,
+        API_KEYS: `${DEV_API_KEY}:${DEV_API_SECRET}`,
+        API_DEV_KEYS: 'true',
+      },
+    });
+    await proc.waitForLine(/"msg":"listening"/, 30_000);
+    expect((await proc.stop('SIGTERM', 20_000)).code).toBe(0);
+    expect(proc.output()).not.toContain(DEV_API_SECRET);
   });
 
   it('the ops port must differ from the HTTP port', async () => {

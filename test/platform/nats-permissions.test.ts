@@ -43,7 +43,9 @@ import {
   type Platform,
 } from '@switchboard/devstack';
 import {
+  Ping,
   Rooms,
+  RoomsAdmin,
   callStream,
   hostConsumer,
   hostSubjects,
@@ -57,6 +59,7 @@ import {
   renderNatsServerConfig,
   roomEventStream,
   signalingSubjects,
+  subjects,
   type NatsIdentity,
 } from '@switchboard/protocol';
 
@@ -181,7 +184,15 @@ describe('who may connect', () => {
   });
 
   it('every identity connects with its own credentials', async () => {
-    for (const identity of ['gateway', 'rooms', 'media', 'events', 'admin', 'tail'] as const) {
+    for (const identity of [
+      'gateway',
+      'rooms',
+      'media',
+      'events',
+      'api',
+      'admin',
+      'tail',
+    ] as const) {
       const c = await as(identity, 'x');
       await c.nc.flush();
       expect(c.errors, identity).toEqual([]);
@@ -311,6 +322,84 @@ describe('each identity only does its own work', () => {
     }
   });
 
+  it('the server API calls the administration RPCs and clients; nothing a gateway or the rooms service does', async () => {
+    const api = await as('api', prefix);
+    // Allowed: every RoomsAdmin RPC, room info (callRoom) and calls to clients; nobody answers
+    // a call to a socket nobody holds, but the server lets the request through.
+    for (const subject of [
+      ...Object.values(RoomsAdmin).map((m) => `${prefix}.rooms.rpc.${m.method}`),
+      `${prefix}.rooms.rpc.roomInfo`,
+      signalingSubjects.call(prefix, socketId, 'perm-room'),
+    ]) {
+      const err = await api.nc.request(subject, '{}', { timeout: 3000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      if (err !== undefined) {
+        expect((err as Error).cause, subject).not.toBeInstanceOf(
+          natsErrors.PermissionViolationError,
+        );
+      }
+    }
+    // roomInfo is answered by the real rooms service.
+    const reply = (await api.nc.request(
+      `${prefix}.rooms.rpc.roomInfo`,
+      JSON.stringify({ roomId: 'perm-api' }),
+      { timeout: 3000 },
+    )) as { json(): unknown };
+    expect(reply.json()).toMatchObject({ ok: true, data: { roomId: 'perm-api', roomSize: 0 } });
+    expect(api.errors).toEqual([]);
+
+    // It cannot join as a gateway, answer for the rooms service, act as a media node or on
+    // media nodes, nor read the analytics of the platform.
+    for (const m of [
+      Rooms.join,
+      Rooms.reconnect,
+      Rooms.liveRooms,
+      Rooms.mediaNodeLeft,
+      Rooms.configureRoom,
+    ]) {
+      await requestRefused(api, `${prefix}.rooms.rpc.${m.method}`);
+    }
+    await requestRefused(api, `${prefix}.media.node.n1.rpc.produce`);
+    await requestRefused(api, signalingSubjects.socket(prefix, socketId, 'perm-room'));
+    // Not even a ping: it has no use for the other services.
+    await requestRefused(api, subjects.rpc(prefix, Ping.gateway));
+    // No room broadcast, no gateway control or heartbeat, no room event.
+    for (const subject of [
+      signalingSubjects.room(prefix, 'perm-room'),
+      signalingSubjects.gatewayControl(prefix, 'gw-1'),
+      signalingSubjects.heartbeat(prefix),
+      `${prefix}.room.join`,
+    ]) {
+      api.nc.publish(subject, '{}');
+      await refused(api, 'Publish', subject);
+    }
+    // No receiving what a gateway receives (calls to clients, relays, room broadcasts).
+    for (const subject of [
+      signalingSubjects.callAny(prefix, socketId),
+      signalingSubjects.socketAny(prefix, socketId),
+      `${prefix}.sig.room.*`,
+      `${prefix}.rooms.rpc.getRoom`,
+    ]) {
+      api.nc.subscribe(subject);
+      await refused(api, 'Subscription', subject);
+    }
+
+    // And nobody else calls the administration RPCs: not a gateway, a media node, the events
+    // service or the analytics reader.
+    const others = await Promise.all(
+      (['gateway', 'media', 'events', 'tail'] as const).map(
+        async (identity) => await as(identity, prefix),
+      ),
+    );
+    for (const c of others) {
+      for (const m of Object.values(RoomsAdmin)) {
+        await requestRefused(c, `${prefix}.rooms.rpc.${m.method}`);
+      }
+    }
+  });
+
   it('the other services and the readers: only their own subjects', async () => {
     const media = await as('media', prefix);
     await requestRefused(media, `${prefix}.rooms.rpc.configureRoom`);
@@ -341,7 +430,15 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sb-nats-deploy-'));
-    const identities: NatsIdentity[] = ['gateway', 'rooms', 'media', 'events', 'admin', 'tail'];
+    const identities: NatsIdentity[] = [
+      'gateway',
+      'rooms',
+      'media',
+      'events',
+      'api',
+      'admin',
+      'tail',
+    ];
     for (const identity of identities) keys.set(identity, createUser());
     const config = renderNatsServerConfig({
       prefix,

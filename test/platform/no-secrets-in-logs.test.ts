@@ -5,7 +5,9 @@
  * test can reach is driven: a bad value for each secret variable (exit 78), NATS
  * unreachable with credentials in its URL, PostgreSQL unreachable with a password, the
  * migration tool on an unreachable database, joins with a forged and an expired token,
- * POST /dev/token, requests carrying the secrets in headers. Everything every process
+ * POST /dev/token, requests carrying the secrets in headers, server API requests with good,
+ * forged and malformed tokens (an API key's secret in the environment, the tokens themselves
+ * never to be logged either). Everything every process
  * printed (stdout and stderr) is collected; no secret may appear in it, as is, URL-encoded,
  * JSON-escaped or in base64.
  */
@@ -27,7 +29,10 @@ import {
   uniquePrefix,
   type Platform,
 } from '@switchboard/devstack';
-import { SERVICE_NAMES, type ServiceName } from '@switchboard/protocol';
+import { mintApiToken } from '@switchboard/client/server';
+import { SERVICE_NAMES, type AdminGrants, type ServiceName } from '@switchboard/protocol';
+
+const everything: AdminGrants = { roomList: true, roomCreate: true, roomAdmin: true, rooms: ['*'] };
 
 const tag = randomBytes(6).toString('hex');
 const SECRETS = {
@@ -37,6 +42,8 @@ const SECRETS = {
   natsPassword: `natsPASSWORD${tag}`,
   natsToken: `natsTOKEN${tag}`,
   shortHs256: `shortHS${tag}`,
+  apiSecret: `api-SECRET-${tag}-0123456789abcdefghij`,
+  shortApi: `shortAPI${tag}`,
 };
 
 /** Each secret in the forms a log line could carry it. */
@@ -48,6 +55,8 @@ const NEEDLES = Object.values(SECRETS).flatMap((s) => [
   Buffer.from(s).toString('base64url'),
 ]);
 
+/** Bearer tokens the test sent: no log line may hold one either. */
+const tokens: string[] = [];
 const outputs: { who: string; text: string }[] = [];
 const running: ManagedProcess[] = [];
 let platform: Platform | undefined;
@@ -109,9 +118,16 @@ describe('no secret in any output', () => {
         TURN_SECRET: SECRETS.turn,
         NATS_URL: unreachableNats,
         DATABASE_URL: `postgresql://rooms:${SECRETS.dbPassword}@127.0.0.1:1/x`,
+        API_KEYS: `backend:${SECRETS.apiSecret}`,
       });
       expect(r.code, service).toBe(78);
     }
+    const api = await runToExit('api', {
+      API_KEYS: `backend:${SECRETS.apiSecret} other:${SECRETS.shortApi}`,
+      NATS_URL: unreachableNats,
+    });
+    expect(api.code).toBe(78);
+    expect(api.output).toMatch(/API_KEYS: the secret of key other is shorter than 32/);
     // The published dev secret's refusal names it, and nothing else.
     const dev = await runToExit('gateway', {
       AUTH_HS256_SECRET: 'switchboard-dev-secret-do-not-use-in-production-0123456789',
@@ -185,6 +201,8 @@ describe('no secret in any output', () => {
       GATEWAY_DEV_TOKENS: 'true',
       TURN_URLS: '["turn:127.0.0.1:3478"]',
       TURN_SECRET: SECRETS.turn,
+      API_KEYS: `backend:${SECRETS.apiSecret}`,
+      API_DEV_KEYS: 'false',
     };
     const services = await Promise.all(
       SERVICE_NAMES.map(async (name) => {
@@ -253,6 +271,34 @@ describe('no secret in any output', () => {
     expect((await fetch(`${gw.opsUrl}/api/status`)).status).toBe(200);
     await gw.metrics();
 
+    // The server API: a good token, a forged one, one with bad claims, the secret itself as a
+    // bearer, a token in the query; each refused or answered, none logged.
+    const api = services.find((s) => s.name === 'api') as ServiceProcess;
+    const goodApi = mintApiToken({
+      keyId: 'backend',
+      secret: SECRETS.apiSecret,
+      grants: everything,
+    });
+    const forgedApi = mintApiToken({
+      keyId: 'backend',
+      secret: `${SECRETS.apiSecret}x`,
+      grants: everything,
+    });
+    const noGrant = mintApiToken({ keyId: 'backend', secret: SECRETS.apiSecret, grants: {} });
+    tokens.push(goodApi, forgedApi, noGrant);
+    const call = async (bearer: string, path = '/v1/rooms/room-s'): Promise<number> =>
+      (
+        await fetch(`${api.url}${path}`, {
+          headers: { authorization: `Bearer ${bearer}`, cookie: `s=${SECRETS.turn}` },
+        })
+      ).status;
+    expect(await call(goodApi)).not.toBe(401);
+    expect(await call(forgedApi)).toBe(401);
+    expect(await call(noGrant)).toBe(403);
+    expect(await call(SECRETS.apiSecret)).toBe(401);
+    expect(await call(goodApi, `/v1/rooms?token=${goodApi}`)).toBe(400);
+    await api.metrics();
+
     await Promise.all(services.map(async (s) => await s.stop()));
   });
 
@@ -260,8 +306,13 @@ describe('no secret in any output', () => {
     expect(outputs.length).toBeGreaterThan(50);
     // The paths were taken: the request with a token in its query was logged, redacted.
     expect(outputs.some((o) => o.text.includes('/dev/token?token=***'))).toBe(true);
+    // The server API's tokens were minted and sent (and one in a query), none logged.
+    expect(tokens).toHaveLength(3);
+    const signatures = tokens.map((t) => t.split('.')[2] ?? t);
     const leaks = outputs.flatMap(({ who, text }) =>
-      NEEDLES.filter((n) => text.includes(n)).map((n) => `${who}: ${n} in ${text.slice(0, 300)}`),
+      [...NEEDLES, ...tokens, ...signatures]
+        .filter((n) => text.includes(n))
+        .map((n) => `${who}: ${n} in ${text.slice(0, 300)}`),
     );
     expect(leaks).toEqual([]);
   });

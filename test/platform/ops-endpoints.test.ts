@@ -14,7 +14,7 @@ beforeAll(async () => {
     natsUrl: inject('natsUrl'),
     subjectPrefix: uniquePrefix('ops'),
     pgServerUrl: inject('pgServerUrl'),
-    names: ['gateway', 'events'],
+    names: ['gateway', 'events', 'api'],
   });
 });
 

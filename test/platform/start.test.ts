@@ -1,7 +1,7 @@
 /**
  * `./run start`'s orchestrator end to end, on a machine where neither NATS nor PostgreSQL
  * is reachable (the configured URLs point at closed ports): it starts both, migrates, brings
- * up the four services, every /readyz answers 200; SIGINT (Ctrl-C) stops everything it
+ * up the five services, every /readyz answers 200; SIGINT (Ctrl-C) stops everything it
  * started and leaves no process behind.
  */
 import { execFileSync } from 'node:child_process';
@@ -20,6 +20,8 @@ import {
   tcpReachable,
   uniquePrefix,
 } from '@switchboard/devstack';
+import { ApiClient } from '@switchboard/client/server';
+import { DEV_API_KEY, DEV_API_SECRET } from '@switchboard/protocol';
 
 let stateDir: string | undefined;
 let start: ManagedProcess | undefined;
@@ -52,22 +54,22 @@ function descendants(pid: number): number[] {
 }
 
 /**
- * Four consecutive ports free now, below Linux's ephemeral range (32768 and up), where no
+ * Five consecutive ports free now, below Linux's ephemeral range (32768 and up), where no
  * outgoing connection of another process can take one of them before the services bind it.
  */
 async function freeBase(avoid?: number): Promise<number> {
   for (;;) {
     const base = 20_000 + Math.floor(Math.random() * 12_000);
-    if (avoid !== undefined && Math.abs(base - avoid) < 4) continue;
+    if (avoid !== undefined && Math.abs(base - avoid) < 5) continue;
     const taken = await Promise.all(
-      [0, 1, 2, 3].map(async (i) => await tcpReachable('127.0.0.1', base + i, 200)),
+      [0, 1, 2, 3, 4].map(async (i) => await tcpReachable('127.0.0.1', base + i, 200)),
     );
     if (!taken.some(Boolean)) return base;
   }
 }
 
 describe('./run start', () => {
-  it('brings up NATS, PostgreSQL and the four services, and Ctrl-C stops them all', async () => {
+  it('brings up NATS, PostgreSQL and the five services, and Ctrl-C stops them all', async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'sb-start-'));
     const base = await freeBase();
     const opsBase = await freeBase(base);
@@ -94,7 +96,7 @@ describe('./run start', () => {
     expect(output).toMatch(/NATS: started .* with authentication/);
     // Each service its own identity; no password printed (the admin's is named by its file).
     const authDir = join(stateDir, 'nats', 'auth');
-    for (const identity of ['gateway', 'rooms', 'media', 'events', 'admin', 'test']) {
+    for (const identity of ['gateway', 'rooms', 'media', 'events', 'api', 'admin', 'test']) {
       const password = readFileSync(join(authDir, `${identity}.password`), 'utf8').trim();
       expect(password.length).toBeGreaterThan(20);
       expect(output).not.toContain(password);
@@ -104,9 +106,9 @@ describe('./run start', () => {
     );
     expect(output).toMatch(/PostgreSQL: .* unreachable .*starting a cluster/);
     expect(output).toMatch(/Applied \S+_init/);
-    await start.waitForLine(/4 of 4 services answer over NATS/, 5000);
+    await start.waitForLine(/5 of 5 services answer over NATS/, 5000);
 
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 5; i++) {
       const res = await fetch(`http://127.0.0.1:${base + i}/readyz`);
       expect(res.status).toBe(200);
     }
@@ -116,7 +118,7 @@ describe('./run start', () => {
     const status = await fetch(`http://127.0.0.1:${opsBase}/`);
     expect(await status.text()).toContain('<title>Switchboard</title>');
     expect(output).toContain(`status    http://127.0.0.1:${opsBase}/`);
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 5; i++) {
       expect((await fetch(`http://127.0.0.1:${opsBase + i}/metrics`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${base + i}/metrics`)).status).toBe(404);
     }
@@ -128,10 +130,23 @@ describe('./run start', () => {
       body: JSON.stringify({ room: 'r', name: 'n' }),
     });
     expect(token.status).toBe(200);
+    // The server API, with the published development key (printed: it is no secret).
+    const api = `http://127.0.0.1:${base + 4}`;
+    expect(output).toContain(`api       ${api}/v1/rooms`);
+    expect(output).toContain(
+      `SWITCHBOARD_API_KEY=${DEV_API_KEY} SWITCHBOARD_API_SECRET=${DEV_API_SECRET}`,
+    );
+    expect((await fetch(`${api}/v1/rooms`)).status).toBe(401);
+    const rooms = await new ApiClient({
+      url: api,
+      keyId: DEV_API_KEY,
+      secret: DEV_API_SECRET,
+    }).listRooms({});
+    expect(rooms.rooms).toEqual([]);
 
     const pid = start.pid ?? 0;
     const tree = descendants(pid);
-    // 4 services + nats-server + postgres (and its backends) + a mediasoup worker.
+    // 5 services + nats-server + postgres (and its backends) + a mediasoup worker.
     expect(tree.length).toBeGreaterThanOrEqual(7);
 
     start.signal('SIGINT');

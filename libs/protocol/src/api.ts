@@ -15,7 +15,7 @@
  */
 import Type, { type Static, type TSchema } from 'typebox';
 import { rpcMethod } from './bus.ts';
-import { Member, RoomId, SocketId } from './client.ts';
+import { Member, RoomId, SocketId, UserId } from './client.ts';
 import { ApiKeyId } from './credentials.ts';
 import { RoomGrant, SessionGrants, TokenGrants } from './auth.ts';
 import { MediaId, MediaKind, MediaNodeId } from './media.ts';
@@ -277,28 +277,46 @@ export const API_HTTP_STATUS = {
   CALL_NOT_FOUND: 404,
 } as const satisfies Record<ErrorName, number>;
 
-/** One client's answer to a server-to-client call. */
+/** One client's answer to a server-to-client call: its reply's data, or the error. */
 export const CallResult = Type.Union([
-  Type.Object({ socketId: SocketId, ok: Type.Literal(true), data: Type.Unknown() }),
   Type.Object({
     socketId: SocketId,
+    userId: UserId,
+    ok: Type.Literal(true),
+    /** The client's reply (checked against the method's reply schema, calls.ts). */
+    data: Type.Unknown(),
+  }),
+  Type.Object({
+    socketId: SocketId,
+    userId: UserId,
     ok: Type.Literal(false),
+    /** The client's own error, TIMEOUT when it did not answer in time, … */
     error: ApiErrorBody.properties.error,
   }),
 ]);
+export type CallResult = Static<typeof CallResult>;
 
-export const CallRequestBody = Type.Object({
-  /** A server request the clients registered a handler for (calls.ts ServerRequests). */
-  method: ServerRequestName,
-  /** The method's data (checked against its schema). */
-  data: Type.Unknown(),
-  /** How long each client has to answer (default 5000). */
-  timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
-});
+export const CallRequestBody = Type.Object(
+  {
+    /** A server request the clients registered a handler for (calls.ts ServerRequests). */
+    method: ServerRequestName,
+    /** The method's data (checked against its schema). */
+    data: Type.Unknown(),
+    /** How long each client has to answer (default 5000). */
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+  },
+  { additionalProperties: false },
+);
+/** The default of CallRequestBody's `timeoutMs`. */
+export const DEFAULT_CALL_TIMEOUT_MS = 5000;
 
 export type HttpMethod = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
-/** One endpoint. Path parameters are written `{name}` and described by `params`. */
+/**
+ * One endpoint. Path parameters are written `{name}` and described by `params`. The query and
+ * the body admit no field their schema does not name (`additionalProperties: false`), and no
+ * name is in more than one of params, query and body: the SDK takes them as one object.
+ */
 export interface ApiRoute {
   readonly method: HttpMethod;
   readonly path: string;
@@ -315,15 +333,21 @@ export interface ApiRoute {
 }
 
 const route = <R extends ApiRoute>(r: R): R => r;
-const NoParams = Type.Object({});
-const RoomParams = Type.Object({ roomId: RoomId });
-const ParticipantParams = Type.Object({ roomId: RoomId, socketId: SocketId });
+const closed = { additionalProperties: false } as const;
+const NoParams = Type.Object({}, closed);
+const RoomParams = Type.Object({ roomId: RoomId }, closed);
+const ParticipantParams = Type.Object({ roomId: RoomId, socketId: SocketId }, closed);
+/** The `limit` of a page when the query names none. */
+export const DEFAULT_PAGE_LIMIT = 100;
 const PageQuery = <T extends TSchema>(after: T) =>
-  Type.Object({
-    after: Type.Optional(after),
-    /** Default 100. */
-    limit: Type.Optional(PageLimit),
-  });
+  Type.Object(
+    {
+      after: Type.Optional(after),
+      /** Default 100. */
+      limit: Type.Optional(PageLimit),
+    },
+    closed,
+  );
 
 /** Every endpoint of the server API, by operation id. */
 export const ApiRoutes = {
@@ -335,7 +359,7 @@ export const ApiRoutes = {
       '201 with the new room; 200 with the existing one, whose settings are not changed (PATCH changes them).',
     grant: 'roomCreate',
     params: NoParams,
-    body: CreateRoomRequest,
+    body: Type.Object(CreateRoomRequest.properties, closed),
     status: 201,
     reply: CreateRoomReply,
   }),
@@ -365,7 +389,7 @@ export const ApiRoutes = {
     summary: "Change a room's capacity, empty timeout or metadata",
     grant: ['roomCreate', 'roomAdmin'],
     params: RoomParams,
-    body: Type.Omit(UpdateRoomRequest, ['roomId']),
+    body: Type.Omit(UpdateRoomRequest, ['roomId'], closed),
     status: 200,
     reply: Room,
   }),
@@ -403,7 +427,7 @@ export const ApiRoutes = {
     summary: "Change a member's name, metadata or grants (the member and its peers are told)",
     grant: 'roomAdmin',
     params: ParticipantParams,
-    body: Type.Omit(UpdateParticipantRequest, ['roomId', 'socketId']),
+    body: Type.Omit(UpdateParticipantRequest, ['roomId', 'socketId'], closed),
     status: 200,
     reply: Participant,
   }),
@@ -413,7 +437,7 @@ export const ApiRoutes = {
     summary: 'Remove a member: its socket closes (4004, with the reason) and cannot resume',
     grant: 'roomAdmin',
     params: ParticipantParams,
-    query: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 100 })) }),
+    query: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 100 })) }, closed),
     status: 204,
   }),
   muteTrack: route({
@@ -422,8 +446,8 @@ export const ApiRoutes = {
     summary:
       "Mute (or unmute) a member's track: paused on the server; the member is told and cannot resume it while muted",
     grant: 'roomAdmin',
-    params: Type.Object({ roomId: RoomId, socketId: SocketId, trackId: MediaId }),
-    body: Type.Object({ muted: Type.Boolean() }),
+    params: Type.Object({ roomId: RoomId, socketId: SocketId, trackId: MediaId }, closed),
+    body: Type.Object({ muted: Type.Boolean() }, closed),
     status: 200,
     reply: Track,
   }),
@@ -433,7 +457,7 @@ export const ApiRoutes = {
     summary: 'Send data to every member, or to some (as eventData)',
     grant: 'roomAdmin',
     params: RoomParams,
-    body: Type.Omit(SendDataRequest, ['roomId']),
+    body: Type.Omit(SendDataRequest, ['roomId'], closed),
     status: 200,
     reply: SendDataReply,
   }),
@@ -460,9 +484,52 @@ export const ApiRoutes = {
 } as const satisfies Record<string, ApiRoute>;
 export type ApiOperation = keyof typeof ApiRoutes;
 
+export const API_OPERATIONS = Object.keys(ApiRoutes) as ApiOperation[];
+
 /** The reply type of an operation (undefined for 204). */
 export type ApiReply<O extends ApiOperation> = (typeof ApiRoutes)[O] extends {
   reply: infer R extends TSchema;
 }
   ? Static<R>
   : undefined;
+
+type Part<
+  O extends ApiOperation,
+  K extends 'params' | 'query' | 'body',
+> = (typeof ApiRoutes)[O] extends { [P in K]: infer S extends TSchema } ? Static<S> : object;
+/** An operation's path parameters. */
+export type ApiParams<O extends ApiOperation> = Part<O, 'params'>;
+/** An operation's query (as values, before they are written as strings). */
+export type ApiQuery<O extends ApiOperation> = Part<O, 'query'>;
+/** An operation's JSON body. */
+export type ApiBody<O extends ApiOperation> = Part<O, 'body'>;
+/** Everything an operation takes, as one object (params, query and body share no name). */
+export type ApiInput<O extends ApiOperation> = ApiParams<O> & ApiQuery<O> & ApiBody<O>;
+
+/** `{roomId}` → the names of a path's parameters, in order. */
+export function pathParams(path: string): string[] {
+  return [...path.matchAll(/\{([A-Za-z]+)\}/g)].map((m) => m[1] ?? '');
+}
+
+// The table's own rules, checked once: every `{name}` of a path is a param and the other way
+// round; no name in two parts; queries and bodies closed.
+for (const [op, r] of Object.entries(ApiRoutes) as [string, ApiRoute][]) {
+  const names = (s: TSchema | undefined): string[] => {
+    const props = (s as unknown as Record<string, unknown> | undefined)?.['properties'];
+    return typeof props === 'object' && props !== null ? Object.keys(props) : [];
+  };
+  const params = names(r.params);
+  if (pathParams(r.path).join() !== params.join()) {
+    throw new Error(`ApiRoutes.${op}: the path's parameters are not its params`);
+  }
+  const all = [...params, ...names(r.query), ...names(r.body)];
+  if (new Set(all).size !== all.length) throw new Error(`ApiRoutes.${op}: a name in two parts`);
+  for (const s of [r.params, r.query, r.body]) {
+    if (
+      s !== undefined &&
+      (s as { additionalProperties?: unknown }).additionalProperties !== false
+    ) {
+      throw new Error(`ApiRoutes.${op}: params, query and body must be closed objects`);
+    }
+  }
+}

@@ -26,9 +26,10 @@ export const ServiceName = Type.Union([
   Type.Literal('rooms'),
   Type.Literal('media'),
   Type.Literal('events'),
+  Type.Literal('api'),
 ]);
 export type ServiceName = Static<typeof ServiceName>;
-export const SERVICE_NAMES: readonly ServiceName[] = ['gateway', 'rooms', 'media', 'events'];
+export const SERVICE_NAMES: readonly ServiceName[] = ['gateway', 'rooms', 'media', 'events', 'api'];
 
 /** The error half of a reply. `code` is one of ErrorCodes. */
 export const BusError = Type.Object({
@@ -93,6 +94,7 @@ export const Ping: Record<ServiceName, RpcMethod<typeof PingRequest, typeof Ping
   rooms: rpcMethod('rooms', 'ping', PingRequest, PingReply),
   media: rpcMethod('media', 'ping', PingRequest, PingReply),
   events: rpcMethod('events', 'ping', PingRequest, PingReply),
+  api: rpcMethod('api', 'ping', PingRequest, PingReply),
 };
 
 /** A subject prefix as part of a JetStream stream or KV bucket name (no dots). */

@@ -18,6 +18,14 @@ import { isSecretName } from './redact.ts';
  */
 export const DEV_HS256_SECRET = 'switchboard-dev-secret-do-not-use-in-production-0123456789';
 
+/**
+ * The API key of local development (`./run start`, the tests, the benchmarks): key id
+ * DEV_API_KEY with secret DEV_API_SECRET. Published here, so the api service refuses it
+ * unless API_DEV_KEYS is on.
+ */
+export const DEV_API_KEY = 'dev';
+export const DEV_API_SECRET = 'switchboard-dev-api-secret-do-not-use-in-production-01234';
+
 /** Mark a variable's schema as secret: its value is never printed (config errors, logs). */
 function Secret<T extends TSchema>(schema: T): T {
   return Object.assign(schema, { secret: true });
@@ -592,6 +600,36 @@ export const EventsConfig = Type.Object({
 });
 export type EventsConfig = Static<typeof EventsConfig>;
 
+export const ApiConfig = Type.Object({
+  ...common(8084),
+  ...apiKeys(),
+  API_TOKEN_MAX_TTL_S: Type.Integer({
+    minimum: 10,
+    maximum: 86_400,
+    default: 600,
+    description:
+      'Longest life of a server API token, `exp - iat` (or `exp - now` without `iat`), seconds; a longer-lived one is refused (401)',
+  }),
+  API_CLOCK_TOLERANCE_S: Type.Integer({
+    minimum: 0,
+    maximum: 300,
+    default: 30,
+    description: "Clock skew allowed when checking a server API token's `exp` and `nbf`, seconds",
+  }),
+  API_BODY_LIMIT_BYTES: Type.Integer({
+    minimum: 1024,
+    maximum: 16 * 1024 * 1024,
+    default: 131_072,
+    description: 'Largest server API request body, bytes; a bigger one is refused (413)',
+  }),
+  API_DEV_KEYS: Type.Boolean({
+    default: false,
+    description:
+      'Development only: accept the published development API key (`dev`, which `./run start` uses). Never on in production: anyone could call the server API with it',
+  }),
+});
+export type ApiConfig = Static<typeof ApiConfig>;
+
 /** The environment of a command-line tool that talks to the services over the bus. */
 export const BusClientConfig = Type.Object({
   NATS_URL: common(0).NATS_URL,
@@ -606,4 +644,5 @@ export const ServiceConfigs = {
   rooms: RoomsConfig,
   media: MediaConfig,
   events: EventsConfig,
+  api: ApiConfig,
 } as const;

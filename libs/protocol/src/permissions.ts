@@ -11,12 +11,13 @@
  * can read the replies meant for another.
  */
 import { Rooms } from './signaling.ts';
+import { RoomsAdmin } from './api.ts';
 import { MEDIA_ACTIONS } from './media.ts';
 import { DURABLE_ROOM_EVENTS, eventsLeaderBucket, roomEventStream } from './events.ts';
 import { SERVICE_NAMES, type ServiceName } from './bus.ts';
 import { callStream, hostSubjects, memberPresenceBucket, presenceBucket } from './hosts.ts';
 
-/** The identities on the bus: the four services, the operator, the analytics reader. */
+/** The identities on the bus: the five services, the operator, the analytics reader. */
 export type NatsIdentity = ServiceName | 'admin' | 'tail';
 export const NATS_IDENTITIES: readonly NatsIdentity[] = [...SERVICE_NAMES, 'admin', 'tail'];
 
@@ -39,6 +40,7 @@ export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
     'media nodes: answers media actions, sends media events to sockets, its heartbeat, freezes; tells the rooms service it leaves, reads room info',
   events:
     'room.live: reads the live rooms from the rooms service, holds the leader lease in KV; member presence: reads room.join/room.leave through its durable consumer, keeps users’ presence in KV, publishes changes',
+  api: 'the server API: the rooms service’s administration RPCs (RoomsAdmin) and room info, server-to-client calls; answers its ping',
   admin:
     'operators (the rooms admin command): room settings and info, server-to-client calls, pings',
   tail: 'analytics readers: the room-events stream (read only), room.live, client telemetry, host and member presence changes',
@@ -235,6 +237,16 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         ...memberPresence,
       ],
       subscribe: [ping('events'), inbox('events')],
+      allowResponses: true,
+    },
+    api: {
+      publish: [
+        ...Object.values(RoomsAdmin).map((m) => rpc(m.service, m.method)),
+        // callRoom reads who is in the room before it calls each member.
+        rpc('rooms', Rooms.roomInfo.method),
+        sig.call,
+      ],
+      subscribe: [ping('api'), inbox('api')],
       allowResponses: true,
     },
     admin: {

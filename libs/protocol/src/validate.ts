@@ -28,14 +28,28 @@ export function validator<S extends TSchema>(schema: S): Validator<S> {
     check: (value: unknown): value is Static<S> => compiled.Check(value),
     parse(value: unknown): Parsed<Static<S>> {
       if (compiled.Check(value)) return { ok: true, value };
-      const issues = compiled.Errors(value).map((e): Issue => ({
-        path:
-          e.keyword === 'required'
-            ? `${e.instancePath}/${(e.params as { requiredProperties?: string[] }).requiredProperties?.join(',') ?? ''}`
-            : e.instancePath,
-        message: e.message,
-        missing: e.keyword === 'required',
-      }));
+      const errors = compiled.Errors(value);
+      const issues = errors
+        // A closed object (`additionalProperties: false`) reports each unknown field, then
+        // itself once more: the fields say it better.
+        .filter(
+          (e) =>
+            e.keyword !== 'additionalProperties' ||
+            !errors.some((f) => f.schemaPath === `${e.schemaPath}/additionalProperties`),
+        )
+        .map((e): Issue => {
+          if (e.keyword === 'boolean' && e.schemaPath.endsWith('/additionalProperties')) {
+            return { path: e.instancePath, message: 'is not a known field', missing: false };
+          }
+          return {
+            path:
+              e.keyword === 'required'
+                ? `${e.instancePath}/${(e.params as { requiredProperties?: string[] }).requiredProperties?.join(',') ?? ''}`
+                : e.instancePath,
+            message: e.message,
+            missing: e.keyword === 'required',
+          };
+        });
       return { ok: false, issues };
     },
   };

@@ -148,6 +148,9 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
       connectionTimeout: config.HTTP_CONNECTION_TIMEOUT_MS,
       requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
       keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      // A path parameter may be a whole room id (up to 128 characters, the server API's
+      // /v1/rooms/{roomId}); find-my-way's default of 100 would answer a longer one 404.
+      routerOptions: { maxParamLength: 256 },
     });
     app.server.headersTimeout = config.HTTP_HEADERS_TIMEOUT_MS;
     return app;

@@ -1,10 +1,12 @@
-/** The four services as processes on one NATS and one database, for tests. */
+/** The five services as processes on one NATS and one database, for tests. */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import {
+  DEV_API_KEY,
+  DEV_API_SECRET,
   SERVICE_NAMES,
   eventsLeaderBucket,
   roomEventStream,
@@ -35,7 +37,7 @@ export interface PlatformOptions {
   pgServerUrl: string;
   /** Extra environment for every service. */
   env?: Record<string, string>;
-  /** Which services (default: all four). */
+  /** Which services (default: all five). */
   names?: readonly ServiceName[];
   /** Wait for every /readyz to answer 200 (default true). */
   waitReady?: boolean;
@@ -54,6 +56,9 @@ export async function startPlatform(opts: PlatformOptions): Promise<Platform> {
     // The published development secret: a gateway takes it only as a development gateway.
     AUTH_HS256_SECRET: DEV_HS256_SECRET,
     GATEWAY_DEV_TOKENS: 'true',
+    // The published development API key: the api service takes it only as a development API.
+    API_KEYS: `${DEV_API_KEY}:${DEV_API_SECRET}`,
+    API_DEV_KEYS: 'true',
     // Every test client comes from 127.0.0.1: the per-address caps are tested on their own.
     WS_MAX_CONNECTIONS_PER_IP: '100000',
     WS_MAX_UNJOINED_PER_IP: '100000',

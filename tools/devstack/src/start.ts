@@ -1,18 +1,26 @@
 /**
  * `./run start`: the whole platform on this machine. NATS and PostgreSQL are used when
  * reachable (NATS_URL, DATABASE_URL, or the local defaults) and started otherwise; the
- * database is migrated; the four services start; their URLs are printed. Ctrl-C (or
+ * database is migrated; the five services start; their URLs are printed. Ctrl-C (or
  * SIGTERM) stops the services gracefully, then whatever infrastructure was started here.
  *
  * Env: NATS_URL with SWITCHBOARD_NATS_AUTH_DIR (a NATS and its identities' passwords; else
  * nats-server is started with fresh credentials), DATABASE_URL, NATS_SUBJECT_PREFIX,
- * LOG_LEVEL, SWITCHBOARD_PORT_BASE (default 8080: gateway, rooms, media, events on
- * base..base+3), SWITCHBOARD_OPS_PORT_BASE (default base + 1000: their ops ports, /metrics
- * and the status page), and any service setting.
+ * LOG_LEVEL, SWITCHBOARD_PORT_BASE (default 8080: gateway, rooms, media, events, api on
+ * base..base+4), SWITCHBOARD_OPS_PORT_BASE (default base + 1000: their ops ports, /metrics
+ * and the status page), and any service setting. The server API gets the published
+ * development key (DEV_API_KEY) unless API_KEYS or API_KEYS_FILE is set.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PlatformStatus, SERVICE_NAMES, validator, type ServiceName } from '@switchboard/protocol';
+import {
+  DEV_API_KEY,
+  DEV_API_SECRET,
+  PlatformStatus,
+  SERVICE_NAMES,
+  validator,
+  type ServiceName,
+} from '@switchboard/protocol';
 import { ensureInfra, redact, type Infra } from './infra.ts';
 import { formatLogLine } from './logfmt.ts';
 import { STATE_DIR } from './paths.ts';
@@ -28,7 +36,7 @@ const say = (msg: string): void => {
 function portBase(variable: string, def: string): number {
   const raw = process.env[variable] ?? def;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 65532) {
+  if (!Number.isInteger(n) || n < 1 || n > 65531) {
     process.stderr.write(`start: ${variable} must be a port number (got ${JSON.stringify(raw)})\n`);
     process.exit(78);
   }
@@ -101,6 +109,8 @@ async function main(): Promise<void> {
     const devAuth =
       process.env['AUTH_HS256_SECRET'] === undefined &&
       process.env['AUTH_RS256_PUBLIC_KEYS'] === undefined;
+    const devApiKey =
+      (process.env['API_KEYS'] ?? '') === '' && (process.env['API_KEYS_FILE'] ?? '') === '';
     const perService: Record<ServiceName, Record<string, string>> = {
       // Local development signs tokens with the dev secret unless a key is configured.
       // The demo app's dev tokens (POST /dev/token) are on here, and only here.
@@ -111,6 +121,8 @@ async function main(): Promise<void> {
       rooms: { DATABASE_URL: databaseUrl },
       media: {},
       events: {},
+      // The published development key, accepted here only (API_DEV_KEYS).
+      api: devApiKey ? { API_KEYS: `${DEV_API_KEY}:${DEV_API_SECRET}`, API_DEV_KEYS: 'true' } : {},
     };
     await Promise.all(
       SERVICE_NAMES.map(async (name, i) => {
@@ -147,6 +159,7 @@ async function main(): Promise<void> {
 
     const gateway = services.get('gateway');
     if (gateway === undefined) throw new Error('gateway did not start');
+    const api = services.get('api');
     const res = await fetch(`${gateway.opsUrl}/api/status`, {
       signal: AbortSignal.timeout(5000),
     });
@@ -164,6 +177,16 @@ async function main(): Promise<void> {
           ? []
           : [`  ${name.padEnd(8)}  ${s.url}/healthz  ${s.url}/readyz  ops: ${s.opsUrl}/metrics`];
       }),
+      ...(api === undefined
+        ? []
+        : [
+            `  api       ${api.url}/v1/rooms   (the server API, docs/openapi.json${devApiKey ? `; development key "${DEV_API_KEY}", secret "${DEV_API_SECRET}"` : ''})`,
+            ...(devApiKey
+              ? [
+                  `            admin command: SWITCHBOARD_API_URL=${api.url} SWITCHBOARD_API_KEY=${DEV_API_KEY} SWITCHBOARD_API_SECRET=${DEV_API_SECRET} node services/rooms/src/admin.ts rooms`,
+                ]
+              : []),
+          ]),
       `  NATS      ${redact(infra.natsUrl)}   subjects under "${common.NATS_SUBJECT_PREFIX}."; each service its own identity`,
       `            admin command: NATS_URL=${redact(infra.natsUrl)} NATS_USER=admin NATS_PASSWORD_FILE=${infra.natsCredentials.passwordFile('admin')}`,
       ...(devAuth

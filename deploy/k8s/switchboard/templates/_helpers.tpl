@@ -94,7 +94,13 @@ silently ignored.
 {{- if and (not $v.database.existingSecret.name) (not $v.database.url) -}}
 {{- fail "database: set database.url or database.existingSecret.name (the rooms service and the migrations need DATABASE_URL)" -}}
 {{- end -}}
-{{- range $svc := list "gateway" "rooms" "media" "events" -}}
+{{- if and $v.api.enabled $v.api.existingSecret.name $v.api.keys -}}
+{{- fail (printf "api: api.keys is given and api.existingSecret.name (%s) too; set api.existingSecret.name='' to keep the keys in the chart's Secret, or leave api.keys empty" $v.api.existingSecret.name) -}}
+{{- end -}}
+{{- if and $v.api.enabled (not $v.api.existingSecret.name) (not $v.api.keys) -}}
+{{- fail "api: set api.keys or api.existingSecret.name (the server API's keys, key:secret per line), or api.enabled=false" -}}
+{{- end -}}
+{{- range $svc := list "gateway" "rooms" "media" "events" "api" -}}
 {{- $a := index $v.nats.auth $svc -}}
 {{- $keys := 0 -}}
 {{- range $k := list $a.passwordKey $a.nkeySeedKey $a.credsKey }}{{ if $k }}{{ $keys = add1 $keys }}{{ end }}{{ end -}}
@@ -129,7 +135,7 @@ silently ignored.
 {{/* Whether the chart renders its own Secret (some secret value is given inline). */}}
 {{- define "sb.ownSecret" -}}
 {{- $v := .Values -}}
-{{- if or $v.auth.hs256Secret $v.auth.rs256PublicKeys $v.turn.secret $v.database.url -}}
+{{- if or $v.auth.hs256Secret $v.auth.rs256PublicKeys $v.turn.secret $v.database.url (and $v.api.enabled $v.api.keys) -}}
 true
 {{- end -}}
 {{- end -}}
@@ -224,6 +230,8 @@ Where a service's NATS credentials and TLS files are mounted (nats.auth.<service
 nats.tls): files from existing Secrets, never environment variables.
 */}}
 {{- define "sb.natsAuthDir" -}}/var/run/secrets/switchboard/nats{{- end -}}
+{{/* Where the server API's keys are mounted (API_KEYS_FILE is keys in it). */}}
+{{- define "sb.apiKeysDir" -}}/var/run/secrets/switchboard/api{{- end -}}
 {{- define "sb.natsTlsDir" -}}/var/run/secrets/switchboard/nats-tls{{- end -}}
 
 {{/* The file name of a service's NATS credential: (index .Values.nats.auth "gateway") */}}
