@@ -24,7 +24,7 @@ import {
   signalingSubjects,
   validator,
   type CpuTelemetry as CpuTelemetryValue,
-  type DurableRoomEventName,
+  DURABLE_ROOM_EVENTS,
   type FreezeTelemetry as FreezeTelemetryValue,
   type MemberPresenceChange as MemberPresenceChangeValue,
   type PresenceChange as PresenceChangeValue,
@@ -43,6 +43,15 @@ const ROOM_ID = 'team-standup';
 const SOCKET_A = 'a'.repeat(32).replace(/^a{8}/, '3f9c2b7e');
 const SOCKET_B = 'b'.repeat(32).replace(/^b{8}/, '81d04e6a');
 const TS = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+const TRACK = {
+  roomId: ROOM_ID,
+  socketId: SOCKET_A,
+  userId: 'alice',
+  trackId: '4b1e8f2a-9c3d-4e7f-a5b6-0d2c8e1f3a97',
+  kind: 'video',
+  source: 'camera',
+} as const;
 
 const roomExamples: { [E in RoomEventName]: RoomEvent<E> } = {
   'room.created': {
@@ -80,6 +89,42 @@ const roomExamples: { [E in RoomEventName]: RoomEvent<E> } = {
     seq: 4,
     roomId: ROOM_ID,
   },
+  'participant.updated': {
+    id: '1c9e4b27-5f3a-4d8e-a6b0-3e7d2c9f1a54',
+    ts: TS + 60_500,
+    seq: 3,
+    roomId: ROOM_ID,
+    socketId: SOCKET_A,
+    userId: 'alice',
+    name: 'Alice (host)',
+    grants: {
+      publish: true,
+      sources: ['camera', 'microphone', 'screen', 'screen-audio', 'other'],
+      subscribe: true,
+      data: true,
+      hidden: false,
+      role: 'member',
+    },
+  },
+  'track.published': {
+    id: '7a3d5e19-0b2c-4f6a-8e4d-9c1b2a7f3e65',
+    ts: TS + 2_000,
+    seq: 3,
+    ...TRACK,
+  },
+  'track.unpublished': {
+    id: '9f2b6c38-4d1e-4a7b-b5c9-0e8d3f6a2b76',
+    ts: TS + 1_799_000,
+    seq: 5,
+    ...TRACK,
+  },
+  'track.muted': {
+    id: '3e8a1d4f-6c2b-4b9e-9a7d-5f0c4e1b8d87',
+    ts: TS + 90_000,
+    seq: 4,
+    ...TRACK,
+    muted: true,
+  },
   'room.live': {
     ts: TS + 60_000,
     roomId: ROOM_ID,
@@ -104,13 +149,6 @@ const freezeExample: FreezeTelemetryValue = {
   userId: 'bob',
   at: TS + 45_000,
 };
-
-const DURABLE: readonly DurableRoomEventName[] = [
-  'room.created',
-  'room.join',
-  'room.leave',
-  'room.closed',
-];
 
 const presenceExample: PresenceChangeValue = {
   host: 'robot-7',
@@ -146,11 +184,18 @@ export interface ChannelSpec {
 
 const ROOM_DESCRIPTIONS: Record<RoomEventName, string> = {
   'room.created':
-    'A room got its first member (also when a room is re-created after it closed; its `seq` continues).',
+    'A room began: its first member joined, or the server API created it (also when a room is re-created after it closed; its `seq` continues).',
   'room.join': 'A session joined a room; `roomSize` counts the room’s sessions including it.',
   'room.leave':
-    'A session left a room (it left, or its reconnect window ran out); `roomSize` counts the sessions remaining.',
-  'room.closed': 'The room’s last session left.',
+    'A session left a room; `reason` says why (it left, its reconnect window ran out, the server API removed it or deleted the room); `roomSize` counts the sessions remaining.',
+  'room.closed':
+    'The room ended: its last session left (a room a join made), its empty timeout passed, or the server API deleted it.',
+  'participant.updated':
+    'The server API changed a member’s name, metadata or grants (`grants`: those in force now).',
+  'track.published': 'A member published a track (a producer on the room’s media node).',
+  'track.unpublished':
+    'A track ended: its publisher closed it, the server closed it, or its member left.',
+  'track.muted': 'The server API muted (paused, not resumable by the member) or unmuted a track.',
   'room.live':
     'A snapshot of one room with members: its size and sessions. Every ROOM_LIVE_INTERVAL_MS the events service’s leader (one replica at a time) publishes one message per room with members, all with the same `ts`. Plain NATS publish, not stored: subscribe to receive it.',
 };
@@ -167,7 +212,7 @@ export function channelSpecs(): ChannelSpec[] {
     description: ROOM_DESCRIPTIONS[event],
     schema: RoomEvents[event],
     example: roomExamples[event],
-    durable: (DURABLE as readonly string[]).includes(event),
+    durable: (DURABLE_ROOM_EVENTS as readonly string[]).includes(event),
   }));
   return [
     ...rooms,

@@ -20,3 +20,15 @@ export function candidate(n: number): { candidate: string; sdpMid: string; sdpML
 export async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Poll `check` until it holds (every 50 ms), failing after `timeoutMs`. */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not true within ${timeoutMs} ms: ${String(check)}`);
+    await sleep(50);
+  }
+}

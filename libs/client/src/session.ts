@@ -22,6 +22,7 @@
  * it or an `error` event (console.error when nobody listens).
  */
 import {
+  CloseCodes,
   ClientActions,
   JoinReply,
   MediaActions,
@@ -84,10 +85,13 @@ export interface CloseInfo {
   /**
    * left: `leave()` (or the signal); replaced: the session was taken over by another
    * connection (4001); refused: a rejoin was refused for good (token, room full…);
-   * failed: the first connect never succeeded.
+   * failed: the first connect never succeeded; removed: the server API removed the member
+   * (4004) or deleted the room (4005), `message` saying why.
    */
-  reason: 'left' | 'replaced' | 'refused' | 'failed';
+  reason: 'left' | 'replaced' | 'refused' | 'failed' | 'removed';
   error?: ProtocolError;
+  /** The server's close reason (removed). */
+  message?: string;
 }
 
 export interface SessionEvents extends RoomEvents {
@@ -624,10 +628,19 @@ export class Session {
       this.#serving.delete(sid);
     }
     if (conn !== this.#conn || this.#state === 'closed') return;
-    if (info.code === 4001) {
+    if (info.code === CloseCodes.replaced) {
       this.#close({
         reason: 'replaced',
         error: new ProtocolError('SOCKET_ID_DOES_NOT_EXIST', 'the session was taken over'),
+      });
+      return;
+    }
+    if (info.code === CloseCodes.removed || info.code === CloseCodes.roomDeleted) {
+      // The server API ended the session: rejoining on our own would undo what it did.
+      this.#close({
+        reason: 'removed',
+        message: info.reason,
+        error: new ProtocolError('SOCKET_ID_DOES_NOT_EXIST', info.reason),
       });
       return;
     }

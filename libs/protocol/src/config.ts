@@ -434,6 +434,13 @@ export const RoomsConfig = Type.Object({
     default: 50,
     description: 'Most sessions a room admits unless configured otherwise (`configureRoom`)',
   }),
+  ROOM_EMPTY_TIMEOUT_S: Type.Integer({
+    minimum: 0,
+    maximum: 2_592_000,
+    default: 300,
+    description:
+      'How long a room the server API creates waits for its first member, and is kept after its last one leaves, unless the request says otherwise (seconds). Rooms a join creates close with their last member',
+  }),
   TELEMETRY_FLUSH_MS: Millis(
     2000,
     "How often clients' latest eventCpu figures are written to PostgreSQL (all of them in one statement)",

@@ -1,20 +1,26 @@
 /**
  * Room lifecycle events for analytics subscribers, field for field as the original
  * signaling server published them (routing key = event name): `room.join`, `room.leave`,
- * and `room.live`, a periodic snapshot of every active room; plus `room.created` and
- * `room.closed`. They are published on `<prefix>.<event name>` (e.g. `sb.room.join`).
+ * and `room.live`, a periodic snapshot of every active room; plus our own: `room.created`
+ * and `room.closed` (the room's row was made — by a first join or the server API — and
+ * removed: its last member left, its empty timeout passed, or the API deleted it),
+ * `participant.updated` (the server API changed a member), `track.published`,
+ * `track.unpublished` and `track.muted`. They are published on `<prefix>.<event name>`
+ * (e.g. `sb.room.join`).
  *
- * The membership events (created, join, leave, closed) are durable: written to an outbox in
- * the same transaction as the membership change, then published to the JetStream stream
- * `roomEventStream(prefix)` with `Nats-Msg-Id` = the event's `id`, so a retried publish is
- * stored once. Each carries `id`, `ts` (epoch ms of the change) and `seq`, the room's own
- * sequence number (1, 2, 3… over the room's whole life, also across its closing and
- * re-creation), so a consumer can order a room's events and notice a gap.
- */
+ * All but room.live are durable: written to an outbox in the same transaction as the change,
+ * then published to the JetStream stream `roomEventStream(prefix)` with `Nats-Msg-Id` = the
+ * event's `id`, so a retried publish is stored once. Each carries `id`, `ts` (epoch ms of the
+ * change) and `seq`, the room's own sequence number (1, 2, 3… over the room's whole life,
+ * also across its closing and re-creation), so a consumer can order a room's events and
+ * notice a gap. Webhooks deliver them (webhooks.ts). */
 import Type, { type Static, type TSchema } from 'typebox';
 import { Peer, RoomId, SocketId, UserId } from './client.ts';
 import { validator } from './validate.ts';
 import { jetStreamToken } from './bus.ts';
+import { SessionGrants } from './auth.ts';
+import { MediaId, MediaKind } from './media.ts';
+import { ProducerSource } from './webrtc.ts';
 
 const Text = Type.String({ maxLength: 256 });
 
@@ -26,6 +32,23 @@ const Envelope = {
   ts: Type.Integer({ minimum: 0 }),
   /** The room's sequence number: consecutive per room. */
   seq: Type.Integer({ minimum: 1 }),
+};
+
+export const LeaveReason = Type.Union([
+  Type.Literal('left'),
+  Type.Literal('expired'),
+  Type.Literal('removed'),
+  Type.Literal('deleted'),
+]);
+export type LeaveReason = Static<typeof LeaveReason>;
+
+const TrackFields = {
+  roomId: RoomId,
+  socketId: SocketId,
+  userId: UserId,
+  trackId: MediaId,
+  kind: MediaKind,
+  source: ProducerSource,
 };
 
 export const RoomEvents = {
@@ -53,7 +76,28 @@ export const RoomEvents = {
     roomSize: Type.Integer({ minimum: 0 }),
     socketId: SocketId,
     userId: UserId,
+    /**
+     * Why (extension): `left` (the client left), `expired` (its reconnect window passed),
+     * `removed` (the server API removed it), `deleted` (the server API deleted the room).
+     */
+    reason: Type.Optional(LeaveReason),
   }),
+  /** The server API changed a member's name, metadata or grants. */
+  'participant.updated': Type.Object({
+    ...Envelope,
+    roomId: RoomId,
+    socketId: SocketId,
+    userId: UserId,
+    name: Type.Optional(Type.String({ maxLength: 128 })),
+    metadata: Type.Optional(Type.String({ maxLength: 4096 })),
+    grants: SessionGrants,
+  }),
+  /** A member published a track (a producer on the room's media node). */
+  'track.published': Type.Object({ ...Envelope, ...TrackFields }),
+  /** A track ended (closed by its publisher, by the server, or as its member left). */
+  'track.unpublished': Type.Object({ ...Envelope, ...TrackFields }),
+  /** The server API muted or unmuted a track. */
+  'track.muted': Type.Object({ ...Envelope, ...TrackFields, muted: Type.Boolean() }),
   'room.live': Type.Object({
     /** When the snapshot was read from the membership, epoch ms. */
     ts: Type.Integer({ minimum: 0 }),
@@ -67,12 +111,20 @@ export type RoomEventName = keyof typeof RoomEvents;
 /** The events that go through the outbox and the stream. */
 export type DurableRoomEventName = Exclude<RoomEventName, 'room.live'>;
 /** The durable events: the subjects of the room-events stream. */
-export const DURABLE_ROOM_EVENTS: readonly DurableRoomEventName[] = [
+export const DURABLE_ROOM_EVENTS = [
   'room.created',
   'room.join',
   'room.leave',
   'room.closed',
-];
+  'participant.updated',
+  'track.published',
+  'track.unpublished',
+  'track.muted',
+] as const satisfies readonly DurableRoomEventName[];
+// Fails to compile when the list above misses a durable event.
+true satisfies Exclude<DurableRoomEventName, (typeof DURABLE_ROOM_EVENTS)[number]> extends never
+  ? true
+  : false;
 export type RoomEvent<E extends RoomEventName> = Static<(typeof RoomEvents)[E]>;
 
 export const roomEvent = Object.fromEntries(

@@ -195,6 +195,8 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
     rooms: {
       publish: [
         sig.room,
+        // The server API's data to given members (sendData), confirmed by their gateways.
+        sig.socket,
         sig.gatewayControl,
         ...DURABLE_ROOM_EVENTS.map((e) => `${p}.${e}`),
         `$JS.API.INFO`,

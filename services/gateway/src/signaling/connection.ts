@@ -104,7 +104,6 @@ export interface ConnectionDeps {
   onAttached?: () => void;
 }
 
-
 /** The session this connection is attached to, once join or reconnect succeeded. */
 interface Attached {
   socketId: string;

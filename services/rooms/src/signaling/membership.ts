@@ -30,6 +30,9 @@ import {
   type SessionState,
   type UserMediaConfiguration,
   type Rooms,
+  type LeaveReason,
+  type MediaKind,
+  type ProducerSource,
 } from '@switchboard/protocol';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
@@ -149,16 +152,22 @@ export class Membership {
     this.#log = log.child({ component: 'membership' });
   }
 
+  /** Room events were written outside this class (the outbox relay is told). */
+  eventsWritten(): void {
+    this.#onEvents();
+  }
+
   /** Admit a new session into its room, creating the room on its first join. */
   async join(req: RoomsJoinRequest, d: Deadline): Promise<RoomsJoinReply> {
     // Raw statements, as few as the locking allows: this is the hot path of a join.
     const { size, sessions } = await this.#tx(d, async (tx) => {
       // Create the room or lock its row, in one statement that cannot lose a race with the
       // last member's leave deleting it (ON CONFLICT DO UPDATE is an atomic insert-or-lock).
-      const rooms = await tx.$queryRaw<{ capacity: number | null }[]>`
+      // (xmax = 0: the row was inserted, not updated.)
+      const rooms = await tx.$queryRaw<{ capacity: number | null; inserted: boolean }[]>`
         INSERT INTO rooms (id) VALUES (${req.roomId})
-        ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id
-        RETURNING capacity`;
+        ON CONFLICT (id) DO UPDATE SET empty_since = NULL
+        RETURNING capacity, (xmax = 0) AS inserted`;
       const capacity = rooms[0]?.capacity ?? this.#opts.defaultCapacity;
       // Read after the lock: no concurrent join can have added a member since.
       const others = await tx.$queryRaw<
@@ -190,7 +199,8 @@ export class Membership {
           ${req.resumeHash}, ${new Date(req.tokenExpiresAt)}, ${JSON.stringify(req.grants)}::jsonb,
           ${req.grants.hidden}, ${req.name ?? null}, ${req.metadata ?? null})`;
       const size = others.length + 1;
-      if (size === 1) await recordEvent(tx, 'room.created', { roomId: req.roomId });
+      if (rooms[0]?.inserted === true)
+        await recordEvent(tx, 'room.created', { roomId: req.roomId });
       await recordEvent(tx, 'room.join', {
         roomId: req.roomId,
         roomSize: size,
@@ -314,7 +324,7 @@ export class Membership {
       return { previous: s, size };
     });
     if (previous.state === 'ACTIVE' && previous.connectionId !== req.connectionId) {
-      this.#notify.detach(previous.gatewayId, {
+      this.#notify.control(previous.gatewayId, {
         type: 'detach',
         socketId: previous.socketId,
         connectionId: previous.connectionId,
@@ -388,6 +398,7 @@ export class Membership {
         tx,
         s.roomId,
         Prisma.sql`socket_id = ${req.socketId} AND connection_id = ${req.connectionId}`,
+        'left',
       );
     });
     this.#metrics.ended.inc({ reason: 'left' }, left.length);
@@ -459,9 +470,13 @@ export class Membership {
 
   async configureRoom(req: RoomSettings, d: Deadline): Promise<RoomInfo> {
     await this.#tx(d, async (tx) => {
-      await tx.$executeRaw`
-        INSERT INTO rooms (id, capacity) VALUES (${req.roomId}, ${req.capacity})
-        ON CONFLICT (id) DO UPDATE SET capacity = EXCLUDED.capacity`;
+      // A room an operator configures is kept while empty (no empty timeout).
+      const rows = await tx.$queryRaw<{ inserted: boolean }[]>`
+        INSERT INTO rooms (id, capacity, empty_timeout_s, empty_since)
+        VALUES (${req.roomId}, ${req.capacity}, NULL, ${NOW})
+        ON CONFLICT (id) DO UPDATE SET capacity = EXCLUDED.capacity
+        RETURNING (xmax = 0) AS inserted`;
+      if (rows[0]?.inserted === true) await recordEvent(tx, 'room.created', { roomId: req.roomId });
     });
     return await this.roomInfo(req.roomId);
   }
@@ -577,11 +592,12 @@ export class Membership {
           tx,
           roomId,
           Prisma.sql`state = 'DISCONNECTED' AND disconnected_at < ${cutoff}`,
+          'expired',
         );
       });
       for (const l of left) {
         // The socket may still be open if its gateway was only cut off for a while.
-        this.#notify.detach(l.gatewayId, {
+        this.#notify.control(l.gatewayId, {
           type: 'detach',
           socketId: l.socketId,
           connectionId: l.connectionId,
@@ -596,11 +612,83 @@ export class Membership {
   }
 
   /**
-   * Delete the sessions of a locked room matching `where`; report each with the room's
-   * size after it left. An empty room without settings of its own is removed too.
+   * The server API ends sessions of a room (`socketIds`, or all of them): each is removed —
+   * its client told why with a close code and unable to resume, its peers told it left.
+   * `deleted` also deletes the room. ROOM_NOT_FOUND when the room does not exist.
    */
-  async #remove(tx: Tx, roomId: string, where: Prisma.Sql): Promise<Left[]> {
+  async removeByApi(
+    roomId: string,
+    socketIds: readonly string[] | null,
+    reason: 'removed' | 'deleted',
+    message: string | undefined,
+    d: Deadline,
+  ): Promise<number> {
+    const left = await this.#tx(d, async (tx) => {
+      if ((await this.#lockRoom(tx, roomId)) === undefined) {
+        throw new ProtocolError('ROOM_NOT_FOUND', roomId);
+      }
+      const where =
+        socketIds === null ? Prisma.sql`TRUE` : Prisma.sql`socket_id = ANY(${[...socketIds]})`;
+      const left = await this.#remove(tx, roomId, where, reason);
+      if (reason === 'deleted' && left.length === 0) await this.#close(tx, roomId);
+      return left;
+    });
+    for (const l of left) {
+      this.#notify.control(l.gatewayId, {
+        type: 'detach',
+        socketId: l.socketId,
+        connectionId: l.connectionId,
+        reason,
+        ...(message === undefined ? {} : { message }),
+      });
+    }
+    this.#metrics.ended.inc({ reason }, left.length);
+    this.#announceLeaves(left);
+    return left.length;
+  }
+
+  /**
+   * Close rooms whose empty timeout has passed (rooms the server API created, or that an
+   * operator gave one); returns how many closed.
+   */
+  async closeEmptyRooms(d: Deadline): Promise<number> {
+    const due = await this.#db.$queryRaw<{ id: string }[]>`
+      SELECT id FROM rooms
+      WHERE empty_since IS NOT NULL AND empty_timeout_s IS NOT NULL
+        AND empty_since < ${NOW} - make_interval(secs => empty_timeout_s)
+      LIMIT ${EXPIRE_BATCH}`;
+    let closed = 0;
+    for (const { id } of due) {
+      if (d.signal.aborted) break;
+      const done = await this.#tx(d, async (tx) => {
+        // Re-checked under the lock: a join may have come (and cleared empty_since).
+        const locked = await tx.$queryRaw<{ id: string }[]>`
+          SELECT id FROM rooms
+          WHERE id = ${id} AND empty_since IS NOT NULL AND empty_timeout_s IS NOT NULL
+            AND empty_since < ${NOW} - make_interval(secs => empty_timeout_s)
+          FOR UPDATE SKIP LOCKED`;
+        if (locked.length === 0) return false;
+        await this.#close(tx, id);
+        return true;
+      });
+      if (done) closed++;
+    }
+    return closed;
+  }
+
+  /**
+   * Delete the sessions of a locked room matching `where` (their tracks end first); report
+   * each with the room's size after it left. A room left empty closes when its empty timeout
+   * is 0 (a room a join made) or `reason` is `deleted`; otherwise its empty time starts.
+   */
+  async #remove(tx: Tx, roomId: string, where: Prisma.Sql, reason: LeaveReason): Promise<Left[]> {
     const before = await tx.session.count({ where: { roomId } });
+    const tracks = await tx.$queryRaw<
+      { trackId: string; socketId: string; kind: string; source: string }[]
+    >`
+      SELECT id AS "trackId", socket_id AS "socketId", kind, source FROM tracks
+      WHERE socket_id IN (SELECT socket_id FROM sessions WHERE room_id = ${roomId} AND ${where})
+      ORDER BY published_at, id`;
     const gone = await tx.$queryRaw<Omit<Left, 'sizeBefore' | 'sizeAfter' | 'roomId'>[]>`
       DELETE FROM sessions WHERE room_id = ${roomId} AND ${where}
       RETURNING socket_id AS "socketId", user_id AS "userId", gateway_id AS "gatewayId",
@@ -614,18 +702,42 @@ export class Membership {
       sizeAfter: before - i - 1,
     }));
     for (const l of left) {
+      for (const t of tracks) {
+        if (t.socketId !== l.socketId) continue;
+        await recordEvent(tx, 'track.unpublished', {
+          roomId,
+          socketId: l.socketId,
+          userId: l.userId,
+          trackId: t.trackId,
+          kind: t.kind as MediaKind,
+          source: t.source as ProducerSource,
+        });
+      }
       await recordEvent(tx, 'room.leave', {
         roomId,
         roomSize: l.sizeAfter,
         socketId: l.socketId,
         userId: l.userId,
+        reason,
       });
     }
     if (after === 0) {
-      await tx.$executeRaw`DELETE FROM rooms WHERE id = ${roomId} AND capacity IS NULL`;
-      await recordEvent(tx, 'room.closed', { roomId });
+      if (reason === 'deleted') {
+        await this.#close(tx, roomId);
+      } else {
+        const kept = await tx.$executeRaw`
+          UPDATE rooms SET empty_since = ${NOW}
+          WHERE id = ${roomId} AND empty_timeout_s IS DISTINCT FROM 0`;
+        if (kept === 0) await this.#close(tx, roomId);
+      }
     }
     return left;
+  }
+
+  /** Delete a locked room's row and record room.closed. */
+  async #close(tx: Tx, roomId: string): Promise<void> {
+    await tx.$executeRaw`DELETE FROM rooms WHERE id = ${roomId}`;
+    await recordEvent(tx, 'room.closed', { roomId });
   }
 
   #announceLeaves(left: readonly Left[]): void {

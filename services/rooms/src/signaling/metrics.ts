@@ -28,7 +28,7 @@ export function membershipMetrics(registry: Registry, db: Db): MembershipMetrics
   return {
     ended: new Counter({
       name: 'sb_rooms_sessions_ended_total',
-      help: 'Sessions ended by this replica: left (close 1000) or expired (window passed)',
+      help: 'Sessions ended by this replica: left (close 1000), expired (window passed), removed or deleted (the server API)',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -25,11 +25,12 @@ export class Notifier {
     }
   }
 
-  detach(gatewayId: string, msg: GatewayControl): void {
+  /** A control message to one gateway (detach a socket, update a session). */
+  control(gatewayId: string, msg: GatewayControl): void {
     try {
       this.#bus.publish(signalingSubjects.gatewayControl(this.#bus.prefix, gatewayId), msg);
     } catch (err) {
-      this.#log.error({ err, gatewayId, socketId: msg.socketId }, 'detach lost');
+      this.#log.error({ err, gatewayId, socketId: msg.socketId, type: msg.type }, 'control lost');
     }
   }
 }

@@ -5,6 +5,7 @@
 import type { Handler } from '@switchboard/bus';
 import {
   Rooms,
+  RoomsAdmin,
   cpuTelemetry,
   gatewayHeartbeat,
   mediaNodeHeartbeat,
@@ -24,6 +25,7 @@ import { membershipMetrics } from './metrics.ts';
 import { Notifier } from './notifier.ts';
 import { Sweeper } from './sweeper.ts';
 import { CpuRecorder } from './cpu-recorder.ts';
+import { Administration } from './administration.ts';
 
 export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Membership {
   const { config, bus, log } = svc;
@@ -86,6 +88,33 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
   serve(Rooms.configureRoom, async (req, ctx) => await membership.configureRoom(req, ctx));
   serve(Rooms.roomInfo, async (req) => await membership.roomInfo(req.roomId));
   serve(Rooms.liveRooms, async (req) => await membership.liveRooms(req.after, req.limit));
+  const admin = new Administration(
+    db,
+    bus,
+    membership,
+    notifier,
+    {
+      defaultCapacity: config.ROOM_DEFAULT_CAPACITY,
+      defaultEmptyTimeoutS: config.ROOM_EMPTY_TIMEOUT_S,
+    },
+    log,
+  );
+  serve(RoomsAdmin.createRoom, async (req, ctx) => await admin.createRoom(req, ctx));
+  serve(RoomsAdmin.updateRoom, async (req, ctx) => await admin.updateRoom(req, ctx));
+  serve(RoomsAdmin.getRoom, async (req) => await admin.getRoom(req.roomId));
+  serve(RoomsAdmin.listRooms, async (req) => await admin.listRooms(req));
+  serve(RoomsAdmin.deleteRoom, async (req, ctx) => await admin.deleteRoom(req.roomId, ctx));
+  serve(RoomsAdmin.listParticipants, async (req) => await admin.listParticipants(req));
+  serve(
+    RoomsAdmin.getParticipant,
+    async (req) => await admin.getParticipant(req.roomId, req.socketId),
+  );
+  serve(RoomsAdmin.removeParticipant, async (req, ctx) => {
+    await admin.removeParticipant(req, ctx);
+    return {};
+  });
+  serve(RoomsAdmin.updateParticipant, async (req, ctx) => await admin.updateParticipant(req, ctx));
+  serve(RoomsAdmin.sendData, async (req, ctx) => await admin.sendData(req, ctx));
   serve(Rooms.mediaNode, async (req) => ({
     nodeId: await placement.nodeFor(req.socketId, req.connectionId),
   }));

@@ -99,11 +99,14 @@ export class Sweeper {
       await this.#placement.sweepDeadNodes();
     }
     const deadline = now + Math.max(this.#opts.intervalMs, 5000);
-    const ended = await this.#membership.expire({
+    const d = {
       signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(deadline - now)]),
       deadline,
-    });
+    };
+    const ended = await this.#membership.expire(d);
     if (ended > 0) this.#log.info({ ended }, 'sessions ended after their reconnect window');
+    const closed = await this.#membership.closeEmptyRooms(d);
+    if (closed > 0) this.#log.info({ closed }, 'rooms closed after their empty timeout');
   }
 
   /** Stop after the pass in progress. */
