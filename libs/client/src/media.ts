@@ -66,6 +66,7 @@ export class LocalTrack {
   /** @internal the current producer (undefined while the media restarts) */
   producer: ms.Producer | undefined;
   #muted = false;
+  #serverMuted = false;
   #closed = false;
 
   /** @internal */
@@ -81,6 +82,16 @@ export class LocalTrack {
 
   get muted(): boolean {
     return this.#muted;
+  }
+
+  /** Muted by the server API (see RoomMediaEvents.serverMuted). */
+  get serverMuted(): boolean {
+    return this.#serverMuted;
+  }
+
+  /** @internal */
+  markServerMuted(muted: boolean): void {
+    this.#serverMuted = muted;
   }
 
   get closed(): boolean {
@@ -179,6 +190,11 @@ export interface RoomMediaEvents {
   localTrackEnded: LocalTrack;
   /** A moderator asked to mute `source`; `muted` tells what this client did. */
   muteRequested: { source: ProducerSource; reason?: string; muted: boolean };
+  /**
+   * The server API muted a local track (the others no longer receive it, and `unmute()` is
+   * refused until it is unmuted) or unmuted it (`track.serverMuted` says which).
+   */
+  serverMuted: LocalTrack;
 }
 
 interface Totals {
@@ -249,6 +265,12 @@ export class RoomMedia {
     });
     on('eventProducerResumed', (d) => {
       this.#setRemotePaused(d.consumerId, false);
+    });
+    on('eventProducerMuted', (d) => {
+      const local = [...this.#locals].find((l) => l.producerId === d.producerId);
+      if (local === undefined) return;
+      local.markServerMuted(d.muted);
+      this.#events.emit('serverMuted', local);
     });
     on('eventConsumerScore', (d) => {
       const r = this.#remotes.get(d.consumerId);

@@ -21,6 +21,7 @@ import { Peer, RoomId, SocketId, UserId } from './client.ts';
 import { rpcMethod, type RpcMethod } from './bus.ts';
 import { validator, type Validator } from './validate.ts';
 import { ProducerSource } from './webrtc.ts';
+import { SessionGrants } from './auth.ts';
 
 /** mediasoup object ids are UUIDs. */
 export const MediaId = Type.String({ pattern: '^[0-9a-f-]{36}$' });
@@ -336,6 +337,12 @@ export const MediaEvents = {
    * consumer of this client is gone. Start again from getRouterRtpCapabilities.
    */
   eventMediaReset: Type.Object({ reason: MediaResetReason }),
+  /**
+   * Extension, to a producer's owner: the server API muted it (paused on the server; the
+   * owner's resumeProducer is refused until it is unmuted) or unmuted it (resumed, unless the
+   * owner had paused it itself).
+   */
+  eventProducerMuted: Type.Object({ producerId: MediaId, muted: Type.Boolean() }),
 } as const satisfies Record<string, TSchema>;
 export type MediaEvent = keyof typeof MediaEvents;
 
@@ -388,6 +395,57 @@ export const MediaNodeHeartbeat = Type.Object({
 });
 export type MediaNodeHeartbeat = Static<typeof MediaNodeHeartbeat>;
 export const mediaNodeHeartbeat = validator(MediaNodeHeartbeat);
+
+/** A media node's producer, as the rooms service addresses it on the node's own subjects. */
+const NodeProducer = {
+  roomId: RoomId,
+  socketId: SocketId,
+  producerId: MediaId,
+};
+
+/**
+ * What the rooms service asks of the node hosting a room, for the server API (served on the
+ * node's subjects, `mediaSubjects.nodeRpc`, like the client actions).
+ */
+export const MediaNodeAdmin = {
+  /** Mute (pause, not resumable by its owner) or unmute a producer; the owner is told. */
+  muteProducer: rpcMethod(
+    'media',
+    'muteProducer',
+    Type.Object({ ...NodeProducer, muted: Type.Boolean() }),
+    Type.Object({ paused: Type.Boolean() }),
+  ),
+  /**
+   * A member's grants changed: close what they no longer allow (producers of sources it may
+   * not publish, data producers without `data`, its receiving transports without
+   * `subscribe`).
+   */
+  enforceGrants: rpcMethod(
+    'media',
+    'enforceGrants',
+    Type.Object({ roomId: RoomId, socketId: SocketId, grants: SessionGrants }),
+    Type.Object({ closed: Type.Integer({ minimum: 0 }) }),
+  ),
+} as const;
+
+/** A producer began or ended on a media node (reported to the rooms service, in order). */
+export const TrackChange = Type.Union([
+  Type.Object({
+    type: Type.Literal('published'),
+    roomId: RoomId,
+    socketId: SocketId,
+    trackId: MediaId,
+    kind: MediaKind,
+    source: ProducerSource,
+  }),
+  Type.Object({
+    type: Type.Literal('unpublished'),
+    roomId: RoomId,
+    socketId: SocketId,
+    trackId: MediaId,
+  }),
+]);
+export type TrackChange = Static<typeof TrackChange>;
 
 export const mediaSubjects = {
   nodeRpc: (prefix: string, nodeId: string, method: string) =>

@@ -12,7 +12,7 @@
  */
 import { Rooms } from './signaling.ts';
 import { RoomsAdmin } from './api.ts';
-import { MEDIA_ACTIONS } from './media.ts';
+import { MEDIA_ACTIONS, MediaNodeAdmin } from './media.ts';
 import { DURABLE_ROOM_EVENTS, eventsLeaderBucket, roomEventStream } from './events.ts';
 import { SERVICE_NAMES, type ServiceName } from './bus.ts';
 import { callStream, hostSubjects, memberPresenceBucket, presenceBucket } from './hosts.ts';
@@ -197,6 +197,8 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         sig.room,
         // The server API's data to given members (sendData), confirmed by their gateways.
         sig.socket,
+        // The server API's requests to the media node hosting a room.
+        ...Object.values(MediaNodeAdmin).map((m) => `${p}.media.node.*.rpc.${m.method}`),
         sig.gatewayControl,
         ...DURABLE_ROOM_EVENTS.map((e) => `${p}.${e}`),
         `$JS.API.INFO`,
@@ -217,6 +219,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
       publish: [
         rpc('rooms', Rooms.mediaNodeLeft.method),
         rpc('rooms', Rooms.roomInfo.method),
+        rpc('rooms', Rooms.tracks.method),
         sig.socket,
         `${p}.telemetry.freeze`,
         mediaHeartbeat,

@@ -39,6 +39,7 @@ import {
   MediaNodeId,
   MediaNodeLeft,
   RoomsMediaNodeRequest,
+  TrackChange,
   type MediaEvent,
 } from './media.ts';
 import { SocketCall } from './calls.ts';
@@ -259,6 +260,20 @@ export const Rooms = {
     }),
   ),
   /**
+   * A media node's producers that began and ended, in the order they did (each change is
+   * applied once: a replayed batch changes nothing). Kept as the room's tracks, with
+   * track.published / track.unpublished events.
+   */
+  tracks: rpcMethod(
+    'rooms',
+    'tracks',
+    Type.Object({
+      nodeId: MediaNodeId,
+      changes: Type.Array(TrackChange, { minItems: 1, maxItems: 256 }),
+    }),
+    Empty,
+  ),
+  /**
    * A media node is leaving (graceful shutdown): it is taken out of placement, its rooms
    * are unassigned and their members get eventMediaReset (reason `node`).
    */
@@ -289,6 +304,7 @@ const MediaEventFrames = [
   mediaFrame('eventConsumerLayersChanged'),
   mediaFrame('eventActiveSpeaker'),
   mediaFrame('eventMediaReset'),
+  mediaFrame('eventProducerMuted'),
 ] as const;
 export const MediaEventFrame = Type.Union([...MediaEventFrames, eventFrame('eventFreeze')]);
 export type MediaEventFrame = Static<typeof MediaEventFrame>;

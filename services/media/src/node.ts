@@ -12,6 +12,7 @@ import type { Bus, BusSubscription } from '@switchboard/bus';
 import {
   MEDIA_ACTIONS,
   Media,
+  MediaNodeAdmin,
   ProtocolError,
   Rooms,
   isProtocolError,
@@ -34,6 +35,7 @@ import { MediaRoom, type RoomLimits } from './room.ts';
 import type { WorkerPool } from './workers.ts';
 import type { PlainTargets } from './plain-targets.ts';
 import { RecvChurn } from './churn.ts';
+import { TrackReporter } from './track-reporter.ts';
 
 export interface MediaNodeOptions {
   bus: Bus;
@@ -93,6 +95,7 @@ const CREATING: ReadonlySet<MediaAction> = new Set([
 export class MediaNode {
   readonly #o: MediaNodeOptions;
   readonly #recvChurn: RecvChurn;
+  readonly #tracks: TrackReporter;
   readonly #log: Logger;
   readonly #rooms = new Map<string, Hosted>();
   readonly #startedAt = Date.now();
@@ -104,6 +107,7 @@ export class MediaNode {
   constructor(opts: MediaNodeOptions) {
     this.#o = opts;
     this.#recvChurn = new RecvChurn(opts.recvTransportsPerMin);
+    this.#tracks = new TrackReporter(opts.bus, opts.nodeId, opts.log);
     this.#log = opts.log.child({ component: 'media-node' });
   }
 
@@ -117,6 +121,8 @@ export class MediaNode {
 
   start(): void {
     for (const action of MEDIA_ACTIONS) this.#serve(action, HANDLERS[action]);
+    this.#serveAdmin();
+    this.#tracks.start();
 
     this.#heartbeat();
     this.#timers.push(
@@ -157,6 +163,38 @@ export class MediaNode {
       this.#log.warn({ err }, 'telling the rooms service this node leaves failed');
     }
     for (const { room } of [...this.#rooms.values()]) room.close('shutdown');
+    // The tracks that just ended, told before the process goes.
+    await this.#tracks.stop(signal);
+  }
+
+  /** The rooms service's requests for the server API (MediaNodeAdmin), on this node's subjects. */
+  #serveAdmin(): void {
+    const { bus, nodeId } = this.#o;
+    bus.serve(
+      MediaNodeAdmin.muteProducer,
+      async (req) => {
+        const room = this.#room(req.roomId, false);
+        try {
+          return await room.muteProducer(req);
+        } catch (err) {
+          throw mediaError(err);
+        }
+      },
+      { subject: mediaSubjects.nodeRpc(bus.prefix, nodeId, MediaNodeAdmin.muteProducer.method) },
+    );
+    bus.serve(
+      MediaNodeAdmin.enforceGrants,
+      (req) => {
+        const hosted = this.#rooms.get(req.roomId);
+        const closed =
+          hosted === undefined || hosted.room.closed
+            ? 0
+            : hosted.room.enforceGrants(req.socketId, req.grants);
+        if (closed > 0) this.#log.info({ ...req, closed }, 'closed what new grants disallow');
+        return Promise.resolve({ closed });
+      },
+      { subject: mediaSubjects.nodeRpc(bus.prefix, nodeId, MediaNodeAdmin.enforceGrants.method) },
+    );
   }
 
   #serve<A extends MediaAction>(action: A, run: Run<A>): void {
@@ -202,6 +240,9 @@ export class MediaNode {
         this.#o.metrics.freezes.inc();
         this.#log.debug({ producerId, ...peer }, 'freeze');
         this.#publish(signalingSubjects.telemetryFreeze(this.#o.bus.prefix), t);
+      },
+      onTrack: (change) => {
+        this.#tracks.report(change);
       },
       onClose: (closed) => {
         const h = this.#rooms.get(roomId);

@@ -34,6 +34,11 @@ export class MediaPeer {
   readonly consumers = new Map<string, types.Consumer>();
   readonly dataProducers = new Map<string, types.DataProducer<ProducerData>>();
   readonly dataConsumers = new Map<string, types.DataConsumer>();
+  /**
+   * Producers the server API muted, and whether their owner had paused them itself (then an
+   * unmute leaves them paused).
+   */
+  readonly muted = new Map<string, { ownerPaused: boolean }>();
   /** (Data) producer ids a consumer is being created for on this peer. */
   readonly consuming = new Set<string>();
   #closed = false;

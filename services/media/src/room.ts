@@ -15,6 +15,9 @@
 import type { types } from 'mediasoup';
 import {
   ProtocolError,
+  type MediaNodeAdmin,
+  type SessionGrants,
+  type TrackChange,
   type MediaEventFrame,
   type RtpCapabilities,
   type RpcReply,
@@ -52,6 +55,8 @@ export interface RoomDeps {
   onFreeze(peer: { socketId: string; userId: string }, producerId: string): void;
   /** The room closed (empty, or reset after a worker died). */
   onClose(room: MediaRoom): void;
+  /** A producer began or ended (for the rooms service's record of tracks). */
+  onTrack(change: TrackChange): void;
 }
 
 type Req<M extends keyof typeof Media> = RpcRequest<(typeof Media)[M]>;
@@ -242,8 +247,23 @@ export class MediaRoom {
       appData: { socketId: peer.socketId, userId: peer.userId, source },
     });
     peer.producers.set(producer.id, producer);
+    this.#deps.onTrack({
+      type: 'published',
+      roomId: this.roomId,
+      socketId: peer.socketId,
+      trackId: producer.id,
+      kind: producer.kind,
+      source,
+    });
     producer.observer.once('close', () => {
+      this.#deps.onTrack({
+        type: 'unpublished',
+        roomId: this.roomId,
+        socketId: peer.socketId,
+        trackId: producer.id,
+      });
       peer.producers.delete(producer.id);
+      peer.muted.delete(producer.id);
       this.#bytes.delete(producer.id);
       this.#frozen.delete(producer.id);
       for (const key of this.#pipes.keys()) {
@@ -315,7 +335,11 @@ export class MediaRoom {
     signal: AbortSignal,
   ): Promise<Rep<'pauseProducer'>> {
     const peer = await this.#peer(req, signal, false);
-    await peer.producer(req.data.producerId).pause();
+    const producer = peer.producer(req.data.producerId);
+    // Muted by the server: it stays paused; the owner's wish is kept for the unmute.
+    const muted = peer.muted.get(producer.id);
+    if (muted !== undefined) muted.ownerPaused = true;
+    await producer.pause();
     return {};
   }
 
@@ -325,9 +349,70 @@ export class MediaRoom {
   ): Promise<Rep<'resumeProducer'>> {
     const peer = await this.#peer(req, signal, false);
     const producer = peer.producer(req.data.producerId);
+    if (peer.muted.has(producer.id)) {
+      throw new ProtocolError('PERMISSION_DENIED', 'muted by the server');
+    }
     await producer.resume();
     this.#bytes.delete(producer.id);
     return {};
+  }
+
+  /** The server API mutes or unmutes a producer (MediaNodeAdmin.muteProducer). */
+  async muteProducer(
+    req: RpcRequest<typeof MediaNodeAdmin.muteProducer>,
+  ): Promise<RpcReply<typeof MediaNodeAdmin.muteProducer>> {
+    const peer = this.#placed.get(req.socketId);
+    if (peer === undefined) throw new ProtocolError('MEDIA_NOT_FOUND', 'no media of this member');
+    const producer = peer.producer(req.producerId);
+    const entry = peer.muted.get(producer.id);
+    if (req.muted && entry === undefined) {
+      peer.muted.set(producer.id, { ownerPaused: producer.paused });
+      await producer.pause();
+      this.#deps.send(peer.socketId, {
+        a: 'eventProducerMuted',
+        d: { producerId: producer.id, muted: true },
+      });
+    } else if (!req.muted && entry !== undefined) {
+      peer.muted.delete(producer.id);
+      if (!entry.ownerPaused) {
+        await producer.resume();
+        this.#bytes.delete(producer.id);
+      }
+      this.#deps.send(peer.socketId, {
+        a: 'eventProducerMuted',
+        d: { producerId: producer.id, muted: false },
+      });
+    }
+    return { paused: producer.paused };
+  }
+
+  /** A member's grants changed: close what they no longer allow; how many closed. */
+  enforceGrants(socketId: string, grants: SessionGrants): number {
+    const peer = this.#placed.get(socketId);
+    if (peer === undefined) return 0;
+    let closed = 0;
+    for (const producer of [...peer.producers.values()]) {
+      if (!grants.publish || !grants.sources.includes(producer.appData.source)) {
+        producer.close();
+        closed++;
+      }
+    }
+    if (!grants.data) {
+      for (const data of [...peer.dataProducers.values()]) {
+        data.close();
+        closed++;
+      }
+    }
+    if (!grants.subscribe) {
+      for (const [id, t] of [...peer.transports]) {
+        if (t.direction !== 'recv') continue;
+        t.transport.close();
+        peer.transports.delete(id);
+        if (peer.recv === t) peer.recv = undefined;
+        closed++;
+      }
+    }
+    return closed;
   }
 
   async resumeConsumer(

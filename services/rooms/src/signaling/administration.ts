@@ -11,8 +11,10 @@
  */
 import type { Bus } from '@switchboard/bus';
 import {
+  MediaNodeAdmin,
   ProtocolError,
   SessionGrants,
+  mediaSubjects,
   TokenGrants,
   roomGranted,
   signalingSubjects,
@@ -298,7 +300,78 @@ export class Administration {
         event: { a: 'eventParticipantUpdated', d: member },
       });
     }
+    if (req.grants !== undefined) await this.#enforceGrants(req.roomId, row.socketId, grants, d);
     return await this.getParticipant(req.roomId, req.socketId);
+  }
+
+  // ---------------------------------------------------------------------------- tracks
+
+  /**
+   * Mute or unmute a member's track: the room's media node pauses it (its owner cannot
+   * resume it) or lifts that, and tells the owner; then the track's record changes, with
+   * track.muted. MEDIA_NOT_FOUND unless the member publishes that track in that room.
+   */
+  async muteTrack(req: RpcRequest<typeof RoomsAdmin.muteTrack>, d: Deadline): Promise<Track> {
+    const rows = await this.#db.$queryRaw<(TrackRow & { nodeId: string | null })[]>`
+      SELECT t.id AS "trackId", t.socket_id AS "socketId", t.kind, t.source, t.muted,
+             t.published_at AS "publishedAt", r.media_node_id AS "nodeId"
+      FROM tracks t JOIN rooms r ON r.id = t.room_id
+      WHERE t.id = ${req.trackId} AND t.socket_id = ${req.socketId} AND t.room_id = ${req.roomId}`;
+    const t = rows[0];
+    if (t?.nodeId === undefined || t.nodeId === null) {
+      throw new ProtocolError('MEDIA_NOT_FOUND', `track ${req.trackId}`);
+    }
+    await this.#bus.requestSubject(
+      mediaSubjects.nodeRpc(this.#bus.prefix, t.nodeId, MediaNodeAdmin.muteProducer.method),
+      { roomId: req.roomId, socketId: req.socketId, producerId: req.trackId, muted: req.muted },
+      MediaNodeAdmin.muteProducer.reply,
+      { signal: d.signal, timeoutMs: Math.max(1, d.deadline - Date.now()) },
+    );
+    await this.#tx(d, async (tx) => {
+      await tx.$queryRaw`SELECT id FROM rooms WHERE id = ${req.roomId} FOR UPDATE`;
+      const changed = await tx.$queryRaw<{ userId: string }[]>`
+        UPDATE tracks t SET muted = ${req.muted} FROM sessions s
+        WHERE t.id = ${req.trackId} AND t.muted <> ${req.muted} AND s.socket_id = t.socket_id
+        RETURNING s.user_id AS "userId"`;
+      const row = changed[0];
+      if (row === undefined) return;
+      await recordEvent(tx, 'track.muted', {
+        roomId: req.roomId,
+        socketId: req.socketId,
+        userId: row.userId,
+        trackId: req.trackId,
+        kind: t.kind as Track['kind'],
+        source: t.source as Track['source'],
+        muted: req.muted,
+      });
+    });
+    return {
+      trackId: t.trackId,
+      kind: t.kind as Track['kind'],
+      source: t.source as Track['source'],
+      muted: req.muted,
+      publishedAt: t.publishedAt.getTime(),
+    };
+  }
+
+  /** New grants reach the member's media at once: what they no longer allow is closed. */
+  async #enforceGrants(roomId: string, socketId: string, grants: SessionGrants, d: Deadline) {
+    const rooms = await this.#db.$queryRaw<{ nodeId: string | null }[]>`
+      SELECT media_node_id AS "nodeId" FROM rooms WHERE id = ${roomId}`;
+    const nodeId = rooms[0]?.nodeId;
+    if (nodeId === undefined || nodeId === null) return;
+    try {
+      await this.#bus.requestSubject(
+        mediaSubjects.nodeRpc(this.#bus.prefix, nodeId, MediaNodeAdmin.enforceGrants.method),
+        { roomId, socketId, grants },
+        MediaNodeAdmin.enforceGrants.reply,
+        { signal: d.signal, timeoutMs: Math.max(1, d.deadline - Date.now()) },
+      );
+    } catch (err) {
+      // The grants are recorded and the gateway refuses what they disallow from now on;
+      // what was already published stays until the member stops it or the node is back.
+      this.#log.warn({ err, roomId, socketId, nodeId }, 'media node did not apply new grants');
+    }
   }
 
   // ------------------------------------------------------------------------------ data

@@ -19,6 +19,7 @@ import type { CommonConfig, Service } from '@switchboard/service';
 import type { Db } from '../db/client.ts';
 import { OutboxRelay } from '../events/relay.ts';
 import { MediaPlacement } from '../media/placement.ts';
+import { Tracks } from '../media/tracks.ts';
 import { UserMediaLadder } from './ladder.ts';
 import { Membership, dbError } from './membership.ts';
 import { membershipMetrics } from './metrics.ts';
@@ -115,6 +116,14 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
   });
   serve(RoomsAdmin.updateParticipant, async (req, ctx) => await admin.updateParticipant(req, ctx));
   serve(RoomsAdmin.sendData, async (req, ctx) => await admin.sendData(req, ctx));
+  serve(RoomsAdmin.muteTrack, async (req, ctx) => await admin.muteTrack(req, ctx));
+  const tracks = new Tracks(db, log, () => {
+    relay.kick();
+  });
+  serve(Rooms.tracks, async (req, ctx) => {
+    await tracks.apply(req.nodeId, req.changes, ctx);
+    return {};
+  });
   serve(Rooms.mediaNode, async (req) => ({
     nodeId: await placement.nodeFor(req.socketId, req.connectionId),
   }));
