@@ -2,7 +2,8 @@
  * Generates the README's configuration table from the services' config schemas in
  * libs/protocol (the one place they are defined). `./run docs` rewrites the README between
  * its markers; a test fails when the README is out of date. It also writes docs/asyncapi.json
- * (scripts/asyncapi.ts), the AsyncAPI description of the room events and telemetry, and
+ * (scripts/asyncapi.ts), the AsyncAPI description of the room events and telemetry,
+ * docs/openapi.json (scripts/openapi.ts), the OpenAPI description of the server API, and
  * deploy/nats/switchboard-auth.conf (`./run nats-config` for the default prefix `sb`).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import {
 } from '@switchboard/protocol';
 import { ASYNCAPI, renderAsyncapi } from './asyncapi.ts';
 import { natsConfig } from './nats-config.ts';
+import { OPENAPI, renderOpenapi } from './openapi.ts';
 
 /** The NATS server configuration of the default prefix, for operators without the tooling. */
 export const NATS_CONF = fileURLToPath(
@@ -159,5 +161,16 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   process.stdout.write(
     spec === old ? 'docs/asyncapi.json is up to date\n' : 'docs/asyncapi.json written\n',
+  );
+  const openapi = await renderOpenapi();
+  let oldOpenapi: string | undefined;
+  try {
+    oldOpenapi = readFileSync(OPENAPI, 'utf8');
+  } catch {
+    oldOpenapi = undefined;
+  }
+  if (openapi !== oldOpenapi) writeFileSync(OPENAPI, openapi);
+  process.stdout.write(
+    openapi === oldOpenapi ? 'docs/openapi.json is up to date\n' : 'docs/openapi.json written\n',
   );
 }
