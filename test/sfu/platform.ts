@@ -44,7 +44,7 @@ export interface SfuPlatform {
   wsUrl(i?: number): string;
   /** Start one more process of `name` on the same NATS and database. */
   spawn(
-    name: 'gateway' | 'rooms' | 'media' | 'events',
+    name: 'gateway' | 'rooms' | 'media' | 'events' | 'api',
     label: string,
     env?: Record<string, string>,
   ): Promise<ServiceProcess>;
@@ -72,7 +72,7 @@ export async function startSfu(
   });
   const extra: ServiceProcess[] = [];
   const spawn = async (
-    name: 'gateway' | 'rooms' | 'media' | 'events',
+    name: 'gateway' | 'rooms' | 'media' | 'events' | 'api',
     label: string,
     env: Record<string, string> = {},
   ): Promise<ServiceProcess> => {
@@ -95,9 +95,10 @@ export async function startSfu(
   });
   const stop = async (): Promise<void> => {
     await bus.close();
-    // Gateways first, while the rooms service still takes their last disconnects.
+    // The API and the gateways first, while the rooms service still takes their last
+    // requests and disconnects.
     const all = [...extra, ...platform.services.values()];
-    for (const kind of ['gateway', 'media', 'events', 'rooms'] as const) {
+    for (const kind of ['api', 'gateway', 'media', 'events', 'rooms'] as const) {
       await Promise.all(
         all
           .filter((p) => p.name === kind && p.process.running)

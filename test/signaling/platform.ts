@@ -29,7 +29,7 @@ export interface SignalingPlatform {
   bus: Bus;
   /** Start one more process of `name` on the same NATS and database. */
   spawn(
-    name: 'gateway' | 'rooms' | 'events',
+    name: 'gateway' | 'rooms' | 'events' | 'api',
     label: string,
     env?: Record<string, string>,
   ): Promise<ServiceProcess>;
