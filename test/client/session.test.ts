@@ -14,8 +14,13 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { callClient, callRoom } from '@switchboard/bus';
 import { connect, type ConnectOptions, type Session } from '@switchboard/client';
-import { NODE, ROOT, mintToken, natsIdentityEnv } from '@switchboard/devstack';
-import { ProtocolError, type ClientStats } from '@switchboard/protocol';
+import { NODE, ROOT, mintToken } from '@switchboard/devstack';
+import {
+  DEV_API_KEY,
+  DEV_API_SECRET,
+  ProtocolError,
+  type ClientStats,
+} from '@switchboard/protocol';
 import { startSignaling, TIMINGS, type SignalingPlatform } from '../signaling/platform.ts';
 import { sleep } from '../signaling/fixtures.ts';
 
@@ -265,18 +270,31 @@ describe('client SDK sessions', () => {
     );
     expect(byUser).toEqual({ alice: { muted: true }, bob: 'MEDIA_NOT_FOUND' });
 
-    // The operator's command does the same.
-    const { stdout } = await promisify(execFile)(
-      NODE,
-      [
-        joinPath(ROOT, 'services/rooms/src/admin.ts'),
-        'call',
-        'sdk-calls',
-        'requestMute',
-        '{"source":"microphone"}',
-      ],
-      { env: { ...process.env, ...p.platform.env, ...natsIdentityEnv('admin') } },
-    );
+    // The operator's command does the same, through the server API.
+    const api = await p.spawn('api', 'api-admin');
+    let stdout: string;
+    try {
+      ({ stdout } = await promisify(execFile)(
+        NODE,
+        [
+          joinPath(ROOT, 'services/rooms/src/admin.ts'),
+          'call',
+          'sdk-calls',
+          'requestMute',
+          '{"source":"microphone"}',
+        ],
+        {
+          env: {
+            ...process.env,
+            SWITCHBOARD_API_URL: api.url,
+            SWITCHBOARD_API_KEY: DEV_API_KEY,
+            SWITCHBOARD_API_SECRET: DEV_API_SECRET,
+          },
+        },
+      ));
+    } finally {
+      await api.stop();
+    }
     const printed = JSON.parse(stdout) as { userId: string; ok: boolean }[];
     expect(printed.map((r) => [r.userId, r.ok]).sort()).toEqual([
       ['alice', true],

@@ -10,13 +10,17 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NODE, ROOT, ServiceProcess, mintToken, natsIdentityEnv } from '@switchboard/devstack';
+import { NODE, ROOT, ServiceProcess, mintToken } from '@switchboard/devstack';
 import {
+  CloseCodes,
+  DEV_API_KEY,
+  DEV_API_SECRET,
   ErrorCodes,
   Rooms,
   signalingSubjects,
   type JoinReply,
-  type RoomInfo,
+  type Participant,
+  type Room,
 } from '@switchboard/protocol';
 import { candidate, sdp, sleep } from './fixtures.ts';
 import { TestClient, type Frame } from './client.ts';
@@ -343,15 +347,21 @@ describe('membership rules', () => {
     for (const c of clients) c.close();
   });
 
-  it("operators set a room's capacity with the admin command", async () => {
+  it("operators set a room's capacity with the admin command (through the server API)", async () => {
+    const api = await sp.spawn('api', 'api-admin');
     const admin = async (...args: string[]): Promise<{ code: number; out: string }> => {
       try {
         const { stdout } = await execFileP(
           NODE,
           [joinPath(ROOT, 'services/rooms/src/admin.ts'), ...args],
           {
-            // The operator's own identity on the bus.
-            env: { ...process.env, ...sp.platform.env, ...natsIdentityEnv('admin') },
+            // The operator's API key (the development one of the test platform).
+            env: {
+              ...process.env,
+              SWITCHBOARD_API_URL: api.url,
+              SWITCHBOARD_API_KEY: DEV_API_KEY,
+              SWITCHBOARD_API_SECRET: DEV_API_SECRET,
+            },
           },
         );
         return { code: 0, out: stdout };
@@ -360,38 +370,60 @@ describe('membership rules', () => {
         return { code: e.code ?? -1, out: e.stderr ?? '' };
       }
     };
-    const set = await admin('capacity', 'room-admin', '2');
-    expect(set.code).toBe(0);
-    expect(JSON.parse(set.out)).toEqual({
-      roomId: 'room-admin',
-      capacity: 2,
-      roomSize: 0,
-      sessions: [],
-      mediaNodeId: null,
-    });
-    const a = await join('gw1', 'room-admin', 'one');
-    await join('gw2', 'room-admin', 'two');
-    const third = await TestClient.connect(sp.gw1.url);
-    open.push(third);
-    const bearer = await mintToken({ sub: 'three', rooms: ['room-admin'] });
-    expect(
-      await third.request('join', { roomId: 'room-admin', bearer, platform: 'Web' }),
-    ).toMatchObject({
-      s: false,
-      e: ErrorCodes.ROOM_IS_FULL.code,
-    });
-    const shown = JSON.parse((await admin('room', 'room-admin')).out) as RoomInfo;
-    expect(shown.sessions.map((s) => [s.userId, s.state])).toEqual([
-      ['one', 'active'],
-      ['two', 'active'],
-    ]);
-    expect(shown.sessions[0]?.socketId).toBe(a.socketId);
-    expect((await admin('capacity', 'room-admin', 'default')).code).toBe(0);
-    expect((await third.request('join', { roomId: 'room-admin', bearer, platform: 'Web' })).s).toBe(
-      true,
-    );
-    expect((await admin('capacity', 'room admin', '3')).code).toBe(2);
-    expect((await admin('capacity', 'room-admin', '-3')).code).toBe(2);
+    try {
+      // A room that does not exist yet is made with the capacity.
+      const set = await admin('capacity', 'room-admin', '2');
+      expect(set.code).toBe(0);
+      expect(JSON.parse(set.out)).toMatchObject({
+        roomId: 'room-admin',
+        capacity: 2,
+        capacitySet: true,
+        roomSize: 0,
+        mediaNodeId: null,
+      });
+      const a = await join('gw1', 'room-admin', 'one');
+      await join('gw2', 'room-admin', 'two');
+      const third = await TestClient.connect(sp.gw1.url);
+      open.push(third);
+      const bearer = await mintToken({ sub: 'three', rooms: ['room-admin'] });
+      expect(
+        await third.request('join', { roomId: 'room-admin', bearer, platform: 'Web' }),
+      ).toMatchObject({
+        s: false,
+        e: ErrorCodes.ROOM_IS_FULL.code,
+      });
+      const shown = JSON.parse((await admin('room', 'room-admin')).out) as {
+        room: Room;
+        participants: Participant[];
+      };
+      expect(shown.room).toMatchObject({ roomId: 'room-admin', capacity: 2, roomSize: 2 });
+      expect(
+        shown.participants
+          .map((s) => [s.userId, s.state])
+          .sort(([x], [y]) => String(x).localeCompare(String(y))),
+      ).toEqual([
+        ['one', 'active'],
+        ['two', 'active'],
+      ]);
+      expect(shown.participants.map((s) => s.socketId)).toContain(a.socketId);
+      expect((await admin('capacity', 'room-admin', 'default')).code).toBe(0);
+      expect(
+        (await third.request('join', { roomId: 'room-admin', bearer, platform: 'Web' })).s,
+      ).toBe(true);
+      const rooms = JSON.parse((await admin('rooms', 'room-adm*')).out) as Room[];
+      expect(rooms.map((r) => r.roomId)).toEqual(['room-admin']);
+      // Bad usage: 2; a request refused: 1.
+      expect((await admin('capacity', 'room admin', '3')).code).toBe(2);
+      expect((await admin('capacity', 'room-admin', '-3')).code).toBe(2);
+      expect((await admin('kick', 'room-admin', 'not-a-socket')).code).toBe(2);
+      expect((await admin('delete', 'no-such-room')).code).toBe(1);
+      // A member kicked, then the room deleted.
+      expect((await admin('kick', 'room-admin', a.socketId ?? '', 'bye', 'now')).code).toBe(0);
+      expect(await a.closed).toEqual({ code: CloseCodes.removed, reason: 'bye now' });
+      expect(JSON.parse((await admin('delete', 'room-admin')).out)).toEqual({ removed: 2 });
+    } finally {
+      await api.stop();
+    }
   });
 
   it('records the client address, from X-Forwarded-For only behind a trusted proxy', async () => {

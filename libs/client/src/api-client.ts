@@ -134,6 +134,14 @@ class Client {
     }
   }
 
+  /**
+   * A client of the same API and key whose tokens carry other grants: least privilege for a
+   * part of a backend, or listRooms narrowed to some rooms (it lists what `rooms` covers).
+   */
+  withGrants(grants: AdminGrants): ApiClient {
+    return new ApiClient({ ...this.#opts, grants });
+  }
+
   /** A token for the next request: the cached one, or a new one near its expiry. */
   #bearer(): string {
     const now = Date.now();

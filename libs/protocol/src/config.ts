@@ -10,6 +10,7 @@
  */
 import Type, { type Static, type TProperties, type TSchema } from 'typebox';
 import { SubjectPrefix } from './bus.ts';
+import { ApiKeyId } from './credentials.ts';
 import { isSecretName } from './redact.ts';
 
 /**
@@ -645,6 +646,23 @@ export const BusClientConfig = Type.Object({
   ...natsAuth(),
 });
 export type BusClientConfig = Static<typeof BusClientConfig>;
+
+/**
+ * The environment of a command-line tool that calls the server API with an API key (the rooms
+ * admin command, services/rooms/src/admin.ts).
+ */
+export const ApiClientConfig = Type.Object({
+  SWITCHBOARD_API_URL: Type.String({
+    pattern: '^https?://[^\\s]+$',
+    default: 'http://127.0.0.1:8084',
+    description: 'Base URL of the server API (the api service)',
+  }),
+  SWITCHBOARD_API_KEY: Type.String({ ...ApiKeyId, description: 'The API key id' }),
+  SWITCHBOARD_API_SECRET: SecretText('The API key’s secret (or SWITCHBOARD_API_SECRET_FILE)'),
+  SWITCHBOARD_API_SECRET_FILE: Path('File holding the API key’s secret'),
+  SWITCHBOARD_API_TIMEOUT_MS: Millis(10_000, 'Deadline of each request to the server API'),
+});
+export type ApiClientConfig = Static<typeof ApiClientConfig>;
 
 export const ServiceConfigs = {
   gateway: GatewayConfig,

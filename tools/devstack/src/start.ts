@@ -188,7 +188,7 @@ async function main(): Promise<void> {
               : []),
           ]),
       `  NATS      ${redact(infra.natsUrl)}   subjects under "${common.NATS_SUBJECT_PREFIX}."; each service its own identity`,
-      `            admin command: NATS_URL=${redact(infra.natsUrl)} NATS_USER=admin NATS_PASSWORD_FILE=${infra.natsCredentials.passwordFile('admin')}`,
+      `            operators' bus tools: NATS_URL=${redact(infra.natsUrl)} NATS_USER=admin NATS_PASSWORD_FILE=${infra.natsCredentials.passwordFile('admin')}`,
       ...(devAuth
         ? [
             `  tokens    signed with the dev secret (AUTH_HS256_SECRET unset); one for every room, 24 h:`,
