@@ -47,7 +47,7 @@ describe('./run nats-config', () => {
         `user: "${identity}", password: $${natsVariable(identity, 'PASSWORD')}`,
       );
     }
-    expect(config).toContain('"acme.prod.rooms.rpc.configureRoom"');
+    expect(config).toContain('"acme.prod.rooms.rpc.createRoom"');
     const env = Object.fromEntries(
       NATS_IDENTITIES.map((i) => [natsVariable(i, 'PASSWORD'), `pw-${i}`]),
     );

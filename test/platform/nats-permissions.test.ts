@@ -234,13 +234,15 @@ describe('each identity only does its own work', () => {
     return b;
   }
 
-  it('the operator calls operator RPCs; a gateway cannot (the server refuses it)', async () => {
+  it('the server API and the operator call their RPCs; a gateway cannot (the server refuses it)', async () => {
+    const api = bus('api');
     const admin = bus('admin');
     const gateway = bus('gateway');
     try {
+      await api.whenConnected(AbortSignal.timeout(5000));
+      const made = await api.request(RoomsAdmin.createRoom, { roomId: 'perm-room', capacity: 3 });
+      expect(made.room).toMatchObject({ roomId: 'perm-room', capacity: 3 });
       await admin.whenConnected(AbortSignal.timeout(5000));
-      const info = await admin.request(Rooms.configureRoom, { roomId: 'perm-room', capacity: 3 });
-      expect(info).toMatchObject({ roomId: 'perm-room', capacity: 3 });
 
       await gateway.whenConnected(AbortSignal.timeout(5000));
       // Its own RPCs are answered…
@@ -251,7 +253,7 @@ describe('each identity only does its own work', () => {
       // …the operator's are refused at once, not left to time out.
       const started = Date.now();
       const err = await gateway
-        .request(Rooms.configureRoom, { roomId: 'perm-room', capacity: 100 })
+        .request(RoomsAdmin.updateRoom, { roomId: 'perm-room', capacity: 100 })
         .catch((e: unknown) => e);
       expect(isProtocolError(err) && err.errorName).toBe('SYSTEM');
       expect((err as Error).message).toContain('not permitted');
@@ -260,6 +262,7 @@ describe('each identity only does its own work', () => {
         capacity: 3,
       });
     } finally {
+      await api.close();
       await admin.close();
       await gateway.close();
     }
@@ -267,7 +270,7 @@ describe('each identity only does its own work', () => {
 
   it('a gateway: no operator RPC, no client call, no media heartbeat, no room event, no JetStream', async () => {
     for (const m of [
-      Rooms.configureRoom,
+      RoomsAdmin.createRoom,
       Rooms.roomInfo,
       Rooms.liveRooms,
       Rooms.mediaNodeLeft,
@@ -357,7 +360,7 @@ describe('each identity only does its own work', () => {
       Rooms.reconnect,
       Rooms.liveRooms,
       Rooms.mediaNodeLeft,
-      Rooms.configureRoom,
+      Rooms.tracks,
     ]) {
       await requestRefused(api, `${prefix}.rooms.rpc.${m.method}`);
     }
@@ -402,10 +405,10 @@ describe('each identity only does its own work', () => {
 
   it('the other services and the readers: only their own subjects', async () => {
     const media = await as('media', prefix);
-    await requestRefused(media, `${prefix}.rooms.rpc.configureRoom`);
+    await requestRefused(media, `${prefix}.rooms.rpc.createRoom`);
     await requestRefused(media, `${prefix}.rooms.rpc.join`);
     const events = await as('events', prefix);
-    await requestRefused(events, `${prefix}.rooms.rpc.configureRoom`);
+    await requestRefused(events, `${prefix}.rooms.rpc.createRoom`);
     events.nc.publish(`${prefix}.room.join`, '{}');
     await refused(events, 'Publish', `${prefix}.room.join`);
     const tail = await as('tail', prefix);
@@ -669,7 +672,7 @@ describe('operator (JWT) mode: a service on a .creds file', () => {
       authenticator: credsAuthenticator(await readFile(creds)),
       inboxPrefix: natsInboxPrefix(prefix, 'events'),
     });
-    await requestRefused(c, `${prefix}.rooms.rpc.configureRoom`);
+    await requestRefused(c, `${prefix}.rooms.rpc.createRoom`);
     c.nc.publish(`${prefix}.room.join`, '{}');
     await refused(c, 'Publish', `${prefix}.room.join`);
   });

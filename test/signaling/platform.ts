@@ -1,7 +1,7 @@
 /**
  * The signaling platform of the tests: the rooms service and two gateways on the real
  * NATS and PostgreSQL, with short windows so expiry is observable, plus a bus client for
- * operator calls (configureRoom, roomInfo).
+ * operator calls (RoomsAdmin, roomInfo).
  */
 import type { Bus } from '@switchboard/bus';
 import type { Platform, ServiceProcess } from '@switchboard/devstack';

@@ -17,6 +17,7 @@ import {
   DEV_API_SECRET,
   ErrorCodes,
   Rooms,
+  RoomsAdmin,
   signalingSubjects,
   type JoinReply,
   type Participant,
@@ -299,7 +300,7 @@ describe('reconnect', () => {
 
 describe('membership rules', () => {
   it('twenty concurrent joins into a room of capacity 10 admit exactly 10', async () => {
-    await sp.bus.request(Rooms.configureRoom, { roomId: 'room-cap', capacity: 10 });
+    await sp.bus.request(RoomsAdmin.createRoom, { roomId: 'room-cap', capacity: 10 });
     // Two rooms replicas share the requests: the database alone keeps the count.
     const replica = await sp.spawn('rooms', 'rooms-replica');
     const clients = await Promise.all(

@@ -433,7 +433,8 @@ export const RoomsConfig = Type.Object({
     minimum: 1,
     maximum: 100_000,
     default: 50,
-    description: 'Most sessions a room admits unless configured otherwise (`configureRoom`)',
+    description:
+      'Most sessions a room admits unless it has a capacity of its own (the server API: createRoom, updateRoom)',
   }),
   ROOM_EMPTY_TIMEOUT_S: Type.Integer({
     minimum: 0,

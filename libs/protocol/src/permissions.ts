@@ -42,7 +42,7 @@ export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
     'room.live: reads the live rooms from the rooms service, holds the leader lease in KV; member presence: reads room.join/room.leave through its durable consumer, keeps users’ presence in KV, publishes changes',
   api: 'the server API: the rooms service’s administration RPCs (RoomsAdmin) and room info, server-to-client calls; answers its ping',
   admin:
-    'operators’ own bus tools (the rooms admin command goes through the server API): room settings and info, server-to-client calls, pings',
+    'operators’ own bus tools (the rooms admin command goes through the server API): room info, server-to-client calls, pings',
   tail: 'analytics readers: the room-events stream (read only), room.live, client telemetry, host and member presence changes',
 };
 
@@ -255,12 +255,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
       allowResponses: true,
     },
     admin: {
-      publish: [
-        rpc('rooms', Rooms.configureRoom.method),
-        rpc('rooms', Rooms.roomInfo.method),
-        ...SERVICE_NAMES.map(ping),
-        sig.call,
-      ],
+      publish: [rpc('rooms', Rooms.roomInfo.method), ...SERVICE_NAMES.map(ping), sig.call],
       subscribe: [inbox('admin')],
       allowResponses: false,
     },

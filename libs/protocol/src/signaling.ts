@@ -157,13 +157,6 @@ export const RoomsOrientationRequest = Type.Object({
   camera: Camera,
 });
 
-export const RoomSettings = Type.Object({
-  roomId: RoomId,
-  /** Most sessions admitted; null: the service's ROOM_DEFAULT_CAPACITY. */
-  capacity: Type.Union([Type.Integer({ minimum: 1, maximum: 100_000 }), Type.Null()]),
-});
-export type RoomSettings = Static<typeof RoomSettings>;
-
 export const RoomMember = Type.Object({
   socketId: SocketId,
   userId: UserId,
@@ -228,8 +221,6 @@ export const Rooms = {
    * are reported gone.
    */
   resync: rpcMethod('rooms', 'resync', RoomsResyncRequest, RoomsResyncReply),
-  /** Set a room's capacity (creating the room if needed). Operators call this. */
-  configureRoom: rpcMethod('rooms', 'configureRoom', RoomSettings, RoomInfo),
   /** A room's members and capacity (RoomInfo with roomSize 0 for an unknown room). */
   roomInfo: rpcMethod('rooms', 'roomInfo', Type.Object({ roomId: RoomId }), RoomInfo),
   /**

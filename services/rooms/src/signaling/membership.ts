@@ -21,7 +21,6 @@ import {
   TokenGrants,
   type RoomsJoinReply,
   type RoomInfo,
-  type RoomSettings,
   type RoomsJoinRequest,
   type RpcReply,
   type RpcRequest,
@@ -466,19 +465,6 @@ export class Membership {
       FROM unnest(${entries.map((e) => e.socketId)}::text[], ${entries.map((e) => e.cpuUsed)}::int[],
                   ${entries.map((e) => new Date(e.at))}::timestamp(3)[]) AS c(socket_id, cpu_used, cpu_at)
       WHERE s.socket_id = c.socket_id`;
-  }
-
-  async configureRoom(req: RoomSettings, d: Deadline): Promise<RoomInfo> {
-    await this.#tx(d, async (tx) => {
-      // A room an operator configures is kept while empty (no empty timeout).
-      const rows = await tx.$queryRaw<{ inserted: boolean }[]>`
-        INSERT INTO rooms (id, capacity, empty_timeout_s, empty_since)
-        VALUES (${req.roomId}, ${req.capacity}, NULL, ${NOW})
-        ON CONFLICT (id) DO UPDATE SET capacity = EXCLUDED.capacity
-        RETURNING (xmax = 0) AS inserted`;
-      if (rows[0]?.inserted === true) await recordEvent(tx, 'room.created', { roomId: req.roomId });
-    });
-    return await this.roomInfo(req.roomId);
   }
 
   async roomInfo(roomId: string): Promise<RoomInfo> {

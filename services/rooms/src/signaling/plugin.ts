@@ -86,7 +86,6 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     return {};
   });
   serve(Rooms.resync, async (req) => await membership.resync(req));
-  serve(Rooms.configureRoom, async (req, ctx) => await membership.configureRoom(req, ctx));
   serve(Rooms.roomInfo, async (req) => await membership.roomInfo(req.roomId));
   serve(Rooms.liveRooms, async (req) => await membership.liveRooms(req.after, req.limit));
   const admin = new Administration(
