@@ -66,7 +66,8 @@ const localState = (t: LocalTrack | undefined): LocalTrackState | null =>
 export class Call {
   readonly session: Session;
   readonly media: RoomMedia;
-  readonly name: string;
+  /** Shown for this client (its own; the server API may rename it). */
+  name: string;
   camera: LocalTrack | undefined;
   microphone: LocalTrack | undefined;
   screen: LocalTrack | undefined;
@@ -288,6 +289,30 @@ export class Call {
       s.on('eventLeave', ({ socketId }) => {
         this.#members.delete(socketId);
         this.#renderMembers();
+      }),
+      // The server API renamed someone (this client's own copy carries its grants).
+      s.on('eventParticipantUpdated', (p) => {
+        if (p.socketId === s.socketId) {
+          if (p.name !== undefined) this.name = p.name;
+        } else if (this.#members.has(p.socketId)) {
+          this.#members.set(p.socketId, p.name ?? p.userId);
+        }
+        this.#renderMembers();
+      }),
+      // Data the server API sent: shown in the chat, from "server".
+      s.on('eventData', ({ payload, topic }) => {
+        this.#chat({
+          from: topic === undefined ? 'server' : `server/${topic}`,
+          text: payload,
+          at: Date.now(),
+        });
+      }),
+      m.on('serverMuted', (t) => {
+        hooks.flash(
+          t.serverMuted
+            ? `your ${t.source} was muted by the server`
+            : `your ${t.source} was unmuted`,
+        );
       }),
       s.on('rejoined', ({ offlineMs }) => {
         this.#resetMembers();
