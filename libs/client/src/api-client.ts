@@ -154,8 +154,8 @@ class Client {
       ttlS,
       ...(this.#opts.sub === undefined ? {} : { sub: this.#opts.sub }),
     });
-    // Renewed with a quarter of its life left (at least 5 s before it expires).
-    this.#token = { value, renewAt: now + Math.max(0, ttlS * 750 - 5000) };
+    // Renewed with a quarter of its life left, and at least 5 s before it expires.
+    this.#token = { value, renewAt: now + Math.max(0, ttlS * 1000 - Math.max(ttlS * 250, 5000)) };
     return value;
   }
 
