@@ -15,3 +15,4 @@ export * from './webrtc.ts';
 export * from './hosts.ts';
 export * from './credentials.ts';
 export * from './rpc.ts';
+export * from './webhooks.ts';
