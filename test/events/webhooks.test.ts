@@ -8,6 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { promisify } from 'node:util';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
@@ -372,6 +373,9 @@ describe('webhooks', () => {
     expect(verifySwitchboardWebhook(`${one.raw} `, header, SECRET)).toBe(false);
     expect(verifySwitchboardWebhook(one.raw, header.replace(/v1=./, 'v1=0'), SECRET)).toBe(false);
     expect(verifySwitchboardWebhook(one.raw, undefined, SECRET)).toBe(false);
+    // The README shows that very file.
+    const snippet = readFileSync(joinPath(ROOT, 'docs/webhook-verify.mjs'), 'utf8').trimEnd();
+    expect(readFileSync(joinPath(ROOT, 'README.md'), 'utf8')).toContain(snippet);
     // Key rotation: a header with two signatures verifies under either secret.
     const both = signWebhook(one.raw, [SECRET, 'n'.repeat(32)], Math.floor(Date.now() / 1000));
     expect(verifyWebhook(one.raw, both, 'n'.repeat(32))).toBe(true);
