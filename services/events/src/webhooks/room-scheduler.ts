@@ -68,6 +68,7 @@ export interface SchedulerDeps {
   readonly nc: NatsConnection;
   readonly prefix: string;
   readonly ackWaitMs: number;
+  /** Names the endpoint already. */
   readonly log: Logger;
 }
 
@@ -228,7 +229,7 @@ export class RoomScheduler {
       this.#active++;
       const worker = this.#run(room)
         .catch((err: unknown) => {
-          this.#d.log.error({ err, endpoint: this.#d.endpoint.hash }, 'webhook worker failed');
+          this.#d.log.error({ err }, 'webhook worker failed');
         })
         .finally(() => {
           this.#active--;
@@ -278,7 +279,6 @@ export class RoomScheduler {
       metrics.attempts.inc({ endpoint: endpoint.hash, result: 'failed' });
       d.failures++;
       const ctx = {
-        endpoint: endpoint.hash,
         eventId: d.eventId,
         roomId: d.roomId,
         attempt: d.failures,
@@ -311,10 +311,7 @@ export class RoomScheduler {
         break;
       } catch (err) {
         if (this.#stop.signal.aborted) return false;
-        log.error(
-          { err, endpoint: endpoint.hash, eventId: d.eventId },
-          'parking a webhook event failed; retrying',
-        );
+        log.error({ err, eventId: d.eventId }, 'parking a webhook event failed; retrying');
         try {
           await parking.ensureStream(nc);
         } catch (e) {
@@ -327,7 +324,6 @@ export class RoomScheduler {
     metrics.parked.inc({ endpoint: endpoint.hash });
     log.warn(
       {
-        endpoint: endpoint.hash,
         eventId: d.eventId,
         roomId: d.roomId,
         streamSeq: d.streamSeq,
@@ -346,10 +342,7 @@ export class RoomScheduler {
     } catch (err) {
       // The server may deliver it again: it is then acked without a POST (#acked), or, on
       // another leader, POSTed again with the same id.
-      this.#d.log.warn(
-        { err, endpoint: this.#d.endpoint.hash, eventId: d.eventId },
-        'webhook ack not confirmed',
-      );
+      this.#d.log.warn({ err, eventId: d.eventId }, 'webhook ack not confirmed');
     }
   }
 
