@@ -23,7 +23,6 @@ import {
   jetstream,
   jetstreamManager,
   type Consumer,
-  type ConsumerMessages,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Bus } from '@switchboard/bus';
@@ -39,6 +38,8 @@ const NS_PER_MS = 1_000_000;
 const API_TIMEOUT_MS = 5000;
 /** How often a new leader checks whether earlier deliveries have all come back. */
 const SETTLE_POLL_MS = 200;
+/** How long one pull request waits for messages (the shortest nats.js allows). */
+const FETCH_EXPIRES_MS = 1000;
 
 export interface EndpointDeps {
   readonly bus: Bus;
@@ -105,12 +106,12 @@ export class EndpointWorker {
       const session = new AbortController();
       const ended = AbortSignal.any([signal, session.signal]);
       let scheduler: RoomScheduler | undefined;
-      let messages: ConsumerMessages | undefined;
       let settling: Promise<void> | undefined;
-      const close = (): void => {
-        messages?.stop();
+      // Stopping: no new attempt from now on; what is held goes back once the pull is over.
+      const halt = (): void => {
+        scheduler?.halt();
       };
-      signal.addEventListener('abort', close, { once: true });
+      signal.addEventListener('abort', halt, { once: true });
       try {
         await this.#d.bus.whenConnected(signal);
         const nc = this.#d.bus.connection;
@@ -134,20 +135,17 @@ export class EndpointWorker {
           log: this.#log,
         });
         scheduler = s;
-        // A callback, not an iterator: every message reaches the scheduler at once (one
-        // buffered in an iterator when it stops would wait for ack_wait to come back).
-        messages = await consumer.consume({
-          max_messages: Math.min(256, webhookMaxAckPending(this.#d.settings)),
-          abort_on_missing_resource: true,
-          callback: (m) => {
-            s.add(m);
-          },
-        });
         settling = this.#settle(consumer, s, ended);
         failures = 0;
-        const closed = await messages.closed();
-        if (!stopped()) {
-          throw closed instanceof Error ? closed : new Error('the webhook consumer went away');
+        // Short pulls, each run to its end: when this stops, no pull request of this
+        // instance is left open on the server, so the messages it then gives back (nak) go
+        // to the next leader at once — not into a pull nobody reads, for ack_wait.
+        while (!stopped()) {
+          const batch = await consumer.fetch({
+            max_messages: Math.min(256, webhookMaxAckPending(this.#d.settings)),
+            expires: FETCH_EXPIRES_MS,
+          });
+          for await (const m of batch) s.add(m);
         }
       } catch (err) {
         if (!stopped()) {
@@ -155,12 +153,8 @@ export class EndpointWorker {
           this.#log.warn({ err }, 'webhook endpoint: reading room events failed; retrying');
         }
       } finally {
-        signal.removeEventListener('abort', close);
+        signal.removeEventListener('abort', halt);
         session.abort();
-        if (messages !== undefined) {
-          const err = await messages.close();
-          if (err instanceof Error) this.#log.debug({ err }, 'closing the webhook pull');
-        }
         await settling;
         this.#consumer = undefined;
         await scheduler?.stop(stopped() ? this.#graceMs : 0);

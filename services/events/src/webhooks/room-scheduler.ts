@@ -80,6 +80,8 @@ export class RoomScheduler {
   readonly #line: Room[] = [];
   readonly #workers = new Set<Promise<void>>();
   readonly #acked = new Set<number>();
+  /** Messages that came after halt(): nak'ed by stop(). */
+  readonly #late: JsMsg[] = [];
   /** Aborted by stop(): no new attempt, no more waiting between attempts. */
   readonly #stop = new AbortController();
   /** Aborted when stop()'s grace ends: the POSTs still in flight are cut. */
@@ -110,7 +112,8 @@ export class RoomScheduler {
   /** Take a message of the consumer. */
   add(msg: JsMsg): void {
     if (this.#stop.signal.aborted) {
-      this.#settle(msg, 'nak');
+      // Given back by stop(), after the pull that brought it is over.
+      this.#late.push(msg);
       return;
     }
     const seq = msg.seq;
@@ -146,9 +149,15 @@ export class RoomScheduler {
     this.#pump();
   }
 
+  /** No new attempt from now on (POSTs in flight go on); messages still coming are kept. */
+  halt(): void {
+    this.#stop.abort();
+  }
+
   /**
    * Stop: no new attempt; POSTs in flight get `graceMs` to finish (a 2xx is acked), then
-   * are cut; every message not acked is nak'ed, in stream order, for the next leader.
+   * are cut; every message not acked is nak'ed, in stream order, for the next leader. Call
+   * it once no pull of this scheduler's is open any more.
    */
   async stop(graceMs: number): Promise<void> {
     this.#stop.abort();
@@ -162,8 +171,11 @@ export class RoomScheduler {
       this.#cut.abort();
       clearInterval(this.#keepalive);
     }
-    const left = [...this.#held.values()].sort((a, b) => a.streamSeq - b.streamSeq);
+    const left = [...this.#held.values(), ...this.#late.map((msg) => ({ msg, streamSeq: msg.seq }))]
+      .filter((d) => !this.#acked.has(d.streamSeq))
+      .sort((a, b) => a.streamSeq - b.streamSeq);
     for (const d of left) this.#settle(d.msg, 'nak');
+    this.#late.length = 0;
     this.#held.clear();
     this.#rooms.clear();
     this.#line.length = 0;
