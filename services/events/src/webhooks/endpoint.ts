@@ -11,8 +11,8 @@
  * them out again only after ack_wait, possibly after later events of the same rooms. So a
  * new leader first holds what it pulls, until the consumer's outstanding deliveries are all
  * its own (`num_ack_pending` ≤ what it holds; at the latest after ack_wait), and only then
- * delivers, each room's queue in stream order. A leader that stops gracefully naks what it
- * holds, so the next one starts at once. An event a leader POSTed but could not ack before
+ * delivers, each room's queue in stream order. A leader that stops gracefully lets its last
+ * short pull end, then naks what it holds, so the next one starts at once. An event a leader POSTed but could not ack before
  * it died is POSTed again by the next one: the same id and body (at least once).
  */
 import {
