@@ -208,6 +208,7 @@ const SECRETS: Record<string, string> = {
   TURN_SECRET: 'turn',
   DATABASE_URL: 'postgresql://rooms@db:5432/switchboard',
   NATS_URL: 'nats://user:pw@nats:4222',
+  API_KEYS: `webhooks:${'s'.repeat(32)}`,
 };
 
 /** The environment a container starts with: sources resolved, $(VAR) references expanded. */
@@ -450,6 +451,8 @@ describe('the Helm chart', () => {
         'auth.issuer=https://id.example.com',
         '--set',
         'turn.secret=t',
+        '--set',
+        'events.apiKeys.existingSecret.name=switchboard-api-keys',
         ...natsAuthArgs(natsKey),
       ]);
       for (const { svc, env } of serviceContainers(full)) {

@@ -18,7 +18,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { pino } from 'pino';
 import { createAccount, createOperator, createUser, type KeyPair } from '@nats-io/nkeys';
-import { AckPolicy, RetentionPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  RetentionPolicy,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import {
   connect,
@@ -60,6 +66,9 @@ import {
   roomEventStream,
   signalingSubjects,
   subjects,
+  webhookConsumer,
+  webhookParkedStream,
+  webhookParkedSubject,
   type NatsIdentity,
 } from '@switchboard/protocol';
 
@@ -477,14 +486,27 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
     await requestRefused(rooms, '$JS.API.STREAM.CREATE.OTHER');
     await requestRefused(rooms, `$JS.API.STREAM.DELETE.${stream}`);
 
+    // tail reads through an ephemeral consumer the server names, acks off (tail.ts).
     const tail = await asKey('tail');
-    const consumer = await jetstream(tail.nc).consumers.get(stream);
+    const ephemeral = await (
+      await jetstreamManager(tail.nc)
+    ).consumers.add(stream, { ack_policy: AckPolicy.None });
+    const consumer = await jetstream(tail.nc).consumers.get(stream, ephemeral.name);
     const m = await consumer.next({ expires: 2000 });
     expect(m?.json()).toEqual({ n: 1 });
     expect(tail.errors).toEqual([]);
     await requestRefused(tail, `$JS.API.STREAM.INFO.KV_${eventsLeaderBucket(prefix)}`);
     await requestRefused(tail, '$JS.API.STREAM.INFO.OTHER');
     await requestRefused(tail, `$JS.API.STREAM.PURGE.${stream}`);
+    // …and never touches the services' durable consumers: it cannot take a webhook
+    // endpoint's name (or member presence's), delete one, nor ack for one.
+    const webhook = webhookConsumer('0123456789abcdef');
+    await requestRefused(tail, `$JS.API.CONSUMER.CREATE.${stream}.${webhook}`);
+    await requestRefused(tail, `$JS.API.CONSUMER.CREATE.${stream}.${webhook}.${prefix}.room.join`);
+    await requestRefused(tail, `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.${webhook}`);
+    await requestRefused(tail, `$JS.API.CONSUMER.DELETE.${stream}.member_presence`);
+    tail.nc.publish(`$JS.ACK.${stream}.${webhook}.1.1.1.1.0`, '');
+    await refused(tail, 'Publish', `$JS.ACK.${stream}.${webhook}.1.1.1.1.0`);
 
     // The events service reads the stream through its one durable consumer (member
     // presence) and nothing else: no other consumer, no stream change.
@@ -498,13 +520,40 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
     const first = await read.next({ expires: 2000 });
     expect(first?.json()).toEqual({ n: 1 });
     first?.ack();
+    // A webhook endpoint's consumer (deliver `new`): created, pulled, acked, listed and
+    // deleted (its endpoint no longer configured); failed events parked in their stream.
+    await presence.consumers.add(stream, {
+      durable_name: webhook,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.New,
+    });
+    await jetstream(rooms.nc).publish(`${prefix}.room.join`, '{"n":2}', { msgID: 'two' });
+    const hooked = await (
+      await jetstream(events.nc).consumers.get(stream, webhook)
+    ).next({ expires: 2000 });
+    expect(hooked?.json()).toEqual({ n: 2 });
+    expect(await hooked?.ackAck()).toBe(true);
+    const names: string[] = [];
+    for await (const ci of presence.consumers.list(stream)) names.push(ci.name);
+    expect(names).toEqual(expect.arrayContaining(['member_presence', webhook]));
+    expect(await presence.consumers.delete(stream, webhook)).toBe(true);
+    const parked = webhookParkedStream(prefix);
+    await presence.streams.add({ name: parked, subjects: [`${prefix}.webhooks.parked.>`] });
+    await jetstream(events.nc).publish(webhookParkedSubject(prefix, '0123456789abcdef'), '{}');
+    expect((await presence.streams.getMessage(parked, { seq: 1 }))?.string()).toBe('{}');
+    expect(await presence.streams.deleteMessage(parked, 1, false)).toBe(true);
     expect(events.errors).toEqual([]);
     await requestRefused(events, `$JS.API.STREAM.CREATE.${stream}`);
+    await requestRefused(events, `$JS.API.STREAM.DELETE.${stream}`);
+    await requestRefused(events, `$JS.API.STREAM.PURGE.${stream}`);
     await requestRefused(events, `$JS.API.CONSUMER.CREATE.${stream}`);
-    await requestRefused(events, `$JS.API.CONSUMER.CREATE.${stream}.another`);
-    await requestRefused(events, `$JS.API.CONSUMER.DELETE.${stream}.member_presence`);
+    await requestRefused(events, `$JS.API.STREAM.DELETE.${parked}`);
+    await requestRefused(events, `$JS.API.STREAM.PURGE.${parked}`);
+    await requestRefused(events, '$JS.API.STREAM.CREATE.OTHER');
     const gateway = await asKey('gateway');
     await requestRefused(gateway, `$JS.API.STREAM.INFO.${stream}`);
+    await requestRefused(gateway, `$JS.API.CONSUMER.CREATE.${stream}.${webhook}`);
+    await requestRefused(gateway, `$JS.API.STREAM.INFO.${parked}`);
     gateway.nc.publish(`${prefix}.room.join`, '{}');
     await refused(gateway, 'Publish', `${prefix}.room.join`);
   });

@@ -604,7 +604,50 @@ export const EventsConfig = Type.Object({
     maximum: 3_600_000,
     default: 15_000,
     description:
-      'The room.live leader lease (NATS KV TTL); renewed every third of it. Keep it at most 3/4 of ROOM_LIVE_INTERVAL_MS so a dead leader is replaced within one interval',
+      'The leader lease (NATS KV TTL) of room.live and webhook delivery; renewed every third of it. Keep it at most 3/4 of ROOM_LIVE_INTERVAL_MS so a dead leader is replaced within one interval',
+  }),
+  ...apiKeys(),
+  WEBHOOK_URLS: Secret(
+    Type.Optional(
+      Type.String({
+        pattern: '^ *https?://[^\\s,]+( *, *https?://[^\\s,]+)* *$',
+        maxLength: 16_384,
+        description:
+          'Webhook endpoints: http(s) URLs, comma-separated, each POSTed every durable room event, signed (absent: no webhooks). Never logged (a URL may hold a token): logs and metrics name an endpoint by the first 16 hex digits of its SHA-256',
+      }),
+    ),
+  ),
+  WEBHOOK_API_KEY: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9_-]{3,64}$',
+      description:
+        'The API key (an id in API_KEYS) whose secret signs the webhooks; required with WEBHOOK_URLS',
+    }),
+  ),
+  WEBHOOK_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 120_000,
+    default: 5000,
+    description: 'A webhook POST not answered within this is aborted (and retried)',
+  }),
+  WEBHOOK_MAX_ATTEMPTS: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 10,
+    description:
+      "Attempts at one event (non-2xx, timeout, network error) before it is parked in the stream <P>_WEBHOOKS_PARKED; the room's later events go on",
+  }),
+  WEBHOOK_BACKOFF_MIN_MS: Millis(
+    500,
+    'Delay before the first retry of a webhook; doubles with each attempt (with jitter) up to WEBHOOK_BACKOFF_MAX_MS',
+  ),
+  WEBHOOK_BACKOFF_MAX_MS: Millis(60_000, 'Longest delay between two attempts at a webhook'),
+  WEBHOOK_MAX_IN_FLIGHT: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 64,
+    description:
+      "Rooms whose webhooks are delivered at once, per endpoint (a room's own events go one at a time, in order)",
   }),
 });
 export type EventsConfig = Static<typeof EventsConfig>;

@@ -16,3 +16,4 @@ export * from './hosts.ts';
 export * from './credentials.ts';
 export * from './rpc.ts';
 export * from './api.ts';
+export * from './webhooks.ts';

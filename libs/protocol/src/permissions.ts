@@ -16,6 +16,7 @@ import { MEDIA_ACTIONS, MediaNodeAdmin } from './media.ts';
 import { DURABLE_ROOM_EVENTS, eventsLeaderBucket, roomEventStream } from './events.ts';
 import { SERVICE_NAMES, type ServiceName } from './bus.ts';
 import { callStream, hostSubjects, memberPresenceBucket, presenceBucket } from './hosts.ts';
+import { webhookParkedStream } from './webhooks.ts';
 
 /** The identities on the bus: the five services, the operator, the analytics reader. */
 export type NatsIdentity = ServiceName | 'admin' | 'tail';
@@ -39,11 +40,11 @@ export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
   media:
     'media nodes: answers media actions, sends media events to sockets, its heartbeat, freezes; tells the rooms service it leaves, reads room info',
   events:
-    'room.live: reads the live rooms from the rooms service, holds the leader lease in KV; member presence: reads room.join/room.leave through its durable consumer, keeps users’ presence in KV, publishes changes',
+    'room.live: reads the live rooms from the rooms service, holds the leader lease in KV; member presence: reads room.join/room.leave through its durable consumer, keeps users’ presence in KV, publishes changes; webhooks: a durable consumer of the room-events stream per endpoint, parks failed events in their stream (and the webhooks admin command replays them)',
   api: 'the server API: the rooms service’s administration RPCs (RoomsAdmin) and room info, server-to-client calls; answers its ping',
   admin:
     'operators’ own bus tools (the rooms admin command goes through the server API): room info, server-to-client calls, pings',
-  tail: 'analytics readers: the room-events stream (read only), room.live, client telemetry, host and member presence changes',
+  tail: 'analytics readers: the room-events stream (read only, through ephemeral consumers the server names: never a durable one, nor an ack, nor a delete), room.live, client telemetry, host and member presence changes',
 };
 
 /** Where an identity's replies arrive: `_INBOX.<prefix>.<identity>` (nats.js `inboxPrefix`). */
@@ -51,22 +52,22 @@ export function natsInboxPrefix(prefix: string, identity: NatsIdentity): string 
   return `_INBOX.${prefix}.${identity}`;
 }
 
-/** The JetStream API subjects (2.9) of reading one stream through consumers of one's own. */
+/**
+ * The JetStream API subjects (2.9) of reading one stream without touching anyone else's
+ * consumers: ephemeral consumers created through the one subject that takes no name (the
+ * server names them), pulled with acks off. No named or durable create (a reader could
+ * otherwise take the name of a service's durable consumer, a webhook endpoint's `webhook_…`),
+ * no delete, no ack. It may still pull from a consumer whose name it knows; without acking,
+ * that only delays those deliveries by their ack_wait.
+ */
 function streamReader(stream: string): string[] {
   return [
     `$JS.API.INFO`,
     `$JS.API.STREAM.INFO.${stream}`,
     `$JS.API.STREAM.MSG.GET.${stream}`,
     `$JS.API.CONSUMER.CREATE.${stream}`,
-    `$JS.API.CONSUMER.CREATE.${stream}.>`,
-    `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.*`,
     `$JS.API.CONSUMER.INFO.${stream}.*`,
-    `$JS.API.CONSUMER.DELETE.${stream}.*`,
     `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
-    `$JS.API.CONSUMER.NAMES.${stream}`,
-    `$JS.API.CONSUMER.LIST.${stream}`,
-    `$JS.ACK.${stream}.>`,
-    `$JS.FC.${stream}.>`,
   ];
 }
 
@@ -90,16 +91,24 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
   const presenceStream = wildcard ? '*' : `KV_${presenceBucket(p)}`;
   const members = wildcard ? '*' : memberPresenceBucket(p);
   const membersStream = wildcard ? '*' : `KV_${memberPresenceBucket(p)}`;
-  /** The events service's one durable consumer of the room-events stream (member presence). */
-  const durable = 'member_presence';
-  const memberPresence = [
+  const parked = wildcard ? '*' : webhookParkedStream(p);
+  /**
+   * The events service's durable consumers of the room-events stream: member presence and
+   * one per webhook endpoint (`webhook_<hash>`, created, and deleted once its endpoint is no
+   * longer configured). Consumer names are single tokens a permission cannot match by
+   * prefix: it may manage any consumer of that stream — never the stream itself.
+   */
+  const eventsJetStream = [
     `$JS.API.STREAM.INFO.${stream}`,
-    `$JS.API.CONSUMER.CREATE.${stream}.${durable}`,
-    `$JS.API.CONSUMER.CREATE.${stream}.${durable}.>`,
-    `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.${durable}`,
-    `$JS.API.CONSUMER.INFO.${stream}.${durable}`,
-    `$JS.API.CONSUMER.MSG.NEXT.${stream}.${durable}`,
-    `$JS.ACK.${stream}.${durable}.>`,
+    `$JS.API.CONSUMER.CREATE.${stream}.*`,
+    `$JS.API.CONSUMER.CREATE.${stream}.*.>`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.*`,
+    `$JS.API.CONSUMER.INFO.${stream}.*`,
+    `$JS.API.CONSUMER.DELETE.${stream}.*`,
+    `$JS.API.CONSUMER.LIST.${stream}`,
+    `$JS.API.CONSUMER.NAMES.${stream}`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
+    `$JS.ACK.${stream}.>`,
     `$JS.API.STREAM.INFO.${membersStream}`,
     `$JS.API.STREAM.CREATE.${membersStream}`,
     `$JS.API.STREAM.UPDATE.${membersStream}`,
@@ -113,6 +122,13 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
     `$JS.FC.${membersStream}.>`,
     `$KV.${members}.>`,
     hostSubjects.members(p),
+    // Webhooks: events parked after their last attempt, and the replay command (which runs
+    // as this identity: it has the signing key) reading and removing them.
+    `$JS.API.STREAM.INFO.${parked}`,
+    `$JS.API.STREAM.CREATE.${parked}`,
+    `$JS.API.STREAM.MSG.GET.${parked}`,
+    `$JS.API.STREAM.MSG.DELETE.${parked}`,
+    `${p}.webhooks.parked.*`,
   ];
   /** The call queue's stream (offers) and the presence bucket, as the gateway uses them. */
   const hostsJetStream = [
@@ -239,7 +255,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         `$JS.API.DIRECT.GET.${kvStream}`,
         `$JS.API.DIRECT.GET.${kvStream}.>`,
         `$KV.${bucket}.>`,
-        ...memberPresence,
+        ...eventsJetStream,
       ],
       subscribe: [ping('events'), inbox('events')],
       allowResponses: true,

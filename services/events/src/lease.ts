@@ -3,6 +3,7 @@
  * bucket's TTL is the lease: the holder rewrites the key every third of it (compare-and-set on
  * its revision), so a holder that dies loses it within one TTL and another instance, trying
  * every third of it, takes it over. A holder that stops gracefully deletes the key at once.
+ * Listeners (`onChange`) hear each gain and loss.
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -19,6 +20,7 @@ export class LeaderLease {
   #revision: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #busy = false;
+  readonly #listeners: ((leader: boolean) => void)[] = [];
 
   constructor(bucket: string, holder: string, ttlMs: number, log: Logger) {
     this.#bucket = bucket;
@@ -29,6 +31,15 @@ export class LeaderLease {
 
   get leader(): boolean {
     return this.#revision !== undefined;
+  }
+
+  /** Call `listener` with true when this instance takes the lease, false when it loses it. */
+  onChange(listener: (leader: boolean) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #changed(leader: boolean): void {
+    for (const l of this.#listeners) l(leader);
   }
 
   start(nc: () => NatsConnection | undefined): void {
@@ -61,10 +72,12 @@ export class LeaderLease {
       }
       this.#revision = await kv.create(KEY, this.#holder);
       this.#log.info({ holder: this.#holder }, 'leader lease taken');
+      this.#changed(true);
     } catch (err) {
       if (this.#revision !== undefined) {
         this.#log.warn({ err }, 'leader lease lost');
         this.#revision = undefined;
+        this.#changed(false);
       }
       // Not the holder (the key exists), or NATS is away: a follower for now.
     }
@@ -77,6 +90,7 @@ export class LeaderLease {
     const revision = this.#revision;
     this.#revision = undefined;
     if (kv === undefined || revision === undefined) return;
+    this.#changed(false);
     try {
       await kv.delete(KEY, { previousSeq: revision });
       this.#log.info('leader lease given up');

@@ -5,6 +5,8 @@ import pkg from '../package.json' with { type: 'json' };
 import { LeaderLease } from './lease.ts';
 import { LiveSnapshots } from './live.ts';
 import { MemberPresenceUpdater } from './member-presence.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
+import { webhookSettings } from './webhooks/settings.ts';
 
 await runService({
   name: 'events',
@@ -12,6 +14,8 @@ await runService({
   config: EventsConfig,
   async setup(svc) {
     const { config, bus } = svc;
+    // Checked before anything starts: a bad webhook setting is a ConfigError (exit 78).
+    const webhooks = webhookSettings(config);
     // Room events are durable (a JetStream stream), so JetStream must be enabled on the
     // NATS server this service talks to: readiness says whether it answers.
     svc.readiness.add('jetstream', async () => {
@@ -38,9 +42,28 @@ await runService({
       await members.stop();
     });
 
+    // Webhooks (webhooks/dispatcher.ts): delivered by the lease holder. Registered last, so
+    // stopped first: in-flight deliveries finish (or go back to the server) while this
+    // instance still holds the lease.
+    if (webhooks !== undefined) {
+      const dispatcher = new WebhookDispatcher({
+        bus,
+        lease,
+        settings: webhooks,
+        version: pkg.version,
+        registry: svc.metrics,
+        log: svc.log,
+        shutdownGraceMs: Math.min(webhooks.timeoutMs, Math.floor(config.SHUTDOWN_TIMEOUT_MS / 2)),
+      });
+      dispatcher.start();
+      svc.onShutdown('webhooks', async () => {
+        await dispatcher.stop();
+      });
+    }
+
     new Gauge({
       name: 'sb_events_leader',
-      help: '1 while this instance holds the room.live leader lease',
+      help: '1 while this instance holds the leader lease (room.live, webhooks)',
       registers: [svc.metrics],
       collect() {
         this.set(lease.leader ? 1 : 0);

@@ -6,7 +6,8 @@
  *                                    [--follow]
  *
  * Durable events (room.created, room.join, room.leave, room.closed) are read from the JetStream
- * stream with an ordered consumer: from the start of the stream by default, from a stream
+ * stream with an ephemeral consumer the server names (the `tail` identity may create no named
+ * or durable one, nor ack: see permissions.ts): from the start of the stream by default, from a stream
  * sequence, from a time, or only new ones; each line printed is
  * `{"stream": <seq>, "subject": …, "event": {…}}`, validated against libs/protocol. With
  * `--follow` it keeps waiting for new events (and also prints room.live snapshots, which are
@@ -17,7 +18,15 @@
  * usage, 78 on a bad environment.
  */
 import { parseArgs } from 'node:util';
-import { DeliverPolicy, jetstream, type OrderedConsumerOptions } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type ConsumerConfig,
+} from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import {
   BusClientConfig,
@@ -40,10 +49,17 @@ const USAGE = `usage: tail.ts [--room <roomId>] [--type <room.join,room.leave,..
 
 class UsageError extends Error {}
 
+/** Where the consumer starts. */
+type Start = Pick<ConsumerConfig, 'deliver_policy'> &
+  Partial<Pick<ConsumerConfig, 'opt_start_seq' | 'opt_start_time'>>;
+
+/** An ephemeral consumer left behind (the process killed) goes away after this, ns. */
+const INACTIVE_THRESHOLD_NS = 30_000 * 1_000_000;
+
 interface Options {
   room: string | undefined;
   types: RoomEventName[];
-  start: Partial<OrderedConsumerOptions>;
+  start: Start;
   follow: boolean;
 }
 
@@ -71,7 +87,7 @@ function parse(argv: string[]): Options {
   }
   const starts = [values.from, values.since, values.new].filter((v) => v !== undefined);
   if (starts.length > 1) throw new UsageError('one of --from, --since, --new');
-  let start: Partial<OrderedConsumerOptions> = { deliver_policy: DeliverPolicy.All };
+  let start: Start = { deliver_policy: DeliverPolicy.All };
   if (values.from !== undefined) {
     const seq = Number(values.from);
     if (!Number.isInteger(seq) || seq < 1) throw new UsageError('--from: a stream sequence >= 1');
@@ -157,12 +173,26 @@ async function main(argv: string[]): Promise<number> {
       // Types are kept here rather than by the server: several filter subjects need NATS 2.10,
       // and Debian bookworm ships 2.9.
       const stream = roomEventStream(prefix);
-      const consumer = await js.consumers.get(stream, opts.start).catch((err: unknown) => {
-        throw new Error(
-          `no stream ${stream}: no room event was ever published under "${prefix}" (NATS_SUBJECT_PREFIX)`,
-          { cause: err },
-        );
-      });
+      const jsm = await jetstreamManager(nc);
+      const created = await jsm.consumers
+        .add(stream, {
+          ...opts.start,
+          ack_policy: AckPolicy.None,
+          mem_storage: true,
+          inactive_threshold: INACTIVE_THRESHOLD_NS,
+        })
+        .catch((err: unknown) => {
+          if (!(
+            err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound
+          )) {
+            throw err;
+          }
+          throw new Error(
+            `no stream ${stream}: no room event was ever published under "${prefix}" (NATS_SUBJECT_PREFIX)`,
+            { cause: err },
+          );
+        });
+      const consumer = await js.consumers.get(stream, created.name);
       // Without --follow, stop at the end of the stream (at once when it is empty).
       if (!opts.follow && (await consumer.info()).num_pending === 0) return 0;
       const messages = await consumer.consume();

@@ -10,6 +10,7 @@ import {
   SERVICE_NAMES,
   eventsLeaderBucket,
   roomEventStream,
+  webhookParkedStream,
   type ServiceName,
 } from '@switchboard/protocol';
 import { harnessConnectOptions } from './nats-auth.ts';
@@ -126,14 +127,19 @@ export async function migrate(databaseUrl: string): Promise<string> {
 }
 
 /**
- * Delete what the platform kept in JetStream under `prefix` (the room events stream, the
- * events leader's KV bucket), so runs on a shared NATS leave nothing behind.
+ * Delete what the platform kept in JetStream under `prefix` (the room events stream and its
+ * consumers, the events leader's KV bucket, the parked webhooks), so runs on a shared NATS
+ * leave nothing behind.
  */
 export async function removeJetStreamState(natsUrl: string, prefix: string): Promise<void> {
   const nc = await connect({ servers: natsUrl, timeout: 5000, ...harnessConnectOptions() });
   try {
     const jsm = await jetstreamManager(nc, { timeout: 5000 });
-    for (const stream of [roomEventStream(prefix), `KV_${eventsLeaderBucket(prefix)}`]) {
+    for (const stream of [
+      roomEventStream(prefix),
+      `KV_${eventsLeaderBucket(prefix)}`,
+      webhookParkedStream(prefix),
+    ]) {
       try {
         await jsm.streams.delete(stream);
       } catch {
