@@ -415,3 +415,47 @@ describe('data and calls', () => {
     ).toMatchObject({ status: 404, errorName: 'ROOM_NOT_FOUND' });
   });
 });
+
+describe('shutdown', () => {
+  it('lets requests in progress finish, refuses new ones, and cuts off what outlasts the grace', async () => {
+    const roomId = 'ep-drain';
+    const silent = await join(0, roomId, 'silent');
+    const socketId = silent.socketId ?? '';
+    const call = (url: string, timeoutMs: number): Promise<Response> =>
+      fetch(`${url}/v1/rooms/${roomId}/participants/${socketId}/calls`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${p.token()}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ method: 'getClientStats', data: {}, timeoutMs }),
+      });
+
+    // A request in progress when SIGTERM comes is answered in full.
+    const api = await p.sfu.spawn('api', 'api-drain');
+    const pending = call(api.url, 1500);
+    await sleep(300);
+    const stopped = api.stop();
+    await waitUntil(async () => (await fetch(`${api.url}/readyz`)).status === 503);
+    const refused = await fetch(`${api.url}/v1/rooms`, {
+      headers: { authorization: `Bearer ${p.token()}` },
+    });
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { name: string } }).error.name).toBe(
+      'SHUTTING_DOWN',
+    );
+    const finished = await pending;
+    expect(finished.status).toBe(200);
+    expect(await finished.json()).toMatchObject({ ok: false, error: { name: 'TIMEOUT' } });
+    expect(await stopped).toBe(0);
+
+    // One that would outlast the shutdown's grace (SHUTDOWN_TIMEOUT_MS less 3 s) is cut off.
+    const quick = await p.sfu.spawn('api', 'api-cut', { SHUTDOWN_TIMEOUT_MS: '4000' });
+    const long = call(quick.url, 30_000);
+    await sleep(300);
+    const started = Date.now();
+    const exit = quick.stop();
+    const cut = await long;
+    expect(cut.status).toBe(503);
+    expect(((await cut.json()) as { error: { name: string } }).error.name).toBe('SHUTTING_DOWN');
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(await exit).toBe(0);
+  });
+});

@@ -57,8 +57,18 @@ describe('ops endpoints and security headers', () => {
     expect((await fetch(`${gw.url}/status.html`)).status).toBe(404);
     const status = await fetch(`${gw.opsUrl}/api/status`);
     expect(status.status).toBe(200);
-    const body = (await status.json()) as { gateway?: { instanceId?: unknown } };
+    const body = (await status.json()) as {
+      gateway?: { instanceId?: unknown };
+      services?: { service: string; ok: boolean }[];
+    };
     expect(typeof body.gateway?.instanceId).toBe('string');
+    // The status pings every service: the server API answers too.
+    expect(body.services?.find((s) => s.service === 'api')).toMatchObject({ ok: true });
+    // The API's unknown paths are JSON 404s, like its errors, with no-store.
+    const api = platform.get('api');
+    const missing = await fetch(`${api.url}/metrics`);
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('cache-control')).toBe('no-store');
   });
 
   it('sends security headers with the demo, its files, errors and the status page', async () => {

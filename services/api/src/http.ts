@@ -79,7 +79,7 @@ export interface ApiHttpOptions {
   /** API_BODY_LIMIT_BYTES. */
   bodyLimit: number;
   metrics: Registry;
-  /** Aborted when the service begins to shut down: requests then get 503 SHUTTING_DOWN. */
+  /** Aborted when the service begins to shut down: new requests then get 503 SHUTTING_DOWN. */
   shutdownSignal: AbortSignal;
 }
 
@@ -87,8 +87,11 @@ export interface ApiHttpOptions {
 export interface ApiHttp {
   /** Every route registered, `METHOD /path` as fastify has it (`:param`). */
   readonly routes: readonly string[];
-  /** Resolves once no request is in progress. */
-  idle(): Promise<void>;
+  /**
+   * Let the requests in progress finish, for `graceMs` at most; then abort what is left (they
+   * are answered 503 SHUTTING_DOWN) and resolve once every request has been answered.
+   */
+  drain(graceMs: number): Promise<void>;
 }
 
 /** A request id from the caller is kept when it looks like one; anything else is replaced. */
@@ -202,6 +205,14 @@ export async function registerApi(app: FastifyInstance, opts: ApiHttpOptions): P
   const operationOf = new WeakMap<FastifyRequest, ApiOperation>();
   const inflight = new Set<Promise<void>>();
   let idleWaiters: (() => void)[] = [];
+  // Aborted when a shutdown's grace period is over: what is still in progress stops.
+  const cutOff = new AbortController();
+  const idle = async (): Promise<void> => {
+    if (inflight.size === 0) return;
+    await new Promise<void>((resolve) => {
+      idleWaiters.push(resolve);
+    });
+  };
   const routes: string[] = [];
   const byPath = API_OPERATIONS.map((op) => ({
     pattern: pathPattern(ApiRoutes[op].path),
@@ -282,7 +293,13 @@ export async function registerApi(app: FastifyInstance, opts: ApiHttpOptions): P
         );
         return sendError(req, reply, new ProtocolError('AUTH_FAILED', err.message));
       }
-      if (isProtocolError(err)) return sendError(req, reply, err);
+      if (isProtocolError(err)) {
+        // Cut off by the shutdown (its grace period over): say so, not CANCELLED.
+        if (err.errorName === 'CANCELLED' && cutOff.signal.aborted) {
+          return sendError(req, reply, new ProtocolError('SHUTTING_DOWN'));
+        }
+        return sendError(req, reply, err);
+      }
       const fe = err as { code?: unknown; statusCode?: unknown };
       switch (fe.code) {
         case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -377,7 +394,8 @@ export async function registerApi(app: FastifyInstance, opts: ApiHttpOptions): P
             throw new ProtocolError('PERMISSION_DENIED', `the token does not cover room ${roomId}`);
           }
           let status: number = c.route.status;
-          const signal = AbortSignal.any([requestSignal(reply), opts.shutdownSignal]);
+          // The client going away stops the work; a shutdown lets it finish (drain).
+          const signal = AbortSignal.any([requestSignal(reply), cutOff.signal]);
           const traceparent = req.headers.traceparent;
           const handler = opts.operations[op] as (
             input: OperationInput<ApiOperation>,
@@ -402,11 +420,18 @@ export async function registerApi(app: FastifyInstance, opts: ApiHttpOptions): P
 
   return {
     routes,
-    idle: async () => {
-      if (inflight.size === 0) return;
-      await new Promise<void>((resolve) => {
-        idleWaiters.push(resolve);
+    drain: async (graceMs) => {
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
       });
+      try {
+        await Promise.race([idle(), graceOver]);
+      } finally {
+        clearTimeout(timer);
+      }
+      cutOff.abort(new ProtocolError('SHUTTING_DOWN'));
+      await idle();
     },
   };
 }

@@ -59,10 +59,10 @@ await runService({
       shutdownSignal: svc.shutdownSignal,
     });
     svc.log.info({ keys: [...keys.keys()], routes: http.routes }, 'server API routes registered');
-    // Requests in progress finish (their bus requests still answered) before NATS closes;
-    // new ones get 503 SHUTTING_DOWN meanwhile.
+    // Requests in progress finish (their bus requests still answered) before NATS closes,
+    // within the shutdown's time less a margin for the rest; new ones get 503 SHUTTING_DOWN.
     svc.onShutdown('server API requests', async () => {
-      await http.idle();
+      await http.drain(Math.max(0, config.SHUTDOWN_TIMEOUT_MS - 3000));
     });
   },
 });
