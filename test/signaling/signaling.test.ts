@@ -379,6 +379,7 @@ describe('membership rules', () => {
         roomId: 'room-admin',
         capacity: 2,
         capacitySet: true,
+        emptyTimeoutS: null,
         roomSize: 0,
         mediaNodeId: null,
       });

@@ -140,8 +140,9 @@ async function run(api: Client, argv: string[]): Promise<unknown> {
         return await api.updateRoom({ roomId: id, capacity });
       } catch (err) {
         if (!isProtocolError(err) || err.errorName !== 'ROOM_NOT_FOUND') throw err;
-        // As before the API: a room that does not exist yet is made with the capacity.
-        return (await api.createRoom({ roomId: id, capacity })).room;
+        // As configureRoom did: a room that does not exist yet is made with the capacity, and
+        // kept while empty (no empty timeout) until it is deleted.
+        return (await api.createRoom({ roomId: id, capacity, emptyTimeoutS: null })).room;
       }
     }
     case 'delete':
