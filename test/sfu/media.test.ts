@@ -11,26 +11,11 @@ import { mediasoupWorkerPids, waitFor, type ServiceProcess } from '@switchboard/
 import { ErrorCodes, type WebRtcTransportInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from '../signaling/client.ts';
 import { SFU_TIMINGS, startSfu, type SfuPlatform } from './platform.ts';
-import { udpSink, vp8Source } from './rtp.ts';
+import { opusParameters, udpSink, vp8Parameters, vp8Source } from './rtp.ts';
 
 const open: TestClient[] = [];
 let seq = 0;
 
-function vp8(ssrc: number) {
-  return {
-    mid: '0',
-    codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, rtcpFeedback: [] }],
-    headerExtensions: [],
-    encodings: [{ ssrc }],
-    rtcp: { cname: `c${String(ssrc)}`, reducedSize: true },
-  };
-}
-const opus = (ssrc: number) => ({
-  mid: '1',
-  codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2 }],
-  encodings: [{ ssrc }],
-  rtcp: { cname: `a${String(ssrc)}`, reducedSize: true },
-});
 const sctp = { numStreams: { OS: 1024, MIS: 1024 } };
 
 async function ok(c: TestClient, a: string, d?: unknown): Promise<unknown> {
@@ -104,7 +89,7 @@ describe('one media node, one worker', () => {
     const { id: producerId } = (await ok(a.c, 'produce', {
       transportId: a.send.id,
       kind: 'video',
-      rtpParameters: vp8(1111),
+      rtpParameters: vp8Parameters(1111),
       source: 'camera',
     })) as { id: string };
     const ev = await b.c.event('eventNewConsumer');
@@ -144,8 +129,16 @@ describe('one media node, one worker', () => {
   it('announces data consumers and closes consumers when their producer leaves the room', async () => {
     const a = await member(sfu, 'm-leave');
     const b = await member(sfu, 'm-leave');
-    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'audio', rtpParameters: opus(2222) });
-    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(3333) });
+    await ok(a.c, 'produce', {
+      transportId: a.send.id,
+      kind: 'audio',
+      rtpParameters: opusParameters(2222),
+    });
+    await ok(a.c, 'produce', {
+      transportId: a.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(3333),
+    });
     const { id: dataProducerId } = (await ok(a.c, 'produceData', {
       transportId: a.send.id,
       sctpStreamParameters: { streamId: 0, ordered: true },
@@ -171,7 +164,11 @@ describe('one media node, one worker', () => {
   it('a member that drops keeps its media through its window, and loses it when the window ends', async () => {
     const a = await member(sfu, 'm-window');
     const b = await member(sfu, 'm-window');
-    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(9001) });
+    await ok(a.c, 'produce', {
+      transportId: a.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(9001),
+    });
     const consumerId = ((await b.c.event('eventNewConsumer')).d as { id: string }).id;
     a.c.kill();
     await new Promise((r) => setTimeout(r, SFU_TIMINGS.RECONNECT_WINDOW_MS / 2));
@@ -216,7 +213,7 @@ describe('one media node, one worker', () => {
     const { id: producerId } = (await ok(a, 'produce', {
       transportId: sending.id,
       kind: 'video',
-      rtpParameters: vp8(8001),
+      rtpParameters: vp8Parameters(8001),
     })) as { id: string };
     const consumer = (await r.event('eventNewConsumer')).d as { id: string; producerId: string };
     expect(consumer.producerId).toBe(producerId);
@@ -285,10 +282,14 @@ describe('one media node, one worker', () => {
     );
     const missing = '00000000-0000-4000-8000-000000000000';
     expect(
-      await code('produce', { transportId: missing, kind: 'video', rtpParameters: vp8(1) }),
+      await code('produce', {
+        transportId: missing,
+        kind: 'video',
+        rtpParameters: vp8Parameters(1),
+      }),
     ).toBe(ErrorCodes.MEDIA_NOT_FOUND.code);
     // mediasoup's own checks: a codec the router does not have.
-    const h265 = vp8(5);
+    const h265 = vp8Parameters(5);
     h265.codecs[0] = { ...h265.codecs[0], mimeType: 'video/H265' } as (typeof h265.codecs)[0];
     expect(
       await code('produce', { transportId: send.id, kind: 'video', rtpParameters: h265 }),
@@ -345,7 +346,11 @@ describe('one media node, one worker', () => {
   it('the worker hosting a room dies: its members get eventMediaReset and start again', async () => {
     const a = await member(sfu, 'm-worker');
     const b = await member(sfu, 'm-worker');
-    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(4444) });
+    await ok(a.c, 'produce', {
+      transportId: a.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(4444),
+    });
     await b.c.event('eventNewConsumer');
     const media = sfu.media[0];
     if (media === undefined) throw new Error('no media node');
@@ -364,7 +369,11 @@ describe('one media node, one worker', () => {
     };
     await ok(b.c, 'getRouterRtpCapabilities');
     await ok(b.c, 'createWebRtcTransport', { direction: 'recv', rtpCapabilities: caps });
-    await ok(a.c, 'produce', { transportId: send.id, kind: 'video', rtpParameters: vp8(5555) });
+    await ok(a.c, 'produce', {
+      transportId: send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(5555),
+    });
     await waitFor('a consumer again', async () => consumersOf(b.c, from).length === 1);
     await media.waitReady();
   });
@@ -387,9 +396,21 @@ describe('a room that outgrows a worker', () => {
     const a = await member(sfu, 'm-pipe');
     const b = await member(sfu, 'm-pipe');
     const c = await member(sfu, 'm-pipe');
-    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(6001) });
-    await ok(b.c, 'produce', { transportId: b.send.id, kind: 'video', rtpParameters: vp8(6002) });
-    await ok(c.c, 'produce', { transportId: c.send.id, kind: 'video', rtpParameters: vp8(6003) });
+    await ok(a.c, 'produce', {
+      transportId: a.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(6001),
+    });
+    await ok(b.c, 'produce', {
+      transportId: b.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(6002),
+    });
+    await ok(c.c, 'produce', {
+      transportId: c.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(6003),
+    });
     for (const m of [a, b, c]) {
       await waitFor('two consumers each', async () => consumersOf(m.c).length === 2);
     }
@@ -432,7 +453,11 @@ describe('two workers, rooms on each', () => {
     const slotY = afterY.findIndex((l, i) => l > (afterX[i] ?? 0));
     expect(slotX).toBeGreaterThanOrEqual(0);
     expect(slotY).not.toBe(slotX);
-    await ok(y1.c, 'produce', { transportId: y1.send.id, kind: 'video', rtpParameters: vp8(9101) });
+    await ok(y1.c, 'produce', {
+      transportId: y1.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(9101),
+    });
     const yConsumer = ((await y2.c.event('eventNewConsumer')).d as { id: string }).id;
 
     const pids = mediasoupWorkerPids(media.process.pid);
@@ -529,7 +554,11 @@ describe('several media nodes', () => {
   it('a node that stops: its rooms move, their members get eventMediaReset', async () => {
     const a = await member(sfu, 'n-fail');
     const b = await member(sfu, 'n-fail', { gateway: 1 });
-    await ok(a.c, 'produce', { transportId: a.send.id, kind: 'video', rtpParameters: vp8(7001) });
+    await ok(a.c, 'produce', {
+      transportId: a.send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(7001),
+    });
     await b.c.event('eventNewConsumer');
     const first = await recordedNode('n-fail');
     expect(first).toMatch(/^media-[12]$/);
@@ -545,7 +574,11 @@ describe('several media nodes', () => {
     await ok(b.c, 'getRouterRtpCapabilities');
     const from = consumersOf(b.c).length;
     await ok(b.c, 'createWebRtcTransport', { direction: 'recv', rtpCapabilities: a2 });
-    await ok(a.c, 'produce', { transportId: send.id, kind: 'video', rtpParameters: vp8(7002) });
+    await ok(a.c, 'produce', {
+      transportId: send.id,
+      kind: 'video',
+      rtpParameters: vp8Parameters(7002),
+    });
     await waitFor('a consumer on the other node', async () => consumersOf(b.c, from).length === 1);
     const second = await recordedNode('n-fail');
     expect(second).toMatch(/^media-[12]$/);

@@ -66,3 +66,24 @@ export async function udpSink(): Promise<{
     },
   };
 }
+
+/** A VP8 producer's RTP parameters, as a browser would send them (for producers without media). */
+export function vp8Parameters(ssrc: number) {
+  return {
+    mid: '0',
+    codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, rtcpFeedback: [] }],
+    headerExtensions: [],
+    encodings: [{ ssrc }],
+    rtcp: { cname: `c${String(ssrc)}`, reducedSize: true },
+  };
+}
+
+/** An Opus producer's RTP parameters. */
+export function opusParameters(ssrc: number) {
+  return {
+    mid: '1',
+    codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2 }],
+    encodings: [{ ssrc }],
+    rtcp: { cname: `a${String(ssrc)}`, reducedSize: true },
+  };
+}

@@ -8,45 +8,24 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
-  DURABLE_ROOM_EVENTS,
   ErrorCodes,
   ProtocolError,
   RoomsAdmin,
-  roomEvent,
-  roomEventSubject,
-  type DurableRoomEventName,
   type WebRtcTransportInfo,
 } from '@switchboard/protocol';
 import { TestClient } from '../signaling/client.ts';
-import { waitUntil } from '../signaling/fixtures.ts';
+import { collectRoomEvents, waitUntil, type SeenRoomEvent } from '../signaling/fixtures.ts';
 import { startSfu, type SfuPlatform } from './platform.ts';
+import { opusParameters, vp8Parameters } from './rtp.ts';
 
 const open: TestClient[] = [];
 let sfu: SfuPlatform;
 let seq = 0;
-const events: { type: DurableRoomEventName; roomId: string; data: Record<string, unknown> }[] = [];
-
-const vp8 = (ssrc: number) => ({
-  mid: '0',
-  codecs: [{ mimeType: 'video/VP8', payloadType: 101, clockRate: 90000, rtcpFeedback: [] }],
-  headerExtensions: [],
-  encodings: [{ ssrc }],
-  rtcp: { cname: `c${String(ssrc)}`, reducedSize: true },
-});
-const opus = (ssrc: number) => ({
-  mid: '1',
-  codecs: [{ mimeType: 'audio/opus', payloadType: 100, clockRate: 48000, channels: 2 }],
-  encodings: [{ ssrc }],
-  rtcp: { cname: `a${String(ssrc)}`, reducedSize: true },
-});
+let events: SeenRoomEvent[] = [];
 
 beforeAll(async () => {
   sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'));
-  for (const type of DURABLE_ROOM_EVENTS) {
-    sfu.bus.subscribe(roomEventSubject(sfu.bus.prefix, type), roomEvent[type], (e) => {
-      events.push({ type, roomId: e.roomId, data: e });
-    });
-  }
+  events = collectRoomEvents(sfu.bus);
 });
 
 afterAll(async () => {
@@ -78,7 +57,7 @@ async function produce(
   const r = (await ok(m.c, 'produce', {
     transportId: m.send.id,
     kind,
-    rtpParameters: kind === 'video' ? vp8(2000 + seq) : opus(3000 + seq),
+    rtpParameters: kind === 'video' ? vp8Parameters(2000 + seq) : opusParameters(3000 + seq),
     source: kind === 'video' ? 'camera' : 'microphone',
   })) as { id: string };
   return r.id;
@@ -205,7 +184,7 @@ describe('tracks', () => {
     const again = await a.c.request('produce', {
       transportId: a.send.id,
       kind: 'video',
-      rtpParameters: vp8(9999),
+      rtpParameters: vp8Parameters(9999),
       source: 'camera',
     });
     expect(again).toMatchObject({ s: false, e: ErrorCodes.PERMISSION_DENIED.code });

@@ -9,31 +9,18 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mintToken } from '@switchboard/devstack';
-import {
-  CloseCodes,
-  DURABLE_ROOM_EVENTS,
-  ErrorCodes,
-  ProtocolError,
-  RoomsAdmin,
-  roomEvent,
-  roomEventSubject,
-  type DurableRoomEventName,
-} from '@switchboard/protocol';
+import { CloseCodes, ErrorCodes, ProtocolError, RoomsAdmin } from '@switchboard/protocol';
 import { TestClient } from './client.ts';
-import { sleep, waitUntil } from './fixtures.ts';
+import { collectRoomEvents, sleep, waitUntil, type SeenRoomEvent } from './fixtures.ts';
 import { startSignaling, type SignalingPlatform } from './platform.ts';
 
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
-const events: { type: DurableRoomEventName; roomId: string; data: Record<string, unknown> }[] = [];
+let events: SeenRoomEvent[] = [];
 
 beforeAll(async () => {
   sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  for (const type of DURABLE_ROOM_EVENTS) {
-    sp.bus.subscribe(roomEventSubject(sp.bus.prefix, type), roomEvent[type], (e) => {
-      events.push({ type, roomId: e.roomId, data: e });
-    });
-  }
+  events = collectRoomEvents(sp.bus);
 });
 
 afterAll(async () => {

@@ -1,3 +1,10 @@
+import type { Bus } from '@switchboard/bus';
+import {
+  DURABLE_ROOM_EVENTS,
+  roomEvent,
+  roomEventSubject,
+  type DurableRoomEventName,
+} from '@switchboard/protocol';
 /** Payloads and small helpers the signaling tests share. */
 
 /** A minimal SDP: enough for the gateway (it checks the shape and `v=0`, not the media). */
@@ -31,4 +38,22 @@ export async function waitUntil(
     if (Date.now() > deadline) throw new Error(`not true within ${timeoutMs} ms: ${String(check)}`);
     await sleep(50);
   }
+}
+
+/** A durable room event as a test saw it on its subject. */
+export interface SeenRoomEvent {
+  type: DurableRoomEventName;
+  roomId: string;
+  data: Record<string, unknown>;
+}
+
+/** Every durable room event published on `bus`'s prefix from now on, in arrival order. */
+export function collectRoomEvents(bus: Bus): SeenRoomEvent[] {
+  const seen: SeenRoomEvent[] = [];
+  for (const type of DURABLE_ROOM_EVENTS) {
+    bus.subscribe(roomEventSubject(bus.prefix, type), roomEvent[type], (e) => {
+      seen.push({ type, roomId: e.roomId, data: e });
+    });
+  }
+  return seen;
 }

@@ -10,13 +10,9 @@ import type { Logger } from '@switchboard/service';
 import type { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
 import { recordEvent } from '../events/outbox.ts';
+import type { Deadline } from '../signaling/membership.ts';
 
 type Tx = Prisma.TransactionClient;
-
-export interface Deadline {
-  signal: AbortSignal;
-  deadline: number;
-}
 
 export class Tracks {
   readonly #db: Db;

@@ -33,7 +33,7 @@ import type { Logger } from '@switchboard/service';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
 import { recordEvent } from '../events/outbox.ts';
-import { effectiveGrants, type Deadline, type Membership } from './membership.ts';
+import { NOW, effectiveGrants, type Deadline, type Membership } from './membership.ts';
 import type { Notifier } from './notifier.ts';
 
 type Tx = Prisma.TransactionClient;
@@ -44,7 +44,6 @@ export interface AdministrationOptions {
   defaultEmptyTimeoutS: number;
 }
 
-const NOW = Prisma.sql`(now() AT TIME ZONE 'UTC')`;
 /** Relays of one sendData in flight at once. */
 const SEND_CONCURRENCY = 64;
 

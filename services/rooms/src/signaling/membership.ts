@@ -58,7 +58,7 @@ export interface Deadline {
 }
 
 /** `now()` in UTC as `timestamp(3)`: how Prisma stores DateTime in these columns. */
-const NOW = Prisma.sql`(now() AT TIME ZONE 'UTC')`;
+export const NOW = Prisma.sql`(now() AT TIME ZONE 'UTC')`;
 const EXPIRE_BATCH = 200;
 
 interface SessionRow {
