@@ -31,6 +31,7 @@ import WebSocket from 'ws';
 import {
   log,
   numberFlagOptions,
+  numberFlagsUsage,
   parseOrUsage,
   readNumber,
   runBench,
@@ -48,12 +49,7 @@ const FLAGS = {
 type Flag = keyof typeof FLAGS;
 
 function usage(): string {
-  return [
-    'usage: ./run bench client [-- flags]',
-    ...Object.entries(FLAGS).map(
-      ([name, f]) => `  --${name.padEnd(10)} ${f.help} (env ${f.env}, default ${f.def})`,
-    ),
-  ].join('\n');
+  return numberFlagsUsage('client', FLAGS);
 }
 
 const ROOM_WINDOW_MS = 10_000;

@@ -45,16 +45,15 @@ import { procCpuMs } from './lib/proc-cpu.ts';
 import {
   UsageError,
   log,
+  numberFlagsUsage,
+  parseNumberFlags,
+  pool,
   runBench,
   stats,
+  writeResults,
   type BenchRun,
   type Failure,
   type Stats,
-  pool,
-  numberFlagOptions,
-  parseOrUsage,
-  readNumber,
-  writeResults,
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
 
@@ -92,24 +91,12 @@ interface Options {
 }
 
 function usage(): string {
-  return [
-    'usage: ./run bench events [-- flags]',
-    ...Object.entries(FLAGS).map(
-      ([name, f]) => `  --${name.padEnd(12)} ${f.help} (env ${f.env}, default ${f.def})`,
-    ),
-  ].join('\n');
+  return numberFlagsUsage('events', FLAGS);
 }
 
 function parseOptions(argv: string[]): Options | undefined {
-  const args = argv[0] === '--' ? argv.slice(1) : argv;
-  const { values } = parseOrUsage({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: { ...numberFlagOptions(FLAGS), help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help === true) return undefined;
-  const num = (name: Flag): number => readNumber(name, FLAGS[name], values[name]);
+  const num = parseNumberFlags<Flag>(argv, FLAGS);
+  if (num === undefined) return undefined;
   const opts: Options = {
     clients: num('clients'),
     roomSize: num('room-size'),

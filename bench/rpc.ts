@@ -38,6 +38,7 @@ import Type from 'typebox';
 import {
   log,
   numberFlagOptions,
+  numberFlagsUsage,
   parseOrUsage,
   readNumber,
   runBench,
@@ -54,12 +55,7 @@ const FLAGS = {
 type Flag = keyof typeof FLAGS;
 
 function usage(): string {
-  return [
-    'usage: ./run bench rpc [-- flags]',
-    ...Object.entries(FLAGS).map(
-      ([name, f]) => `  --${name.padEnd(8)} ${f.help} (env ${f.env}, default ${f.def})`,
-    ),
-  ].join('\n');
+  return numberFlagsUsage('rpc', FLAGS);
 }
 
 const MiB = 1024 * 1024;

@@ -37,9 +37,8 @@ import { verifyWebhook } from '@switchboard/client/webhooks';
 import {
   UsageError,
   log,
-  numberFlagOptions,
-  parseOrUsage,
-  readNumber,
+  numberFlagsUsage,
+  parseNumberFlags,
   runBench,
   stats,
   writeResults,
@@ -67,24 +66,12 @@ const KEY_ID = 'bench';
 const SECRET = randomBytes(32).toString('hex');
 
 function usage(): string {
-  return [
-    'usage: ./run bench webhooks [-- flags]',
-    ...Object.entries(FLAGS).map(
-      ([name, f]) => `  --${name.padEnd(12)} ${f.help} (env ${f.env}, default ${f.def})`,
-    ),
-  ].join('\n');
+  return numberFlagsUsage('webhooks', FLAGS);
 }
 
 function parseOptions(argv: string[]): Options | undefined {
-  const args = argv[0] === '--' ? argv.slice(1) : argv;
-  const { values } = parseOrUsage({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: { ...numberFlagOptions(FLAGS), help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help === true) return undefined;
-  const num = (name: Flag): number => readNumber(name, FLAGS[name], values[name]);
+  const num = parseNumberFlags<Flag>(argv, FLAGS);
+  if (num === undefined) return undefined;
   const opts = {
     rate: num('rate'),
     seconds: num('seconds'),

@@ -310,3 +310,38 @@ export async function pool<T>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
+
+/** The usage text of a benchmark whose flags are all numeric (`help` describes each). */
+export function numberFlagsUsage(
+  benchmark: string,
+  flags: Record<string, NumberFlag & { help: string }>,
+): string {
+  const width = Math.max(...Object.keys(flags).map((n) => n.length)) + 2;
+  return [
+    `usage: ./run bench ${benchmark} [-- flags]`,
+    ...Object.entries(flags).map(
+      ([name, f]) => `  --${name.padEnd(width)} ${f.help} (env ${f.env}, default ${f.def})`,
+    ),
+  ].join('\n');
+}
+
+/**
+ * Parse a benchmark's numeric flags (after an optional `--`): a reader of each flag's value,
+ * or undefined when `--help` was asked for.
+ */
+export function parseNumberFlags<N extends string>(
+  argv: string[],
+  flags: Record<N, NumberFlag>,
+): ((name: N) => number) | undefined {
+  const args = argv[0] === '--' ? argv.slice(1) : argv;
+  const options: NonNullable<ParseArgsConfig['options']> = {
+    ...numberFlagOptions(flags),
+    help: { type: 'boolean', short: 'h' },
+  };
+  const { values } = parseOrUsage({ args, strict: true, allowPositionals: false, options });
+  if (values['help'] === true) return undefined;
+  return (name) => {
+    const v = values[name];
+    return readNumber(name, flags[name], typeof v === 'string' ? v : undefined);
+  };
+}

@@ -7,39 +7,25 @@
  */
 import { type MediaKind, type ProducerSource, type TrackChange } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
-import type { Prisma } from '../generated/prisma/client.ts';
-import type { Db } from '../db/client.ts';
 import { recordEvent } from '../events/outbox.ts';
-import type { Deadline } from '../signaling/membership.ts';
-
-type Tx = Prisma.TransactionClient;
+import type { Deadline, Membership, Tx } from '../signaling/membership.ts';
 
 export class Tracks {
-  readonly #db: Db;
+  readonly #membership: Membership;
   readonly #log: Logger;
-  readonly #onEvents: () => void;
 
-  constructor(db: Db, log: Logger, onEvents: () => void) {
-    this.#db = db;
+  constructor(membership: Membership, log: Logger) {
+    this.#membership = membership;
     this.#log = log.child({ component: 'tracks' });
-    this.#onEvents = onEvents;
   }
 
   /** Apply a node's changes in order; each in its own transaction under its room's lock. */
   async apply(nodeId: string, changes: readonly TrackChange[], d: Deadline): Promise<void> {
     let written = 0;
-    try {
-      for (const change of changes) {
-        d.signal.throwIfAborted();
-        const remaining = Math.max(1, d.deadline - Date.now());
-        const wrote = await this.#db.$transaction(async (tx) => await this.#apply(tx, change), {
-          maxWait: remaining,
-          timeout: remaining,
-        });
-        if (wrote) written++;
+    for (const change of changes) {
+      if (await this.#membership.transaction(d, async (tx) => await this.#apply(tx, change))) {
+        written++;
       }
-    } finally {
-      if (written > 0) this.#onEvents();
     }
     this.#log.debug({ nodeId, changes: changes.length, written }, 'track changes applied');
   }

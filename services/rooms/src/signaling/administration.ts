@@ -33,10 +33,8 @@ import type { Logger } from '@switchboard/service';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
 import { recordEvent } from '../events/outbox.ts';
-import { NOW, effectiveGrants, type Deadline, type Membership } from './membership.ts';
+import { NOW, effectiveGrants, type Deadline, type Membership, type Tx } from './membership.ts';
 import type { Notifier } from './notifier.ts';
-
-type Tx = Prisma.TransactionClient;
 
 export interface AdministrationOptions {
   defaultCapacity: number;
@@ -482,10 +480,6 @@ export class Administration {
   }
 
   async #tx<T>(d: Deadline, work: (tx: Tx) => Promise<T>): Promise<T> {
-    d.signal.throwIfAborted();
-    const remaining = Math.max(1, d.deadline - Date.now());
-    const result = await this.#db.$transaction(work, { maxWait: remaining, timeout: remaining });
-    this.#membership.eventsWritten();
-    return result;
+    return await this.#membership.transaction(d, work);
   }
 }

@@ -40,7 +40,7 @@ import type { MembershipMetrics } from './metrics.ts';
 import type { Notifier } from './notifier.ts';
 import type { UserMediaLadder } from './ladder.ts';
 
-type Tx = Prisma.TransactionClient;
+export type Tx = Prisma.TransactionClient;
 
 export interface MembershipOptions {
   defaultCapacity: number;
@@ -151,9 +151,12 @@ export class Membership {
     this.#log = log.child({ component: 'membership' });
   }
 
-  /** Room events were written outside this class (the outbox relay is told). */
-  eventsWritten(): void {
-    this.#onEvents();
+  /**
+   * A transaction bounded by `d` after which the outbox relay is told (it may have written
+   * room events): how every change of membership, rooms and tracks is made.
+   */
+  async transaction<T>(d: Deadline, work: (tx: Tx) => Promise<T>): Promise<T> {
+    return await this.#tx(d, work);
   }
 
   /** Admit a new session into its room, creating the room on its first join. */

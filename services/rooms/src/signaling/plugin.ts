@@ -116,9 +116,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
   serve(RoomsAdmin.updateParticipant, async (req, ctx) => await admin.updateParticipant(req, ctx));
   serve(RoomsAdmin.sendData, async (req, ctx) => await admin.sendData(req, ctx));
   serve(RoomsAdmin.muteTrack, async (req, ctx) => await admin.muteTrack(req, ctx));
-  const tracks = new Tracks(db, log, () => {
-    relay.kick();
-  });
+  const tracks = new Tracks(membership, log);
   serve(Rooms.tracks, async (req, ctx) => {
     await tracks.apply(req.nodeId, req.changes, ctx);
     return {};
