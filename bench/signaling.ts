@@ -48,6 +48,7 @@ import {
   writeResults,
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
+import { CpuMeter, pidsNamed } from './lib/proc-cpu.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -169,6 +170,9 @@ function parseOptions(argv: string[]): Options | undefined {
 }
 
 // ------------------------------------------------------------------------------- helpers
+
+/** The rooms service's database pool, and the join baseline's. */
+const POOL_MAX = 10;
 
 /**
  * Load of this (the clients') process over one phase: CPU use and event-loop utilisation
@@ -626,6 +630,8 @@ async function startOwnPlatform(
     WS_RATE_LIMIT_BURST: '100000',
     WS_MAX_INFLIGHT: String(Math.max(32, opts.window + 1)),
     ROOM_DEFAULT_CAPACITY: String(Math.max(50, opts.roomSize)),
+    // The join baseline's pool has the same size.
+    DATABASE_POOL_MAX: String(POOL_MAX),
     // Not 'warn': ServiceProcess.start learns the port from the 'listening' line, logged at info.
     LOG_LEVEL: 'info',
   };
@@ -658,6 +664,7 @@ async function startOwnPlatform(
     gateways.push(gw2);
     failure.check();
   }
+  const rooms = [platform.get('rooms')];
   for (let i = 2; i <= opts.rooms; i++) {
     log(`platform: starting rooms replica ${i}`);
     const replica = await ServiceProcess.start(
@@ -673,9 +680,20 @@ async function startOwnPlatform(
     failure.check();
     await replica.waitReady();
     failure.check();
+    rooms.push(replica);
   }
+  const pids = (svcs: readonly ServiceProcess[]) => (): number[] =>
+    svcs.flatMap((s) => (s.process.pid === undefined ? [] : [s.process.pid]));
   return {
     urls: gateways.map((g) => `ws://127.0.0.1:${g.port}/api`),
+    databaseUrl: platform.databaseUrl,
+    poolMax: POOL_MAX,
+    cpu: new CpuMeter({
+      gateway: pids(gateways),
+      rooms: pids(rooms),
+      postgres: () => pidsNamed('postgres'),
+      nats: () => pidsNamed('nats-server'),
+    }),
     setup: {
       started: 'here',
       nats: infra.started.nats === undefined ? infra.natsUrl : `${infra.natsUrl} (started here)`,
@@ -700,10 +718,15 @@ async function runPlatform(
   cleanup: Cleanup,
   run: PlatformRun,
 ) {
-  const { urls, setup } =
-    opts.urls.length > 0
-      ? { urls: opts.urls, setup: { started: 'elsewhere' } }
-      : await startOwnPlatform(opts, failure, cleanup, run);
+  const own =
+    opts.urls.length > 0 ? undefined : await startOwnPlatform(opts, failure, cleanup, run);
+  const urls = own?.urls ?? opts.urls;
+  const setup = own?.setup ?? { started: 'elsewhere' };
+  // The join baseline runs against the platform's own database, before the platform's joins.
+  const joinTx =
+    own !== undefined && opts.baseline
+      ? await runJoinTx(own.databaseUrl, own.poolMax, opts, failure)
+      : undefined;
 
   const runTag = randomBytes(4).toString('hex');
   const rooms = opts.clients / opts.roomSize;
@@ -723,6 +746,7 @@ async function runPlatform(
   log(`platform: ${opts.clients} joins into ${rooms} rooms of ${opts.roomSize}`);
   const joinMs: number[] = [];
   const joinLoad = clientLoad();
+  const joinCpu = own?.cpu.start();
   const joinT0 = performance.now();
   const joinReply = validator(JoinReply);
   const roomSizeSeen = new Map<string, number>();
@@ -752,6 +776,7 @@ async function runPlatform(
   });
   const joinSeconds = (performance.now() - joinT0) / 1000;
   const joinClient = joinLoad();
+  const joinCpuMs = joinCpu?.();
   for (const [roomId, size] of roomSizeSeen)
     if (size !== opts.roomSize)
       anomalies.push(`${roomId}: the largest roomSize a joinR reported was ${size}`);
@@ -765,7 +790,9 @@ async function runPlatform(
 
   log(`platform: ${opts.warmup} warm-up + ${opts.relays} relays per client`);
   await round('platform warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
+  const relayCpu = own?.cpu.start();
   const relay = await round('platform', conns, peersOf, opts.relays, opts, failure, anomalies);
+  const relayCpuMs = relayCpu?.();
 
   log('platform: leaving (the first of each room, then the rest)');
   const leavers = [...members.values()].map((m) => m[0] as Conn);
@@ -817,10 +844,72 @@ async function runPlatform(
       seconds: Math.round(joinSeconds * 1000) / 1000,
       perSecond: Math.round(opts.clients / joinSeconds),
       client: joinClient,
+      /** CPU ms per join of each process (group), while the joins ran. */
+      cpuMsPerJoin: perUnit(joinCpuMs, opts.clients, 1),
     },
-    relay: summarize(relay),
+    relay: {
+      ...summarize(relay),
+      /** CPU µs per relayed message of each process (group), while they ran. */
+      cpuUsPerMessage: perUnit(relayCpuMs, relay.messages, 1000),
+    },
+    joinTx,
     leave: { eventLeaveMs: stats(leaveMs), closeRestMs: Math.round(closeMs), left: rest.length },
     otherEvents,
+  };
+}
+
+/** CPU used per unit of work, rounded to 3 significant digits (`scale`: 1000 for µs from ms). */
+function perUnit(
+  used: Record<string, number> | undefined,
+  units: number,
+  scale: number,
+): Record<string, number> | undefined {
+  if (used === undefined || units === 0) return undefined;
+  return Object.fromEntries(
+    Object.entries(used).map(([k, ms]) => [k, Number(((ms * scale) / units).toPrecision(3))]),
+  );
+}
+
+/**
+ * `baseline.joinTx`: the same number of joins, rooms and concurrency as the platform's, done
+ * as a bare pg transaction by a child process (bench/lib/join-tx.ts) with the rooms service's
+ * pool size, against the platform's database.
+ */
+async function runJoinTx(databaseUrl: string, poolMax: number, opts: Options, failure: Failure) {
+  log(`baseline: ${opts.clients} join transactions with bare pg (pool ${poolMax})`);
+  const child = new ManagedProcess(
+    'join-tx',
+    NODE,
+    [
+      fileURLToPath(new URL('lib/join-tx.ts', import.meta.url)),
+      JSON.stringify({
+        databaseUrl,
+        joins: opts.clients,
+        roomSize: opts.roomSize,
+        concurrency: opts.concurrency,
+        poolMax,
+        tag: randomBytes(4).toString('hex'),
+      }),
+    ],
+    { cwd: ROOT },
+  );
+  const pgCpu = new CpuMeter({ postgres: () => pidsNamed('postgres') }).start();
+  const line = await failure.guard(
+    'the join baseline',
+    opts.timeoutMs,
+    child.waitForLine(/"msg":"result"/, opts.timeoutMs),
+  );
+  const used = pgCpu();
+  const exit = await child.exited;
+  if (exit.code !== 0) throw new Error(`join baseline: exit ${exit.code}:\n${child.output()}`);
+  const r = JSON.parse(line) as { ms: number[]; seconds: number; cpuMs: number };
+  return {
+    what: 'BEGIN; room insert-or-lock; count; session insert; outbox events; COMMIT (node-postgres)',
+    poolMax,
+    ms: stats(r.ms),
+    seconds: Math.round(r.seconds * 1000) / 1000,
+    perSecond: Math.round(opts.clients / r.seconds),
+    cpuMsPerJoin: perUnit({ client: r.cpuMs, postgres: used['postgres'] ?? 0 }, opts.clients, 1),
   };
 }
 
@@ -828,6 +917,44 @@ async function runPlatform(
 
 type BaselineResult = Awaited<ReturnType<typeof runBaseline>>;
 type PlatformResult = Awaited<ReturnType<typeof runPlatform>>;
+type JoinTxResult = Awaited<ReturnType<typeof runJoinTx>>;
+
+function goalText(g: ReturnType<typeof goals>): string {
+  const v = (x: number | undefined): string => (x === undefined ? 'not measured' : String(x));
+  return [
+    `platform ÷ baseline: joins/s ${v(g.joinThroughput)} (goal ≥ 0.5), ` +
+      `join p50 ${v(g.joinLatency)}× (goal ≤ 2 at --concurrency 1; this run: ${g.concurrency}), ` +
+      `relays/s ${v(g.relayThroughput)} (goal ≥ 0.5 with 2 gateways; this run: ${g.gateways})`,
+  ].join('\n');
+}
+
+function cpuText(perProcess: Record<string, number> | undefined): string {
+  if (perProcess === undefined) return '—';
+  return Object.entries(perProcess)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+}
+
+/** The issue's goals, as ratios of this run's figures (undefined: not measured here). */
+function goals(
+  opts: Options,
+  platform: PlatformResult | undefined,
+  baseline: BaselineResult | undefined,
+) {
+  const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
+    a === undefined || b === undefined || b === 0 ? undefined : Math.round((a / b) * 100) / 100;
+  const joinTx = platform?.joinTx;
+  return {
+    /** platform joins/s ÷ bare transactions/s: at least 0.5. */
+    joinThroughput: ratio(platform?.join.perSecond, joinTx?.perSecond),
+    /** join p50 ÷ bare transaction p50: at most 2 with --concurrency 1. */
+    joinLatency: ratio(platform?.join.ms?.p50, joinTx?.ms?.p50),
+    /** relays/s ÷ echoes/s: at least 0.5 with two gateways. */
+    relayThroughput: ratio(platform?.relay.perSecond, baseline?.echo.perSecond),
+    concurrency: opts.concurrency,
+    gateways: opts.gateways,
+  };
+}
 
 function fmt(s: Stats | undefined, max = false): string {
   if (s === undefined) return '—';
@@ -848,14 +975,22 @@ function report(
     platform === undefined ? skipped : f(platform);
   const b = <T>(f: (r: BaselineResult) => T): T | string =>
     baseline === undefined ? skipped : f(baseline);
+  const joinTx = platform?.joinTx;
+  const jt = <T>(f: (r: JoinTxResult) => T): T | string =>
+    joinTx === undefined ? skipped : f(joinTx);
   const rows: [string, string, string][] = [
     [
       'connect, ms (p50 / p99 / max)',
       p((r) => fmt(r.connectMs, true)),
       b((r) => fmt(r.connectMs, true)),
     ],
-    ['join → joinR, ms (p50 / p99 / max)', p((r) => fmt(r.join.ms, true)), na],
-    ['joins per second', p((r) => String(r.join.perSecond)), na],
+    ['join, ms (p50 / p99 / max)', p((r) => fmt(r.join.ms, true)), jt((t) => fmt(t.ms, true))],
+    ['joins per second', p((r) => String(r.join.perSecond)), jt((t) => String(t.perSecond))],
+    [
+      '  CPU per join, ms',
+      p((r) => cpuText(r.join.cpuMsPerJoin)),
+      jt((t) => cpuText(t.cpuMsPerJoin)),
+    ],
     ['relay → peer, ms (p50 / p99)', p((r) => fmt(r.relay.deliveryMs)), na],
     ['  peer on the same gateway', p((r) => fmt(r.relay.sameGatewayMs)), na],
     ['  peer on the other gateway', p((r) => fmt(r.relay.crossGatewayMs)), na],
@@ -866,6 +1001,7 @@ function report(
       p((r) => String(r.relay.perSecond)),
       b((r) => String(r.echo.perSecond)),
     ],
+    ['  CPU per message, µs', p((r) => cpuText(r.relay.cpuUsPerMessage)), na],
     [
       "  clients' process: CPU, loop busy",
       p((r) => `${r.relay.client.cpuPercent}%, ${r.relay.client.loopBusyPercent}%`),
@@ -904,6 +1040,9 @@ function report(
             .join(', ')}`,
         ]),
     '',
+    goalText(goals(opts, platform, baseline)),
+    '',
+    'join: the platform from sending join to joinR; the baseline one bare pg transaction.',
     'relay → peer: from sending exchangeCandidate to the peer receiving eventExchangeCandidate.',
     'The clients run in this one process; its CPU use shows whether they were the bottleneck.',
   ].join('\n');
@@ -946,8 +1085,9 @@ async function main(
   writeResults('signaling', startedAt, {
     options: opts,
     frameBytes,
-    platform: platform ?? null,
-    baseline: baseline ?? null,
+    platform: platform === undefined ? null : { ...platform, joinTx: undefined },
+    baseline: baseline === undefined ? null : { ...baseline, joinTx: platform?.joinTx ?? null },
+    goals: goals(opts, platform, baseline),
     failedChecks: anomalies,
     text,
   });

@@ -78,3 +78,60 @@ export function machineCpuMs(): { busyMs: number; totalMs: number; cores: number
   }
   return { busyMs, totalMs, cores: cpus.length };
 }
+
+/** The pids of every process whose name (/proc/<pid>/comm) is `comm`. */
+export function pidsNamed(comm: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === comm) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+/**
+ * CPU time used by groups of processes over a window: `start()` notes each group's
+ * processes' run time, and the function it returns gives each group's CPU ms since (a
+ * process that appeared meanwhile counts whole; one that exited meanwhile is left out).
+ * Groups are asked for their pids at both ends: servers that fork per connection
+ * (PostgreSQL) are found by name each time.
+ */
+export class CpuMeter {
+  readonly #groups: Record<string, () => readonly number[]>;
+
+  constructor(groups: Record<string, () => readonly number[]>) {
+    this.#groups = groups;
+  }
+
+  start(): () => Record<string, number> {
+    const before = new Map<number, number>();
+    for (const pids of Object.values(this.#groups))
+      for (const pid of pids()) before.set(pid, runTimeOrNaN(pid));
+    return () => {
+      const used: Record<string, number> = {};
+      for (const [name, pids] of Object.entries(this.#groups)) {
+        let ms = 0;
+        for (const pid of pids()) {
+          const now = runTimeOrNaN(pid);
+          if (Number.isNaN(now)) continue;
+          const then = before.get(pid) ?? 0;
+          if (!Number.isNaN(then)) ms += now - then;
+        }
+        used[name] = ms;
+      }
+      return used;
+    };
+  }
+}
+
+function runTimeOrNaN(pid: number): number {
+  try {
+    return procRunTimeMs(pid);
+  } catch {
+    return NaN;
+  }
+}

@@ -1,7 +1,7 @@
 import { RoomsConfig } from '@switchboard/protocol';
 import { runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
-import { createDb, pingDb } from './db/client.ts';
+import { openDatabase, pingDb } from './db/client.ts';
 import { signaling } from './signaling/plugin.ts';
 
 await runService({
@@ -9,11 +9,11 @@ await runService({
   version: pkg.version,
   config: RoomsConfig,
   async setup(svc) {
-    const db = createDb(svc.config.DATABASE_URL, svc.config.DATABASE_POOL_MAX);
-    svc.readiness.add('postgres', async () => await pingDb(db));
+    const db = openDatabase(svc.config.DATABASE_URL, svc.config.DATABASE_POOL_MAX, svc.log);
+    svc.readiness.add('postgres', async () => await pingDb(db.prisma));
     // Registered first, so it runs last: the database outlives every step that uses it.
     svc.onShutdown('postgres', async () => {
-      await db.$disconnect();
+      await db.close();
     });
     signaling(svc, db);
   },

@@ -12,7 +12,8 @@ import {
   migrationsDrift,
   MIGRATIONS_DIR,
 } from '../src/db/migrate.ts';
-import { createDb } from '../src/db/client.ts';
+import { pino } from 'pino';
+import { openDatabase } from '../src/db/client.ts';
 import { readdirSync } from 'node:fs';
 
 let db: Awaited<ReturnType<typeof testDatabase>>;
@@ -59,7 +60,8 @@ describe('rooms database migrations', () => {
   });
 
   it('the generated client reads and writes the migrated tables', async () => {
-    const prisma = createDb(db.url, 2);
+    const database = openDatabase(db.url, 2, pino({ level: 'silent' }));
+    const prisma = database.prisma;
     try {
       await prisma.room.create({ data: { id: 'room-1', capacity: 4 } });
       await prisma.session.create({
@@ -82,7 +84,7 @@ describe('rooms database migrations', () => {
       await prisma.room.delete({ where: { id: 'room-1' } });
       expect(await prisma.session.count()).toBe(0);
     } finally {
-      await prisma.$disconnect();
+      await database.close();
     }
   });
 });

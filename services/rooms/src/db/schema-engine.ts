@@ -13,7 +13,10 @@
  *     override `database`), so a "shadow" replay would run against real data — shadow
  *     databases are created, connected and dropped here instead;
  *  2. it rejects PostgreSQL's internal `"char"` type (oid 18), which the engine's schema
- *     describer reads from the catalogs — such columns are reported as text.
+ *     describer reads from the catalogs — such columns are reported as text;
+ *  3. its executeScript() splits a migration at every `;`, breaking function bodies
+ *     (`$$ … ; … $$`) and comments — the script is sent whole instead, in one simple query
+ *     (one implicit transaction), as the native engine does.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -153,7 +156,17 @@ async function adminQuery(url: string, sql: string): Promise<void> {
 async function connectAdapter(url: string): Promise<SqlDriverAdapter> {
   // One connection, like the native engine: its advisory lock and unlock share a session.
   const pool = new pg.Pool({ connectionString: url, Client: CharAsTextClient, max: 1 });
-  return await new PrismaPg(pool, { disposeExternalPool: true }).connect();
+  const adapter = await new PrismaPg(pool, { disposeExternalPool: true }).connect();
+  // The adapter's own error conversion (a DriverAdapterError the engine can report).
+  const onError = (adapter as unknown as { onError(err: unknown): never }).onError.bind(adapter);
+  adapter.executeScript = async (script: string): Promise<void> => {
+    try {
+      await pool.query(script);
+    } catch (err) {
+      onError(err);
+    }
+  };
+  return adapter;
 }
 
 function adapterFactory(

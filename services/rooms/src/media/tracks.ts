@@ -8,7 +8,8 @@
 import { type MediaKind, type ProducerSource, type TrackChange } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import { recordEvent } from '../events/outbox.ts';
-import type { Deadline, Membership, Tx } from '../signaling/membership.ts';
+import type { Deadline } from '../db/sql.ts';
+import type { Membership, Tx } from '../signaling/membership.ts';
 
 export class Tracks {
   readonly #membership: Membership;

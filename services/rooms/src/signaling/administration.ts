@@ -33,7 +33,8 @@ import type { Logger } from '@switchboard/service';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { Db } from '../db/client.ts';
 import { recordEvent } from '../events/outbox.ts';
-import { NOW, effectiveGrants, type Deadline, type Membership, type Tx } from './membership.ts';
+import type { Deadline } from '../db/sql.ts';
+import { NOW, effectiveGrants, type Membership, type Tx } from './membership.ts';
 import type { Notifier } from './notifier.ts';
 
 export interface AdministrationOptions {

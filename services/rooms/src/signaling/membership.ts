@@ -30,12 +30,11 @@ import {
   type UserMediaConfiguration,
   type Rooms,
   type LeaveReason,
-  type MediaKind,
-  type ProducerSource,
 } from '@switchboard/protocol';
 import { Prisma } from '../generated/prisma/client.ts';
-import type { Db } from '../db/client.ts';
-import { recordEvent } from '../events/outbox.ts';
+import type { Database, Db } from '../db/client.ts';
+import type { Deadline, Sql, Statement } from '../db/sql.ts';
+import { recordEvent, type EventPayload } from '../events/outbox.ts';
 import type { MembershipMetrics } from './metrics.ts';
 import type { Notifier } from './notifier.ts';
 import type { UserMediaLadder } from './ladder.ts';
@@ -50,16 +49,33 @@ export interface MembershipOptions {
   gatewayDeadAfterMs: number;
 }
 
-/** The deadline a piece of work must finish by, and the signal that fires at it. */
-export interface Deadline {
-  signal: AbortSignal;
-  /** epoch ms */
-  deadline: number;
-}
-
 /** `now()` in UTC as `timestamp(3)`: how Prisma stores DateTime in these columns. */
 export const NOW = Prisma.sql`(now() AT TIME ZONE 'UTC')`;
 const EXPIRE_BATCH = 200;
+
+/** See the SQL functions of the migration `signaling_functions`. */
+const JOIN: Statement = {
+  name: 'sb_join',
+  text: `SELECT room_size AS "roomSize", sessions FROM sb_join(
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+    $21, $22)`,
+};
+const REMOVE: Statement = {
+  name: 'sb_remove',
+  text: `SELECT $1::text AS "roomId", ${leftColumns()}
+    FROM sb_remove($1, $2, NULL, $3, $4, $5, $6)`,
+};
+const LEAVE: Statement = {
+  name: 'sb_leave',
+  text: `SELECT ${leftColumns('room_id AS "roomId", ')} FROM sb_leave($1, $2)`,
+};
+
+/** sb_remove's columns as `Left`'s fields. */
+function leftColumns(extra = ''): string {
+  return `${extra}socket_id AS "socketId", user_id AS "userId", gateway_id AS "gatewayId",
+    connection_id AS "connectionId", hidden, size_before AS "sizeBefore",
+    size_after AS "sizeAfter"`;
+}
 
 interface SessionRow {
   socketId: string;
@@ -124,6 +140,7 @@ interface Left {
 
 export class Membership {
   readonly #db: Db;
+  readonly #sql: Sql;
   readonly #opts: MembershipOptions;
   readonly #ladder: UserMediaLadder;
   readonly #notify: Notifier;
@@ -133,7 +150,7 @@ export class Membership {
   readonly #onEvents: () => void;
 
   constructor(
-    db: Db,
+    db: Database,
     opts: MembershipOptions,
     ladder: UserMediaLadder,
     notify: Notifier,
@@ -143,7 +160,8 @@ export class Membership {
     onEvents: () => void = () => undefined,
   ) {
     this.#onEvents = onEvents;
-    this.#db = db;
+    this.#db = db.prisma;
+    this.#sql = db.sql;
     this.#opts = opts;
     this.#ladder = ladder;
     this.#notify = notify;
@@ -161,70 +179,49 @@ export class Membership {
 
   /** Admit a new session into its room, creating the room on its first join. */
   async join(req: RoomsJoinRequest, d: Deadline): Promise<RoomsJoinReply> {
-    // Raw statements, as few as the locking allows: this is the hot path of a join.
-    const { size, sessions } = await this.#tx(d, async (tx) => {
-      // Create the room or lock its row, in one statement that cannot lose a race with the
-      // last member's leave deleting it (ON CONFLICT DO UPDATE is an atomic insert-or-lock).
-      // (xmax = 0: the row was inserted, not updated.)
-      const rooms = await tx.$queryRaw<{ capacity: number | null; inserted: boolean }[]>`
-        INSERT INTO rooms (id) VALUES (${req.roomId})
-        ON CONFLICT (id) DO UPDATE SET empty_since = NULL
-        RETURNING capacity, (xmax = 0) AS inserted`;
-      const capacity = rooms[0]?.capacity ?? this.#opts.defaultCapacity;
-      // Read after the lock: no concurrent join can have added a member since.
-      const others = await tx.$queryRaw<
-        {
-          socketId: string;
-          userId: string;
-          hidden: boolean;
-          name: string | null;
-          metadata: string | null;
-        }[]
-      >`
-        SELECT socket_id AS "socketId", user_id AS "userId", hidden, name, metadata FROM sessions
-        WHERE room_id = ${req.roomId} ORDER BY joined_at, socket_id`;
-      if (others.length >= capacity)
-        throw new ProtocolError('ROOM_IS_FULL', `capacity ${capacity}`);
-      const mine = others.filter((o) => o.userId === req.userId).length;
-      if (mine >= this.#opts.maxSessionsPerUser) {
-        throw new ProtocolError('TOO_MANY_SESSIONS', `at most ${this.#opts.maxSessionsPerUser}`);
-      }
-      await tx.$executeRaw`
-        INSERT INTO sessions (socket_id, room_id, user_id, platform, device_name, network_type,
-          version, app_version, orientation, camera, ip, gateway_id, connection_id, state,
-          joined_at, attached_at, last_seen, resume_hash, token_expires_at, grants, hidden,
-          name, metadata)
-        VALUES (${req.socketId}, ${req.roomId}, ${req.userId}, ${req.platform},
-          ${req.deviceName ?? null}, ${req.networkType ?? null}, ${req.version ?? null},
-          ${req.appVersion ?? null}, ${req.orientation ?? null}, ${req.camera ?? null},
-          ${req.ip ?? null}, ${req.gatewayId}, ${req.connectionId}, 'ACTIVE', ${NOW}, ${NOW}, ${NOW},
-          ${req.resumeHash}, ${new Date(req.tokenExpiresAt)}, ${JSON.stringify(req.grants)}::jsonb,
-          ${req.grants.hidden}, ${req.name ?? null}, ${req.metadata ?? null})`;
-      const size = others.length + 1;
-      if (rooms[0]?.inserted === true)
-        await recordEvent(tx, 'room.created', { roomId: req.roomId });
-      await recordEvent(tx, 'room.join', {
-        roomId: req.roomId,
-        roomSize: size,
-        socketId: req.socketId,
-        userId: req.userId,
-        platform: req.platform,
-        ...(req.appVersion === undefined ? {} : { appVersion: req.appVersion }),
-        ...(req.version === undefined ? {} : { version: req.version }),
-        ...(req.ip === undefined ? {} : { ip: req.ip }),
-        bitrate: req.bitrate ?? null,
-      });
-      // Hidden members are nobody's peers.
-      const visible = others
-        .filter((o) => !o.hidden)
-        .map((o) => ({
-          socketId: o.socketId,
-          userId: o.userId,
-          ...(o.name === null ? {} : { name: o.name }),
-          ...(o.metadata === null ? {} : { metadata: o.metadata }),
-        }));
-      return { size, sessions: visible };
-    });
+    // One statement: the hot path of a join (see sb_join).
+    const event: Omit<EventPayload<'room.join'>, 'roomSize'> = {
+      roomId: req.roomId,
+      socketId: req.socketId,
+      userId: req.userId,
+      platform: req.platform,
+      ...(req.appVersion === undefined ? {} : { appVersion: req.appVersion }),
+      ...(req.version === undefined ? {} : { version: req.version }),
+      ...(req.ip === undefined ? {} : { ip: req.ip }),
+      bitrate: req.bitrate ?? null,
+    };
+    const rows = await this.#sql.query<{ roomSize: number; sessions: RoomsJoinReply['sessions'] }>(
+      JOIN,
+      [
+        req.roomId,
+        req.socketId,
+        req.userId,
+        req.platform,
+        req.deviceName ?? null,
+        req.networkType ?? null,
+        req.version ?? null,
+        req.appVersion ?? null,
+        req.orientation ?? null,
+        req.camera ?? null,
+        req.ip ?? null,
+        req.gatewayId,
+        req.connectionId,
+        req.resumeHash,
+        new Date(req.tokenExpiresAt).toISOString(),
+        JSON.stringify(req.grants),
+        req.grants.hidden,
+        req.name ?? null,
+        req.metadata ?? null,
+        JSON.stringify(event),
+        this.#opts.defaultCapacity,
+        this.#opts.maxSessionsPerUser,
+      ],
+      d,
+    );
+    this.#onEvents();
+    const row = rows[0];
+    if (row === undefined) throw new Error('sb_join returned no row');
+    const size = row.roomSize;
     // The others hear who arrived (a hidden member arrives for nobody).
     if (!req.grants.hidden) {
       this.#notify.broadcast({
@@ -249,7 +246,7 @@ export class Membership {
       socketId: req.socketId,
       roomSize: size,
       userMediaConfiguration: this.#ladder.configuration(size),
-      sessions,
+      sessions: row.sessions,
     };
   }
 
@@ -389,20 +386,9 @@ export class Membership {
           AND state = 'ACTIVE'`;
       return { applied: n > 0 };
     }
-    const s = await this.#db.session.findUnique({
-      where: { socketId: req.socketId },
-      select: { roomId: true, connectionId: true },
-    });
-    if (s?.connectionId !== req.connectionId) return { applied: false };
-    const left = await this.#tx(d, async (tx) => {
-      if ((await this.#lockRoom(tx, s.roomId)) === undefined) return [];
-      return await this.#remove(
-        tx,
-        s.roomId,
-        Prisma.sql`socket_id = ${req.socketId} AND connection_id = ${req.connectionId}`,
-        'left',
-      );
-    });
+    // One statement (see sb_leave).
+    const left = await this.#sql.query<Left>(LEAVE, [req.socketId, req.connectionId], d);
+    this.#onEvents();
     this.#metrics.ended.inc({ reason: 'left' }, left.length);
     this.#announceLeaves(left);
     return { applied: left.length > 0 };
@@ -572,18 +558,14 @@ export class Membership {
     let ended = 0;
     for (const { roomId } of rooms) {
       if (d.signal.aborted) break;
-      const left = await this.#tx(d, async (tx) => {
-        // Another replica may be sweeping this room (or a join holds it): skip it this time.
-        const locked = await tx.$queryRaw<{ id: string }[]>`
-          SELECT id FROM rooms WHERE id = ${roomId} FOR UPDATE SKIP LOCKED`;
-        if (locked.length === 0) return [];
-        return await this.#remove(
-          tx,
-          roomId,
-          Prisma.sql`state = 'DISCONNECTED' AND disconnected_at < ${cutoff}`,
-          'expired',
-        );
-      });
+      // Another replica may be sweeping this room (or a join holds it): skipped this time.
+      const left = await this.#remove(
+        roomId,
+        null,
+        'expired',
+        { windowMs: this.#opts.reconnectWindowMs, skipLocked: true },
+        d,
+      );
       for (const l of left) {
         // The socket may still be open if its gateway was only cut off for a while.
         this.#notify.control(l.gatewayId, {
@@ -612,16 +594,8 @@ export class Membership {
     message: string | undefined,
     d: Deadline,
   ): Promise<number> {
-    const left = await this.#tx(d, async (tx) => {
-      if ((await this.#lockRoom(tx, roomId)) === undefined) {
-        throw new ProtocolError('ROOM_NOT_FOUND', roomId);
-      }
-      const where =
-        socketIds === null ? Prisma.sql`TRUE` : Prisma.sql`socket_id = ANY(${[...socketIds]})`;
-      const left = await this.#remove(tx, roomId, where, reason);
-      if (reason === 'deleted' && left.length === 0) await this.#close(tx, roomId);
-      return left;
-    });
+    // `deleted` closes the room even when nobody was in it.
+    const left = await this.#remove(roomId, socketIds, reason, { mustExist: true }, d);
     for (const l of left) {
       this.#notify.control(l.gatewayId, {
         type: 'detach',
@@ -666,60 +640,31 @@ export class Membership {
   }
 
   /**
-   * Delete the sessions of a locked room matching `where` (their tracks end first); report
-   * each with the room's size after it left. A room left empty closes when its empty timeout
-   * is 0 (a room a join made) or `reason` is `deleted`; otherwise its empty time starts.
+   * End sessions of `roomId` in one statement (see sb_remove): `socketIds` (null: all of
+   * them), with `windowMs` only those whose reconnect window has passed; `skipLocked` leaves
+   * a room another transaction holds alone; `mustExist` fails with ROOM_NOT_FOUND. Each is
+   * reported with the room's size after it left.
    */
-  async #remove(tx: Tx, roomId: string, where: Prisma.Sql, reason: LeaveReason): Promise<Left[]> {
-    const before = await tx.session.count({ where: { roomId } });
-    const tracks = await tx.$queryRaw<
-      { trackId: string; socketId: string; kind: string; source: string }[]
-    >`
-      SELECT id AS "trackId", socket_id AS "socketId", kind, source FROM tracks
-      WHERE socket_id IN (SELECT socket_id FROM sessions WHERE room_id = ${roomId} AND ${where})
-      ORDER BY published_at, id`;
-    const gone = await tx.$queryRaw<Omit<Left, 'sizeBefore' | 'sizeAfter' | 'roomId'>[]>`
-      DELETE FROM sessions WHERE room_id = ${roomId} AND ${where}
-      RETURNING socket_id AS "socketId", user_id AS "userId", gateway_id AS "gatewayId",
-                connection_id AS "connectionId", hidden`;
-    if (gone.length === 0) return [];
-    const after = before - gone.length;
-    const left = gone.map((g, i) => ({
-      ...g,
-      roomId,
-      sizeBefore: before - i,
-      sizeAfter: before - i - 1,
-    }));
-    for (const l of left) {
-      for (const t of tracks) {
-        if (t.socketId !== l.socketId) continue;
-        await recordEvent(tx, 'track.unpublished', {
-          roomId,
-          socketId: l.socketId,
-          userId: l.userId,
-          trackId: t.trackId,
-          kind: t.kind as MediaKind,
-          source: t.source as ProducerSource,
-        });
-      }
-      await recordEvent(tx, 'room.leave', {
+  async #remove(
+    roomId: string,
+    socketIds: readonly string[] | null,
+    reason: LeaveReason,
+    opts: { windowMs?: number; skipLocked?: boolean; mustExist?: boolean },
+    d: Deadline,
+  ): Promise<Left[]> {
+    const left = await this.#sql.query<Left>(
+      REMOVE,
+      [
         roomId,
-        roomSize: l.sizeAfter,
-        socketId: l.socketId,
-        userId: l.userId,
+        socketIds === null ? null : [...socketIds],
+        opts.windowMs ?? null,
         reason,
-      });
-    }
-    if (after === 0) {
-      if (reason === 'deleted') {
-        await this.#close(tx, roomId);
-      } else {
-        const kept = await tx.$executeRaw`
-          UPDATE rooms SET empty_since = ${NOW}
-          WHERE id = ${roomId} AND empty_timeout_s IS DISTINCT FROM 0`;
-        if (kept === 0) await this.#close(tx, roomId);
-      }
-    }
+        opts.skipLocked ?? false,
+        opts.mustExist ?? false,
+      ],
+      d,
+    );
+    this.#onEvents();
     return left;
   }
 

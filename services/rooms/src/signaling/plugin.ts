@@ -16,7 +16,8 @@ import {
   type RpcMethod,
 } from '@switchboard/protocol';
 import type { CommonConfig, Service } from '@switchboard/service';
-import type { Db } from '../db/client.ts';
+import type { Database } from '../db/client.ts';
+import { sqlError } from '../db/sql.ts';
 import { OutboxRelay } from '../events/relay.ts';
 import { MediaPlacement } from '../media/placement.ts';
 import { Tracks } from '../media/tracks.ts';
@@ -28,8 +29,12 @@ import { Sweeper } from './sweeper.ts';
 import { CpuRecorder } from './cpu-recorder.ts';
 import { Administration } from './administration.ts';
 
-export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Membership {
+export function signaling(
+  svc: Service<RoomsConfig & CommonConfig>,
+  database: Database,
+): Membership {
   const { config, bus, log } = svc;
+  const db = database.prisma;
   const notifier = new Notifier(bus, log);
   const placement = new MediaPlacement(
     db,
@@ -49,7 +54,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
     log,
   );
   const membership = new Membership(
-    db,
+    database,
     {
       defaultCapacity: config.ROOM_DEFAULT_CAPACITY,
       maxSessionsPerUser: config.ROOM_MAX_SESSIONS_PER_USER,
@@ -72,7 +77,7 @@ export function signaling(svc: Service<RoomsConfig & CommonConfig>, db: Db): Mem
       try {
         return await handler(req, ctx);
       } catch (err) {
-        throw dbError(err);
+        throw dbError(sqlError(err));
       }
     });
   };

@@ -1,0 +1,202 @@
+-- Signaling's hot path as SQL functions: a join or a leave is one statement, one round trip,
+-- with the locking and the outbox writes it had as a transaction of several statements.
+-- Lock order, as everywhere in the rooms service: the room's row, then its sessions.
+-- Called from services/rooms/src/db/statements.ts (joins, leaves) and membership.ts.
+-- Needs PostgreSQL 13 or later (gen_random_uuid).
+
+-- Record a room event in the outbox, in the caller's transaction (which holds the room's
+-- row lock): the room's next sequence number, a new id and the database's clock as `ts`
+-- are added to `p_body`, the event without them.
+CREATE FUNCTION sb_record_event(p_room_id text, p_type text, p_body jsonb)
+RETURNS void LANGUAGE sql AS $$
+  WITH s AS (
+    INSERT INTO room_sequences AS q (room_id, seq) VALUES (p_room_id, 1)
+    ON CONFLICT (room_id) DO UPDATE SET seq = q.seq + 1
+    RETURNING seq),
+  e AS (SELECT gen_random_uuid() AS id)
+  INSERT INTO room_events (id, room_id, seq, type, payload)
+  SELECT e.id, p_room_id, s.seq, p_type,
+         p_body || jsonb_build_object(
+           'id', e.id,
+           'ts', floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+           'seq', s.seq)
+  FROM s, e
+$$;
+
+-- Admit a session: create the room or lock its row (one statement that cannot lose a race
+-- with the last member's leave deleting it), check the capacity and the user's sessions,
+-- insert the session, record room.created (a new room) and room.join (`p_join_event` is the
+-- event without roomSize, which is added here). Returns the room's size with the new session
+-- and the other members the new one may see, in the order they joined.
+-- Errors: SBFUL (the room is full, with its capacity as the detail), SBMAX (the user has
+-- p_max_per_user sessions in the room).
+CREATE FUNCTION sb_join(
+  p_room_id text, p_socket_id text, p_user_id text, p_platform text,
+  p_device_name text, p_network_type text, p_version text, p_app_version text,
+  p_orientation integer, p_camera text, p_ip text, p_gateway_id text, p_connection_id text,
+  p_resume_hash text, p_token_expires_at timestamp(3), p_grants jsonb, p_hidden boolean,
+  p_name text, p_metadata text, p_join_event jsonb,
+  p_default_capacity integer, p_max_per_user integer)
+RETURNS TABLE (room_size integer, sessions jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_now timestamp(3) := now() AT TIME ZONE 'UTC';
+  v_capacity integer;
+  v_inserted boolean;
+  v_size integer;
+  v_mine integer;
+BEGIN
+  INSERT INTO rooms AS r (id) VALUES (p_room_id)
+  ON CONFLICT (id) DO UPDATE SET empty_since = NULL
+  RETURNING coalesce(r.capacity, p_default_capacity), (r.xmax = 0) INTO v_capacity, v_inserted;
+  -- Counted after the lock: no concurrent join can have added a member since.
+  SELECT count(*), count(*) FILTER (WHERE s.user_id = p_user_id) INTO v_size, v_mine
+  FROM sessions s WHERE s.room_id = p_room_id;
+  IF v_size >= v_capacity THEN
+    RAISE EXCEPTION 'room is full' USING ERRCODE = 'SBFUL', DETAIL = v_capacity::text;
+  END IF;
+  IF v_mine >= p_max_per_user THEN
+    RAISE EXCEPTION 'too many sessions' USING ERRCODE = 'SBMAX', DETAIL = p_max_per_user::text;
+  END IF;
+  INSERT INTO sessions (socket_id, room_id, user_id, platform, device_name, network_type,
+    version, app_version, orientation, camera, ip, gateway_id, connection_id, state,
+    joined_at, attached_at, last_seen, resume_hash, token_expires_at, grants, hidden,
+    name, metadata)
+  VALUES (p_socket_id, p_room_id, p_user_id, p_platform, p_device_name, p_network_type,
+    p_version, p_app_version, p_orientation, p_camera, p_ip, p_gateway_id, p_connection_id,
+    'ACTIVE', v_now, v_now, v_now, p_resume_hash, p_token_expires_at, p_grants, p_hidden,
+    p_name, p_metadata);
+  IF v_inserted THEN
+    PERFORM sb_record_event(p_room_id, 'room.created', jsonb_build_object('roomId', p_room_id));
+  END IF;
+  PERFORM sb_record_event(p_room_id, 'room.join',
+    p_join_event || jsonb_build_object('roomSize', v_size + 1));
+  -- Hidden members are nobody's peers.
+  RETURN QUERY
+    SELECT v_size + 1,
+           coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+             'socketId', o.socket_id, 'userId', o.user_id, 'name', o.name,
+             'metadata', o.metadata)) ORDER BY o.joined_at, o.socket_id), '[]'::jsonb)
+    FROM sessions o
+    WHERE o.room_id = p_room_id AND NOT o.hidden AND o.socket_id <> p_socket_id;
+END
+$$;
+
+-- End sessions of a room, in the caller's transaction: every session of `p_room_id` (all of
+-- them when p_socket_ids is null), only while attached through p_connection_id (when given),
+-- only those disconnected for longer than p_window_ms (when given: their reconnect window
+-- has passed, by the database's clock). For each, in the order
+-- they joined: track.unpublished for its tracks, then room.leave with `p_reason`. A room
+-- left empty closes (room.closed) when its empty timeout is 0 (a room a join made) or the
+-- reason is `deleted`, else its empty time starts. `deleted` closes the room even when
+-- it had nobody to remove.
+-- Locks the room's row first (with p_skip_locked, a room another transaction holds is left
+-- alone: nothing is returned). Returns each session removed, with the room's size before
+-- and after it left. Error SBNRM: no such room (only with p_must_exist).
+CREATE FUNCTION sb_remove(
+  p_room_id text, p_socket_ids text[], p_connection_id text,
+  p_window_ms double precision, p_reason text, p_skip_locked boolean,
+  p_must_exist boolean)
+RETURNS TABLE (socket_id text, user_id text, gateway_id text, connection_id text,
+               hidden boolean, size_before integer, size_after integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_now timestamp(3) := now() AT TIME ZONE 'UTC';
+  v_found boolean;
+  v_size integer;
+  v_removed integer := 0;
+  v_ids text[];
+  v_before timestamp(3) := v_now - make_interval(secs => coalesce(p_window_ms, 0) / 1000);
+  s record;
+  t record;
+BEGIN
+  IF p_skip_locked THEN
+    PERFORM 1 FROM rooms r WHERE r.id = p_room_id FOR UPDATE SKIP LOCKED;
+  ELSE
+    PERFORM 1 FROM rooms r WHERE r.id = p_room_id FOR UPDATE;
+  END IF;
+  v_found := FOUND;
+  IF NOT v_found THEN
+    IF p_must_exist THEN
+      RAISE EXCEPTION 'no such room' USING ERRCODE = 'SBNRM';
+    END IF;
+    RETURN;
+  END IF;
+  SELECT count(*) INTO v_size FROM sessions x WHERE x.room_id = p_room_id;
+  -- Which sessions, found by the index that fits (a leave must not scan a big room).
+  IF p_socket_ids IS NULL THEN
+    SELECT array_agg(x.socket_id) INTO v_ids FROM sessions x
+    WHERE x.room_id = p_room_id
+      AND (p_window_ms IS NULL
+           OR (x.state = 'DISCONNECTED' AND x.disconnected_at < v_before));
+  ELSE
+    SELECT array_agg(x.socket_id) INTO v_ids FROM sessions x
+    WHERE x.socket_id = ANY (p_socket_ids) AND x.room_id = p_room_id
+      AND (p_connection_id IS NULL OR x.connection_id = p_connection_id)
+      AND (p_window_ms IS NULL
+           OR (x.state = 'DISCONNECTED' AND x.disconnected_at < v_before));
+  END IF;
+  FOR s IN
+    SELECT x.socket_id, x.user_id, x.gateway_id, x.connection_id, x.hidden
+    FROM sessions x WHERE x.socket_id = ANY (coalesce(v_ids, '{}'))
+    ORDER BY x.joined_at, x.socket_id
+  LOOP
+    FOR t IN
+      SELECT k.id, k.kind, k.source FROM tracks k
+      WHERE k.socket_id = s.socket_id ORDER BY k.published_at, k.id
+    LOOP
+      PERFORM sb_record_event(p_room_id, 'track.unpublished', jsonb_build_object(
+        'roomId', p_room_id, 'socketId', s.socket_id, 'userId', s.user_id,
+        'trackId', t.id, 'kind', t.kind, 'source', t.source));
+    END LOOP;
+    DELETE FROM sessions x WHERE x.socket_id = s.socket_id;
+    PERFORM sb_record_event(p_room_id, 'room.leave', jsonb_build_object(
+      'roomId', p_room_id, 'roomSize', v_size - v_removed - 1, 'socketId', s.socket_id,
+      'userId', s.user_id, 'reason', p_reason));
+    socket_id := s.socket_id;
+    user_id := s.user_id;
+    gateway_id := s.gateway_id;
+    connection_id := s.connection_id;
+    hidden := s.hidden;
+    size_before := v_size - v_removed;
+    size_after := v_size - v_removed - 1;
+    v_removed := v_removed + 1;
+    RETURN NEXT;
+  END LOOP;
+  IF v_removed = 0 AND p_reason <> 'deleted' THEN
+    RETURN;
+  END IF;
+  IF v_size - v_removed = 0 THEN
+    IF p_reason <> 'deleted' THEN
+      UPDATE rooms r SET empty_since = v_now
+      WHERE r.id = p_room_id AND r.empty_timeout_s IS DISTINCT FROM 0;
+      IF FOUND THEN
+        RETURN;
+      END IF;
+    END IF;
+    DELETE FROM rooms r WHERE r.id = p_room_id;
+    PERFORM sb_record_event(p_room_id, 'room.closed', jsonb_build_object('roomId', p_room_id));
+  END IF;
+END
+$$;
+
+-- A connection closed for good: its session leaves now, if the connection is still the
+-- session's. The room is found from the session (read without a lock), then sb_remove locks
+-- it and checks again.
+CREATE FUNCTION sb_leave(p_socket_id text, p_connection_id text)
+RETURNS TABLE (room_id text, socket_id text, user_id text, gateway_id text,
+               connection_id text, hidden boolean, size_before integer, size_after integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_room text;
+BEGIN
+  SELECT x.room_id INTO v_room FROM sessions x
+  WHERE x.socket_id = p_socket_id AND x.connection_id = p_connection_id;
+  IF v_room IS NULL THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT v_room, r.* FROM sb_remove(v_room, ARRAY[p_socket_id], p_connection_id, NULL,
+                                      'left', false, false) r;
+END
+$$;
