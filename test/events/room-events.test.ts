@@ -233,6 +233,62 @@ describe('room events through the outbox', () => {
     expect(later.stdout.trim().split('\n')).toHaveLength(7);
   });
 
+  it("a publish the stream refuses holds its room's later events back, not other rooms'; an operator's settings stay", async () => {
+    const name = roomEventStream(prefix());
+    const original = (await jsm.streams.info(name)).config;
+    await join('gw1', 'ev-order', 'alice');
+    await waitFor('alice', async () => (await stored('ev-order')).length === 2);
+    const aliceJoin = await jsm.streams.getMessage(name, {
+      last_by_subj: `${prefix()}.room.join`,
+    });
+    const size = aliceJoin?.data.length ?? 0;
+    expect(size).toBeGreaterThan(0);
+    // An operator's own limits: a room.join with a 128-character userId (123 bytes more than
+    // alice's) is now too big for the stream; every other event still fits.
+    await jsm.streams.update(name, { ...original, max_msg_size: size + 90, max_msgs: 1_000_000 });
+    try {
+      const long = 'u'.repeat(128);
+      await join('gw1', 'ev-order', long);
+      await join('gw2', 'ev-order', 'carol');
+      await join('gw2', 'ev-other', 'dave');
+      await waitFor('the other room', async () => (await stored('ev-other')).length === 2);
+      await new Promise((r) => setTimeout(r, 1500));
+      // carol's join waits behind the refused one, though the stream would take it.
+      expect(await stored('ev-order')).toHaveLength(2);
+
+      // The operator lifts the limit: the held events go out, in their room's order.
+      const now = (await jsm.streams.info(name)).config;
+      await jsm.streams.update(name, { ...now, max_msg_size: -1 });
+      await waitFor('the held events', async () => (await stored('ev-order')).length === 4, {
+        timeoutMs: 20_000,
+      });
+      const events = await stored('ev-order');
+      expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.join']);
+      expect(events.map((e) => e.data['userId'])).toEqual([undefined, 'alice', long, 'carol']);
+      expectWellFormed(events);
+
+      // A replica configured with another size limit applies it, and keeps the rest as the
+      // operator left it.
+      const replica = await sp.spawn('rooms', 'rooms-limits', {
+        EVENTS_STREAM_MAX_BYTES: String(512 * 1024 * 1024),
+      });
+      try {
+        await waitFor(
+          'the new limit',
+          async () => (await jsm.streams.info(name)).config.max_bytes === 512 * 1024 * 1024,
+        );
+        const after = (await jsm.streams.info(name)).config;
+        expect(after.max_msgs).toBe(1_000_000);
+        expect(after.max_msg_size).toBe(-1);
+        expect(after.subjects).toEqual(original.subjects);
+      } finally {
+        expect(await replica.stop()).toBe(0);
+      }
+    } finally {
+      await jsm.streams.update(name, original);
+    }
+  });
+
   it('a rooms service cut off from NATS loses no event: its outbox drains when NATS is back', async () => {
     // The only rooms service from here on talks to NATS through a proxy the test can cut.
     const proxy = await CuttableProxy.start(inject('natsUrl'));

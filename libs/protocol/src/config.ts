@@ -477,6 +477,12 @@ export const RoomsConfig = Type.Object({
     default: 604_800,
     description: 'How long the JetStream stream of room events keeps them (0: for ever)',
   }),
+  EVENTS_STREAM_MAX_BYTES: Type.Integer({
+    minimum: 0,
+    default: 1_073_741_824,
+    description:
+      'The most bytes the JetStream stream of room events keeps; the oldest events go first (0: no limit)',
+  }),
   EVENTS_DEDUP_WINDOW_S: Type.Integer({
     minimum: 1,
     default: 600,

@@ -43,11 +43,12 @@ export function signaling(
     log,
   );
   const relay = new OutboxRelay(
-    db,
     bus,
     {
+      databaseUrl: config.DATABASE_URL,
       pollMs: config.OUTBOX_POLL_MS,
       streamMaxAgeMs: config.EVENTS_STREAM_MAX_AGE_S * 1000,
+      streamMaxBytes: config.EVENTS_STREAM_MAX_BYTES,
       dedupWindowMs: config.EVENTS_DEDUP_WINDOW_S * 1000,
       retentionMs: config.OUTBOX_RETENTION_S * 1000,
     },
