@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NODE, ROOT, ServiceProcess, mintToken } from '@switchboard/devstack';
+import { NODE, ROOT, ServiceProcess, mintToken, waitFor } from '@switchboard/devstack';
 import {
   CloseCodes,
   DEV_API_KEY,
@@ -18,6 +18,7 @@ import {
   ErrorCodes,
   Rooms,
   RoomsAdmin,
+  sessionGrants,
   signalingSubjects,
   type JoinReply,
   type Participant,
@@ -634,6 +635,59 @@ describe('failures', () => {
       await second.stop();
     }
     a.close();
+  });
+
+  it("a restarted gateway's old sessions are told from its new ones by its own clock, however skewed", async () => {
+    // A gateway (played by the test) whose clock is an hour behind the database's: only its
+    // own startedAt values are compared, so the skew changes nothing.
+    const gatewayId = 'gw-skewed';
+    const first = Date.now() - 3_600_000;
+    const beat = (startedAt: number): void => {
+      sp.bus.publish(signalingSubjects.heartbeat(sp.bus.prefix), {
+        gatewayId,
+        startedAt,
+        sockets: 1,
+      });
+    };
+    const joinAs = async (n: number, gatewayStartedAt: number) =>
+      await sp.bus.request(Rooms.join, {
+        socketId: `5e${n.toString(16).padStart(30, '0')}`,
+        connectionId: `c${n.toString(16).padStart(31, '0')}`,
+        gatewayId,
+        gatewayStartedAt,
+        roomId: 'room-skew',
+        userId: `skew-${n}`,
+        platform: 'Web',
+        resumeHash: 'd'.repeat(64),
+        tokenExpiresAt: Date.now() + 3_600_000,
+        grants: sessionGrants(undefined),
+      });
+    const states = async (): Promise<Record<string, string>> => {
+      const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'room-skew' });
+      return Object.fromEntries(info.sessions.map((x) => [x.userId, x.state]));
+    };
+    beat(first);
+    const old = await joinAs(1, first);
+    // The process restarts; its first session is admitted before its first heartbeat lands.
+    const second = first + 5000;
+    const fresh = await joinAs(2, second);
+    beat(second);
+    await waitFor('the restart seen', async () => (await states())['skew-1'] === 'disconnected');
+    expect(await states()).toEqual({ 'skew-1': 'disconnected', 'skew-2': 'active' });
+    // A late heartbeat of the replaced process changes nothing.
+    beat(first);
+    await sleep(500);
+    expect(await states()).toEqual({ 'skew-1': 'disconnected', 'skew-2': 'active' });
+    for (const [n, r] of [
+      [1, old],
+      [2, fresh],
+    ] as const) {
+      await sp.bus.request(Rooms.disconnect, {
+        socketId: r.socketId,
+        connectionId: `c${n.toString(16).padStart(31, '0')}`,
+        leave: true,
+      });
+    }
   });
 
   it('a gateway shutting down closes its sockets with 1012; their sessions wait for them', async () => {

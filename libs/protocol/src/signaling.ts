@@ -69,10 +69,18 @@ export const SessionAuth = Type.Object({
 });
 export type SessionAuth = Static<typeof SessionAuth>;
 
+/**
+ * When the gateway process started, epoch ms by the gateway's own clock: the same value as
+ * its heartbeats' `startedAt`, and only ever compared with those (a restart is a later value),
+ * so no two clocks are compared. Optional while a gateway from before it may still run.
+ */
+const GatewayStartedAt = Type.Optional(Type.Integer({ minimum: 0 }));
+
 export const RoomsJoinRequest = Type.Object({
   socketId: SocketId,
   connectionId: ConnectionId,
   gatewayId: GatewayId,
+  gatewayStartedAt: GatewayStartedAt,
   roomId: RoomId,
   userId: UserId,
   ...DeviceFields,
@@ -119,6 +127,7 @@ export const RoomsReconnectRequest = Type.Object({
   roomId: RoomId,
   connectionId: ConnectionId,
   gatewayId: GatewayId,
+  gatewayStartedAt: GatewayStartedAt,
   ip: Type.Optional(ShortText),
   resumeHash: ResumeProof,
   /** The hash of the next resumeToken (the presented one is spent). */
@@ -181,6 +190,7 @@ const Attachment = Type.Object({ socketId: SocketId, connectionId: ConnectionId 
 /** A gateway's sockets, after it was cut off from NATS (in chunks of at most 500). */
 export const RoomsResyncRequest = Type.Object({
   gatewayId: GatewayId,
+  gatewayStartedAt: GatewayStartedAt,
   sessions: Type.Array(Attachment, { maxItems: 500 }),
 });
 export const RoomsResyncReply = Type.Object({

@@ -83,6 +83,8 @@ export interface ConnectionDeps {
   metrics: SignalingMetrics;
   log: Logger;
   gatewayId: string;
+  /** When this gateway process started, by its clock (see RoomsJoinRequest.gatewayStartedAt). */
+  gatewayStartedAt: number;
   auth: {
     /** AUTH_CLOCK_TOLERANCE_S, in ms: a session is cut this long after its token's exp. */
     clockToleranceMs: number;
@@ -639,6 +641,7 @@ export class Connection implements Attachable {
           socketId,
           connectionId: this.connectionId,
           gatewayId: this.#deps.gatewayId,
+          gatewayStartedAt: this.#deps.gatewayStartedAt,
           userId: grant.userId,
           ip: this.#ip,
           resumeHash: resumeHash(resumeToken),
@@ -702,6 +705,7 @@ export class Connection implements Attachable {
           roomId: session.roomId,
           connectionId: this.connectionId,
           gatewayId: this.#deps.gatewayId,
+          gatewayStartedAt: this.#deps.gatewayStartedAt,
           ip: this.#ip,
           resumeHash: proof,
           nextResumeHash: resumeHash(next),

@@ -57,6 +57,9 @@ export async function signaling(
   }
   const gatewayId = svc.instanceId;
   const metrics = signalingMetrics(svc.metrics);
+  // Sent with every heartbeat and with the sessions this process attaches: the rooms
+  // service tells this process's sessions from an earlier one's by it (one clock: ours).
+  const startedAt = Date.now();
   const router = new Router(bus, gatewayId, log);
   new Gauge({
     name: 'sb_gateway_rooms',
@@ -127,6 +130,7 @@ export async function signaling(
       metrics,
       log,
       gatewayId,
+      gatewayStartedAt: startedAt,
       hosts,
       auth: {
         clockToleranceMs: config.AUTH_CLOCK_TOLERANCE_S * 1000,
@@ -161,7 +165,6 @@ export async function signaling(
   }, config.WS_PING_INTERVAL_MS);
 
   // Liveness of this gateway, for the rooms service.
-  const startedAt = Date.now();
   const beat = (): void => {
     if (!bus.connected) return;
     const hb: GatewayHeartbeat = { gatewayId, startedAt, sockets: router.size };
@@ -186,7 +189,10 @@ export async function signaling(
       again = true;
       return;
     }
-    resyncing = resync({ bus, router, disconnector, gatewayId, log }, svc.shutdownSignal)
+    resyncing = resync(
+      { bus, router, disconnector, gatewayId, gatewayStartedAt: startedAt, log },
+      svc.shutdownSignal,
+    )
       .catch((err: unknown) => {
         if (!svc.shutdownSignal.aborted) log.error({ err }, 'resync failed');
       })

@@ -17,10 +17,17 @@ const BACKOFF_MS = [500, 1000, 2000, 5000];
 const GIVE_UP_MS = 5 * 60_000;
 
 export async function resync(
-  deps: { bus: Bus; router: Router; disconnector: Disconnector; gatewayId: string; log: Logger },
+  deps: {
+    bus: Bus;
+    router: Router;
+    disconnector: Disconnector;
+    gatewayId: string;
+    gatewayStartedAt: number;
+    log: Logger;
+  },
   signal: AbortSignal,
 ): Promise<void> {
-  const { bus, router, disconnector, gatewayId, log } = deps;
+  const { bus, router, disconnector, gatewayId, gatewayStartedAt, log } = deps;
   const started = Date.now();
   const all = router.attachments();
   let gone = 0;
@@ -28,7 +35,11 @@ export async function resync(
     const chunk = all.slice(i, i + CHUNK);
     for (let attempt = 0; ; attempt++) {
       try {
-        const reply = await bus.request(Rooms.resync, { gatewayId, sessions: chunk }, { signal });
+        const reply = await bus.request(
+          Rooms.resync,
+          { gatewayId, gatewayStartedAt, sessions: chunk },
+          { signal },
+        );
         const goneIds = new Set(reply.gone.map((g) => g.socketId));
         for (const g of reply.gone) router.detach(g.socketId, g.connectionId, 'expired');
         gone += reply.gone.length;

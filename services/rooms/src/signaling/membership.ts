@@ -58,7 +58,7 @@ const JOIN: Statement = {
   name: 'sb_join',
   text: `SELECT room_size AS "roomSize", sessions FROM sb_join(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-    $21, $22)`,
+    $21, $22, $23)`,
 };
 const REMOVE: Statement = {
   name: 'sb_remove',
@@ -205,6 +205,7 @@ export class Membership {
         req.camera ?? null,
         req.ip ?? null,
         req.gatewayId,
+        req.gatewayStartedAt ?? null,
         req.connectionId,
         req.resumeHash,
         new Date(req.tokenExpiresAt).toISOString(),
@@ -312,6 +313,7 @@ export class Membership {
       await tx.$executeRaw`
         UPDATE sessions
         SET state = 'ACTIVE', gateway_id = ${req.gatewayId}, connection_id = ${req.connectionId},
+            gateway_started_at = ${req.gatewayStartedAt ?? null}::bigint,
             attached_at = ${NOW}, last_seen = ${NOW}, disconnected_at = NULL,
             ip = COALESCE(${req.ip ?? null}, ip), resume_hash = ${req.nextResumeHash},
             token_expires_at = COALESCE(${auth === undefined ? null : new Date(auth.tokenExpiresAt)}::timestamp(3), token_expires_at),
@@ -428,7 +430,9 @@ export class Membership {
     const connectionIds = req.sessions.map((s) => s.connectionId);
     const kept = await this.#db.$queryRaw<{ socketId: string }[]>`
       UPDATE sessions s
-      SET state = 'ACTIVE', gateway_id = ${req.gatewayId}, disconnected_at = NULL, last_seen = ${NOW}
+      SET state = 'ACTIVE', gateway_id = ${req.gatewayId},
+          gateway_started_at = ${req.gatewayStartedAt ?? null}::bigint,
+          disconnected_at = NULL, last_seen = ${NOW}
       FROM unnest(${socketIds}::text[], ${connectionIds}::text[]) AS a(socket_id, connection_id)
       WHERE s.socket_id = a.socket_id AND s.connection_id = a.connection_id
       RETURNING s.socket_id AS "socketId"`;
@@ -504,21 +508,27 @@ export class Membership {
     return { rooms };
   }
 
-  /** A gateway's heartbeat: record it; a restarted gateway's old sessions lost their sockets. */
+  /**
+   * A gateway's heartbeat: record it (its time by the database's clock). A later `startedAt`
+   * than the one recorded means the gateway restarted: sessions attached through an earlier
+   * process of it lost their sockets. `startedAt` is the gateway's own clock and is compared
+   * only with its own earlier values (and with the sessions' `gateway_started_at`, the same
+   * clock); an older one is a late heartbeat of a process already replaced, and is ignored.
+   */
   async gatewayHeartbeat(gatewayId: string, startedAt: number, sockets: number): Promise<void> {
-    const started = new Date(startedAt);
     const rows = await this.#db.$queryRaw<{ restarted: boolean }[]>`
       WITH prev AS (SELECT started_at FROM gateways WHERE id = ${gatewayId})
       INSERT INTO gateways AS g (id, started_at, last_seen, sockets)
-      VALUES (${gatewayId}, ${started}, ${NOW}, ${sockets})
+      VALUES (${gatewayId}, ${new Date(startedAt)}, ${NOW}, ${sockets})
       ON CONFLICT (id) DO UPDATE
         SET started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen, sockets = EXCLUDED.sockets
-      RETURNING (SELECT started_at FROM prev) IS DISTINCT FROM ${started}
-                AND (SELECT started_at FROM prev) IS NOT NULL AS restarted`;
+        WHERE EXCLUDED.started_at >= g.started_at
+      RETURNING (SELECT started_at FROM prev) < g.started_at AS restarted`;
     if (rows[0]?.restarted === true) {
       const n = await this.#db.$executeRaw`
         UPDATE sessions SET state = 'DISCONNECTED', disconnected_at = ${NOW}
-        WHERE gateway_id = ${gatewayId} AND state = 'ACTIVE' AND attached_at < ${started}`;
+        WHERE gateway_id = ${gatewayId} AND state = 'ACTIVE'
+          AND (gateway_started_at IS NULL OR gateway_started_at < ${startedAt})`;
       this.#log.warn(
         { gatewayId, sessions: n },
         'gateway restarted; its old sessions lost their sockets',

@@ -1,3 +1,6 @@
+-- AlterTable
+ALTER TABLE "sessions" ADD COLUMN     "gateway_started_at" BIGINT;
+
 -- Signaling's hot path as SQL functions: a join or a leave is one statement, one round trip,
 -- with the locking and the outbox writes it had as a transaction of several statements.
 -- Lock order, as everywhere in the rooms service: the room's row, then its sessions.
@@ -33,8 +36,9 @@ $$;
 CREATE FUNCTION sb_join(
   p_room_id text, p_socket_id text, p_user_id text, p_platform text,
   p_device_name text, p_network_type text, p_version text, p_app_version text,
-  p_orientation integer, p_camera text, p_ip text, p_gateway_id text, p_connection_id text,
-  p_resume_hash text, p_token_expires_at timestamp(3), p_grants jsonb, p_hidden boolean,
+  p_orientation integer, p_camera text, p_ip text, p_gateway_id text,
+  p_gateway_started_at bigint, p_connection_id text, p_resume_hash text,
+  p_token_expires_at timestamp(3), p_grants jsonb, p_hidden boolean,
   p_name text, p_metadata text, p_join_event jsonb,
   p_default_capacity integer, p_max_per_user integer)
 RETURNS TABLE (room_size integer, sessions jsonb)
@@ -59,13 +63,13 @@ BEGIN
     RAISE EXCEPTION 'too many sessions' USING ERRCODE = 'SBMAX', DETAIL = p_max_per_user::text;
   END IF;
   INSERT INTO sessions (socket_id, room_id, user_id, platform, device_name, network_type,
-    version, app_version, orientation, camera, ip, gateway_id, connection_id, state,
-    joined_at, attached_at, last_seen, resume_hash, token_expires_at, grants, hidden,
-    name, metadata)
+    version, app_version, orientation, camera, ip, gateway_id, gateway_started_at,
+    connection_id, state, joined_at, attached_at, last_seen, resume_hash, token_expires_at,
+    grants, hidden, name, metadata)
   VALUES (p_socket_id, p_room_id, p_user_id, p_platform, p_device_name, p_network_type,
-    p_version, p_app_version, p_orientation, p_camera, p_ip, p_gateway_id, p_connection_id,
-    'ACTIVE', v_now, v_now, v_now, p_resume_hash, p_token_expires_at, p_grants, p_hidden,
-    p_name, p_metadata);
+    p_version, p_app_version, p_orientation, p_camera, p_ip, p_gateway_id,
+    p_gateway_started_at, p_connection_id, 'ACTIVE', v_now, v_now, v_now, p_resume_hash,
+    p_token_expires_at, p_grants, p_hidden, p_name, p_metadata);
   IF v_inserted THEN
     PERFORM sb_record_event(p_room_id, 'room.created', jsonb_build_object('roomId', p_room_id));
   END IF;
