@@ -70,6 +70,42 @@ describe('a gateway cut off from NATS', () => {
     b.close();
   });
 
+  it("the room's broadcasts it missed: back, its members get the room as it is now", async () => {
+    const a = await TestClient.join(sp.gw1.url, 'room-cut-missed', 'near');
+    const b = await TestClient.join(gw3.url, 'room-cut-missed', 'far');
+    const c = await TestClient.join(sp.gw1.url, 'room-cut-missed', 'gone');
+    open.push(a, b, c);
+    await b.event('eventJoin');
+    await proxy.cut();
+    // Both broadcasts are lost for the cut-off gateway.
+    c.close(1000);
+    await a.event('eventLeave');
+    const d = await TestClient.join(sp.gw1.url, 'room-cut-missed', 'new', { name: 'Newcomer' });
+    open.push(d);
+    await a.waitFor(
+      (f) => f.a === 'eventJoin' && (f.d as { socketId?: string }).socketId === d.socketId,
+    );
+    await proxy.restore();
+    const state = await b.event('eventRoomState', 15_000);
+    expect(state.d).toEqual({
+      roomId: 'room-cut-missed',
+      roomSize: 3,
+      sessions: [
+        { socketId: a.socketId, userId: 'near' },
+        { socketId: d.socketId, userId: 'new', name: 'Newcomer' },
+      ],
+      complete: true,
+      userMediaConfiguration: expect.any(Object) as unknown,
+    });
+    // The members of the gateways that missed nothing get none.
+    expect(a.events('eventRoomState')).toEqual([]);
+    // Broadcasts go on as before.
+    d.close(1000);
+    expect((await b.event('eventLeave')).d).toMatchObject({ socketId: d.socketId, roomSize: 2 });
+    a.close();
+    b.close();
+  });
+
   it('back after the window: the session ended, its socket is closed with 4002', async () => {
     const a = await TestClient.join(sp.gw1.url, 'room-cut-long', 'near');
     const b = await TestClient.join(gw3.url, 'room-cut-long', 'far');

@@ -291,6 +291,16 @@ export class RoomMedia {
       // In the queue: after the closing of the member's consumers that came before it.
       this.#events.emit('peerLeft', { socketId: d.socketId, userId: d.userId });
     });
+    on('eventRoomState', (d) => {
+      // Members whose eventLeave this client missed (see eventRoomState) left all the same.
+      if (!d.complete) return;
+      const present = new Set(d.sessions.map((m) => m.socketId));
+      const gone = new Map<string, string>();
+      for (const r of this.#remotes.values()) {
+        if (!present.has(r.peer.socketId)) gone.set(r.peer.socketId, r.peer.userId);
+      }
+      for (const [socketId, userId] of gone) this.#events.emit('peerLeft', { socketId, userId });
+    });
     this.#offs.push(
       session.on('eventMediaReset', () => {
         this.#restart('reset');

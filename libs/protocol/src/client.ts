@@ -235,6 +235,21 @@ export const ServerEvents = {
     ...Member.properties,
     grants: Type.Optional(SessionGrants),
   }),
+  /**
+   * Extension: the room as it is now, after this client may have missed some of its
+   * broadcasts (its gateway was cut off from NATS or saw a gap in the room's sequence, or the
+   * client resumed its session). It replaces what eventJoin, eventLeave, eventParticipantUpdated
+   * and eventUserMediaConfiguration said before: members missing from `sessions` (the other
+   * members) have left, new ones have arrived. `complete` is false when the room has more
+   * members than one message carries (the first ones, in the order they joined, are listed).
+   */
+  eventRoomState: Type.Object({
+    roomId: RoomId,
+    roomSize: Type.Integer({ minimum: 0 }),
+    sessions: Type.Array(Member),
+    complete: Type.Boolean(),
+    userMediaConfiguration: UserMediaConfiguration,
+  }),
   /** Extension: data the server API sent to the room or to this member. */
   eventData: Type.Object({
     payload: Type.String({ maxLength: 65_536 }),

@@ -183,6 +183,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
             Rooms.disconnect,
             Rooms.orientation,
             Rooms.resync,
+            Rooms.roomState,
             Rooms.mediaNode,
           ] as const
         ).map((m) => rpc(m.service, m.method)),

@@ -31,6 +31,7 @@ import {
   ServerEvents,
   SocketId,
   UserId,
+  UserMediaConfiguration,
   type ServerEvent,
 } from './client.ts';
 import {
@@ -94,8 +95,22 @@ export const RoomsJoinRequest = Type.Object({
   bitrate: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type RoomsJoinRequest = Static<typeof RoomsJoinRequest>;
+/**
+ * The room's broadcast sequence after a change: every room broadcast of a change of its
+ * state (eventJoin, eventLeave, eventParticipantUpdated, with the eventUserMediaConfiguration
+ * they cause) carries the next number, so a gateway that sees a gap knows it missed some and
+ * resyncs its members (eventRoomState). Kept per room for the room's whole life (across its
+ * closing and re-opening, like the durable events' seq); changes no member sees (hidden
+ * members) take no number.
+ */
+export const RoomSeq = Type.Integer({ minimum: 0 });
+
 /** joinR as the rooms service makes it; the gateway adds the resumeToken and iceServers. */
-export const RoomsJoinReply = Type.Omit(JoinReply, ['resumeToken', 'iceServers']);
+export const RoomsJoinReply = Type.Object({
+  ...Type.Omit(JoinReply, ['resumeToken', 'iceServers']).properties,
+  /** The room's broadcast sequence with this join (the gateway keeps it, the client never sees it). */
+  roomSeq: Type.Optional(RoomSeq),
+});
 export type RoomsJoinReply = Static<typeof RoomsJoinReply>;
 
 export const SessionState = Type.Union([Type.Literal('active'), Type.Literal('disconnected')]);
@@ -138,7 +153,21 @@ export const RoomsReconnectRequest = Type.Object({
 export const RoomsReconnectReply = Type.Object({
   session: SessionInfo,
   roomSize: Type.Integer({ minimum: 1 }),
+  roomSeq: Type.Optional(RoomSeq),
 });
+
+/** A room's state for members that may have missed its broadcasts (see eventRoomState). */
+export const RoomState = Type.Object({
+  roomId: RoomId,
+  /** The broadcast sequence this state includes. */
+  roomSeq: RoomSeq,
+  roomSize: Type.Integer({ minimum: 0 }),
+  /** The visible members, in the order they joined; `complete` false when cut short. */
+  sessions: Type.Array(Member),
+  complete: Type.Boolean(),
+  userMediaConfiguration: UserMediaConfiguration,
+});
+export type RoomState = Static<typeof RoomState>;
 
 export const RoomsRefreshRequest = Type.Object({
   socketId: SocketId,
@@ -231,6 +260,8 @@ export const Rooms = {
    * are reported gone.
    */
   resync: rpcMethod('rooms', 'resync', RoomsResyncRequest, RoomsResyncReply),
+  /** A room's state for its members, with the broadcast sequence it includes. */
+  roomState: rpcMethod('rooms', 'roomState', Type.Object({ roomId: RoomId }), RoomState),
   /** A room's members and capacity (RoomInfo with roomSize 0 for an unknown room). */
   roomInfo: rpcMethod('rooms', 'roomInfo', Type.Object({ roomId: RoomId }), RoomInfo),
   /**
@@ -322,6 +353,7 @@ export const EventFrameSchema = Type.Union([
   eventFrame('eventRequestCancelled'),
   eventFrame('eventParticipantUpdated'),
   eventFrame('eventData'),
+  eventFrame('eventRoomState'),
   eventFrame('eventCall'),
   eventFrame('eventCallCandidate'),
   eventFrame('eventCallCancelled'),
@@ -333,7 +365,11 @@ export type EventFrameMessage = Static<typeof EventFrameSchema>;
 export const RoomBroadcast = Type.Object({
   roomId: RoomId,
   event: EventFrameSchema,
+  /** More events of the same change, delivered after `event`, in order. */
+  more: Type.Optional(Type.Array(EventFrameSchema, { maxItems: 256 })),
   except: Type.Optional(SocketId),
+  /** The room's broadcast sequence (RoomSeq): set on a change of the room's state. */
+  seq: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 export type RoomBroadcast = Static<typeof RoomBroadcast>;
 export const roomBroadcast = validator(RoomBroadcast);

@@ -290,6 +290,12 @@ export class Call {
         this.#members.delete(socketId);
         this.#renderMembers();
       }),
+      // The room as it is now, after this client may have missed some of the above.
+      s.on('eventRoomState', ({ sessions }) => {
+        this.#members.clear();
+        for (const m of sessions) this.#members.set(m.socketId, m.name ?? m.userId);
+        this.#renderMembers();
+      }),
       // The server API renamed someone (this client's own copy carries its grants).
       s.on('eventParticipantUpdated', (p) => {
         if (p.socketId === s.socketId) {

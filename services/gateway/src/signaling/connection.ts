@@ -652,14 +652,15 @@ export class Connection implements Attachable {
         },
         { signal: this.#closed.signal },
       );
-      pending.commit();
+      const { roomSeq, ...joined } = reply;
+      pending.commit(roomSeq);
       // Closed meanwhile: the client never saw this socketId, so the session leaves.
       this.#attached(
         { socketId, roomId: d.roomId, userId: grant.userId, platform: d.platform, auth },
         true,
       );
       const iceServers = this.#deps.iceServers.for(grant.userId, auth.tokenExpiresAt);
-      return { ...reply, resumeToken, ...(iceServers === undefined ? {} : { iceServers }) };
+      return { ...joined, resumeToken, ...(iceServers === undefined ? {} : { iceServers }) };
     } catch (err) {
       pending.rollback();
       if (outcomeUnknown(err)) {
@@ -713,7 +714,7 @@ export class Connection implements Attachable {
         },
         { signal: this.#closed.signal },
       );
-      const replaced = pending.commit();
+      const replaced = pending.commit(reply.roomSeq);
       if (replaced !== undefined && replaced !== this) replaced.detach('replaced');
       this.#attached(
         {
@@ -725,6 +726,13 @@ export class Connection implements Attachable {
         },
         false,
       );
+      // The client may have missed the room's broadcasts while it was away: it gets the room
+      // as it is now (after reconnectR, which is written first).
+      this.#deps.router.sendRoomState(socketId, this.#closed.signal).catch((err: unknown) => {
+        if (!this.#closed.signal.aborted) {
+          this.#log.warn({ err, socketId }, 'the room state after a resume was not sent');
+        }
+      });
       return { roomSize: reply.roomSize, resumeToken: next };
     } catch (err) {
       pending.rollback();

@@ -207,6 +207,8 @@ export async function signaling(
   const offReconnect = bus.onReconnect(() => {
     beat();
     startResync();
+    // The rooms' broadcasts of that time are lost: each room's members get its state.
+    router.resyncRooms();
   });
 
   svc.onShutdown('signaling', async () => {

@@ -3,7 +3,11 @@
  * reach them.
  *
  * - Room broadcasts: one subscription per room this gateway has members in (reference
- *   counted), fanned out to the local members.
+ *   counted), fanned out to the local members. Broadcasts of a change of the room's state
+ *   carry the room's sequence number (RoomSeq): one that arrives after a gap is held for a
+ *   moment (broadcasts of two rooms replicas may cross), then, if the gap stays, the room is
+ *   resynced — its local members get eventRoomState, the room as it is now — as every room
+ *   is after this gateway was cut off from NATS.
  * - Relays to one socket: one subscription per socket held, `<p>.sig.sock.<socketId>.*`;
  *   the last token is the sender's room, and a relay from another room is refused, so a
  *   socketId alone never reaches across rooms.
@@ -12,9 +16,11 @@
  *
  * It holds no room state beyond the sockets attached to this process.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Bus, BusSubscription, Incoming } from '@switchboard/bus';
 import {
   ProtocolError,
+  Rooms,
   gatewayControl,
   roomBroadcast,
   roomToken,
@@ -24,6 +30,8 @@ import {
   type DetachReason,
   type EventFrameMessage,
   type Member,
+  type RoomBroadcast,
+  type RoomState,
   type SessionGrants,
   type ServerRequest,
   type SocketMessage,
@@ -57,12 +65,31 @@ interface Attachment {
 interface RoomFanout {
   sub: BusSubscription;
   members: Set<string>;
+  /** The last broadcast number delivered (undefined until the first member's reply told it). */
+  seq: number | undefined;
+  /** The highest number seen before `seq` was known. */
+  seenBeforeSeq: number;
+  /** Broadcasts after a gap, waiting for the missing ones or a resync, by number. */
+  held: Map<number, RoomBroadcast>;
+  gapTimer: NodeJS.Timeout | undefined;
+  syncing: boolean;
+  /** Told to go again when a sync was asked for during one. */
+  again: boolean;
 }
+
+/** How long a gap in a room's broadcast numbers may last before the room is resynced. */
+const GAP_WAIT_MS = 300;
+/** Broadcasts held during a gap at most; beyond, the resync covers them all. */
+const MAX_HELD = 512;
+const SYNC_BACKOFF_MS = [500, 1000, 2000, 5000];
 
 /** A pending attachment: commit once the rooms service agreed, or roll back. */
 export interface PendingAttach {
-  /** Make this connection the socket's; returns the connection it replaced, if any. */
-  commit(): Attachable | undefined;
+  /**
+   * Make this connection the socket's; returns the connection it replaced, if any. `roomSeq`
+   * is the room's broadcast number the rooms service's reply included.
+   */
+  commit(roomSeq?: number): Attachable | undefined;
   rollback(): void;
 }
 
@@ -73,6 +100,7 @@ export class Router {
   readonly #sockets = new Map<string, Attachment>();
   readonly #rooms = new Map<string, RoomFanout>();
   #control: BusSubscription | undefined;
+  readonly #stopped = new AbortController();
 
   constructor(bus: Bus, gatewayId: string, log: Logger) {
     this.#bus = bus;
@@ -108,6 +136,7 @@ export class Router {
   }
 
   stop(): void {
+    this.#stopped.abort();
     this.#control?.unsubscribe();
   }
 
@@ -127,9 +156,15 @@ export class Router {
     this.#join(roomId, socketId);
     let settled = false;
     return {
-      commit: () => {
+      commit: (roomSeq?: number) => {
         if (settled) throw new Error('attachment already settled');
         settled = true;
+        const room = this.#rooms.get(roomId);
+        if (room !== undefined && room.seq === undefined && roomSeq !== undefined) {
+          // Broadcasts that came meanwhile were delivered; the later of the two is where
+          // the room's sequence goes on from.
+          room.seq = Math.max(roomSeq, room.seenBeforeSeq);
+        }
         if (previous !== undefined && previous.sub !== sub) {
           previous.sub.unsubscribe();
           this.#leave(previous.roomId, socketId);
@@ -278,7 +313,6 @@ export class Router {
   #join(roomId: string, socketId: string): void {
     let room = this.#rooms.get(roomId);
     if (room === undefined) {
-      const members = new Set<string>();
       const sub = this.#bus.subscribe(
         signalingSubjects.room(this.#bus.prefix, roomId),
         roomBroadcast,
@@ -287,16 +321,146 @@ export class Router {
             this.#log.warn({ roomId, got: msg.roomId }, 'broadcast for another room; dropped');
             return;
           }
-          for (const member of members) {
-            if (member === msg.except) continue;
-            this.#sockets.get(member)?.conn.deliver(msg.event);
-          }
+          const r = this.#rooms.get(roomId);
+          if (r !== undefined) this.#onBroadcast(roomId, r, msg);
         },
       );
-      room = { sub, members };
+      room = {
+        sub,
+        members: new Set<string>(),
+        seq: undefined,
+        seenBeforeSeq: 0,
+        held: new Map(),
+        gapTimer: undefined,
+        syncing: false,
+        again: false,
+      };
       this.#rooms.set(roomId, room);
     }
     room.members.add(socketId);
+  }
+
+  /** A room broadcast: in its number's order, after a gap only once resolved (see above). */
+  #onBroadcast(roomId: string, room: RoomFanout, msg: RoomBroadcast): void {
+    const seq = msg.seq;
+    if (seq === undefined) {
+      this.#fanOut(room, msg);
+      return;
+    }
+    if (room.seq === undefined) {
+      room.seenBeforeSeq = Math.max(room.seenBeforeSeq, seq);
+      this.#fanOut(room, msg);
+      return;
+    }
+    if (seq <= room.seq) return; // already delivered, or in a resync's state
+    if (seq === room.seq + 1 && !room.syncing) {
+      room.seq = seq;
+      this.#fanOut(room, msg);
+      this.#drainHeld(room);
+      return;
+    }
+    if (room.held.size >= MAX_HELD) room.held.clear();
+    room.held.set(seq, msg);
+    if (!room.syncing && room.gapTimer === undefined) {
+      room.gapTimer = setTimeout(() => {
+        room.gapTimer = undefined;
+        if (room.held.size > 0 && this.#rooms.get(roomId) === room) this.#sync(roomId, room);
+      }, GAP_WAIT_MS);
+    }
+  }
+
+  /** Deliver held broadcasts that follow on; past a resync, a gap left is accepted. */
+  #drainHeld(room: RoomFanout, afterSync = false): void {
+    for (;;) {
+      if (room.seq === undefined || room.held.size === 0) break;
+      let next = room.held.get(room.seq + 1);
+      if (next === undefined) {
+        for (const k of room.held.keys()) if (k <= room.seq) room.held.delete(k);
+        if (!afterSync || room.held.size === 0) break;
+        // Numbers missing after a fresh state were lost after it was read: go on from the
+        // next one held rather than resync again (the next gap does).
+        const lowest = Math.min(...room.held.keys());
+        next = room.held.get(lowest);
+        room.seq = lowest - 1;
+      }
+      if (next === undefined) break;
+      room.held.delete(room.seq + 1);
+      room.seq += 1;
+      this.#fanOut(room, next);
+    }
+    if (room.held.size === 0 && room.gapTimer !== undefined) {
+      clearTimeout(room.gapTimer);
+      room.gapTimer = undefined;
+    }
+  }
+
+  #fanOut(room: RoomFanout, msg: RoomBroadcast): void {
+    for (const member of room.members) {
+      if (member === msg.except) continue;
+      const conn = this.#sockets.get(member)?.conn;
+      if (conn === undefined) continue;
+      conn.deliver(msg.event);
+      for (const e of msg.more ?? []) conn.deliver(e);
+    }
+  }
+
+  /**
+   * Every room with members here is resynced: after this gateway was cut off from NATS, the
+   * broadcasts of that time are lost.
+   */
+  resyncRooms(): void {
+    for (const [roomId, room] of this.#rooms) this.#sync(roomId, room);
+  }
+
+  /** Tell one socket the room as it is now (after its client resumed: it may have missed some). */
+  async sendRoomState(socketId: string, signal: AbortSignal): Promise<void> {
+    const att = this.#sockets.get(socketId);
+    if (att === undefined) return;
+    const state = await this.#bus.request(Rooms.roomState, { roomId: att.roomId }, { signal });
+    const now = this.#sockets.get(socketId);
+    if (now?.conn === att.conn) now.conn.deliver(roomStateEvent(state, socketId));
+  }
+
+  /** Read the room's state and give it to its members here; retried while it has some. */
+  #sync(roomId: string, room: RoomFanout): void {
+    if (room.syncing) {
+      room.again = true;
+      return;
+    }
+    room.syncing = true;
+    if (room.gapTimer !== undefined) {
+      clearTimeout(room.gapTimer);
+      room.gapTimer = undefined;
+    }
+    void (async () => {
+      const signal = this.#stopped.signal;
+      for (let attempt = 0; this.#rooms.get(roomId) === room && !signal.aborted; attempt++) {
+        room.again = false;
+        try {
+          const state = await this.#bus.request(Rooms.roomState, { roomId }, { signal });
+          if (this.#rooms.get(roomId) !== room) return;
+          room.seq = Math.max(room.seq ?? 0, state.roomSeq);
+          for (const member of room.members) {
+            this.#sockets.get(member)?.conn.deliver(roomStateEvent(state, member));
+          }
+          this.#log.info({ roomId, roomSeq: state.roomSeq }, 'room resynced');
+          if (!askedAgain(room)) break;
+          attempt = -1;
+        } catch (err) {
+          if (isAborted(signal)) return;
+          const wait = SYNC_BACKOFF_MS[Math.min(attempt, SYNC_BACKOFF_MS.length - 1)] ?? 5000;
+          this.#log.warn({ err, roomId }, `room resync failed; again in ${wait} ms`);
+          await sleep(wait, undefined, { signal }).catch(() => undefined);
+        }
+      }
+    })()
+      .catch((err: unknown) => {
+        this.#log.error({ err, roomId }, 'room resync failed');
+      })
+      .finally(() => {
+        room.syncing = false;
+        this.#drainHeld(room, true);
+      });
   }
 
   #leave(roomId: string, socketId: string): void {
@@ -308,7 +472,30 @@ export class Router {
     room.members.delete(socketId);
     if (room.members.size === 0) {
       room.sub.unsubscribe();
+      if (room.gapTimer !== undefined) clearTimeout(room.gapTimer);
       this.#rooms.delete(roomId);
     }
   }
+}
+
+/** Functions, so narrowing across awaits cannot fool the checker. */
+function askedAgain(room: RoomFanout): boolean {
+  return room.again;
+}
+function isAborted(signal: AbortSignal): boolean {
+  return signal.aborted;
+}
+
+/** eventRoomState for one member: the others in the room. */
+function roomStateEvent(state: RoomState, socketId: string): EventFrameMessage {
+  return {
+    a: 'eventRoomState',
+    d: {
+      roomId: state.roomId,
+      roomSize: state.roomSize,
+      sessions: state.sessions.filter((m) => m.socketId !== socketId),
+      complete: state.complete,
+      userMediaConfiguration: state.userMediaConfiguration,
+    },
+  };
 }

@@ -273,7 +273,14 @@ export class Administration {
         ...(metadata === null ? {} : { metadata }),
         grants: this.#grants(updated),
       });
-      return updated;
+      // The others see a change of name or metadata: it takes the room's next number.
+      const seq = s.hidden
+        ? undefined
+        : (
+            await tx.$queryRaw<{ seq: number }[]>`
+              SELECT sb_next_broadcast(${req.roomId})::float8 AS seq`
+          )[0]?.seq;
+      return { ...updated, seq };
     });
     const member: Member = {
       socketId: row.socketId,
@@ -295,6 +302,7 @@ export class Administration {
       this.#notify.broadcast({
         roomId: req.roomId,
         except: row.socketId,
+        ...(row.seq === undefined ? {} : { seq: row.seq }),
         event: { a: 'eventParticipantUpdated', d: member },
       });
     }

@@ -20,6 +20,7 @@ import {
   SessionGrants,
   TokenGrants,
   type RoomsJoinReply,
+  type RoomState,
   type RoomInfo,
   type RoomsJoinRequest,
   type RpcReply,
@@ -28,6 +29,7 @@ import {
   type SessionInfo,
   type SessionState,
   type UserMediaConfiguration,
+  type EventFrameMessage,
   type Rooms,
   type LeaveReason,
 } from '@switchboard/protocol';
@@ -56,7 +58,7 @@ const EXPIRE_BATCH = 200;
 /** See the SQL functions of the migration `signaling_functions`. */
 const JOIN: Statement = {
   name: 'sb_join',
-  text: `SELECT room_size AS "roomSize", sessions FROM sb_join(
+  text: `SELECT room_size AS "roomSize", room_seq::float8 AS "roomSeq", sessions FROM sb_join(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
     $21, $22, $23)`,
 };
@@ -64,6 +66,20 @@ const REMOVE: Statement = {
   name: 'sb_remove',
   text: `SELECT $1::text AS "roomId", ${leftColumns()}
     FROM sb_remove($1, $2, NULL, $3, $4, $5, $6)`,
+};
+/** The most members a RoomState lists (a few hundred KiB at most, well under NATS's limit). */
+const ROOM_STATE_SESSIONS = 1000;
+const ROOM_STATE: Statement = {
+  name: 'sb_room_state',
+  text: `SELECT sb_broadcast_seq($1)::float8 AS "roomSeq",
+    (SELECT count(*)::int FROM sessions WHERE room_id = $1) AS "roomSize",
+    (SELECT count(*)::int FROM sessions WHERE room_id = $1 AND NOT hidden) AS visible,
+    (SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+              'socketId', o.socket_id, 'userId', o.user_id, 'name', o.name,
+              'metadata', o.metadata)) ORDER BY o.joined_at, o.socket_id), '[]'::jsonb)
+     FROM (SELECT socket_id, user_id, name, metadata, joined_at FROM sessions
+           WHERE room_id = $1 AND NOT hidden ORDER BY joined_at, socket_id LIMIT $2) o)
+      AS sessions`,
 };
 const LEAVE: Statement = {
   name: 'sb_leave',
@@ -74,7 +90,7 @@ const LEAVE: Statement = {
 function leftColumns(extra = ''): string {
   return `${extra}socket_id AS "socketId", user_id AS "userId", gateway_id AS "gatewayId",
     connection_id AS "connectionId", hidden, size_before AS "sizeBefore",
-    size_after AS "sizeAfter"`;
+    size_after AS "sizeAfter", room_seq::float8 AS "roomSeq"`;
 }
 
 interface SessionRow {
@@ -136,6 +152,8 @@ interface Left {
   connectionId: string;
   sizeBefore: number;
   sizeAfter: number;
+  /** The broadcast number of its eventLeave (see sb_remove). */
+  roomSeq: number;
 }
 
 export class Membership {
@@ -190,7 +208,11 @@ export class Membership {
       ...(req.ip === undefined ? {} : { ip: req.ip }),
       bitrate: req.bitrate ?? null,
     };
-    const rows = await this.#sql.query<{ roomSize: number; sessions: RoomsJoinReply['sessions'] }>(
+    const rows = await this.#sql.query<{
+      roomSize: number;
+      roomSeq: number;
+      sessions: RoomsJoinReply['sessions'];
+    }>(
       JOIN,
       [
         req.roomId,
@@ -223,11 +245,16 @@ export class Membership {
     const row = rows[0];
     if (row === undefined) throw new Error('sb_join returned no row');
     const size = row.roomSize;
-    // The others hear who arrived (a hidden member arrives for nobody).
+    // The others hear who arrived (a hidden member arrives for nobody), with the media
+    // configuration of the room's new size if that changed: one broadcast, one number.
+    const change = this.#ladder.change(size - 1, size);
+    const config =
+      change === undefined ? [] : [{ a: 'eventUserMediaConfiguration' as const, d: change }];
     if (!req.grants.hidden) {
       this.#notify.broadcast({
         roomId: req.roomId,
         except: req.socketId,
+        seq: row.roomSeq,
         event: {
           a: 'eventJoin',
           d: {
@@ -239,15 +266,17 @@ export class Membership {
             ...(req.metadata === undefined ? {} : { metadata: req.metadata }),
           },
         },
+        ...(config.length === 0 ? {} : { more: config }),
       });
+    } else if (change !== undefined) {
+      this.#userMedia(req.roomId, change, req.socketId);
     }
-    const change = this.#ladder.change(size - 1, size);
-    if (change !== undefined) this.#userMedia(req.roomId, change, req.socketId);
     return {
       socketId: req.socketId,
       roomSize: size,
       userMediaConfiguration: this.#ladder.configuration(size),
       sessions: row.sessions,
+      roomSeq: row.roomSeq,
     };
   }
 
@@ -290,7 +319,7 @@ export class Membership {
     req: RpcRequest<typeof Rooms.reconnect>,
     d: Deadline,
   ): Promise<RpcReply<typeof Rooms.reconnect>> {
-    const { previous, size } = await this.#tx(d, async (tx) => {
+    const { previous, size, roomSeq } = await this.#tx(d, async (tx) => {
       if ((await this.#lockRoom(tx, req.roomId)) === undefined) {
         throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
       }
@@ -321,8 +350,10 @@ export class Membership {
             hidden = COALESCE((grant_override->>'hidden')::boolean,
                               ${auth === undefined ? null : auth.grants.hidden}::boolean, hidden)
         WHERE socket_id = ${req.socketId}`;
-      const size = await tx.session.count({ where: { roomId: req.roomId } });
-      return { previous: s, size };
+      const counts = await tx.$queryRaw<{ size: number; roomSeq: number }[]>`
+        SELECT (SELECT count(*)::int FROM sessions WHERE room_id = ${req.roomId}) AS size,
+               sb_broadcast_seq(${req.roomId})::float8 AS "roomSeq"`;
+      return { previous: s, size: counts[0]?.size ?? 1, roomSeq: counts[0]?.roomSeq ?? 0 };
     });
     if (previous.state === 'ACTIVE' && previous.connectionId !== req.connectionId) {
       this.#notify.control(previous.gatewayId, {
@@ -346,6 +377,30 @@ export class Membership {
         ),
       },
       roomSize: size,
+      roomSeq,
+    };
+  }
+
+  /**
+   * The room as its members should see it now, with the broadcast number it includes (one
+   * statement: one snapshot). At most ROOM_STATE_SESSIONS members are listed.
+   */
+  async roomState(roomId: string, d: Deadline): Promise<RoomState> {
+    const rows = await this.#sql.query<{
+      roomSeq: number;
+      roomSize: number;
+      visible: number;
+      sessions: RoomState['sessions'];
+    }>(ROOM_STATE, [roomId, ROOM_STATE_SESSIONS], d);
+    const row = rows[0];
+    if (row === undefined) throw new Error('the room state query returned no row');
+    return {
+      roomId,
+      roomSeq: row.roomSeq,
+      roomSize: row.roomSize,
+      sessions: row.sessions,
+      complete: row.sessions.length === row.visible,
+      userMediaConfiguration: this.#ladder.configuration(Math.max(1, row.roomSize)),
     };
   }
 
@@ -684,26 +739,46 @@ export class Membership {
     await recordEvent(tx, 'room.closed', { roomId });
   }
 
+  /**
+   * Tell each room who left: the leaves of one broadcast number in one broadcast, the media
+   * configuration of the room's final size (if its step changed) with the last of them.
+   */
   #announceLeaves(left: readonly Left[]): void {
-    for (const l of left) {
-      if (l.hidden) continue;
-      this.#notify.broadcast({
-        roomId: l.roomId,
-        event: {
+    const byRoom = new Map<string, Left[]>();
+    for (const l of left) byRoom.set(l.roomId, [...(byRoom.get(l.roomId) ?? []), l]);
+    for (const [roomId, gone] of byRoom) {
+      const first = gone[0];
+      const last = gone.at(-1);
+      if (first === undefined || last === undefined) continue;
+      const change = this.#ladder.change(first.sizeBefore, last.sizeAfter);
+      const groups = new Map<number, EventFrameMessage[]>();
+      for (const l of gone) {
+        if (l.hidden) continue;
+        const events = groups.get(l.roomSeq) ?? [];
+        events.push({
           a: 'eventLeave',
-          d: { roomId: l.roomId, roomSize: l.sizeAfter, socketId: l.socketId, userId: l.userId },
-        },
-      });
-    }
-    // One configuration per room, for its final size, if the step changed overall.
-    const byRoom = new Map<string, { before: number; after: number }>();
-    for (const l of left) {
-      const r = byRoom.get(l.roomId);
-      byRoom.set(l.roomId, { before: r?.before ?? l.sizeBefore, after: l.sizeAfter });
-    }
-    for (const [roomId, { before, after }] of byRoom) {
-      const change = this.#ladder.change(before, after);
-      if (change !== undefined) this.#userMedia(roomId, change);
+          d: { roomId, roomSize: l.sizeAfter, socketId: l.socketId, userId: l.userId },
+        });
+        groups.set(l.roomSeq, events);
+      }
+      if (groups.size === 0) {
+        if (change !== undefined) this.#userMedia(roomId, change);
+        continue;
+      }
+      const seqs = [...groups.keys()].sort((a, b) => a - b);
+      for (const seq of seqs) {
+        const [event, ...more] = groups.get(seq) ?? [];
+        if (event === undefined) continue;
+        if (seq === seqs.at(-1) && change !== undefined) {
+          more.push({ a: 'eventUserMediaConfiguration', d: change });
+        }
+        this.#notify.broadcast({
+          roomId,
+          seq,
+          event,
+          ...(more.length === 0 ? {} : { more }),
+        });
+      }
     }
   }
 

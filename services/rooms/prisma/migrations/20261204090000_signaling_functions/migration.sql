@@ -1,4 +1,7 @@
 -- AlterTable
+ALTER TABLE "room_sequences" ADD COLUMN     "broadcast_seq" BIGINT NOT NULL DEFAULT 0;
+
+-- AlterTable
 ALTER TABLE "sessions" ADD COLUMN     "gateway_started_at" BIGINT;
 
 -- Signaling's hot path as SQL functions: a join or a leave is one statement, one round trip,
@@ -26,11 +29,29 @@ RETURNS void LANGUAGE sql AS $$
   FROM s, e
 $$;
 
+-- Take the room's next `p_count` broadcast sequence numbers (RoomSeq), in the caller's
+-- transaction (which holds the room's row lock, so numbers follow the order of the changes);
+-- returns the last.
+CREATE FUNCTION sb_next_broadcast(p_room_id text, p_count integer DEFAULT 1)
+RETURNS bigint LANGUAGE sql AS $$
+  INSERT INTO room_sequences AS q (room_id, broadcast_seq) VALUES (p_room_id, p_count)
+  ON CONFLICT (room_id) DO UPDATE SET broadcast_seq = q.broadcast_seq + p_count
+  RETURNING broadcast_seq
+$$;
+
+-- The room's current broadcast sequence number (0 before its first).
+CREATE FUNCTION sb_broadcast_seq(p_room_id text)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+  SELECT coalesce((SELECT broadcast_seq FROM room_sequences WHERE room_id = p_room_id), 0)
+$$;
+
 -- Admit a session: create the room or lock its row (one statement that cannot lose a race
 -- with the last member's leave deleting it), check the capacity and the user's sessions,
 -- insert the session, record room.created (a new room) and room.join (`p_join_event` is the
--- event without roomSize, which is added here). Returns the room's size with the new session
--- and the other members the new one may see, in the order they joined.
+-- event without roomSize, which is added here), take the room's next broadcast number when
+-- the others will hear of it (not for a hidden member). Returns the room's size with the new
+-- session, its broadcast number, and the other members the new one may see, in the order
+-- they joined.
 -- Errors: SBFUL (the room is full, with its capacity as the detail), SBMAX (the user has
 -- p_max_per_user sessions in the room).
 CREATE FUNCTION sb_join(
@@ -41,7 +62,7 @@ CREATE FUNCTION sb_join(
   p_token_expires_at timestamp(3), p_grants jsonb, p_hidden boolean,
   p_name text, p_metadata text, p_join_event jsonb,
   p_default_capacity integer, p_max_per_user integer)
-RETURNS TABLE (room_size integer, sessions jsonb)
+RETURNS TABLE (room_size integer, room_seq bigint, sessions jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_now timestamp(3) := now() AT TIME ZONE 'UTC';
@@ -49,6 +70,7 @@ DECLARE
   v_inserted boolean;
   v_size integer;
   v_mine integer;
+  v_seq bigint;
 BEGIN
   INSERT INTO rooms AS r (id) VALUES (p_room_id)
   ON CONFLICT (id) DO UPDATE SET empty_since = NULL
@@ -75,9 +97,11 @@ BEGIN
   END IF;
   PERFORM sb_record_event(p_room_id, 'room.join',
     p_join_event || jsonb_build_object('roomSize', v_size + 1));
+  v_seq := CASE WHEN p_hidden THEN sb_broadcast_seq(p_room_id)
+                ELSE sb_next_broadcast(p_room_id) END;
   -- Hidden members are nobody's peers.
   RETURN QUERY
-    SELECT v_size + 1,
+    SELECT v_size + 1, v_seq,
            coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
              'socketId', o.socket_id, 'userId', o.user_id, 'name', o.name,
              'metadata', o.metadata)) ORDER BY o.joined_at, o.socket_id), '[]'::jsonb)
@@ -96,16 +120,21 @@ $$;
 -- it had nobody to remove.
 -- Locks the room's row first (with p_skip_locked, a room another transaction holds is left
 -- alone: nothing is returned). Returns each session removed, with the room's size before
--- and after it left. Error SBNRM: no such room (only with p_must_exist).
+-- and after it left, and the room's broadcast number (the next one when a member the others
+-- see left: all the leaves of one call are one broadcast). Error SBNRM: no such room (only
+-- with p_must_exist).
 CREATE FUNCTION sb_remove(
   p_room_id text, p_socket_ids text[], p_connection_id text,
   p_window_ms double precision, p_reason text, p_skip_locked boolean,
   p_must_exist boolean)
 RETURNS TABLE (socket_id text, user_id text, gateway_id text, connection_id text,
-               hidden boolean, size_before integer, size_after integer)
+               hidden boolean, size_before integer, size_after integer, room_seq bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_now timestamp(3) := now() AT TIME ZONE 'UTC';
+  v_seq bigint;
+  v_visible integer;
+  v_shown integer := 0;
   v_found boolean;
   v_size integer;
   v_removed integer := 0;
@@ -140,6 +169,15 @@ BEGIN
       AND (p_window_ms IS NULL
            OR (x.state = 'DISCONNECTED' AND x.disconnected_at < v_before));
   END IF;
+  -- The leaves the others see go out as broadcasts of up to 200 leaves, one number each
+  -- (v_seq is the first); hidden members' rows carry the room's current number.
+  SELECT count(*) INTO v_visible FROM sessions x
+  WHERE x.socket_id = ANY (coalesce(v_ids, '{}')) AND NOT x.hidden;
+  IF v_visible > 0 THEN
+    v_seq := sb_next_broadcast(p_room_id, (v_visible + 199) / 200) - (v_visible + 199) / 200 + 1;
+  ELSE
+    v_seq := sb_broadcast_seq(p_room_id);
+  END IF;
   FOR s IN
     SELECT x.socket_id, x.user_id, x.gateway_id, x.connection_id, x.hidden
     FROM sessions x WHERE x.socket_id = ANY (coalesce(v_ids, '{}'))
@@ -164,6 +202,12 @@ BEGIN
     hidden := s.hidden;
     size_before := v_size - v_removed;
     size_after := v_size - v_removed - 1;
+    IF s.hidden THEN
+      room_seq := v_seq;
+    ELSE
+      room_seq := v_seq + v_shown / 200;
+      v_shown := v_shown + 1;
+    END IF;
     v_removed := v_removed + 1;
     RETURN NEXT;
   END LOOP;
@@ -189,7 +233,8 @@ $$;
 -- it and checks again.
 CREATE FUNCTION sb_leave(p_socket_id text, p_connection_id text)
 RETURNS TABLE (room_id text, socket_id text, user_id text, gateway_id text,
-               connection_id text, hidden boolean, size_before integer, size_after integer)
+               connection_id text, hidden boolean, size_before integer, size_after integer,
+               room_seq bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_room text;
