@@ -6,7 +6,16 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mintToken } from '@switchboard/devstack';
-import { roomEvent, roomEventSubject, type JoinReply, type RoomEvent } from '@switchboard/protocol';
+import {
+  ErrorCodes,
+  Rooms,
+  RoomsAdmin,
+  roomEvent,
+  roomEventSubject,
+  sessionGrants,
+  type JoinReply,
+  type RoomEvent,
+} from '@switchboard/protocol';
 import { TestClient } from './client.ts';
 import { sleep } from './fixtures.ts';
 import { startSignaling, type SignalingPlatform } from './platform.ts';
@@ -120,5 +129,65 @@ describe('who is in the room', () => {
       platform: 'Web',
     });
     expect(r2.s).toBe(false);
+  });
+
+  it('a room bigger than one reply: joinR lists the first page, listMembers the rest', async () => {
+    await sp.bus.request(RoomsAdmin.createRoom, {
+      roomId: 'room-big',
+      capacity: 200,
+      emptyTimeoutS: 0,
+    });
+    // 102 visible members and 2 hidden ones, admitted straight through the rooms service.
+    const bulk = Array.from({ length: 104 }, (_, n) => ({
+      socketId: `b0${n.toString(16).padStart(30, '0')}`,
+      connectionId: `c0${n.toString(16).padStart(30, '0')}`,
+      hidden: n === 10 || n === 103,
+    }));
+    for (const [n, b] of bulk.entries()) {
+      await sp.bus.request(Rooms.join, {
+        socketId: b.socketId,
+        connectionId: b.connectionId,
+        gatewayId: 'gw-bulk',
+        roomId: 'room-big',
+        userId: `bulk-${n}`,
+        platform: 'Web',
+        resumeHash: 'd'.repeat(64),
+        tokenExpiresAt: Date.now() + 3_600_000,
+        grants: sessionGrants({ hidden: b.hidden }),
+        ...(n === 50 ? { name: 'Fifty' } : {}),
+      });
+    }
+    const visible = bulk.filter((b) => !b.hidden).map((b) => b.socketId);
+    const { c, reply } = await join('gw1', 'room-big', 'last', {});
+    expect(reply.roomSize).toBe(105);
+    expect(reply.sessions.map((m) => m.socketId)).toEqual(visible.slice(0, 100));
+    expect(reply.sessions[49]).toEqual({ socketId: visible[49], userId: 'bulk-50', name: 'Fifty' });
+    expect(reply.sessionsNext).toMatch(/^\d+\.[0-9a-f]{32}$/);
+    const one = await c.request('listMembers', { after: reply.sessionsNext, limit: 1 });
+    expect(one.d).toEqual({
+      sessions: [{ socketId: visible[100], userId: 'bulk-101' }],
+      next: expect.any(String) as unknown,
+    });
+    const rest = await c.request('listMembers', { after: (one.d as { next: string }).next });
+    // The last page: no `next`, and never the asker itself.
+    expect(rest.d).toEqual({ sessions: [{ socketId: visible[101], userId: 'bulk-102' }] });
+    expect(
+      await c.request('listMembers', { after: 'nope' }),
+      'a cursor that is not one',
+    ).toMatchObject({ s: false, e: ErrorCodes.JSON_FIELD_INVALID.code });
+    const stranger = await TestClient.connect(sp.gw2.url);
+    open.push(stranger);
+    expect(
+      await stranger.request('listMembers', { after: reply.sessionsNext }),
+      'before joining',
+    ).toMatchObject({ s: false });
+    for (const b of bulk) {
+      await sp.bus.request(Rooms.disconnect, {
+        socketId: b.socketId,
+        connectionId: b.connectionId,
+        leave: true,
+      });
+    }
+    c.close(1000);
   });
 });

@@ -42,6 +42,7 @@ import {
   type ClientNotifications,
   type ErrorName,
   type JoinData,
+  type Member,
   type MediaAction,
   type MediaEvent,
   type ServerEvent,
@@ -334,6 +335,22 @@ export class Session {
   get joinReply(): JoinReply {
     if (this.#join === undefined) throw new ProtocolError('USER_NOT_AUTHENTICATED');
     return this.#join;
+  }
+
+  /**
+   * Every other member of the room as of now: joinR's, and the further pages of a room
+   * bigger than one reply lists (listMembers). Later eventJoin/eventLeave/eventRoomState
+   * keep a list current.
+   */
+  async members(opts: RequestOptions = {}): Promise<Member[]> {
+    const first = this.joinReply;
+    const all = [...first.sessions];
+    for (let next = first.sessionsNext; next !== undefined;) {
+      const page = await this.request('listMembers', { after: next }, opts);
+      all.push(...page.sessions);
+      next = page.next;
+    }
+    return all;
   }
 
   /** The token joins present now. */

@@ -97,14 +97,27 @@ export const JoinData = Type.Object({
 });
 export type JoinData = Static<typeof JoinData>;
 
+/** The most members one joinR or listMembers reply lists (a few hundred KiB at most). */
+export const MEMBERS_PAGE_MAX = 100;
+/**
+ * Where a page of a room's members ended (opaque to clients): listMembers goes on from it.
+ * Members are listed in the order they joined.
+ */
+export const MembersCursor = Type.String({ pattern: '^[0-9]{1,16}\\.[0-9a-f]{32}$' });
+
 export const JoinReply = Type.Object({
   socketId: SocketId,
   /** The secret that resumes this session: keep it, show it to nobody (see ResumeToken). */
   resumeToken: ResumeToken,
   roomSize: Type.Integer({ minimum: 1 }),
   userMediaConfiguration: UserMediaConfiguration,
-  /** The other members (their name and metadata too, when their tokens have them). */
-  sessions: Type.Array(Member),
+  /**
+   * The other members (their name and metadata too, when their tokens have them), in the
+   * order they joined: all of them, or the first MEMBERS_PAGE_MAX with `sessionsNext`.
+   */
+  sessions: Type.Array(Member, { maxItems: MEMBERS_PAGE_MAX }),
+  /** Set when the room has more members than `sessions` lists: listMembers from here. */
+  sessionsNext: Type.Optional(MembersCursor),
   /**
    * RTCIceServer[] for the client's RTCPeerConnection, when the gateway has TURN_URLS: STUN
    * URLs bare, TURN URLs with ephemeral credentials (coturn's REST scheme) that expire with
@@ -169,6 +182,17 @@ export const CpuData = Type.Object({ cpuUsed: Type.Integer({ minimum: 0, maximum
 export const HeartbeatData = Type.Object({});
 export const HeartbeatReply = Type.Object({ now: Type.Integer({ minimum: 0 }) });
 
+/** Extension: the next page of the room's other members, after joinR's (see MembersCursor). */
+export const ListMembersData = Type.Object({
+  after: MembersCursor,
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MEMBERS_PAGE_MAX })),
+});
+export const ListMembersReply = Type.Object({
+  sessions: Type.Array(Member, { maxItems: MEMBERS_PAGE_MAX }),
+  /** Set when there are more: the next page starts here. */
+  next: Type.Optional(MembersCursor),
+});
+
 /** Each client action: the schema of its `d` and of its reply's `d` (undefined: no data). */
 export const ClientActions = {
   join: { data: JoinData, reply: JoinReply },
@@ -178,6 +202,7 @@ export const ClientActions = {
   exchangeCandidate: { data: ExchangeCandidateData, reply: undefined },
   exchangeSdp: { data: ExchangeSdpData, reply: undefined },
   orientationChange: { data: OrientationChangeData, reply: undefined },
+  listMembers: { data: ListMembersData, reply: ListMembersReply },
   ...HostActions,
 } as const satisfies Record<string, { data: TSchema; reply: TSchema | undefined }>;
 export type ClientAction = keyof typeof ClientActions;

@@ -184,6 +184,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
             Rooms.orientation,
             Rooms.resync,
             Rooms.roomState,
+            Rooms.members,
             Rooms.mediaNode,
           ] as const
         ).map((m) => rpc(m.service, m.method)),

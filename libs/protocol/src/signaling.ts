@@ -25,7 +25,10 @@ import {
   Camera,
   DeviceFields,
   JoinReply,
+  ListMembersReply,
+  MEMBERS_PAGE_MAX,
   Member,
+  MembersCursor,
   Orientation,
   RoomId,
   ServerEvents,
@@ -260,6 +263,18 @@ export const Rooms = {
    * are reported gone.
    */
   resync: rpcMethod('rooms', 'resync', RoomsResyncRequest, RoomsResyncReply),
+  /** A page of a room's visible members but `socketId`, after `after` (see MembersCursor). */
+  members: rpcMethod(
+    'rooms',
+    'members',
+    Type.Object({
+      roomId: RoomId,
+      socketId: SocketId,
+      after: MembersCursor,
+      limit: Type.Integer({ minimum: 1, maximum: MEMBERS_PAGE_MAX }),
+    }),
+    ListMembersReply,
+  ),
   /** A room's state for its members, with the broadcast sequence it includes. */
   roomState: rpcMethod('rooms', 'roomState', Type.Object({ roomId: RoomId }), RoomState),
   /** A room's members and capacity (RoomInfo with roomSize 0 for an unknown room). */

@@ -247,6 +247,17 @@ export class Call {
     for (const m of this.session.joinReply.sessions)
       this.#members.set(m.socketId, m.name ?? m.userId);
     this.#renderMembers();
+    // A room bigger than joinR lists: the rest, page by page.
+    if (this.session.joinReply.sessionsNext === undefined) return;
+    this.session.members().then(
+      (all) => {
+        for (const m of all) this.#members.set(m.socketId, m.name ?? m.userId);
+        this.#renderMembers();
+      },
+      (err: unknown) => {
+        console.warn('listing the members failed', err);
+      },
+    );
   }
 
   #renderMembers(): void {

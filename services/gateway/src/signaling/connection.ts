@@ -16,6 +16,7 @@ import {
   ClientNotifications,
   CloseCodes,
   ProtocolError,
+  MEMBERS_PAGE_MAX,
   Rooms,
   clientActionData,
   clientFrame,
@@ -612,6 +613,20 @@ export class Connection implements Attachable {
           { signal: this.#closed.signal },
         );
         return undefined;
+      }
+      case 'listMembers': {
+        const d = this.#valid('listMembers', data);
+        const s = this.#session();
+        return await this.#deps.bus.request(
+          Rooms.members,
+          {
+            roomId: s.roomId,
+            socketId: s.socketId,
+            after: d.after,
+            limit: d.limit ?? MEMBERS_PAGE_MAX,
+          },
+          { signal: this.#closed.signal },
+        );
       }
       case 'orientationChange': {
         const d = this.#valid('orientationChange', data);

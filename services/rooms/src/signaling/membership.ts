@@ -13,6 +13,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '@switchboard/service';
 import {
+  MEMBERS_PAGE_MAX,
   ProtocolError,
   sessionGrants,
   validator,
@@ -58,9 +59,10 @@ const EXPIRE_BATCH = 200;
 /** See the SQL functions of the migration `signaling_functions`. */
 const JOIN: Statement = {
   name: 'sb_join',
-  text: `SELECT room_size AS "roomSize", room_seq::float8 AS "roomSeq", sessions FROM sb_join(
+  text: `SELECT room_size AS "roomSize", room_seq::float8 AS "roomSeq", sessions,
+    sessions_next AS "sessionsNext" FROM sb_join(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-    $21, $22, $23)`,
+    $21, $22, $23, $24)`,
 };
 const REMOVE: Statement = {
   name: 'sb_remove',
@@ -80,6 +82,15 @@ const ROOM_STATE: Statement = {
      FROM (SELECT socket_id, user_id, name, metadata, joined_at FROM sessions
            WHERE room_id = $1 AND NOT hidden ORDER BY joined_at, socket_id LIMIT $2) o)
       AS sessions`,
+};
+const MEMBERS: Statement = {
+  name: 'sb_members',
+  text: `SELECT socket_id AS "socketId", user_id AS "userId", name, metadata,
+      sb_member_cursor(joined_at, socket_id) AS cursor
+    FROM sessions
+    WHERE room_id = $1 AND NOT hidden AND socket_id <> $2
+      AND (floor(extract(epoch FROM joined_at) * 1000)::bigint, socket_id) > ($3::bigint, $4::text)
+    ORDER BY joined_at, socket_id LIMIT $5`,
 };
 const LEAVE: Statement = {
   name: 'sb_leave',
@@ -212,6 +223,7 @@ export class Membership {
       roomSize: number;
       roomSeq: number;
       sessions: RoomsJoinReply['sessions'];
+      sessionsNext: string | null;
     }>(
       JOIN,
       [
@@ -238,6 +250,7 @@ export class Membership {
         JSON.stringify(event),
         this.#opts.defaultCapacity,
         this.#opts.maxSessionsPerUser,
+        MEMBERS_PAGE_MAX,
       ],
       d,
     );
@@ -276,6 +289,7 @@ export class Membership {
       roomSize: size,
       userMediaConfiguration: this.#ladder.configuration(size),
       sessions: row.sessions,
+      ...(row.sessionsNext === null ? {} : { sessionsNext: row.sessionsNext }),
       roomSeq: row.roomSeq,
     };
   }
@@ -378,6 +392,36 @@ export class Membership {
       },
       roomSize: size,
       roomSeq,
+    };
+  }
+
+  /** A page of the room's visible members but `req.socketId`, after `req.after`. */
+  async members(
+    req: RpcRequest<typeof Rooms.members>,
+    d: Deadline,
+  ): Promise<RpcReply<typeof Rooms.members>> {
+    const dot = req.after.indexOf('.');
+    const rows = await this.#sql.query<{
+      socketId: string;
+      userId: string;
+      name: string | null;
+      metadata: string | null;
+      cursor: string;
+    }>(
+      MEMBERS,
+      [req.roomId, req.socketId, req.after.slice(0, dot), req.after.slice(dot + 1), req.limit + 1],
+      d,
+    );
+    const page = rows.slice(0, req.limit);
+    const last = page.at(-1);
+    return {
+      sessions: page.map((r) => ({
+        socketId: r.socketId,
+        userId: r.userId,
+        ...(r.name === null ? {} : { name: r.name }),
+        ...(r.metadata === null ? {} : { metadata: r.metadata }),
+      })),
+      ...(rows.length > req.limit && last !== undefined ? { next: last.cursor } : {}),
     };
   }
 

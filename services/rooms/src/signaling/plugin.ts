@@ -94,6 +94,7 @@ export function signaling(
   serve(Rooms.resync, async (req) => await membership.resync(req));
   serve(Rooms.roomInfo, async (req) => await membership.roomInfo(req.roomId));
   serve(Rooms.roomState, async (req, ctx) => await membership.roomState(req.roomId, ctx));
+  serve(Rooms.members, async (req, ctx) => await membership.members(req, ctx));
   serve(Rooms.liveRooms, async (req) => await membership.liveRooms(req.after, req.limit));
   const admin = new Administration(
     db,

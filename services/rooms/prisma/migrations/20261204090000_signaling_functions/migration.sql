@@ -45,6 +45,13 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
   SELECT coalesce((SELECT broadcast_seq FROM room_sequences WHERE room_id = p_room_id), 0)
 $$;
 
+-- Where a page of a room's members (in the order they joined) ends: the last member's join
+-- time (epoch ms) and socketId. The next page is the members after it in that order.
+CREATE FUNCTION sb_member_cursor(p_joined_at timestamp(3), p_socket_id text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT floor(extract(epoch FROM p_joined_at) * 1000)::bigint || '.' || p_socket_id
+$$;
+
 -- Admit a session: create the room or lock its row (one statement that cannot lose a race
 -- with the last member's leave deleting it), check the capacity and the user's sessions,
 -- insert the session, record room.created (a new room) and room.join (`p_join_event` is the
@@ -61,8 +68,8 @@ CREATE FUNCTION sb_join(
   p_gateway_started_at bigint, p_connection_id text, p_resume_hash text,
   p_token_expires_at timestamp(3), p_grants jsonb, p_hidden boolean,
   p_name text, p_metadata text, p_join_event jsonb,
-  p_default_capacity integer, p_max_per_user integer)
-RETURNS TABLE (room_size integer, room_seq bigint, sessions jsonb)
+  p_default_capacity integer, p_max_per_user integer, p_page integer)
+RETURNS TABLE (room_size integer, room_seq bigint, sessions jsonb, sessions_next text)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_now timestamp(3) := now() AT TIME ZONE 'UTC';
@@ -99,14 +106,22 @@ BEGIN
     p_join_event || jsonb_build_object('roomSize', v_size + 1));
   v_seq := CASE WHEN p_hidden THEN sb_broadcast_seq(p_room_id)
                 ELSE sb_next_broadcast(p_room_id) END;
-  -- Hidden members are nobody's peers.
+  -- Hidden members are nobody's peers. The first p_page of the others, and where the next
+  -- page starts when there are more (sb_member_cursor).
   RETURN QUERY
     SELECT v_size + 1, v_seq,
            coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
              'socketId', o.socket_id, 'userId', o.user_id, 'name', o.name,
-             'metadata', o.metadata)) ORDER BY o.joined_at, o.socket_id), '[]'::jsonb)
-    FROM sessions o
-    WHERE o.room_id = p_room_id AND NOT o.hidden AND o.socket_id <> p_socket_id;
+             'metadata', o.metadata)) ORDER BY o.joined_at, o.socket_id)
+             FILTER (WHERE o.n <= p_page), '[]'::jsonb),
+           max(o.cursor) FILTER (WHERE o.n = p_page AND o.more)
+    FROM (SELECT x.socket_id, x.user_id, x.name, x.metadata, x.joined_at,
+                 row_number() OVER w AS n, sb_member_cursor(x.joined_at, x.socket_id) AS cursor,
+                 count(*) OVER () > p_page AS more
+          FROM (SELECT * FROM sessions y
+                WHERE y.room_id = p_room_id AND NOT y.hidden AND y.socket_id <> p_socket_id
+                ORDER BY y.joined_at, y.socket_id LIMIT p_page + 1) x
+          WINDOW w AS (ORDER BY x.joined_at, x.socket_id)) o;
 END
 $$;
 
