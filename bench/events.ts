@@ -485,7 +485,7 @@ function tickFigures(ts: number, tick: readonly Arrival[], rooms: number) {
     roomsPerSecond: Math.round(rooms / (tickMs / 1000)),
     firstToLastMs: Math.round(spanMs * 10) / 10,
     bytesMean: Math.round(tick.reduce((s, a) => s + a.bytes, 0) / tick.length),
-    bytesMax: Math.max(...tick.map((a) => a.bytes)),
+    bytesMax: tick.reduce((m, a) => Math.max(m, a.bytes), 0),
   };
 }
 
@@ -500,8 +500,9 @@ function memoryMiB(pid: number | undefined): { rss: number; hwm: number } {
 
 interface Sample {
   wall: number;
-  /** CPU ms of each process so far. */
+  /** CPU ms of each process so far, and its VmRSS (MiB). */
   cpu: Record<string, number>;
+  rss: Record<string, number>;
   machine: { busy: number; total: number };
 }
 
@@ -514,11 +515,13 @@ function sampleProcesses(pids: Record<string, number | undefined>, everyMs: numb
   const samples: Sample[] = [];
   const sample = (): void => {
     const cpu: Record<string, number> = {};
+    const rss: Record<string, number> = {};
     for (const [name, pid] of Object.entries(pids)) {
-      peak[name] = Math.max(peak[name] ?? 0, memoryMiB(pid).rss);
+      rss[name] = memoryMiB(pid).rss;
+      peak[name] = Math.max(peak[name] ?? 0, rss[name]);
       cpu[name] = pid === undefined ? NaN : procCpuMs(pid).totalMs;
     }
-    samples.push({ wall: Date.now(), cpu, machine: machineCpu() });
+    samples.push({ wall: Date.now(), cpu, rss, machine: machineCpu() });
   };
   sample();
   const timer = setInterval(sample, everyMs);
@@ -532,19 +535,24 @@ function sampleProcesses(pids: Record<string, number | undefined>, everyMs: numb
 }
 
 /**
- * CPU from `from` to `to` (wall ms): ms of each process, and how busy the machine's cores
- * were (percent, everything on it), between the samples that enclose the span.
+ * From `from` to `to` (wall ms), between the samples that enclose the span: CPU ms of each
+ * process, how busy the machine's cores were (percent, everything on it), and each
+ * process's largest RSS.
  */
 function cpuDuring(samples: readonly Sample[], from: number, to: number) {
   const a = samples.findLast((x) => x.wall <= from) ?? samples[0];
   const b = samples.find((x) => x.wall >= to) ?? samples.at(-1);
   if (a === undefined || b === undefined) return undefined;
+  const peakRssMiB: Record<string, number> = {};
+  for (const x of samples.slice(samples.indexOf(a), samples.indexOf(b) + 1))
+    for (const [k, v] of Object.entries(x.rss)) peakRssMiB[k] = Math.max(peakRssMiB[k] ?? 0, v);
   const cpu: Record<string, number> = Object.fromEntries(
     Object.entries(b.cpu).map(([k, v]) => [k, Math.round(v - (a.cpu[k] ?? NaN))]),
   );
   const total = b.machine.total - a.machine.total;
   return {
     cpuMs: cpu,
+    peakRssMiB,
     machineBusyPercent: Math.round((100 * (b.machine.busy - a.machine.busy)) / Math.max(1, total)),
   };
 }
@@ -853,6 +861,15 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
           c === undefined
             ? na
             : `${c.cpuMs['events'] ?? na}/${c.cpuMs['rooms'] ?? na}; ${c.machineBusyPercent}%`,
+        )
+        .join(', '),
+      '',
+    ],
+    [
+      '  RSS in each tick, MiB (peak): events / rooms',
+      l.cpuPerTick
+        .map((c) =>
+          c === undefined ? na : `${c.peakRssMiB['events'] ?? na}/${c.peakRssMiB['rooms'] ?? na}`,
         )
         .join(', '),
       '',
