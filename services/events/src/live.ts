@@ -74,7 +74,7 @@ export class LiveSnapshots {
     }, this.#intervalMs);
   }
 
-  /** No more ticks; one under way stops after its current page. */
+  /** No more ticks; one under way is cancelled (its request or flush in flight fails). */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#stopping.abort(new ProtocolError('CANCELLED', 'room.live stopping'));

@@ -117,8 +117,8 @@ export class Listing {
       throw new ProtocolError('JSON_FIELD_INVALID', 'afterSocketId without after');
     const maxBytes = Math.min(req.maxBytes ?? MEMBER_LIST_MAX_BYTES, MEMBER_LIST_MAX_BYTES);
     const maxRows = Math.ceil(maxBytes / LIVE_MIN_MEMBER_BYTES);
-    // One room and one row more than a page takes: whether (and where) the listing goes on.
     const continued = req.afterSocketId === undefined ? undefined : req.after;
+    // One room and one row more than a page takes: whether (and where) the listing goes on.
     const rows =
       continued === undefined
         ? await this.#sql.query<LiveRow>(
@@ -133,6 +133,7 @@ export class Listing {
           );
 
     const rooms: LiveRoom[] = [];
+    const seen = new Set<string>();
     let room: LiveRoom | undefined;
     let bytes = PAGE_BYTES;
     let next: LiveRooms['next'];
@@ -152,8 +153,9 @@ export class Listing {
           break;
         }
       } else {
-        if (room !== undefined && r.roomId < room.roomId)
-          throw new Error(`liveRooms: rows out of order (${r.roomId} after ${room.roomId})`);
+        // The statement relies on the window keeping its input's order: a room's rows together.
+        if (seen.has(r.roomId)) throw new Error(`liveRooms: the rows of ${r.roomId} are apart`);
+        seen.add(r.roomId);
         const add = LIVE_ROOM_BYTES + jsonBytes(r.roomId) + member;
         if (
           room !== undefined &&
