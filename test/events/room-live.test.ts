@@ -246,6 +246,16 @@ describe('room.live at scale', () => {
     for (const [roomId, members] of expected) expect(got.get(roomId)).toEqual(sorted(members));
     expect(inside).toBeGreaterThan(BIG_SIZE / 100); // the big room spans pages
     expect(pages).toBeGreaterThan(SMALL_ROOMS / limit);
+
+    // A page continuing a room whose other members left meanwhile: the room first, empty
+    // (room.live's last part of it), then the rooms after it.
+    const rest = await sp.bus.request(Rooms.liveRooms, {
+      limit: 2,
+      after: BIG,
+      afterSocketId: 'f'.repeat(32),
+    });
+    expect(rest.rooms[0]).toEqual({ roomId: BIG, roomSize: BIG_SIZE, sessions: [] });
+    expect(rest.rooms.slice(1).map((r) => r.roomId)).toEqual(['scale-01235', 'scale-01236']);
   });
 
   it('roomInfo of a room too big for one reply: a page under the budget, then the rest by next', async () => {
