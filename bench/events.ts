@@ -7,13 +7,15 @@
  *    subscribers) records when each client's room.join arrives (matched by the socketId of
  *    its joinR). Timed from sending `join`. Baseline: the joinR round trip of the same joins.
  *    Then the clients close, and every room.leave is awaited.
- * 2. **room.live**: R rooms of one member each are inserted straight into the platform's
- *    database (as many WebSockets would be too heavy), an events service starts with
- *    ROOM_LIVE_INTERVAL_MS short, and `<p>.room.live` is watched for T whole ticks: from the
- *    first to the last message of a tick, and rooms per second. Baselines: the same
- *    `Rooms.liveRooms` page loop (1000 a page) without publishing — what the rooms service
- *    and PostgreSQL cost — and publishing the same R payloads from this process on a subject
- *    of its own — what NATS costs.
+ * 2. **room.live**: R rooms of one member each, and one room of B members, are inserted
+ *    straight into the platform's database (as many WebSockets would be too heavy), an events
+ *    service starts with ROOM_LIVE_INTERVAL_MS short, and `<p>.room.live` is watched for T
+ *    whole ticks (a tick's messages share `ts`, when it began reading): each tick from its
+ *    `ts` to its last message, and rooms per second; meanwhile the resident memory of the
+ *    rooms and events service processes is sampled from /proc. Baselines: the same
+ *    `Rooms.liveRooms` page loop without publishing — what the rooms service and PostgreSQL
+ *    cost — and publishing the same messages from this process on a subject of its own, page
+ *    by page with a flush after each as the service does — what NATS costs.
  *
  * Prints a table and writes it, with every figure, to
  * <ARTIFACTS_DIR>/bench/events-<timestamp>.json. Exit 0 on success; 1 on any failure or
@@ -21,6 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,7 +38,16 @@ import {
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
-import { Rooms, roomEvent, roomEventSubject, type RoomEvent } from '@switchboard/protocol';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import {
+  BusHeaders,
+  MEMBER_LIST_MAX_BYTES,
+  Rooms,
+  roomEvent,
+  roomEventSubject,
+  type RoomEvent,
+  type RpcReply,
+} from '@switchboard/protocol';
 import WebSocket from 'ws';
 // The bus is not a dependency of the root package; the tests import services' sources the
 // same way.
@@ -65,11 +77,17 @@ const FLAGS = {
   concurrency: { env: 'BENCH_CONCURRENCY', def: 25, min: 1, help: 'joins in flight at once' },
   rooms: {
     env: 'BENCH_ROOMS',
-    def: 10_000,
+    def: 100_000,
     min: 1,
     help: 'rooms (one member each) in the room.live snapshot',
   },
-  ticks: { env: 'BENCH_TICKS', def: 2, min: 1, help: 'room.live ticks measured' },
+  'big-room': {
+    env: 'BENCH_BIG_ROOM',
+    def: 10_000,
+    min: 0,
+    help: 'members of one more room (0: none), too big for one message from ~8,000',
+  },
+  ticks: { env: 'BENCH_TICKS', def: 3, min: 1, help: 'room.live ticks measured' },
   'interval-ms': {
     env: 'BENCH_INTERVAL_MS',
     def: 5000,
@@ -85,6 +103,7 @@ interface Options {
   roomSize: number;
   concurrency: number;
   rooms: number;
+  bigRoom: number;
   ticks: number;
   intervalMs: number;
   timeoutMs: number;
@@ -102,6 +121,7 @@ function parseOptions(argv: string[]): Options | undefined {
     roomSize: num('room-size'),
     concurrency: num('concurrency'),
     rooms: num('rooms'),
+    bigRoom: num('big-room'),
     ticks: num('ticks'),
     intervalMs: num('interval-ms'),
     timeoutMs: num('timeout-ms'),
@@ -135,11 +155,6 @@ async function psql(databaseUrl: string, sql: string): Promise<string> {
     { maxBuffer: 16 * 2 ** 20 },
   );
   return stdout.trim();
-}
-
-function cpuMs(svc: ServiceProcess): number {
-  const pid = svc.process.pid;
-  return pid === undefined ? NaN : procCpuMs(pid).totalMs;
 }
 
 // ------------------------------------------------------------------------------ a client
@@ -326,147 +341,299 @@ async function joinPhase(opts: Options, p: Setup, failure: Failure, anomalies: s
 // ------------------------------------------------------------------------- 2. room.live
 
 type LivePayload = RoomEvent<'room.live'>;
+type LivePage = RpcReply<typeof Rooms.liveRooms>;
 
-/** Insert `rooms` rooms of one ACTIVE session each, on a gateway row kept alive a day. */
-async function insertRooms(databaseUrl: string, rooms: number): Promise<number> {
+const BIG_ROOM = 'bench-live-big';
+/** Rooms a liveRooms page asks for, as the events service does (services/events/src/live.ts). */
+const LIVE_PAGE = 2000;
+
+/**
+ * Insert `rooms` rooms of one ACTIVE session each, and one of `big` sessions (if any), on a
+ * gateway row kept alive a day.
+ */
+async function insertRooms(databaseUrl: string, rooms: number, big: number): Promise<number> {
   const id = `'bench-live-' || lpad(g::text, 6, '0')`;
   const t0 = performance.now();
   await psql(
     databaseUrl,
     `BEGIN;
      INSERT INTO gateways (id, started_at, last_seen, sockets)
-       VALUES ('bench-live-gateway', now(), now() + interval '1 day', ${rooms});
+       VALUES ('bench-live-gateway', now(), now() + interval '1 day', ${rooms + big});
      INSERT INTO rooms (id) SELECT ${id} FROM generate_series(1, ${rooms}) g;
      INSERT INTO sessions (socket_id, room_id, user_id, platform, gateway_id, connection_id, state)
-       SELECT encode(sha256(convert_to(${id}, 'UTF8')), 'hex'), ${id}, 'bench-user-' || g,
+       SELECT md5(${id}), ${id}, 'bench-user-' || g,
               'bench', 'bench-live-gateway', 'bench-conn-' || g, 'ACTIVE'::session_state
        FROM generate_series(1, ${rooms}) g;
+     ${
+       big === 0
+         ? ''
+         : `INSERT INTO rooms (id) VALUES ('${BIG_ROOM}');
+     INSERT INTO sessions (socket_id, room_id, user_id, platform, gateway_id, connection_id, state)
+       SELECT md5('big-' || g), '${BIG_ROOM}', 'bench-big-user-' || g,
+              'bench', 'bench-live-gateway', 'bench-big-conn-' || g, 'ACTIVE'::session_state
+       FROM generate_series(1, ${big}) g;`
+     }
      COMMIT;
      ANALYZE sessions;`,
   );
   return performance.now() - t0;
 }
 
-/** The liveRooms page loop of LiveSnapshots.publishAll, without publishing. */
-async function pageLoop(bus: Bus) {
-  const rooms: LivePayload[] = [];
+/**
+ * The liveRooms page loop of LiveSnapshots.publishAll, without publishing: its pages, each
+ * room as the messages the service makes of it (a room cut by a page in numbered parts).
+ */
+async function pageLoop(bus: Bus, keep: boolean) {
+  const pages: LivePayload[][] = [];
   const pageMs: number[] = [];
   const t0 = performance.now();
-  let after: string | undefined;
-  for (;;) {
+  const ts = Date.now();
+  let next: LivePage['next'];
+  let part = 0;
+  let rooms = 0;
+  let messages = 0;
+  do {
     const p0 = performance.now();
     const page = await bus.request(Rooms.liveRooms, {
-      limit: 1000,
-      ...(after === undefined ? {} : { after }),
+      limit: LIVE_PAGE,
+      maxBytes: MEMBER_LIST_MAX_BYTES,
+      ...next,
     });
     pageMs.push(performance.now() - p0);
-    const ts = Date.now();
-    for (const r of page.rooms) rooms.push({ ts, ...r });
-    after = page.rooms.at(-1)?.roomId;
-    if (page.rooms.length < 1000 || after === undefined) break;
-  }
-  return { ms: performance.now() - t0, pages: pageMs.length, pageMs: stats(pageMs), rooms };
+    const out: LivePayload[] = [];
+    const last = page.rooms.length - 1;
+    for (const [i, r] of page.rooms.entries()) {
+      const continued = i === 0 && part > 0;
+      const more = i === last && page.next?.afterSocketId !== undefined;
+      if (!continued) rooms++;
+      messages++;
+      if (!continued && !more) {
+        out.push({ ts, ...r });
+        continue;
+      }
+      part++;
+      out.push({ ts, ...r, part, more });
+      if (!more) part = 0;
+    }
+    if (keep) pages.push(out);
+    next = page.next;
+  } while (next !== undefined);
+  const ms = performance.now() - t0;
+  return { ms, pages: pageMs.length, pageMs: stats(pageMs), rooms, messages, payloads: pages };
 }
 
 interface Arrival {
   at: number;
   wall: number;
-  body: string;
+  bytes: number;
 }
 
-/** Messages on `subject` of `nc`, split into ticks: a roomId seen again starts the next. */
+/**
+ * A room.live message's `ts`: read from its first bytes, `{"ts":<digits>,` as the events
+ * service writes them (and the baseline, which copies its messages), without decoding the
+ * whole of it — this subscriber shares the machine with what it measures.
+ */
+function tsOf(data: Uint8Array): number {
+  const head = '{"ts":';
+  for (let i = 0; i < head.length; i++)
+    if (data[i] !== head.charCodeAt(i))
+      return Number(/"ts":(\d+)/.exec(Buffer.from(data).toString())?.[1]);
+  let ts = 0;
+  for (let i = head.length; i < data.length; i++) {
+    const d = (data[i] ?? 0) - 48;
+    if (d < 0 || d > 9) break;
+    ts = ts * 10 + d;
+  }
+  return ts;
+}
+
+/** Busy and total CPU time of the whole machine so far, in clock ticks (/proc/stat). */
+function machineCpu(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] =
+    line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+/** Messages on `subject` of `nc`, as ticks: the messages of one tick share `ts`. */
 function watchTicks(nc: Nc, subject: string) {
-  const ticks: Arrival[][] = [];
-  let seen = new Set<string>();
+  const ticks = new Map<number, Arrival[]>();
   const sub = nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err !== null) return;
       const at = performance.now();
-      const body = msg.string();
-      const roomId = /"roomId":"([^"]+)"/.exec(body)?.[1] ?? body;
-      if (ticks.length === 0 || seen.has(roomId)) {
-        ticks.push([]);
-        seen = new Set();
-      }
-      seen.add(roomId);
-      ticks.at(-1)?.push({ at, wall: Date.now(), body });
+      const ts = tsOf(msg.data);
+      let tick = ticks.get(ts);
+      if (tick === undefined) ticks.set(ts, (tick = []));
+      tick.push({ at, wall: Date.now(), bytes: msg.data.length });
     },
   });
   return { ticks, sub };
 }
 
-function tickFigures(tick: Arrival[]) {
+function tickFigures(ts: number, tick: readonly Arrival[], rooms: number) {
   const first = tick[0];
   const last = tick.at(-1);
   if (first === undefined || last === undefined) return undefined;
   const spanMs = last.at - first.at;
-  const firstTs = (JSON.parse(first.body) as { ts: number }).ts;
+  /** From the tick's start (`ts`, the events service's clock, the same host). */
+  const tickMs = last.wall - ts;
   return {
     messages: tick.length,
+    tickMs,
+    roomsPerSecond: Math.round(rooms / (tickMs / 1000)),
     firstToLastMs: Math.round(spanMs * 10) / 10,
-    roomsPerSecond: spanMs > 0 ? Math.round((tick.length - 1) / (spanMs / 1000)) : null,
-    /** From the first page's snapshot time (the events service's clock, the same host). */
-    firstSnapshotToLastMs: last.wall - firstTs,
-    bytesMean: Math.round(tick.reduce((s, a) => s + Buffer.byteLength(a.body), 0) / tick.length),
+    bytesMean: Math.round(tick.reduce((s, a) => s + a.bytes, 0) / tick.length),
+    bytesMax: tick.reduce((m, a) => Math.max(m, a.bytes), 0),
+  };
+}
+
+/** VmRSS and VmHWM (peak) of process `pid`, in MiB, from /proc/<pid>/status. */
+function memoryMiB(pid: number | undefined): { rss: number; hwm: number } {
+  if (pid === undefined) return { rss: NaN, hwm: NaN };
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+  return { rss: Math.round(kb('VmRSS') / 102.4) / 10, hwm: Math.round(kb('VmHWM') / 102.4) / 10 };
+}
+
+interface Sample {
+  wall: number;
+  /** CPU ms of each process so far, and its VmRSS (MiB). */
+  cpu: Record<string, number>;
+  rss: Record<string, number>;
+  machine: { busy: number; total: number };
+}
+
+/**
+ * Every `everyMs` until `stop()`: the largest VmRSS of each process, and CPU samples (each
+ * process's, the machine's) to tell what the ticks cost while they ran.
+ */
+function sampleProcesses(pids: Record<string, number | undefined>, everyMs: number) {
+  const peak: Record<string, number> = {};
+  const samples: Sample[] = [];
+  const sample = (): void => {
+    const cpu: Record<string, number> = {};
+    const rss: Record<string, number> = {};
+    for (const [name, pid] of Object.entries(pids)) {
+      rss[name] = memoryMiB(pid).rss;
+      peak[name] = Math.max(peak[name] ?? 0, rss[name]);
+      cpu[name] = pid === undefined ? NaN : procCpuMs(pid).totalMs;
+    }
+    samples.push({ wall: Date.now(), cpu, rss, machine: machineCpu() });
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return { peak, samples };
+    },
+  };
+}
+
+/**
+ * From `from` to `to` (wall ms), between the samples that enclose the span: CPU ms of each
+ * process, how busy the machine's cores were (percent, everything on it), and each
+ * process's largest RSS.
+ */
+function cpuDuring(samples: readonly Sample[], from: number, to: number) {
+  const a = samples.findLast((x) => x.wall <= from) ?? samples[0];
+  const b = samples.find((x) => x.wall >= to) ?? samples.at(-1);
+  if (a === undefined || b === undefined) return undefined;
+  const peakRssMiB: Record<string, number> = {};
+  for (const x of samples.slice(samples.indexOf(a), samples.indexOf(b) + 1))
+    for (const [k, v] of Object.entries(x.rss)) peakRssMiB[k] = Math.max(peakRssMiB[k] ?? 0, v);
+  const cpu: Record<string, number> = Object.fromEntries(
+    Object.entries(b.cpu).map(([k, v]) => [k, Math.round(v - (a.cpu[k] ?? NaN))]),
+  );
+  const total = b.machine.total - a.machine.total;
+  return {
+    cpuMs: cpu,
+    peakRssMiB,
+    machineBusyPercent: Math.round((100 * (b.machine.busy - a.machine.busy)) / Math.max(1, total)),
   };
 }
 
 async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: string[]) {
-  log(`live: inserting ${opts.rooms} rooms of one session into the database`);
+  log(
+    `live: inserting ${opts.rooms} rooms of one session` +
+      (opts.bigRoom > 0 ? ` and one of ${opts.bigRoom}` : '') +
+      ' into the database',
+  );
   const insertMs = await failure.guard(
     'insert',
     opts.timeoutMs,
-    insertRooms(p.platform.databaseUrl, opts.rooms),
+    insertRooms(p.platform.databaseUrl, opts.rooms, opts.bigRoom),
   );
+  const totalRooms = opts.rooms + (opts.bigRoom > 0 ? 1 : 0);
   const inDb = Number(
     await psql(p.platform.databaseUrl, 'SELECT count(DISTINCT room_id) FROM sessions'),
   );
-  if (inDb !== opts.rooms)
-    anomalies.push(`${inDb} rooms with sessions in the database, not ${opts.rooms}`);
+  if (inDb !== totalRooms)
+    anomalies.push(`${inDb} rooms with sessions in the database, not ${totalRooms}`);
+
+  const rooms = p.platform.get('rooms');
+  const memIdle = { rooms: memoryMiB(rooms.process.pid).rss };
 
   // Baseline: the rooms service's part (a first, unmeasured loop warms its caches).
   log('live: baseline: Rooms.liveRooms page loop (once to warm up, once measured)');
-  const cold = await failure.guard('liveRooms loop', opts.timeoutMs, pageLoop(p.pub));
-  const loop = await failure.guard('liveRooms loop', opts.timeoutMs, pageLoop(p.pub));
-  if (loop.rooms.length !== inDb)
-    anomalies.push(`the liveRooms loop found ${loop.rooms.length} rooms, not ${inDb}`);
-  const expected = loop.rooms.length;
+  const cold = await failure.guard('liveRooms loop', opts.timeoutMs, pageLoop(p.pub, false));
+  const loop = await failure.guard('liveRooms loop', opts.timeoutMs, pageLoop(p.pub, false));
+  if (loop.rooms !== inDb)
+    anomalies.push(`the liveRooms loop found ${loop.rooms} rooms, not ${inDb}`);
+  const payloads = await failure.guard('liveRooms pages', opts.timeoutMs, pageLoop(p.pub, true));
+  const expected = loop.messages;
 
-  // Baseline: NATS's part — the same payloads, published from here the way the service does.
-  log(`live: baseline: publishing ${expected} equally sized messages from this process`);
+  // Baseline: NATS's part — the same messages, published from here the way the service does:
+  // a page, then a flush (the next page is in memory already: no rooms service in this one).
+  log(`live: baseline: publishing the same ${expected} messages from this process`);
   const nc = p.watch.connection as Nc;
+  const pubNc = p.pub.connection as Nc;
   const subject = `${p.prefix}.bench.live`;
   const base = watchTicks(nc, subject);
   await nc.flush();
-  // In pages, yielding between them as the service does (it awaits the next page), so the
-  // subscriber in this same process is not held off until the last publish.
   const b0 = performance.now();
+  const baseTs = Date.now();
   let publishLoopMs = 0;
-  for (let i = 0; i < loop.rooms.length; i += 1000) {
+  // As the service publishes (services/events/src/live.ts): one header block, a page's
+  // messages encoded at once.
+  const headers = natsHeaders();
+  headers.set(BusHeaders.caller, 'gateway/bench-events-publisher');
+  for (const page of payloads.payloads) {
     const p0 = performance.now();
-    const ts = Date.now();
-    for (const r of loop.rooms.slice(i, i + 1000)) p.pub.publish(subject, { ...r, ts });
+    const json = page.map((m) => JSON.stringify({ ...m, ts: baseTs }));
+    const bytes = Buffer.from(json.join(''), 'utf8');
+    let at = 0;
+    for (const j of json) {
+      const n = Buffer.byteLength(j, 'utf8');
+      pubNc.publish(subject, bytes.subarray(at, at + n), { headers });
+      at += n;
+    }
     publishLoopMs += performance.now() - p0;
-    await new Promise((r) => setImmediate(r));
+    await pubNc.flush();
   }
+  const baseTick = (): Arrival[] => base.ticks.get(baseTs) ?? [];
   await failure.guard(
     'baseline messages',
     opts.timeoutMs,
-    until(() => (base.ticks[0]?.length ?? 0) >= expected),
-    () => `${base.ticks[0]?.length ?? 0} of ${expected}`,
+    until(() => baseTick().length >= expected),
+    () => `${baseTick().length} of ${expected}`,
   );
   base.sub.unsubscribe();
-  const baseTick = base.ticks[0] ?? [];
-  const baseLast = baseTick.at(-1);
+  const baseLast = baseTick().at(-1);
   const publishToLastMs = baseLast === undefined ? NaN : baseLast.at - b0;
   const nats = {
-    /** Time spent in publish() calls (JSON, headers, buffering). */
+    /** Time spent publishing (JSON, encoding, buffering), flushes not included. */
     publishLoopMs: Math.round(publishLoopMs * 10) / 10,
     /** From the first publish to the last arrival: the figure to set beside a tick. */
     publishToLastMs: Math.round(publishToLastMs * 10) / 10,
-    roomsPerSecondToLast: Math.round(expected / (publishToLastMs / 1000)),
-    ...tickFigures(baseTick),
+    roomsPerSecondToLast: Math.round(loop.rooms / (publishToLastMs / 1000)),
+    ...tickFigures(baseTs, baseTick(), loop.rooms),
   };
+  payloads.payloads.length = 0;
 
   // The platform: an events service publishing every interval.
   const lease = Math.max(100, Math.floor((opts.intervalMs * 3) / 4));
@@ -484,53 +651,64 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
     await events.stop();
   });
   await events.waitReady();
-  const cpu0 = { events: cpuMs(events), rooms: cpuMs(p.platform.get('rooms')) };
-  const complete = (): number => live.ticks.filter((t) => t.length >= expected).length;
-  log(`live: waiting for ${opts.ticks} whole room.live ticks of ${expected} rooms`);
+  const memReady = {
+    events: memoryMiB(events.process.pid).rss,
+    rooms: memoryMiB(rooms.process.pid).rss,
+  };
+  const sampler = sampleProcesses({ events: events.process.pid, rooms: rooms.process.pid }, 20);
+  // Whole ticks: the ones that began after the events service was ready and have them all.
+  const whole = (): [number, Arrival[]][] =>
+    [...live.ticks].filter(([, t]) => t.length >= expected).slice(0, opts.ticks);
+  log(`live: waiting for ${opts.ticks} whole room.live ticks of ${expected} messages`);
   await failure.guard(
     'room.live ticks',
     opts.intervalMs * (opts.ticks + 1) + opts.timeoutMs,
-    until(() => complete() >= opts.ticks),
+    until(() => whole().length >= opts.ticks),
     () =>
-      `${complete()} whole ticks; messages per tick: ${live.ticks.map((t) => t.length).join(', ')}`,
+      `${whole().length} whole ticks; messages per tick: ${[...live.ticks.values()].map((t) => t.length).join(', ')}`,
   );
-  const cpu1 = { events: cpuMs(events), rooms: cpuMs(p.platform.get('rooms')) };
+  const { peak, samples } = sampler.stop();
+  const hwm = {
+    events: memoryMiB(events.process.pid).hwm,
+    rooms: memoryMiB(rooms.process.pid).hwm,
+  };
   live.sub.unsubscribe();
 
-  const ticks = live.ticks.slice(0, opts.ticks);
-  ticks.forEach((t, i) => {
+  const ticks = whole();
+  for (const [i, [, t]] of ticks.entries()) {
     if (t.length !== expected)
       anomalies.push(`room.live tick ${i + 1}: ${t.length} messages, not ${expected}`);
-  });
-  // Validate a tick in full once the timing is over (not in the subscription's callback).
-  const ids = new Set(loop.rooms.map((r) => r.roomId));
-  for (const a of ticks[0] ?? []) {
-    const parsed = roomEvent['room.live'].parse(JSON.parse(a.body));
-    if (!parsed.ok) {
-      anomalies.push(`invalid room.live: ${a.body.slice(0, 200)}`);
-      break;
-    }
-    if (!ids.has(parsed.value.roomId) || parsed.value.roomSize !== 1) {
-      anomalies.push(`unexpected room.live: ${a.body.slice(0, 200)}`);
-      break;
-    }
+    const over = t.filter((a) => a.bytes > MEMBER_LIST_MAX_BYTES).length;
+    if (over > 0) anomalies.push(`room.live tick ${i + 1}: ${over} messages over the budget`);
   }
+  const figures = ticks.map(([ts, t]) => tickFigures(ts, t, loop.rooms));
+  const cpuPerTick = ticks.map(([ts, t]) => cpuDuring(samples, ts, t.at(-1)?.wall ?? ts));
+  const tickMs = figures.flatMap((f) => (f === undefined ? [] : [f.tickMs]));
   return {
     insertMs: Math.round(insertMs),
-    rooms: expected,
+    rooms: loop.rooms,
+    bigRoom: opts.bigRoom,
+    messages: expected,
     liveRooms: {
       coldMs: Math.round(cold.ms),
       ms: Math.round(loop.ms * 10) / 10,
       pages: loop.pages,
       pageMs: loop.pageMs,
-      roomsPerSecond: Math.round(expected / (loop.ms / 1000)),
+      roomsPerSecond: Math.round(loop.rooms / (loop.ms / 1000)),
     },
     nats,
-    ticks: ticks.map(tickFigures),
-    cpuMsPerTick: {
-      events: Math.round((cpu1.events - cpu0.events) / live.ticks.length),
-      rooms: Math.round((cpu1.rooms - cpu0.rooms) / live.ticks.length),
-      ticksInWindow: live.ticks.length,
+    ticks: figures,
+    tickMs: stats(tickMs),
+    roomsPerSecond: stats(figures.flatMap((f) => (f === undefined ? [] : [f.roomsPerSecond]))),
+    /** CPU while each whole tick ran, from its `ts` to its last message. */
+    cpuPerTick,
+    /** Resident memory, MiB: before, and the most sampled (every 20 ms) during the ticks. */
+    memoryMiB: {
+      roomsIdle: memIdle.rooms,
+      ready: memReady,
+      peakDuringTicks: peak,
+      /** VmHWM at the end: the most since each process started (its start included). */
+      highWaterMark: hwm,
     },
   };
 }
@@ -641,23 +819,26 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
     ['  room.join after joinR', fmt(j.joinRToEventMs), na],
     ['  per second', `${j.eventsPerSecond} events`, `${j.joinsPerSecond} joins`],
     ['', '', ''],
-    [`room.live, ${l.rooms} rooms`, 'events service (tick)', 'liveRooms loop / NATS from here'],
-  ];
-  l.ticks.forEach((t, i) => {
-    if (t === undefined) return;
-    rows.push([
-      `  tick ${i + 1}: first → last message, ms`,
-      `${t.firstToLastMs} (${t.messages} messages)`,
-      i === 0 ? `${l.liveRooms.ms} / ${l.nats.publishToLastMs}` : '',
-    ]);
-    rows.push([
-      '    rooms per second',
-      String(t.roomsPerSecond ?? na),
-      i === 0 ? `${l.liveRooms.roomsPerSecond} / ${l.nats.roomsPerSecondToLast}` : '',
-    ]);
-    rows.push(['    first snapshot → last message, ms', String(t.firstSnapshotToLastMs), '']);
-  });
-  rows.push(
+    [
+      `room.live, ${l.rooms} rooms (${l.messages} messages)`,
+      'events service (tick)',
+      'liveRooms loop / NATS from here',
+    ],
+    [
+      '  tick, ms (p50 / max): start → last message',
+      l.tickMs === undefined ? na : `${l.tickMs.p50} / ${l.tickMs.max} (${l.tickMs.n} ticks)`,
+      `${l.liveRooms.ms} / ${l.nats.publishToLastMs}`,
+    ],
+    [
+      '  rooms per second (p50 / min)',
+      l.roomsPerSecond === undefined ? na : `${l.roomsPerSecond.p50} / ${l.roomsPerSecond.min}`,
+      `${l.liveRooms.roomsPerSecond} / ${l.nats.roomsPerSecondToLast}`,
+    ],
+    [
+      '  each tick: start → last / first → last message, ms',
+      l.ticks.map((t) => (t === undefined ? na : `${t.tickMs}/${t.firstToLastMs}`)).join(', '),
+      '',
+    ],
     [
       '  liveRooms page, ms (p50 / p99 / max)',
       na,
@@ -668,29 +849,57 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
       na,
       `${l.nats.publishLoopMs} / ${l.nats.firstToLastMs ?? na}`,
     ],
-    ['  message bytes (mean)', String(l.ticks[0]?.bytesMean ?? na), String(l.nats.bytesMean ?? na)],
     [
-      '  CPU per tick, ms: events / rooms',
-      `${l.cpuMsPerTick.events} / ${l.cpuMsPerTick.rooms}`,
+      '  message bytes (mean / max)',
+      `${l.ticks[0]?.bytesMean ?? na} / ${l.ticks[0]?.bytesMax ?? na}`,
+      `${l.nats.bytesMean ?? na} / ${l.nats.bytesMax ?? na}`,
+    ],
+    [
+      '  CPU in each tick, ms: events / rooms; all cores busy',
+      l.cpuPerTick
+        .map((c) =>
+          c === undefined
+            ? na
+            : `${c.cpuMs['events'] ?? na}/${c.cpuMs['rooms'] ?? na}; ${c.machineBusyPercent}%`,
+        )
+        .join(', '),
       '',
     ],
-  );
+    [
+      '  RSS in each tick, MiB (peak): events / rooms',
+      l.cpuPerTick
+        .map((c) =>
+          c === undefined ? na : `${c.peakRssMiB['events'] ?? na}/${c.peakRssMiB['rooms'] ?? na}`,
+        )
+        .join(', '),
+      '',
+    ],
+    [
+      '  RSS, MiB: events / rooms, ready → peak in ticks',
+      `${l.memoryMiB.ready.events} → ${l.memoryMiB.peakDuringTicks['events'] ?? na} / ` +
+        `${l.memoryMiB.ready.rooms} → ${l.memoryMiB.peakDuringTicks['rooms'] ?? na}`,
+      '',
+    ],
+  ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
   const line = (r: [string, string, string]): string =>
     `${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`.trimEnd();
   return [
     `events benchmark: ${opts.clients} clients joining rooms of ${opts.roomSize} through one ` +
-      `gateway (${opts.concurrency} at once); room.live of ${opts.rooms} rooms of one member ` +
-      `(inserted in ${l.insertMs} ms), ROOM_LIVE_INTERVAL_MS ${opts.intervalMs}`,
+      `gateway (${opts.concurrency} at once); room.live of ${opts.rooms} rooms of one member` +
+      (opts.bigRoom > 0 ? ` and one of ${opts.bigRoom}` : '') +
+      ` (inserted in ${l.insertMs} ms), ROOM_LIVE_INTERVAL_MS ${opts.intervalMs}`,
     `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
     '',
     ...rows.map(line),
     '',
     'join → room.join: from sending join to a core NATS subscriber receiving its room.join',
-    '(outbox → JetStream). A tick is timed from its first room.live message to its last, so the',
-    "first page's liveRooms call is not in it; 'first snapshot' starts at that page's ts.",
-    'The CPU per tick is averaged over the ticks seen while waiting (lease renewals included).',
+    "(outbox → JetStream). A room.live tick is timed from its `ts` (the events service's clock",
+    'as it asks for the first page) to its last message here; rooms per second from that.',
+    'The NATS baseline publishes the same messages page by page, a flush after each, from the',
+    'liveRooms pages already read. CPU and RSS are sampled from /proc every 20 ms during the',
+    'ticks; "all cores busy" counts every process on the machine.',
   ].join('\n');
 }
 

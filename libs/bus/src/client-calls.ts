@@ -71,8 +71,18 @@ export async function callRoom<M extends ServerRequest>(
   data: ServerRequestData<M>,
   opts: ClientCallOptions = {},
 ): Promise<RoomCallResult<M>[]> {
-  const info = await bus.request(Rooms.roomInfo, { roomId }, opts);
-  const active = info.sessions.filter((s) => s.state === 'active');
+  // Every page of a big room's members (roomInfo replies stay under NATS's message limit).
+  const active: { socketId: string; userId: string }[] = [];
+  let after: string | undefined;
+  do {
+    const info = await bus.request(
+      Rooms.roomInfo,
+      { roomId, ...(after === undefined ? {} : { after }) },
+      opts,
+    );
+    for (const s of info.sessions) if (s.state === 'active') active.push(s);
+    after = info.next;
+  } while (after !== undefined);
   return await Promise.all(
     active.map(async ({ socketId, userId }): Promise<RoomCallResult<M>> => {
       try {

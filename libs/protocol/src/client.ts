@@ -100,8 +100,9 @@ export type JoinData = Static<typeof JoinData>;
 /** The most members one joinR or listMembers reply lists (a few hundred KiB at most). */
 export const MEMBERS_PAGE_MAX = 100;
 /**
- * Where a page of a room's members ended (opaque to clients): listMembers goes on from it.
- * Members are listed in the order they joined.
+ * Where a page of a room's members ended (opaque to clients; listMembers and roomInfo go on
+ * from it): the last member's join time (epoch ms) and socketId. Members are listed in the
+ * order they joined, so one who joins while a caller pages comes last.
  */
 export const MembersCursor = Type.String({ pattern: '^[0-9]{1,16}\\.[0-9a-f]{32}$' });
 

@@ -98,12 +98,28 @@ export const RoomEvents = {
   'track.unpublished': Type.Object({ ...Envelope, ...TrackFields }),
   /** The server API muted or unmuted a track. */
   'track.muted': Type.Object({ ...Envelope, ...TrackFields, muted: Type.Boolean() }),
+  /**
+   * A snapshot of a room with members, every ROOM_LIVE_INTERVAL_MS: one message per room, or,
+   * for a room whose members do not fit one message (MEMBER_LIST_MAX_BYTES, some 8,000
+   * members), consecutive parts numbered by `part`, each with the next members, `more: true`
+   * on all but the last. A consumer joins the parts of one (roomId, ts); a tick's messages
+   * are not stored, so one that misses the last part drops the room until the next tick.
+   */
   'room.live': Type.Object({
-    /** When the snapshot was read from the membership, epoch ms. */
+    /**
+     * When the tick began reading the membership, epoch ms: the same in every message of a
+     * tick (so in every part of a room).
+     */
     ts: Type.Integer({ minimum: 0 }),
     roomId: RoomId,
+    /** The room's size when this message's members were read (all parts, not just this). */
     roomSize: Type.Integer({ minimum: 0 }),
+    /** The members (of this part), in socketId order. */
     sessions: Type.Array(Peer),
+    /** A room in parts: this one's number, 1, 2, 3…; absent for a room in one message. */
+    part: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** A room in parts: whether more parts follow (false on the last); absent otherwise. */
+    more: Type.Optional(Type.Boolean()),
   }),
 } as const satisfies Record<string, TSchema>;
 

@@ -205,16 +205,76 @@ export const RoomMember = Type.Object({
   state: SessionState,
   gatewayId: GatewayId,
 });
+/**
+ * The most bytes of JSON in one message that lists a room's members: a liveRooms page, a
+ * room.live event, a roomInfo reply. Half NATS's default max_payload (1 MiB), so headers and
+ * the reply envelope fit beside it whatever the members' ids; longer lists are paged. At about
+ * 60 bytes a member (room.live) a message holds some 8,000 members, at about 130 (roomInfo)
+ * some 4,000.
+ */
+export const MEMBER_LIST_MAX_BYTES = 512 * 1024;
+
 export const RoomInfo = Type.Object({
   roomId: RoomId,
   /** The capacity in force (the room's own, or the default). */
   capacity: Type.Integer({ minimum: 1 }),
+  /** The room's members, all of them (also when `sessions` is one page of them). */
   roomSize: Type.Integer({ minimum: 0 }),
+  /** The members in the order they joined: all, or one page of them (see `next`). */
   sessions: Type.Array(RoomMember),
   /** The media node the room's media is assigned to (null: none now). */
   mediaNodeId: Type.Optional(Type.Union([MediaNodeId, Type.Null()])),
+  /**
+   * More members follow: ask again with `after` = this. Absent when `sessions` ends the list.
+   */
+  next: Type.Optional(MembersCursor),
 });
 export type RoomInfo = Static<typeof RoomInfo>;
+export const RoomInfoRequest = Type.Object({
+  roomId: RoomId,
+  /** Members after this cursor (a previous reply's `next`); from the first without it. */
+  after: Type.Optional(MembersCursor),
+  /**
+   * Most members in the reply; without it, as many as fit MEMBER_LIST_MAX_BYTES. The reply
+   * holds fewer (and `next`) when they would not fit.
+   */
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000 })),
+});
+
+/** A liveRooms page ends at `limit` rooms or `maxBytes` of JSON, whichever comes first. */
+export const LiveRoomsRequest = Type.Object({
+  /** Rooms after this one, by id (a previous page's `next.after`); from the first without it. */
+  after: Type.Optional(RoomId),
+  /**
+   * With `after`: room `after` continues, with its members after this one (a previous page's
+   * `next.afterSocketId`, when that page ended inside the room).
+   */
+  afterSocketId: Type.Optional(SocketId),
+  limit: Type.Integer({ minimum: 1, maximum: 2000 }),
+  /**
+   * Most bytes of JSON in `rooms`, which leaves room in each for room.live's own fields
+   * (default and cap: MEMBER_LIST_MAX_BYTES).
+   */
+  maxBytes: Type.Optional(Type.Integer({ minimum: 4096, maximum: MEMBER_LIST_MAX_BYTES })),
+});
+export const LiveRoomsReply = Type.Object({
+  /**
+   * Rooms with members, in room id order; each one's members in socketId order. When the
+   * request had `afterSocketId`, the first is room `after`, continued (with no members when
+   * the rest of them left meanwhile); when `next.afterSocketId` is there, the next page
+   * continues the last.
+   */
+  rooms: Type.Array(
+    Type.Object({
+      roomId: RoomId,
+      /** The whole room's size when it was read (a page may hold part of its members). */
+      roomSize: Type.Integer({ minimum: 0 }),
+      sessions: Type.Array(Type.Object({ socketId: SocketId, userId: UserId })),
+    }),
+  ),
+  /** Where the next page starts (pass its fields back); absent after the last page. */
+  next: Type.Optional(Type.Object({ after: RoomId, afterSocketId: Type.Optional(SocketId) })),
+});
 
 const Empty = Type.Object({});
 
@@ -277,8 +337,11 @@ export const Rooms = {
   ),
   /** A room's state for its members, with the broadcast sequence it includes. */
   roomState: rpcMethod('rooms', 'roomState', Type.Object({ roomId: RoomId }), RoomState),
-  /** A room's members and capacity (RoomInfo with roomSize 0 for an unknown room). */
-  roomInfo: rpcMethod('rooms', 'roomInfo', Type.Object({ roomId: RoomId }), RoomInfo),
+  /**
+   * A room's members and capacity (RoomInfo with roomSize 0 for an unknown room). A room too
+   * big for one reply (MEMBER_LIST_MAX_BYTES) comes in pages: follow `next` until it is absent.
+   */
+  roomInfo: rpcMethod('rooms', 'roomInfo', RoomInfoRequest, RoomInfo),
   /**
    * Which media node hosts the socket's room: the recorded one while it heartbeats, else the
    * least-loaded live node (recorded). SOCKET_ID_DOES_NOT_EXIST unless the session is
@@ -286,26 +349,11 @@ export const Rooms = {
    */
   mediaNode: rpcMethod('rooms', 'mediaNode', RoomsMediaNodeRequest, MediaAssignment),
   /**
-   * A page of the rooms that have members, in room id order after `after`: the membership
-   * the events service's room.live snapshots are made of.
+   * A page of the rooms that have members, in room id order: the membership the events
+   * service's room.live snapshots are made of. A page ends at `limit` rooms or `maxBytes`,
+   * which may fall inside a room: the next page continues it (see LiveRoomsReply).
    */
-  liveRooms: rpcMethod(
-    'rooms',
-    'liveRooms',
-    Type.Object({
-      after: Type.Optional(RoomId),
-      limit: Type.Integer({ minimum: 1, maximum: 2000 }),
-    }),
-    Type.Object({
-      rooms: Type.Array(
-        Type.Object({
-          roomId: RoomId,
-          roomSize: Type.Integer({ minimum: 1 }),
-          sessions: Type.Array(Type.Object({ socketId: SocketId, userId: UserId })),
-        }),
-      ),
-    }),
-  ),
+  liveRooms: rpcMethod('rooms', 'liveRooms', LiveRoomsRequest, LiveRoomsReply),
   /**
    * A media node's producers that began and ended, in the order they did (each change is
    * applied once: a replayed batch changes nothing). Kept as the room's tracks, with

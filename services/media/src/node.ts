@@ -309,7 +309,14 @@ export class MediaNode {
             room.close('moved');
             continue;
           }
-          room.reconcile(new Set(info.sessions.map((s) => s.socketId)), asked);
+          // Every member: a big room's come in pages.
+          const members = new Set(info.sessions.map((s) => s.socketId));
+          for (let after = info.next; after !== undefined;) {
+            const page = await this.#o.bus.request(Rooms.roomInfo, { roomId, after });
+            for (const s of page.sessions) members.add(s.socketId);
+            after = page.next;
+          }
+          room.reconcile(members, asked);
         } catch (err) {
           this.#log.warn({ err, roomId }, 'checking room members failed');
         }

@@ -22,7 +22,6 @@ import {
   TokenGrants,
   type RoomsJoinReply,
   type RoomState,
-  type RoomInfo,
   type RoomsJoinRequest,
   type RpcReply,
   type RpcRequest,
@@ -557,54 +556,6 @@ export class Membership {
       FROM unnest(${entries.map((e) => e.socketId)}::text[], ${entries.map((e) => e.cpuUsed)}::int[],
                   ${entries.map((e) => new Date(e.at))}::timestamp(3)[]) AS c(socket_id, cpu_used, cpu_at)
       WHERE s.socket_id = c.socket_id`;
-  }
-
-  async roomInfo(roomId: string): Promise<RoomInfo> {
-    const room = await this.#db.room.findUnique({
-      where: { id: roomId },
-      select: {
-        capacity: true,
-        mediaNodeId: true,
-        sessions: {
-          select: { socketId: true, userId: true, platform: true, state: true, gatewayId: true },
-          orderBy: [{ joinedAt: 'asc' }, { socketId: 'asc' }],
-        },
-      },
-    });
-    const sessions = (room?.sessions ?? []).map((s) => ({ ...s, state: wireState(s.state) }));
-    return {
-      roomId,
-      capacity: room?.capacity ?? this.#opts.defaultCapacity,
-      roomSize: sessions.length,
-      sessions,
-      mediaNodeId: room?.mediaNodeId ?? null,
-    };
-  }
-
-  /** A page of the rooms with members (after `after`, by id), with their members. */
-  async liveRooms(
-    after: string | undefined,
-    limit: number,
-  ): Promise<RpcReply<typeof Rooms.liveRooms>> {
-    const rows = await this.#db.$queryRaw<{ roomId: string; socketId: string; userId: string }[]>`
-      WITH page AS (
-        SELECT DISTINCT room_id FROM sessions
-        WHERE ${after === undefined ? Prisma.sql`TRUE` : Prisma.sql`room_id > ${after}`}
-        ORDER BY room_id LIMIT ${limit})
-      SELECT s.room_id AS "roomId", s.socket_id AS "socketId", s.user_id AS "userId"
-      FROM sessions s JOIN page p ON p.room_id = s.room_id
-      ORDER BY s.room_id, s.joined_at, s.socket_id`;
-    const rooms: RpcReply<typeof Rooms.liveRooms>['rooms'] = [];
-    for (const r of rows) {
-      let last = rooms.at(-1);
-      if (last?.roomId !== r.roomId) {
-        last = { roomId: r.roomId, roomSize: 0, sessions: [] };
-        rooms.push(last);
-      }
-      last.sessions.push({ socketId: r.socketId, userId: r.userId });
-      last.roomSize++;
-    }
-    return { rooms };
   }
 
   /**

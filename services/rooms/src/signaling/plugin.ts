@@ -22,6 +22,7 @@ import { OutboxRelay } from '../events/relay.ts';
 import { MediaPlacement } from '../media/placement.ts';
 import { Tracks } from '../media/tracks.ts';
 import { UserMediaLadder } from './ladder.ts';
+import { Listing } from './listing.ts';
 import { Membership, dbError } from './membership.ts';
 import { membershipMetrics } from './metrics.ts';
 import { Notifier } from './notifier.ts';
@@ -92,10 +93,11 @@ export function signaling(
     return {};
   });
   serve(Rooms.resync, async (req) => await membership.resync(req));
-  serve(Rooms.roomInfo, async (req) => await membership.roomInfo(req.roomId));
+  const listing = new Listing(database.sql, { defaultCapacity: config.ROOM_DEFAULT_CAPACITY });
+  serve(Rooms.roomInfo, async (req, ctx) => await listing.roomInfo(req, ctx));
+  serve(Rooms.liveRooms, async (req, ctx) => await listing.liveRooms(req, ctx));
   serve(Rooms.roomState, async (req, ctx) => await membership.roomState(req.roomId, ctx));
   serve(Rooms.members, async (req, ctx) => await membership.members(req, ctx));
-  serve(Rooms.liveRooms, async (req) => await membership.liveRooms(req.after, req.limit));
   const admin = new Administration(
     db,
     bus,
