@@ -6,7 +6,7 @@
  * socket that moved or left answered item by item.
  */
 import type { Msg } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   ErrorCodes,
   Rooms,
@@ -23,6 +23,13 @@ const open: TestClient[] = [];
 
 beforeAll(async () => {
   sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
+});
+
+/** Subscriptions of watchBatches, ended after each test (whatever its outcome). */
+const watching: (() => void)[] = [];
+
+afterEach(() => {
+  for (const stop of watching.splice(0)) stop();
 });
 
 afterAll(async () => {
@@ -61,12 +68,11 @@ async function watchBatches(): Promise<{
     seen.push({ subject: msg.subject, batch });
   });
   await sp.bus.connection?.flush();
-  return {
-    seen,
-    stop: () => {
-      sub.unsubscribe();
-    },
+  const stop = (): void => {
+    sub.unsubscribe();
   };
+  watching.push(stop);
+  return { seen, stop };
 }
 
 /** A batch request of the tests' own, answered by the gateway `gatewayId`. */
@@ -109,7 +115,14 @@ describe('relays to another gateway', () => {
       [a, b, 0],
       [b, a, 1000],
     ] as const) {
-      // Every reply came after its event was written: all are there, once, in order.
+      // Each event was written before its reply (which the client may still read first, on
+      // another socket): all arrive, once, in order.
+      await target.waitFor(
+        () => target.events('eventExchangeCandidate').length >= n,
+        5000,
+        `${String(n)} candidates`,
+      );
+      await sleep(100);
       expect(target.events('eventExchangeCandidate').map((f) => f.d)).toEqual(
         Array.from({ length: n }, (_, i) => ({
           from: { socketId: from.socketId, userId: from.userId },

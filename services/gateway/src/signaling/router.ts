@@ -41,6 +41,7 @@ import {
   type SocketRelay,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
+import { afterWrites } from './writes.ts';
 
 /** What the router needs of a client connection. */
 export interface Attachable {
@@ -405,7 +406,9 @@ export class Router {
       att.conn.deliver(item.event);
       return true;
     });
-    incoming.respond({ ok: true, data: { delivered } });
+    afterWrites(() => {
+      incoming.respond({ ok: true, data: { delivered } });
+    });
   }
 
   /** Publish a broadcast to a room (fanned out by every gateway with members there). */
@@ -467,7 +470,9 @@ export class Router {
       return;
     }
     att.conn.deliver(msg.event);
-    incoming.respond({ ok: true, data: { gatewayId: this.#gatewayId } });
+    afterWrites(() => {
+      incoming.respond({ ok: true, data: { gatewayId: this.#gatewayId } });
+    });
   }
 
   #join(roomId: string, socketId: string): void {
