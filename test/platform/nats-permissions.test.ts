@@ -412,6 +412,29 @@ describe('each identity only does its own work', () => {
     }
   });
 
+  it('relay batches between gateways: only a gateway sends and receives them', async () => {
+    const subject = signalingSubjects.gatewayRelay(prefix, 'gw-1');
+    // A gateway may send one (nobody answers here: no responders, not a violation)…
+    const err = await gw.nc.request(subject, '{}', { timeout: 3000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err instanceof natsErrors.RequestError && err.isNoResponders()).toBe(true);
+    // …and receive them.
+    const own = gw.nc.subscribe(subject);
+    await gw.nc.flush();
+    own.unsubscribe();
+    expect(gw.errors.filter((e) => e.includes(subject))).toEqual([]);
+    // Nobody else: not the rooms service (which sends control messages on sig.gw), a media
+    // node, the server API, the events service, the operator or the readers.
+    for (const identity of ['rooms', 'media', 'events', 'api', 'admin', 'tail'] as const) {
+      const c = await as(identity, prefix);
+      await requestRefused(c, subject);
+      c.nc.subscribe(`${prefix}.sig.gw.*.relay`);
+      await refused(c, 'Subscription', `${prefix}.sig.gw.*.relay`);
+    }
+  });
+
   it('the other services and the readers: only their own subjects', async () => {
     const media = await as('media', prefix);
     await requestRefused(media, `${prefix}.rooms.rpc.createRoom`);

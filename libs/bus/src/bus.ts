@@ -64,6 +64,21 @@ export interface BusOptions {
 /** The default of BusOptions.maxConcurrent. */
 export const DEFAULT_MAX_CONCURRENT = 1024;
 
+/**
+ * A payload already encoded as JSON text, sent as it is: for a message assembled from parts
+ * that were each encoded once (e.g. a batch whose items were measured as they came).
+ */
+export class JsonText {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
+function encode(payload: unknown): string {
+  return payload instanceof JsonText ? payload.text : JSON.stringify(payload);
+}
+
 export interface RequestOptions {
   /** Deadline of this request (default: the bus's requestTimeoutMs). */
   timeoutMs?: number;
@@ -253,7 +268,8 @@ export class Bus {
 
   /**
    * A request on any subject whose answerer replies with a bus envelope (see `respond` of
-   * `subscribe`): the same deadlines, cancellation and error mapping as `request`.
+   * `subscribe`): the same deadlines, cancellation and error mapping as `request`. The
+   * payload is JSON-encoded, unless it is JsonText.
    */
   async requestSubject<S extends TSchema>(
     subject: string,
@@ -285,7 +301,7 @@ export class Bus {
     let msg: Msg;
     try {
       msg = await abortable(
-        nc.request(subject, JSON.stringify(payload), { timeout, headers: h }),
+        nc.request(subject, encode(payload), { timeout, headers: h }),
         opts.signal,
       );
     } catch (err) {

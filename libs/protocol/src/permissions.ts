@@ -166,6 +166,8 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
     /** Server-to-client calls to one socket (`sig.call.<socketId>.<room>`). */
     call: `${p}.sig.call.*.*`,
     gatewayControl: `${p}.sig.gw.*.ctl`,
+    /** Relay batches between gateways (`sig.gw.<gatewayId>.relay`): gateways only. */
+    gatewayRelay: `${p}.sig.gw.*.relay`,
     gatewayHeartbeat: `${p}.sig.gw.heartbeat`,
     telemetry: [`${p}.telemetry.cpu`, `${p}.telemetry.freeze`],
   };
@@ -191,6 +193,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         ...MEDIA_ACTIONS.map((a) => `${p}.media.node.*.rpc.${a}`),
         ...SERVICE_NAMES.map(ping),
         sig.socket,
+        sig.gatewayRelay,
         sig.room,
         sig.gatewayHeartbeat,
         ...sig.telemetry,
@@ -206,6 +209,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         sig.call,
         sig.room,
         sig.gatewayControl,
+        sig.gatewayRelay,
         inbox('gateway'),
       ],
       allowResponses: true,

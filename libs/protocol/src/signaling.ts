@@ -14,6 +14,12 @@
  *   <p>.sig.call.<socketId>.<room>  a server-to-client call to one socket (request/reply),
  *                                 delivered the same way (calls.ts)
  *   <p>.sig.gw.<gatewayId>.ctl    control messages to one gateway (detach a socket)
+ *   <p>.sig.gw.<gatewayId>.relay  relays from one gateway to sockets held by another, in
+ *                                 batches (request/reply; gateways only): the sender learns
+ *                                 where a socket is from the reply to its first relay on
+ *                                 `sig.sock`, then batches what it relays there in one
+ *                                 event-loop turn. Each item names the sender's room and is
+ *                                 delivered only to a socket attached in that room
  *   <p>.sig.gw.heartbeat          every gateway's liveness, every GATEWAY_HEARTBEAT_MS
  *   <p>.telemetry.cpu|freeze      client telemetry (eventCpu, eventFreeze) for analytics
  *
@@ -437,17 +443,18 @@ export const RoomBroadcast = Type.Object({
 export type RoomBroadcast = Static<typeof RoomBroadcast>;
 export const roomBroadcast = validator(RoomBroadcast);
 
+/** The events a relay carries to one socket. */
+const RelayedEvent = Type.Union([
+  eventFrame('eventExchangeSdp'),
+  eventFrame('eventExchangeCandidate'),
+  ...MediaEventFrames,
+  eventFrame('eventFreeze'),
+  eventFrame('eventParticipantUpdated'),
+  eventFrame('eventData'),
+]);
+
 /** A relay to one socket; the reply is a bus envelope (ok, or SOCKET_ID_DOES_NOT_EXIST). */
-export const SocketRelay = Type.Object({
-  event: Type.Union([
-    eventFrame('eventExchangeSdp'),
-    eventFrame('eventExchangeCandidate'),
-    ...MediaEventFrames,
-    eventFrame('eventFreeze'),
-    eventFrame('eventParticipantUpdated'),
-    eventFrame('eventData'),
-  ]),
-});
+export const SocketRelay = Type.Object({ event: RelayedEvent });
 export type SocketRelay = Static<typeof SocketRelay>;
 export const socketRelay = validator(SocketRelay);
 /** What arrives on a socket's subject: an event relay, or a server-to-client call. */
@@ -455,7 +462,41 @@ export const SocketMessage = Type.Union([SocketRelay, SocketCall]);
 export type SocketMessage = Static<typeof SocketMessage>;
 export const socketMessage = validator(SocketMessage);
 /** The data of a relay's successful reply. */
-export const socketRelayAck = validator(Type.Object({}));
+export const SocketRelayAck = Type.Object({
+  /**
+   * The gateway holding the socket (a gateway answering says; others ignore it): where the
+   * sender may batch its next relays to that socket (`sig.gw.<gatewayId>.relay`).
+   */
+  gatewayId: Type.Optional(GatewayId),
+});
+export type SocketRelayAck = Static<typeof SocketRelayAck>;
+export const socketRelayAck = validator(SocketRelayAck);
+
+/** Items a relay batch holds at most (a gateway sends more as several batches). */
+export const RELAY_BATCH_MAX_ITEMS = 256;
+
+/**
+ * Relays from one gateway to sockets another one holds (`sig.gw.<gatewayId>.relay`). `roomId`
+ * is the sender's room: an item reaches `to` only if it is attached there in that room.
+ */
+export const RelayBatch = Type.Object({
+  items: Type.Array(Type.Object({ to: SocketId, roomId: RoomId, event: RelayedEvent }), {
+    minItems: 1,
+    maxItems: RELAY_BATCH_MAX_ITEMS,
+  }),
+});
+export type RelayBatch = Static<typeof RelayBatch>;
+export const relayBatch = validator(RelayBatch);
+/**
+ * The data of a batch's reply, item by item: true once the event was written to the socket,
+ * false when the socket is not attached there in that room (it moved, left, or never was:
+ * the sender asks `sig.sock` instead, whose answer is the final one).
+ */
+export const RelayBatchAck = Type.Object({
+  delivered: Type.Array(Type.Boolean(), { maxItems: RELAY_BATCH_MAX_ITEMS }),
+});
+export type RelayBatchAck = Static<typeof RelayBatchAck>;
+export const relayBatchAck = validator(RelayBatchAck);
 
 export const DetachReason = Type.Union([
   /** Another connection reconnected with this socketId. */
@@ -543,6 +584,8 @@ export const signalingSubjects = {
     `${prefix}.sig.call.${socketId}.${roomToken(roomId)}`,
   callAny: (prefix: string, socketId: string) => `${prefix}.sig.call.${socketId}.*`,
   gatewayControl: (prefix: string, gatewayId: string) => `${prefix}.sig.gw.${gatewayId}.ctl`,
+  /** Relay batches to the sockets one gateway holds (gateways only). */
+  gatewayRelay: (prefix: string, gatewayId: string) => `${prefix}.sig.gw.${gatewayId}.relay`,
   heartbeat: (prefix: string) => `${prefix}.sig.gw.heartbeat`,
   telemetryCpu: (prefix: string) => `${prefix}.telemetry.cpu`,
   telemetryFreeze: (prefix: string) => `${prefix}.telemetry.freeze`,

@@ -73,6 +73,7 @@ import { RateLimiter } from './rate-limit.ts';
 import type { CallEndpoint, CallPrincipal } from '../hosts/endpoint.ts';
 import type { HostServices } from '../hosts/services.ts';
 import type { Attachable, Router } from './router.ts';
+import { corkForTurn } from './writes.ts';
 
 export interface ConnectionDeps {
   bus: Bus;
@@ -1011,6 +1012,7 @@ export class Connection implements Attachable {
       this.#ws.terminate();
       return;
     }
+    corkForTurn(this.#ws);
     // ws calls back with null on success, whatever its types say.
     this.#ws.send(JSON.stringify(frame), (err?: Error | null) => {
       if (err !== undefined && err !== null) this.#log.debug({ err: err.message }, 'send failed');

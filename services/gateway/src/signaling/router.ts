@@ -10,18 +10,28 @@
  *   is after this gateway was cut off from NATS.
  * - Relays to one socket: one subscription per socket held, `<p>.sig.sock.<socketId>.*`;
  *   the last token is the sender's room, and a relay from another room is refused, so a
- *   socketId alone never reaches across rooms.
+ *   socketId alone never reaches across rooms. Its reply names the gateway that holds the
+ *   socket: later relays to it from the same room go to that gateway in batches.
+ * - Relay batches: `<p>.sig.gw.<gatewayId>.relay`, everything this gateway relays to sockets
+ *   of another one in one event-loop turn as one request, acknowledged item by item once
+ *   written to the sockets. One NATS message each way per turn instead of one per relay:
+ *   NATS round trips and socket writes were most of a relay's cost. An item whose socket is
+ *   not there (any more) in the sender's room is asked for on `sig.sock` instead.
  * - Control: `<p>.sig.gw.<gatewayId>.ctl`, for detaching a socket another gateway took
  *   over or whose session ended.
  *
  * It holds no room state beyond the sockets attached to this process.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bus, BusSubscription, Incoming } from '@switchboard/bus';
+import { JsonText, type Bus, type BusSubscription, type Incoming } from '@switchboard/bus';
 import {
   ProtocolError,
+  RELAY_BATCH_MAX_ITEMS,
   Rooms,
   gatewayControl,
+  isProtocolError,
+  relayBatch,
+  relayBatchAck,
   roomBroadcast,
   roomToken,
   signalingSubjects,
@@ -32,12 +42,14 @@ import {
   type Member,
   type RoomBroadcast,
   type RoomState,
+  type RelayBatch,
   type SessionGrants,
   type ServerRequest,
   type SocketMessage,
   type SocketRelay,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
+import { afterWrites } from './writes.ts';
 
 /** What the router needs of a client connection. */
 export interface Attachable {
@@ -82,6 +94,31 @@ const GAP_WAIT_MS = 300;
 /** Broadcasts held during a gap at most; beyond, the resync covers them all. */
 const MAX_HELD = 512;
 const SYNC_BACKOFF_MS = [500, 1000, 2000, 5000];
+/** Where a socket of another gateway was last found, and in which room. */
+interface Located {
+  gatewayId: string;
+  roomId: string;
+}
+
+/** A relay waiting for the end of this event-loop turn, to go out in a batch. */
+interface Queued {
+  to: string;
+  roomId: string;
+  event: SocketRelay['event'];
+  /** The batch item, encoded once: its length bounds the batch's size. */
+  json: string;
+  signal: AbortSignal;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Sockets of other gateways whose place is remembered (the oldest are forgotten first). */
+const MAX_LOCATED = 65_536;
+/**
+ * Characters of items in one batch at most (more go in the next batch): well under NATS's
+ * default max_payload of 1 MiB, even for 3-byte characters.
+ */
+const RELAY_BATCH_MAX_CHARS = 256 * 1024;
 
 /** A pending attachment: commit once the rooms service agreed, or roll back. */
 export interface PendingAttach {
@@ -99,8 +136,14 @@ export class Router {
   readonly #log: Logger;
   readonly #sockets = new Map<string, Attachment>();
   readonly #rooms = new Map<string, RoomFanout>();
+  /** Sockets of other gateways, by socketId, as their replies said. */
+  readonly #located = new Map<string, Located>();
+  /** Relays of this turn by the gateway they go to; sent when the turn ends. */
+  #queued = new Map<string, Queued[]>();
+  #flushing = false;
   #control: BusSubscription | undefined;
   readonly #stopped = new AbortController();
+  #relays: BusSubscription | undefined;
 
   constructor(bus: Bus, gatewayId: string, log: Logger) {
     this.#bus = bus;
@@ -133,11 +176,19 @@ export class Router {
         }
       },
     );
+    this.#relays = this.#bus.subscribe(
+      signalingSubjects.gatewayRelay(this.#bus.prefix, this.#gatewayId),
+      relayBatch,
+      (batch, incoming) => {
+        this.#onRelayBatch(batch, incoming);
+      },
+    );
   }
 
   stop(): void {
     this.#stopped.abort();
     this.#control?.unsubscribe();
+    this.#relays?.unsubscribe();
   }
 
   /**
@@ -224,8 +275,10 @@ export class Router {
 
   /**
    * Relay an event to `to`, which must be a member of `roomId` attached to some gateway.
+   * Resolves once the gateway holding it wrote the event to its socket;
    * SOCKET_ID_DOES_NOT_EXIST when no gateway holds it in that room. A socket attached here
-   * gets it directly, without the round trip through NATS.
+   * gets it directly, without the round trip through NATS; one of a known gateway goes in
+   * this turn's batch to it.
    */
   async relay(
     to: string,
@@ -240,12 +293,156 @@ export class Router {
       local.conn.deliver(event);
       return;
     }
-    await this.#bus.requestSubject(
+    const at = this.#located.get(to);
+    // Only for the room it was found in: a relay from another room takes `sig.sock`, where
+    // the holder refuses it as before.
+    if (at?.roomId === roomId) {
+      if (opts.signal.aborted) throw new ProtocolError('CANCELLED');
+      await new Promise<void>((resolve, reject) => {
+        const item: RelayBatch['items'][number] = { to, roomId, event };
+        this.#enqueue(at.gatewayId, {
+          to,
+          roomId,
+          event,
+          json: JSON.stringify(item),
+          signal: opts.signal,
+          resolve,
+          reject,
+        });
+      });
+      return;
+    }
+    await this.#relayToSocket(to, roomId, event, opts);
+  }
+
+  /** The relay on the socket's own subject: whoever holds it answers, and says who it is. */
+  async #relayToSocket(
+    to: string,
+    roomId: string,
+    event: SocketRelay['event'],
+    opts: { signal: AbortSignal; traceparent?: string },
+  ): Promise<void> {
+    const ack = await this.#bus.requestSubject(
       signalingSubjects.socket(this.#bus.prefix, to, roomId),
       { event } satisfies SocketRelay,
       socketRelayAck,
       { ...opts, noResponders: 'SOCKET_ID_DOES_NOT_EXIST' },
     );
+    if (ack.gatewayId === undefined || ack.gatewayId === this.#gatewayId) return;
+    if (!this.#located.has(to) && this.#located.size >= MAX_LOCATED) {
+      const oldest = this.#located.keys().next();
+      if (oldest.done !== true) this.#located.delete(oldest.value);
+    }
+    this.#located.set(to, { gatewayId: ack.gatewayId, roomId });
+  }
+
+  #enqueue(gatewayId: string, item: Queued): void {
+    let queue = this.#queued.get(gatewayId);
+    if (queue === undefined) {
+      queue = [];
+      this.#queued.set(gatewayId, queue);
+    }
+    queue.push(item);
+    if (this.#flushing) return;
+    this.#flushing = true;
+    // After the I/O callbacks of this turn: every frame read in it joins the batch.
+    setImmediate(() => {
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    this.#flushing = false;
+    const queued = this.#queued;
+    this.#queued = new Map();
+    for (const [gatewayId, items] of queued) {
+      let batch: Queued[] = [];
+      let chars = 0;
+      for (const item of items) {
+        if (item.signal.aborted) {
+          // The sender's socket closed meanwhile: nobody waits for the answer.
+          item.reject(new ProtocolError('CANCELLED'));
+          continue;
+        }
+        if (
+          batch.length > 0 &&
+          (batch.length >= RELAY_BATCH_MAX_ITEMS ||
+            chars + item.json.length > RELAY_BATCH_MAX_CHARS)
+        ) {
+          this.#sendBatch(gatewayId, batch);
+          batch = [];
+          chars = 0;
+        }
+        batch.push(item);
+        chars += item.json.length;
+      }
+      if (batch.length > 0) this.#sendBatch(gatewayId, batch);
+    }
+  }
+
+  #sendBatch(gatewayId: string, batch: Queued[]): void {
+    const payload = new JsonText(`{"items":[${batch.map((i) => i.json).join(',')}]}`);
+    this.#bus
+      .requestSubject(
+        signalingSubjects.gatewayRelay(this.#bus.prefix, gatewayId),
+        payload,
+        relayBatchAck,
+        // Nobody there: that gateway is gone, and its sockets with it (or elsewhere now).
+        { noResponders: 'SOCKET_ID_DOES_NOT_EXIST' },
+      )
+      .then(
+        (ack) => {
+          if (ack.delivered.length !== batch.length) {
+            this.#log.error(
+              { gatewayId, items: batch.length, answers: ack.delivered.length },
+              'relay batch answered for another number of items',
+            );
+            for (const item of batch) item.reject(new ProtocolError('SYSTEM'));
+            return;
+          }
+          batch.forEach((item, i) => {
+            if (ack.delivered[i] === true) item.resolve();
+            else this.#fallBack(gatewayId, item);
+          });
+        },
+        (err: unknown) => {
+          if (isProtocolError(err) && err.errorName === 'SOCKET_ID_DOES_NOT_EXIST') {
+            for (const item of batch) this.#fallBack(gatewayId, item);
+            return;
+          }
+          // TIMEOUT, SERVICE_UNAVAILABLE…: as a relay of its own would have failed.
+          for (const item of batch) item.reject(err);
+        },
+      );
+  }
+
+  /**
+   * The socket was not where it was found last: ask on its own subject, in the order the
+   * batch held (relays to it that follow take that path too until it is found again).
+   */
+  #fallBack(gatewayId: string, item: Queued): void {
+    if (this.#located.get(item.to)?.gatewayId === gatewayId) this.#located.delete(item.to);
+    if (item.signal.aborted) {
+      item.reject(new ProtocolError('CANCELLED'));
+      return;
+    }
+    this.#relayToSocket(item.to, item.roomId, item.event, { signal: item.signal }).then(
+      item.resolve,
+      item.reject,
+    );
+  }
+
+  /** A batch from another gateway: each item to its socket, if attached here in that room. */
+  #onRelayBatch(batch: RelayBatch, incoming: Incoming): void {
+    const delivered = batch.items.map((item) => {
+      const att = this.#sockets.get(item.to);
+      if (att?.roomId !== item.roomId) return false;
+      att.conn.deliver(item.event);
+      return true;
+    });
+    afterWrites(() => {
+      incoming.respond({ ok: true, data: { delivered } });
+    });
   }
 
   /** Publish a broadcast to a room (fanned out by every gateway with members there). */
@@ -307,7 +504,9 @@ export class Router {
       return;
     }
     att.conn.deliver(msg.event);
-    incoming.respond({ ok: true, data: {} });
+    afterWrites(() => {
+      incoming.respond({ ok: true, data: { gatewayId: this.#gatewayId } });
+    });
   }
 
   #join(roomId: string, socketId: string): void {
