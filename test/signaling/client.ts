@@ -165,3 +165,23 @@ export class TestClient {
     this.ws.terminate();
   }
 }
+
+/**
+ * A suite's `join`: a client joined into `roomId` as `userId` through gateway `gw` of the
+ * suite's platform (`sp()`, started in its beforeAll), kept in `open` for its afterAll to kill.
+ */
+export function joinVia(
+  sp: () => { gw1: { url: string }; gw2: { url: string } },
+  open: TestClient[],
+): (
+  gw: 'gw1' | 'gw2',
+  roomId: string,
+  userId: string,
+  claims?: Record<string, unknown>,
+) => Promise<TestClient> {
+  return async (gw, roomId, userId, claims = {}) => {
+    const c = await TestClient.join(sp()[gw].url, roomId, userId, claims);
+    open.push(c);
+    return c;
+  };
+}

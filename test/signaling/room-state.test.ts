@@ -7,7 +7,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Rooms } from '@switchboard/protocol';
-import { TestClient } from './client.ts';
+import { TestClient, joinVia } from './client.ts';
 import { sleep } from './fixtures.ts';
 import { startSignaling, type SignalingPlatform } from './platform.ts';
 
@@ -23,16 +23,7 @@ afterAll(async () => {
   await sp.stop();
 });
 
-async function join(
-  gw: 'gw1' | 'gw2',
-  roomId: string,
-  userId: string,
-  claims: Record<string, unknown> = {},
-): Promise<TestClient> {
-  const c = await TestClient.join(sp[gw].url, roomId, userId, claims);
-  open.push(c);
-  return c;
-}
+const join = joinVia(() => sp, open);
 
 const joinOf = (socketId: string | undefined) => (f: { a?: unknown; d?: unknown }) =>
   f.a === 'eventJoin' && (f.d as { socketId?: string }).socketId === socketId;

@@ -16,7 +16,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mintToken, waitFor, type ServiceProcess } from '@switchboard/devstack';
 import { ErrorCodes, Rooms, type JoinReply } from '@switchboard/protocol';
-import { TestClient } from './client.ts';
+import { TestClient, joinVia } from './client.ts';
 import { sdp, sleep } from './fixtures.ts';
 import { TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
 
@@ -47,16 +47,7 @@ afterAll(async () => {
   await sp.stop();
 });
 
-async function join(
-  gw: 'gw1' | 'gw2',
-  roomId: string,
-  userId: string,
-  claims: Record<string, unknown> = {},
-): Promise<TestClient> {
-  const c = await TestClient.join(sp[gw].url, roomId, userId, claims);
-  open.push(c);
-  return c;
-}
+const join = joinVia(() => sp, open);
 
 async function connect(url: string): Promise<TestClient> {
   const c = await TestClient.connect(url);

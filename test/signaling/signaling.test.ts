@@ -25,7 +25,7 @@ import {
   type Room,
 } from '@switchboard/protocol';
 import { candidate, sdp, sleep } from './fixtures.ts';
-import { TestClient, type Frame } from './client.ts';
+import { TestClient, type Frame, joinVia } from './client.ts';
 import { LADDER, TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
 
 const execFileP = promisify(execFile);
@@ -41,11 +41,7 @@ afterAll(async () => {
   await sp.stop();
 });
 
-async function join(gw: 'gw1' | 'gw2', roomId: string, userId: string): Promise<TestClient> {
-  const c = await TestClient.join(sp[gw].url, roomId, userId);
-  open.push(c);
-  return c;
-}
+const join = joinVia(() => sp, open);
 
 function media(size: number): unknown {
   const step = LADDER.find((s) => size <= s.maxSize) ?? LADDER[LADDER.length - 1];
