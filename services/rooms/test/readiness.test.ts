@@ -21,9 +21,12 @@ import { ErrorCodes, Rooms, sessionGrants } from '@switchboard/protocol';
 let pg: PostgresServer;
 let rooms: ServiceProcess;
 let bus: Bus;
+// Set as each is started: a set-up that failed half-way still stops what it started.
+let started: { pg?: PostgresServer; rooms?: ServiceProcess; bus?: Bus } = {};
 
 beforeAll(async () => {
   pg = await PostgresServer.start({ fast: true });
+  started = { pg };
   const url = await createDatabase(pg.url, 'rooms_readiness');
   await migrate(url);
   const prefix = uniquePrefix('roomsready');
@@ -32,6 +35,7 @@ beforeAll(async () => {
     NATS_SUBJECT_PREFIX: prefix,
     DATABASE_URL: url,
   });
+  started.rooms = rooms;
   bus = new Bus({
     servers: inject('natsUrl'),
     auth: harnessNatsAuth(),
@@ -41,12 +45,13 @@ beforeAll(async () => {
     log: pino({ level: 'silent' }),
     requestTimeoutMs: 5000,
   });
+  started.bus = bus;
 });
 
 afterAll(async () => {
-  await bus.close();
-  await rooms.stop();
-  await pg.stop();
+  await started.bus?.close();
+  await started.rooms?.stop();
+  await started.pg?.stop();
 });
 
 const joinRequest = (n: number) => ({
