@@ -628,6 +628,9 @@ async function startOwnPlatform(
     WS_MAX_UNJOINED_PER_IP: '1000000',
     WS_RATE_LIMIT_PER_S: '100000',
     WS_RATE_LIMIT_BURST: '100000',
+    // All clients connect before the joins begin: thousands of them wait longer than a real
+    // client would between its connect and its join.
+    WS_JOIN_TIMEOUT_MS: String(opts.timeoutMs),
     WS_MAX_INFLIGHT: String(Math.max(32, opts.window + 1)),
     ROOM_DEFAULT_CAPACITY: String(Math.max(50, opts.roomSize)),
     // The join baseline's pool has the same size.
