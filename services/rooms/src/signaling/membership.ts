@@ -740,7 +740,11 @@ export class Membership {
    */
   #announceLeaves(left: readonly Left[]): void {
     const byRoom = new Map<string, Left[]>();
-    for (const l of left) byRoom.set(l.roomId, [...(byRoom.get(l.roomId) ?? []), l]);
+    for (const l of left) {
+      const gone = byRoom.get(l.roomId);
+      if (gone === undefined) byRoom.set(l.roomId, [l]);
+      else gone.push(l);
+    }
     for (const [roomId, gone] of byRoom) {
       const first = gone[0];
       const last = gone.at(-1);

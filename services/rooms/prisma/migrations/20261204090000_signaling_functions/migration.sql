@@ -185,7 +185,7 @@ BEGIN
            OR (x.state = 'DISCONNECTED' AND x.disconnected_at < v_before));
   END IF;
   -- The leaves the others see go out as broadcasts of up to 200 leaves, one number each
-  -- (v_seq is the first); hidden members' rows carry the room's current number.
+  -- (v_seq is the first); hidden members' rows carry v_seq too (nobody broadcasts them).
   SELECT count(*) INTO v_visible FROM sessions x
   WHERE x.socket_id = ANY (coalesce(v_ids, '{}')) AND NOT x.hidden;
   IF v_visible > 0 THEN
