@@ -10,8 +10,12 @@
  * replicas: the one holding a session-level advisory lock on its own database connection (a
  * relay that fails gives the lock up, so a replica that can still reach NATS takes over).
  *
- * It runs when a membership change committed (kick) and every OUTBOX_POLL_MS, and after NATS
- * comes back: nothing written while the stream was unreachable is lost.
+ * It runs KICK_DELAY_MS after a membership change committed (kick), every OUTBOX_POLL_MS, and
+ * after NATS comes back: nothing written while the stream was unreachable is lost. The delay
+ * gathers the events of changes that come together into one pass (one read, one update, the
+ * publishes in parallel), and keeps the pass off the path of the request that kicked it: run
+ * at once, it took the rooms service and PostgreSQL away from the join's reply (a join alone
+ * took 1 ms longer).
  *
  * The stream: created with the subjects and the limits the service has settings for
  * (`EVENTS_STREAM_MAX_AGE_S`, `EVENTS_STREAM_MAX_BYTES`, `EVENTS_DEDUP_WINDOW_S`); on an existing
@@ -42,6 +46,8 @@ import type { Logger } from '@switchboard/service';
 const LOCK_KEY = 0x73624f7574626f78n.toString();
 const BATCH = 500;
 const PUBLISH_TIMEOUT_MS = 5000;
+/** How long after a kick the pass runs (what other changes commit meanwhile joins it). */
+const KICK_DELAY_MS = 20;
 export interface RelayOptions {
   /** The relay's own connection (it holds the relay's lock for as long as it relays). */
   databaseUrl: string;
@@ -63,6 +69,7 @@ export class OutboxRelay {
   readonly #stop = new AbortController();
   #wake: (() => void) | undefined;
   #kicked = false;
+  #kickTimer: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #js: JetStreamClient | undefined;
   #published = 0;
@@ -89,15 +96,21 @@ export class OutboxRelay {
     this.#loop ??= this.#run();
   }
 
-  /** Something was written: publish now rather than at the next poll. */
+  /** Something was written: publish soon (KICK_DELAY_MS) rather than at the next poll. */
   kick(): void {
-    this.#kicked = true;
-    this.#wake?.();
+    if (this.#kickTimer !== undefined || this.#stop.signal.aborted) return;
+    this.#kickTimer = setTimeout(() => {
+      this.#kickTimer = undefined;
+      this.#kicked = true;
+      this.#wake?.();
+    }, KICK_DELAY_MS);
   }
 
   /** Stop after the pass in progress, trying once more to publish what is left. */
   async stop(): Promise<void> {
     this.#stop.abort();
+    clearTimeout(this.#kickTimer);
+    this.#kickTimer = undefined;
     this.#wake?.();
     await this.#loop;
     try {
