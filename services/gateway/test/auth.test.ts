@@ -4,7 +4,7 @@
  * required, `nbf`, `aud`, `iss`) and Switchboard's own (`sub`, `rooms`, `name`). Every
  * rejection is AUTH_FAILED and never names the key.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -327,6 +327,29 @@ describe('rejected tokens', () => {
     const token = await mintToken(claims);
     const flipped = token.slice(0, -2) + (token.at(-2) === 'A' ? 'B' : 'A') + token.slice(-1);
     await rejects(hsOnly, flipped, 'bad signature');
+  });
+
+  it('rejects what only a lenient decoder would take: stray characters, crit, a bad iat', async () => {
+    const token = await mintToken(claims);
+    const [h = '', p = '', sig = ''] = token.split('.');
+    // Buffer's base64url decoder skips characters it does not know; the verifier does not.
+    await rejects(hsOnly, `${h}.${p}.${sig.slice(0, -1)}+`, 'bad signature');
+    await rejects(hsOnly, `${h}.${p}.${sig}=`, 'bad signature');
+    await rejects(hsOnly, `${h}.${p}!.${sig}`, 'malformed token');
+    await rejects(hsOnly, `${h}.${p}.${sig}AA`, 'bad signature');
+    const payload = { ...claims, aud: 'switchboard', exp: inOneHour() };
+    const secret = new TextEncoder().encode(DEV_HS256_SECRET);
+    // Correctly signed by hand (jose would not sign these headers).
+    const signedBy = (header: object, body: object): string => {
+      const input = `${base64url.encode(JSON.stringify(header))}.${base64url.encode(JSON.stringify(body))}`;
+      const mac = createHmac('sha256', secret).update(input).digest();
+      return `${input}.${base64url.encode(mac)}`;
+    };
+    await rejects(hsOnly, signedBy({ alg: 'HS256', crit: ['x'], x: 1 }, payload), 'malformed');
+    await rejects(hsOnly, signedBy({ alg: 'HS256', b64: false }, payload), 'malformed');
+    await rejects(hsOnly, signedBy({ alg: 'HS256' }, { ...payload, iat: 'now' }), 'invalid iat');
+    await rejects(hsOnly, signedBy({ alg: 'HS256' }, { ...payload, exp: null }), 'invalid exp');
+    expect((await hsOnly.verify(signedBy({ alg: 'HS256' }, payload))).userId).toBe('alice');
   });
 
   it('rejects a token longer than 8192 characters before parsing it', async () => {
