@@ -217,6 +217,14 @@ class Client {
 
 // ---------------------------------------------------------------------- 1. join → room.join
 
+/**
+ * The socketId of an event's JSON, without parsing it all (the relay publishes the outbox's
+ * jsonb as PostgreSQL prints it: `"socketId": "…"`, a space after the colon).
+ */
+function socketIdIn(body: string): string {
+  return /"socketId":\s*"([0-9a-f]+)"/.exec(body)?.[1] ?? body;
+}
+
 async function joinPhase(opts: Options, p: Setup, failure: Failure, anomalies: string[]) {
   const nc = p.watch.connection as Nc;
   const runId = randomBytes(3).toString('hex');
@@ -227,7 +235,7 @@ async function joinPhase(opts: Options, p: Setup, failure: Failure, anomalies: s
       if (err !== null) return;
       const at = performance.now();
       const body = msg.string();
-      const id = /"socketId":"([0-9a-f]+)"/.exec(body)?.[1] ?? body;
+      const id = socketIdIn(body);
       const seen = joins.get(id);
       if (seen === undefined) joins.set(id, { at, body, n: 1 });
       else seen.n++;
@@ -237,7 +245,7 @@ async function joinPhase(opts: Options, p: Setup, failure: Failure, anomalies: s
     callback: (err, msg) => {
       if (err !== null) return;
       const body = msg.string();
-      leaves.set(/"socketId":"([0-9a-f]+)"/.exec(body)?.[1] ?? body, body);
+      leaves.set(socketIdIn(body), body);
     },
   });
   await nc.flush();
