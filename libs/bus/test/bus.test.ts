@@ -151,6 +151,45 @@ describe('Bus', () => {
     });
   });
 
+  it("gives a handler a logger bound to the request's subject, trace and caller", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const captured = pino(
+      { level: 'info' },
+      {
+        write: (line: string) => {
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        },
+      },
+    );
+    const server = new Bus({
+      servers: inject('natsUrl'),
+      auth: harnessNatsAuth(),
+      prefix,
+      service: 'rooms',
+      instanceId: 'logs',
+      log: captured,
+      requestTimeoutMs: 2000,
+    });
+    buses.push(server);
+    server.serve(Echo, (req, ctx) => {
+      // The child logger is made when first used (a request that logs nothing costs none).
+      ctx.log.child({ step: 'inner' }).info({ text: req.text }, 'handled');
+      return Promise.resolve({ text: req.text, instance: 'logs', traceId: '', aborted: false });
+    });
+    const { client } = await connected([]);
+    await server.whenConnected();
+    await server.connection?.flush();
+    const traceparent = newTraceparent();
+    await client.request(Echo, { text: 'hi' }, { traceparent });
+    expect(lines.find((l) => l.msg === 'handled')).toMatchObject({
+      subject: `${prefix}.rooms.rpc.echo`,
+      traceId: traceIdOf(traceparent),
+      caller: 'gateway/g1',
+      step: 'inner',
+      text: 'hi',
+    });
+  });
+
   it('maps handler errors onto protocol codes', async () => {
     const { client } = await connected([serveEcho]);
 
