@@ -465,7 +465,7 @@ export const RoomsConfig = Type.Object({
   SWEEP_INTERVAL_MS: Millis(1000, 'How often expired sessions and dead gateways are looked for'),
   OUTBOX_POLL_MS: Millis(
     500,
-    'How often the room-events outbox is checked for events to publish (a membership change publishes at once)',
+    'How often the room-events outbox is checked for events to publish (a membership change publishes within 20 ms)',
   ),
   OUTBOX_RETENTION_S: Type.Integer({
     minimum: 0,
