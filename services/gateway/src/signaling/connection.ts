@@ -59,11 +59,14 @@ import {
   UNKNOWN_FRAME_ACTION,
   decodeSdp,
   deviceOf,
+  encodeEvent,
+  encodeFrame,
   frameText,
   isActionName,
   isRecord,
   metricAction,
   requestIdOf,
+  type EncodedFrame,
 } from './frames.ts';
 import { Coalescer } from './coalescer.ts';
 import { authorizePeerSignaling } from './grants.ts';
@@ -148,6 +151,9 @@ type State =
   | { kind: 'signedIn'; who: SignedIn }
   | { kind: 'closed' };
 
+/** ws's options for a text frame given as bytes (shared: ws copies them into its own). */
+const TEXT = { binary: false } as const;
+
 /** Server requests one connection may have waiting for their reply at once. */
 const MAX_PENDING_CALLS = 16;
 
@@ -174,7 +180,7 @@ export class Connection implements Attachable {
   readonly #media: MediaProxy;
   #state: State = { kind: 'fresh' };
   /** Events that arrived while a join/reconnect was in progress, written after its reply. */
-  #held: EventFrameMessage[] | undefined;
+  #held: Buffer[] | undefined;
   #inflight = 0;
   #lastHeard = Date.now();
   #detached = false;
@@ -280,13 +286,17 @@ export class Connection implements Attachable {
   // ------------------------------------------------------------------- Attachable
 
   deliver(event: EventFrameMessage): void {
+    this.deliverEncoded(encodeEvent(event));
+  }
+
+  deliverEncoded(frame: EncodedFrame): void {
     // The room's media starts again, maybe on another node: ask for it anew.
-    if (event.a === 'eventMediaReset') this.#media.reset();
+    if (frame.mediaReset) this.#media.reset();
     if (this.#held !== undefined) {
-      this.#held.push(event);
+      this.#held.push(frame.bytes);
       return;
     }
-    this.#send(event);
+    this.#write(frame.bytes);
   }
 
   detach(reason: DetachReason, message?: string): void {
@@ -672,7 +682,13 @@ export class Connection implements Attachable {
       pending.commit(roomSeq);
       // Closed meanwhile: the client never saw this socketId, so the session leaves.
       this.#attached(
-        { socketId, roomId: d.roomId, userId: grant.userId, platform: d.platform, auth },
+        {
+          socketId,
+          roomId: d.roomId,
+          userId: grant.userId,
+          platform: d.platform,
+          auth,
+        },
         true,
       );
       const iceServers = this.#deps.iceServers.for(grant.userId, auth.tokenExpiresAt);
@@ -939,7 +955,7 @@ export class Connection implements Attachable {
     this.#held = undefined;
     if (this.#state.kind === 'joining') this.#state = { kind: 'fresh' };
     if (held === undefined || this.#state.kind !== 'joined') return;
-    for (const event of held) this.#send(event);
+    for (const bytes of held) this.#write(bytes);
   }
 
   #notification(kind: 'eventCpu' | 'eventFreeze', data: unknown, id: RequestId | undefined): void {
@@ -1003,6 +1019,10 @@ export class Connection implements Attachable {
   }
 
   #send(frame: ReplyFrame | EventFrameMessage | ServerRequestFrame): void {
+    this.#write(encodeFrame(frame));
+  }
+
+  #write(bytes: Buffer): void {
     if (this.#ws.readyState !== this.#ws.OPEN) return;
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // The client reads slower than its room talks: a close frame would wait behind the
@@ -1013,10 +1033,9 @@ export class Connection implements Attachable {
       return;
     }
     corkForTurn(this.#ws);
-    // ws calls back with null on success, whatever its types say.
-    this.#ws.send(JSON.stringify(frame), (err?: Error | null) => {
-      if (err !== undefined && err !== null) this.#log.debug({ err: err.message }, 'send failed');
-    });
+    // No callback (a closure per frame and recipient): a write that fails errors the TCP
+    // socket, which ws then destroys, and the 'close' handler runs as for any drop.
+    this.#ws.send(bytes, TEXT);
   }
 
   #onClose(code: number, reason: string): void {

@@ -49,6 +49,7 @@ import {
   type SocketRelay,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
+import { encodeEvent, type EncodedFrame } from './frames.ts';
 import { afterWrites } from './writes.ts';
 
 /** What the router needs of a client connection. */
@@ -56,6 +57,8 @@ export interface Attachable {
   readonly connectionId: string;
   /** Write an event to the socket. */
   deliver(event: EventFrameMessage): void;
+  /** Write a frame encoded once for many sockets. */
+  deliverEncoded(frame: EncodedFrame): void;
   /** Close the socket because the session moved or ended; no disconnect follows. */
   detach(reason: DetachReason, message?: string): void;
   /** The server API changed the session's member or grants. */
@@ -593,13 +596,15 @@ export class Router {
     }
   }
 
+  /** A broadcast to the room's members here: its frames encoded once, whatever their number. */
   #fanOut(room: RoomFanout, msg: RoomBroadcast): void {
+    let frames: EncodedFrame[] | undefined;
     for (const member of room.members) {
       if (member === msg.except) continue;
       const conn = this.#sockets.get(member)?.conn;
       if (conn === undefined) continue;
-      conn.deliver(msg.event);
-      for (const e of msg.more ?? []) conn.deliver(e);
+      frames ??= [msg.event, ...(msg.more ?? [])].map(encodeEvent);
+      for (const f of frames) conn.deliverEncoded(f);
     }
   }
 
