@@ -119,6 +119,8 @@ interface Attached {
   platform: string;
   /** When its token expires (epoch ms), and what it allows; refreshToken replaces both. */
   auth: SessionAuth;
+  /** The client reads eventBatch (`batchEvents` of its join, or of its reconnect here). */
+  batchEvents: boolean;
 }
 
 /** A new resume token: 32 random bytes, base64url (43 characters). */
@@ -146,7 +148,7 @@ interface SignedIn extends CallPrincipal {
 
 type State =
   | { kind: 'fresh' }
-  | { kind: 'joining' }
+  | { kind: 'joining'; batchEvents: boolean }
   | { kind: 'joined'; session: Attached }
   | { kind: 'signedIn'; who: SignedIn }
   | { kind: 'closed' };
@@ -284,6 +286,12 @@ export class Connection implements Attachable {
   }
 
   // ------------------------------------------------------------------- Attachable
+
+  get batchEvents(): boolean {
+    const st = this.#state;
+    if (st.kind === 'joined') return st.session.batchEvents;
+    return st.kind === 'joining' && st.batchEvents;
+  }
 
   deliver(event: EventFrameMessage): void {
     this.deliverEncoded(encodeEvent(event));
@@ -649,7 +657,8 @@ export class Connection implements Attachable {
   }
 
   async #join(d: JoinData): Promise<unknown> {
-    this.#begin();
+    const batchEvents = d.batchEvents === true;
+    this.#begin(batchEvents);
     const grant = await this.#deps.verifier.verify(d.bearer);
     if (!this.#deps.verifier.mayJoin(grant, d.roomId)) {
       throw new ProtocolError('ROOM_IS_NOT_JOINABLE', 'the token does not grant this room');
@@ -688,6 +697,7 @@ export class Connection implements Attachable {
           userId: grant.userId,
           platform: d.platform,
           auth,
+          batchEvents,
         },
         true,
       );
@@ -704,7 +714,8 @@ export class Connection implements Attachable {
   }
 
   async #reconnect(d: ReconnectData): Promise<unknown> {
-    this.#begin();
+    const batchEvents = d.batchEvents === true;
+    this.#begin(batchEvents);
     const { socketId } = d;
     if (d.resumeToken === undefined && !this.#deps.auth.legacyResume) {
       throw new ProtocolError('AUTH_FAILED', 'reconnect needs the resumeToken of the session');
@@ -755,6 +766,7 @@ export class Connection implements Attachable {
           userId: reply.session.userId,
           platform: reply.session.platform,
           auth: { tokenExpiresAt: reply.session.tokenExpiresAt, grants: reply.session.grants },
+          batchEvents,
         },
         false,
       );
@@ -806,7 +818,7 @@ export class Connection implements Attachable {
 
   /** Sign in without a room (a caller, or a host); from a fresh connection only. */
   async #signIn(bearer: string): Promise<SignedIn> {
-    this.#begin();
+    this.#begin(false);
     try {
       const grant = await this.#deps.verifier.verify(bearer);
       if (this.#state.kind !== 'joining')
@@ -924,10 +936,13 @@ export class Connection implements Attachable {
     );
   }
 
-  /** Start a join or reconnect: only from a fresh connection, one at a time. */
-  #begin(): void {
+  /**
+   * Start a join or reconnect: only from a fresh connection, one at a time. `batchEvents`
+   * already counts for what arrives meanwhile (held, and written after the reply).
+   */
+  #begin(batchEvents: boolean): void {
     if (this.#state.kind !== 'fresh') throw new ProtocolError('ROOM_ALREADY_JOINED');
-    this.#state = { kind: 'joining' };
+    this.#state = { kind: 'joining', batchEvents };
     this.#held = [];
   }
 
