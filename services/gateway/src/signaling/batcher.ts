@@ -100,7 +100,8 @@ export class Batcher {
 
   /**
    * `socketId` became a member of `roomId` here: it gets the events queued from now on only,
-   * as it would have without batching (the room before it came is in its joinR).
+   * as it would have without batching (the room before it came is in its joinR, or in the
+   * eventRoomState that follows a resume).
    */
   memberAdded(roomId: string, socketId: string): void {
     const p = this.#pending.get(roomId);
