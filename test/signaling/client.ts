@@ -1,7 +1,8 @@
 /**
  * A minimal client of the wire protocol for tests: requests with ids (or without), the
  * events received so far, and waits with deadlines. Everything it receives is kept, so
- * a test can also assert what did NOT arrive.
+ * a test can also assert what did NOT arrive. An eventBatch frame is unpacked into `frames`
+ * (its events one by one, as a client handles them) and kept whole in `batches`.
  */
 import WebSocket from 'ws';
 import { mintToken } from '@switchboard/devstack';
@@ -18,6 +19,8 @@ export interface Frame {
 export class TestClient {
   readonly ws: WebSocket;
   readonly frames: Frame[] = [];
+  /** The events of each eventBatch frame received (they are in `frames` too). */
+  readonly batches: Frame[][] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   #waiters: (() => void)[] = [];
   #nextId = 1;
@@ -35,7 +38,14 @@ export class TestClient {
       });
     });
     ws.on('message', (data: Buffer) => {
-      this.frames.push(JSON.parse(data.toString('utf8')) as Frame);
+      const f = JSON.parse(data.toString('utf8')) as Frame;
+      if (f.a === 'eventBatch' && Array.isArray(f.d)) {
+        const events = f.d as Frame[];
+        this.batches.push(events);
+        this.frames.push(...events);
+      } else {
+        this.frames.push(f);
+      }
       this.#wake();
     });
     ws.on('error', () => {
@@ -54,18 +64,13 @@ export class TestClient {
     return new TestClient(ws);
   }
 
-  /**
-   * Connect and join `roomId` as `userId` with a dev token granting it (and the `claims`
-   * given, e.g. `{ grants: { role: 'recorder' } }`).
-   */
-  static async join(
-    gatewayUrl: string,
+  /** A join's `d`: `roomId` as `userId`, with a dev token granting it (and `claims`). */
+  static async joinData(
     roomId: string,
     userId: string,
     claims: Record<string, unknown> = {},
-  ): Promise<TestClient> {
-    const c = await TestClient.connect(gatewayUrl);
-    const r = await c.request('join', {
+  ): Promise<Record<string, unknown>> {
+    return {
       roomId,
       bearer: await mintToken({ sub: userId, rooms: [roomId], extra: claims }),
       platform: 'Web',
@@ -75,6 +80,25 @@ export class TestClient {
       appVersion: '1',
       orientation: 90,
       camera: 'front',
+    };
+  }
+
+  /**
+   * Connect and join `roomId` as `userId` with a dev token granting it (and the `claims`
+   * given, e.g. `{ grants: { role: 'recorder' } }`); `batchEvents`: the client reads
+   * eventBatch.
+   */
+  static async join(
+    gatewayUrl: string,
+    roomId: string,
+    userId: string,
+    claims: Record<string, unknown> = {},
+    opts: { batchEvents?: boolean } = {},
+  ): Promise<TestClient> {
+    const c = await TestClient.connect(gatewayUrl);
+    const r = await c.request('join', {
+      ...(await TestClient.joinData(roomId, userId, claims)),
+      ...(opts.batchEvents === undefined ? {} : { batchEvents: opts.batchEvents }),
     });
     if (r.s !== true) throw new Error(`join failed: ${JSON.stringify(r)}`);
     c.socketId = (r.d as JoinReply).socketId;
@@ -178,9 +202,10 @@ export function joinVia(
   roomId: string,
   userId: string,
   claims?: Record<string, unknown>,
+  opts?: { batchEvents?: boolean },
 ) => Promise<TestClient> {
-  return async (gw, roomId, userId, claims = {}) => {
-    const c = await TestClient.join(sp()[gw].url, roomId, userId, claims);
+  return async (gw, roomId, userId, claims = {}, opts = {}) => {
+    const c = await TestClient.join(sp()[gw].url, roomId, userId, claims, opts);
     open.push(c);
     return c;
   };

@@ -75,8 +75,9 @@ export type ActionReply<A extends SessionAction> = Actions[A]['reply'] extends T
   ? Static<Actions[A]['reply']>
   : undefined;
 
-export type RoomEventName = ServerEvent | MediaEvent;
-export type RoomEvents = { [E in ServerEvent]: ServerEventData<E> } & {
+/** The events a session emits (eventBatch is unpacked: its events come one by one). */
+export type RoomEventName = Exclude<ServerEvent, 'eventBatch'> | MediaEvent;
+export type RoomEvents = { [E in Exclude<ServerEvent, 'eventBatch'>]: ServerEventData<E> } & {
   [E in MediaEvent]: Static<(typeof MediaEvents)[E]>;
 };
 
@@ -577,6 +578,8 @@ export class Session {
             nextResumeToken: next,
             // A token refreshed while the session was away goes with it.
             ...(token === this.#tokenOnServer ? {} : { bearer: token }),
+            // The gateway may be another one than the join's: it is told again.
+            batchEvents: true,
           },
           timeout,
         );
@@ -604,7 +607,8 @@ export class Session {
       const token = this.#token;
       const d = await conn.request(
         'join',
-        { ...this.#opts.device, roomId: this.roomId, bearer: token },
+        // batchEvents: a big room's broadcasts may come several in one eventBatch frame.
+        { ...this.#opts.device, roomId: this.roomId, bearer: token, batchEvents: true },
         { timeoutMs: this.#opts.connectTimeoutMs, signal: this.#lc.signal },
       );
       const reply = parseReply('join', JoinReply, d) as JoinReply;
@@ -834,6 +838,13 @@ export class Session {
         ),
         'frame',
       );
+      return;
+    }
+    if (a === 'eventBatch') {
+      // Each event in turn, as if it had come alone (each checked against its own schema).
+      for (const event of parsed.value as ServerEventData<'eventBatch'>) {
+        this.#onFrame(conn, event);
+      }
       return;
     }
     if (a === 'eventRequestCancelled') {

@@ -1,8 +1,8 @@
 /**
  * The SDK's timing policies under fake timers: backoff and jitter, the reconnect schedule,
- * dormancy and waking from it, token refresh and its retries. The gateway is a scripted fake
- * WebSocket here — these are unit tests of timing; test/client/session.test.ts runs the same
- * SDK against the real platform.
+ * dormancy and waking from it, token refresh and its retries; and how an eventBatch reaches
+ * listeners. The gateway is a scripted fake WebSocket here — these are unit tests of timing;
+ * test/client/session.test.ts runs the same SDK against the real platform.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Session } from '@switchboard/client';
@@ -35,6 +35,8 @@ class FakeGateway {
   opened: { at: number; url: string }[] = [];
   sockets: FakeSocket[] = [];
   joins: string[] = [];
+  /** Every join's `d`. */
+  joinData: Record<string, unknown>[] = [];
   /** Every reconnect's `d`, and every refreshToken's bearer. */
   reconnects: Record<string, unknown>[] = [];
   refreshes: string[] = [];
@@ -109,6 +111,7 @@ class FakeSocket implements WebSocketLike {
     switch (f.a) {
       case 'join':
         this.#gw.joins.push(String(f.d['bearer']));
+        this.#gw.joinData.push(f.d);
         if (this.#gw.joinError !== undefined) {
           error(this.#gw.joinError);
           return;
@@ -156,6 +159,11 @@ class FakeSocket implements WebSocketLike {
       default:
         error(ErrorCodes.UNKNOWN_ACTION.code);
     }
+  }
+
+  /** A frame from the gateway (an event). */
+  receive(frame: object): void {
+    this.onmessage?.({ data: JSON.stringify(frame) });
   }
 
   close(code = 1005): void {
@@ -482,6 +490,55 @@ describe('token refresh', () => {
     await rejoined;
     expect(refreshed).toBe(1);
     expect(s.state).toBe('connected');
+    await s.leave();
+  });
+});
+
+describe('event batches', () => {
+  const peer = (n: number) => ({ socketId: String(n).repeat(32), userId: `u${String(n)}` });
+  const joined = (n: number) => ({
+    a: 'eventJoin',
+    d: { roomId: 'r', roomSize: n + 1, ...peer(n) },
+  });
+
+  it('are asked for on join and on every reconnect', async () => {
+    const s = await connected(opts());
+    expect(gw.joinData.map((d) => d['batchEvents'])).toEqual([true]);
+    const resumed = s.once('resumed');
+    gw.current?.drop();
+    await vi.advanceTimersByTimeAsync(50);
+    await resumed;
+    expect(gw.reconnects.map((d) => d['batchEvents'])).toEqual([true]);
+    await s.leave();
+  });
+
+  it('hand out their events in order, as if each had come alone; a bad one is reported alone', async () => {
+    const errors: string[] = [];
+    const s = await connected(opts({ onError: (e) => errors.push(e.message) }));
+    const got: string[] = [];
+    s.on('eventJoin', (d) => {
+      got.push(`join ${d.userId} ${String(d.roomSize)}`);
+    });
+    s.on('eventLeave', (d) => {
+      got.push(`leave ${d.userId} ${String(d.roomSize)}`);
+    });
+    gw.current?.receive(joined(1));
+    gw.current?.receive({
+      a: 'eventBatch',
+      d: [
+        joined(2),
+        { a: 'eventLeave', d: { roomId: 'r', roomSize: 2, ...peer(1) } },
+        { a: 'eventJoin', d: { roomId: 'r' } },
+        joined(3),
+      ],
+    });
+    gw.current?.receive(joined(4));
+    expect(got).toEqual(['join u1 2', 'join u2 3', 'leave u1 2', 'join u3 4', 'join u4 5']);
+    expect(errors).toHaveLength(1);
+    // A batch in a batch is not one.
+    gw.current?.receive({ a: 'eventBatch', d: [{ a: 'eventBatch', d: [joined(5)] }] });
+    expect(got).toHaveLength(5);
+    expect(errors).toHaveLength(2);
     await s.leave();
   });
 });

@@ -94,6 +94,8 @@ export const JoinData = Type.Object({
   ...DeviceFields,
   /** Extension: the bitrate the client will send at, bits per second (room.join's `bitrate`). */
   bitrate: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
+  /** Extension: the client reads `eventBatch` (see ServerEvents). */
+  batchEvents: Type.Optional(Type.Boolean()),
 });
 export type JoinData = Static<typeof JoinData>;
 
@@ -143,6 +145,11 @@ export const ReconnectData = Type.Object({
   resumeToken: Type.Optional(ResumeToken),
   nextResumeToken: Type.Optional(ResumeToken),
   bearer: Type.Optional(Bearer),
+  /**
+   * Extension: the client reads `eventBatch`, as in `join` (the gateway the session resumes
+   * on may not be the one it joined through).
+   */
+  batchEvents: Type.Optional(Type.Boolean()),
 });
 export type ReconnectData = Static<typeof ReconnectData>;
 export const ReconnectReply = Type.Object({
@@ -218,6 +225,18 @@ export type ClientNotification = keyof typeof ClientNotifications;
 
 // ------------------------------------------------------------------------------ events
 
+/** Events one eventBatch carries at most. */
+export const EVENT_BATCH_MAX_ITEMS = 1000;
+
+/**
+ * One event frame inside eventBatch: any server event but eventBatch itself, its `d` as that
+ * event's own schema says (a client checks each one as it would the frame alone).
+ */
+export const BatchedEvent = Type.Object({
+  a: Type.String({ pattern: '^event(?!Batch$)[A-Za-z]{1,58}$' }),
+  d: Type.Optional(Type.Unknown()),
+});
+
 /** Numbers the server's requests to a client on one connection (see calls.ts). */
 export const ServerRequestId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 
@@ -281,6 +300,13 @@ export const ServerEvents = {
     payload: Type.String({ maxLength: 65_536 }),
     topic: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
   }),
+  /**
+   * Extension: several events in one frame, to be handled in order as if each had come
+   * alone. Only a client that sent `batchEvents: true` in its join (or reconnect) gets it: a
+   * big room's broadcasts (WS_BATCH_MIN_MEMBERS members or more on one gateway) are gathered
+   * for WS_BATCH_MS and written as one frame, not one frame per event per member.
+   */
+  eventBatch: Type.Array(BatchedEvent, { minItems: 1, maxItems: EVENT_BATCH_MAX_ITEMS }),
   ...HostEvents,
 } as const satisfies Record<string, TSchema>;
 export type ServerEvent = keyof typeof ServerEvents;

@@ -10,6 +10,7 @@
  */
 import Type, { type Static, type TProperties, type TSchema } from 'typebox';
 import { SubjectPrefix } from './bus.ts';
+import { EVENT_BATCH_MAX_ITEMS } from './client.ts';
 import { ApiKeyId } from './credentials.ts';
 import { isSecretName } from './redact.ts';
 
@@ -288,6 +289,19 @@ export const GatewayConfig = Type.Object({
     1000,
     'A session writes at most one orientationChange per this interval to PostgreSQL; changes sent sooner are accepted and coalesced (the latest is written, and broadcast, when the interval has passed)',
   ),
+  WS_BATCH_MIN_MEMBERS: Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    default: 50,
+    description:
+      'A room with this many members on one gateway gets its broadcasts in batches: gathered for WS_BATCH_MS, then written once per member, as one eventBatch frame to clients that read it (`batchEvents` in join) and as the single events to the others. 0: never',
+  }),
+  WS_BATCH_MS: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 50,
+    description: `How long a big room's first pending broadcast waits for more before the batch is written (sooner when it holds ${String(EVENT_BATCH_MAX_ITEMS)} events, or before anything else reaches a member of the room)`,
+  }),
   WS_ALLOWED_ORIGINS: Type.Optional(
     Type.String({
       pattern: '^ *(\\*|https?://[^\\s,/]+)( *, *(\\*|https?://[^\\s,/]+))* *$',

@@ -59,11 +59,14 @@ import {
   UNKNOWN_FRAME_ACTION,
   decodeSdp,
   deviceOf,
+  encodeEvent,
+  encodeFrame,
   frameText,
   isActionName,
   isRecord,
   metricAction,
   requestIdOf,
+  type EncodedFrame,
 } from './frames.ts';
 import { Coalescer } from './coalescer.ts';
 import { authorizePeerSignaling } from './grants.ts';
@@ -116,6 +119,8 @@ interface Attached {
   platform: string;
   /** When its token expires (epoch ms), and what it allows; refreshToken replaces both. */
   auth: SessionAuth;
+  /** The client reads eventBatch (`batchEvents` of its join, or of its reconnect here). */
+  batchEvents: boolean;
 }
 
 /** A new resume token: 32 random bytes, base64url (43 characters). */
@@ -143,10 +148,13 @@ interface SignedIn extends CallPrincipal {
 
 type State =
   | { kind: 'fresh' }
-  | { kind: 'joining' }
+  | { kind: 'joining'; batchEvents: boolean }
   | { kind: 'joined'; session: Attached }
   | { kind: 'signedIn'; who: SignedIn }
   | { kind: 'closed' };
+
+/** ws's options for a text frame given as bytes (shared: ws copies them into its own). */
+const TEXT = { binary: false } as const;
 
 /** Server requests one connection may have waiting for their reply at once. */
 const MAX_PENDING_CALLS = 16;
@@ -174,7 +182,7 @@ export class Connection implements Attachable {
   readonly #media: MediaProxy;
   #state: State = { kind: 'fresh' };
   /** Events that arrived while a join/reconnect was in progress, written after its reply. */
-  #held: EventFrameMessage[] | undefined;
+  #held: Buffer[] | undefined;
   #inflight = 0;
   #lastHeard = Date.now();
   #detached = false;
@@ -279,14 +287,24 @@ export class Connection implements Attachable {
 
   // ------------------------------------------------------------------- Attachable
 
+  get batchEvents(): boolean {
+    const st = this.#state;
+    if (st.kind === 'joined') return st.session.batchEvents;
+    return st.kind === 'joining' && st.batchEvents;
+  }
+
   deliver(event: EventFrameMessage): void {
+    this.deliverEncoded(encodeEvent(event));
+  }
+
+  deliverEncoded(frame: EncodedFrame): void {
     // The room's media starts again, maybe on another node: ask for it anew.
-    if (event.a === 'eventMediaReset') this.#media.reset();
+    if (frame.mediaReset) this.#media.reset();
     if (this.#held !== undefined) {
-      this.#held.push(event);
+      this.#held.push(frame.bytes);
       return;
     }
-    this.#send(event);
+    this.#write(frame.bytes);
   }
 
   detach(reason: DetachReason, message?: string): void {
@@ -639,7 +657,8 @@ export class Connection implements Attachable {
   }
 
   async #join(d: JoinData): Promise<unknown> {
-    this.#begin();
+    const batchEvents = d.batchEvents === true;
+    this.#begin(batchEvents);
     const grant = await this.#deps.verifier.verify(d.bearer);
     if (!this.#deps.verifier.mayJoin(grant, d.roomId)) {
       throw new ProtocolError('ROOM_IS_NOT_JOINABLE', 'the token does not grant this room');
@@ -672,7 +691,14 @@ export class Connection implements Attachable {
       pending.commit(roomSeq);
       // Closed meanwhile: the client never saw this socketId, so the session leaves.
       this.#attached(
-        { socketId, roomId: d.roomId, userId: grant.userId, platform: d.platform, auth },
+        {
+          socketId,
+          roomId: d.roomId,
+          userId: grant.userId,
+          platform: d.platform,
+          auth,
+          batchEvents,
+        },
         true,
       );
       const iceServers = this.#deps.iceServers.for(grant.userId, auth.tokenExpiresAt);
@@ -688,7 +714,8 @@ export class Connection implements Attachable {
   }
 
   async #reconnect(d: ReconnectData): Promise<unknown> {
-    this.#begin();
+    const batchEvents = d.batchEvents === true;
+    this.#begin(batchEvents);
     const { socketId } = d;
     if (d.resumeToken === undefined && !this.#deps.auth.legacyResume) {
       throw new ProtocolError('AUTH_FAILED', 'reconnect needs the resumeToken of the session');
@@ -739,6 +766,7 @@ export class Connection implements Attachable {
           userId: reply.session.userId,
           platform: reply.session.platform,
           auth: { tokenExpiresAt: reply.session.tokenExpiresAt, grants: reply.session.grants },
+          batchEvents,
         },
         false,
       );
@@ -790,7 +818,7 @@ export class Connection implements Attachable {
 
   /** Sign in without a room (a caller, or a host); from a fresh connection only. */
   async #signIn(bearer: string): Promise<SignedIn> {
-    this.#begin();
+    this.#begin(false);
     try {
       const grant = await this.#deps.verifier.verify(bearer);
       if (this.#state.kind !== 'joining')
@@ -908,10 +936,13 @@ export class Connection implements Attachable {
     );
   }
 
-  /** Start a join or reconnect: only from a fresh connection, one at a time. */
-  #begin(): void {
+  /**
+   * Start a join or reconnect: only from a fresh connection, one at a time. `batchEvents`
+   * already counts for what arrives meanwhile (held, and written after the reply).
+   */
+  #begin(batchEvents: boolean): void {
     if (this.#state.kind !== 'fresh') throw new ProtocolError('ROOM_ALREADY_JOINED');
-    this.#state = { kind: 'joining' };
+    this.#state = { kind: 'joining', batchEvents };
     this.#held = [];
   }
 
@@ -939,7 +970,7 @@ export class Connection implements Attachable {
     this.#held = undefined;
     if (this.#state.kind === 'joining') this.#state = { kind: 'fresh' };
     if (held === undefined || this.#state.kind !== 'joined') return;
-    for (const event of held) this.#send(event);
+    for (const bytes of held) this.#write(bytes);
   }
 
   #notification(kind: 'eventCpu' | 'eventFreeze', data: unknown, id: RequestId | undefined): void {
@@ -1003,6 +1034,10 @@ export class Connection implements Attachable {
   }
 
   #send(frame: ReplyFrame | EventFrameMessage | ServerRequestFrame): void {
+    this.#write(encodeFrame(frame));
+  }
+
+  #write(bytes: Buffer): void {
     if (this.#ws.readyState !== this.#ws.OPEN) return;
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // The client reads slower than its room talks: a close frame would wait behind the
@@ -1013,10 +1048,9 @@ export class Connection implements Attachable {
       return;
     }
     corkForTurn(this.#ws);
-    // ws calls back with null on success, whatever its types say.
-    this.#ws.send(JSON.stringify(frame), (err?: Error | null) => {
-      if (err !== undefined && err !== null) this.#log.debug({ err: err.message }, 'send failed');
-    });
+    // No callback (a closure per frame and recipient): a write that fails errors the TCP
+    // socket, which ws then destroys, and the 'close' handler runs as for any drop.
+    this.#ws.send(bytes, TEXT);
   }
 
   #onClose(code: number, reason: string): void {

@@ -1,6 +1,7 @@
 /**
  * What a client frame is beyond its schema: its text, the parts of a bad frame that may be
  * echoed in the error reply, the SDP in either of its forms, the device fields of a join.
+ * And the server's frames as bytes, encoded once for however many sockets they go to.
  */
 import {
   ClientActions,
@@ -8,6 +9,7 @@ import {
   SessionDescription,
   formatIssues,
   validator,
+  type EventFrameMessage,
   type JoinData,
   type RequestId,
 } from '@switchboard/protocol';
@@ -58,6 +60,25 @@ export function frameText(data: unknown): string {
   if (Array.isArray(data)) return Buffer.concat(data as Buffer[]).toString('utf8');
   if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
   return '';
+}
+
+/**
+ * A server frame as the UTF-8 JSON of one WebSocket text frame. A room broadcast is encoded
+ * once and the same bytes are written to every member: n members cost one JSON.stringify
+ * and one UTF-8 conversion, not n.
+ */
+export interface EncodedFrame {
+  readonly bytes: Buffer;
+  /** It is (or carries) eventMediaReset: the receiver's media requests start anew. */
+  readonly mediaReset: boolean;
+}
+
+export function encodeFrame(frame: object): Buffer {
+  return Buffer.from(JSON.stringify(frame), 'utf8');
+}
+
+export function encodeEvent(event: EventFrameMessage): EncodedFrame {
+  return { bytes: encodeFrame(event), mediaReset: event.a === 'eventMediaReset' };
 }
 
 /** An action name the envelope accepts (so it may be echoed in a reply). */

@@ -9,6 +9,8 @@ export interface SignalingMetrics {
   duration: Histogram;
   calls: Counter;
   callDuration: Histogram;
+  batches: Counter;
+  batchedEvents: Counter;
 }
 
 export function signalingMetrics(registry: Registry): SignalingMetrics {
@@ -58,6 +60,16 @@ export function signalingMetrics(registry: Registry): SignalingMetrics {
       help: "Time from a server-to-client request to the client's reply",
       labelNames: ['method'],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    batches: new Counter({
+      name: 'sb_gateway_event_batches_total',
+      help: 'eventBatch frames written to client sockets (one per member a batch reached)',
+      registers: [registry],
+    }),
+    batchedEvents: new Counter({
+      name: 'sb_gateway_batched_events_total',
+      help: 'Events carried by the eventBatch frames written to client sockets',
       registers: [registry],
     }),
   };

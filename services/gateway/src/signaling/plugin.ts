@@ -60,7 +60,11 @@ export async function signaling(
   // Sent with every heartbeat and with the sessions this process attaches: the rooms
   // service tells this process's sessions from an earlier one's by it (one clock: ours).
   const startedAt = Date.now();
-  const router = new Router(bus, gatewayId, log);
+  const router = new Router(bus, gatewayId, log, {
+    minMembers: config.WS_BATCH_MIN_MEMBERS,
+    windowMs: config.WS_BATCH_MS,
+    metrics,
+  });
   new Gauge({
     name: 'sb_gateway_rooms',
     help: 'Rooms with members on this gateway (one broadcast subscription each)',

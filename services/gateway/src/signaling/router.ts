@@ -7,7 +7,9 @@
  *   carry the room's sequence number (RoomSeq): one that arrives after a gap is held for a
  *   moment (broadcasts of two rooms replicas may cross), then, if the gap stays, the room is
  *   resynced — its local members get eventRoomState, the room as it is now — as every room
- *   is after this gateway was cut off from NATS.
+ *   is after this gateway was cut off from NATS. In order, they go to the batcher (encoded
+ *   once; a big room's batched, see batcher.ts): anything else for a member of a room goes
+ *   through `#direct`, which writes the room's queued broadcasts first.
  * - Relays to one socket: one subscription per socket held, `<p>.sig.sock.<socketId>.*`;
  *   the last token is the sender's room, and a relay from another room is refused, so a
  *   socketId alone never reaches across rooms. Its reply names the gateway that holds the
@@ -49,6 +51,8 @@ import {
   type SocketRelay,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
+import { Batcher, type BatcherOptions } from './batcher.ts';
+import type { EncodedFrame } from './frames.ts';
 import { afterWrites } from './writes.ts';
 
 /** What the router needs of a client connection. */
@@ -56,6 +60,10 @@ export interface Attachable {
   readonly connectionId: string;
   /** Write an event to the socket. */
   deliver(event: EventFrameMessage): void;
+  /** Write a frame encoded once for many sockets. */
+  deliverEncoded(frame: EncodedFrame): void;
+  /** The client reads eventBatch (it said so in its join or reconnect). */
+  readonly batchEvents: boolean;
   /** Close the socket because the session moved or ended; no disconnect follows. */
   detach(reason: DetachReason, message?: string): void;
   /** The server API changed the session's member or grants. */
@@ -75,8 +83,9 @@ interface Attachment {
 }
 
 interface RoomFanout {
+  readonly roomId: string;
   sub: BusSubscription;
-  members: Set<string>;
+  readonly members: Set<string>;
   /** The last broadcast number delivered (undefined until the first member's reply told it). */
   seq: number | undefined;
   /** The highest number seen before `seq` was known. */
@@ -144,11 +153,22 @@ export class Router {
   #control: BusSubscription | undefined;
   readonly #stopped = new AbortController();
   #relays: BusSubscription | undefined;
+  readonly #batcher: Batcher;
 
-  constructor(bus: Bus, gatewayId: string, log: Logger) {
+  constructor(
+    bus: Bus,
+    gatewayId: string,
+    log: Logger,
+    batching: Pick<BatcherOptions, 'minMembers' | 'windowMs' | 'metrics'>,
+  ) {
     this.#bus = bus;
     this.#gatewayId = gatewayId;
     this.#log = log.child({ component: 'router' });
+    this.#batcher = new Batcher({
+      ...batching,
+      log: this.#log,
+      connection: (socketId) => this.#sockets.get(socketId)?.conn,
+    });
   }
 
   /** Sessions attached here now. */
@@ -171,7 +191,7 @@ export class Router {
         } else {
           const att = this.#sockets.get(msg.socketId);
           if (att?.conn.connectionId === msg.connectionId) {
-            att.conn.updated(msg.participant, msg.grants);
+            this.#direct(att).updated(msg.participant, msg.grants);
           }
         }
       },
@@ -189,6 +209,7 @@ export class Router {
     this.#stopped.abort();
     this.#control?.unsubscribe();
     this.#relays?.unsubscribe();
+    this.#batcher.stop();
   }
 
   /**
@@ -290,7 +311,7 @@ export class Router {
     if (local !== undefined) {
       // A socketId belongs to one session, in one room: held here, it is nowhere else.
       if (local.roomId !== roomId) throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
-      local.conn.deliver(event);
+      this.#direct(local).deliver(event);
       return;
     }
     const at = this.#located.get(to);
@@ -437,7 +458,7 @@ export class Router {
     const delivered = batch.items.map((item) => {
       const att = this.#sockets.get(item.to);
       if (att?.roomId !== item.roomId) return false;
-      att.conn.deliver(item.event);
+      this.#direct(att).deliver(item.event);
       return true;
     });
     afterWrites(() => {
@@ -499,11 +520,11 @@ export class Router {
     if ('call' in msg) {
       // A server-to-client request: answered when the client does (or its deadline passes).
       // A rejection is a ProtocolError, which the bus answers with its code.
-      const data = await att.conn.call(msg.call.method, msg.call.data, incoming.deadline);
+      const data = await this.#direct(att).call(msg.call.method, msg.call.data, incoming.deadline);
       incoming.respond({ ok: true, data });
       return;
     }
-    att.conn.deliver(msg.event);
+    this.#direct(att).deliver(msg.event);
     afterWrites(() => {
       incoming.respond({ ok: true, data: { gatewayId: this.#gatewayId } });
     });
@@ -525,6 +546,7 @@ export class Router {
         },
       );
       room = {
+        roomId,
         sub,
         members: new Set<string>(),
         seq: undefined,
@@ -536,6 +558,8 @@ export class Router {
       };
       this.#rooms.set(roomId, room);
     }
+    if (room.members.has(socketId)) return;
+    this.#batcher.memberAdded(roomId, socketId);
     room.members.add(socketId);
   }
 
@@ -543,18 +567,18 @@ export class Router {
   #onBroadcast(roomId: string, room: RoomFanout, msg: RoomBroadcast): void {
     const seq = msg.seq;
     if (seq === undefined) {
-      this.#fanOut(room, msg);
+      this.#batcher.fanOut(room, msg);
       return;
     }
     if (room.seq === undefined) {
       room.seenBeforeSeq = Math.max(room.seenBeforeSeq, seq);
-      this.#fanOut(room, msg);
+      this.#batcher.fanOut(room, msg);
       return;
     }
     if (seq <= room.seq) return; // already delivered, or in a resync's state
     if (seq === room.seq + 1 && !room.syncing) {
       room.seq = seq;
-      this.#fanOut(room, msg);
+      this.#batcher.fanOut(room, msg);
       this.#drainHeld(room);
       return;
     }
@@ -585,7 +609,7 @@ export class Router {
       if (next === undefined) break;
       room.held.delete(room.seq + 1);
       room.seq += 1;
-      this.#fanOut(room, next);
+      this.#batcher.fanOut(room, next);
     }
     if (room.held.size === 0 && room.gapTimer !== undefined) {
       clearTimeout(room.gapTimer);
@@ -593,14 +617,14 @@ export class Router {
     }
   }
 
-  #fanOut(room: RoomFanout, msg: RoomBroadcast): void {
-    for (const member of room.members) {
-      if (member === msg.except) continue;
-      const conn = this.#sockets.get(member)?.conn;
-      if (conn === undefined) continue;
-      conn.deliver(msg.event);
-      for (const e of msg.more ?? []) conn.deliver(e);
-    }
+  /**
+   * `att`'s connection, for anything but a broadcast of its room: the room's queued
+   * broadcasts are written first, so that nothing from or about a peer (a relay, a call, the
+   * room's state…) overtakes that peer's eventJoin.
+   */
+  #direct(att: Attachment): Attachable {
+    this.#batcher.flush(att.roomId);
+    return att.conn;
   }
 
   /**
@@ -617,7 +641,8 @@ export class Router {
     if (att === undefined) return;
     const state = await this.#bus.request(Rooms.roomState, { roomId: att.roomId }, { signal });
     const now = this.#sockets.get(socketId);
-    if (now?.conn === att.conn) now.conn.deliver(roomStateEvent(state, socketId));
+    // The state is newer than anything queued: it goes after it.
+    if (now?.conn === att.conn) this.#direct(now).deliver(roomStateEvent(state, socketId));
   }
 
   /** Read the room's state and give it to its members here; retried while it has some. */
@@ -639,6 +664,8 @@ export class Router {
           const state = await this.#bus.request(Rooms.roomState, { roomId }, { signal });
           if (this.#rooms.get(roomId) !== room) return;
           room.seq = Math.max(room.seq ?? 0, state.roomSeq);
+          // What was queued before the state goes first; the state then replaces it.
+          this.#batcher.flush(roomId);
           for (const member of room.members) {
             this.#sockets.get(member)?.conn.deliver(roomStateEvent(state, member));
           }
@@ -672,6 +699,7 @@ export class Router {
     if (room.members.size === 0) {
       room.sub.unsubscribe();
       if (room.gapTimer !== undefined) clearTimeout(room.gapTimer);
+      this.#batcher.drop(roomId);
       this.#rooms.delete(roomId);
     }
   }
