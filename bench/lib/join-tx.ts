@@ -1,13 +1,14 @@
 /**
- * The join baseline of `bench/signaling.ts` (`baseline.joinTx`): the membership change a join
+ * The join baseline of `bench/signaling.ts` and `bench/room.ts` (`joinTx`): the membership change a join
  * makes, done directly with node-postgres from a bare process — the room's row created or
  * locked, its size and the user's sessions counted under the lock, the session inserted,
  * room.created (a new room) and room.join written to the outbox with the room's next
  * sequence numbers, in one transaction of separate statements (BEGIN … COMMIT), as an
  * application without the platform would write it. No NATS, no gateway, no rooms service.
  *
- * Usage: node bench/lib/join-tx.ts '<json>' with {databaseUrl, joins, roomSize, concurrency,
- * poolMax, tag}. Rooms are `jointx-<tag>-<n>` of `roomSize` sessions each; their events are
+ * Usage: node bench/lib/join-tx.ts '<json>' with {databaseUrl, joins, roomSize, capacity,
+ * concurrency, poolMax, tag}. Rooms are `jointx-<tag>-<n>` of `roomSize` sessions each, and
+ * admit `capacity` (the platform's ROOM_DEFAULT_CAPACITY, checked the same way); their events are
  * written as already published (the rooms service's outbox relay leaves them alone), and
  * everything is deleted again at the end. Prints one JSON line: {msg: "result", ms: [...],
  * seconds, cpuMs}.
@@ -20,6 +21,7 @@ interface Args {
   databaseUrl: string;
   joins: number;
   roomSize: number;
+  capacity: number;
   concurrency: number;
   poolMax: number;
   tag: string;
@@ -59,7 +61,7 @@ async function join(i: number): Promise<void> {
        FROM sessions WHERE room_id = $1`,
       [roomId, userId],
     );
-    const capacity = room.rows[0]?.capacity ?? 50;
+    const capacity = room.rows[0]?.capacity ?? args.capacity;
     const size = counts.rows[0]?.size ?? 0;
     if (size >= capacity || (counts.rows[0]?.mine ?? 0) >= 4) throw new Error('refused');
     await c.query(
