@@ -69,7 +69,8 @@ export class RssSampler {
     this.#timer.unref();
   }
 
-  #read(): Record<string, number> {
+  /** Read every process now (MiB). */
+  read(): Record<string, number> {
     const now: Record<string, number> = {};
     for (const [name, pid] of Object.entries(this.#pids)) {
       const rss = memoryOrNaN(pid).rss;
@@ -84,12 +85,12 @@ export class RssSampler {
     if (this.#samples > 0) this.#longestGap = Math.max(this.#longestGap, t - this.#last);
     this.#last = t;
     this.#samples++;
-    this.#read();
+    this.read();
   }
 
   /** Read every process now, under `label`. */
   mark(label: string): Record<string, number> {
-    const now = this.#read();
+    const now = this.read();
     this.#marks[label] = now;
     return now;
   }
