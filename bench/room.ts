@@ -352,7 +352,7 @@ async function joinAll(
     if (frame.a !== 'joinR' || frame.s !== true) {
       const hint =
         opts.batch && frame.s === false
-          ? ' (does this gateway know batchEvents? --batch 0 does not ask for it)'
+          ? ' (does this gateway take batchEvents? --batch 0 does not send it)'
           : '';
       throw new Error(`client ${c.index}: join: ${describeReply(frame)}${hint}`);
     }
