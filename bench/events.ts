@@ -54,6 +54,7 @@ import WebSocket from 'ws';
 import { pino } from 'pino';
 import { Bus } from '@switchboard/bus';
 import { procCpuMs } from './lib/proc-cpu.ts';
+import { memoryMiB } from './lib/proc-mem.ts';
 import {
   UsageError,
   log,
@@ -495,15 +496,6 @@ function tickFigures(ts: number, tick: readonly Arrival[], rooms: number) {
     bytesMean: Math.round(tick.reduce((s, a) => s + a.bytes, 0) / tick.length),
     bytesMax: tick.reduce((m, a) => Math.max(m, a.bytes), 0),
   };
-}
-
-/** VmRSS and VmHWM (peak) of process `pid`, in MiB, from /proc/<pid>/status. */
-function memoryMiB(pid: number | undefined): { rss: number; hwm: number } {
-  if (pid === undefined) return { rss: NaN, hwm: NaN };
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string): number =>
-    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
-  return { rss: Math.round(kb('VmRSS') / 102.4) / 10, hwm: Math.round(kb('VmHWM') / 102.4) / 10 };
 }
 
 interface Sample {

@@ -23,32 +23,37 @@ import {
   ManagedProcess,
   NODE,
   ROOT,
-  ServiceProcess,
   mintToken,
-  redact,
-  startPlatform,
-  uniquePrefix,
-  type Infra,
-  type Platform,
+  type ServiceProcess,
 } from '@switchboard/devstack';
-import { JoinReply, errorName, formatIssues, validator } from '@switchboard/protocol';
-import WebSocket from 'ws';
+import { JoinReply, formatIssues, validator } from '@switchboard/protocol';
 import type { Failure } from './lib/cli.ts';
 import {
   Cleanup,
   UsageError,
+  cpuText,
+  fmt,
   log,
+  perUnit,
   runBench,
   stats,
-  type Stats,
   numberFlagOptions,
   parseOrUsage,
   pool,
   readNumber,
   writeResults,
 } from './lib/cli.ts';
-import { benchInfra, watchService } from './lib/infra.ts';
-import { CpuMeter, pidsNamed } from './lib/proc-cpu.ts';
+import type { RssResult } from './lib/proc-mem.ts';
+import { runJoinTx, startSignalingPlatform } from './lib/signaling-platform.ts';
+import {
+  clientLoad,
+  closeAll,
+  connectAll,
+  describeReply,
+  otherEvents,
+  type Conn,
+  type Frame,
+} from './lib/ws-client.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -167,203 +172,6 @@ function parseOptions(argv: string[]): Options | undefined {
       `--clients (${opts.clients}) must be a multiple of --room-size (${opts.roomSize})`,
     );
   return opts;
-}
-
-// ------------------------------------------------------------------------------- helpers
-
-/** The rooms service's database pool, and the join baseline's. */
-const POOL_MAX = 10;
-
-/**
- * Load of this (the clients') process over one phase: CPU use and event-loop utilisation
- * (the share of the time its loop was busy; near 100% the clients are the bottleneck).
- */
-function clientLoad(): () => { cpuPercent: number; loopBusyPercent: number } {
-  const elu0 = performance.eventLoopUtilization();
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  return () => {
-    const cpu = process.cpuUsage(cpu0);
-    const wallUs = (performance.now() - t0) * 1000;
-    return {
-      cpuPercent: Math.round(((cpu.user + cpu.system) / wallUs) * 100),
-      loopBusyPercent: Math.round(performance.eventLoopUtilization(elu0).utilization * 100),
-    };
-  };
-}
-
-function rawText(data: WebSocket.RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  return Buffer.from(new Uint8Array(data)).toString('utf8');
-}
-
-// ------------------------------------------------------------------------------ a client
-
-interface Frame {
-  a?: unknown;
-  s?: unknown;
-  d?: unknown;
-  e?: unknown;
-  id?: unknown;
-}
-type OnReply = (frame: Frame, at: number) => void;
-type OnEvent = (conn: Conn, frame: Frame, at: number) => void;
-
-function describeReply(f: Frame): string {
-  if (f.s === false && typeof f.e === 'number')
-    return `error 0x${f.e.toString(16)} ${errorName(f.e) ?? '(unknown code)'}`;
-  return JSON.stringify(f).slice(0, 300);
-}
-
-/** One WebSocket client: requests carry an id and their reply (or echo) is matched by it. */
-class Conn {
-  readonly index: number;
-  readonly url: string;
-  readonly ws: WebSocket;
-  /** Resolves once open (with the time it took); rejects when the connection fails. */
-  readonly opened: Promise<number>;
-  /** Resolves when the socket is closed, whoever closed it. */
-  readonly closed: Promise<{ code: number; reason: string }>;
-  socketId = '';
-  userId = '';
-  roomId = '';
-  /** Events received that no phase was waiting for, by name. */
-  readonly otherEvents = new Map<string, number>();
-  onEvent: OnEvent | undefined;
-  #leaving = false;
-  #wasOpen = false;
-  #nextId = 1;
-  readonly #pending = new Map<number, OnReply>();
-
-  constructor(index: number, url: string, failure: Failure) {
-    this.index = index;
-    this.url = url;
-    const t0 = performance.now();
-    this.ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 10_000 });
-    this.opened = new Promise((resolve, reject) => {
-      this.ws.once('open', () => {
-        this.#wasOpen = true;
-        resolve(performance.now() - t0);
-      });
-      this.ws.once('close', () => {
-        reject(new Error(`client ${index}: ${url} closed before it opened`));
-      });
-      this.ws.once('error', (err) => {
-        reject(new Error(`client ${index}: connecting to ${url}: ${err.message}`));
-      });
-    });
-    // Handled by whoever awaits `opened`; this keeps a failure before that from going unhandled.
-    this.opened.catch(() => undefined);
-    this.ws.on('error', (err) => {
-      if (this.ws.readyState !== WebSocket.CONNECTING && !this.#leaving)
-        failure.fail(new Error(`client ${index}: socket error: ${err.message}`));
-    });
-    this.closed = new Promise((resolve) => {
-      this.ws.once('close', (code, reason) => {
-        const info = { code, reason: reason.toString('utf8') };
-        // Before `open`, the rejection of `opened` says what happened.
-        if (!this.#leaving && this.#wasOpen)
-          failure.fail(
-            new Error(
-              `client ${index}: the server closed the socket (${info.code} ${info.reason})`,
-            ),
-          );
-        for (const [id] of this.#pending)
-          if (!this.#leaving)
-            failure.fail(new Error(`client ${index}: closed with request ${id} unanswered`));
-        resolve(info);
-      });
-    });
-    this.ws.on('message', (data) => {
-      const at = performance.now();
-      const text = rawText(data);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        failure.fail(new Error(`client ${index}: a frame that is not JSON: ${text.slice(0, 200)}`));
-        return;
-      }
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-        failure.fail(new Error(`client ${index}: a frame that is not an object: ${text}`));
-        return;
-      }
-      const frame = parsed as Frame;
-      if (typeof frame.id === 'number') {
-        const onReply = this.#pending.get(frame.id);
-        if (onReply === undefined) {
-          failure.fail(new Error(`client ${index}: a reply nobody asked for: ${text}`));
-          return;
-        }
-        this.#pending.delete(frame.id);
-        onReply(frame, at);
-        return;
-      }
-      if (this.onEvent !== undefined) {
-        this.onEvent(this, frame, at);
-      } else {
-        this.countEvent(frame);
-      }
-    });
-  }
-
-  countEvent(frame: Frame): void {
-    const name = typeof frame.a === 'string' ? frame.a : '(no action)';
-    this.otherEvents.set(name, (this.otherEvents.get(name) ?? 0) + 1);
-  }
-
-  /** Send a request; `onReply` gets its reply (or its echo). Returns the send time. */
-  send(failure: Failure, a: string, d: unknown, onReply: OnReply): number {
-    const id = this.#nextId++;
-    this.#pending.set(id, onReply);
-    const t = performance.now();
-    this.ws.send(JSON.stringify({ a, d, id }), (err) => {
-      if (err instanceof Error)
-        failure.fail(new Error(`client ${this.index}: send failed: ${err.message}`));
-    });
-    return t;
-  }
-
-  async request(failure: Failure, a: string, d: unknown): Promise<{ frame: Frame; ms: number }> {
-    return await new Promise((resolve) => {
-      const t = this.send(failure, a, d, (frame, at) => {
-        resolve({ frame, ms: at - t });
-      });
-    });
-  }
-
-  /** Close with 1000 (leave now). */
-  leave(): void {
-    this.#leaving = true;
-    this.ws.close(1000, 'bench done');
-  }
-
-  terminate(): void {
-    this.#leaving = true;
-    this.ws.terminate();
-  }
-}
-
-async function connectAll(
-  urls: readonly string[],
-  opts: Options,
-  failure: Failure,
-  cleanup: Cleanup,
-  conns: Conn[],
-): Promise<number[]> {
-  cleanup.add('close the clients', async () => {
-    for (const c of conns) c.terminate();
-  });
-  const times: number[] = [];
-  const indexes = Array.from({ length: opts.clients }, (_, i) => i);
-  await pool(indexes, opts.concurrency, async (i) => {
-    const url = urls[i % urls.length] as string;
-    const conn = new Conn(i, url, failure);
-    conns[i] = conn;
-    times.push(await failure.guard(`connect client ${i} to ${url}`, opts.timeoutMs, conn.opened));
-  });
-  return times;
 }
 
 /** A relay's candidate: the same size for every message; sdpMid says who sent which one. */
@@ -536,17 +344,6 @@ function summarize(r: RoundResult) {
   };
 }
 
-async function closeAll(conns: readonly Conn[], opts: Options, failure: Failure): Promise<number> {
-  const t0 = performance.now();
-  for (const c of conns) c.leave();
-  await failure.guard(
-    'closing the sockets',
-    opts.timeoutMs,
-    Promise.all(conns.map(async (c) => await c.closed)),
-  );
-  return performance.now() - t0;
-}
-
 // ------------------------------------------------------------------------------ baseline
 
 async function runBaseline(opts: Options, failure: Failure, anomalies: string[]) {
@@ -581,7 +378,7 @@ async function runBaseline(opts: Options, failure: Failure, anomalies: string[])
     log(`baseline: ${opts.warmup} warm-up + ${opts.relays} echoes per client`);
     await round('baseline warm-up', conns, undefined, opts.warmup, opts, failure, anomalies);
     const echo = await round('baseline', conns, undefined, opts.relays, opts, failure, anomalies);
-    const closeMs = await closeAll(conns, opts, failure);
+    const closeMs = await closeAll(conns, opts.timeoutMs, failure);
     log('baseline: done');
     return {
       server: 'fastify + @fastify/websocket echo (child process)',
@@ -601,118 +398,6 @@ interface PlatformRun {
   services: ServiceProcess[];
 }
 
-/** NATS, PostgreSQL, rooms and one or two gateways; returns the gateways' /api URLs. */
-async function startOwnPlatform(
-  opts: Options,
-  failure: Failure,
-  cleanup: Cleanup,
-  run: PlatformRun,
-) {
-  // Set by the clean-up steps that stop services: exits from then on are expected.
-  let stopping = false;
-  const watch = (svc: ServiceProcess): void => {
-    watchService({ failure, services: run.services }, svc, () => stopping);
-  };
-
-  const infra: Infra = await benchInfra({ failure, cleanup });
-
-  const subjectPrefix = uniquePrefix('bench');
-  const env: Record<string, string> = {
-    NATS_URL: infra.natsUrl,
-    NATS_SUBJECT_PREFIX: subjectPrefix,
-    AUTH_HS256_SECRET: DEV_HS256_SECRET,
-    // The published development secret: a development gateway only. Every simulated client
-    // comes from one address: no per-address caps.
-    GATEWAY_DEV_TOKENS: 'true',
-    WS_MAX_CONNECTIONS_PER_IP: '1000000',
-    WS_MAX_UNJOINED_PER_IP: '1000000',
-    WS_RATE_LIMIT_PER_S: '100000',
-    WS_RATE_LIMIT_BURST: '100000',
-    // All clients connect before the joins begin: thousands of them wait longer than a real
-    // client would between its connect and its join.
-    WS_JOIN_TIMEOUT_MS: String(opts.timeoutMs),
-    WS_MAX_INFLIGHT: String(Math.max(32, opts.window + 1)),
-    ROOM_DEFAULT_CAPACITY: String(Math.max(50, opts.roomSize)),
-    // The join baseline's pool has the same size.
-    DATABASE_POOL_MAX: String(POOL_MAX),
-    // Not 'warn': ServiceProcess.start learns the port from the 'listening' line, logged at info.
-    LOG_LEVEL: 'info',
-  };
-  log(`platform: starting rooms and a gateway (subjects under "${subjectPrefix}.")`);
-  const platform: Platform = await startPlatform({
-    natsUrl: infra.natsUrl,
-    subjectPrefix,
-    pgServerUrl: infra.pgServerUrl,
-    names: ['gateway', 'rooms'],
-    env,
-  });
-  cleanup.add('stop the platform', async () => {
-    stopping = true;
-    await platform.stop();
-  });
-  failure.check();
-  const gateways = [platform.get('gateway')];
-  watch(platform.get('gateway'));
-  watch(platform.get('rooms'));
-  if (opts.gateways === 2) {
-    log('platform: starting a second gateway');
-    const gw2 = await ServiceProcess.start('gateway', { ...platform.env }, { label: 'gateway-2' });
-    cleanup.add('stop the second gateway', async () => {
-      stopping = true;
-      await gw2.stop();
-    });
-    watch(gw2);
-    failure.check();
-    await gw2.waitReady();
-    gateways.push(gw2);
-    failure.check();
-  }
-  const rooms = [platform.get('rooms')];
-  for (let i = 2; i <= opts.rooms; i++) {
-    log(`platform: starting rooms replica ${i}`);
-    const replica = await ServiceProcess.start(
-      'rooms',
-      { ...platform.env },
-      { label: `rooms-${i}` },
-    );
-    cleanup.add(`stop rooms replica ${i}`, async () => {
-      stopping = true;
-      await replica.stop();
-    });
-    watch(replica);
-    failure.check();
-    await replica.waitReady();
-    failure.check();
-    rooms.push(replica);
-  }
-  const pids = (svcs: readonly ServiceProcess[]) => (): number[] =>
-    svcs.flatMap((s) => (s.process.pid === undefined ? [] : [s.process.pid]));
-  return {
-    urls: gateways.map((g) => `ws://127.0.0.1:${g.port}/api`),
-    databaseUrl: platform.databaseUrl,
-    poolMax: POOL_MAX,
-    cpu: new CpuMeter({
-      gateway: pids(gateways),
-      rooms: pids(rooms),
-      postgres: () => pidsNamed('postgres'),
-      nats: () => pidsNamed('nats-server'),
-    }),
-    setup: {
-      started: 'here',
-      nats: infra.started.nats === undefined ? infra.natsUrl : `${infra.natsUrl} (started here)`,
-      postgres:
-        infra.started.postgres === undefined
-          ? redact(infra.pgServerUrl)
-          : `${redact(infra.pgServerUrl)} (started here)`,
-      serviceEnv: {
-        ...env,
-        DATABASE_URL: redact(platform.databaseUrl),
-        AUTH_HS256_SECRET: '(development secret)',
-      },
-    },
-  };
-}
-
 /** The clients' part against the platform: connect, relay, leave. */
 async function runPlatform(
   opts: Options,
@@ -721,15 +406,39 @@ async function runPlatform(
   cleanup: Cleanup,
   run: PlatformRun,
 ) {
+  const capacity = Math.max(50, opts.roomSize);
   const own =
-    opts.urls.length > 0 ? undefined : await startOwnPlatform(opts, failure, cleanup, run);
+    opts.urls.length > 0
+      ? undefined
+      : await startSignalingPlatform(
+          {
+            gateways: opts.gateways,
+            rooms: opts.rooms,
+            joinWaitMs: opts.timeoutMs,
+            maxInflight: Math.max(32, opts.window + 1),
+            roomCapacity: capacity,
+          },
+          { failure, cleanup, services: run.services },
+        );
   const urls = own?.urls ?? opts.urls;
   const setup = own?.setup ?? { started: 'elsewhere' };
   // The join baseline runs against the platform's own database, before the platform's joins.
   const joinTx =
     own !== undefined && opts.baseline
-      ? await runJoinTx(own.databaseUrl, own.poolMax, opts, failure)
+      ? await runJoinTx(
+          {
+            databaseUrl: own.databaseUrl,
+            poolMax: own.poolMax,
+            joins: opts.clients,
+            roomSize: opts.roomSize,
+            capacity,
+            concurrency: opts.concurrency,
+            timeoutMs: opts.timeoutMs,
+          },
+          failure,
+        )
       : undefined;
+  own?.rss.mark('idle');
 
   const runTag = randomBytes(4).toString('hex');
   const rooms = opts.clients / opts.roomSize;
@@ -745,6 +454,7 @@ async function runPlatform(
   log(`platform: connecting ${opts.clients} clients to ${urls.join(' and ')}`);
   const conns: Conn[] = [];
   const connect = await connectAll(urls, opts, failure, cleanup, conns);
+  own?.rss.mark('connected');
 
   log(`platform: ${opts.clients} joins into ${rooms} rooms of ${opts.roomSize}`);
   const joinMs: number[] = [];
@@ -780,6 +490,7 @@ async function runPlatform(
   const joinSeconds = (performance.now() - joinT0) / 1000;
   const joinClient = joinLoad();
   const joinCpuMs = joinCpu?.();
+  own?.rss.mark('joined');
   for (const [roomId, size] of roomSizeSeen)
     if (size !== opts.roomSize)
       anomalies.push(`${roomId}: the largest roomSize a joinR reported was ${size}`);
@@ -832,11 +543,9 @@ async function runPlatform(
   );
   for (const c of conns) c.onEvent = undefined;
   const rest = conns.filter((c) => !leavers.includes(c));
-  const closeMs = await closeAll(rest, opts, failure);
-
-  const otherEvents: Record<string, number> = {};
-  for (const c of conns)
-    for (const [name, n] of c.otherEvents) otherEvents[name] = (otherEvents[name] ?? 0) + n;
+  const closeMs = await closeAll(rest, opts.timeoutMs, failure);
+  const memory =
+    own === undefined ? undefined : gatewayMemory(own.rss.stop(), own.gatewayNames, opts);
   log('platform: done');
   return {
     gateways: urls,
@@ -857,63 +566,36 @@ async function runPlatform(
     },
     joinTx,
     leave: { eventLeaveMs: stats(leaveMs), closeRestMs: Math.round(closeMs), left: rest.length },
-    otherEvents,
+    /** Resident memory of each gateway process (VmRSS, MiB; sampled every 50 ms). */
+    memory,
+    otherEvents: otherEvents(conns),
   };
-}
-
-/** CPU used per unit of work, rounded to 3 significant digits (`scale`: 1000 for µs from ms). */
-function perUnit(
-  used: Record<string, number> | undefined,
-  units: number,
-  scale: number,
-): Record<string, number> | undefined {
-  if (used === undefined || units === 0) return undefined;
-  return Object.fromEntries(
-    Object.entries(used).map(([k, ms]) => [k, Number(((ms * scale) / units).toPrecision(3))]),
-  );
 }
 
 /**
- * `baseline.joinTx`: the same number of joins, rooms and concurrency as the platform's, done
- * as a bare pg transaction by a child process (bench/lib/join-tx.ts) with the rooms service's
- * pool size, against the platform's database.
+ * Each gateway's VmRSS: before the clients connected, after all joins, the largest sampled
+ * (and VmHWM), and what a joined session added, KiB (its clients are 1/gateways of them).
  */
-async function runJoinTx(databaseUrl: string, poolMax: number, opts: Options, failure: Failure) {
-  log(`baseline: ${opts.clients} join transactions with bare pg (pool ${poolMax})`);
-  const child = new ManagedProcess(
-    'join-tx',
-    NODE,
-    [
-      fileURLToPath(new URL('lib/join-tx.ts', import.meta.url)),
-      JSON.stringify({
-        databaseUrl,
-        joins: opts.clients,
-        roomSize: opts.roomSize,
-        concurrency: opts.concurrency,
-        poolMax,
-        tag: randomBytes(4).toString('hex'),
-      }),
-    ],
-    { cwd: ROOT },
+function gatewayMemory(rss: RssResult, names: readonly string[], opts: Options) {
+  return Object.fromEntries(
+    names.map((name) => {
+      const idle = rss.marks['idle']?.[name] ?? NaN;
+      const joined = rss.marks['joined']?.[name] ?? NaN;
+      const sessions = Math.ceil(opts.clients / names.length);
+      return [
+        name,
+        {
+          idleMiB: idle,
+          connectedMiB: rss.marks['connected']?.[name] ?? NaN,
+          joinedMiB: joined,
+          peakMiB: rss.peakMiB[name] ?? NaN,
+          hwmMiB: rss.hwmMiB[name] ?? NaN,
+          sessions,
+          kibPerSession: Math.round(((joined - idle) * 1024) / sessions),
+        },
+      ];
+    }),
   );
-  const pgCpu = new CpuMeter({ postgres: () => pidsNamed('postgres') }).start();
-  const line = await failure.guard(
-    'the join baseline',
-    opts.timeoutMs,
-    child.waitForLine(/"msg":"result"/, opts.timeoutMs),
-  );
-  const used = pgCpu();
-  const exit = await child.exited;
-  if (exit.code !== 0) throw new Error(`join baseline: exit ${exit.code}:\n${child.output()}`);
-  const r = JSON.parse(line) as { ms: number[]; seconds: number; cpuMs: number };
-  return {
-    what: 'BEGIN; room insert-or-lock; count; session insert; outbox events; COMMIT (node-postgres)',
-    poolMax,
-    ms: stats(r.ms),
-    seconds: Math.round(r.seconds * 1000) / 1000,
-    perSecond: Math.round(opts.clients / r.seconds),
-    cpuMsPerJoin: perUnit({ client: r.cpuMs, postgres: used['postgres'] ?? 0 }, opts.clients, 1),
-  };
 }
 
 // ---------------------------------------------------------------------------------- report
@@ -929,13 +611,6 @@ function goalText(g: ReturnType<typeof goals>): string {
       `join p50 ${v(g.joinLatency)}× (goal ≤ 2 at --concurrency 1; this run: ${g.concurrency}), ` +
       `relays/s ${v(g.relayThroughput)} (goal ≥ 0.5 with 2 gateways; this run: ${g.gateways})`,
   ].join('\n');
-}
-
-function cpuText(perProcess: Record<string, number> | undefined): string {
-  if (perProcess === undefined) return '—';
-  return Object.entries(perProcess)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
 }
 
 /** The issue's goals, as ratios of this run's figures (undefined: not measured here). */
@@ -957,13 +632,6 @@ function goals(
     concurrency: opts.concurrency,
     gateways: opts.gateways,
   };
-}
-
-function fmt(s: Stats | undefined, max = false): string {
-  if (s === undefined) return '—';
-  const f = (x: number): string =>
-    x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
-  return max ? `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}` : `${f(s.p50)} / ${f(s.p99)}`;
 }
 
 function report(
@@ -1016,6 +684,11 @@ function report(
       p((r) => `${r.leave.closeRestMs} (${r.leave.left} sockets)`),
       b((r) => `${r.closeAllMs} (${opts.clients} sockets)`),
     ],
+    ...Object.entries(platform?.memory ?? {}).map(([name, m]): [string, string, string] => [
+      `${name} RSS, MiB (idle / joined / peak)`,
+      `${m.idleMiB} / ${m.joinedMiB} / ${m.hwmMiB} (${m.kibPerSession} KiB per session)`,
+      na,
+    ]),
   ];
   const head: [string, string, string] = [
     '',
@@ -1048,6 +721,11 @@ function report(
     'join: the platform from sending join to joinR; the baseline one bare pg transaction.',
     'relay → peer: from sending exchangeCandidate to the peer receiving eventExchangeCandidate.',
     'The clients run in this one process; its CPU use shows whether they were the bottleneck.',
+    ...(platform?.memory === undefined
+      ? []
+      : [
+          "RSS: VmRSS before the clients connected and after all joins; peak: VmHWM (the kernel's).",
+        ]),
   ].join('\n');
 }
 

@@ -139,6 +139,47 @@ export function stats(samples: readonly number[]): Stats | undefined {
   };
 }
 
+/**
+ * Stats of the first and of the last `n` samples in their order (each at most half of them):
+ * how a figure changed over a run, such as joins as their room grows.
+ */
+export function ends(
+  samples: readonly number[],
+  n: number,
+): { n: number; first: Stats | undefined; last: Stats | undefined } {
+  const k = Math.min(n, Math.floor(samples.length / 2));
+  if (k === 0) return { n: 0, first: undefined, last: undefined };
+  return { n: k, first: stats(samples.slice(0, k)), last: stats(samples.slice(-k)) };
+}
+
+/** `p50 / p99` (with `max`: `p50 / p99 / max`) of latencies in ms, to 3 significant digits. */
+export function fmt(s: Stats | undefined, max = false): string {
+  if (s === undefined) return '—';
+  const f = (x: number): string =>
+    x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+  return max ? `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}` : `${f(s.p50)} / ${f(s.p99)}`;
+}
+
+/** CPU used per unit of work, rounded to 3 significant digits (`scale`: 1000 for µs from ms). */
+export function perUnit(
+  used: Record<string, number> | undefined,
+  units: number,
+  scale: number,
+): Record<string, number> | undefined {
+  if (used === undefined || units === 0) return undefined;
+  return Object.fromEntries(
+    Object.entries(used).map(([k, ms]) => [k, Number(((ms * scale) / units).toPrecision(3))]),
+  );
+}
+
+/** `name value, name value` of figures per process (— when not measured). */
+export function cpuText(perProcess: Record<string, number> | undefined): string {
+  if (perProcess === undefined) return '—';
+  return Object.entries(perProcess)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+}
+
 /** What a benchmark's body gets: the run's failure, its clean-up steps, and failed checks. */
 export interface BenchRun {
   failure: Failure;

@@ -1,14 +1,15 @@
 /**
- * The join baseline of `bench/signaling.ts` (`baseline.joinTx`): the membership change a join
- * makes, done directly with node-postgres from a bare process — the room's row created or
- * locked, its size and the user's sessions counted under the lock, the session inserted,
- * room.created (a new room) and room.join written to the outbox with the room's next
- * sequence numbers, in one transaction of separate statements (BEGIN … COMMIT), as an
+ * The join baseline of `bench/signaling.ts` and `bench/room.ts` (`joinTx`): the membership
+ * change a join makes, done directly with node-postgres from a bare process — the room's row
+ * created or locked, its size and the user's sessions counted under the lock, the session
+ * inserted, room.created (a new room) and room.join written to the outbox with the room's
+ * next sequence numbers, in one transaction of separate statements (BEGIN … COMMIT), as an
  * application without the platform would write it. No NATS, no gateway, no rooms service.
  *
- * Usage: node bench/lib/join-tx.ts '<json>' with {databaseUrl, joins, roomSize, concurrency,
- * poolMax, tag}. Rooms are `jointx-<tag>-<n>` of `roomSize` sessions each; their events are
- * written as already published (the rooms service's outbox relay leaves them alone), and
+ * Usage: node bench/lib/join-tx.ts '<json>' with {databaseUrl, joins, roomSize, capacity,
+ * concurrency, poolMax, tag}. Rooms are `jointx-<tag>-<n>` of `roomSize` sessions each, which
+ * admit `capacity` (the platform's ROOM_DEFAULT_CAPACITY, checked the same way); their events
+ * are written as already published (the rooms service's outbox relay leaves them alone), and
  * everything is deleted again at the end. Prints one JSON line: {msg: "result", ms: [...],
  * seconds, cpuMs}.
  */
@@ -20,12 +21,14 @@ interface Args {
   databaseUrl: string;
   joins: number;
   roomSize: number;
+  capacity: number;
   concurrency: number;
   poolMax: number;
   tag: string;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+const GATEWAY = `jointx-${args.tag}`;
 const pool = new pg.Pool({ connectionString: args.databaseUrl, max: args.poolMax });
 
 const EVENT = `
@@ -59,15 +62,16 @@ async function join(i: number): Promise<void> {
        FROM sessions WHERE room_id = $1`,
       [roomId, userId],
     );
-    const capacity = room.rows[0]?.capacity ?? 50;
+    const capacity = room.rows[0]?.capacity ?? args.capacity;
     const size = counts.rows[0]?.size ?? 0;
     if (size >= capacity || (counts.rows[0]?.mine ?? 0) >= 4) throw new Error('refused');
     await c.query(
       `INSERT INTO sessions (socket_id, room_id, user_id, platform, gateway_id, connection_id,
          state, joined_at, attached_at, last_seen, resume_hash, token_expires_at, grants, hidden)
-       VALUES ($1, $2, $3, 'Web', 'jointx', $4, 'ACTIVE', now(), now(), now(), $5,
-         now() + interval '1 hour', $6::jsonb, false)`,
-      [socketId, roomId, userId, randomBytes(16).toString('hex'), 'x'.repeat(64), '{}'],
+       SELECT $1, $2, $3, 'Web', $7, $4, 'ACTIVE', t, t, t, $5, t + interval '1 hour', $6::jsonb,
+         false
+       FROM (SELECT now() AT TIME ZONE 'UTC' AS t) now_utc`,
+      [socketId, roomId, userId, randomBytes(16).toString('hex'), 'x'.repeat(64), '{}', GATEWAY],
     );
     if (room.rows[0]?.inserted === true) await event(c, roomId, 'room.created', { roomId });
     await event(c, roomId, 'room.join', {
@@ -97,6 +101,21 @@ await Promise.all(
   for (const c of clients) c.release();
 });
 
+// The sessions' gateway, alive as the platform's are (they beat every GATEWAY_HEARTBEAT_MS):
+// else the rooms service's sweeper takes them for sessions of a dead gateway after
+// GATEWAY_DEAD_AFTER_MS and ends them after RECONNECT_WINDOW_MS, in the middle of a long
+// baseline (10,000 joins into one room take a minute), competing with it for the room.
+const HEARTBEAT = `INSERT INTO gateways (id, started_at, last_seen)
+  VALUES ($1, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC')
+  ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen`;
+await pool.query(HEARTBEAT, [GATEWAY]);
+const heartbeat = setInterval(() => {
+  pool.query(HEARTBEAT, [GATEWAY]).catch((err: unknown) => {
+    process.stderr.write(`join-tx: heartbeat failed: ${String(err)}\n`);
+    process.exitCode = 1;
+  });
+}, 1000);
+
 const ms: number[] = [];
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
@@ -112,6 +131,7 @@ await Promise.all(
   }),
 );
 const seconds = (performance.now() - t0) / 1000;
+clearInterval(heartbeat);
 const cpu = process.cpuUsage(cpu0);
 
 // Reported before the clean-up, while the connections' server processes still run (the
@@ -122,4 +142,5 @@ process.stdout.write(
 await pool.query(`DELETE FROM rooms WHERE id LIKE $1`, [`jointx-${args.tag}-%`]);
 await pool.query(`DELETE FROM room_events WHERE room_id LIKE $1`, [`jointx-${args.tag}-%`]);
 await pool.query(`DELETE FROM room_sequences WHERE room_id LIKE $1`, [`jointx-${args.tag}-%`]);
+await pool.query(`DELETE FROM gateways WHERE id = $1`, [GATEWAY]);
 await pool.end();
