@@ -131,6 +131,40 @@ describe('who is in the room', () => {
     expect(r2.s).toBe(false);
   });
 
+  it('joins at once: each member hears of every other exactly once, in joinR or in an eventJoin', async () => {
+    const room = 'members-crowd';
+    // Twenty joins in flight together through both gateways: broadcasts of earlier joins
+    // reach a joiner's gateway while its own join is in progress.
+    const crowd = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        join(i % 2 === 0 ? 'gw1' : 'gw2', room, `crowd-${i}`, {}),
+      ),
+    );
+    const everyone = crowd.map((m) => m.reply.socketId);
+    for (const [i, m] of crowd.entries()) {
+      const others = everyone.filter((id) => id !== m.reply.socketId);
+      // Every other member arrives once: listed in joinR, or told in an eventJoin after it.
+      await m.c.waitFor(
+        () =>
+          m.reply.sessions.length +
+            m.c.events('eventJoin').filter((f) => (f.d as { roomId: string }).roomId === room)
+              .length >=
+          others.length,
+        10_000,
+        `crowd-${i} to hear of all`,
+      );
+    }
+    // A second eventJoin for someone would come right after: give it the time to.
+    await sleep(300);
+    for (const [i, m] of crowd.entries()) {
+      const others = everyone.filter((id) => id !== m.reply.socketId);
+      const told = m.c.events('eventJoin').map((f) => (f.d as { socketId: string }).socketId);
+      const heard = [...m.reply.sessions.map((s) => s.socketId), ...told];
+      expect(heard.toSorted(), `crowd-${i}`).toEqual(others.toSorted());
+    }
+    for (const m of crowd) m.c.close(1000);
+  });
+
   it('a room bigger than one reply: joinR lists the first page, listMembers the rest', async () => {
     await sp.bus.request(RoomsAdmin.createRoom, {
       roomId: 'room-big',

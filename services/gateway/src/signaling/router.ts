@@ -9,7 +9,9 @@
  *   resynced — its local members get eventRoomState, the room as it is now — as every room
  *   is after this gateway was cut off from NATS. In order, they go to the batcher (encoded
  *   once; a big room's batched, see batcher.ts): anything else for a member of a room goes
- *   through `#direct`, which writes the room's queued broadcasts first.
+ *   through `#direct`, which writes the room's queued broadcasts first. A joiner becomes a
+ *   member once the room here is delivered up to its reply's number: broadcasts its joinR
+ *   already reflects are not written to it (each member hears of another exactly once).
  * - Relays to one socket: one subscription per socket held, `<p>.sig.sock.<socketId>.*`;
  *   the last token is the sender's room, and a relay from another room is refused, so a
  *   socketId alone never reaches across rooms. Its reply names the gateway that holds the
@@ -86,6 +88,13 @@ interface RoomFanout {
   readonly roomId: string;
   sub: BusSubscription;
   readonly members: Set<string>;
+  /**
+   * Sockets attached here that are not members yet, with the broadcasts that came meanwhile:
+   * their join (or resume) is not answered yet, or it was at a broadcast number (`floor`) the
+   * room here has not delivered up to (the reply overtook broadcasts before it). A joinR
+   * reflects every number up to its own: only later broadcasts are written to its socket.
+   */
+  readonly joining: Map<string, Joining>;
   /** The last broadcast number delivered (undefined until the first member's reply told it). */
   seq: number | undefined;
   /** The highest number seen before `seq` was known. */
@@ -96,6 +105,13 @@ interface RoomFanout {
   syncing: boolean;
   /** Told to go again when a sync was asked for during one. */
   again: boolean;
+}
+
+interface Joining {
+  /** Broadcasts fanned out since it attached, in order. */
+  readonly meanwhile: RoomBroadcast[];
+  /** Once answered: its connection and its reply's number (what its reply reflects). */
+  answered?: { conn: Attachable; floor: number | undefined };
 }
 
 /** How long a gap in a room's broadcast numbers may last before the room is resynced. */
@@ -237,6 +253,12 @@ export class Router {
           // the room's sequence goes on from.
           room.seq = Math.max(roomSeq, room.seenBeforeSeq);
         }
+        const joining = room?.joining.get(socketId);
+        if (room !== undefined && joining !== undefined) {
+          joining.answered = { conn, floor: roomSeq };
+          this.#admit(room);
+          if (room.joining.get(socketId) === joining) this.#awaitGap(room);
+        }
         if (previous !== undefined && previous.sub !== sub) {
           previous.sub.unsubscribe();
           this.#leave(previous.roomId, socketId);
@@ -250,11 +272,11 @@ export class Router {
           this.#release(socketId, conn);
           return;
         }
+        this.#sockets.set(socketId, previous);
         if (ownSub) {
           sub.unsubscribe();
           this.#leave(roomId, socketId);
         }
-        this.#sockets.set(socketId, previous);
       },
     };
   }
@@ -549,6 +571,7 @@ export class Router {
         roomId,
         sub,
         members: new Set<string>(),
+        joining: new Map(),
         seq: undefined,
         seenBeforeSeq: 0,
         held: new Map(),
@@ -558,38 +581,76 @@ export class Router {
       };
       this.#rooms.set(roomId, room);
     }
-    if (room.members.has(socketId)) return;
-    this.#batcher.memberAdded(roomId, socketId);
-    room.members.add(socketId);
+    if (room.members.has(socketId) || room.joining.has(socketId)) return;
+    room.joining.set(socketId, { meanwhile: [] });
+  }
+
+  /**
+   * Answered joiners become members once the room here has delivered up to their reply's
+   * number, and get what came meanwhile that their reply does not already reflect (held by
+   * their connection until that reply is written). Without this a joiner heard again of
+   * members its joinR listed: broadcasts sent before its reply but read after it.
+   */
+  #admit(room: RoomFanout): void {
+    for (const [socketId, j] of room.joining) {
+      const a = j.answered;
+      if (a === undefined) continue;
+      if (a.floor !== undefined && (room.seq === undefined || room.seq < a.floor)) continue;
+      room.joining.delete(socketId);
+      this.#batcher.memberAdded(room.roomId, socketId);
+      room.members.add(socketId);
+      for (const msg of j.meanwhile) {
+        if (msg.except === socketId) continue;
+        if (msg.seq !== undefined && a.floor !== undefined && msg.seq <= a.floor) continue;
+        a.conn.deliver(msg.event);
+        for (const e of msg.more ?? []) a.conn.deliver(e);
+      }
+    }
+  }
+
+  /** A broadcast of `room`, in order: to its members (batched or not), kept for joiners. */
+  #fanOut(room: RoomFanout, msg: RoomBroadcast): void {
+    this.#batcher.fanOut(room, msg);
+    if (room.joining.size === 0) return;
+    for (const j of room.joining.values()) j.meanwhile.push(msg);
+    if (msg.seq !== undefined) this.#admit(room);
   }
 
   /** A room broadcast: in its number's order, after a gap only once resolved (see above). */
   #onBroadcast(roomId: string, room: RoomFanout, msg: RoomBroadcast): void {
     const seq = msg.seq;
     if (seq === undefined) {
-      this.#batcher.fanOut(room, msg);
+      this.#fanOut(room, msg);
       return;
     }
     if (room.seq === undefined) {
       room.seenBeforeSeq = Math.max(room.seenBeforeSeq, seq);
-      this.#batcher.fanOut(room, msg);
+      this.#fanOut(room, msg);
       return;
     }
     if (seq <= room.seq) return; // already delivered, or in a resync's state
     if (seq === room.seq + 1 && !room.syncing) {
       room.seq = seq;
-      this.#batcher.fanOut(room, msg);
+      this.#fanOut(room, msg);
       this.#drainHeld(room);
       return;
     }
     if (room.held.size >= MAX_HELD) room.held.clear();
     room.held.set(seq, msg);
-    if (!room.syncing && room.gapTimer === undefined) {
-      room.gapTimer = setTimeout(() => {
-        room.gapTimer = undefined;
-        if (room.held.size > 0 && this.#rooms.get(roomId) === room) this.#sync(roomId, room);
-      }, GAP_WAIT_MS);
-    }
+    this.#awaitGap(room);
+  }
+
+  /**
+   * Numbers are missing (broadcasts held after a gap, or a joiner answered at a number not
+   * delivered here yet): if they do not come within GAP_WAIT_MS, the room is resynced.
+   */
+  #awaitGap(room: RoomFanout): void {
+    if (room.syncing || room.gapTimer !== undefined) return;
+    room.gapTimer = setTimeout(() => {
+      room.gapTimer = undefined;
+      if (this.#rooms.get(room.roomId) !== room) return;
+      if (room.held.size > 0 || answeredWaiting(room)) this.#sync(room.roomId, room);
+    }, GAP_WAIT_MS);
   }
 
   /** Deliver held broadcasts that follow on; past a resync, a gap left is accepted. */
@@ -609,9 +670,9 @@ export class Router {
       if (next === undefined) break;
       room.held.delete(room.seq + 1);
       room.seq += 1;
-      this.#batcher.fanOut(room, next);
+      this.#fanOut(room, next);
     }
-    if (room.held.size === 0 && room.gapTimer !== undefined) {
+    if (room.held.size === 0 && !answeredWaiting(room) && room.gapTimer !== undefined) {
       clearTimeout(room.gapTimer);
       room.gapTimer = undefined;
     }
@@ -664,6 +725,7 @@ export class Router {
           const state = await this.#bus.request(Rooms.roomState, { roomId }, { signal });
           if (this.#rooms.get(roomId) !== room) return;
           room.seq = Math.max(room.seq ?? 0, state.roomSeq);
+          this.#admit(room);
           // What was queued before the state goes first; the state then replaces it.
           this.#batcher.flush(roomId);
           for (const member of room.members) {
@@ -696,13 +758,20 @@ export class Router {
     const att = this.#sockets.get(socketId);
     if (att?.roomId === roomId) return;
     room.members.delete(socketId);
-    if (room.members.size === 0) {
+    room.joining.delete(socketId);
+    if (room.members.size === 0 && room.joining.size === 0) {
       room.sub.unsubscribe();
       if (room.gapTimer !== undefined) clearTimeout(room.gapTimer);
       this.#batcher.drop(roomId);
       this.#rooms.delete(roomId);
     }
   }
+}
+
+/** Whether a joiner of `room` was answered at a number not delivered here yet. */
+function answeredWaiting(room: RoomFanout): boolean {
+  for (const j of room.joining.values()) if (j.answered !== undefined) return true;
+  return false;
 }
 
 /** Functions, so narrowing across awaits cannot fool the checker. */
