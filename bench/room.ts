@@ -828,7 +828,7 @@ function report(opts: Options, r: Result, load: { start: number[]; end: number[]
     ['  first join → all know all, ms', int(p.totalMs), '—'],
     [
       '  frames / MB received (all clients)',
-      `${int(p.frames)} / ${(p.bytes / 1e6).toFixed(1)} (${int(p.events.heard + p.events.alreadyCounted)} eventJoin${p.batches > 0 ? `, ${int(p.batches)} eventBatch` : ''})`,
+      `${int(p.frames)} / ${(p.bytes / 1e6).toFixed(1)} (${int(p.events.heard + p.events.alreadyCounted)} eventJoin, ${int(p.events.alreadyCounted)} of them already in joinR${p.batches > 0 ? `, ${int(p.batches)} eventBatch` : ''})`,
       '—',
     ],
     [
