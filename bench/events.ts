@@ -29,7 +29,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import {
-  DEV_HS256_SECRET,
   ServiceProcess,
   mintToken,
   postgresBinDir,
@@ -68,7 +67,7 @@ import {
   type Failure,
   type Stats,
 } from './lib/cli.ts';
-import { benchInfra, watchService } from './lib/infra.ts';
+import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './lib/infra.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -765,14 +764,7 @@ async function setup(run: BenchRun): Promise<Setup> {
     pgServerUrl: infra.pgServerUrl,
     names: ['gateway', 'rooms'],
     env: {
-      AUTH_HS256_SECRET: DEV_HS256_SECRET,
-      // The published development secret: a development gateway only. Every simulated client
-      // comes from one address: no per-address caps.
-      GATEWAY_DEV_TOKENS: 'true',
-      WS_MAX_CONNECTIONS_PER_IP: '1000000',
-      WS_MAX_UNJOINED_PER_IP: '1000000',
-      WS_RATE_LIMIT_PER_S: '100000',
-      WS_RATE_LIMIT_BURST: '100000',
+      ...BENCH_GATEWAY_ENV,
       LOG_LEVEL: 'info',
     },
   });

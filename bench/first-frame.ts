@@ -34,7 +34,6 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  DEV_HS256_SECRET,
   ServiceProcess,
   mintToken,
   redact,
@@ -75,7 +74,7 @@ import {
   type BrowserContext,
   type Page,
 } from './lib/first-frame-pages.ts';
-import { benchInfra, watchService } from './lib/infra.ts';
+import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './lib/infra.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -206,14 +205,7 @@ async function startOwnPlatform(failure: Failure, cleanup: Cleanup, services: Se
 
   const subjectPrefix = uniquePrefix('benchff');
   const env: Record<string, string> = {
-    AUTH_HS256_SECRET: DEV_HS256_SECRET,
-    // The published development secret: a development gateway only. Every simulated client
-    // comes from one address: no per-address caps.
-    GATEWAY_DEV_TOKENS: 'true',
-    WS_MAX_CONNECTIONS_PER_IP: '1000000',
-    WS_MAX_UNJOINED_PER_IP: '1000000',
-    WS_RATE_LIMIT_PER_S: '100000',
-    WS_RATE_LIMIT_BURST: '100000',
+    ...BENCH_GATEWAY_ENV,
     MEDIASOUP_WORKERS: '1',
     // Not 'warn': ServiceProcess.start learns the port from the 'listening' line, logged at info.
     LOG_LEVEL: 'info',

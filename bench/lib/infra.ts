@@ -1,6 +1,26 @@
 /** The infrastructure and services of a benchmark run. */
-import { ensureInfra, withDatabase, type Infra, type ServiceProcess } from '@switchboard/devstack';
+import {
+  DEV_HS256_SECRET,
+  ensureInfra,
+  withDatabase,
+  type Infra,
+  type ServiceProcess,
+} from '@switchboard/devstack';
 import { Interrupted, log, type BenchRun } from './cli.ts';
+
+/**
+ * The gateway settings of every benchmark's own platform: tokens signed with the published
+ * development secret (a development gateway only), and no per-address caps or rate limits,
+ * since every simulated client comes from one address.
+ */
+export const BENCH_GATEWAY_ENV = {
+  AUTH_HS256_SECRET: DEV_HS256_SECRET,
+  GATEWAY_DEV_TOKENS: 'true',
+  WS_MAX_CONNECTIONS_PER_IP: '1000000',
+  WS_MAX_UNJOINED_PER_IP: '1000000',
+  WS_RATE_LIMIT_PER_S: '100000',
+  WS_RATE_LIMIT_BURST: '100000',
+} as const;
 
 /**
  * NATS and PostgreSQL: NATS with authentication (started for the run, or NATS_URL with

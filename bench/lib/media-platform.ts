@@ -9,7 +9,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  DEV_HS256_SECRET,
   ServiceProcess,
   ensureInfra,
   mediasoupWorkerPids,
@@ -21,6 +20,7 @@ import {
   type Platform,
 } from '@switchboard/devstack';
 import WebSocket from 'ws';
+import { BENCH_GATEWAY_ENV } from './infra.ts';
 import { procRunTimeMs } from './proc-cpu.ts';
 import {
   rtpParametersOf,
@@ -139,15 +139,8 @@ export class PlatformScenario implements Scenario {
           : withDatabase(configuredDb, 'postgres'),
     });
     const env = {
-      AUTH_HS256_SECRET: DEV_HS256_SECRET,
-      // The published development secret: a development gateway only. Every simulated client
-      // comes from one address: no per-address caps.
-      GATEWAY_DEV_TOKENS: 'true',
-      WS_MAX_CONNECTIONS_PER_IP: '1000000',
-      WS_MAX_UNJOINED_PER_IP: '1000000',
+      ...BENCH_GATEWAY_ENV,
       ROOM_DEFAULT_CAPACITY: '100000',
-      WS_RATE_LIMIT_PER_S: '100000',
-      WS_RATE_LIMIT_BURST: '100000',
       MEDIA_PLAIN_TRANSPORTS: 'true',
       MEDIASOUP_WORKER_MAX_LOAD: '100000',
       LOG_LEVEL: 'info',

@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import {
-  DEV_HS256_SECRET,
   ManagedProcess,
   NODE,
   ROOT,
@@ -19,7 +18,7 @@ import {
   type Platform,
 } from '@switchboard/devstack';
 import { ends, log, perUnit, stats, type BenchRun, type Failure } from './cli.ts';
-import { benchInfra, watchService } from './infra.ts';
+import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './infra.ts';
 import { CpuMeter, pidsNamed } from './proc-cpu.ts';
 import { RssSampler } from './proc-mem.ts';
 
@@ -66,14 +65,7 @@ export async function startSignalingPlatform(
   const env: Record<string, string> = {
     NATS_URL: infra.natsUrl,
     NATS_SUBJECT_PREFIX: subjectPrefix,
-    AUTH_HS256_SECRET: DEV_HS256_SECRET,
-    // The published development secret: a development gateway only. Every simulated client
-    // comes from one address: no per-address caps.
-    GATEWAY_DEV_TOKENS: 'true',
-    WS_MAX_CONNECTIONS_PER_IP: '1000000',
-    WS_MAX_UNJOINED_PER_IP: '1000000',
-    WS_RATE_LIMIT_PER_S: '100000',
-    WS_RATE_LIMIT_BURST: '100000',
+    ...BENCH_GATEWAY_ENV,
     // All clients connect before the joins begin: thousands of them wait longer than a real
     // client would between its connect and its join.
     WS_JOIN_TIMEOUT_MS: String(opts.joinWaitMs),
