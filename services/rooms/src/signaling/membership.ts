@@ -88,7 +88,7 @@ const MEMBERS: Statement = {
       sb_member_cursor(joined_at, socket_id) AS cursor
     FROM sessions
     WHERE room_id = $1 AND NOT hidden AND socket_id <> $2
-      AND (floor(extract(epoch FROM joined_at) * 1000)::bigint, socket_id) > ($3::bigint, $4::text)
+      AND (joined_at, socket_id) > ('epoch'::timestamp + $3::bigint * interval '1 ms', $4::text)
     ORDER BY joined_at, socket_id LIMIT $5`,
 };
 const LEAVE: Statement = {
