@@ -12,10 +12,12 @@
  *    service starts with ROOM_LIVE_INTERVAL_MS short, and `<p>.room.live` is watched for T
  *    whole ticks (a tick's messages share `ts`, when it began reading): each tick from its
  *    `ts` to its last message, and rooms per second; meanwhile the resident memory of the
- *    rooms and events service processes is sampled from /proc. Baselines: the same
- *    `Rooms.liveRooms` page loop without publishing — what the rooms service and PostgreSQL
- *    cost — and publishing the same messages from this process on a subject of its own, page
- *    by page with a flush after each as the service does — what NATS costs.
+ *    rooms and events service processes is sampled from /proc. Baselines, the bare parts:
+ *    every member read from PostgreSQL by a plain `pg` client in this process (in room and
+ *    socketId order, through a cursor, in one read-only transaction) and made into the same
+ *    messages — what the database costs — and publishing those messages from this process on
+ *    a subject of its own, in batches with a flush after each as the rooms service does —
+ *    what NATS costs.
  *
  * Prints a table and writes it, with every figure, to
  * <ARTIFACTS_DIR>/bench/events-<timestamp>.json. Exit 0 on success; 1 on any failure or
@@ -37,16 +39,8 @@ import {
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
-import { headers as natsHeaders } from '@nats-io/transport-node';
-import {
-  BusHeaders,
-  MEMBER_LIST_MAX_BYTES,
-  Rooms,
-  roomEvent,
-  roomEventSubject,
-  type RoomEvent,
-  type RpcReply,
-} from '@switchboard/protocol';
+import { MEMBER_LIST_MAX_BYTES, roomEvent, roomEventSubject } from '@switchboard/protocol';
+import pg from 'pg';
 import WebSocket from 'ws';
 // The bus is not a dependency of the root package; the tests import services' sources the
 // same way.
@@ -348,12 +342,11 @@ async function joinPhase(opts: Options, p: Setup, failure: Failure, anomalies: s
 
 // ------------------------------------------------------------------------- 2. room.live
 
-type LivePayload = RoomEvent<'room.live'>;
-type LivePage = RpcReply<typeof Rooms.liveRooms>;
-
 const BIG_ROOM = 'bench-live-big';
-/** Rooms a liveRooms page asks for, as the events service does (services/events/src/live.ts). */
-const LIVE_PAGE = 2000;
+/** Rows a FETCH of the bare read takes, and messages a published batch has. */
+const LIVE_BATCH = 2000;
+/** A room's members' bytes in one message at most (the rooms service's bound). */
+const LIVE_PART_BYTES = MEMBER_LIST_MAX_BYTES - 2048;
 
 /**
  * Insert `rooms` rooms of one ACTIVE session each, and one of `big` sessions (if any), on a
@@ -388,46 +381,83 @@ async function insertRooms(databaseUrl: string, rooms: number, big: number): Pro
 }
 
 /**
- * The liveRooms page loop of LiveSnapshots.publishAll, without publishing: its pages, each
- * room as the messages the service makes of it (a room cut by a page in numbered parts).
+ * The bare read: every member in (room_id, socket_id) order, through a cursor of a plain pg
+ * client in one read-only transaction, LIVE_BATCH rows a FETCH, each room made into its
+ * room.live message (JSON.stringify; a room whose members pass LIVE_PART_BYTES in parts) —
+ * in batches of LIVE_BATCH messages, kept when `keep`.
  */
-async function pageLoop(bus: Bus, keep: boolean) {
-  const pages: LivePayload[][] = [];
-  const pageMs: number[] = [];
-  const t0 = performance.now();
-  const ts = Date.now();
-  let next: LivePage['next'];
-  let part = 0;
+async function bareRead(databaseUrl: string, ts: number, keep: boolean) {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  const batches: string[][] = [];
+  let out: string[] = [];
   let rooms = 0;
   let messages = 0;
-  do {
-    const p0 = performance.now();
-    const page = await bus.request(Rooms.liveRooms, {
-      limit: LIVE_PAGE,
-      maxBytes: MEMBER_LIST_MAX_BYTES,
-      ...next,
-    });
-    pageMs.push(performance.now() - p0);
-    const out: LivePayload[] = [];
-    const last = page.rooms.length - 1;
-    for (const [i, r] of page.rooms.entries()) {
-      const continued = i === 0 && part > 0;
-      const more = i === last && page.next?.afterSocketId !== undefined;
-      if (!continued) rooms++;
-      messages++;
-      if (!continued && !more) {
-        out.push({ ts, ...r });
-        continue;
-      }
-      part++;
-      out.push({ ts, ...r, part, more });
-      if (!more) part = 0;
+  const t0 = performance.now();
+  let room: { roomId: string; members: { socketId: string; userId: string }[] } | undefined;
+  const emit = (m: string): void => {
+    messages++;
+    if (!keep) return;
+    out.push(m);
+    if (out.length >= LIVE_BATCH) {
+      batches.push(out);
+      out = [];
     }
-    if (keep) pages.push(out);
-    next = page.next;
-  } while (next !== undefined);
-  const ms = performance.now() - t0;
-  return { ms, pages: pageMs.length, pageMs: stats(pageMs), rooms, messages, payloads: pages };
+  };
+  const close = (): void => {
+    if (room === undefined) return;
+    rooms++;
+    const roomSize = room.members.length;
+    const parts: (typeof room.members)[] = [[]];
+    let bytes = 0;
+    for (const m of room.members) {
+      const n = Buffer.byteLength(JSON.stringify(m)) + 1;
+      if (bytes + n > LIVE_PART_BYTES && (parts.at(-1)?.length ?? 0) > 0) {
+        parts.push([]);
+        bytes = 0;
+      }
+      parts.at(-1)?.push(m);
+      bytes += n;
+    }
+    if (parts.length === 1)
+      emit(JSON.stringify({ ts, roomId: room.roomId, roomSize, sessions: room.members }));
+    else
+      for (const [i, sessions] of parts.entries())
+        emit(
+          JSON.stringify({
+            ts,
+            roomId: room.roomId,
+            roomSize,
+            sessions,
+            part: i + 1,
+            more: i < parts.length - 1,
+          }),
+        );
+  };
+  try {
+    await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await db.query(`DECLARE bench_live NO SCROLL CURSOR FOR
+      SELECT room_id, socket_id, user_id FROM sessions ORDER BY room_id, socket_id`);
+    for (;;) {
+      const { rows } = await db.query<{ room_id: string; socket_id: string; user_id: string }>(
+        `FETCH ${String(LIVE_BATCH)} FROM bench_live`,
+      );
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        if (room?.roomId !== r.room_id) {
+          close();
+          room = { roomId: r.room_id, members: [] };
+        }
+        room.members.push({ socketId: r.socket_id, userId: r.user_id });
+      }
+    }
+    close();
+    await db.query('COMMIT');
+  } finally {
+    await db.end();
+  }
+  if (out.length > 0) batches.push(out);
+  return { ms: performance.now() - t0, rooms, messages, batches };
 }
 
 interface Arrival {
@@ -577,17 +607,17 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
   const rooms = p.platform.get('rooms');
   const memIdle = { rooms: memoryMiB(rooms.process.pid).rss };
 
-  // Baseline: the rooms service's part (a first, unmeasured loop warms its caches).
-  log('live: baseline: Rooms.liveRooms page loop (once to warm up, once measured)');
-  const cold = await failure.guard('liveRooms loop', opts.timeoutMs, pageLoop(p.pub, false));
-  const loop = await failure.guard('liveRooms loop', opts.timeoutMs, pageLoop(p.pub, false));
-  if (loop.rooms !== inDb)
-    anomalies.push(`the liveRooms loop found ${loop.rooms} rooms, not ${inDb}`);
-  const payloads = await failure.guard('liveRooms pages', opts.timeoutMs, pageLoop(p.pub, true));
+  // Baseline: the database's part, bare (a first, unmeasured read warms its caches).
+  log('live: baseline: the membership read bare with pg (once to warm up, once measured)');
+  const db = p.platform.databaseUrl;
+  const cold = await failure.guard('bare read', opts.timeoutMs, bareRead(db, 0, false));
+  const baseTs = Date.now();
+  const loop = await failure.guard('bare read', opts.timeoutMs, bareRead(db, baseTs, true));
+  if (loop.rooms !== inDb) anomalies.push(`the bare read found ${loop.rooms} rooms, not ${inDb}`);
   const expected = loop.messages;
 
-  // Baseline: NATS's part — the same messages, published from here the way the service does:
-  // a page, then a flush (the next page is in memory already: no rooms service in this one).
+  // Baseline: NATS's part — the same messages, published from here the way the rooms service
+  // does: no headers, a batch encoded at once, then a flush.
   log(`live: baseline: publishing the same ${expected} messages from this process`);
   const nc = p.watch.connection as Nc;
   const pubNc = p.pub.connection as Nc;
@@ -595,20 +625,14 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
   const base = watchTicks(nc, subject);
   await nc.flush();
   const b0 = performance.now();
-  const baseTs = Date.now();
   let publishLoopMs = 0;
-  // As the service publishes (services/events/src/live.ts): one header block, a page's
-  // messages encoded at once.
-  const headers = natsHeaders();
-  headers.set(BusHeaders.caller, 'gateway/bench-events-publisher');
-  for (const page of payloads.payloads) {
+  for (const batch of loop.batches) {
     const p0 = performance.now();
-    const json = page.map((m) => JSON.stringify({ ...m, ts: baseTs }));
-    const bytes = Buffer.from(json.join(''), 'utf8');
+    const bytes = Buffer.from(batch.join(''), 'utf8');
     let at = 0;
-    for (const j of json) {
-      const n = Buffer.byteLength(j, 'utf8');
-      pubNc.publish(subject, bytes.subarray(at, at + n), { headers });
+    for (const m of batch) {
+      const n = Buffer.byteLength(m, 'utf8');
+      pubNc.publish(subject, bytes.subarray(at, at + n));
       at += n;
     }
     publishLoopMs += performance.now() - p0;
@@ -632,7 +656,7 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
     roomsPerSecondToLast: Math.round(loop.rooms / (publishToLastMs / 1000)),
     ...tickFigures(baseTs, baseTick(), loop.rooms),
   };
-  payloads.payloads.length = 0;
+  loop.batches.length = 0;
 
   // The platform: an events service publishing every interval.
   const lease = Math.max(100, Math.floor((opts.intervalMs * 3) / 4));
@@ -688,11 +712,10 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
     rooms: loop.rooms,
     bigRoom: opts.bigRoom,
     messages: expected,
-    liveRooms: {
+    /** The bare read (pg in this process, messages made), the second of two. */
+    bareRead: {
       coldMs: Math.round(cold.ms),
       ms: Math.round(loop.ms * 10) / 10,
-      pages: loop.pages,
-      pageMs: loop.pageMs,
       roomsPerSecond: Math.round(loop.rooms / (loop.ms / 1000)),
     },
     nats,
@@ -813,29 +836,25 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
     ['', '', ''],
     [
       `room.live, ${l.rooms} rooms (${l.messages} messages)`,
-      'events service (tick)',
-      'liveRooms loop / NATS from here',
+      'platform (tick)',
+      'bare read with pg / NATS from here',
     ],
     [
       '  tick, ms (p50 / max): start → last message',
       l.tickMs === undefined ? na : `${l.tickMs.p50} / ${l.tickMs.max} (${l.tickMs.n} ticks)`,
-      `${l.liveRooms.ms} / ${l.nats.publishToLastMs}`,
+      `${l.bareRead.ms} / ${l.nats.publishToLastMs}`,
     ],
     [
       '  rooms per second (p50 / min)',
       l.roomsPerSecond === undefined ? na : `${l.roomsPerSecond.p50} / ${l.roomsPerSecond.min}`,
-      `${l.liveRooms.roomsPerSecond} / ${l.nats.roomsPerSecondToLast}`,
+      `${l.bareRead.roomsPerSecond} / ${l.nats.roomsPerSecondToLast}`,
     ],
     [
       '  each tick: start → last / first → last message, ms',
       l.ticks.map((t) => (t === undefined ? na : `${t.tickMs}/${t.firstToLastMs}`)).join(', '),
       '',
     ],
-    [
-      '  liveRooms page, ms (p50 / p99 / max)',
-      na,
-      `${fmt(l.liveRooms.pageMs)} (${l.liveRooms.pages} pages; cold loop ${l.liveRooms.coldMs} ms)`,
-    ],
+    ['  bare read, cold (first of two), ms', na, `${l.bareRead.coldMs}`],
     [
       '  NATS: in publish() / first → last arrival, ms',
       na,
@@ -887,11 +906,12 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
     ...rows.map(line),
     '',
     'join → room.join: from sending join to a core NATS subscriber receiving its room.join',
-    "(outbox → JetStream). A room.live tick is timed from its `ts` (the events service's clock",
-    'as it asks for the first page) to its last message here; rooms per second from that.',
-    'The NATS baseline publishes the same messages page by page, a flush after each, from the',
-    'liveRooms pages already read. CPU and RSS are sampled from /proc every 20 ms during the',
-    'ticks; "all cores busy" counts every process on the machine.',
+    "(outbox → JetStream). A room.live tick is timed from its `ts` (the events leader's clock",
+    'as it asks the rooms service for the tick) to its last message here; rooms per second from',
+    'that. Bare read: every member read by a plain pg client here (cursor, one transaction) and',
+    'made into the same messages. The NATS baseline publishes those messages in batches of',
+    '2000, no headers, a flush after each. CPU and RSS are sampled from /proc every 20 ms during',
+    'the ticks; "all cores busy" counts every process on the machine.',
   ].join('\n');
 }
 

@@ -281,7 +281,7 @@ describe('each identity only does its own work', () => {
     for (const m of [
       RoomsAdmin.createRoom,
       Rooms.roomInfo,
-      Rooms.liveRooms,
+      Rooms.publishLive,
       Rooms.mediaNodeLeft,
     ] as const) {
       await requestRefused(gw, `${prefix}.rooms.rpc.${m.method}`);
@@ -367,7 +367,7 @@ describe('each identity only does its own work', () => {
     for (const m of [
       Rooms.join,
       Rooms.reconnect,
-      Rooms.liveRooms,
+      Rooms.publishLive,
       Rooms.mediaNodeLeft,
       Rooms.tracks,
     ]) {
@@ -443,6 +443,9 @@ describe('each identity only does its own work', () => {
     await requestRefused(events, `${prefix}.rooms.rpc.createRoom`);
     events.nc.publish(`${prefix}.room.join`, '{}');
     await refused(events, 'Publish', `${prefix}.room.join`);
+    // room.live comes from the rooms service (the events leader only asks for a tick).
+    events.nc.publish(`${prefix}.room.live`, '{}');
+    await refused(events, 'Publish', `${prefix}.room.live`);
     const tail = await as('tail', prefix);
     tail.nc.publish(`${prefix}.room.live`, '{}');
     await refused(tail, 'Publish', `${prefix}.room.live`);

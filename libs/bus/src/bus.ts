@@ -412,6 +412,54 @@ export class Bus {
   }
 
   /**
+   * Publish each of `messages` (JSON text) as one message on `subject`, without headers: for
+   * a burst of thousands (a room.live tick), where a header block, a trace and an encoding
+   * per message would cost more than the message itself (a third of the publishing time with
+   * headers, measured). All of them are UTF-8 encoded at once. Buffered by the NATS client:
+   * `flush` tells when the server has them.
+   */
+  publishMany(subject: string, messages: readonly string[]): void {
+    const nc = this.#nc;
+    if (nc === undefined || this.#closing.signal.aborted) {
+      throw new ProtocolError('SERVICE_UNAVAILABLE', 'not connected to NATS');
+    }
+    const joined = messages.join('');
+    const bytes = Buffer.from(joined, 'utf8');
+    // Only ASCII (nearly always): each message's bytes are as many as its characters.
+    const ascii = bytes.length === joined.length;
+    let at = 0;
+    for (const m of messages) {
+      const n = ascii ? m.length : Buffer.byteLength(m, 'utf8');
+      nc.publish(subject, bytes.subarray(at, at + n));
+      at += n;
+    }
+  }
+
+  /**
+   * Resolves once the server has everything this connection published so far (its PONG came
+   * back); CANCELLED when `signal` aborts first, SERVICE_UNAVAILABLE when not connected.
+   */
+  async flush(signal?: AbortSignal): Promise<void> {
+    const nc = this.#nc;
+    if (nc === undefined || this.#closing.signal.aborted) {
+      throw new ProtocolError('SERVICE_UNAVAILABLE', 'not connected to NATS');
+    }
+    const flushed = nc.flush();
+    try {
+      await abortable(flushed, signal);
+    } catch (err) {
+      if (isProtocolError(err) && err.errorName === 'CANCELLED') {
+        // Given up on: its own outcome (the connection closing) is not the caller's.
+        flushed.catch((e: unknown) => {
+          this.#log.debug({ err: e }, 'a NATS flush given up on failed');
+        });
+        throw err;
+      }
+      throw new ProtocolError('SERVICE_UNAVAILABLE', 'NATS flush failed', { cause: err });
+    }
+  }
+
+  /**
    * Receive messages on `subject` (wildcards allowed), validated against `schema`: an
    * invalid one is logged and, if it is a request, answered with JSON_FIELD_INVALID. A
    * handler's error is logged and, for a request, answered (its code, or SYSTEM). With

@@ -36,11 +36,11 @@ export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
   gateway:
     'client sockets: the rooms RPCs a session needs, media actions on media nodes, relays and room broadcasts between gateways, its heartbeat, client telemetry; the call queue (stream and signaling) and host presence (KV, changes)',
   rooms:
-    'membership: answers the rooms RPCs, sends room broadcasts and gateway control messages, writes the room-events stream',
+    'membership: answers the rooms RPCs, sends room broadcasts and gateway control messages, writes the room-events stream, publishes room.live when the events leader asks',
   media:
     'media nodes: answers media actions, sends media events to sockets, its heartbeat, freezes; tells the rooms service it leaves, reads room info',
   events:
-    'room.live: reads the live rooms from the rooms service, holds the leader lease in KV; member presence: reads room.join/room.leave through its durable consumer, keeps users’ presence in KV, publishes changes; webhooks: a durable consumer of the room-events stream per endpoint, parks failed events in their stream (and the webhooks admin command replays them)',
+    'room.live: holds the leader lease in KV and asks the rooms service for each tick; member presence: reads room.join/room.leave through its durable consumer, keeps users’ presence in KV, publishes changes; webhooks: a durable consumer of the room-events stream per endpoint, parks failed events in their stream (and the webhooks admin command replays them)',
   api: 'the server API: the rooms service’s administration RPCs (RoomsAdmin) and room info, server-to-client calls; answers its ping',
   admin:
     'operators’ own bus tools (the rooms admin command goes through the server API): room info, server-to-client calls, pings',
@@ -223,6 +223,8 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         ...Object.values(MediaNodeAdmin).map((m) => `${p}.media.node.*.rpc.${m.method}`),
         sig.gatewayControl,
         ...DURABLE_ROOM_EVENTS.map((e) => `${p}.${e}`),
+        // room.live's snapshots, each tick when the events service's leader asks.
+        `${p}.room.live`,
         `$JS.API.INFO`,
         `$JS.API.STREAM.INFO.${stream}`,
         `$JS.API.STREAM.CREATE.${stream}`,
@@ -251,8 +253,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
     },
     events: {
       publish: [
-        rpc('rooms', Rooms.liveRooms.method),
-        `${p}.room.live`,
+        rpc('rooms', Rooms.publishLive.method),
         `$JS.API.INFO`,
         `$JS.API.STREAM.INFO.${kvStream}`,
         `$JS.API.STREAM.CREATE.${kvStream}`,

@@ -212,8 +212,8 @@ export const RoomMember = Type.Object({
   gatewayId: GatewayId,
 });
 /**
- * The most bytes of JSON in one message that lists a room's members: a liveRooms page, a
- * room.live event, a roomInfo reply. Half NATS's default max_payload (1 MiB), so headers and
+ * The most bytes of JSON in one message that lists a room's members: a room.live event, a
+ * roomInfo reply. Half NATS's default max_payload (1 MiB), so headers and
  * the reply envelope fit beside it whatever the members' ids; longer lists are paged. At about
  * 60 bytes a member (room.live) a message holds some 8,000 members, at about 130 (roomInfo)
  * some 4,000.
@@ -247,39 +247,21 @@ export const RoomInfoRequest = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000 })),
 });
 
-/** A liveRooms page ends at `limit` rooms or `maxBytes` of JSON, whichever comes first. */
-export const LiveRoomsRequest = Type.Object({
-  /** Rooms after this one, by id (a previous page's `next.after`); from the first without it. */
-  after: Type.Optional(RoomId),
+/** One room.live tick, published by the rooms service (see Rooms.publishLive). */
+export const PublishLiveRequest = Type.Object({
+  /** The tick's time, epoch ms: every message of the tick carries it as `ts`. */
+  ts: Type.Integer({ minimum: 0 }),
   /**
-   * With `after`: room `after` continues, with its members after this one (a previous page's
-   * `next.afterSocketId`, when that page ended inside the room).
-   */
-  afterSocketId: Type.Optional(SocketId),
-  limit: Type.Integer({ minimum: 1, maximum: 2000 }),
-  /**
-   * Most bytes of JSON in `rooms`, which leaves room in each for room.live's own fields
-   * (default and cap: MEMBER_LIST_MAX_BYTES).
+   * Most bytes of one message's JSON (default and cap: MEMBER_LIST_MAX_BYTES): a room whose
+   * members do not fit goes out in parts.
    */
   maxBytes: Type.Optional(Type.Integer({ minimum: 4096, maximum: MEMBER_LIST_MAX_BYTES })),
 });
-export const LiveRoomsReply = Type.Object({
-  /**
-   * Rooms with members, in room id order; each one's members in socketId order. When the
-   * request had `afterSocketId`, the first is room `after`, continued (with no members when
-   * the rest of them left meanwhile); when `next.afterSocketId` is there, the next page
-   * continues the last.
-   */
-  rooms: Type.Array(
-    Type.Object({
-      roomId: RoomId,
-      /** The whole room's size when it was read (a page may hold part of its members). */
-      roomSize: Type.Integer({ minimum: 0 }),
-      sessions: Type.Array(Type.Object({ socketId: SocketId, userId: UserId })),
-    }),
-  ),
-  /** Where the next page starts (pass its fields back); absent after the last page. */
-  next: Type.Optional(Type.Object({ after: RoomId, afterSocketId: Type.Optional(SocketId) })),
+export const PublishLiveReply = Type.Object({
+  /** Rooms with members in the snapshot. */
+  rooms: Type.Integer({ minimum: 0 }),
+  /** Messages published (a room in parts counts each part). */
+  messages: Type.Integer({ minimum: 0 }),
 });
 
 const Empty = Type.Object({});
@@ -355,11 +337,12 @@ export const Rooms = {
    */
   mediaNode: rpcMethod('rooms', 'mediaNode', RoomsMediaNodeRequest, MediaAssignment),
   /**
-   * A page of the rooms that have members, in room id order: the membership the events
-   * service's room.live snapshots are made of. A page ends at `limit` rooms or `maxBytes`,
-   * which may fall inside a room: the next page continues it (see LiveRoomsReply).
+   * Publish one room.live tick: a snapshot of every room with members, read in one database
+   * snapshot and published by the replica that takes the request (room.live's messages go out
+   * before the reply). The caller, the events service's leader, decides when; the rooms
+   * service, which owns the membership, reads and publishes it in one pass.
    */
-  liveRooms: rpcMethod('rooms', 'liveRooms', LiveRoomsRequest, LiveRoomsReply),
+  publishLive: rpcMethod('rooms', 'publishLive', PublishLiveRequest, PublishLiveReply),
   /**
    * A media node's producers that began and ended, in the order they did (each change is
    * applied once: a replayed batch changes nothing). Kept as the room's tracks, with

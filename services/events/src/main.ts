@@ -28,13 +28,7 @@ await runService({
 
     const bucket = eventsLeaderBucket(bus.prefix);
     const lease = new LeaderLease(bucket, svc.instanceId, config.LEADER_LEASE_MS, svc.log);
-    const live = new LiveSnapshots(
-      bus,
-      lease,
-      config.ROOM_LIVE_INTERVAL_MS,
-      svc.log,
-      `events/${svc.instanceId}`,
-    );
+    const live = new LiveSnapshots(bus, lease, config.ROOM_LIVE_INTERVAL_MS, svc.log);
     lease.start(() => bus.connection);
     live.start();
     svc.onShutdown('room.live', async () => {

@@ -27,6 +27,9 @@ const RAISED: Record<string, (detail: string | undefined) => ProtocolError> = {
   SBNRM: () => new ProtocolError('ROOM_NOT_FOUND'),
 };
 
+/** How long a cursor's ROLLBACK may take before its connection is given up. */
+const ROLLBACK_TIMEOUT_MS = 5000;
+
 /** Errors of the connection, not of the statement: the database is away for now. */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -71,6 +74,84 @@ export class Sql {
       return res.rows;
     } catch (err) {
       throw sqlError(err);
+    }
+  }
+
+  /**
+   * `text`'s rows through a server-side cursor, in batches, all of one read-only snapshot (a
+   * REPEATABLE READ transaction on a connection of its own): `size()` says how many rows the
+   * next FETCH takes, which is asked for before the batch before it is yielded. Bounded by
+   * `d` (TIMEOUT, CANCELLED, SERVICE_UNAVAILABLE); when the reader stops early or fails,
+   * the transaction is rolled back.
+   */
+  async *cursor<R extends pg.QueryResultRow>(
+    text: string,
+    values: readonly unknown[],
+    d: Deadline,
+    size: () => number,
+  ): AsyncGenerator<R[], void, undefined> {
+    d.signal.throwIfAborted();
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (err) {
+      throw sqlError(err);
+    }
+    const run = async <T extends pg.QueryResultRow>(q: string, v?: unknown[]): Promise<T[]> => {
+      // node-postgres stops waiting at the deadline (the server may still finish).
+      const config = {
+        text: q,
+        values: v ?? [],
+        query_timeout: Math.max(1, d.deadline - Date.now()),
+      };
+      try {
+        return (await client.query<T>(config)).rows;
+      } catch (err) {
+        throw sqlError(err);
+      }
+    };
+    // Settled into a value at once: a FETCH that fails while the reader is busy with the batch
+    // before it is not an unhandled rejection; it is thrown when its turn comes.
+    type Fetched = { rows: R[] } | { err: unknown };
+    const fetch = async (): Promise<Fetched> =>
+      await run<R>(`FETCH ${String(size())} FROM sb_cursor`).then(
+        (rows) => ({ rows }),
+        (err: unknown) => ({ err }),
+      );
+    let committed = false;
+    let ahead: Promise<Fetched> | undefined;
+    let broken: Error | undefined;
+    try {
+      await run('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await run(`DECLARE sb_cursor NO SCROLL CURSOR FOR ${text}`, values as unknown[]);
+      ahead = fetch();
+      for (;;) {
+        const fetched = await ahead;
+        ahead = undefined;
+        if ('err' in fetched) throw fetched.err;
+        const rows = fetched.rows;
+        if (rows.length === 0) break;
+        d.signal.throwIfAborted();
+        ahead = fetch();
+        yield rows;
+      }
+      await run('COMMIT');
+      committed = true;
+    } finally {
+      if (!committed) {
+        // A FETCH asked for ahead is abandoned with the transaction (its outcome, settled,
+        // is dropped): what ended the read — the reader's error, its stopping early — is what
+        // the caller sees.
+        await ahead;
+        try {
+          const rollback = { text: 'ROLLBACK', query_timeout: ROLLBACK_TIMEOUT_MS };
+          await client.query(rollback);
+        } catch (err) {
+          // The connection is unusable: the pool must not hand it out again.
+          broken = err instanceof Error ? err : new Error(String(err));
+        }
+      }
+      client.release(broken);
     }
   }
 }

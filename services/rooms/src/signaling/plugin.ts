@@ -23,6 +23,7 @@ import { MediaPlacement } from '../media/placement.ts';
 import { Tracks } from '../media/tracks.ts';
 import { UserMediaLadder } from './ladder.ts';
 import { Listing } from './listing.ts';
+import { LiveTicks } from './live.ts';
 import { Membership, dbError } from './membership.ts';
 import { membershipMetrics } from './metrics.ts';
 import { Notifier } from './notifier.ts';
@@ -95,7 +96,8 @@ export function signaling(
   serve(Rooms.resync, async (req) => await membership.resync(req));
   const listing = new Listing(database.sql, { defaultCapacity: config.ROOM_DEFAULT_CAPACITY });
   serve(Rooms.roomInfo, async (req, ctx) => await listing.roomInfo(req, ctx));
-  serve(Rooms.liveRooms, async (req, ctx) => await listing.liveRooms(req, ctx));
+  const live = new LiveTicks(database.sql, bus);
+  serve(Rooms.publishLive, async (req, ctx) => await live.publish(req, ctx));
   serve(Rooms.roomState, async (req, ctx) => await membership.roomState(req.roomId, ctx));
   serve(Rooms.members, async (req, ctx) => await membership.members(req, ctx));
   const admin = new Administration(
