@@ -46,7 +46,7 @@ import WebSocket from 'ws';
 // same way.
 import { pino } from 'pino';
 import { Bus } from '@switchboard/bus';
-import { procCpuMs } from './lib/proc-cpu.ts';
+import { CpuMeter, pidsNamed, procCpuMs } from './lib/proc-cpu.ts';
 import { memoryMiB } from './lib/proc-mem.ts';
 import {
   UsageError,
@@ -679,6 +679,14 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
     rooms: memoryMiB(rooms.process.pid).rss,
   };
   const sampler = sampleProcesses({ events: events.process.pid, rooms: rooms.process.pid }, 20);
+  // Every process of the tick's path, over the whole window of the ticks (idle between them;
+  // PostgreSQL and NATS are found by name: anything else of theirs on the machine counts too).
+  const meter = new CpuMeter({
+    events: () => (events.process.pid === undefined ? [] : [events.process.pid]),
+    rooms: () => (rooms.process.pid === undefined ? [] : [rooms.process.pid]),
+    postgres: () => pidsNamed('postgres'),
+    nats: () => pidsNamed('nats-server'),
+  }).start();
   // Whole ticks: the ones that began after the events service was ready and have them all.
   const whole = (): [number, Arrival[]][] =>
     [...live.ticks].filter(([, t]) => t.length >= expected).slice(0, opts.ticks);
@@ -691,6 +699,7 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
       `${whole().length} whole ticks; messages per tick: ${[...live.ticks.values()].map((t) => t.length).join(', ')}`,
   );
   const { peak, samples } = sampler.stop();
+  const windowCpu = meter();
   const hwm = {
     events: memoryMiB(events.process.pid).hwm,
     rooms: memoryMiB(rooms.process.pid).hwm,
@@ -724,6 +733,10 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
     roomsPerSecond: stats(figures.flatMap((f) => (f === undefined ? [] : [f.roomsPerSecond]))),
     /** CPU while each whole tick ran, from its `ts` to its last message. */
     cpuPerTick,
+    /** CPU ms per tick of each process on the path: the ticks' whole window ÷ the ticks. */
+    cpuPerTickAll: Object.fromEntries(
+      Object.entries(windowCpu).map(([k, v]) => [k, Math.round(v / Math.max(1, opts.ticks))]),
+    ),
     /** Resident memory, MiB: before, and the most sampled (every 20 ms) during the ticks. */
     memoryMiB: {
       roomsIdle: memIdle.rooms,
@@ -873,6 +886,13 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
             ? na
             : `${c.cpuMs['events'] ?? na}/${c.cpuMs['rooms'] ?? na}; ${c.machineBusyPercent}%`,
         )
+        .join(', '),
+      '',
+    ],
+    [
+      '  CPU per tick, ms (window of the ticks ÷ ticks)',
+      Object.entries(l.cpuPerTickAll)
+        .map(([k, v]) => `${k} ${String(v)}`)
         .join(', '),
       '',
     ],
