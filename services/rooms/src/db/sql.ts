@@ -78,18 +78,19 @@ export class Sql {
   }
 
   /**
-   * `text`'s rows through a server-side cursor, in batches, all of one read-only snapshot (a
+   * `text`'s rows, as arrays of their columns' values, through a server-side cursor, in
+   * batches, all of one read-only snapshot (a
    * REPEATABLE READ transaction on a connection of its own): `size()` says how many rows the
    * next FETCH takes, which is asked for before the batch before it is yielded. Bounded by
    * `d` (TIMEOUT, CANCELLED, SERVICE_UNAVAILABLE); when the reader stops early or fails,
    * the transaction is rolled back.
    */
-  async *cursor<R extends pg.QueryResultRow>(
+  async *cursor(
     text: string,
     values: readonly unknown[],
     d: Deadline,
     size: () => number,
-  ): AsyncGenerator<R[], void, undefined> {
+  ): AsyncGenerator<unknown[][], void, undefined> {
     d.signal.throwIfAborted();
     let client: pg.PoolClient;
     try {
@@ -97,24 +98,25 @@ export class Sql {
     } catch (err) {
       throw sqlError(err);
     }
-    const run = async <T extends pg.QueryResultRow>(q: string, v?: unknown[]): Promise<T[]> => {
+    const run = async (q: string, v?: unknown[]): Promise<unknown[][]> => {
       // node-postgres stops waiting at the deadline (the server may still finish).
       const config = {
         text: q,
         values: v ?? [],
+        rowMode: 'array' as const,
         query_timeout: Math.max(1, d.deadline - Date.now()),
       };
       try {
-        return (await client.query<T>(config)).rows;
+        return (await client.query<unknown[]>(config)).rows;
       } catch (err) {
         throw sqlError(err);
       }
     };
     // Settled into a value at once: a FETCH that fails while the reader is busy with the batch
     // before it is not an unhandled rejection; it is thrown when its turn comes.
-    type Fetched = { rows: R[] } | { err: unknown };
+    type Fetched = { rows: unknown[][] } | { err: unknown };
     const fetch = async (): Promise<Fetched> =>
-      await run<R>(`FETCH ${String(size())} FROM sb_cursor`).then(
+      await run(`FETCH ${String(size())} FROM sb_cursor`).then(
         (rows) => ({ rows }),
         (err: unknown) => ({ err }),
       );

@@ -30,30 +30,28 @@ import {
 import type { Deadline, Sql } from '../db/sql.ts';
 
 /**
- * One row per room with members: its id, its size and its members' JSON array, in socketId
- * order. The aggregate keeps the order of its input, the ordered subquery's (an ORDER BY in
- * string_agg would sort each room again: three times the statement's time for 100,000 rooms);
- * a cursor's plan is never parallel, which alone could mix it. Members' JSON is written by hand:
- * `socketId` is 32 hex characters (SocketId), `userId` any text, escaped by to_json.
+ * One row per room with members: its whole message — `{"ts":$1,"roomId":…,"roomSize":…,
+ * "sessions":[…]}`, members in socketId order. The aggregate keeps the order of its input,
+ * the ordered subquery's (an ORDER BY in string_agg would sort each room again: three times
+ * the statement's time for 100,000 rooms); a cursor's plan is never parallel, which alone
+ * could mix it. Members' JSON is written by hand: `socketId` is 32 hex characters (SocketId),
+ * `userId` any text, escaped by to_json; room ids need no escaping (RoomId).
  */
-const LIVE_TICK = `SELECT room_id AS "roomId", count(*)::int AS size,
-    '[' || string_agg('{"socketId":"' || socket_id || '","userId":' || to_json(user_id)::text || '}', ',')
-      || ']' AS sessions
+const LIVE_TICK = `SELECT '{"ts":' || $1::bigint || ',"roomId":"' || room_id || '","roomSize":'
+    || count(*) || ',"sessions":['
+    || string_agg('{"socketId":"' || socket_id || '","userId":' || to_json(user_id)::text || '}', ',')
+    || ']}'
   FROM (SELECT room_id, socket_id, user_id FROM sessions ORDER BY room_id, socket_id) s
   GROUP BY room_id
   ORDER BY room_id`;
 
+/** Where a message's members begin: the first `"sessions":[` (a room id has no quote). */
+const SESSIONS_KEY = ',"sessions":';
 /**
  * Where one member's JSON ends and the next begins in a room's array. It cannot occur inside
  * a userId: JSON escapes every `"` in a string.
  */
 const MEMBER_BOUNDARY = '},{"socketId":"';
-
-interface LiveRow {
-  roomId: string;
-  size: number;
-  sessions: string;
-}
 
 /**
  * What a message has besides its members: `{"ts":…,"roomId":…,"roomSize":…,"sessions":,
@@ -83,25 +81,24 @@ export class LiveTicks {
     const maxBytes = Math.min(req.maxBytes ?? MEMBER_LIST_MAX_BYTES, MEMBER_LIST_MAX_BYTES);
     const partBytes = maxBytes - MESSAGE_OVERHEAD_BYTES;
     const subject = roomEventSubject(this.#bus.prefix, 'room.live');
-    const ts = String(req.ts);
     let rooms = 0;
     let messages = 0;
-    /** Bytes per room in the last batch: how many rows the next FETCH takes. */
+    /** Characters per room in the last batch: how many rows the next FETCH takes. */
     let perRow = 0;
 
-    const head = (r: LiveRow): string =>
-      `{"ts":${ts},"roomId":"${r.roomId}","roomSize":${String(r.size)},"sessions":`;
-    /** The room's messages: one, or its parts (`part`, `more`) when its members do not fit. */
-    const messagesOf = (r: LiveRow, out: string[]): void => {
+    /** The room's messages: its row's, or its parts (`part`, `more`) when it is too big. */
+    const messagesOf = (m: string, out: string[]): void => {
       // UTF-8 takes at most 3 bytes for a UTF-16 unit: most rooms are counted at a glance.
-      if (r.sessions.length * 3 <= partBytes || Buffer.byteLength(r.sessions) <= partBytes) {
-        out.push(`${head(r)}${r.sessions}}`);
+      if (m.length * 3 <= maxBytes || Buffer.byteLength(m) <= maxBytes) {
+        out.push(m);
         return;
       }
-      const parts = splitMembers(r.sessions, partBytes);
+      const at = m.indexOf(SESSIONS_KEY) + SESSIONS_KEY.length;
+      const head = m.slice(0, at);
+      const parts = splitMembers(m.slice(at, -1), partBytes);
       for (const [i, members] of parts.entries()) {
         const more = i < parts.length - 1;
-        out.push(`${head(r)}${members},"part":${String(i + 1)},"more":${String(more)}}`);
+        out.push(`${head}${members},"part":${String(i + 1)},"more":${String(more)}}`);
       }
     };
     const batchRows = (): number =>
@@ -109,12 +106,13 @@ export class LiveTicks {
         ? BATCH_ROWS
         : Math.max(1, Math.min(BATCH_ROWS, Math.floor(BATCH_BYTES / perRow)));
 
-    for await (const rows of this.#sql.cursor<LiveRow>(LIVE_TICK, [], d, batchRows)) {
+    for await (const rows of this.#sql.cursor(LIVE_TICK, [req.ts], d, batchRows)) {
       const out: string[] = [];
       let chars = 0;
-      for (const r of rows) {
-        messagesOf(r, out);
-        chars += r.sessions.length;
+      for (const [m] of rows) {
+        if (typeof m !== 'string') throw new Error('publishLive: a row without its message');
+        messagesOf(m, out);
+        chars += m.length;
       }
       rooms += rows.length;
       perRow = Math.max(1, Math.ceil(chars / rows.length));
