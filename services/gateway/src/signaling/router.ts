@@ -725,6 +725,16 @@ export class Router {
           const state = await this.#bus.request(Rooms.roomState, { roomId }, { signal });
           if (this.#rooms.get(roomId) !== room) return;
           room.seq = Math.max(room.seq ?? 0, state.roomSeq);
+          // A joiner not yet a member misses the broadcasts the state stands for (held ones up
+          // to it are dropped): it gets the state too, when its reply turns out older (a
+          // meanwhile entry at or under its reply's number is skipped at admission).
+          for (const [socketId, j] of room.joining) {
+            j.meanwhile.push({
+              roomId,
+              seq: Math.max(1, state.roomSeq),
+              event: roomStateEvent(state, socketId),
+            });
+          }
           this.#admit(room);
           // What was queued before the state goes first; the state then replaces it.
           this.#batcher.flush(roomId);
