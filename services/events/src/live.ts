@@ -11,7 +11,7 @@
  * 1 s of its CPU per 100,000 rooms and made a tick 1.6–2.0 s.
  */
 import type { Bus } from '@switchboard/bus';
-import { MEMBER_LIST_MAX_BYTES, ProtocolError, Rooms } from '@switchboard/protocol';
+import { ProtocolError, Rooms } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import type { LeaderLease } from './lease.ts';
 
@@ -64,16 +64,9 @@ export class LiveSnapshots {
 
   /** One snapshot of every room with members; returns how many rooms. */
   async publishAll(signal?: AbortSignal): Promise<number> {
-    const nc = this.#bus.connection;
-    if (nc === undefined) throw new ProtocolError('SERVICE_UNAVAILABLE', 'not connected to NATS');
-    // Half the server's limit, if it is lower than the default's.
-    const maxBytes = Math.min(
-      MEMBER_LIST_MAX_BYTES,
-      Math.floor((nc.info?.max_payload ?? Infinity) / 2),
-    );
     const done = await this.#bus.request(
       Rooms.publishLive,
-      { ts: Date.now(), maxBytes },
+      { ts: Date.now() },
       {
         timeoutMs: Math.max(MIN_TICK_TIMEOUT_MS, this.#intervalMs),
         ...(signal === undefined ? {} : { signal }),

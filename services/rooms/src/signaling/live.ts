@@ -78,7 +78,13 @@ export class LiveTicks {
 
   /** See Rooms.publishLive. */
   async publish(req: RpcRequest<PublishLive>, d: Deadline): Promise<RpcReply<PublishLive>> {
-    const maxBytes = Math.min(req.maxBytes ?? MEMBER_LIST_MAX_BYTES, MEMBER_LIST_MAX_BYTES);
+    // Half the NATS server's limit when it is lower than the default's: the publisher's own
+    // connection says what its messages may weigh.
+    const maxBytes = Math.min(
+      req.maxBytes ?? MEMBER_LIST_MAX_BYTES,
+      MEMBER_LIST_MAX_BYTES,
+      Math.floor((this.#bus.connection?.info?.max_payload ?? Infinity) / 2),
+    );
     const partBytes = maxBytes - MESSAGE_OVERHEAD_BYTES;
     const subject = roomEventSubject(this.#bus.prefix, 'room.live');
     let rooms = 0;
