@@ -2,6 +2,8 @@
  * The media node's worker pool: one WebRtcServer per worker on port base + slot, a dead
  * worker replaced in its slot on the same port, every worker process gone after close.
  */
+import dgram from 'node:dgram';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { freePort, pidAlive, waitFor } from '@switchboard/devstack';
@@ -27,9 +29,55 @@ afterEach(async () => {
   pool = undefined;
 });
 
+/**
+ * A port with the `n - 1` after it free too, below Linux's ephemeral range (32768 on): a port
+ * the kernel gave out (freePort's) can have its neighbour taken by any outgoing connection of
+ * the tests running beside this one.
+ */
+async function consecutiveFreePorts(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 10_000);
+    const ports = Array.from({ length: n }, (_, i) => base + i);
+    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
+  }
+  throw new Error(`no ${String(n)} consecutive free ports found`);
+}
+
+/** Whether `port` can be bound on 127.0.0.1 for TCP and for UDP (a WebRtcServer takes both). */
+async function portFree(port: number): Promise<boolean> {
+  const tcp = await new Promise<boolean>((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => {
+      resolve(false);
+    });
+    srv.listen(port, '127.0.0.1', () => {
+      srv.close(() => {
+        resolve(true);
+      });
+    });
+  });
+  if (!tcp) return false;
+  return await new Promise<boolean>((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    sock.once('error', () => {
+      try {
+        sock.close();
+      } catch {
+        // a socket whose bind failed may be closed already: taken either way
+      }
+      resolve(false);
+    });
+    sock.bind(port, '127.0.0.1', () => {
+      sock.close(() => {
+        resolve(true);
+      });
+    });
+  });
+}
+
 describe('WorkerPool', () => {
   it('runs a WebRtcServer per worker on consecutive ports and replaces a dead worker', async () => {
-    const base = await freePort();
+    const base = await consecutiveFreePorts(2);
     pool = await WorkerPool.create(options(base, { count: 2, announcedAddress: '203.0.113.10' }));
     expect(pool.slots.map((s) => s.port)).toEqual([base, base + 1]);
     expect(pool.healthy).toBe(true);
