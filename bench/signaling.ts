@@ -43,6 +43,7 @@ import {
   readNumber,
   writeResults,
 } from './lib/cli.ts';
+import { CpuMeter } from './lib/proc-cpu.ts';
 import type { RssResult } from './lib/proc-mem.ts';
 import { runJoinTx, startSignalingPlatform } from './lib/signaling-platform.ts';
 import {
@@ -377,13 +378,21 @@ async function runBaseline(opts: Options, failure: Failure, anomalies: string[])
     const connect = await connectAll([url], opts, failure, cleanup, conns);
     log(`baseline: ${opts.warmup} warm-up + ${opts.relays} echoes per client`);
     await round('baseline warm-up', conns, undefined, opts.warmup, opts, failure, anomalies);
+    const serverPid = server.pid;
+    const cpu = new CpuMeter({ server: () => (serverPid === undefined ? [] : [serverPid]) });
+    const echoCpu = cpu.start();
     const echo = await round('baseline', conns, undefined, opts.relays, opts, failure, anomalies);
+    const echoCpuMs = echoCpu();
     const closeMs = await closeAll(conns, opts.timeoutMs, failure);
     log('baseline: done');
     return {
       server: 'fastify + @fastify/websocket echo (child process)',
       connectMs: stats(connect),
-      echo: summarize(echo),
+      echo: {
+        ...summarize(echo),
+        /** CPU µs per echoed message of the echo server, while they ran. */
+        cpuUsPerMessage: perUnit(echoCpuMs, echo.messages, 1000),
+      },
       closeAllMs: Math.round(closeMs),
     };
   } finally {
@@ -504,9 +513,25 @@ async function runPlatform(
 
   log(`platform: ${opts.warmup} warm-up + ${opts.relays} relays per client`);
   await round('platform warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
+  const batchCounters = async (): Promise<[number, number] | undefined> =>
+    own === undefined
+      ? undefined
+      : [
+          await own.gatewayCounter('sb_gateway_relay_batches_total'),
+          await own.gatewayCounter('sb_gateway_relay_batch_items_total'),
+        ];
+  const batchesBefore = await batchCounters();
   const relayCpu = own?.cpu.start();
   const relay = await round('platform', conns, peersOf, opts.relays, opts, failure, anomalies);
   const relayCpuMs = relayCpu?.();
+  const batchesAfter = await batchCounters();
+  const relayBatches =
+    batchesBefore === undefined || batchesAfter === undefined
+      ? undefined
+      : {
+          sent: batchesAfter[0] - batchesBefore[0],
+          items: batchesAfter[1] - batchesBefore[1],
+        };
 
   log('platform: leaving (the first of each room, then the rest)');
   const leavers = [...members.values()].map((m) => m[0] as Conn);
@@ -563,6 +588,8 @@ async function runPlatform(
       ...summarize(relay),
       /** CPU µs per relayed message of each process (group), while they ran. */
       cpuUsPerMessage: perUnit(relayCpuMs, relay.messages, 1000),
+      /** Relay batches the gateways sent each other while they ran, and the relays in them. */
+      batches: relayBatches,
     },
     joinTx,
     leave: { eventLeaveMs: stats(leaveMs), closeRestMs: Math.round(closeMs), left: rest.length },
@@ -672,7 +699,20 @@ function report(
       p((r) => String(r.relay.perSecond)),
       b((r) => String(r.echo.perSecond)),
     ],
-    ['  CPU per message, µs', p((r) => cpuText(r.relay.cpuUsPerMessage)), na],
+    [
+      '  CPU per message, µs',
+      p((r) => cpuText(r.relay.cpuUsPerMessage)),
+      b((r) => cpuText(r.echo.cpuUsPerMessage)),
+    ],
+    [
+      '  batches between gateways (relays each)',
+      p((r) =>
+        r.relay.batches === undefined
+          ? '—'
+          : `${r.relay.batches.sent} (${r.relay.batches.sent === 0 ? 0 : Math.round((10 * r.relay.batches.items) / r.relay.batches.sent) / 10})`,
+      ),
+      na,
+    ],
     [
       "  clients' process: CPU, loop busy",
       p((r) => `${r.relay.client.cpuPercent}%, ${r.relay.client.loopBusyPercent}%`),

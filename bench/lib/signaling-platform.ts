@@ -141,6 +141,12 @@ export async function startSignalingPlatform(
     gatewayNames: gateways.map((g) => g.process.name),
     databaseUrl: platform.databaseUrl,
     poolMax: POOL_MAX,
+    /** A counter's value summed over the gateways (Prometheus text; 0 where it is absent). */
+    gatewayCounter: async (name: string): Promise<number> => {
+      const re = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm');
+      const texts = await Promise.all(gateways.map(async (g) => await g.metrics()));
+      return texts.reduce((sum, t) => sum + Number(re.exec(t)?.[1] ?? 0), 0);
+    },
     cpu: new CpuMeter({
       gateway: pids(gateways),
       rooms: pids(rooms),

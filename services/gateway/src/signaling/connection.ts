@@ -76,7 +76,7 @@ import { RateLimiter } from './rate-limit.ts';
 import type { CallEndpoint, CallPrincipal } from '../hosts/endpoint.ts';
 import type { HostServices } from '../hosts/services.ts';
 import type { Attachable, Router } from './router.ts';
-import { corkForTurn } from './writes.ts';
+import { FrameWriter } from './writes.ts';
 
 export interface ConnectionDeps {
   bus: Bus;
@@ -153,9 +153,6 @@ type State =
   | { kind: 'signedIn'; who: SignedIn }
   | { kind: 'closed' };
 
-/** ws's options for a text frame given as bytes (shared: ws copies them into its own). */
-const TEXT = { binary: false } as const;
-
 /** Server requests one connection may have waiting for their reply at once. */
 const MAX_PENDING_CALLS = 16;
 
@@ -174,6 +171,8 @@ const notificationData = {
 export class Connection implements Attachable {
   readonly connectionId = randomBytes(16).toString('hex');
   readonly #ws: WebSocket;
+  /** Frames for the socket, written once per event-loop turn. */
+  readonly #out: FrameWriter;
   readonly #deps: ConnectionDeps;
   readonly #ip: string;
   readonly #log: Logger;
@@ -202,6 +201,7 @@ export class Connection implements Attachable {
 
   constructor(ws: WebSocket, ip: string, deps: ConnectionDeps) {
     this.#ws = ws;
+    this.#out = new FrameWriter(ws);
     this.#ip = ip;
     this.#deps = deps;
     this.#log = deps.log.child({ connectionId: this.connectionId });
@@ -281,6 +281,8 @@ export class Connection implements Attachable {
   /** Close the socket; the close handler does the rest. */
   close(code: number, reason: string): void {
     if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) {
+      // What is queued for the socket goes before the close frame.
+      this.#out.flush();
       this.#ws.close(code, reason);
     }
   }
@@ -487,30 +489,40 @@ export class Connection implements Attachable {
     // #run is synchronous up to its first await, so this tells whether this very request
     // started a join/reconnect (and must release the events held meanwhile).
     const began = wasFresh && this.#state.kind === 'joining';
-    void run
-      .then(
-        (result) => {
-          this.#send(replyOk(action, result, id));
-          return 'ok';
-        },
-        (err: unknown) => {
-          const e = this.#protocolError(err, action);
-          this.#send(replyError(action, e.code, id));
-          return e.errorName;
-        },
-      )
-      .then((outcome) => {
-        this.#deps.metrics.requests.inc({ action, outcome });
-        this.#deps.metrics.duration.observe({ action }, (performance.now() - started) / 1000);
-      })
-      .finally(() => {
-        this.#inflight -= 1;
-        // A join's reply is out: write what arrived meanwhile, in order.
-        if (began) this.#release();
-      })
-      .catch((err: unknown) => {
-        this.#log.error({ err, action }, 'answering a request failed');
-      });
+    this.#answer(action, id, run, started, began).catch((err: unknown) => {
+      this.#log.error({ err, action }, 'answering a request failed');
+    });
+  }
+
+  /**
+   * Reply to a request once it ran, and count it; then release what a join held meanwhile.
+   * One async function, not a chain of promises: every relay comes through here.
+   */
+  async #answer(
+    action: ClientAction | MediaAction,
+    id: RequestId | undefined,
+    run: Promise<unknown>,
+    started: number,
+    began: boolean,
+  ): Promise<void> {
+    try {
+      let result: unknown;
+      let error: ProtocolError | undefined;
+      try {
+        result = await run;
+      } catch (err) {
+        error = this.#protocolError(err, action);
+      }
+      this.#send(
+        error === undefined ? replyOk(action, result, id) : replyError(action, error.code, id),
+      );
+      this.#deps.metrics.requests.inc({ action, outcome: error?.errorName ?? 'ok' });
+      this.#deps.metrics.duration.observe({ action }, (performance.now() - started) / 1000);
+    } finally {
+      this.#inflight -= 1;
+      // A join's reply is out: write what arrived meanwhile, in order.
+      if (began) this.#release();
+    }
   }
 
   async #run(
@@ -1039,18 +1051,16 @@ export class Connection implements Attachable {
 
   #write(bytes: Buffer): void {
     if (this.#ws.readyState !== this.#ws.OPEN) return;
-    if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
+    const buffered = this.#out.bufferedAmount;
+    if (buffered > this.#deps.limits.maxBufferedBytes) {
       // The client reads slower than its room talks: a close frame would wait behind the
       // backlog, so the socket is cut; its session waits for a reconnect.
       this.#deps.metrics.rejected.inc({ reason: 'slow_reader' });
-      this.#log.warn({ buffered: this.#ws.bufferedAmount }, 'client too slow; cutting it off');
+      this.#log.warn({ buffered }, 'client too slow; cutting it off');
       this.#ws.terminate();
       return;
     }
-    corkForTurn(this.#ws);
-    // No callback (a closure per frame and recipient): a write that fails errors the TCP
-    // socket, which ws then destroys, and the 'close' handler runs as for any drop.
-    this.#ws.send(bytes, TEXT);
+    this.#out.text(bytes);
   }
 
   #onClose(code: number, reason: string): void {

@@ -11,6 +11,8 @@ export interface SignalingMetrics {
   callDuration: Histogram;
   batches: Counter;
   batchedEvents: Counter;
+  relayBatches: Counter;
+  relayBatchItems: Counter;
 }
 
 export function signalingMetrics(registry: Registry): SignalingMetrics {
@@ -70,6 +72,16 @@ export function signalingMetrics(registry: Registry): SignalingMetrics {
     batchedEvents: new Counter({
       name: 'sb_gateway_batched_events_total',
       help: 'Events carried by the eventBatch frames written to client sockets',
+      registers: [registry],
+    }),
+    relayBatches: new Counter({
+      name: 'sb_gateway_relay_batches_total',
+      help: 'Relay batches sent to other gateways (one NATS request each)',
+      registers: [registry],
+    }),
+    relayBatchItems: new Counter({
+      name: 'sb_gateway_relay_batch_items_total',
+      help: 'Relays carried by the relay batches sent to other gateways',
       registers: [registry],
     }),
   };

@@ -55,6 +55,7 @@ import {
 import type { Logger } from '@switchboard/service';
 import { Batcher, type BatcherOptions } from './batcher.ts';
 import type { EncodedFrame } from './frames.ts';
+import type { SignalingMetrics } from './metrics.ts';
 import { afterWrites } from './writes.ts';
 
 /** What the router needs of a client connection. */
@@ -144,6 +145,12 @@ const MAX_LOCATED = 65_536;
  * default max_payload of 1 MiB, even for 3-byte characters.
  */
 const RELAY_BATCH_MAX_CHARS = 256 * 1024;
+/**
+ * Batches to one gateway in flight at once. Relays that come while they are go in the next
+ * batch when one is answered: the busier the gateways, the fuller their batches (group commit);
+ * an idle one sends at once.
+ */
+const RELAY_BATCHES_IN_FLIGHT = 1;
 
 /** A pending attachment: commit once the rooms service agreed, or roll back. */
 export interface PendingAttach {
@@ -165,21 +172,28 @@ export class Router {
   readonly #located = new Map<string, Located>();
   /** Relays of this turn by the gateway they go to; sent when the turn ends. */
   #queued = new Map<string, Queued[]>();
+  /** Relay batches sent and not answered yet, by the gateway they went to. */
+  readonly #inFlight = new Map<string, number>();
   #flushing = false;
   #control: BusSubscription | undefined;
   readonly #stopped = new AbortController();
   #relays: BusSubscription | undefined;
   readonly #batcher: Batcher;
+  readonly #metrics: Pick<SignalingMetrics, 'relayBatches' | 'relayBatchItems'>;
 
   constructor(
     bus: Bus,
     gatewayId: string,
     log: Logger,
-    batching: Pick<BatcherOptions, 'minMembers' | 'windowMs' | 'metrics'>,
+    batching: Pick<BatcherOptions, 'minMembers' | 'windowMs'> & {
+      metrics: BatcherOptions['metrics'] &
+        Pick<SignalingMetrics, 'relayBatches' | 'relayBatchItems'>;
+    },
   ) {
     this.#bus = bus;
     this.#gatewayId = gatewayId;
     this.#log = log.child({ component: 'router' });
+    this.#metrics = batching.metrics;
     this.#batcher = new Batcher({
       ...batching,
       log: this.#log,
@@ -399,6 +413,11 @@ export class Router {
     const queued = this.#queued;
     this.#queued = new Map();
     for (const [gatewayId, items] of queued) {
+      if ((this.#inFlight.get(gatewayId) ?? 0) >= RELAY_BATCHES_IN_FLIGHT) {
+        // They go when a batch to that gateway is answered, with whatever came meanwhile.
+        this.#queued.set(gatewayId, items);
+        continue;
+      }
       let batch: Queued[] = [];
       let chars = 0;
       for (const item of items) {
@@ -424,6 +443,20 @@ export class Router {
   }
 
   #sendBatch(gatewayId: string, batch: Queued[]): void {
+    this.#metrics.relayBatches.inc();
+    this.#metrics.relayBatchItems.inc(batch.length);
+    this.#inFlight.set(gatewayId, (this.#inFlight.get(gatewayId) ?? 0) + 1);
+    const answered = (): void => {
+      const n = (this.#inFlight.get(gatewayId) ?? 1) - 1;
+      if (n === 0) this.#inFlight.delete(gatewayId);
+      else this.#inFlight.set(gatewayId, n);
+      if (this.#queued.has(gatewayId) && !this.#flushing) {
+        this.#flushing = true;
+        setImmediate(() => {
+          this.#flush();
+        });
+      }
+    };
     const payload = new JsonText(`{"items":[${batch.map((i) => i.json).join(',')}]}`);
     this.#bus
       .requestSubject(
@@ -435,6 +468,7 @@ export class Router {
       )
       .then(
         (ack) => {
+          answered();
           if (ack.delivered.length !== batch.length) {
             this.#log.error(
               { gatewayId, items: batch.length, answers: ack.delivered.length },
@@ -449,6 +483,7 @@ export class Router {
           });
         },
         (err: unknown) => {
+          answered();
           if (isProtocolError(err) && err.errorName === 'SOCKET_ID_DOES_NOT_EXIST') {
             for (const item of batch) this.#fallBack(gatewayId, item);
             return;
