@@ -45,7 +45,11 @@ import {
 } from './lib/cli.ts';
 import { CpuMeter } from './lib/proc-cpu.ts';
 import type { RssResult } from './lib/proc-mem.ts';
-import { runJoinTx, startSignalingPlatform } from './lib/signaling-platform.ts';
+import {
+  runJoinTx,
+  startSignalingPlatform,
+  type SignalingPlatform,
+} from './lib/signaling-platform.ts';
 import {
   clientLoad,
   closeAll,
@@ -407,6 +411,48 @@ interface PlatformRun {
   services: ServiceProcess[];
 }
 
+/**
+ * Where a join's time goes inside the platform, as the services measure it (means over the
+ * joins): the gateway from the join frame to joinR, its bus request to the rooms service, and
+ * the rooms service's handling of it (the statement and the broadcast).
+ */
+class JoinTimes {
+  readonly #own: SignalingPlatform;
+  #before: number[] = [];
+
+  constructor(own: SignalingPlatform) {
+    this.#own = own;
+  }
+
+  async #read(): Promise<number[]> {
+    const series: ['gateway' | 'rooms', string, string][] = [
+      ['gateway', 'sb_gateway_request_duration_seconds', 'action="join"'],
+      ['gateway', 'sb_bus_client_request_duration_seconds', 'method="rooms.join"'],
+      ['rooms', 'sb_bus_served_request_duration_seconds', 'method="rooms.join"'],
+    ];
+    const out: number[] = [];
+    for (const [group, name, labels] of series) {
+      out.push(await this.#own.sum(group, `${name}_sum`, labels));
+      out.push(await this.#own.sum(group, `${name}_count`, labels));
+    }
+    return out;
+  }
+
+  async start(): Promise<void> {
+    this.#before = await this.#read();
+  }
+
+  async stop() {
+    const after = await this.#read();
+    const d = after.map((v, i) => v - (this.#before[i] ?? 0));
+    const mean = (i: number): number | undefined => {
+      const count = d[i + 1] ?? 0;
+      return count === 0 ? undefined : Math.round((1e5 * (d[i] ?? 0)) / count) / 100;
+    };
+    return { gateway: mean(0), busRequest: mean(2), roomsHandler: mean(4) };
+  }
+}
+
 /** The clients' part against the platform: connect, relay, leave. */
 async function runPlatform(
   opts: Options,
@@ -467,6 +513,8 @@ async function runPlatform(
 
   log(`platform: ${opts.clients} joins into ${rooms} rooms of ${opts.roomSize}`);
   const joinMs: number[] = [];
+  const inside = own === undefined ? undefined : new JoinTimes(own);
+  await inside?.start();
   const joinLoad = clientLoad();
   const joinCpu = own?.cpu.start();
   const joinT0 = performance.now();
@@ -499,6 +547,7 @@ async function runPlatform(
   const joinSeconds = (performance.now() - joinT0) / 1000;
   const joinClient = joinLoad();
   const joinCpuMs = joinCpu?.();
+  const joinInside = await inside?.stop();
   own?.rss.mark('joined');
   for (const [roomId, size] of roomSizeSeen)
     if (size !== opts.roomSize)
@@ -517,8 +566,8 @@ async function runPlatform(
     own === undefined
       ? undefined
       : [
-          await own.gatewayCounter('sb_gateway_relay_batches_total'),
-          await own.gatewayCounter('sb_gateway_relay_batch_items_total'),
+          await own.sum('gateway', 'sb_gateway_relay_batches_total'),
+          await own.sum('gateway', 'sb_gateway_relay_batch_items_total'),
         ];
   const batchesBefore = await batchCounters();
   const relayCpu = own?.cpu.start();
@@ -583,6 +632,8 @@ async function runPlatform(
       client: joinClient,
       /** CPU ms per join of each process (group), while the joins ran. */
       cpuMsPerJoin: perUnit(joinCpuMs, opts.clients, 1),
+      /** Mean ms of a join's parts inside the platform, from the services' own histograms. */
+      insideMs: joinInside,
     },
     relay: {
       ...summarize(relay),
@@ -684,6 +735,17 @@ function report(
     ],
     ['join, ms (p50 / p99 / max)', p((r) => fmt(r.join.ms, true)), jt((t) => fmt(t.ms, true))],
     ['joins per second', p((r) => String(r.join.perSecond)), jt((t) => String(t.perSecond))],
+    [
+      '  inside, mean ms: gateway / rooms request / rooms',
+      p((r) => {
+        const i = r.join.insideMs;
+        const f = (v: number | undefined): string => (v === undefined ? '—' : String(v));
+        return i === undefined
+          ? '—'
+          : `${f(i.gateway)} / ${f(i.busRequest)} / ${f(i.roomsHandler)}`;
+      }),
+      na,
+    ],
     [
       '  CPU per join, ms',
       p((r) => cpuText(r.join.cpuMsPerJoin)),

@@ -141,11 +141,23 @@ export async function startSignalingPlatform(
     gatewayNames: gateways.map((g) => g.process.name),
     databaseUrl: platform.databaseUrl,
     poolMax: POOL_MAX,
-    /** A counter's value summed over the gateways (Prometheus text; 0 where it is absent). */
-    gatewayCounter: async (name: string): Promise<number> => {
-      const re = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm');
-      const texts = await Promise.all(gateways.map(async (g) => await g.metrics()));
-      return texts.reduce((sum, t) => sum + Number(re.exec(t)?.[1] ?? 0), 0);
+    /**
+     * A metric's value summed over the processes of a group (Prometheus text): the series
+     * whose labels include `labels` (e.g. `method="rooms.join"`), 0 where there is none.
+     */
+    sum: async (group: 'gateway' | 'rooms', name: string, labels = ''): Promise<number> => {
+      const texts = await Promise.all(
+        (group === 'gateway' ? gateways : rooms).map(async (g) => await g.metrics()),
+      );
+      let total = 0;
+      for (const t of texts) {
+        for (const line of t.split('\n')) {
+          if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
+          if (labels !== '' && !line.includes(labels)) continue;
+          total += Number(line.slice(line.lastIndexOf(' ') + 1));
+        }
+      }
+      return total;
     },
     cpu: new CpuMeter({
       gateway: pids(gateways),
