@@ -342,7 +342,32 @@ describe('membership rules', () => {
     expect(
       await joined.request('join', { roomId: 'room-cap', bearer: tokens[0], platform: 'Web' }),
     ).toMatchObject({ s: false, e: ErrorCodes.ROOM_ALREADY_JOINED.code });
-    for (const c of clients) c.close();
+
+    // The size the room's row keeps is its sessions, through refused joins and leaves.
+    const db = new pg.Client({ connectionString: sp.platform.databaseUrl });
+    await db.connect();
+    try {
+      const sizes = async (): Promise<{ kept: number | undefined; counted: number }> => {
+        const r = await db.query<{ kept: number | null; counted: number }>(
+          `SELECT (SELECT size FROM rooms WHERE id = $1) AS kept,
+                  (SELECT count(*)::int FROM sessions WHERE room_id = $1) AS counted`,
+          ['room-cap'],
+        );
+        const row = r.rows[0];
+        return { kept: row?.kept ?? undefined, counted: row?.counted ?? -1 };
+      };
+      expect(await sizes()).toEqual({ kept: 10, counted: 10 });
+      const members = clients.filter((_, i) => replies[i]?.s === true);
+      for (const c of members.slice(0, 5)) c.close();
+      await waitFor('5 sessions left', async () => (await sizes()).counted === 5);
+      expect(await sizes()).toEqual({ kept: 5, counted: 5 });
+      for (const c of clients) c.close();
+      await waitFor('every session left', async () => (await sizes()).counted === 0);
+      // Empty now (and gone, if its empty timeout closed it).
+      expect((await sizes()).kept ?? 0).toBe(0);
+    } finally {
+      await db.end();
+    }
   });
 
   it("operators set a room's capacity with the admin command (through the server API)", async () => {
