@@ -22,6 +22,8 @@ interface WebSocketLike {
 /** The part of a net.Socket that writing needs. */
 interface RawSocket {
   write(chunk: Buffer): boolean;
+  cork(): void;
+  uncork(): void;
   readonly destroyed: boolean;
 }
 
@@ -64,40 +66,67 @@ export class FrameWriter {
     this.#bytes += headerLength(payload.length) + payload.length;
   }
 
-  /** Write what is queued now, as one buffer. */
+  /**
+   * Write what is queued now. Headers and small payloads are copied into one buffer; a big
+   * payload (a room's eventBatch, the same bytes for every member) is written as it is, not
+   * copied once per member: then the socket is corked for one writev of the pieces.
+   */
   flush(): void {
     const frames = this.#frames;
     if (frames.length === 0) return;
-    const out = Buffer.allocUnsafe(this.#bytes);
     this.#frames = [];
     this.#bytes = 0;
-    let at = 0;
-    for (const p of frames) {
-      const n = p.length;
-      out[at] = FIN_TEXT;
-      if (n < 126) {
-        out[at + 1] = n;
-        at += 2;
-      } else if (n < 65_536) {
-        out[at + 1] = 126;
-        out.writeUInt16BE(n, at + 2);
-        at += 4;
-      } else {
-        out[at + 1] = 127;
-        out.writeUInt32BE(Math.floor(n / 2 ** 32), at + 2);
-        out.writeUInt32BE(n >>> 0, at + 6);
-        at += 10;
-      }
-      at += p.copy(out, at);
-    }
     // After a close frame (ws answered the client's close, or the socket ended) nothing more
     // may be sent: the client is leaving, and what was queued for it goes nowhere.
     const sock = this.#sock;
     if (sock === undefined || sock.destroyed || this.#ws.readyState !== this.#ws.OPEN) return;
+    const chunks: Buffer[] = [];
+    let copied = 0;
+    for (const p of frames) copied += headerLength(p.length) + (p.length < COPY_MAX ? p.length : 0);
+    let out = Buffer.allocUnsafe(copied);
+    let at = 0;
+    for (const p of frames) {
+      at = header(out, at, p.length);
+      if (p.length < COPY_MAX) {
+        at += p.copy(out, at);
+        continue;
+      }
+      chunks.push(out.subarray(0, at), p);
+      out = out.subarray(at);
+      at = 0;
+    }
+    if (at > 0) chunks.push(out.subarray(0, at));
     // No callback: a write that fails errors the socket, which ws then destroys, and the
     // connection's 'close' handler runs as for any drop.
-    sock.write(out);
+    if (chunks.length === 1) {
+      sock.write(chunks[0] as Buffer);
+      return;
+    }
+    sock.cork();
+    for (const c of chunks) sock.write(c);
+    sock.uncork();
   }
+}
+
+/** Payloads shorter than this are copied next to their header; longer ones are written as they are. */
+const COPY_MAX = 4096;
+
+/** Write a text frame's header for a payload of `n` bytes at `at`; returns where it ends. */
+function header(out: Buffer, at: number, n: number): number {
+  out[at] = FIN_TEXT;
+  if (n < 126) {
+    out[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 65_536) {
+    out[at + 1] = 126;
+    out.writeUInt16BE(n, at + 2);
+    return at + 4;
+  }
+  out[at + 1] = 127;
+  out.writeUInt32BE(Math.floor(n / 2 ** 32), at + 2);
+  out.writeUInt32BE(n >>> 0, at + 6);
+  return at + 10;
 }
 
 let pending: FrameWriter[] = [];
