@@ -133,6 +133,8 @@ export interface BusSubscription {
 interface Subscribed {
   subject: string;
   queue: string | undefined;
+  /** Never shed (see `subscribe`'s `vital`). */
+  vital: boolean;
   validator: Validator<TSchema>;
   handler: SubscriptionHandler<TSchema>;
   sub?: Subscription;
@@ -463,17 +465,21 @@ export class Bus {
    * Receive messages on `subject` (wildcards allowed), validated against `schema`: an
    * invalid one is logged and, if it is a request, answered with JSON_FIELD_INVALID. A
    * handler's error is logged and, for a request, answered (its code, or SYSTEM). With
-   * `queue`, each message goes to one subscriber of the group.
+   * `queue`, each message goes to one subscriber of the group. A `vital` subscription's
+   * messages are never shed when this bus has BUS_MAX_CONCURRENT in hand: liveness
+   * signals (heartbeats), small and rare, whose loss would make a busy service take its
+   * healthy peers for dead.
    */
   subscribe<S extends TSchema>(
     subject: string,
     schema: Validator<S>,
     handler: SubscriptionHandler<S>,
-    opts: { queue?: string } = {},
+    opts: { queue?: string; vital?: boolean } = {},
   ): BusSubscription {
     const entry: Subscribed = {
       subject,
       queue: opts.queue,
+      vital: opts.vital === true,
       validator: schema,
       handler,
       closed: false,
@@ -498,7 +504,13 @@ export class Bus {
   }
 
   #subscribeEntry(nc: NatsConnection, entry: Subscribed): void {
-    entry.sub = this.#listen(nc, entry.subject, entry.queue, (msg) => this.#deliver(entry, msg));
+    entry.sub = this.#listen(
+      nc,
+      entry.subject,
+      entry.queue,
+      (msg) => this.#deliver(entry, msg),
+      entry.vital,
+    );
   }
 
   /**
@@ -510,6 +522,7 @@ export class Bus {
     subject: string,
     queue: string | undefined,
     onMessage: (msg: Msg) => Promise<void>,
+    vital = false,
   ): Subscription {
     return nc.subscribe(subject, {
       ...(queue === undefined ? {} : { queue }),
@@ -518,7 +531,7 @@ export class Bus {
           this.#log.error({ err, subject }, 'subscription error');
           return;
         }
-        if (this.#inflight.size >= (this.#opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT)) {
+        if (!vital && this.#inflight.size >= (this.#opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT)) {
           this.#shed(msg);
           return;
         }

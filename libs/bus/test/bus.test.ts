@@ -3,11 +3,12 @@
  * cancellation, trace context, queue groups and draining without losing requests.
  */
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import Type from 'typebox';
 import { Bus, traceIdOf, newTraceparent } from '@switchboard/bus';
-import { ProtocolError, rpcMethod, type ServiceName } from '@switchboard/protocol';
+import { ProtocolError, rpcMethod, validator, type ServiceName } from '@switchboard/protocol';
 import { harnessNatsAuth, uniquePrefix } from '@switchboard/devstack';
 
 const Echo = rpcMethod(
@@ -136,6 +137,41 @@ describe('Bus', () => {
     );
     // Once the work in hand is done, requests are served again.
     await expect(client.request(Echo, { text: 'later' })).resolves.toMatchObject({ text: 'later' });
+  });
+
+  it('never sheds a vital subscription (heartbeats); sheds the others', async () => {
+    const metrics = new Registry();
+    const server = bus('rooms', 'busy', metrics, 1);
+    serveEcho(server, 'busy');
+    const client = bus('gateway', 'g1');
+    const beat = validator(Type.Object({ n: Type.Integer() }));
+    const got: string[] = [];
+    server.subscribe(
+      `${prefix}.test.vital`,
+      beat,
+      (m) => {
+        got.push(`vital ${m.n}`);
+      },
+      { vital: true },
+    );
+    server.subscribe(`${prefix}.test.plain`, beat, (m) => {
+      got.push(`plain ${m.n}`);
+    });
+    await Promise.all([server.whenConnected(), client.whenConnected()]);
+    await server.connection?.flush();
+    // One slow request fills the one place the server has.
+    const busy = client.request(Echo, { text: 'busy', delayMs: 600 });
+    await sleep(200);
+    client.publish(`${prefix}.test.vital`, { n: 1 });
+    client.publish(`${prefix}.test.plain`, { n: 1 });
+    await busy;
+    client.publish(`${prefix}.test.plain`, { n: 2 });
+    await client.connection?.flush();
+    await sleep(200);
+    expect(got).toEqual(['vital 1', 'plain 2']);
+    expect(await metrics.getSingleMetricAsString('sb_bus_shed_total')).toMatch(
+      /sb_bus_shed_total\{kind="message"\} 1/,
+    );
   });
 
   it('answers a typed request and propagates the trace', async () => {

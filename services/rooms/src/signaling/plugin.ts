@@ -147,7 +147,8 @@ export function signaling(
     async (hb) => {
       await membership.gatewayHeartbeat(hb.gatewayId, hb.startedAt, hb.sockets);
     },
-    { queue },
+    // A rooms service busy with a flood of leaves must not take the gateways for dead.
+    { queue, vital: true },
   );
   const mediaHeartbeats = bus.subscribe(
     mediaSubjects.heartbeat(bus.prefix),
@@ -155,7 +156,7 @@ export function signaling(
     async (hb) => {
       await placement.heartbeat(hb);
     },
-    { queue },
+    { queue, vital: true },
   );
   const cpuRecorder = new CpuRecorder(membership, config.TELEMETRY_FLUSH_MS, log);
   const cpu = bus.subscribe(
