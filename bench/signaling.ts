@@ -73,6 +73,8 @@ interface Options {
   /** Rooms service replicas (one queue group). */
   rooms: number;
   timeoutMs: number;
+  /** Relay rounds: the echo baseline and the platform take turns, M relays per client each. */
+  rounds: number;
   /** Gateways already running (their /api URLs); none: start a platform here. */
   urls: string[];
   platform: boolean;
@@ -90,6 +92,12 @@ const FLAGS = {
     help: 'unmeasured relays (echoes) per client before the measured ones',
   },
   window: { env: 'BENCH_WINDOW', def: 1, min: 1, help: 'relays in flight per client' },
+  rounds: {
+    env: 'BENCH_ROUNDS',
+    def: 3,
+    min: 1,
+    help: 'relay rounds, the baseline and the platform taking turns (the median ratio counts)',
+  },
   concurrency: {
     env: 'BENCH_CONCURRENCY',
     def: 25,
@@ -163,6 +171,7 @@ function parseOptions(argv: string[]): Options | undefined {
     gateways: num('gateways'),
     rooms: num('rooms'),
     timeoutMs: num('timeout-ms'),
+    rounds: num('rounds'),
     urls,
     platform: !baselineOnly,
     baseline: !platformOnly,
@@ -351,8 +360,16 @@ function summarize(r: RoundResult) {
 
 // ------------------------------------------------------------------------------ baseline
 
-async function runBaseline(opts: Options, failure: Failure, anomalies: string[]) {
+/**
+ * The echo baseline, up and warmed: `round()` measures one round of echoes (the relay phase
+ * calls it in turn with the platform's rounds), `finish()` closes it and sums its rounds.
+ */
+async function startBaseline(opts: Options, failure: Failure, anomalies: string[]) {
   const cleanup = new Cleanup();
+  const stop = async (): Promise<void> => {
+    const errors = await cleanup.run();
+    if (errors.length > 0) failure.fail(new Error(`baseline clean-up: ${errors.join('; ')}`));
+  };
   try {
     log('baseline: starting the fastify WebSocket echo server');
     const server = new ManagedProcess(
@@ -380,30 +397,91 @@ async function runBaseline(opts: Options, failure: Failure, anomalies: string[])
     log(`baseline: connecting ${opts.clients} clients to ${url}`);
     const conns: Conn[] = [];
     const connect = await connectAll([url], opts, failure, cleanup, conns);
-    log(`baseline: ${opts.warmup} warm-up + ${opts.relays} echoes per client`);
+    log(`baseline: ${opts.warmup} warm-up echoes per client`);
     await round('baseline warm-up', conns, undefined, opts.warmup, opts, failure, anomalies);
     const serverPid = server.pid;
     const cpu = new CpuMeter({ server: () => (serverPid === undefined ? [] : [serverPid]) });
-    const echoCpu = cpu.start();
-    const echo = await round('baseline', conns, undefined, opts.relays, opts, failure, anomalies);
-    const echoCpuMs = echoCpu();
-    const closeMs = await closeAll(conns, opts.timeoutMs, failure);
-    log('baseline: done');
+    const rounds: RoundResult[] = [];
+    let cpuMs: Record<string, number> = {};
     return {
-      server: 'fastify + @fastify/websocket echo (child process)',
-      connectMs: stats(connect),
-      echo: {
-        ...summarize(echo),
-        /** CPU µs per echoed message of the echo server, while they ran. */
-        cpuUsPerMessage: perUnit(echoCpuMs, echo.messages, 1000),
+      /** One measured round of echoes (its result is also kept for `finish`). */
+      round: async (): Promise<RoundResult> => {
+        log(`baseline: round ${rounds.length + 1}: ${opts.relays} echoes per client`);
+        const took = cpu.start();
+        const r = await round('baseline', conns, undefined, opts.relays, opts, failure, anomalies);
+        cpuMs = addCpu(cpuMs, took());
+        rounds.push(r);
+        return r;
       },
-      closeAllMs: Math.round(closeMs),
+      finish: async () => {
+        try {
+          const closeMs = await closeAll(conns, opts.timeoutMs, failure);
+          log('baseline: done');
+          const echo = mergeRounds(rounds);
+          return {
+            server: 'fastify + @fastify/websocket echo (child process)',
+            connectMs: stats(connect),
+            echo: {
+              ...summarize(echo),
+              /** Messages per second of each round. */
+              rounds: rounds.map((r) => r.perSecond),
+              /** CPU µs per echoed message of the echo server, while they ran. */
+              cpuUsPerMessage: perUnit(cpuMs, echo.messages, 1000),
+            },
+            closeAllMs: Math.round(closeMs),
+          };
+        } finally {
+          await stop();
+        }
+      },
     };
-  } finally {
-    const errors = await cleanup.run();
-    if (errors.length > 0) failure.fail(new Error(`baseline clean-up: ${errors.join('; ')}`));
+  } catch (err) {
+    await stop();
+    throw err;
   }
 }
+
+/** The middle value (the mean of the two middle ones), or undefined for none. */
+function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const m =
+    sorted.length % 2 === 1
+      ? (sorted[mid] as number)
+      : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return Math.round(m * 100) / 100;
+}
+
+/** CPU ms of each process group, summed over measurements. */
+function addCpu(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/** Rounds as one: their samples together, their messages over their time. */
+function mergeRounds(rounds: readonly RoundResult[]): RoundResult {
+  const messages = rounds.reduce((n, r) => n + r.messages, 0);
+  const seconds = rounds.reduce((n, r) => n + r.seconds, 0);
+  const mean = (f: (r: RoundResult) => number): number =>
+    rounds.length === 0 ? 0 : Math.round(rounds.reduce((n, r) => n + f(r), 0) / rounds.length);
+  return {
+    delivery: rounds.flatMap((r) => r.delivery),
+    sameGateway: rounds.flatMap((r) => r.sameGateway),
+    crossGateway: rounds.flatMap((r) => r.crossGateway),
+    reply: rounds.flatMap((r) => r.reply),
+    messages,
+    seconds,
+    perSecond: seconds === 0 ? 0 : Math.round(messages / seconds),
+    client: {
+      cpuPercent: mean((r) => r.client.cpuPercent),
+      loopBusyPercent: mean((r) => r.client.loopBusyPercent),
+    },
+  };
+}
+
+type Baseline = Awaited<ReturnType<typeof startBaseline>>;
 
 // ------------------------------------------------------------------------------ platform
 
@@ -460,6 +538,7 @@ async function runPlatform(
   anomalies: string[],
   cleanup: Cleanup,
   run: PlatformRun,
+  baseline: Baseline | undefined,
 ) {
   const capacity = Math.max(50, opts.roomSize);
   const own =
@@ -560,7 +639,7 @@ async function runPlatform(
   );
   const peersOf = (c: Conn): readonly Conn[] => peers.get(c) ?? [];
 
-  log(`platform: ${opts.warmup} warm-up + ${opts.relays} relays per client`);
+  log(`platform: ${opts.warmup} warm-up relays per client`);
   await round('platform warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
   const batchCounters = async (): Promise<[number, number] | undefined> =>
     own === undefined
@@ -570,9 +649,21 @@ async function runPlatform(
           await own.sum('gateway', 'sb_gateway_relay_batch_items_total'),
         ];
   const batchesBefore = await batchCounters();
-  const relayCpu = own?.cpu.start();
-  const relay = await round('platform', conns, peersOf, opts.relays, opts, failure, anomalies);
-  const relayCpuMs = relayCpu?.();
+  // The rounds: the baseline's (if measured here) and the platform's in turn, so that both
+  // see the machine as it is at that moment.
+  const relayRounds: RoundResult[] = [];
+  let relayCpuMs: Record<string, number> | undefined;
+  for (let k = 0; k < opts.rounds; k++) {
+    await baseline?.round();
+    log(`platform: round ${k + 1}: ${opts.relays} relays per client`);
+    const took = own?.cpu.start();
+    relayRounds.push(
+      await round('platform', conns, peersOf, opts.relays, opts, failure, anomalies),
+    );
+    const ms = took?.();
+    if (ms !== undefined) relayCpuMs = addCpu(relayCpuMs ?? {}, ms);
+  }
+  const relay = mergeRounds(relayRounds);
   const batchesAfter = await batchCounters();
   const relayBatches =
     batchesBefore === undefined || batchesAfter === undefined
@@ -639,6 +730,8 @@ async function runPlatform(
       ...summarize(relay),
       /** CPU µs per relayed message of each process (group), while they ran. */
       cpuUsPerMessage: perUnit(relayCpuMs, relay.messages, 1000),
+      /** Messages per second of each round. */
+      rounds: relayRounds.map((r) => r.perSecond),
       /** Relay batches the gateways sent each other while they ran, and the relays in them. */
       batches: relayBatches,
     },
@@ -678,7 +771,7 @@ function gatewayMemory(rss: RssResult, names: readonly string[], opts: Options) 
 
 // ---------------------------------------------------------------------------------- report
 
-type BaselineResult = Awaited<ReturnType<typeof runBaseline>>;
+type BaselineResult = Awaited<ReturnType<Baseline['finish']>>;
 type PlatformResult = Awaited<ReturnType<typeof runPlatform>>;
 type JoinTxResult = Awaited<ReturnType<typeof runJoinTx>>;
 
@@ -687,7 +780,7 @@ function goalText(g: ReturnType<typeof goals>): string {
   return [
     `platform ÷ baseline: joins/s ${v(g.joinThroughput)} (goal ≥ 0.5), ` +
       `join p50 ${v(g.joinLatency)}× (goal ≤ 2 at --concurrency 1; this run: ${g.concurrency}), ` +
-      `relays/s ${v(g.relayThroughput)} (goal ≥ 0.5 with 2 gateways; this run: ${g.gateways})`,
+      `relays/s ${v(g.relayThroughput)} (median of ${g.relayRounds.length === 0 ? 'no' : g.relayRounds.join(', ')}; goal ≥ 0.5 with 2 gateways; this run: ${g.gateways})`,
   ].join('\n');
 }
 
@@ -700,13 +793,23 @@ function goals(
   const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
     a === undefined || b === undefined || b === 0 ? undefined : Math.round((a / b) * 100) / 100;
   const joinTx = platform?.joinTx;
+  const echoes = baseline?.echo.rounds ?? [];
+  const relayRatios = (platform?.relay.rounds ?? []).flatMap((p, k) => {
+    const r = ratio(p, echoes[k]);
+    return r === undefined ? [] : [r];
+  });
   return {
     /** platform joins/s ÷ bare transactions/s: at least 0.5. */
     joinThroughput: ratio(platform?.join.perSecond, joinTx?.perSecond),
     /** join p50 ÷ bare transaction p50: at most 2 with --concurrency 1. */
     joinLatency: ratio(platform?.join.ms?.p50, joinTx?.ms?.p50),
-    /** relays/s ÷ echoes/s: at least 0.5 with two gateways. */
-    relayThroughput: ratio(platform?.relay.perSecond, baseline?.echo.perSecond),
+    /**
+     * relays/s ÷ echoes/s, the median of the rounds' (each platform round beside the echo
+     * round just before it): at least 0.5 with two gateways.
+     */
+    relayThroughput: median(relayRatios),
+    /** The rounds' ratios. */
+    relayRounds: relayRatios,
     concurrency: opts.concurrency,
     gateways: opts.gateways,
   };
@@ -757,9 +860,9 @@ function report(
     ['relay → exchangeCandidateR, ms', p((r) => fmt(r.relay.replyMs)), na],
     ['echo round trip, ms (p50 / p99)', na, b((r) => fmt(r.echo.deliveryMs))],
     [
-      'messages per second',
-      p((r) => String(r.relay.perSecond)),
-      b((r) => String(r.echo.perSecond)),
+      'messages per second (each round)',
+      p((r) => `${r.relay.perSecond} (${r.relay.rounds.join(', ')})`),
+      b((r) => `${r.echo.perSecond} (${r.echo.rounds.join(', ')})`),
     ],
     [
       '  CPU per message, µs',
@@ -804,7 +907,8 @@ function report(
   const msgs = opts.clients * opts.relays;
   return [
     `signaling benchmark: ${opts.clients} clients in rooms of ${opts.roomSize}, ` +
-      `${opts.relays} relays each (${msgs} messages, ${opts.window} in flight per client, ` +
+      `${opts.rounds} rounds of ${opts.relays} relays each (${msgs} messages a round, ` +
+      `the baseline's and the platform's in turn, ${opts.window} in flight per client, ` +
       `${frameBytes}-byte frames, ${opts.warmup} warm-up), ${opts.concurrency} connects/joins at once`,
     `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
     '',
@@ -845,10 +949,18 @@ async function main(
     return 0;
   }
   const startedAt = new Date();
-  const baseline = opts.baseline ? await runBaseline(opts, failure, anomalies) : undefined;
-  const platform = opts.platform
-    ? await runPlatform(opts, failure, anomalies, cleanup, run)
-    : undefined;
+  const echo = opts.baseline ? await startBaseline(opts, failure, anomalies) : undefined;
+  let platform: PlatformResult | undefined;
+  let baseline: BaselineResult | undefined;
+  try {
+    if (opts.platform) {
+      platform = await runPlatform(opts, failure, anomalies, cleanup, run, echo);
+    } else {
+      for (let k = 0; k < opts.rounds; k++) await echo?.round();
+    }
+  } finally {
+    baseline = await echo?.finish();
+  }
   if (failure.error !== undefined) throw failure.error;
 
   const frameBytes = Buffer.byteLength(
