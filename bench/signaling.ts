@@ -48,6 +48,7 @@ import type { RssResult } from './lib/proc-mem.ts';
 import {
   runJoinTx,
   startSignalingPlatform,
+  sumMetric,
   type SignalingPlatform,
 } from './lib/signaling-platform.ts';
 import {
@@ -508,12 +509,14 @@ class JoinTimes {
       ['gateway', 'sb_bus_client_request_duration_seconds', 'method="rooms.join"'],
       ['rooms', 'sb_bus_served_request_duration_seconds', 'method="rooms.join"'],
     ];
-    const out: number[] = [];
-    for (const [group, name, labels] of series) {
-      out.push(await this.#own.sum(group, `${name}_sum`, labels));
-      out.push(await this.#own.sum(group, `${name}_count`, labels));
-    }
-    return out;
+    const [gateways, rooms] = await Promise.all([
+      this.#own.scrape('gateway'),
+      this.#own.scrape('rooms'),
+    ]);
+    return series.flatMap(([group, name, labels]) => {
+      const texts = group === 'gateway' ? gateways : rooms;
+      return [sumMetric(texts, `${name}_sum`, labels), sumMetric(texts, `${name}_count`, labels)];
+    });
   }
 
   async start(): Promise<void> {
@@ -641,13 +644,14 @@ async function runPlatform(
 
   log(`platform: ${opts.warmup} warm-up relays per client`);
   await round('platform warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
-  const batchCounters = async (): Promise<[number, number] | undefined> =>
-    own === undefined
-      ? undefined
-      : [
-          await own.sum('gateway', 'sb_gateway_relay_batches_total'),
-          await own.sum('gateway', 'sb_gateway_relay_batch_items_total'),
-        ];
+  const batchCounters = async (): Promise<[number, number] | undefined> => {
+    if (own === undefined) return undefined;
+    const texts = await own.scrape('gateway');
+    return [
+      sumMetric(texts, 'sb_gateway_relay_batches_total'),
+      sumMetric(texts, 'sb_gateway_relay_batch_items_total'),
+    ];
+  };
   const batchesBefore = await batchCounters();
   // The rounds: the baseline's (if measured here) and the platform's in turn, so that both
   // see the machine as it is at that moment.

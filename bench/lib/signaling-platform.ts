@@ -141,24 +141,11 @@ export async function startSignalingPlatform(
     gatewayNames: gateways.map((g) => g.process.name),
     databaseUrl: platform.databaseUrl,
     poolMax: POOL_MAX,
-    /**
-     * A metric's value summed over the processes of a group (Prometheus text): the series
-     * whose labels include `labels` (e.g. `method="rooms.join"`), 0 where there is none.
-     */
-    sum: async (group: 'gateway' | 'rooms', name: string, labels = ''): Promise<number> => {
-      const texts = await Promise.all(
+    /** The Prometheus text of each process of a group, read once (see `sumMetric`). */
+    scrape: async (group: 'gateway' | 'rooms'): Promise<string[]> =>
+      await Promise.all(
         (group === 'gateway' ? gateways : rooms).map(async (g) => await g.metrics()),
-      );
-      let total = 0;
-      for (const t of texts) {
-        for (const line of t.split('\n')) {
-          if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
-          if (labels !== '' && !line.includes(labels)) continue;
-          total += Number(line.slice(line.lastIndexOf(' ') + 1));
-        }
-      }
-      return total;
-    },
+      ),
     cpu: new CpuMeter({
       gateway: pids(gateways),
       rooms: pids(rooms),
@@ -180,6 +167,22 @@ export async function startSignalingPlatform(
       },
     },
   };
+}
+
+/**
+ * A metric's value summed over scraped Prometheus texts: the series whose labels include
+ * `labels` (e.g. `method="rooms.join"`), 0 where there is none.
+ */
+export function sumMetric(texts: readonly string[], name: string, labels = ''): number {
+  let total = 0;
+  for (const t of texts) {
+    for (const line of t.split('\n')) {
+      if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
+      if (labels !== '' && !line.includes(labels)) continue;
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return total;
 }
 
 export interface JoinTxOptions {

@@ -400,9 +400,14 @@ export class Router {
       this.#queued.set(gatewayId, queue);
     }
     queue.push(item);
+    // A gateway with its batches out gets this one when one of them is answered.
+    if ((this.#inFlight.get(gatewayId) ?? 0) < RELAY_BATCHES_IN_FLIGHT) this.#scheduleFlush();
+  }
+
+  /** Send the queued relays once this turn's I/O callbacks ran: every frame read joins in. */
+  #scheduleFlush(): void {
     if (this.#flushing) return;
     this.#flushing = true;
-    // After the I/O callbacks of this turn: every frame read in it joins the batch.
     setImmediate(() => {
       this.#flush();
     });
@@ -450,12 +455,7 @@ export class Router {
       const n = (this.#inFlight.get(gatewayId) ?? 1) - 1;
       if (n === 0) this.#inFlight.delete(gatewayId);
       else this.#inFlight.set(gatewayId, n);
-      if (this.#queued.has(gatewayId) && !this.#flushing) {
-        this.#flushing = true;
-        setImmediate(() => {
-          this.#flush();
-        });
-      }
+      if (this.#queued.has(gatewayId)) this.#scheduleFlush();
     };
     const payload = new JsonText(`{"items":[${batch.map((i) => i.json).join(',')}]}`);
     this.#bus

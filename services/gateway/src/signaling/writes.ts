@@ -3,10 +3,11 @@
  * frames in one turn (a relay's reply and relays from its peers, read from NATS together);
  * they leave in one write instead of one per frame — syscalls are most of what a relay costs.
  *
- * The frames are framed here (RFC 6455 §5.2: a server's frames are final, unmasked, text) and
- * copied into one buffer handed to the TCP socket once: `ws.send` costs a header buffer and
- * two stream writes per frame, and a corked stream a writev of all of those chunks, which a
- * profile of the relay path put at a tenth of the gateway's CPU. Control frames (ping, close)
+ * The frames are framed here (RFC 6455 §5.2: a server's frames are final, unmasked, text);
+ * headers and small payloads are copied into one buffer handed to the TCP socket once (a big
+ * payload, shared by many sockets, is written beside it uncopied): `ws.send` costs a header
+ * buffer and two stream writes per frame, and a corked stream a writev of all of those
+ * chunks, which a profile of the relay path put at a tenth of the gateway's CPU. Control frames (ping, close)
  * still go through ws: `flush()` writes what is queued before a close so that it comes
  * first. What must follow the writes (a relay's acknowledgement: delivered means written)
  * waits for them with `afterWrites`.
