@@ -530,7 +530,10 @@ export class Membership {
       UPDATE sessions s
       SET state = 'ACTIVE', gateway_id = ${req.gatewayId},
           gateway_started_at = ${req.gatewayStartedAt ?? null}::bigint,
-          disconnected_at = NULL, last_seen = ${NOW}
+          -- Attached again now, as a reconnect is: the dead-gateway sweep leaves a session
+          -- attached less than GATEWAY_DEAD_AFTER_MS ago alone, so one that runs before the
+          -- gateway's heartbeat (sent with this resync) is recorded cannot detach it again.
+          attached_at = ${NOW}, disconnected_at = NULL, last_seen = ${NOW}
       FROM unnest(${socketIds}::text[], ${connectionIds}::text[]) AS a(socket_id, connection_id)
       WHERE s.socket_id = a.socket_id AND s.connection_id = a.connection_id
       RETURNING s.socket_id AS "socketId"`;
