@@ -43,7 +43,7 @@ import {
   readNumber,
   writeResults,
 } from './lib/cli.ts';
-import { CpuMeter } from './lib/proc-cpu.ts';
+import { CpuMeter, pidsNamed } from './lib/proc-cpu.ts';
 import type { RssResult } from './lib/proc-mem.ts';
 import {
   runJoinTx,
@@ -68,6 +68,7 @@ interface Options {
   roomSize: number;
   relays: number;
   warmup: number;
+  joinWarmup: number;
   window: number;
   concurrency: number;
   gateways: number;
@@ -88,9 +89,17 @@ const FLAGS = {
   relays: { env: 'BENCH_RELAYS', def: 50, min: 1, help: 'measured relays sent by each client' },
   warmup: {
     env: 'BENCH_WARMUP',
-    def: 5,
+    // A round's worth: with 5, the platform's first round ran 30% under its later ones (V8
+    // still optimizing), the echo's did not.
+    def: 50,
     min: 0,
-    help: 'unmeasured relays (echoes) per client before the measured ones',
+    help: 'unmeasured relays (echoes) per client before the measured ones, on each side',
+  },
+  'join-warmup': {
+    env: 'BENCH_JOIN_WARMUP',
+    def: 100,
+    min: 0,
+    help: 'unmeasured joins (and leaves) before the measured ones, on both sides',
   },
   window: { env: 'BENCH_WINDOW', def: 1, min: 1, help: 'relays in flight per client' },
   rounds: {
@@ -167,6 +176,7 @@ function parseOptions(argv: string[]): Options | undefined {
     roomSize: num('room-size'),
     relays: num('relays'),
     warmup: num('warmup'),
+    joinWarmup: num('join-warmup'),
     window: num('window'),
     concurrency: num('concurrency'),
     gateways: num('gateways'),
@@ -484,6 +494,134 @@ function mergeRounds(rounds: readonly RoundResult[]): RoundResult {
 
 type Baseline = Awaited<ReturnType<typeof startBaseline>>;
 
+/**
+ * The parts of a relay (`bench/lib/ws-relay-server.ts`): as many bare relay servers as the
+ * platform has gateways, on the platform's NATS, with as many clients split between them the
+ * same way, in rooms of the same size. `round()` measures one round of relays through them (in
+ * turn with the echo's and the platform's rounds), `finish()` closes them and sums the rounds.
+ */
+async function startRelayParts(
+  opts: Options,
+  nats: SignalingPlatform['nats'],
+  failure: Failure,
+  anomalies: string[],
+) {
+  const cleanup = new Cleanup();
+  const stop = async (): Promise<void> => {
+    const errors = await cleanup.run();
+    if (errors.length > 0) failure.fail(new Error(`bare relay clean-up: ${errors.join('; ')}`));
+  };
+  try {
+    log(`parts: starting ${opts.gateways} bare relay server(s) on the platform's NATS`);
+    const prefix = `bench-parts-${randomBytes(4).toString('hex')}`;
+    const servers: ManagedProcess[] = [];
+    const urls: string[] = [];
+    let stopping = false;
+    for (let i = 0; i < opts.gateways; i++) {
+      const server = new ManagedProcess(
+        `ws-relay-server-${i + 1}`,
+        NODE,
+        [
+          fileURLToPath(new URL('lib/ws-relay-server.ts', import.meta.url)),
+          JSON.stringify({
+            name: `r${i}`,
+            natsUrl: nats.url,
+            user: nats.user,
+            passwordFile: nats.passwordFile,
+            prefix,
+          }),
+        ],
+        { cwd: ROOT },
+      );
+      cleanup.add(`stop bare relay server ${i + 1}`, async () => {
+        stopping = true;
+        const exit = await server.stop('SIGTERM', 10_000);
+        if (exit.code !== 0)
+          throw new Error(`exit ${exit.code} ${exit.signal}:\n${server.output()}`);
+      });
+      const line = await server.waitForLine(/"msg":"listening"/, 30_000);
+      failure.check();
+      const port = (JSON.parse(line) as { port?: unknown }).port;
+      if (typeof port !== 'number') throw new Error(`bare relay server: no port in ${line}`);
+      void server.exited.then(({ code, signal }) => {
+        if (!stopping)
+          failure.fail(new Error(`a bare relay server exited (code ${code}, signal ${signal})`));
+      });
+      servers.push(server);
+      urls.push(`ws://127.0.0.1:${port}/api`);
+    }
+
+    log(`parts: connecting ${opts.clients} clients to ${urls.join(' and ')}`);
+    const conns: Conn[] = [];
+    await connectAll(urls, opts, failure, cleanup, conns);
+    await pool(conns, opts.concurrency, async (c) => {
+      const { frame } = await failure.guard(
+        `hello of client ${c.index}`,
+        opts.timeoutMs,
+        c.request(failure, 'hello', {}),
+      );
+      const socketId = (frame.d as { socketId?: unknown } | undefined)?.socketId;
+      if (frame.s !== true || typeof socketId !== 'string')
+        throw new Error(`client ${c.index}: hello: ${describeReply(frame)}`);
+      c.socketId = socketId;
+      c.userId = socketId;
+      c.roomId = String(Math.floor(c.index / opts.roomSize));
+    });
+    const peersOf = roomPeers(conns);
+    log(`parts: ${opts.warmup} warm-up relays per client`);
+    await round('bare relay warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
+    const pids = (): number[] => servers.flatMap((s) => (s.pid === undefined ? [] : [s.pid]));
+    const cpu = new CpuMeter({ servers: pids, nats: () => pidsNamed('nats-server') });
+    const rounds: RoundResult[] = [];
+    let cpuMs: Record<string, number> = {};
+    return {
+      /** One measured round of relays (its result is also kept for `finish`). */
+      round: async (): Promise<RoundResult> => {
+        log(`parts: round ${rounds.length + 1}: ${opts.relays} relays per client`);
+        const took = cpu.start();
+        const r = await round('bare relay', conns, peersOf, opts.relays, opts, failure, anomalies);
+        cpuMs = addCpu(cpuMs, took());
+        rounds.push(r);
+        return r;
+      },
+      finish: async () => {
+        try {
+          await closeAll(conns, opts.timeoutMs, failure);
+          log('parts: done');
+          const relay = mergeRounds(rounds);
+          return {
+            servers: `${opts.gateways} × fastify + @fastify/websocket relaying through NATS (child processes)`,
+            relay: {
+              ...summarize(relay),
+              /** Messages per second of each round. */
+              rounds: rounds.map((r) => r.perSecond),
+              /** CPU µs per relayed message of the servers and of NATS, while they ran. */
+              cpuUsPerMessage: perUnit(cpuMs, relay.messages, 1000),
+            },
+          };
+        } finally {
+          await stop();
+        }
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+type RelayParts = Awaited<ReturnType<typeof startRelayParts>>;
+
+/** Each client's peers: the other clients with its roomId. */
+function roomPeers(conns: readonly Conn[]): (c: Conn) => readonly Conn[] {
+  const members = new Map<string, Conn[]>();
+  for (const c of conns) members.set(c.roomId, [...(members.get(c.roomId) ?? []), c]);
+  const peers = new Map<Conn, Conn[]>(
+    conns.map((c) => [c, (members.get(c.roomId) ?? []).filter((p) => p !== c)]),
+  );
+  return (c) => peers.get(c) ?? [];
+}
+
 // ------------------------------------------------------------------------------ platform
 
 interface PlatformRun {
@@ -534,6 +672,53 @@ class JoinTimes {
   }
 }
 
+/** Tokens of users `<prefix>-0`, `<prefix>-1`… for any room. */
+async function mintTokens(n: number, prefix: string): Promise<string[]> {
+  const secret = process.env['AUTH_HS256_SECRET'] ?? DEV_HS256_SECRET;
+  return await Promise.all(
+    Array.from(
+      { length: n },
+      async (_, i) => await mintToken({ secret, sub: `${prefix}-${i}`, rooms: ['*'] }),
+    ),
+  );
+}
+
+/**
+ * Unmeasured joins first, as the join baseline's are: clients of their own join rooms of
+ * their own (as many at once as the measured ones), then close. A gateway or rooms process
+ * runs for days; what is measured is its steady state, not its first requests (V8 compiling
+ * the code paths, pools opening).
+ */
+async function warmUpJoins(
+  opts: Options,
+  urls: readonly string[],
+  runTag: string,
+  failure: Failure,
+  cleanup: Cleanup,
+): Promise<void> {
+  log(`platform: ${opts.joinWarmup} warm-up joins`);
+  const tokens = await mintTokens(opts.joinWarmup, 'bench-warmup');
+  const conns: Conn[] = [];
+  await connectAll(
+    urls,
+    { clients: opts.joinWarmup, concurrency: opts.concurrency, timeoutMs: opts.timeoutMs },
+    failure,
+    cleanup,
+    conns,
+  );
+  await pool(conns, opts.concurrency, async (c) => {
+    const roomId = `bench-${runTag}-warmup-${Math.floor(c.index / opts.roomSize)}`;
+    const { frame } = await failure.guard(
+      `warm-up join of client ${c.index}`,
+      opts.timeoutMs,
+      c.request(failure, 'join', { roomId, bearer: tokens[c.index], platform: 'Web' }),
+    );
+    if (frame.a !== 'joinR' || frame.s !== true)
+      throw new Error(`warm-up client ${c.index}: join into ${roomId}: ${describeReply(frame)}`);
+  });
+  await closeAll(conns, opts.timeoutMs, failure);
+}
+
 /** The clients' part against the platform: connect, relay, leave. */
 async function runPlatform(
   opts: Options,
@@ -571,22 +756,19 @@ async function runPlatform(
             capacity,
             concurrency: opts.concurrency,
             timeoutMs: opts.timeoutMs,
+            warmup: opts.joinWarmup,
           },
           failure,
         )
       : undefined;
-  own?.rss.mark('idle');
 
   const runTag = randomBytes(4).toString('hex');
   const rooms = opts.clients / opts.roomSize;
   log(`platform: minting ${opts.clients} tokens`);
-  const secret = process.env['AUTH_HS256_SECRET'] ?? DEV_HS256_SECRET;
-  const tokens = await Promise.all(
-    Array.from(
-      { length: opts.clients },
-      async (_, i) => await mintToken({ secret, sub: `bench-user-${i}`, rooms: ['*'] }),
-    ),
-  );
+  const tokens = await mintTokens(opts.clients, 'bench-user');
+
+  if (opts.joinWarmup > 0) await warmUpJoins(opts, urls, runTag, failure, cleanup);
+  own?.rss.mark('idle');
 
   log(`platform: connecting ${opts.clients} clients to ${urls.join(' and ')}`);
   const conns: Conn[] = [];
@@ -635,15 +817,15 @@ async function runPlatform(
     if (size !== opts.roomSize)
       anomalies.push(`${roomId}: the largest roomSize a joinR reported was ${size}`);
 
-  const members = new Map<string, Conn[]>();
-  for (const c of conns) members.set(c.roomId, [...(members.get(c.roomId) ?? []), c]);
-  const peers = new Map<Conn, Conn[]>(
-    conns.map((c) => [c, (members.get(c.roomId) ?? []).filter((p) => p !== c)]),
-  );
-  const peersOf = (c: Conn): readonly Conn[] => peers.get(c) ?? [];
+  const peersOf = roomPeers(conns);
 
   log(`platform: ${opts.warmup} warm-up relays per client`);
   await round('platform warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
+  // The parts of a relay, measured here: they need the platform's NATS.
+  const parts =
+    own !== undefined && opts.baseline
+      ? await startRelayParts(opts, own.nats, failure, anomalies)
+      : undefined;
   const batchCounters = async (): Promise<[number, number] | undefined> => {
     if (own === undefined) return undefined;
     const texts = await own.scrape('gateway');
@@ -657,15 +839,21 @@ async function runPlatform(
   // see the machine as it is at that moment.
   const relayRounds: RoundResult[] = [];
   let relayCpuMs: Record<string, number> | undefined;
-  for (let k = 0; k < opts.rounds; k++) {
-    await baseline?.round();
-    log(`platform: round ${k + 1}: ${opts.relays} relays per client`);
-    const took = own?.cpu.start();
-    relayRounds.push(
-      await round('platform', conns, peersOf, opts.relays, opts, failure, anomalies),
-    );
-    const ms = took?.();
-    if (ms !== undefined) relayCpuMs = addCpu(relayCpuMs ?? {}, ms);
+  let relayParts: Awaited<ReturnType<RelayParts['finish']>> | undefined;
+  try {
+    for (let k = 0; k < opts.rounds; k++) {
+      await baseline?.round();
+      await parts?.round();
+      log(`platform: round ${k + 1}: ${opts.relays} relays per client`);
+      const took = own?.cpu.start();
+      relayRounds.push(
+        await round('platform', conns, peersOf, opts.relays, opts, failure, anomalies),
+      );
+      const ms = took?.();
+      if (ms !== undefined) relayCpuMs = addCpu(relayCpuMs ?? {}, ms);
+    }
+  } finally {
+    relayParts = await parts?.finish();
   }
   const relay = mergeRounds(relayRounds);
   const batchesAfter = await batchCounters();
@@ -678,7 +866,13 @@ async function runPlatform(
         };
 
   log('platform: leaving (the first of each room, then the rest)');
-  const leavers = [...members.values()].map((m) => m[0] as Conn);
+  const leavers: Conn[] = [];
+  const roomsLeft = new Set<string>();
+  for (const c of conns) {
+    if (roomsLeft.has(c.roomId)) continue;
+    roomsLeft.add(c.roomId);
+    leavers.push(c);
+  }
   const leftAt = new Map<string, number>();
   const leaveMs: number[] = [];
   const expected = leavers.length * (opts.roomSize - 1);
@@ -740,6 +934,7 @@ async function runPlatform(
       batches: relayBatches,
     },
     joinTx,
+    relayParts,
     leave: { eventLeaveMs: stats(leaveMs), closeRestMs: Math.round(closeMs), left: rest.length },
     /** Resident memory of each gateway process (VmRSS, MiB; sampled every 50 ms). */
     memory,
@@ -778,6 +973,7 @@ function gatewayMemory(rss: RssResult, names: readonly string[], opts: Options) 
 type BaselineResult = Awaited<ReturnType<Baseline['finish']>>;
 type PlatformResult = Awaited<ReturnType<typeof runPlatform>>;
 type JoinTxResult = Awaited<ReturnType<typeof runJoinTx>>;
+type RelayPartsResult = Awaited<ReturnType<RelayParts['finish']>>;
 
 function goalText(g: ReturnType<typeof goals>): string {
   const v = (x: number | undefined): string => (x === undefined ? 'not measured' : String(x));
@@ -785,6 +981,7 @@ function goalText(g: ReturnType<typeof goals>): string {
     `platform ÷ baseline: joins/s ${v(g.joinThroughput)} (goal ≥ 0.5), ` +
       `join p50 ${v(g.joinLatency)}× (goal ≤ 2 at --concurrency 1; this run: ${g.concurrency}), ` +
       `relays/s ${v(g.relayThroughput)} (median of ${g.relayRounds.length === 0 ? 'no' : g.relayRounds.join(', ')}; goal ≥ 0.5 with 2 gateways; this run: ${g.gateways})`,
+    `relays/s ÷ their bare parts: ${v(g.relayOfParts)}; the bare relay's ÷ the echo's: ${v(g.partsOfEcho)} (medians of the rounds)`,
   ].join('\n');
 }
 
@@ -798,10 +995,13 @@ function goals(
     a === undefined || b === undefined || b === 0 ? undefined : Math.round((a / b) * 100) / 100;
   const joinTx = platform?.joinTx;
   const echoes = baseline?.echo.rounds ?? [];
-  const relayRatios = (platform?.relay.rounds ?? []).flatMap((p, k) => {
-    const r = ratio(p, echoes[k]);
-    return r === undefined ? [] : [r];
-  });
+  const perRound = (xs: readonly number[], ys: readonly number[]): number[] =>
+    xs.flatMap((x, k) => {
+      const r = ratio(x, ys[k]);
+      return r === undefined ? [] : [r];
+    });
+  const relayRatios = perRound(platform?.relay.rounds ?? [], echoes);
+  const parts = platform?.relayParts?.relay.rounds ?? [];
   return {
     /** platform joins/s ÷ bare transactions/s: at least 0.5. */
     joinThroughput: ratio(platform?.join.perSecond, joinTx?.perSecond),
@@ -814,6 +1014,13 @@ function goals(
     relayThroughput: median(relayRatios),
     /** The rounds' ratios. */
     relayRounds: relayRatios,
+    /**
+     * Not a goal of the issue, the measure of what is left: relays/s ÷ the bare relay's (the
+     * same design with nothing else: its parts), and the bare relay's ÷ the echo's, the
+     * medians of the rounds'.
+     */
+    relayOfParts: median(perRound(platform?.relay.rounds ?? [], parts)),
+    partsOfEcho: median(perRound(parts, echoes)),
     concurrency: opts.concurrency,
     gateways: opts.gateways,
   };
@@ -834,6 +1041,9 @@ function report(
   const joinTx = platform?.joinTx;
   const jt = <T>(f: (r: JoinTxResult) => T): T | string =>
     joinTx === undefined ? skipped : f(joinTx);
+  const relayParts = platform?.relayParts;
+  const parts = <T>(f: (r: RelayPartsResult) => T): T | string =>
+    relayParts === undefined ? skipped : f(relayParts);
   const rows: [string, string, string][] = [
     [
       'connect, ms (p50 / p99 / max)',
@@ -874,6 +1084,13 @@ function report(
       b((r) => cpuText(r.echo.cpuUsPerMessage)),
     ],
     [
+      '  bare relay: per second (each round)',
+      na,
+      parts((x) => `${x.relay.perSecond} (${x.relay.rounds.join(', ')})`),
+    ],
+    ['    CPU per message, µs', na, parts((x) => cpuText(x.relay.cpuUsPerMessage))],
+    ['    relay → peer, ms (p50 / p99)', na, parts((x) => fmt(x.relay.deliveryMs))],
+    [
       '  batches between gateways (relays each)',
       p((r) =>
         r.relay.batches === undefined
@@ -902,7 +1119,7 @@ function report(
   const head: [string, string, string] = [
     '',
     `platform (${opts.gateways} gateway${opts.gateways === 1 ? '' : 's'}${opts.urls.length > 0 ? ' at --url' : opts.rooms === 1 ? ' + rooms' : ` + ${opts.rooms} rooms`})`,
-    'baseline (fastify ws echo)',
+    'baselines (fastify ws echo; bare relay)',
   ];
   const w0 = Math.max(...[head, ...rows].map((r) => r[0].length));
   const w1 = Math.max(...[head, ...rows].map((r) => r[1].length));
@@ -913,7 +1130,8 @@ function report(
     `signaling benchmark: ${opts.clients} clients in rooms of ${opts.roomSize}, ` +
       `${opts.rounds} rounds of ${opts.relays} relays each (${msgs} messages a round, ` +
       `the baseline's and the platform's in turn, ${opts.window} in flight per client, ` +
-      `${frameBytes}-byte frames, ${opts.warmup} warm-up), ${opts.concurrency} connects/joins at once`,
+      `${frameBytes}-byte frames, ${opts.warmup} warm-up), ${opts.concurrency} connects/joins at once ` +
+      `(after ${opts.joinWarmup} warm-up joins on each side)`,
     `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
     '',
     line(head),
@@ -930,6 +1148,8 @@ function report(
     '',
     'join: the platform from sending join to joinR; the baseline one bare pg transaction.',
     'relay → peer: from sending exchangeCandidate to the peer receiving eventExchangeCandidate.',
+    'bare relay: the parts of a relay, bare fastify ws servers (as many as gateways) relaying',
+    "  through NATS with the gateways' design (group commit), nothing else (bench/lib/ws-relay-server.ts).",
     'The clients run in this one process; its CPU use shows whether they were the bottleneck.',
     ...(platform?.memory === undefined
       ? []
@@ -984,8 +1204,16 @@ async function main(
   writeResults('signaling', startedAt, {
     options: opts,
     frameBytes,
-    platform: platform === undefined ? null : { ...platform, joinTx: undefined },
-    baseline: baseline === undefined ? null : { ...baseline, joinTx: platform?.joinTx ?? null },
+    platform:
+      platform === undefined ? null : { ...platform, joinTx: undefined, relayParts: undefined },
+    baseline:
+      baseline === undefined
+        ? null
+        : {
+            ...baseline,
+            joinTx: platform?.joinTx ?? null,
+            relayParts: platform?.relayParts ?? null,
+          },
     goals: goals(opts, platform, baseline),
     failedChecks: anomalies,
     text,

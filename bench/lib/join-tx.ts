@@ -7,7 +7,8 @@
  * application without the platform would write it. No NATS, no gateway, no rooms service.
  *
  * Usage: node bench/lib/join-tx.ts '<json>' with {databaseUrl, joins, roomSize, capacity,
- * concurrency, poolMax, tag}. Rooms are `jointx-<tag>-<n>` of `roomSize` sessions each, which
+ * concurrency, poolMax, tag, warmup?}: `warmup` joins (into rooms of their own) go first,
+ * unmeasured, as the platform's warm-up joins do. Rooms are `jointx-<tag>-<n>` of `roomSize` sessions each, which
  * admit `capacity` (the platform's ROOM_DEFAULT_CAPACITY, checked the same way); their events
  * are written as already published (the rooms service's outbox relay leaves them alone), and
  * everything is deleted again at the end. Prints one JSON line: {msg: "result", ms: [...],
@@ -25,6 +26,8 @@ interface Args {
   concurrency: number;
   poolMax: number;
   tag: string;
+  /** Unmeasured joins first (default none). */
+  warmup?: number;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -45,8 +48,8 @@ async function event(c: pg.PoolClient, roomId: string, type: string, body: objec
   await c.query(EVENT, [roomId, id, type, JSON.stringify({ id, ts: Date.now(), seq: 0, ...body })]);
 }
 
-async function join(i: number): Promise<void> {
-  const roomId = `jointx-${args.tag}-${Math.floor(i / args.roomSize)}`;
+async function join(i: number, warmup = false): Promise<void> {
+  const roomId = `jointx-${args.tag}-${warmup ? 'w' : ''}${Math.floor(i / args.roomSize)}`;
   const socketId = randomBytes(16).toString('hex');
   const userId = `jointx-user-${i}`;
   const c = await pool.connect();
@@ -116,20 +119,27 @@ const heartbeat = setInterval(() => {
   });
 }, 1000);
 
-const ms: number[] = [];
+/** `n` joins, `concurrency` at once; each one's time, ms. */
+async function joins(n: number, warmup: boolean): Promise<number[]> {
+  const ms: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(args.concurrency, n) }, async () => {
+      while (next < n) {
+        const i = next++;
+        const t = performance.now();
+        await join(i, warmup);
+        ms.push(performance.now() - t);
+      }
+    }),
+  );
+  return ms;
+}
+
+await joins(args.warmup ?? 0, true);
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
-let next = 0;
-await Promise.all(
-  Array.from({ length: Math.min(args.concurrency, args.joins) }, async () => {
-    while (next < args.joins) {
-      const i = next++;
-      const t = performance.now();
-      await join(i);
-      ms.push(performance.now() - t);
-    }
-  }),
-);
+const ms = await joins(args.joins, false);
 const seconds = (performance.now() - t0) / 1000;
 clearInterval(heartbeat);
 const cpu = process.cpuUsage(cpu0);

@@ -141,6 +141,12 @@ export async function startSignalingPlatform(
     gatewayNames: gateways.map((g) => g.process.name),
     databaseUrl: platform.databaseUrl,
     poolMax: POOL_MAX,
+    /** The platform's NATS, and the tests' identity on it (for the bare relay baseline). */
+    nats: {
+      url: infra.natsUrl,
+      user: 'test',
+      passwordFile: infra.natsCredentials.passwordFile('test'),
+    },
     /** The Prometheus text of each process of a group, read once (see `sumMetric`). */
     scrape: async (group: 'gateway' | 'rooms'): Promise<string[]> =>
       await Promise.all(
@@ -195,6 +201,8 @@ export interface JoinTxOptions {
   capacity: number;
   concurrency: number;
   timeoutMs: number;
+  /** Unmeasured joins before the measured ones (default none). */
+  warmup?: number;
 }
 
 /**
@@ -203,7 +211,9 @@ export interface JoinTxOptions {
  * pool size, against the platform's database.
  */
 export async function runJoinTx(opts: JoinTxOptions, failure: Failure) {
-  log(`baseline: ${opts.joins} join transactions with bare pg (pool ${opts.poolMax})`);
+  log(
+    `baseline: ${opts.joins} join transactions with bare pg (pool ${opts.poolMax}, ${opts.warmup ?? 0} warm-up)`,
+  );
   const child = new ManagedProcess(
     'join-tx',
     NODE,
@@ -217,6 +227,7 @@ export async function runJoinTx(opts: JoinTxOptions, failure: Failure) {
         concurrency: opts.concurrency,
         poolMax: opts.poolMax,
         tag: randomBytes(4).toString('hex'),
+        warmup: opts.warmup ?? 0,
       }),
     ],
     { cwd: ROOT },
@@ -234,6 +245,7 @@ export async function runJoinTx(opts: JoinTxOptions, failure: Failure) {
   return {
     what: 'BEGIN; room insert-or-lock; count; session insert; outbox events; COMMIT (node-postgres)',
     poolMax: opts.poolMax,
+    warmup: opts.warmup ?? 0,
     ms: stats(r.ms),
     /** The first and the last joins (in the order they finished): as the rooms grow. */
     ends: ends(r.ms, 1000),
