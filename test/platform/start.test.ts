@@ -2,7 +2,9 @@
  * `./run start`'s orchestrator end to end, on a machine where neither NATS nor PostgreSQL
  * is reachable (the configured URLs point at closed ports): it starts both, migrates, brings
  * up the five services, every /readyz answers 200; SIGINT (Ctrl-C) stops everything it
- * started and leaves no process behind.
+ * started and leaves no process behind. The services listen on an address of their own
+ * (HTTP_HOST=127.0.0.2, as a host's address would be: ./run start must ask that one whether
+ * they are ready), and a clean start warns of nothing but the development settings it turns on.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -68,6 +70,9 @@ async function freeBase(avoid?: number): Promise<number> {
   }
 }
 
+/** Where the services' public servers listen (the ops servers stay on 127.0.0.1). */
+const PUBLIC = '127.0.0.2';
+
 describe('./run start', () => {
   it('brings up NATS, PostgreSQL and the five services, and Ctrl-C stops them all', async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'sb-start-'));
@@ -86,6 +91,7 @@ describe('./run start', () => {
         SWITCHBOARD_PORT_BASE: String(base),
         SWITCHBOARD_OPS_PORT_BASE: String(opsBase),
         SWITCHBOARD_STATE_DIR: stateDir,
+        HTTP_HOST: PUBLIC,
         MEDIASOUP_RTC_PORT: '0',
         MEDIASOUP_WORKERS: '1',
       },
@@ -107,12 +113,22 @@ describe('./run start', () => {
     expect(output).toMatch(/PostgreSQL: .* unreachable .*starting a cluster/);
     expect(output).toMatch(/Applied \S+_init/);
     await start.waitForLine(/5 of 5 services answer over NATS/, 5000);
+    expect(output).toContain(`WebSocket API at ws://${PUBLIC}:${base}/api`);
+    // No warning but the development settings ./run start turns on (dev tokens, dev API key):
+    // nothing fails on the way up (the outbox relay waits for NATS; the events service waits
+    // for the rooms service's stream without calling it a failure).
+    const warnings = start
+      .output()
+      .split('\n')
+      .filter((l) => /\bWARN\b/.test(l))
+      .filter((l) => !/GATEWAY_DEV_TOKENS is on|API_DEV_KEYS is on/.test(l));
+    expect(warnings).toEqual([]);
 
     for (let i = 0; i < 5; i++) {
-      const res = await fetch(`http://127.0.0.1:${base + i}/readyz`);
+      const res = await fetch(`http://${PUBLIC}:${base + i}/readyz`);
       expect(res.status).toBe(200);
     }
-    const page = await fetch(`http://127.0.0.1:${base}/`);
+    const page = await fetch(`http://${PUBLIC}:${base}/`);
     expect(await page.text()).toContain('<title>Switchboard demo</title>');
     // The status page and /metrics are on the ops ports, not the public ones.
     const status = await fetch(`http://127.0.0.1:${opsBase}/`);
@@ -120,18 +136,18 @@ describe('./run start', () => {
     expect(output).toContain(`status    http://127.0.0.1:${opsBase}/`);
     for (let i = 0; i < 5; i++) {
       expect((await fetch(`http://127.0.0.1:${opsBase + i}/metrics`)).status).toBe(200);
-      expect((await fetch(`http://127.0.0.1:${base + i}/metrics`)).status).toBe(404);
+      expect((await fetch(`http://${PUBLIC}:${base + i}/metrics`)).status).toBe(404);
     }
-    expect((await fetch(`http://127.0.0.1:${base}/api/status`)).status).toBe(404);
+    expect((await fetch(`http://${PUBLIC}:${base}/api/status`)).status).toBe(404);
     // The demo app gets its tokens from the gateway here (./run start turns dev tokens on).
-    const token = await fetch(`http://127.0.0.1:${base}/dev/token`, {
+    const token = await fetch(`http://${PUBLIC}:${base}/dev/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ room: 'r', name: 'n' }),
     });
     expect(token.status).toBe(200);
     // The server API, with the published development key (printed: it is no secret).
-    const api = `http://127.0.0.1:${base + 4}`;
+    const api = `http://${PUBLIC}:${base + 4}`;
     expect(output).toContain(`api       ${api}/v1/rooms`);
     expect(output).toContain(
       `SWITCHBOARD_API_KEY=${DEV_API_KEY} SWITCHBOARD_API_SECRET=${DEV_API_SECRET}`,

@@ -100,7 +100,11 @@ export function apiKeys() {
 
 function common(httpPort: number) {
   return {
-    LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info', description: 'pino log level' }),
+    LOG_LEVEL: Type.Union(LogLevel.anyOf, {
+      default: 'info',
+      description:
+        'pino log level. Each HTTP request is logged once answered, one line (method, URL with secret query parameters redacted, status, ms): at `info` by the api service (its audit trail, with the caller’s key), at `debug` by the others; /healthz, /readyz and the ops servers never are',
+    }),
     HTTP_HOST: Type.String({
       minLength: 1,
       default: '0.0.0.0',

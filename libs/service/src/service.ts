@@ -74,6 +74,12 @@ export interface ServiceDefinition<S extends TObject> {
   version: string;
   config: S;
   setup(svc: Service<Static<S> & CommonConfig>): Promise<void>;
+  /**
+   * The level of the one line each HTTP request of the main server is logged with, once
+   * answered (default `debug`: a page or a token fetched is noise in a service's log; the
+   * server API's calls are its audit trail, at `info`). Probes never are.
+   */
+  requestLog?: 'info' | 'debug';
 }
 
 /** EX_CONFIG from sysexits.h: the configuration is wrong. */
@@ -134,12 +140,15 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
 
   // Fastify's instance type is generic in the logger; plugins expect the base logger type.
   const baseLog: FastifyBaseLogger = log;
-  const server = (disableRequestLogging: (url: string) => boolean): FastifyInstance => {
+  const server = (
+    quiet: (url: string) => boolean,
+    level = def.requestLog ?? 'debug',
+  ): FastifyInstance => {
     const app: FastifyInstance = Fastify({
       loggerInstance: baseLog,
-      logController: new LogController({
-        disableRequestLogging: (req) => disableRequestLogging(req.url),
-      }),
+      // Fastify's two lines per request (incoming, completed) at info: one line instead, at
+      // the service's level (see requestLog); a request that fails is still logged as an error.
+      logController: new LogController({ disableRequestLogging: () => true }),
       return503OnClosing: true,
       trustProxy: trustProxy(config.HTTP_TRUST_PROXY),
       forceCloseConnections: 'idle',
@@ -153,9 +162,19 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
       routerOptions: { maxParamLength: 256 },
     });
     app.server.headersTimeout = config.HTTP_HEADERS_TIMEOUT_MS;
+    app.addHook('onResponse', (req, reply, done) => {
+      if (!quiet(req.url)) {
+        // `req` through the serializer, which redacts secret query parameters of its URL.
+        req.log[level](
+          { req, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime },
+          'request completed',
+        );
+      }
+      done();
+    });
     return app;
   };
-  // Probes and scrapes come every few seconds; logging them would drown everything else.
+  // Probes and scrapes come every few seconds: never logged.
   const http = server((url) => PROBE_PATHS.has(url));
   const ops = server(() => true);
   registerProbeRoutes(http, readiness);

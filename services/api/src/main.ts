@@ -40,6 +40,8 @@ await runService({
   name: 'api',
   version: pkg.version,
   config: ApiConfig,
+  // Each call, with its request id, operation and caller's key: the server API's audit trail.
+  requestLog: 'info',
   async setup(svc) {
     const { config } = svc;
     const keys = apiKeys(config);

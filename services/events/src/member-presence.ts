@@ -34,6 +34,7 @@ import {
   type MemberPresenceChange,
 } from '@switchboard/protocol';
 import { sleep, type Logger } from '@switchboard/service';
+import { ReadFailures } from './read-failures.ts';
 
 export const MEMBER_PRESENCE_CONSUMER = 'member_presence';
 const NS_PER_MS = 1_000_000;
@@ -67,6 +68,7 @@ export class MemberPresenceUpdater {
     const signal = this.#stop.signal;
     const stopped = (): boolean => signal.aborted;
     let failures = 0;
+    const failed = new ReadFailures(this.#log, 'member presence');
     while (!stopped()) {
       try {
         await this.#bus.whenConnected(signal);
@@ -86,6 +88,7 @@ export class MemberPresenceUpdater {
         const kv = await new Kvm(nc).create(memberPresenceBucket(p), { history: 1 });
         const consumer = await jetstream(nc).consumers.get(stream, MEMBER_PRESENCE_CONSUMER);
         failures = 0;
+        failed.reading();
         while (!stopped()) {
           const msg = await consumer.next({ expires: PULL_EXPIRES_MS });
           if (msg === null) continue;
@@ -95,7 +98,7 @@ export class MemberPresenceUpdater {
         if (stopped()) return;
         failures += 1;
         // No stream yet (the rooms service creates it), or NATS went away: try again.
-        this.#log.warn({ err }, 'member presence: reading room events failed; retrying');
+        failed.failed(err);
         await sleep(Math.min(5000, 250 * 2 ** Math.min(failures, 5)), signal);
       }
     }

@@ -28,6 +28,16 @@ const NATS_AUTH_VARS = [
   'NATS_CREDS_FILE',
 ] as const;
 
+/**
+ * How this machine reaches a server bound to `bound` (its HTTP_HOST or OPS_HOST): a wildcard
+ * address on loopback, any other as it is (an IPv6 one in brackets, for a URL).
+ */
+export function reachableHost(bound: unknown): string {
+  if (typeof bound !== 'string' || bound === '' || bound === '0.0.0.0') return '127.0.0.1';
+  if (bound === '::') return '[::1]';
+  return bound.includes(':') ? `[${bound}]` : bound;
+}
+
 export function serviceEntry(name: ServiceName): string {
   return join(ROOT, 'services', name, 'src', 'main.ts');
 }
@@ -39,21 +49,31 @@ export class ServiceProcess {
   /** The ops port (OPS_PORT): /metrics, and the gateway's status page and /api/status. */
   readonly opsPort: number;
 
-  private constructor(name: ServiceName, proc: ManagedProcess, port: number, opsPort: number) {
+  /** Where this machine reaches the main and the ops server (see `reachableHost`). */
+  readonly host: string;
+  readonly opsHost: string;
+
+  private constructor(
+    name: ServiceName,
+    proc: ManagedProcess,
+    listening: { port: number; opsPort: number; host: string; opsHost: string },
+  ) {
     this.name = name;
     this.process = proc;
-    this.port = port;
-    this.opsPort = opsPort;
+    this.port = listening.port;
+    this.opsPort = listening.opsPort;
+    this.host = listening.host;
+    this.opsHost = listening.opsHost;
   }
 
   /** The main HTTP server: /healthz, /readyz; the gateway's API and demo. */
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.host}:${this.port}`;
   }
 
   /** The ops HTTP server: /metrics, /healthz, /readyz; the gateway's status page. */
   get opsUrl(): string {
-    return `http://127.0.0.1:${this.opsPort}`;
+    return `http://${this.opsHost}:${this.opsPort}`;
   }
 
   /**
@@ -88,11 +108,16 @@ export class ServiceProcess {
       cwd: ROOT,
     });
     const line = await proc.waitForLine(/"msg":"listening"/, timeoutMs ?? 60_000);
-    const { port, opsPort } = JSON.parse(line) as { port?: unknown; opsPort?: unknown };
+    const { port, opsPort, host, opsHost } = JSON.parse(line) as Record<string, unknown>;
     if (typeof port !== 'number' || typeof opsPort !== 'number') {
       throw new Error(`${name}: no port or opsPort in ${line}`);
     }
-    return new ServiceProcess(name, proc, port, opsPort);
+    return new ServiceProcess(name, proc, {
+      port,
+      opsPort,
+      host: reachableHost(host),
+      opsHost: reachableHost(opsHost),
+    });
   }
 
   /** GET /metrics (on the ops port): Prometheus' text. */

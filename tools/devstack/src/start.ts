@@ -169,7 +169,7 @@ async function main(): Promise<void> {
     const lines = [
       '',
       'Switchboard is running.',
-      `  gateway   ${gateway.url}/   (demo app; WebSocket API at ws://127.0.0.1:${gateway.port}/api)`,
+      `  gateway   ${gateway.url}/   (demo app; WebSocket API at ${gateway.url.replace(/^http/, 'ws')}/api)`,
       `  status    ${gateway.opsUrl}/   (status page, on the gateway's ops port)`,
       ...SERVICE_NAMES.flatMap((name) => {
         const s = services.get(name);

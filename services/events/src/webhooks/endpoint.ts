@@ -28,6 +28,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Bus } from '@switchboard/bus';
 import { roomEventStream } from '@switchboard/protocol';
 import { sleep, type Logger } from '@switchboard/service';
+import { ReadFailures } from '../read-failures.ts';
 import type { WebhookMetrics } from './metrics.ts';
 import type { ParkingLot } from './parking.ts';
 import { RoomScheduler } from './room-scheduler.ts';
@@ -101,6 +102,7 @@ export class EndpointWorker {
     // A function: the signal changes under the awaits (lint cannot see that).
     const stopped = (): boolean => signal.aborted;
     let failures = 0;
+    const failed = new ReadFailures(this.#log, 'webhook endpoint');
     while (!signal.aborted) {
       // One session: a consumer pulled into one scheduler, until stopped or it fails.
       const session = new AbortController();
@@ -137,6 +139,7 @@ export class EndpointWorker {
         scheduler = s;
         settling = this.#settle(consumer, s, ended);
         failures = 0;
+        failed.reading();
         // Short pulls, each run to its end: when this stops, no pull request of this
         // instance is left open on the server, so the messages it then gives back (nak) go
         // to the next leader at once — not into a pull nobody reads, for ack_wait.
@@ -150,7 +153,7 @@ export class EndpointWorker {
       } catch (err) {
         if (!stopped()) {
           failures++;
-          this.#log.warn({ err }, 'webhook endpoint: reading room events failed; retrying');
+          failed.failed(err);
         }
       } finally {
         signal.removeEventListener('abort', halt);

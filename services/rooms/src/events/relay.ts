@@ -127,6 +127,12 @@ export class OutboxRelay {
   async #run(): Promise<void> {
     let failures = 0;
     let lastPrune = 0;
+    // Not before the bus's first connection: a pass then would only fail (and warn).
+    try {
+      await this.#bus.whenConnected(this.#stop.signal);
+    } catch {
+      return; // stopped first
+    }
     while (!this.#stop.signal.aborted) {
       this.#kicked = false;
       try {
