@@ -5,9 +5,14 @@
  * NATS_URL comes with SWITCHBOARD_NATS_AUTH_DIR. A reachable PostgreSQL (DATABASE_URL, or the
  * local default) is used as it is; otherwise a throw-away cluster is started. Every test file
  * works under its own subject prefix and in its own database.
+ *
+ * The run leaves no process behind: everything started from it carries its mark (leaks.ts),
+ * and once the test files and the infrastructure are done, a marked process still alive fails
+ * the run (and is killed), named with its command line.
  */
 import type { TestProject } from 'vitest/node';
 import { ensureInfra } from './infra.ts';
+import { leftBehind, markRun } from './leaks.ts';
 import { withDatabase } from './postgres.ts';
 
 declare module 'vitest' {
@@ -17,7 +22,10 @@ declare module 'vitest' {
   }
 }
 
+const VITEST_OWN = /^vitest-|\/vitest\/dist\//;
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const mark = markRun();
   const db = process.env['DATABASE_URL'];
   const infra = await ensureInfra({
     natsUrl: process.env['NATS_URL'],
@@ -32,5 +40,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('pgServerUrl', infra.pgServerUrl);
   return async () => {
     await infra.stop();
+    // Vitest's own helpers (its watchdog, a worker still closing) are not the tests'.
+    const left = await leftBehind(mark, 10_000, (p) => VITEST_OWN.test(p.command));
+    if (left.length > 0) {
+      throw new Error(
+        `the test run left ${left.length} process(es) running (killed now):\n` +
+          left.map((p) => `  ${p.pid} ${p.command}`).join('\n'),
+      );
+    }
   };
 }
