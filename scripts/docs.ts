@@ -80,10 +80,10 @@ export function configTable(): string {
 }
 
 export function errorTable(): string {
-  const lines = ['| code | name | message |', '| --- | --- | --- |'];
+  const lines = ['| code | name | message | retry |', '| --- | --- | --- | --- |'];
   for (const name of Object.keys(ErrorCodes) as ErrorName[]) {
-    const { code, message } = ErrorCodes[name];
-    lines.push(`| \`0x${code.toString(16)}\` (${code}) | \`${name}\` | ${message} |`);
+    const { code, message, retry } = ErrorCodes[name];
+    lines.push(`| \`0x${code.toString(16)}\` (${code}) | \`${name}\` | ${message} | ${retry} |`);
   }
   return lines.join('\n');
 }

@@ -110,8 +110,6 @@ export interface RetryOptions {
   dormancyAfterMs: number;
   backoff: BackoffOptions;
   random: () => number;
-  /** Refusals no retry can fix: thrown at once. */
-  fatal: ReadonlySet<string>;
   /** One try: open a connection and attach on it (throws to retry). */
   attempt(): Promise<void>;
   /** A try failed; the next follows after `retryInMs`. */
@@ -123,7 +121,8 @@ export interface RetryOptions {
 /**
  * Try until one attempt succeeds: backoff with jitter between tries, dormancy after failing
  * for long (seed 004), ended by the lifecycle. Throws the last error when the first
- * connection cannot be made in time, a fatal refusal at once, CANCELLED once ended.
+ * connection cannot be made in time, a refusal no retry mends (its code's retry class is
+ * `never`) at once, CANCELLED once ended.
  */
 export async function keepTrying(lc: Lifecycle, opts: RetryOptions): Promise<void> {
   let attempt = 0;
@@ -151,7 +150,7 @@ export async function keepTrying(lc: Lifecycle, opts: RetryOptions): Promise<voi
     } catch (err) {
       const error = asProtocolError(err);
       if (lc.ended()) throw error;
-      if (opts.fatal.has(error.errorName)) throw error;
+      if (error.retry === 'never') throw error;
       lastError = error;
       const retryInMs = backoffDelay(attempt, opts.backoff, opts.random);
       attempt++;

@@ -74,14 +74,6 @@ export interface Liveness {
 /** Sign in on a new connection with `token`; resolves with its heartbeat settings. */
 export type Attach = (conn: Connection, token: string, signal: AbortSignal) => Promise<Liveness>;
 
-/** Refusals no retry can fix. */
-const FATAL = new Set([
-  'AUTH_FAILED',
-  'PERMISSION_DENIED',
-  'JSON_FIELD_INVALID',
-  'JSON_FIELD_MISSING',
-]);
-
 const compiled = new Map<string, ReturnType<typeof validator>>();
 function replyValidator(action: string, schema: TSchema): ReturnType<typeof validator> {
   let v = compiled.get(action);
@@ -272,7 +264,6 @@ export class SignalingLink {
       dormancyAfterMs: this.#opts.dormancyAfterMs,
       backoff: this.#opts.backoff,
       random: this.#opts.random,
-      fatal: FATAL,
       attempt: async () => {
         const url = this.#urls[this.#urlIndex % this.#urls.length] ?? '';
         let conn: Connection | undefined;

@@ -40,7 +40,6 @@ import {
   type ClientAction,
   type ClientNotification,
   type ClientNotifications,
-  type ErrorName,
   type JoinData,
   type Member,
   type MediaAction,
@@ -215,17 +214,6 @@ function parseReply(action: string, schema: TSchema | undefined, d: unknown): un
   }
   return parsed.value;
 }
-
-/** Errors a retry cannot mend: the session is refused for good. */
-const FATAL: ReadonlySet<ErrorName> = new Set([
-  'AUTH_FAILED',
-  'ROOM_IS_NOT_JOINABLE',
-  'ROOM_IS_FULL',
-  'JSON',
-  'JSON_FIELD_MISSING',
-  'JSON_FIELD_INVALID',
-  'UNKNOWN_ACTION',
-]);
 
 /** 32 random bytes, base64url: a resume token this client proposes. */
 function randomToken(): string {
@@ -471,7 +459,6 @@ export class Session {
       dormancyAfterMs: this.#opts.dormancyAfterMs,
       backoff: this.#opts.backoff,
       random: this.#opts.random,
-      fatal: FATAL,
       attempt: async () => {
         const url = this.#urls[this.#urlIndex % this.#urls.length] ?? '';
         let conn: Connection | undefined;

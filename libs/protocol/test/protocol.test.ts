@@ -46,6 +46,41 @@ describe('error codes', () => {
     expect(e.code).toBe(0x524);
     expect(e.message).toBe('The room is full: capacity 10');
   });
+
+  it('carry their retry class: what a caller does, in the one table', () => {
+    const byClass = (retry: string): ErrorName[] =>
+      (Object.keys(ErrorCodes) as ErrorName[]).filter((n) => ErrorCodes[n].retry === retry);
+    // A client gives up at once on these (the SDK's session and link; the request as it is
+    // will never be accepted).
+    expect(byClass('never')).toEqual(
+      expect.arrayContaining([
+        'AUTH_FAILED',
+        'PERMISSION_DENIED',
+        'ROOM_IS_NOT_JOINABLE',
+        'ROOM_IS_FULL',
+        'JSON',
+        'JSON_FIELD_MISSING',
+        'JSON_FIELD_INVALID',
+        'UNKNOWN_ACTION',
+      ]),
+    );
+    // Sent again after a backoff (a gateway's disconnect delivery retries only these).
+    expect(byClass('backoff').sort()).toEqual(
+      [
+        'CALL_LIMIT',
+        'CANCELLED',
+        'RATE_LIMITED',
+        'SERVICE_UNAVAILABLE',
+        'SHUTTING_DOWN',
+        'TIMEOUT',
+      ].sort(),
+    );
+    // A user's other session in its reconnect window may end: a client's rejoin tries again.
+    expect(ErrorCodes.TOO_MANY_SESSIONS.retry).toBe('depends');
+    expect(ErrorCodes.SYSTEM.retry).toBe('depends');
+    expect(new ProtocolError('TIMEOUT').retry).toBe('backoff');
+    expect(ProtocolError.fromCode(0x999).retry).toBe('depends');
+  });
 });
 
 describe('client wire protocol (003)', () => {

@@ -14,8 +14,6 @@ import type { Logger } from '@switchboard/service';
 type Disconnect = RpcRequest<typeof Rooms.disconnect>;
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000];
-/** Errors worth retrying: the rooms service or NATS is away for now. */
-const TRANSIENT = new Set(['SERVICE_UNAVAILABLE', 'TIMEOUT', 'SHUTTING_DOWN', 'CANCELLED']);
 
 export class Disconnector {
   readonly #bus: Bus;
@@ -47,8 +45,9 @@ export class Disconnector {
           this.#log.info({ socketId: req.socketId, attempt }, 'disconnect delivered');
         return;
       } catch (err) {
-        const transient = isProtocolError(err) && TRANSIENT.has(err.errorName);
-        if (!transient) {
+        // Retried while the rooms service or NATS is away for now (the code's retry class
+        // says so); anything else will not change.
+        if (!isProtocolError(err) || err.retry !== 'backoff') {
           this.#log.error({ err, socketId: req.socketId }, 'disconnect refused; giving up');
           return;
         }
