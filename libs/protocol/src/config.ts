@@ -189,6 +189,21 @@ function common(httpPort: number) {
   } satisfies TProperties;
 }
 
+/**
+ * The settings every service has (each service's schema below includes them, with its own
+ * default ports): what libs/service reads for itself. Its type is the one place they are
+ * typed.
+ */
+export const CommonConfig = Type.Object(common(0));
+export type CommonConfig = Static<typeof CommonConfig>;
+
+/** How a process authenticates to NATS (part of CommonConfig). */
+export const NatsAuthConfig = Type.Object({
+  NATS_SUBJECT_PREFIX: common(0).NATS_SUBJECT_PREFIX,
+  ...natsAuth(),
+});
+export type NatsAuthConfig = Static<typeof NatsAuthConfig>;
+
 /** One step of the room-size ladder of getUserMedia constraints. */
 export const LadderStep = Type.Object({
   maxSize: Type.Integer({ minimum: 1 }),

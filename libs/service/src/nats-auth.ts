@@ -6,22 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { isCreds, isNkeySeed, type BusAuth } from '@switchboard/bus';
-import { natsInboxPrefix, type NatsIdentity } from '@switchboard/protocol';
+import { natsInboxPrefix, type NatsAuthConfig, type NatsIdentity } from '@switchboard/protocol';
 import { ConfigError, type ConfigIssue } from './config.ts';
 
-/** The NATS settings of a service or a command-line tool (see libs/protocol config.ts). */
-export interface NatsAuthConfig {
-  NATS_SUBJECT_PREFIX: string;
-  NATS_USER?: string | undefined;
-  NATS_PASSWORD?: string | undefined;
-  NATS_PASSWORD_FILE?: string | undefined;
-  NATS_NKEY_SEED?: string | undefined;
-  NATS_NKEY_SEED_FILE?: string | undefined;
-  NATS_CREDS_FILE?: string | undefined;
-  NATS_TLS_CA_FILE?: string | undefined;
-  NATS_TLS_CERT_FILE?: string | undefined;
-  NATS_TLS_KEY_FILE?: string | undefined;
-}
+/** The NATS settings of a service or a command-line tool: typed by libs/protocol's schema. */
+export type { NatsAuthConfig } from '@switchboard/protocol';
 
 /**
  * The bus identity `config` describes for `identity` (whose inbox prefix it gets); throws a

@@ -17,30 +17,19 @@ import { pino, type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Static, TObject } from 'typebox';
 import { Bus, type BusAuth } from '@switchboard/bus';
-import { Ping, redactUrls, type ReadinessResponse, type ServiceName } from '@switchboard/protocol';
+import {
+  Ping,
+  redactUrls,
+  type CommonConfig,
+  type ReadinessResponse,
+  type ServiceName,
+} from '@switchboard/protocol';
 import { ConfigError, loadConfig } from './config.ts';
-import { dropNatsSecrets, natsAuth, type NatsAuthConfig } from './nats-auth.ts';
+import { dropNatsSecrets, natsAuth } from './nats-auth.ts';
 import { Readiness } from './readiness.ts';
 
-/** The settings every service config has (see libs/protocol config.ts). */
-export interface CommonConfig extends NatsAuthConfig {
-  LOG_LEVEL: string;
-  HTTP_HOST: string;
-  HTTP_PORT: number;
-  HTTP_TRUST_PROXY: string;
-  OPS_HOST: string;
-  OPS_PORT: number;
-  HTTP_CONNECTION_TIMEOUT_MS: number;
-  HTTP_REQUEST_TIMEOUT_MS: number;
-  HTTP_HEADERS_TIMEOUT_MS: number;
-  HTTP_KEEP_ALIVE_TIMEOUT_MS: number;
-  NATS_URL: string;
-  NATS_SUBJECT_PREFIX: string;
-  NATS_REQUEST_TIMEOUT_MS: number;
-  BUS_MAX_CONCURRENT: number;
-  SHUTDOWN_TIMEOUT_MS: number;
-  INSTANCE_ID?: string;
-}
+/** The settings every service config has: typed by libs/protocol's schema of them. */
+export type { CommonConfig } from '@switchboard/protocol';
 
 export interface Service<C extends CommonConfig = CommonConfig> {
   readonly name: ServiceName;
