@@ -380,7 +380,7 @@ describe('webhooks', () => {
     );
 
     // Signatures: a tampered body, another secret or an old timestamp fail; so does the
-    // README's snippet (docs/webhook-verify.mjs), which accepts the genuine one.
+    // the events page's snippet (docs/webhook-verify.mjs), which accepts the genuine one.
     const one = r.accepted[0];
     if (one === undefined) throw new Error('nothing accepted');
     const header = one.headers[WebhookHeaders.signature] as string;
@@ -403,9 +403,9 @@ describe('webhooks', () => {
       ),
     ).toBe(false);
     expect(verifySwitchboardWebhook(one.raw, undefined, SECRET)).toBe(false);
-    // The README shows that very file.
+    // The events page (docs/events.md) shows that very file.
     const snippet = readFileSync(joinPath(ROOT, 'docs/webhook-verify.mjs'), 'utf8').trimEnd();
-    expect(readFileSync(joinPath(ROOT, 'README.md'), 'utf8')).toContain(snippet);
+    expect(readFileSync(joinPath(ROOT, 'docs', 'events.md'), 'utf8')).toContain(snippet);
     // Key rotation: a header with two signatures verifies under either secret.
     const both = signWebhook(one.raw, [SECRET, 'n'.repeat(32)], Math.floor(Date.now() / 1000));
     expect(verifyWebhook(one.raw, both, 'n'.repeat(32))).toBe(true);

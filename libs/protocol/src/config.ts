@@ -1,7 +1,7 @@
 /**
  * Environment configuration of every service, as schemas. Services validate their
- * environment against these at start (and exit naming the bad variable); the README's
- * configuration table is generated from them (`./run docs`), so it cannot drift.
+ * environment against these at start (and exit naming the bad variable); the
+ * configuration table (docs/configuration.md) is generated from them (`./run docs`), so it cannot drift.
  *
  * Secrets: a variable whose value must never be printed carries `secret: true` in its schema
  * (`Secret(...)` below). The config loader then never echoes its value in an error — nor the

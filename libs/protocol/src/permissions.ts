@@ -31,7 +31,7 @@ export interface NatsPermissions {
   readonly allowResponses: boolean;
 }
 
-/** What each identity is for (the README's and the rendered configuration's comments). */
+/** What each identity is for (docs/bus.md's table and the rendered configuration's comments). */
 export const NATS_IDENTITY_ROLES: Readonly<Record<NatsIdentity, string>> = {
   gateway:
     'client sockets: the rooms RPCs a session needs, media actions on media nodes, relays and room broadcasts between gateways, its heartbeat, client telemetry; the call queue (stream and signaling) and host presence (KV, changes)',

@@ -8,7 +8,7 @@
  * owns the membership, reads and publishes it in one pass. Before, the leader read it in pages
  * of 2,000 rooms over NATS, parsed and validated them, and built each message again: a tick of
  * 100,000 rooms cost some 1.5 s of CPU across the two services and took 1.6–2.0 s (see the
- * README, "Room events").
+ * docs/events.md).
  *
  * PostgreSQL does the heavy part: it walks the members in (room_id, socket_id) order (the
  * index sessions_room_id_socket_id), writes each member's JSON and aggregates each room's
