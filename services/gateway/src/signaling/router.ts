@@ -15,38 +15,28 @@
  * - Relays to one socket: one subscription per socket held, `<p>.sig.sock.<socketId>.*`;
  *   the last token is the sender's room, and a relay from another room is refused, so a
  *   socketId alone never reaches across rooms. Its reply names the gateway that holds the
- *   socket: later relays to it from the same room go to that gateway in batches.
- * - Relay batches: `<p>.sig.gw.<gatewayId>.relay`, everything this gateway relays to sockets
- *   of another one in one event-loop turn as one request, acknowledged item by item once
- *   written to the sockets. One NATS message each way per turn instead of one per relay:
- *   NATS round trips and socket writes were most of a relay's cost. An item whose socket is
- *   not there (any more) in the sender's room is asked for on `sig.sock` instead.
+ *   socket. Relays to sockets of other gateways, and the batches they send here, are
+ *   relays.ts's (`Relays`); a relay to a socket held here is written at once.
  * - Control: `<p>.sig.gw.<gatewayId>.ctl`, for detaching a socket another gateway took
  *   over or whose session ended.
  *
  * It holds no room state beyond the sockets attached to this process.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { JsonText, type Bus, type BusSubscription, type Incoming } from '@switchboard/bus';
+import { type Bus, type BusSubscription, type Incoming } from '@switchboard/bus';
 import {
   ProtocolError,
-  RELAY_BATCH_MAX_ITEMS,
   Rooms,
   gatewayControl,
-  isProtocolError,
-  relayBatch,
-  relayBatchAck,
   roomBroadcast,
   roomToken,
   signalingSubjects,
   socketMessage,
-  socketRelayAck,
   type DetachReason,
   type EventFrameMessage,
   type Member,
   type RoomBroadcast,
   type RoomState,
-  type RelayBatch,
   type SessionGrants,
   type ServerRequest,
   type SocketMessage,
@@ -56,6 +46,7 @@ import type { Logger } from '@switchboard/service';
 import { Batcher, type BatcherOptions } from './batcher.ts';
 import type { EncodedFrame } from './frames.ts';
 import type { SignalingMetrics } from './metrics.ts';
+import { Relays } from './relays.ts';
 import { afterWrites } from './writes.ts';
 
 /** What the router needs of a client connection. */
@@ -120,38 +111,6 @@ const GAP_WAIT_MS = 300;
 /** Broadcasts held during a gap at most; beyond, the resync covers them all. */
 const MAX_HELD = 512;
 const SYNC_BACKOFF_MS = [500, 1000, 2000, 5000];
-/** Where a socket of another gateway was last found, and in which room. */
-interface Located {
-  gatewayId: string;
-  roomId: string;
-}
-
-/** A relay waiting for the end of this event-loop turn, to go out in a batch. */
-interface Queued {
-  to: string;
-  roomId: string;
-  event: SocketRelay['event'];
-  /** The batch item, encoded once: its length bounds the batch's size. */
-  json: string;
-  signal: AbortSignal;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
-/** Sockets of other gateways whose place is remembered (the oldest are forgotten first). */
-const MAX_LOCATED = 65_536;
-/**
- * Characters of items in one batch at most (more go in the next batch): well under NATS's
- * default max_payload of 1 MiB, even for 3-byte characters.
- */
-const RELAY_BATCH_MAX_CHARS = 256 * 1024;
-/**
- * Batches to one gateway in flight at once. Relays that come while they are go in the next
- * batch when one is answered: the busier the gateways, the fuller their batches (group commit);
- * an idle one sends at once.
- */
-const RELAY_BATCHES_IN_FLIGHT = 1;
-
 /** A pending attachment: commit once the rooms service agreed, or roll back. */
 export interface PendingAttach {
   /**
@@ -168,18 +127,11 @@ export class Router {
   readonly #log: Logger;
   readonly #sockets = new Map<string, Attachment>();
   readonly #rooms = new Map<string, RoomFanout>();
-  /** Sockets of other gateways, by socketId, as their replies said. */
-  readonly #located = new Map<string, Located>();
-  /** Relays of this turn by the gateway they go to; sent when the turn ends. */
-  #queued = new Map<string, Queued[]>();
-  /** Relay batches sent and not answered yet, by the gateway they went to. */
-  readonly #inFlight = new Map<string, number>();
-  #flushing = false;
   #control: BusSubscription | undefined;
   readonly #stopped = new AbortController();
-  #relays: BusSubscription | undefined;
+  /** Relays to sockets of other gateways, and theirs to sockets here. */
+  readonly #relays: Relays;
   readonly #batcher: Batcher;
-  readonly #metrics: Pick<SignalingMetrics, 'relayBatches' | 'relayBatchItems'>;
 
   constructor(
     bus: Bus,
@@ -193,7 +145,18 @@ export class Router {
     this.#bus = bus;
     this.#gatewayId = gatewayId;
     this.#log = log.child({ component: 'router' });
-    this.#metrics = batching.metrics;
+    this.#relays = new Relays({
+      bus,
+      gatewayId,
+      log: this.#log,
+      metrics: batching.metrics,
+      deliver: (socketId, roomId, event) => {
+        const att = this.#sockets.get(socketId);
+        if (att?.roomId !== roomId) return false;
+        this.#direct(att).deliver(event);
+        return true;
+      },
+    });
     this.#batcher = new Batcher({
       ...batching,
       log: this.#log,
@@ -226,19 +189,13 @@ export class Router {
         }
       },
     );
-    this.#relays = this.#bus.subscribe(
-      signalingSubjects.gatewayRelay(this.#bus.prefix, this.#gatewayId),
-      relayBatch,
-      (batch, incoming) => {
-        this.#onRelayBatch(batch, incoming);
-      },
-    );
+    this.#relays.start();
   }
 
   stop(): void {
     this.#stopped.abort();
     this.#control?.unsubscribe();
-    this.#relays?.unsubscribe();
+    this.#relays.stop();
     this.#batcher.stop();
   }
 
@@ -350,177 +307,7 @@ export class Router {
       this.#direct(local).deliver(event);
       return;
     }
-    const at = this.#located.get(to);
-    // Only for the room it was found in: a relay from another room takes `sig.sock`, where
-    // the holder refuses it as before.
-    if (at?.roomId === roomId) {
-      if (opts.signal.aborted) throw new ProtocolError('CANCELLED');
-      await new Promise<void>((resolve, reject) => {
-        const item: RelayBatch['items'][number] = { to, roomId, event };
-        this.#enqueue(at.gatewayId, {
-          to,
-          roomId,
-          event,
-          json: JSON.stringify(item),
-          signal: opts.signal,
-          resolve,
-          reject,
-        });
-      });
-      return;
-    }
-    await this.#relayToSocket(to, roomId, event, opts);
-  }
-
-  /** The relay on the socket's own subject: whoever holds it answers, and says who it is. */
-  async #relayToSocket(
-    to: string,
-    roomId: string,
-    event: SocketRelay['event'],
-    opts: { signal: AbortSignal; traceparent?: string },
-  ): Promise<void> {
-    const ack = await this.#bus.requestSubject(
-      signalingSubjects.socket(this.#bus.prefix, to, roomId),
-      { event } satisfies SocketRelay,
-      socketRelayAck,
-      { ...opts, noResponders: 'SOCKET_ID_DOES_NOT_EXIST' },
-    );
-    if (ack.gatewayId === undefined || ack.gatewayId === this.#gatewayId) return;
-    if (!this.#located.has(to) && this.#located.size >= MAX_LOCATED) {
-      const oldest = this.#located.keys().next();
-      if (oldest.done !== true) this.#located.delete(oldest.value);
-    }
-    this.#located.set(to, { gatewayId: ack.gatewayId, roomId });
-  }
-
-  #enqueue(gatewayId: string, item: Queued): void {
-    let queue = this.#queued.get(gatewayId);
-    if (queue === undefined) {
-      queue = [];
-      this.#queued.set(gatewayId, queue);
-    }
-    queue.push(item);
-    // A gateway with its batches out gets this one when one of them is answered.
-    if ((this.#inFlight.get(gatewayId) ?? 0) < RELAY_BATCHES_IN_FLIGHT) this.#scheduleFlush();
-  }
-
-  /** Send the queued relays once this turn's I/O callbacks ran: every frame read joins in. */
-  #scheduleFlush(): void {
-    if (this.#flushing) return;
-    this.#flushing = true;
-    setImmediate(() => {
-      this.#flush();
-    });
-  }
-
-  #flush(): void {
-    this.#flushing = false;
-    const queued = this.#queued;
-    this.#queued = new Map();
-    for (const [gatewayId, items] of queued) {
-      if ((this.#inFlight.get(gatewayId) ?? 0) >= RELAY_BATCHES_IN_FLIGHT) {
-        // They go when a batch to that gateway is answered, with whatever came meanwhile.
-        this.#queued.set(gatewayId, items);
-        continue;
-      }
-      let batch: Queued[] = [];
-      let chars = 0;
-      for (const item of items) {
-        if (item.signal.aborted) {
-          // The sender's socket closed meanwhile: nobody waits for the answer.
-          item.reject(new ProtocolError('CANCELLED'));
-          continue;
-        }
-        if (
-          batch.length > 0 &&
-          (batch.length >= RELAY_BATCH_MAX_ITEMS ||
-            chars + item.json.length > RELAY_BATCH_MAX_CHARS)
-        ) {
-          this.#sendBatch(gatewayId, batch);
-          batch = [];
-          chars = 0;
-        }
-        batch.push(item);
-        chars += item.json.length;
-      }
-      if (batch.length > 0) this.#sendBatch(gatewayId, batch);
-    }
-  }
-
-  #sendBatch(gatewayId: string, batch: Queued[]): void {
-    this.#metrics.relayBatches.inc();
-    this.#metrics.relayBatchItems.inc(batch.length);
-    this.#inFlight.set(gatewayId, (this.#inFlight.get(gatewayId) ?? 0) + 1);
-    const answered = (): void => {
-      const n = (this.#inFlight.get(gatewayId) ?? 1) - 1;
-      if (n === 0) this.#inFlight.delete(gatewayId);
-      else this.#inFlight.set(gatewayId, n);
-      if (this.#queued.has(gatewayId)) this.#scheduleFlush();
-    };
-    const payload = new JsonText(`{"items":[${batch.map((i) => i.json).join(',')}]}`);
-    this.#bus
-      .requestSubject(
-        signalingSubjects.gatewayRelay(this.#bus.prefix, gatewayId),
-        payload,
-        relayBatchAck,
-        // Nobody there: that gateway is gone, and its sockets with it (or elsewhere now).
-        { noResponders: 'SOCKET_ID_DOES_NOT_EXIST' },
-      )
-      .then(
-        (ack) => {
-          answered();
-          if (ack.delivered.length !== batch.length) {
-            this.#log.error(
-              { gatewayId, items: batch.length, answers: ack.delivered.length },
-              'relay batch answered for another number of items',
-            );
-            for (const item of batch) item.reject(new ProtocolError('SYSTEM'));
-            return;
-          }
-          batch.forEach((item, i) => {
-            if (ack.delivered[i] === true) item.resolve();
-            else this.#fallBack(gatewayId, item);
-          });
-        },
-        (err: unknown) => {
-          answered();
-          if (isProtocolError(err) && err.errorName === 'SOCKET_ID_DOES_NOT_EXIST') {
-            for (const item of batch) this.#fallBack(gatewayId, item);
-            return;
-          }
-          // TIMEOUT, SERVICE_UNAVAILABLE…: as a relay of its own would have failed.
-          for (const item of batch) item.reject(err);
-        },
-      );
-  }
-
-  /**
-   * The socket was not where it was found last: ask on its own subject, in the order the
-   * batch held (relays to it that follow take that path too until it is found again).
-   */
-  #fallBack(gatewayId: string, item: Queued): void {
-    if (this.#located.get(item.to)?.gatewayId === gatewayId) this.#located.delete(item.to);
-    if (item.signal.aborted) {
-      item.reject(new ProtocolError('CANCELLED'));
-      return;
-    }
-    this.#relayToSocket(item.to, item.roomId, item.event, { signal: item.signal }).then(
-      item.resolve,
-      item.reject,
-    );
-  }
-
-  /** A batch from another gateway: each item to its socket, if attached here in that room. */
-  #onRelayBatch(batch: RelayBatch, incoming: Incoming): void {
-    const delivered = batch.items.map((item) => {
-      const att = this.#sockets.get(item.to);
-      if (att?.roomId !== item.roomId) return false;
-      this.#direct(att).deliver(item.event);
-      return true;
-    });
-    afterWrites(() => {
-      incoming.respond({ ok: true, data: { delivered } });
-    });
+    await this.#relays.relay(to, roomId, event, opts);
   }
 
   /** Publish a broadcast to a room (fanned out by every gateway with members there). */
