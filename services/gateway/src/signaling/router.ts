@@ -2,16 +2,9 @@
  * The gateway's side of the bus for signaling: which sockets it holds, and how events
  * reach them.
  *
- * - Room broadcasts: one subscription per room this gateway has members in (reference
- *   counted), fanned out to the local members. Broadcasts of a change of the room's state
- *   carry the room's sequence number (RoomSeq): one that arrives after a gap is held for a
- *   moment (broadcasts of two rooms replicas may cross), then, if the gap stays, the room is
- *   resynced — its local members get eventRoomState, the room as it is now — as every room
- *   is after this gateway was cut off from NATS. In order, they go to the batcher (encoded
- *   once; a big room's batched, see batcher.ts): anything else for a member of a room goes
- *   through `#direct`, which writes the room's queued broadcasts first. A joiner becomes a
- *   member once the room here is delivered up to its reply's number: broadcasts its joinR
- *   already reflects are not written to it (each member hears of another exactly once).
+ * - Room broadcasts: fanout.ts (`Fanouts`): one subscription per room with members here, in
+ *   the order of the room's broadcast numbers, through the batcher. Anything else for a
+ *   member of a room goes through `#direct`, which writes the room's queued broadcasts first.
  * - Relays to one socket: one subscription per socket held, `<p>.sig.sock.<socketId>.*`;
  *   the last token is the sender's room, and a relay from another room is refused, so a
  *   socketId alone never reaches across rooms. Its reply names the gateway that holds the
@@ -22,28 +15,25 @@
  *
  * It holds no room state beyond the sockets attached to this process.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Bus, type BusSubscription, type Incoming } from '@switchboard/bus';
 import {
   ProtocolError,
   Rooms,
   gatewayControl,
-  roomBroadcast,
   roomToken,
   signalingSubjects,
   socketMessage,
   type DetachReason,
   type EventFrameMessage,
   type Member,
-  type RoomBroadcast,
-  type RoomState,
   type SessionGrants,
   type ServerRequest,
   type SocketMessage,
   type SocketRelay,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
-import { Batcher, type BatcherOptions } from './batcher.ts';
+import type { BatcherOptions } from './batcher.ts';
+import { Fanouts, roomStateEvent } from './fanout.ts';
 import type { EncodedFrame } from './frames.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import { Relays } from './relays.ts';
@@ -76,41 +66,6 @@ interface Attachment {
   sub: BusSubscription;
 }
 
-interface RoomFanout {
-  readonly roomId: string;
-  sub: BusSubscription;
-  readonly members: Set<string>;
-  /**
-   * Sockets attached here that are not members yet, with the broadcasts that came meanwhile:
-   * their join (or resume) is not answered yet, or it was at a broadcast number (`floor`) the
-   * room here has not delivered up to (the reply overtook broadcasts before it). A joinR
-   * reflects every number up to its own: only later broadcasts are written to its socket.
-   */
-  readonly joining: Map<string, Joining>;
-  /** The last broadcast number delivered (undefined until the first member's reply told it). */
-  seq: number | undefined;
-  /** The highest number seen before `seq` was known. */
-  seenBeforeSeq: number;
-  /** Broadcasts after a gap, waiting for the missing ones or a resync, by number. */
-  held: Map<number, RoomBroadcast>;
-  gapTimer: NodeJS.Timeout | undefined;
-  syncing: boolean;
-  /** Told to go again when a sync was asked for during one. */
-  again: boolean;
-}
-
-interface Joining {
-  /** Broadcasts fanned out since it attached, in order. */
-  readonly meanwhile: RoomBroadcast[];
-  /** Once answered: its connection and its reply's number (what its reply reflects). */
-  answered?: { conn: Attachable; floor: number | undefined };
-}
-
-/** How long a gap in a room's broadcast numbers may last before the room is resynced. */
-const GAP_WAIT_MS = 300;
-/** Broadcasts held during a gap at most; beyond, the resync covers them all. */
-const MAX_HELD = 512;
-const SYNC_BACKOFF_MS = [500, 1000, 2000, 5000];
 /** A pending attachment: commit once the rooms service agreed, or roll back. */
 export interface PendingAttach {
   /**
@@ -126,12 +81,12 @@ export class Router {
   readonly #gatewayId: string;
   readonly #log: Logger;
   readonly #sockets = new Map<string, Attachment>();
-  readonly #rooms = new Map<string, RoomFanout>();
   #control: BusSubscription | undefined;
   readonly #stopped = new AbortController();
   /** Relays to sockets of other gateways, and theirs to sockets here. */
   readonly #relays: Relays;
-  readonly #batcher: Batcher;
+  /** The rooms with members here, and their broadcasts. */
+  readonly #fanouts: Fanouts;
 
   constructor(
     bus: Bus,
@@ -157,10 +112,13 @@ export class Router {
         return true;
       },
     });
-    this.#batcher = new Batcher({
+    this.#fanouts = new Fanouts({
       ...batching,
+      bus,
       log: this.#log,
       connection: (socketId) => this.#sockets.get(socketId)?.conn,
+      attachedIn: (socketId, roomId) => this.#sockets.get(socketId)?.roomId === roomId,
+      stopped: this.#stopped.signal,
     });
   }
 
@@ -171,7 +129,7 @@ export class Router {
 
   /** Rooms with members here now. */
   get rooms(): number {
-    return this.#rooms.size;
+    return this.#fanouts.size;
   }
 
   start(): void {
@@ -196,7 +154,7 @@ export class Router {
     this.#stopped.abort();
     this.#control?.unsubscribe();
     this.#relays.stop();
-    this.#batcher.stop();
+    this.#fanouts.stop();
   }
 
   /**
@@ -212,27 +170,16 @@ export class Router {
     sub ??= this.#subscribeSocket(socketId);
     const att: Attachment = { conn, roomId, roomToken: token, sub };
     this.#sockets.set(socketId, att);
-    this.#join(roomId, socketId);
+    this.#fanouts.join(roomId, socketId);
     let settled = false;
     return {
       commit: (roomSeq?: number) => {
         if (settled) throw new Error('attachment already settled');
         settled = true;
-        const room = this.#rooms.get(roomId);
-        if (room !== undefined && room.seq === undefined && roomSeq !== undefined) {
-          // Broadcasts that came meanwhile were delivered; the later of the two is where
-          // the room's sequence goes on from.
-          room.seq = Math.max(roomSeq, room.seenBeforeSeq);
-        }
-        const joining = room?.joining.get(socketId);
-        if (room !== undefined && joining !== undefined) {
-          joining.answered = { conn, floor: roomSeq };
-          this.#admit(room);
-          if (room.joining.get(socketId) === joining) this.#awaitGap(room);
-        }
+        this.#fanouts.answered(roomId, socketId, conn, roomSeq);
         if (previous !== undefined && previous.sub !== sub) {
           previous.sub.unsubscribe();
-          this.#leave(previous.roomId, socketId);
+          this.#fanouts.leave(previous.roomId, socketId);
         }
         return previous?.conn;
       },
@@ -246,7 +193,7 @@ export class Router {
         this.#sockets.set(socketId, previous);
         if (ownSub) {
           sub.unsubscribe();
-          this.#leave(roomId, socketId);
+          this.#fanouts.leave(roomId, socketId);
         }
       },
     };
@@ -284,7 +231,7 @@ export class Router {
     if (att?.conn !== conn) return;
     this.#sockets.delete(socketId);
     att.sub.unsubscribe();
-    this.#leave(att.roomId, socketId);
+    this.#fanouts.leave(att.roomId, socketId);
   }
 
   /**
@@ -374,139 +321,13 @@ export class Router {
     });
   }
 
-  #join(roomId: string, socketId: string): void {
-    let room = this.#rooms.get(roomId);
-    if (room === undefined) {
-      const sub = this.#bus.subscribe(
-        signalingSubjects.room(this.#bus.prefix, roomId),
-        roomBroadcast,
-        (msg) => {
-          if (msg.roomId !== roomId) {
-            this.#log.warn({ roomId, got: msg.roomId }, 'broadcast for another room; dropped');
-            return;
-          }
-          const r = this.#rooms.get(roomId);
-          if (r !== undefined) this.#onBroadcast(roomId, r, msg);
-        },
-      );
-      room = {
-        roomId,
-        sub,
-        members: new Set<string>(),
-        joining: new Map(),
-        seq: undefined,
-        seenBeforeSeq: 0,
-        held: new Map(),
-        gapTimer: undefined,
-        syncing: false,
-        again: false,
-      };
-      this.#rooms.set(roomId, room);
-    }
-    if (room.members.has(socketId) || room.joining.has(socketId)) return;
-    room.joining.set(socketId, { meanwhile: [] });
-  }
-
-  /**
-   * Answered joiners become members once the room here has delivered up to their reply's
-   * number, and get what came meanwhile that their reply does not already reflect (held by
-   * their connection until that reply is written). Without this a joiner heard again of
-   * members its joinR listed: broadcasts sent before its reply but read after it.
-   */
-  #admit(room: RoomFanout): void {
-    for (const [socketId, j] of room.joining) {
-      const a = j.answered;
-      if (a === undefined) continue;
-      if (a.floor !== undefined && (room.seq === undefined || room.seq < a.floor)) continue;
-      room.joining.delete(socketId);
-      this.#batcher.memberAdded(room.roomId, socketId);
-      room.members.add(socketId);
-      for (const msg of j.meanwhile) {
-        if (msg.except === socketId) continue;
-        if (msg.seq !== undefined && a.floor !== undefined && msg.seq <= a.floor) continue;
-        a.conn.deliver(msg.event);
-        for (const e of msg.more ?? []) a.conn.deliver(e);
-      }
-    }
-  }
-
-  /** A broadcast of `room`, in order: to its members (batched or not), kept for joiners. */
-  #fanOut(room: RoomFanout, msg: RoomBroadcast): void {
-    this.#batcher.fanOut(room, msg);
-    if (room.joining.size === 0) return;
-    for (const j of room.joining.values()) j.meanwhile.push(msg);
-    if (msg.seq !== undefined) this.#admit(room);
-  }
-
-  /** A room broadcast: in its number's order, after a gap only once resolved (see above). */
-  #onBroadcast(roomId: string, room: RoomFanout, msg: RoomBroadcast): void {
-    const seq = msg.seq;
-    if (seq === undefined) {
-      this.#fanOut(room, msg);
-      return;
-    }
-    if (room.seq === undefined) {
-      room.seenBeforeSeq = Math.max(room.seenBeforeSeq, seq);
-      this.#fanOut(room, msg);
-      return;
-    }
-    if (seq <= room.seq) return; // already delivered, or in a resync's state
-    if (seq === room.seq + 1 && !room.syncing) {
-      room.seq = seq;
-      this.#fanOut(room, msg);
-      this.#drainHeld(room);
-      return;
-    }
-    if (room.held.size >= MAX_HELD) room.held.clear();
-    room.held.set(seq, msg);
-    this.#awaitGap(room);
-  }
-
-  /**
-   * Numbers are missing (broadcasts held after a gap, or a joiner answered at a number not
-   * delivered here yet): if they do not come within GAP_WAIT_MS, the room is resynced.
-   */
-  #awaitGap(room: RoomFanout): void {
-    if (room.syncing || room.gapTimer !== undefined) return;
-    room.gapTimer = setTimeout(() => {
-      room.gapTimer = undefined;
-      if (this.#rooms.get(room.roomId) !== room) return;
-      if (room.held.size > 0 || answeredWaiting(room)) this.#sync(room.roomId, room);
-    }, GAP_WAIT_MS);
-  }
-
-  /** Deliver held broadcasts that follow on; past a resync, a gap left is accepted. */
-  #drainHeld(room: RoomFanout, afterSync = false): void {
-    for (;;) {
-      if (room.seq === undefined || room.held.size === 0) break;
-      let next = room.held.get(room.seq + 1);
-      if (next === undefined) {
-        for (const k of room.held.keys()) if (k <= room.seq) room.held.delete(k);
-        if (!afterSync || room.held.size === 0) break;
-        // Numbers missing after a fresh state were lost after it was read: go on from the
-        // next one held rather than resync again (the next gap does).
-        const lowest = Math.min(...room.held.keys());
-        next = room.held.get(lowest);
-        room.seq = lowest - 1;
-      }
-      if (next === undefined) break;
-      room.held.delete(room.seq + 1);
-      room.seq += 1;
-      this.#fanOut(room, next);
-    }
-    if (room.held.size === 0 && !answeredWaiting(room) && room.gapTimer !== undefined) {
-      clearTimeout(room.gapTimer);
-      room.gapTimer = undefined;
-    }
-  }
-
   /**
    * `att`'s connection, for anything but a broadcast of its room: the room's queued
    * broadcasts are written first, so that nothing from or about a peer (a relay, a call, the
    * room's state…) overtakes that peer's eventJoin.
    */
   #direct(att: Attachment): Attachable {
-    this.#batcher.flush(att.roomId);
+    this.#fanouts.flush(att.roomId);
     return att.conn;
   }
 
@@ -515,7 +336,7 @@ export class Router {
    * broadcasts of that time are lost.
    */
   resyncRooms(): void {
-    for (const [roomId, room] of this.#rooms) this.#sync(roomId, room);
+    this.#fanouts.resyncAll();
   }
 
   /** Tell one socket the room as it is now (after its client resumed: it may have missed some). */
@@ -527,103 +348,4 @@ export class Router {
     // The state is newer than anything queued: it goes after it.
     if (now?.conn === att.conn) this.#direct(now).deliver(roomStateEvent(state, socketId));
   }
-
-  /** Read the room's state and give it to its members here; retried while it has some. */
-  #sync(roomId: string, room: RoomFanout): void {
-    if (room.syncing) {
-      room.again = true;
-      return;
-    }
-    room.syncing = true;
-    if (room.gapTimer !== undefined) {
-      clearTimeout(room.gapTimer);
-      room.gapTimer = undefined;
-    }
-    void (async () => {
-      const signal = this.#stopped.signal;
-      for (let attempt = 0; this.#rooms.get(roomId) === room && !signal.aborted; attempt++) {
-        room.again = false;
-        try {
-          const state = await this.#bus.request(Rooms.roomState, { roomId }, { signal });
-          if (this.#rooms.get(roomId) !== room) return;
-          room.seq = Math.max(room.seq ?? 0, state.roomSeq);
-          // A joiner not yet a member misses the broadcasts the state stands for (held ones up
-          // to it are dropped): it gets the state too, when its reply turns out older (a
-          // meanwhile entry at or under its reply's number is skipped at admission).
-          for (const [socketId, j] of room.joining) {
-            j.meanwhile.push({
-              roomId,
-              seq: Math.max(1, state.roomSeq),
-              event: roomStateEvent(state, socketId),
-            });
-          }
-          this.#admit(room);
-          // What was queued before the state goes first; the state then replaces it.
-          this.#batcher.flush(roomId);
-          for (const member of room.members) {
-            this.#sockets.get(member)?.conn.deliver(roomStateEvent(state, member));
-          }
-          this.#log.info({ roomId, roomSeq: state.roomSeq }, 'room resynced');
-          if (!askedAgain(room)) break;
-          attempt = -1;
-        } catch (err) {
-          if (isAborted(signal)) return;
-          const wait = SYNC_BACKOFF_MS[Math.min(attempt, SYNC_BACKOFF_MS.length - 1)] ?? 5000;
-          this.#log.warn({ err, roomId }, `room resync failed; again in ${wait} ms`);
-          await sleep(wait, undefined, { signal }).catch(() => undefined);
-        }
-      }
-    })()
-      .catch((err: unknown) => {
-        this.#log.error({ err, roomId }, 'room resync failed');
-      })
-      .finally(() => {
-        room.syncing = false;
-        this.#drainHeld(room, true);
-      });
-  }
-
-  #leave(roomId: string, socketId: string): void {
-    const room = this.#rooms.get(roomId);
-    if (room === undefined) return;
-    // Another connection may hold the same socketId in this room (a reconnect in progress).
-    const att = this.#sockets.get(socketId);
-    if (att?.roomId === roomId) return;
-    room.members.delete(socketId);
-    room.joining.delete(socketId);
-    if (room.members.size === 0 && room.joining.size === 0) {
-      room.sub.unsubscribe();
-      if (room.gapTimer !== undefined) clearTimeout(room.gapTimer);
-      this.#batcher.drop(roomId);
-      this.#rooms.delete(roomId);
-    }
-  }
-}
-
-/** Whether a joiner of `room` was answered at a number not delivered here yet. */
-function answeredWaiting(room: RoomFanout): boolean {
-  for (const j of room.joining.values()) if (j.answered !== undefined) return true;
-  return false;
-}
-
-/** Functions, so narrowing across awaits cannot fool the checker. */
-function askedAgain(room: RoomFanout): boolean {
-  return room.again;
-}
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted;
-}
-
-/** eventRoomState for one member: the others in the room. */
-function roomStateEvent(state: RoomState, socketId: string): EventFrameMessage {
-  return {
-    a: 'eventRoomState',
-    d: {
-      roomId: state.roomId,
-      roomSize: state.roomSize,
-      sessions: state.sessions.filter((m) => m.socketId !== socketId),
-      complete: state.complete,
-      userMediaConfiguration: state.userMediaConfiguration,
-    },
-  };
 }
