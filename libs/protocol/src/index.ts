@@ -6,6 +6,7 @@ export * from './config.ts';
 export * from './http.ts';
 export * from './events.ts';
 export * from './signaling.ts';
+export * from './rooms.ts';
 export * from './auth.ts';
 export * from './media.ts';
 export * from './calls.ts';

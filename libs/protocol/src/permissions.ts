@@ -10,7 +10,7 @@
  * its identity's own (`_INBOX.<prefix>.<identity>`, see `natsInboxPrefix`), so no identity
  * can read the replies meant for another.
  */
-import { Rooms } from './signaling.ts';
+import { Rooms } from './rooms.ts';
 import { RoomsAdmin } from './api.ts';
 import { MEDIA_ACTIONS, MediaNodeAdmin } from './media.ts';
 import { DURABLE_ROOM_EVENTS, eventsLeaderBucket, roomEventStream } from './events.ts';
