@@ -17,4 +17,5 @@ export * from './hosts.ts';
 export * from './credentials.ts';
 export * from './rpc.ts';
 export * from './api.ts';
+export * from './api-routes.ts';
 export * from './webhooks.ts';
