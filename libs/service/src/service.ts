@@ -4,10 +4,10 @@
  * the service's own routes, the gateway's public API) and the ops one (OPS_PORT: Prometheus
  * `/metrics`, `/healthz`, `/readyz`, and ops routes such as the gateway's status page), so
  * what operators read never sits on the public path —, and graceful shutdown on
- * SIGTERM/SIGINT (stop being ready, run the service's shutdown steps in reverse order of
- * registration — each drains its part —, close HTTP, exit).
+ * SIGTERM/SIGINT (stop being ready, run the service's shutdown steps in their declared order,
+ * each draining its part, close HTTP, exit).
  *
- * A service is a `setup` function that registers its plugins on the `Service` it is given;
+ * A service is a `setup` function that sets its parts up on the `Service` it is given;
  * `main.ts` of each service is one call to `runService`.
  */
 import { hostname } from 'node:os';
@@ -27,6 +27,7 @@ import {
 import { ConfigError, loadConfig } from './config.ts';
 import { dropNatsSecrets, natsAuth } from './nats-auth.ts';
 import { Readiness } from './readiness.ts';
+import { shutdownOrder, type ShutdownStep } from './shutdown.ts';
 
 /** The settings every service config has: typed by libs/protocol's schema of them. */
 export type { CommonConfig } from '@switchboard/protocol';
@@ -51,11 +52,12 @@ export interface Service<C extends CommonConfig = CommonConfig> {
   /** Aborted when graceful shutdown begins. */
   readonly shutdownSignal: AbortSignal;
   /**
-   * Add a shutdown step. On SIGTERM the service stops being ready, stops taking bus
-   * requests and finishes those in flight, then runs the steps one after another (last
-   * registered first), then closes NATS and the HTTP server.
+   * Add a shutdown step (names are unique). On SIGTERM the service stops being ready, stops
+   * taking bus requests and finishes those in flight, then runs the steps one after another
+   * — each after the steps it names in `after`, otherwise the last registered first — then
+   * closes NATS and the HTTP servers.
    */
-  onShutdown(name: string, step: () => Promise<void>): void;
+  onShutdown(name: string, step: () => Promise<void>, opts?: { after?: readonly string[] }): void;
 }
 
 export interface ServiceDefinition<S extends TObject> {
@@ -193,7 +195,7 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
   }));
 
   const shutdown = new AbortController();
-  const steps: { name: string; step: () => Promise<void> }[] = [];
+  const steps: ShutdownStep[] = [];
   const svc: Service<Static<S> & CommonConfig> = {
     name: def.name,
     instanceId,
@@ -206,8 +208,9 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
     readiness,
     bus,
     shutdownSignal: shutdown.signal,
-    onShutdown(name, step) {
-      steps.push({ name, step });
+    onShutdown(name, step, opts = {}) {
+      if (steps.some((s) => s.name === name)) throw new Error(`shutdown step "${name}" twice`);
+      steps.push({ name, step, after: opts.after ?? [] });
     },
   };
 
@@ -236,7 +239,9 @@ export async function runService<S extends TObject>(def: ServiceDefinition<S>): 
       failed = true;
       log.error({ err }, 'draining bus handlers failed');
     }
-    for (const { name, step } of steps.reverse()) {
+    const { order, problems } = shutdownOrder(steps);
+    for (const problem of problems) log.error(problem);
+    for (const { name, step } of order) {
       try {
         await step();
         log.debug({ step: name }, 'shutdown step done');

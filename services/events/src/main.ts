@@ -31,10 +31,15 @@ await runService({
     const live = new LiveSnapshots(bus, lease, config.ROOM_LIVE_INTERVAL_MS, svc.log);
     lease.start(() => bus.connection);
     live.start();
-    svc.onShutdown('room.live', async () => {
-      await live.stop();
-      await lease.stop();
-    });
+    // The lease goes last: the webhooks' deliveries in flight finish while it is held.
+    svc.onShutdown(
+      'room.live',
+      async () => {
+        await live.stop();
+        await lease.stop();
+      },
+      { after: webhooks === undefined ? [] : ['webhooks'] },
+    );
     // Users' presence as room members, from the room-events stream (member-presence.ts).
     const members = new MemberPresenceUpdater(bus, svc.log);
     members.start();
@@ -42,9 +47,9 @@ await runService({
       await members.stop();
     });
 
-    // Webhooks (webhooks/dispatcher.ts): delivered by the lease holder. Registered last, so
-    // stopped first: in-flight deliveries finish (or go back to the server) while this
-    // instance still holds the lease.
+    // Webhooks (webhooks/dispatcher.ts): delivered by the lease holder, stopped before the
+    // lease is let go ('room.live' runs after): in-flight deliveries finish (or go back to
+    // the server) while this instance still holds the lease.
     if (webhooks !== undefined) {
       const dispatcher = new WebhookDispatcher({
         bus,

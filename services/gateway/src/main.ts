@@ -5,7 +5,7 @@ import { runService } from '@switchboard/service';
 import pkg from '../package.json' with { type: 'json' };
 import { devTokenRoutes, refuseDevSecret } from './dev-tokens.ts';
 import { securityHeaders } from './security-headers.ts';
-import { signaling } from './signaling/plugin.ts';
+import { signaling } from './signaling/setup.ts';
 import { statusRoutes } from './status.ts';
 import { IceServers } from './turn.ts';
 

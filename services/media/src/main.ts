@@ -23,10 +23,14 @@ await runService({
       log: svc.log,
     });
     svc.readiness.add('mediasoup', () => pool.healthy);
-    // Registered first, so it runs last: the workers outlive the node's goodbye.
-    svc.onShutdown('mediasoup', async () => {
-      await pool.close();
-    });
+    // The workers outlive the node's goodbye.
+    svc.onShutdown(
+      'mediasoup',
+      async () => {
+        await pool.close();
+      },
+      { after: ['media-node'] },
+    );
 
     const metrics = mediaMetrics(svc.metrics, pool);
     pool.on('workerdied', () => {

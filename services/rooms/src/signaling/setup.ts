@@ -181,10 +181,14 @@ export function signaling(
   );
   sweeper.start();
   relay.start();
-  // Registered before 'signaling', so it runs after it: the sweeper's last leaves go out too.
-  svc.onShutdown('outbox', async () => {
-    await relay.stop();
-  });
+  // After 'signaling': the sweeper's last leaves go out too.
+  svc.onShutdown(
+    'outbox',
+    async () => {
+      await relay.stop();
+    },
+    { after: ['signaling'] },
+  );
   svc.onShutdown('signaling', async () => {
     heartbeats.unsubscribe();
     mediaHeartbeats.unsubscribe();
