@@ -372,6 +372,40 @@ function summarize(r: RoundResult) {
 // ------------------------------------------------------------------------------ baseline
 
 /**
+ * A baseline's server, `bench/lib/<script>.ts` as a child process, once it listens (it prints
+ * `{"msg":"listening","port":…}`); stopped (SIGTERM, exit 0 expected) by `cleanup`, and an
+ * exit before that fails the run. Returns it and its `/api` URL.
+ */
+async function startChildServer(
+  script: string,
+  args: readonly string[],
+  failure: Failure,
+  cleanup: Cleanup,
+  name = script,
+): Promise<{ server: ManagedProcess; url: string }> {
+  const server = new ManagedProcess(
+    name,
+    NODE,
+    [fileURLToPath(new URL(`lib/${script}.ts`, import.meta.url)), ...args],
+    { cwd: ROOT },
+  );
+  let stopping = false;
+  cleanup.add(`stop ${name}`, async () => {
+    stopping = true;
+    const exit = await server.stop('SIGTERM', 10_000);
+    if (exit.code !== 0) throw new Error(`exit ${exit.code} ${exit.signal}:\n${server.output()}`);
+  });
+  const line = await server.waitForLine(/"msg":"listening"/, 30_000);
+  failure.check();
+  const port = (JSON.parse(line) as { port?: unknown }).port;
+  if (typeof port !== 'number') throw new Error(`${name}: no port in ${line}`);
+  void server.exited.then(({ code, signal }) => {
+    if (!stopping) failure.fail(new Error(`${name} exited (code ${code}, signal ${signal})`));
+  });
+  return { server, url: `ws://127.0.0.1:${port}/api` };
+}
+
+/**
  * The echo baseline, up and warmed: `round()` measures one round of echoes (the relay phase
  * calls it in turn with the platform's rounds), `finish()` closes it and sums its rounds.
  */
@@ -383,27 +417,7 @@ async function startBaseline(opts: Options, failure: Failure, anomalies: string[
   };
   try {
     log('baseline: starting the fastify WebSocket echo server');
-    const server = new ManagedProcess(
-      'ws-echo-server',
-      NODE,
-      [fileURLToPath(new URL('lib/ws-echo-server.ts', import.meta.url))],
-      { cwd: ROOT },
-    );
-    let stopping = false;
-    cleanup.add('stop the echo server', async () => {
-      stopping = true;
-      const exit = await server.stop('SIGTERM', 10_000);
-      if (exit.code !== 0) throw new Error(`exit ${exit.code} ${exit.signal}:\n${server.output()}`);
-    });
-    const line = await server.waitForLine(/"msg":"listening"/, 30_000);
-    failure.check();
-    const port = (JSON.parse(line) as { port?: unknown }).port;
-    if (typeof port !== 'number') throw new Error(`echo server: no port in ${line}`);
-    void server.exited.then(({ code, signal }) => {
-      if (!stopping)
-        failure.fail(new Error(`the echo server exited (code ${code}, signal ${signal})`));
-    });
-    const url = `ws://127.0.0.1:${port}/api`;
+    const { server, url } = await startChildServer('ws-echo-server', [], failure, cleanup);
 
     log(`baseline: connecting ${opts.clients} clients to ${url}`);
     const conns: Conn[] = [];
@@ -411,33 +425,28 @@ async function startBaseline(opts: Options, failure: Failure, anomalies: string[
     log(`baseline: ${opts.warmup} warm-up echoes per client`);
     await round('baseline warm-up', conns, undefined, opts.warmup, opts, failure, anomalies);
     const serverPid = server.pid;
-    const cpu = new CpuMeter({ server: () => (serverPid === undefined ? [] : [serverPid]) });
-    const rounds: RoundResult[] = [];
-    let cpuMs: Record<string, number> = {};
+    const rounds = new MeasuredRounds(
+      new CpuMeter({ server: () => (serverPid === undefined ? [] : [serverPid]) }),
+      (n) => `baseline: round ${n}: ${opts.relays} echoes per client`,
+      async () => await round('baseline', conns, undefined, opts.relays, opts, failure, anomalies),
+    );
     return {
       /** One measured round of echoes (its result is also kept for `finish`). */
-      round: async (): Promise<RoundResult> => {
-        log(`baseline: round ${rounds.length + 1}: ${opts.relays} echoes per client`);
-        const took = cpu.start();
-        const r = await round('baseline', conns, undefined, opts.relays, opts, failure, anomalies);
-        cpuMs = addCpu(cpuMs, took());
-        rounds.push(r);
-        return r;
-      },
+      round: async (): Promise<RoundResult> => await rounds.next(),
       finish: async () => {
         try {
           const closeMs = await closeAll(conns, opts.timeoutMs, failure);
           log('baseline: done');
-          const echo = mergeRounds(rounds);
+          const echo = mergeRounds(rounds.results);
           return {
             server: 'fastify + @fastify/websocket echo (child process)',
             connectMs: stats(connect),
             echo: {
               ...summarize(echo),
               /** Messages per second of each round. */
-              rounds: rounds.map((r) => r.perSecond),
+              rounds: rounds.results.map((r) => r.perSecond),
               /** CPU µs per echoed message of the echo server, while they ran. */
-              cpuUsPerMessage: perUnit(cpuMs, echo.messages, 1000),
+              cpuUsPerMessage: perUnit(rounds.cpuMs, echo.messages, 1000),
             },
             closeAllMs: Math.round(closeMs),
           };
@@ -469,6 +478,35 @@ function addCpu(a: Record<string, number>, b: Record<string, number>): Record<st
   const out = { ...a };
   for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
   return out;
+}
+
+/** One side's measured rounds: each one's result, and the CPU its processes used meanwhile. */
+class MeasuredRounds {
+  readonly results: RoundResult[] = [];
+  #cpuMs: Record<string, number> = {};
+  readonly #meter: CpuMeter;
+  readonly #say: (n: number) => string;
+  readonly #run: () => Promise<RoundResult>;
+
+  constructor(meter: CpuMeter, say: (n: number) => string, run: () => Promise<RoundResult>) {
+    this.#meter = meter;
+    this.#say = say;
+    this.#run = run;
+  }
+
+  /** CPU ms of each process group over the rounds so far. */
+  get cpuMs(): Record<string, number> {
+    return this.#cpuMs;
+  }
+
+  async next(): Promise<RoundResult> {
+    log(this.#say(this.results.length + 1));
+    const took = this.#meter.start();
+    const r = await this.#run();
+    this.#cpuMs = addCpu(this.#cpuMs, took());
+    this.results.push(r);
+    return r;
+  }
 }
 
 /** Rounds as one: their samples together, their messages over their time. */
@@ -516,39 +554,23 @@ async function startRelayParts(
     const prefix = `bench-parts-${randomBytes(4).toString('hex')}`;
     const servers: ManagedProcess[] = [];
     const urls: string[] = [];
-    let stopping = false;
     for (let i = 0; i < opts.gateways; i++) {
-      const server = new ManagedProcess(
+      const config = {
+        name: `r${i}`,
+        natsUrl: nats.url,
+        user: nats.user,
+        passwordFile: nats.passwordFile,
+        prefix,
+      };
+      const { server, url } = await startChildServer(
+        'ws-relay-server',
+        [JSON.stringify(config)],
+        failure,
+        cleanup,
         `ws-relay-server-${i + 1}`,
-        NODE,
-        [
-          fileURLToPath(new URL('lib/ws-relay-server.ts', import.meta.url)),
-          JSON.stringify({
-            name: `r${i}`,
-            natsUrl: nats.url,
-            user: nats.user,
-            passwordFile: nats.passwordFile,
-            prefix,
-          }),
-        ],
-        { cwd: ROOT },
       );
-      cleanup.add(`stop bare relay server ${i + 1}`, async () => {
-        stopping = true;
-        const exit = await server.stop('SIGTERM', 10_000);
-        if (exit.code !== 0)
-          throw new Error(`exit ${exit.code} ${exit.signal}:\n${server.output()}`);
-      });
-      const line = await server.waitForLine(/"msg":"listening"/, 30_000);
-      failure.check();
-      const port = (JSON.parse(line) as { port?: unknown }).port;
-      if (typeof port !== 'number') throw new Error(`bare relay server: no port in ${line}`);
-      void server.exited.then(({ code, signal }) => {
-        if (!stopping)
-          failure.fail(new Error(`a bare relay server exited (code ${code}, signal ${signal})`));
-      });
       servers.push(server);
-      urls.push(`ws://127.0.0.1:${port}/api`);
+      urls.push(url);
     }
 
     log(`parts: connecting ${opts.clients} clients to ${urls.join(' and ')}`);
@@ -571,32 +593,27 @@ async function startRelayParts(
     log(`parts: ${opts.warmup} warm-up relays per client`);
     await round('bare relay warm-up', conns, peersOf, opts.warmup, opts, failure, anomalies);
     const pids = (): number[] => servers.flatMap((s) => (s.pid === undefined ? [] : [s.pid]));
-    const cpu = new CpuMeter({ servers: pids, nats: () => pidsNamed('nats-server') });
-    const rounds: RoundResult[] = [];
-    let cpuMs: Record<string, number> = {};
+    const rounds = new MeasuredRounds(
+      new CpuMeter({ servers: pids, nats: () => pidsNamed('nats-server') }),
+      (n) => `parts: round ${n}: ${opts.relays} relays per client`,
+      async () => await round('bare relay', conns, peersOf, opts.relays, opts, failure, anomalies),
+    );
     return {
       /** One measured round of relays (its result is also kept for `finish`). */
-      round: async (): Promise<RoundResult> => {
-        log(`parts: round ${rounds.length + 1}: ${opts.relays} relays per client`);
-        const took = cpu.start();
-        const r = await round('bare relay', conns, peersOf, opts.relays, opts, failure, anomalies);
-        cpuMs = addCpu(cpuMs, took());
-        rounds.push(r);
-        return r;
-      },
+      round: async (): Promise<RoundResult> => await rounds.next(),
       finish: async () => {
         try {
           await closeAll(conns, opts.timeoutMs, failure);
           log('parts: done');
-          const relay = mergeRounds(rounds);
+          const relay = mergeRounds(rounds.results);
           return {
             servers: `${opts.gateways} × fastify + @fastify/websocket relaying through NATS (child processes)`,
             relay: {
               ...summarize(relay),
               /** Messages per second of each round. */
-              rounds: rounds.map((r) => r.perSecond),
+              rounds: rounds.results.map((r) => r.perSecond),
               /** CPU µs per relayed message of the servers and of NATS, while they ran. */
-              cpuUsPerMessage: perUnit(cpuMs, relay.messages, 1000),
+              cpuUsPerMessage: perUnit(rounds.cpuMs, relay.messages, 1000),
             },
           };
         } finally {

@@ -8,6 +8,7 @@
  */
 import websocket from '@fastify/websocket';
 import Fastify from 'fastify';
+import { listening } from './child-server.ts';
 
 const port = Number(process.argv[2] ?? '0');
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -27,21 +28,6 @@ app.get('/api', { websocket: true }, (socket) => {
   });
 });
 await app.listen({ host: '127.0.0.1', port });
-const addr = app.server.address();
-if (addr === null || typeof addr === 'string') throw new Error(`unexpected address ${addr}`);
-process.stdout.write(`${JSON.stringify({ msg: 'listening', port: addr.port })}\n`);
-
-let closing = false;
-for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(sig, () => {
-    if (closing) return;
-    closing = true;
-    app.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`ws-echo-server: close failed: ${String(err)}\n`);
-        process.exit(1);
-      },
-    );
-  });
-}
+listening('ws-echo-server', app, async () => {
+  await app.close();
+});

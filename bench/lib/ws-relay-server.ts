@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs';
 import websocket from '@fastify/websocket';
 import { connect } from '@nats-io/transport-node';
 import Fastify from 'fastify';
+import { listening } from './child-server.ts';
 
 interface Config {
   name: string;
@@ -176,26 +177,7 @@ app.get('/api', { websocket: true }, (socket) => {
   });
 });
 await app.listen({ host: '127.0.0.1', port: 0 });
-const addr = app.server.address();
-if (addr === null || typeof addr === 'string') fail(`unexpected address ${String(addr)}`);
-process.stdout.write(`${JSON.stringify({ msg: 'listening', port: addr.port })}\n`);
-
-let closing = false;
-for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(sig, () => {
-    if (closing) return;
-    closing = true;
-    app
-      .close()
-      .then(async () => {
-        await nc.close();
-      })
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          process.stderr.write(`ws-relay-server: close failed: ${String(err)}\n`);
-          process.exit(1);
-        },
-      );
-  });
-}
+listening('ws-relay-server', app, async () => {
+  await app.close();
+  await nc.close();
+});
