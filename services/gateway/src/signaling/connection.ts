@@ -20,9 +20,6 @@ import {
   Rooms,
   clientActionData,
   clientFrame,
-  clientReplyFrame,
-  serverRequestData,
-  serverRequestReply,
   invalidPayload,
   isMediaAction,
   hostGranted,
@@ -76,6 +73,7 @@ import { RateLimiter } from './rate-limit.ts';
 import type { CallEndpoint, CallPrincipal } from '../hosts/endpoint.ts';
 import type { HostServices } from '../hosts/services.ts';
 import type { Attachable, Router } from './router.ts';
+import { ServerCalls } from './server-calls.ts';
 import { FrameWriter } from './writes.ts';
 
 export interface ConnectionDeps {
@@ -153,16 +151,6 @@ type State =
   | { kind: 'signedIn'; who: SignedIn }
   | { kind: 'closed' };
 
-/** Server requests one connection may have waiting for their reply at once. */
-const MAX_PENDING_CALLS = 16;
-
-interface PendingCall {
-  method: ServerRequest;
-  resolve(reply: unknown): void;
-  reject(err: ProtocolError): void;
-  timer: NodeJS.Timeout;
-}
-
 const notificationData = {
   eventCpu: validator(ClientNotifications.eventCpu),
   eventFreeze: validator(ClientNotifications.eventFreeze),
@@ -194,8 +182,8 @@ export class Connection implements Attachable {
   /** orientationChange writes to the rooms service, at most one per interval (latest wins). */
   readonly #orientation: Coalescer<{ orientation: Orientation; camera: Camera }>;
   /** Server requests written to the client and not answered yet, by `sid`. */
-  readonly #calls = new Map<number, PendingCall>();
-  #nextSid = 1;
+  /** Server requests written to the client and waiting for its reply. */
+  readonly #calls: ServerCalls;
   /** This connection's calls (made, and answered when it is a host). */
   readonly #hostCalls: CallEndpoint;
 
@@ -207,6 +195,13 @@ export class Connection implements Attachable {
     this.#log = deps.log.child({ connectionId: this.connectionId });
     this.#limiter = new RateLimiter(deps.limits.ratePerS, deps.limits.burst);
     this.#media = new MediaProxy(deps.bus);
+    this.#calls = new ServerCalls({
+      send: (frame) => {
+        this.#send(frame);
+      },
+      metrics: deps.metrics,
+      log: this.#log,
+    });
     this.#hostCalls = deps.hosts.endpoint(this.connectionId, (event) => {
       this.#send(event);
     });
@@ -337,85 +332,7 @@ export class Connection implements Attachable {
     if (this.#state.kind !== 'joined' || this.#ws.readyState !== this.#ws.OPEN) {
       throw new ProtocolError('SOCKET_ID_DOES_NOT_EXIST');
     }
-    const parsed = serverRequestData[method].parse(data);
-    if (!parsed.ok) throw invalidPayload(parsed.issues);
-    if (this.#calls.size >= MAX_PENDING_CALLS) {
-      throw new ProtocolError('RATE_LIMITED', 'too many server requests waiting for this client');
-    }
-    const timeoutMs = deadline - Date.now();
-    if (timeoutMs <= 0) throw new ProtocolError('TIMEOUT');
-    const sid = this.#nextSid++;
-    const reply = new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#calls.delete(sid);
-        // The caller has given up: the client may stop working on it.
-        this.#send({ a: 'eventRequestCancelled', d: { sid } });
-        reject(new ProtocolError('TIMEOUT', `the client did not answer ${method} in time`));
-      }, timeoutMs);
-      this.#calls.set(sid, { method, resolve, reject, timer });
-    });
-    const frame: ServerRequestFrame = { a: method, d: parsed.value, sid, timeoutMs };
-    this.#send(frame);
-    const started = performance.now();
-    try {
-      const result = await reply;
-      this.#deps.metrics.calls.inc({ method, outcome: 'ok' });
-      return result;
-    } catch (err) {
-      this.#deps.metrics.calls.inc({
-        method,
-        outcome: isProtocolError(err) ? err.errorName : 'SYSTEM',
-      });
-      throw err;
-    } finally {
-      this.#deps.metrics.callDuration.observe({ method }, (performance.now() - started) / 1000);
-    }
-  }
-
-  /** The client answered a server request. */
-  #onClientReply(raw: unknown): void {
-    const parsed = clientReplyFrame.parse(raw);
-    if (!parsed.ok) {
-      const sid = isRecord(raw) && typeof raw['sid'] === 'number' ? raw['sid'] : undefined;
-      const call = sid === undefined ? undefined : this.#settleCall(sid);
-      this.#log.info({ sid, issues: parsed.issues }, 'malformed reply to a server request');
-      call?.reject(invalidPayload(parsed.issues));
-      return;
-    }
-    const frame = parsed.value;
-    const call = this.#settleCall(frame.sid);
-    if (call === undefined) {
-      // Answered after its deadline (the caller was told TIMEOUT), or never asked.
-      this.#log.debug({ sid: frame.sid }, 'reply to no pending server request; ignored');
-      return;
-    }
-    if (frame.a !== `${call.method}R`) {
-      call.reject(
-        new ProtocolError(
-          'JSON_FIELD_INVALID',
-          `reply ${frame.a} to ${call.method} (sid ${String(frame.sid)})`,
-        ),
-      );
-      return;
-    }
-    if (!frame.s) {
-      call.reject(ProtocolError.fromCode(frame.e));
-      return;
-    }
-    const reply = serverRequestReply[call.method].parse(frame.d);
-    if (!reply.ok) {
-      call.reject(invalidPayload(reply.issues));
-      return;
-    }
-    call.resolve(reply.value);
-  }
-
-  #settleCall(sid: number): PendingCall | undefined {
-    const call = this.#calls.get(sid);
-    if (call === undefined) return undefined;
-    this.#calls.delete(sid);
-    clearTimeout(call.timer);
-    return call;
+    return await this.#calls.call(method, data, deadline);
   }
 
   // ----------------------------------------------------------------------- frames
@@ -446,7 +363,7 @@ export class Connection implements Attachable {
     }
     if (isRecord(raw) && Object.hasOwn(raw, 'sid')) {
       // A reply to one of the server's requests (client requests carry `id`, never `sid`).
-      this.#onClientReply(raw);
+      this.#calls.reply(raw);
       return;
     }
     const parsed = clientFrame.parse(raw);
@@ -1071,9 +988,7 @@ export class Connection implements Attachable {
     this.#state = { kind: 'closed' };
     this.#held = undefined;
     this.#closed.abort(new ProtocolError('CANCELLED', 'the connection closed'));
-    for (const sid of [...this.#calls.keys()]) {
-      this.#settleCall(sid)?.reject(new ProtocolError('CANCELLED', 'the connection closed'));
-    }
+    this.#calls.cancelAll();
     // A host that closes normally (or whose token expired) is offline now; one whose socket
     // dropped has until its read deadline to come back.
     const offline = code === CloseCodes.normal || this.#leaveOnClose;
