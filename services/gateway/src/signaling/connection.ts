@@ -181,7 +181,6 @@ export class Connection implements Attachable {
   #leaveOnClose = false;
   /** orientationChange writes to the rooms service, at most one per interval (latest wins). */
   readonly #orientation: Coalescer<{ orientation: Orientation; camera: Camera }>;
-  /** Server requests written to the client and not answered yet, by `sid`. */
   /** Server requests written to the client and waiting for its reply. */
   readonly #calls: ServerCalls;
   /** This connection's calls (made, and answered when it is a host). */

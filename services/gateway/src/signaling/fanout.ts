@@ -116,11 +116,6 @@ export class Fanouts {
     this.#batcher.flush(roomId);
   }
 
-  /** `socketId` is joining `roomId` here: broadcasts from now on are kept for it. */
-  join(roomId: string, socketId: string): void {
-    this.#join(roomId, socketId);
-  }
-
   /**
    * `socketId`'s join (or resume) was answered, at the room's broadcast number `roomSeq`:
    * it becomes a member once the room here is delivered up to that number.
@@ -140,12 +135,8 @@ export class Fanouts {
     if (room.joining.get(socketId) === joining) this.#awaitGap(room);
   }
 
-  /** `socketId` is no longer in `roomId` here (unless attached there again meanwhile). */
-  leave(roomId: string, socketId: string): void {
-    this.#leave(roomId, socketId);
-  }
-
-  #join(roomId: string, socketId: string): void {
+  /** `socketId` is joining `roomId` here: broadcasts from now on are kept for it. */
+  join(roomId: string, socketId: string): void {
     let room = this.#rooms.get(roomId);
     if (room === undefined) {
       const sub = this.#bus.subscribe(
@@ -334,7 +325,8 @@ export class Fanouts {
       });
   }
 
-  #leave(roomId: string, socketId: string): void {
+  /** `socketId` is no longer in `roomId` here (unless attached there again meanwhile). */
+  leave(roomId: string, socketId: string): void {
     const room = this.#rooms.get(roomId);
     if (room === undefined) return;
     // Another connection may hold the same socketId in this room (a reconnect in progress).

@@ -59,6 +59,12 @@ const RELAY_BATCH_MAX_CHARS = 256 * 1024;
  */
 const RELAY_BATCHES_IN_FLIGHT = 1;
 
+/** A relay's cancellation (the sender's socket closing) and trace. */
+export interface RelayOptions {
+  signal: AbortSignal;
+  traceparent?: string;
+}
+
 export interface RelaysOptions {
   bus: Bus;
   gatewayId: string;
@@ -118,7 +124,7 @@ export class Relays {
     to: string,
     roomId: string,
     event: SocketRelay['event'],
-    opts: { signal: AbortSignal; traceparent?: string },
+    opts: RelayOptions,
   ): Promise<void> {
     const at = this.#located.get(to);
     // Only for the room it was found in: a relay from another room takes `sig.sock`, where
@@ -147,7 +153,7 @@ export class Relays {
     to: string,
     roomId: string,
     event: SocketRelay['event'],
-    opts: { signal: AbortSignal; traceparent?: string },
+    opts: RelayOptions,
   ): Promise<void> {
     const ack = await this.#bus.requestSubject(
       signalingSubjects.socket(this.#bus.prefix, to, roomId),

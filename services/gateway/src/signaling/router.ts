@@ -36,7 +36,7 @@ import type { BatcherOptions } from './batcher.ts';
 import { Fanouts, roomStateEvent } from './fanout.ts';
 import type { EncodedFrame } from './frames.ts';
 import type { SignalingMetrics } from './metrics.ts';
-import { Relays } from './relays.ts';
+import { Relays, type RelayOptions } from './relays.ts';
 import { afterWrites } from './writes.ts';
 
 /** What the router needs of a client connection. */
@@ -245,7 +245,7 @@ export class Router {
     to: string,
     roomId: string,
     event: SocketRelay['event'],
-    opts: { signal: AbortSignal; traceparent?: string },
+    opts: RelayOptions,
   ): Promise<void> {
     const local = this.#sockets.get(to);
     if (local !== undefined) {
