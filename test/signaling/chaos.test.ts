@@ -13,40 +13,21 @@
  *
  * Needs root (network namespaces); runs everywhere ./run test runs as root.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ManagedProcess, NODE, ServiceProcess, mintToken, waitFor } from '@switchboard/devstack';
 import { Rooms } from '@switchboard/protocol';
+import { Veth, isRoot } from '../veth.ts';
 import { TestClient } from './client.ts';
 import { sdp, sleep } from './fixtures.ts';
 import { startSignaling, type SignalingPlatform } from './platform.ts';
 
-const isRoot = process.getuid?.() === 0;
-const tag = randomBytes(3).toString('hex');
-const NS = `sbns${tag}`;
-const VETH_HOST = `sbh${tag}`;
-const VETH_NS = `sbn${tag}`;
-// A /30 of its own per run (10.231.x.y), so parallel runs do not collide.
-const subnet = `10.${231 + (parseInt(tag.slice(0, 2), 16) % 8)}.${parseInt(tag.slice(2, 4), 16)}`;
-const HOST_IP = `${subnet}.1`;
-const NS_IP = `${subnet}.2`;
-
-function sh(...args: string[]): void {
-  execFileSync(args[0] ?? '', args.slice(1), { stdio: 'pipe' });
-}
-
-const ENDS: [string[], string][] = [
-  [[], VETH_HOST],
-  [['ip', 'netns', 'exec', NS], VETH_NS],
-];
+let veth: Veth | undefined;
 
 /** Limit both ends of the veth pair to `rate` (each end shapes what it sends). */
 function limit(rate: string): void {
-  for (const [prefix, dev] of ENDS) {
-    sh(
-      ...prefix,
+  veth?.onEachEnd((dev, run) => {
+    run([
       'tc',
       'qdisc',
       'replace',
@@ -60,24 +41,25 @@ function limit(rate: string): void {
       '4kb',
       'latency',
       '5s',
-    );
-  }
+    ]);
+  });
 }
 
 /** Lift the limits. */
 function unlimit(): void {
-  for (const [prefix, dev] of ENDS) {
+  veth?.onEachEnd((dev, run) => {
     try {
-      sh(...prefix, 'tc', 'qdisc', 'del', 'dev', dev, 'root');
+      run(['tc', 'qdisc', 'del', 'dev', dev, 'root']);
     } catch {
       // No qdisc there: nothing to lift.
     }
-  }
+  });
 }
 
 /** Take the namespace's end of the link down (nothing gets through) or up again. */
 function link(state: 'up' | 'down'): void {
-  sh('ip', 'netns', 'exec', NS, 'ip', 'link', 'set', VETH_NS, state);
+  if (veth === undefined) throw new Error('no link');
+  veth.inNs(['ip', 'link', 'set', veth.nsDev, state]);
 }
 
 let sp: SignalingPlatform;
@@ -87,14 +69,7 @@ let client: ManagedProcess | undefined;
 
 describe.skipIf(!isRoot)('signaling under network chaos', () => {
   beforeAll(async () => {
-    sh('ip', 'netns', 'add', NS);
-    sh('ip', 'link', 'add', VETH_HOST, 'type', 'veth', 'peer', 'name', VETH_NS);
-    sh('ip', 'link', 'set', VETH_NS, 'netns', NS);
-    sh('ip', 'addr', 'add', `${HOST_IP}/30`, 'dev', VETH_HOST);
-    sh('ip', 'link', 'set', VETH_HOST, 'up');
-    sh('ip', 'netns', 'exec', NS, 'ip', 'addr', 'add', `${NS_IP}/30`, 'dev', VETH_NS);
-    sh('ip', 'netns', 'exec', NS, 'ip', 'link', 'set', VETH_NS, 'up');
-    sh('ip', 'netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up');
+    const v = (veth = Veth.create());
     sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), {
       RECONNECT_WINDOW_MS: '60000',
     });
@@ -103,7 +78,7 @@ describe.skipIf(!isRoot)('signaling under network chaos', () => {
       'gateway',
       {
         ...sp.platform.env,
-        HTTP_HOST: HOST_IP,
+        HTTP_HOST: v.hostIp,
         WS_PING_INTERVAL_MS: '500',
         WS_IDLE_TIMEOUT_MS: '4000',
       },
@@ -117,24 +92,20 @@ describe.skipIf(!isRoot)('signaling under network chaos', () => {
     peer.kill();
     await edge.stop();
     await sp.stop();
-    try {
-      sh('ip', 'netns', 'del', NS); // takes the veth pair with it
-    } catch {
-      // Already gone.
-    }
+    veth?.remove();
   });
 
   it('holds on a slow link, waits through an outage, reconnects after', async () => {
     const roomId = 'room-netem';
     peer = await TestClient.join(sp.gw1.url, roomId, 'peer');
     const bearer = await mintToken({ sub: 'far', rooms: [roomId] });
-    client = new ManagedProcess('netns-client', 'ip', [
-      'netns',
-      'exec',
-      NS,
+    if (veth === undefined) throw new Error('no link');
+    const [ip = 'ip', ...exec] = veth.exec;
+    client = new ManagedProcess('netns-client', ip, [
+      ...exec,
       NODE,
       join(import.meta.dirname, 'netns-client.ts'),
-      `ws://${HOST_IP}:${edge.port}/api`,
+      `ws://${veth.hostIp}:${edge.port}/api`,
       bearer,
       roomId,
     ]);

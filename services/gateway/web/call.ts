@@ -190,6 +190,18 @@ export class Call {
     this.#hooks.changed();
   }
 
+  /**
+   * Ask for a lower or higher quality of `userId`'s camera: the simulcast layer the SFU
+   * forwards (0 the smallest; above the highest, the highest).
+   */
+  async setVideoQuality(userId: string, spatialLayer: number): Promise<void> {
+    const track = this.media.remoteTracks.find(
+      (t) => t.peer.userId === userId && t.kind === 'video' && t.source === 'camera',
+    );
+    if (track === undefined) throw new Error(`no camera of ${userId} is received`);
+    await this.media.setPreferredLayers(track, { spatialLayer });
+  }
+
   /** Send a chat message to everyone on the data channel. */
   sendChat(text: string): void {
     this.media.sendData(text);

@@ -428,6 +428,12 @@ const demo = {
   async leave(): Promise<void> {
     await act('leave', leave);
   },
+  /** Receive `userId`'s camera at another simulcast layer (0 the smallest). */
+  async setVideoQuality(userId: string, spatialLayer: number): Promise<void> {
+    await act('video quality', async () => {
+      await requireCall().setVideoQuality(userId, spatialLayer);
+    });
+  },
   /** Send a chat message on the data channel (once it is open). */
   async sendChat(text: string): Promise<void> {
     await act('chat', async () => {

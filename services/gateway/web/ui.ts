@@ -37,6 +37,9 @@ export interface VideoState {
   source: string;
   paused: boolean;
   frames: number;
+  /** The size of the frames the element shows now (0 before the first). */
+  width: number;
+  height: number;
 }
 
 /** A `<video>` for one track, counting the frames it renders. */
@@ -208,6 +211,8 @@ export class Tile {
       source: v.source,
       paused: v.paused,
       frames: v.frames,
+      width: v.video.videoWidth,
+      height: v.video.videoHeight,
     }));
   }
 
