@@ -15,7 +15,6 @@ import {
   MediaNodeAdmin,
   ProtocolError,
   Rooms,
-  isProtocolError,
   mediaSubjects,
   roomBroadcast,
   signalingSubjects,
@@ -29,7 +28,7 @@ import {
   type SocketRelay,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
-import { mediaError } from './errors.ts';
+import { mediaError, refusedByMediasoup } from './errors.ts';
 import type { MediaMetrics } from './metrics.ts';
 import { MediaRoom, type RoomLimits } from './room.ts';
 import type { WorkerPool } from './workers.ts';
@@ -177,7 +176,7 @@ export class MediaNode {
         try {
           return await room.muteProducer(req);
         } catch (err) {
-          throw mediaError(err);
+          throw this.#failed(err, MediaNodeAdmin.muteProducer.method, req.roomId);
         }
       },
       { subject: mediaSubjects.nodeRpc(bus.prefix, nodeId, MediaNodeAdmin.muteProducer.method) },
@@ -208,15 +207,25 @@ export class MediaNode {
         try {
           return await run(room, req, ctx.signal);
         } catch (err) {
-          const e = mediaError(err);
-          if (!isProtocolError(err)) {
-            this.#log.info({ err, action, roomId: req.roomId }, 'mediasoup refused a request');
-          }
-          throw e;
+          throw this.#failed(err, action, req.roomId);
         }
       },
       { subject: mediaSubjects.nodeRpc(this.#o.bus.prefix, this.#o.nodeId, action) },
     );
+  }
+
+  /**
+   * The answer to a request that failed: a fault of this service (SYSTEM) logged with its
+   * stack, a refusal of mediasoup's with its reason.
+   */
+  #failed(err: unknown, action: string, roomId: string): ProtocolError {
+    const e = mediaError(err);
+    if (e.errorName === 'SYSTEM') {
+      this.#log.error({ err, action, roomId }, 'a media request failed (SYSTEM)');
+    } else if (refusedByMediasoup(e)) {
+      this.#log.info({ err, action, roomId }, 'mediasoup refused a request');
+    }
+    return e;
   }
 
   /** The hosted room; with `create`, hosting it if it is not (yet, or any more). */

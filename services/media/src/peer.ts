@@ -16,6 +16,7 @@ import {
   type RtpCapabilities,
   type SessionGrants,
 } from '@switchboard/protocol';
+import { clientInput } from './errors.ts';
 import type { Route } from './route.ts';
 import type { WorkerPool } from './workers.ts';
 
@@ -151,17 +152,20 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
     rtpCapabilities: RtpCapabilities | undefined,
     o: { numSctpStreams: { OS: number; MIS: number } | undefined; initialOutgoingBitrate: number },
   ): Promise<types.WebRtcTransport> {
-    const transport = await this.route.router.createWebRtcTransport({
-      webRtcServer: this.route.slot.webRtcServer,
-      enableUdp: true,
-      enableTcp: true,
-      preferUdp: true,
-      ...(o.numSctpStreams === undefined
-        ? {}
-        : { enableSctp: true, numSctpStreams: o.numSctpStreams }),
-      initialAvailableOutgoingBitrate: o.initialOutgoingBitrate,
-      appData: { socketId: this.socketId, direction },
-    });
+    // The SCTP streams are the client's numbers.
+    const transport = await clientInput(() =>
+      this.route.router.createWebRtcTransport({
+        webRtcServer: this.route.slot.webRtcServer,
+        enableUdp: true,
+        enableTcp: true,
+        preferUdp: true,
+        ...(o.numSctpStreams === undefined
+          ? {}
+          : { enableSctp: true, numSctpStreams: o.numSctpStreams }),
+        initialAvailableOutgoingBitrate: o.initialOutgoingBitrate,
+        appData: { socketId: this.socketId, direction },
+      }),
+    );
     this.#add({ kind: 'webrtc', direction, transport }, rtpCapabilities);
     return transport;
   }
@@ -219,10 +223,12 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
     options: Omit<types.ProducerOptions, 'appData'> & { source: ProducerSource },
   ): Promise<types.Producer<ProducerData>> {
     const { source, ...rest } = options;
-    const producer = await transport.produce<ProducerData>({
-      ...rest,
-      appData: { socketId: this.socketId, userId: this.userId, source },
-    });
+    const producer = await clientInput(() =>
+      transport.produce<ProducerData>({
+        ...rest,
+        appData: { socketId: this.socketId, userId: this.userId, source },
+      }),
+    );
     this.#producers.set(producer.id, producer);
     producer.observer.once('close', () => {
       this.#producers.delete(producer.id);
@@ -238,10 +244,12 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
     transport: types.WebRtcTransport,
     options: Omit<types.DataProducerOptions, 'appData'>,
   ): Promise<types.DataProducer<ProducerData>> {
-    const dataProducer = await transport.produceData<ProducerData>({
-      ...options,
-      appData: { socketId: this.socketId, userId: this.userId, source: 'other' },
-    });
+    const dataProducer = await clientInput(() =>
+      transport.produceData<ProducerData>({
+        ...options,
+        appData: { socketId: this.socketId, userId: this.userId, source: 'other' },
+      }),
+    );
     this.#dataProducers.set(dataProducer.id, dataProducer);
     dataProducer.observer.once('close', () => {
       this.#dataProducers.delete(dataProducer.id);

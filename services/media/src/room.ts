@@ -26,6 +26,7 @@ import {
   type Media,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
+import { clientInput } from './errors.ts';
 import { Freezes } from './freezes.ts';
 import { Members } from './members.ts';
 import type { MediaPeer, ProducerData } from './peer.ts';
@@ -201,7 +202,7 @@ export class MediaRoom {
         'RTP may only be sent to MEDIA_PLAIN_ALLOWED_CIDRS',
       );
     }
-    await t.transport.connect({ ip: req.data.ip, port: req.data.port });
+    await clientInput(() => t.transport.connect({ ip: req.data.ip, port: req.data.port }));
     return {};
   }
 
@@ -210,9 +211,8 @@ export class MediaRoom {
     signal: AbortSignal,
   ): Promise<Rep<'connectWebRtcTransport'>> {
     const peer = await this.#members.peer(req, signal, false);
-    await peer.webRtcTransport(req.data.transportId).connect({
-      dtlsParameters: req.data.dtlsParameters,
-    });
+    const transport = peer.webRtcTransport(req.data.transportId);
+    await clientInput(() => transport.connect({ dtlsParameters: req.data.dtlsParameters }));
     return {};
   }
 
@@ -350,10 +350,12 @@ export class MediaRoom {
     if (consumer.kind !== 'video') {
       throw new ProtocolError('JSON_FIELD_INVALID', '/d/consumerId: not a video consumer');
     }
-    await consumer.setPreferredLayers({
-      spatialLayer: req.data.spatialLayer,
-      ...(req.data.temporalLayer === undefined ? {} : { temporalLayer: req.data.temporalLayer }),
-    });
+    await clientInput(() =>
+      consumer.setPreferredLayers({
+        spatialLayer: req.data.spatialLayer,
+        ...(req.data.temporalLayer === undefined ? {} : { temporalLayer: req.data.temporalLayer }),
+      }),
+    );
     return {};
   }
 

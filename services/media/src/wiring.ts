@@ -12,7 +12,7 @@
 import type { types } from 'mediasoup';
 import type { MediaEventFrame } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
-import { mediaError } from './errors.ts';
+import { clientInput, mediaError } from './errors.ts';
 import { isClosed, type MediaPeer, type MediaTransport, type ProducerData } from './peer.ts';
 import type { Placement } from './placement.ts';
 
@@ -125,13 +125,16 @@ export class ConsumerWiring {
       return;
     }
     if (isClosed(producer) || isClosed(peer) || peer.recv?.transport !== transport) return;
-    const consumer = await peer.consume({
-      producerId: producer.id,
-      rtpCapabilities: caps,
-      paused: true,
-      enableRtx: true,
-      appData: { from: owner.socketId },
-    });
+    // The capabilities are what the client said it can receive.
+    const consumer = await clientInput(() =>
+      peer.consume({
+        producerId: producer.id,
+        rtpCapabilities: caps,
+        paused: true,
+        enableRtx: true,
+        appData: { from: owner.socketId },
+      }),
+    );
     const send = (event: MediaEventFrame) => {
       if (!peer.closed && !this.#closed) this.#o.send(peer.socketId, event);
     };
@@ -259,7 +262,8 @@ export class ConsumerWiring {
     work.catch((err: unknown) => {
       if (this.#closed) return;
       const e = mediaError(err);
-      this.#o.log.warn({ err, code: e.errorName }, 'creating a consumer failed');
+      if (e.errorName === 'SYSTEM') this.#o.log.error({ err }, 'creating a consumer failed');
+      else this.#o.log.warn({ err, code: e.errorName }, 'creating a consumer failed');
     });
   }
 }
