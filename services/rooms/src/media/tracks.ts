@@ -3,13 +3,14 @@
  * is kept with its session (and `track.published` recorded), one that ended is forgotten
  * (`track.unpublished`). Each change is applied once: a replayed batch finds the track
  * already there, or already gone. A track whose session has left is not kept: the leave
- * already ended it (membership.ts records its track.unpublished before the room.leave).
+ * already ended it (sb_remove, leave.ts, records its track.unpublished before the room.leave).
  */
 import { type MediaKind, type ProducerSource, type TrackChange } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import { recordEvent } from '../events/outbox.ts';
 import type { Deadline } from '../db/sql.ts';
-import type { Membership, Tx } from '../signaling/membership.ts';
+import type { Tx } from '../db/client.ts';
+import type { Membership } from '../signaling/membership.ts';
 
 export class Tracks {
   readonly #membership: Membership;

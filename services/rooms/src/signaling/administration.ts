@@ -6,7 +6,7 @@
  *
  * Removals go through Membership (the same transaction, events and announcements as any
  * leave). Changes to a member take the room's lock, then the session's (the lock order of
- * membership.ts), record `participant.updated`, and after the commit tell the member's
+ * membership, join.ts), record `participant.updated`, and after the commit tell the member's
  * gateway (which applies the grants at once and tells its client) and the other members.
  */
 import type { Bus } from '@switchboard/bus';
@@ -31,10 +31,11 @@ import {
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import { Prisma } from '../generated/prisma/client.ts';
-import type { Db } from '../db/client.ts';
+import { NOW, type Db, type Tx } from '../db/client.ts';
 import { recordEvent } from '../events/outbox.ts';
 import type { Deadline } from '../db/sql.ts';
-import { NOW, effectiveGrants, type Membership, type Tx } from './membership.ts';
+import { effectiveGrants } from './grants.ts';
+import type { Membership } from './membership.ts';
 import type { Notifier } from './notifier.ts';
 
 export interface AdministrationOptions {

@@ -1,16 +1,22 @@
 /**
- * `roomInfo`, one room's members, in pages of at most MEMBER_LIST_MAX_BYTES of JSON (NATS
- * refuses a message over its max_payload, 1 MiB by default), read with keyset pagination on a
- * prepared statement (sql.ts): a page costs the same wherever it starts. (room.live's
- * snapshot of every room is live.ts.)
+ * What is read of one room, each on a prepared statement (sql.ts), without a lock:
+ * - `roomInfo`, its members, in pages of at most MEMBER_LIST_MAX_BYTES of JSON (NATS
+ *   refuses a message over its max_payload, 1 MiB by default), read with keyset pagination:
+ *   a page costs the same wherever it starts;
+ * - for its members: `roomState`, the room as they should see it now (one statement: one
+ *   snapshot), and `members`, the other visible members a page at a time.
+ * (room.live's snapshot of every room is live.ts.)
  */
 import {
   MEMBER_LIST_MAX_BYTES,
   type RoomInfo,
+  type RoomState,
   type Rooms,
+  type RpcReply,
   type RpcRequest,
 } from '@switchboard/protocol';
 import type { Deadline, Sql, Statement } from '../db/sql.ts';
+import type { UserMediaLadder } from './ladder.ts';
 
 /**
  * roomInfo: the room (capacity, media node, size) and up to $4 of its members after the
@@ -35,6 +41,30 @@ const ROOM_INFO: Statement = {
     ORDER BY m.joined_at, m.socket_id`,
 };
 
+/** The most members a RoomState lists (a few hundred KiB at most, well under NATS's limit). */
+const ROOM_STATE_SESSIONS = 1000;
+const ROOM_STATE: Statement = {
+  name: 'sb_room_state',
+  text: `SELECT sb_broadcast_seq($1)::float8 AS "roomSeq",
+    (SELECT count(*)::int FROM sessions WHERE room_id = $1) AS "roomSize",
+    (SELECT count(*)::int FROM sessions WHERE room_id = $1 AND NOT hidden) AS visible,
+    (SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+              'socketId', o.socket_id, 'userId', o.user_id, 'name', o.name,
+              'metadata', o.metadata)) ORDER BY o.joined_at, o.socket_id), '[]'::jsonb)
+     FROM (SELECT socket_id, user_id, name, metadata, joined_at FROM sessions
+           WHERE room_id = $1 AND NOT hidden ORDER BY joined_at, socket_id LIMIT $2) o)
+      AS sessions`,
+};
+const MEMBERS: Statement = {
+  name: 'sb_members',
+  text: `SELECT socket_id AS "socketId", user_id AS "userId", name, metadata,
+      sb_member_cursor(joined_at, socket_id) AS cursor
+    FROM sessions
+    WHERE room_id = $1 AND NOT hidden AND socket_id <> $2
+      AND (joined_at, socket_id) > ('epoch'::timestamp + $3::bigint * interval '1 ms', $4::text)
+    ORDER BY joined_at, socket_id LIMIT $5`,
+};
+
 /** What a reply has besides its members: the bus envelope, the room's fields, `next`. */
 const PAGE_BYTES = 1024;
 /** Most members a roomInfo page reads (the request's limit at most). */
@@ -43,6 +73,8 @@ const ROOM_INFO_ROWS = 5000;
 export interface ListingOptions {
   /** ROOM_DEFAULT_CAPACITY: the capacity of a room without its own. */
   defaultCapacity: number;
+  /** The media configuration a RoomState carries, by the room's size. */
+  ladder: UserMediaLadder;
 }
 
 export class Listing {
@@ -98,5 +130,58 @@ export class Listing {
       last = r;
     }
     return info;
+  }
+
+  /** A page of the room's visible members but `req.socketId`, after `req.after`. */
+  async members(
+    req: RpcRequest<typeof Rooms.members>,
+    d: Deadline,
+  ): Promise<RpcReply<typeof Rooms.members>> {
+    const dot = req.after.indexOf('.');
+    const rows = await this.#sql.query<{
+      socketId: string;
+      userId: string;
+      name: string | null;
+      metadata: string | null;
+      cursor: string;
+    }>(
+      MEMBERS,
+      [req.roomId, req.socketId, req.after.slice(0, dot), req.after.slice(dot + 1), req.limit + 1],
+      d,
+    );
+    const page = rows.slice(0, req.limit);
+    const last = page.at(-1);
+    return {
+      sessions: page.map((r) => ({
+        socketId: r.socketId,
+        userId: r.userId,
+        ...(r.name === null ? {} : { name: r.name }),
+        ...(r.metadata === null ? {} : { metadata: r.metadata }),
+      })),
+      ...(rows.length > req.limit && last !== undefined ? { next: last.cursor } : {}),
+    };
+  }
+
+  /**
+   * The room as its members should see it now, with the broadcast number it includes (one
+   * statement: one snapshot). At most ROOM_STATE_SESSIONS members are listed.
+   */
+  async roomState(roomId: string, d: Deadline): Promise<RoomState> {
+    const rows = await this.#sql.query<{
+      roomSeq: number;
+      roomSize: number;
+      visible: number;
+      sessions: RoomState['sessions'];
+    }>(ROOM_STATE, [roomId, ROOM_STATE_SESSIONS], d);
+    const row = rows[0];
+    if (row === undefined) throw new Error('the room state query returned no row');
+    return {
+      roomId,
+      roomSeq: row.roomSeq,
+      roomSize: row.roomSize,
+      sessions: row.sessions,
+      complete: row.sessions.length === row.visible,
+      userMediaConfiguration: this.#opts.ladder.configuration(Math.max(1, row.roomSize)),
+    };
   }
 }

@@ -16,7 +16,7 @@ import {
   type RpcMethod,
 } from '@switchboard/protocol';
 import type { CommonConfig, Service } from '@switchboard/service';
-import type { Database } from '../db/client.ts';
+import { dbError, type Database } from '../db/client.ts';
 import { sqlError } from '../db/sql.ts';
 import { OutboxRelay } from '../events/relay.ts';
 import { MediaPlacement } from '../media/placement.ts';
@@ -24,7 +24,7 @@ import { Tracks } from '../media/tracks.ts';
 import { UserMediaLadder } from './ladder.ts';
 import { Listing } from './listing.ts';
 import { LiveTicks } from './live.ts';
-import { Membership, dbError } from './membership.ts';
+import { Membership } from './membership.ts';
 import { membershipMetrics } from './metrics.ts';
 import { Notifier } from './notifier.ts';
 import { Sweeper } from './sweeper.ts';
@@ -56,6 +56,7 @@ export function signaling(
     },
     log,
   );
+  const ladder = new UserMediaLadder(config.USER_MEDIA_LADDER);
   const membership = new Membership(
     database,
     {
@@ -64,7 +65,7 @@ export function signaling(
       reconnectWindowMs: config.RECONNECT_WINDOW_MS,
       gatewayDeadAfterMs: config.GATEWAY_DEAD_AFTER_MS,
     },
-    new UserMediaLadder(config.USER_MEDIA_LADDER),
+    ladder,
     notifier,
     membershipMetrics(svc.metrics, db),
     log,
@@ -94,12 +95,15 @@ export function signaling(
     return {};
   });
   serve(Rooms.resync, async (req) => await membership.resync(req));
-  const listing = new Listing(database.sql, { defaultCapacity: config.ROOM_DEFAULT_CAPACITY });
+  const listing = new Listing(database.sql, {
+    defaultCapacity: config.ROOM_DEFAULT_CAPACITY,
+    ladder,
+  });
   serve(Rooms.roomInfo, async (req, ctx) => await listing.roomInfo(req, ctx));
   const live = new LiveTicks(database.sql, bus);
   serve(Rooms.publishLive, async (req, ctx) => await live.publish(req, ctx));
-  serve(Rooms.roomState, async (req, ctx) => await membership.roomState(req.roomId, ctx));
-  serve(Rooms.members, async (req, ctx) => await membership.members(req, ctx));
+  serve(Rooms.roomState, async (req, ctx) => await listing.roomState(req.roomId, ctx));
+  serve(Rooms.members, async (req, ctx) => await listing.members(req, ctx));
   const admin = new Administration(
     db,
     bus,
