@@ -229,6 +229,7 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
         appData: { socketId: this.socketId, userId: this.userId, source },
       }),
     );
+    this.#keepable(transport, producer);
     this.#producers.set(producer.id, producer);
     producer.observer.once('close', () => {
       this.#producers.delete(producer.id);
@@ -250,6 +251,7 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
         appData: { socketId: this.socketId, userId: this.userId, source: 'other' },
       }),
     );
+    this.#keepable(transport, dataProducer);
     this.#dataProducers.set(dataProducer.id, dataProducer);
     dataProducer.observer.once('close', () => {
       this.#dataProducers.delete(dataProducer.id);
@@ -318,6 +320,7 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
     const transport = this.#recv?.transport;
     if (transport === undefined) throw new ProtocolError('MEDIA_NOT_FOUND', 'no transport yet');
     const consumer = await transport.consume(options);
+    this.#keepable(transport, consumer);
     this.#pool.track(this.route.slot, consumer);
     this.#consumers.set(consumer.id, consumer);
     consumer.observer.once('close', () => this.#consumers.delete(consumer.id));
@@ -329,9 +332,24 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
     const recv = this.#recv;
     if (recv?.kind !== 'webrtc') throw new ProtocolError('MEDIA_NOT_FOUND', 'no transport yet');
     const dataConsumer = await recv.transport.consumeData(options);
+    this.#keepable(recv.transport, dataConsumer);
     this.#dataConsumers.set(dataConsumer.id, dataConsumer);
     dataConsumer.observer.once('close', () => this.#dataConsumers.delete(dataConsumer.id));
     return dataConsumer;
+  }
+
+  /**
+   * What a transport just made is kept only if the transport is still open: one that closed
+   * while the worker was making it has already closed its children, so this one would never
+   * hear its close (and stay here, published, forever).
+   */
+  #keepable(
+    transport: { readonly closed: boolean; readonly id: string },
+    child: { close(): void },
+  ): void {
+    if (!transport.closed) return;
+    child.close();
+    throw new ProtocolError('MEDIA_NOT_FOUND', `transport ${transport.id} closed meanwhile`);
   }
 
   // ------------------------------------------------------------------------ lifecycle
