@@ -328,8 +328,8 @@ describe('one media node, one worker', () => {
   });
 
   it('bad messages on the media subjects are refused; the node and the rooms service keep serving', async () => {
-    const { mediaSubjects, Media } = await import('@switchboard/protocol');
-    const subject = mediaSubjects.nodeRpc(sfu.subjectPrefix, 'media-1', 'produce');
+    const { mediaSubjects, Media, subjects } = await import('@switchboard/protocol');
+    const subject = subjects.rpc(sfu.subjectPrefix, Media.produce, 'media-1');
     for (const payload of [{}, { roomId: 'x' }, 'not an object', { data: { transportId: 1 } }]) {
       await expect(
         sfu.bus.requestSubject(subject, payload, Media.produce.reply),

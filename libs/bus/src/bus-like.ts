@@ -61,10 +61,11 @@ export interface BusLike {
    * signal fires at the caller's deadline; what it throws is mapped onto the reply
    * (a ProtocolError keeps its code; anything else is logged and becomes SYSTEM).
    *
-   * With `subject`, the method is answered on that subject instead, by this instance alone
-   * (no queue group): requests addressed to one instance (e.g. the media node hosting a room).
+   * An addressed method (RpcMethod.addressed) is answered by this instance alone, as
+   * `address` (its id: requests name it in `to`), with no queue group: e.g. the media node
+   * hosting a room.
    */
-  serve<M extends RpcMethod>(method: M, handler: Handler<M>, opts?: { subject?: string }): void;
+  serve<M extends RpcMethod>(method: M, handler: Handler<M>, opts?: { address?: string }): void;
 
   /**
    * Receive messages on `subject` (wildcards allowed), validated against `schema`: an

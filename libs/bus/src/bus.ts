@@ -173,7 +173,7 @@ export class Bus implements BusLike {
     await this.#sender.flush(signal);
   }
 
-  serve<M extends RpcMethod>(method: M, handler: Handler<M>, opts?: { subject?: string }): void {
+  serve<M extends RpcMethod>(method: M, handler: Handler<M>, opts?: { address?: string }): void {
     this.#receiver.serve(method, handler, opts);
   }
 

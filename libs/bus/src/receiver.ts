@@ -75,14 +75,15 @@ export class Receiver {
   serve<M extends RpcMethod>(
     method: M,
     handler: Handler<M>,
-    opts: { subject?: string } = {},
+    opts: { address?: string } = {},
   ): void {
     if (method.service !== this.#opts.service) {
       throw new Error(`${this.#opts.service} cannot serve ${method.service}.${method.method}`);
     }
     const served = new ServedMethod(method, handler, {
-      subject: opts.subject ?? subjects.rpc(this.#opts.prefix, method),
-      queue: opts.subject === undefined ? subjects.queue(method.service) : undefined,
+      // An addressed method: this instance alone, on its address's subject (no queue group).
+      subject: subjects.rpc(this.#opts.prefix, method, opts.address),
+      queue: method.addressed ? undefined : subjects.queue(method.service),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
       log: this.#log,
       metrics: this.#opts.metrics,

@@ -53,6 +53,11 @@ export interface RequestOptions {
   traceparent?: string;
   /** The error when nobody subscribes to the subject (default SERVICE_UNAVAILABLE). */
   noResponders?: ErrorName;
+  /**
+   * The instance an addressed method's request goes to (a media node's id); required for
+   * those, refused for the others (see RpcMethod.addressed).
+   */
+  to?: string;
 }
 
 export interface SenderOptions {
@@ -107,8 +112,8 @@ export class Sender {
     opts: RequestOptions,
   ): Promise<RpcReply<M>> {
     return (await this.#call(
-      subjects.rpc(this.#opts.prefix, method),
-      method.service,
+      subjects.rpc(this.#opts.prefix, method, opts.to),
+      opts.to === undefined ? method.service : `${method.service} ${opts.to}`,
       request,
       method.reply,
       opts,

@@ -27,6 +27,14 @@ const Echo = rpcMethod(
   }),
 );
 const Bad = rpcMethod('rooms', 'bad', Type.Object({}), Type.Object({ n: Type.Integer() }));
+/** Answered by the one instance a request names (as a media node's methods are). */
+const Where = rpcMethod(
+  'rooms',
+  'where',
+  Type.Object({}),
+  Type.Object({ instance: Type.String() }),
+  { addressed: true },
+);
 
 const log = pino({ level: 'silent' });
 let prefix: string;
@@ -360,6 +368,35 @@ describe('Bus', () => {
       /sb_bus_client_requests_total\{method="rooms.echo",outcome="ROOM_IS_FULL"\} 1/,
     );
     expect(text).toMatch(/sb_nats_connected 1/);
+  });
+
+  it('sends an addressed request to the instance it names, and to no other', async () => {
+    const serveWhere = (b: Bus, instance: string): void => {
+      b.serve(Where, () => Promise.resolve({ instance }), { address: `node-${instance}` });
+    };
+    const metrics = new Registry();
+    const { client } = await connected([serveWhere, serveWhere], metrics);
+    for (let i = 0; i < 10; i++) {
+      expect(await client.request(Where, {}, { to: 'node-r1' })).toEqual({ instance: 'r1' });
+      expect(await client.request(Where, {}, { to: 'node-r2' })).toEqual({ instance: 'r2' });
+    }
+    // An address nobody holds: nobody answers (no queue group to fall back on).
+    await expect(client.request(Where, {}, { to: 'node-r3' })).rejects.toMatchObject({
+      errorName: 'SERVICE_UNAVAILABLE',
+    });
+    // Counted by method, whichever instance answered.
+    expect(await metrics.metrics()).toMatch(
+      /sb_bus_client_requests_total\{method="rooms.where",outcome="ok"\} 20/,
+    );
+    // No address for an addressed method, or one for a method that has none: a bug, refused.
+    await expect(client.request(Where, {})).rejects.toThrow(/needs an address/);
+    await expect(client.request(Where, {}, { to: 'a.b' })).rejects.toThrow(/needs an address/);
+    await expect(client.request(Echo, { text: 'x' }, { to: 'node-r1' })).rejects.toThrow(
+      /not addressed/,
+    );
+    expect(() => {
+      bus('rooms', 'r9').serve(Where, () => Promise.resolve({ instance: 'r9' }));
+    }).toThrow(/needs an address/);
   });
 
   it('refuses to serve another service’s methods', () => {

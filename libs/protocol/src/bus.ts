@@ -47,34 +47,90 @@ export const BusReplyEnvelope = Type.Union([
 export type BusReplyEnvelope = Static<typeof BusReplyEnvelope>;
 export const busReplyEnvelope = validator(BusReplyEnvelope);
 
-/** A request/reply method on the bus: which service answers it, and both payload schemas. */
+/**
+ * A request/reply method on the bus: which service answers it, and both payload schemas.
+ *
+ * Most methods are answered by any instance of the service (its queue group). An `addressed`
+ * one is answered by the one instance a request names — `bus.request(Media.produce, req,
+ * {to: nodeId})`, the media node hosting the room — on a subject of that instance's own, which
+ * it alone serves (`bus.serve(Media.produce, handler, {address: nodeId})`).
+ */
 export interface RpcMethod<Req extends TSchema = TSchema, Rep extends TSchema = TSchema> {
   readonly service: ServiceName;
   readonly method: string;
   readonly request: Validator<Req>;
   readonly reply: Validator<Rep>;
+  readonly addressed: boolean;
 }
 export type RpcRequest<M extends RpcMethod> = Static<M['request']['schema']>;
 export type RpcReply<M extends RpcMethod> = Static<M['reply']['schema']>;
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
 
 export function rpcMethod<Req extends TSchema, Rep extends TSchema>(
   service: ServiceName,
   method: string,
   request: Req,
   reply: Rep,
+  opts: { addressed?: boolean } = {},
 ): RpcMethod<Req, Rep> {
   if (!/^[A-Za-z0-9]+$/.test(method)) throw new Error(`bad method name ${method}`);
-  return { service, method, request: validator(request), reply: validator(reply) };
+  return {
+    service,
+    method,
+    request: validator(request),
+    reply: validator(reply),
+    addressed: opts.addressed ?? false,
+  };
 }
 
 /** Subject names. Every subject starts with the deployment's prefix. */
 export const subjects = {
-  /** Requests to a service, answered by one instance of its queue group. */
-  rpc: (prefix: string, m: Pick<RpcMethod, 'service' | 'method'>) =>
-    `${prefix}.${m.service}.rpc.${m.method}`,
+  /**
+   * The subject of a method: `<prefix>.<service>.rpc.<method>`, or for an addressed one
+   * `<prefix>.<service>.node.<to>.rpc.<method>` (`to` one token, or `*` in permissions).
+   * Naming an address for a method that has none, or none for one that has, is a bug.
+   */
+  rpc: (prefix: string, m: Pick<RpcMethod, 'service' | 'method' | 'addressed'>, to?: string) => {
+    if (!m.addressed) {
+      if (to !== undefined) throw new Error(`${m.service}.${m.method} is not addressed`);
+      return `${prefix}.${m.service}.rpc.${m.method}`;
+    }
+    if (to === undefined || (to !== '*' && !TOKEN.test(to))) {
+      throw new Error(`${m.service}.${m.method} needs an address (one token), not ${String(to)}`);
+    }
+    return `${prefix}.${m.service}.node.${to}.rpc.${m.method}`;
+  },
   /** The queue group a service's instances share. */
   queue: (service: ServiceName) => `sb-${service}`,
 } as const;
+
+/** What an RPC subject names (subjects.rpc read back); undefined for any other subject. */
+export function parseRpcSubject(
+  prefix: string,
+  subject: string,
+): { service: ServiceName; method: string; to: string | undefined } | undefined {
+  if (!subject.startsWith(`${prefix}.`)) return undefined;
+  const t = subject.slice(prefix.length + 1).split('.');
+  const service = SERVICE_NAMES.find((n) => n === t[0]);
+  if (service === undefined) return undefined;
+  const [, a, b, c, d] = t;
+  if (t.length === 3 && a === 'rpc' && b !== undefined && /^[A-Za-z0-9]+$/.test(b)) {
+    return { service, method: b, to: undefined };
+  }
+  if (
+    t.length === 5 &&
+    a === 'node' &&
+    b !== undefined &&
+    TOKEN.test(b) &&
+    c === 'rpc' &&
+    d !== undefined &&
+    /^[A-Za-z0-9]+$/.test(d)
+  ) {
+    return { service, method: d, to: b };
+  }
+  return undefined;
+}
 
 // ------------------------------------------------------------------------- system RPCs
 

@@ -374,7 +374,9 @@ export const Media = Object.fromEntries(
     const spec: { data: TSchema; reply: TSchema | undefined } = MediaActions[a];
     return [
       a,
-      rpcMethod('media', a, Type.Object({ ...Caller, data: spec.data }), spec.reply ?? EmptyReply),
+      rpcMethod('media', a, Type.Object({ ...Caller, data: spec.data }), spec.reply ?? EmptyReply, {
+        addressed: true,
+      }),
     ];
   }),
 ) as unknown as { [A in MediaAction]: RpcMethod<NodeRequest<A>, NodeReply<A>> };
@@ -404,8 +406,8 @@ const NodeProducer = {
 };
 
 /**
- * What the rooms service asks of the node hosting a room, for the server API (served on the
- * node's subjects, `mediaSubjects.nodeRpc`, like the client actions).
+ * What the rooms service asks of the node hosting a room, for the server API (addressed to
+ * that node, like the client actions).
  */
 export const MediaNodeAdmin = {
   /** Mute (pause, not resumable by its owner) or unmute a producer; the owner is told. */
@@ -414,6 +416,7 @@ export const MediaNodeAdmin = {
     'muteProducer',
     Type.Object({ ...NodeProducer, muted: Type.Boolean() }),
     Type.Object({ paused: Type.Boolean() }),
+    { addressed: true },
   ),
   /**
    * A member's grants changed: close what they no longer allow (producers of sources it may
@@ -425,6 +428,7 @@ export const MediaNodeAdmin = {
     'enforceGrants',
     Type.Object({ roomId: RoomId, socketId: SocketId, grants: SessionGrants }),
     Type.Object({ closed: Type.Integer({ minimum: 0 }) }),
+    { addressed: true },
   ),
 } as const;
 
@@ -448,8 +452,6 @@ export const TrackChange = Type.Union([
 export type TrackChange = Static<typeof TrackChange>;
 
 export const mediaSubjects = {
-  nodeRpc: (prefix: string, nodeId: string, method: string) =>
-    `${prefix}.media.node.${nodeId}.rpc.${method}`,
   heartbeat: (prefix: string) => `${prefix}.media.heartbeat`,
 } as const;
 

@@ -12,9 +12,9 @@
  */
 import { Rooms } from './rooms.ts';
 import { RoomsAdmin } from './api.ts';
-import { MEDIA_ACTIONS, MediaNodeAdmin } from './media.ts';
+import { MEDIA_ACTIONS, Media, MediaNodeAdmin } from './media.ts';
 import { DURABLE_ROOM_EVENTS, eventsLeaderBucket, roomEventStream } from './events.ts';
-import { SERVICE_NAMES, type ServiceName } from './bus.ts';
+import { SERVICE_NAMES, subjects, type ServiceName } from './bus.ts';
 import { callStream, hostSubjects, memberPresenceBucket, presenceBucket } from './hosts.ts';
 import { webhookParkedStream } from './webhooks.ts';
 
@@ -190,7 +190,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
             Rooms.mediaNode,
           ] as const
         ).map((m) => rpc(m.service, m.method)),
-        ...MEDIA_ACTIONS.map((a) => `${p}.media.node.*.rpc.${a}`),
+        ...MEDIA_ACTIONS.map((a) => subjects.rpc(p, Media[a], '*')),
         ...SERVICE_NAMES.map(ping),
         sig.socket,
         sig.gatewayRelay,
@@ -220,7 +220,7 @@ export function natsPermissions(p: string): Record<NatsIdentity, NatsPermissions
         // The server API's data to given members (sendData), confirmed by their gateways.
         sig.socket,
         // The server API's requests to the media node hosting a room.
-        ...Object.values(MediaNodeAdmin).map((m) => `${p}.media.node.*.rpc.${m.method}`),
+        ...Object.values(MediaNodeAdmin).map((m) => subjects.rpc(p, m, '*')),
         sig.gatewayControl,
         ...DURABLE_ROOM_EVENTS.map((e) => `${p}.${e}`),
         // room.live's snapshots, each tick when the events service's leader asks.

@@ -232,6 +232,11 @@ export const signalingSubjects = {
   call: (prefix: string, socketId: string, roomId: string) =>
     `${prefix}.sig.call.${socketId}.${roomToken(roomId)}`,
   callAny: (prefix: string, socketId: string) => `${prefix}.sig.call.${socketId}.*`,
+  /**
+   * The room token a socket's or a call's subject was sent on (its last token): which room
+   * the sender addressed the socket in, checked against the room the socket is in.
+   */
+  senderRoom: (subject: string) => subject.slice(subject.lastIndexOf('.') + 1),
   gatewayControl: (prefix: string, gatewayId: string) => `${prefix}.sig.gw.${gatewayId}.ctl`,
   /** Relay batches to the sockets one gateway holds (gateways only). */
   gatewayRelay: (prefix: string, gatewayId: string) => `${prefix}.sig.gw.${gatewayId}.relay`,

@@ -11,6 +11,9 @@ import {
   roomEventSubject,
   serverEventData,
   subjects,
+  parseRpcSubject,
+  Media,
+  MediaNodeAdmin,
   Ping,
   validator,
   SubjectPrefix,
@@ -197,6 +200,40 @@ describe('bus subjects', () => {
     expect(subjects.queue('rooms')).toBe('sb-rooms');
   });
 
+  it('addresses a media node’s methods to one node, and reads every RPC subject back', () => {
+    expect(subjects.rpc('sb', Media.produce, 'media-1')).toBe('sb.media.node.media-1.rpc.produce');
+    expect(subjects.rpc('sb', MediaNodeAdmin.muteProducer, '*')).toBe(
+      'sb.media.node.*.rpc.muteProducer',
+    );
+    expect(() => subjects.rpc('sb', Media.produce)).toThrow(/needs an address/);
+    expect(() => subjects.rpc('sb', Media.produce, 'a.b')).toThrow(/needs an address/);
+    expect(() => subjects.rpc('sb', Ping.rooms, 'media-1')).toThrow(/not addressed/);
+    for (const [m, to] of [
+      [Ping.rooms, undefined],
+      [Media.produce, 'media-1'],
+      [MediaNodeAdmin.enforceGrants, 'node_2'],
+    ] as const) {
+      for (const prefix of ['sb', 'acme.prod']) {
+        expect(parseRpcSubject(prefix, subjects.rpc(prefix, m, to))).toEqual({
+          service: m.service,
+          method: m.method,
+          to,
+        });
+      }
+    }
+    for (const other of [
+      'sb.rooms.rpc',
+      'sb.nope.rpc.ping',
+      'sb.media.node.x.rpc',
+      'sb.media.node.x.y.rpc.produce',
+      'sb.sig.sock.abc.def',
+      'other.rooms.rpc.ping',
+      'sb.rooms.rpc.ping.extra',
+    ]) {
+      expect(parseRpcSubject('sb', other), other).toBeUndefined();
+    }
+  });
+
   it('accepts only NATS-safe prefixes', () => {
     const v = validator(SubjectPrefix);
     for (const ok of ['sb', 'acme.prod', 't_1a2b']) expect(v.check(ok)).toBe(true);
@@ -275,6 +312,15 @@ describe('signaling messages', () => {
     expect(signalingSubjects.room('sb', 'team.42').split('.')).toHaveLength(4);
     expect(signalingSubjects.socket('sb', socketId, 'x.y').split('.')).toHaveLength(5);
     expect(roomToken('a.b')).not.toBe(roomToken('a_b'));
+    // The room a socket's (or a call's) subject was sent on, read back.
+    for (const room of ['x.y', 'plain', 'a b/c']) {
+      for (const subject of [
+        signalingSubjects.socket('acme.prod', socketId, room),
+        signalingSubjects.call('sb', socketId, room),
+      ]) {
+        expect(signalingSubjects.senderRoom(subject)).toBe(roomToken(room));
+      }
+    }
   });
 });
 

@@ -179,7 +179,7 @@ export class MediaNode {
           throw this.#failed(err, MediaNodeAdmin.muteProducer.method, req.roomId);
         }
       },
-      { subject: mediaSubjects.nodeRpc(bus.prefix, nodeId, MediaNodeAdmin.muteProducer.method) },
+      { address: nodeId },
     );
     bus.serve(
       MediaNodeAdmin.enforceGrants,
@@ -192,7 +192,7 @@ export class MediaNode {
         if (closed > 0) this.#log.info({ ...req, closed }, 'closed what new grants disallow');
         return Promise.resolve({ closed });
       },
-      { subject: mediaSubjects.nodeRpc(bus.prefix, nodeId, MediaNodeAdmin.enforceGrants.method) },
+      { address: nodeId },
     );
   }
 
@@ -210,7 +210,7 @@ export class MediaNode {
           throw this.#failed(err, action, req.roomId);
         }
       },
-      { subject: mediaSubjects.nodeRpc(this.#o.bus.prefix, this.#o.nodeId, action) },
+      { address: this.#o.nodeId },
     );
   }
 

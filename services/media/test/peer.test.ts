@@ -82,10 +82,14 @@ describe('MediaPeer keeps only what an open transport made', () => {
   it('so is a consumer', async () => {
     const transport = new FakeTransport();
     const peer = fakePeer(transport);
-    await peer.createWebRtcTransport('recv', {}, {
-      numSctpStreams: undefined,
-      initialOutgoingBitrate: 1,
-    });
+    await peer.createWebRtcTransport(
+      'recv',
+      {},
+      {
+        numSctpStreams: undefined,
+        initialOutgoingBitrate: 1,
+      },
+    );
     transport.closeWhileMaking = true;
     await expect(peer.consume({} as types.ConsumerOptions)).rejects.toMatchObject({
       errorName: 'MEDIA_NOT_FOUND',

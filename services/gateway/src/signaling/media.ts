@@ -11,7 +11,7 @@ import {
   Rooms,
   isProtocolError,
   mediaActionData,
-  mediaSubjects,
+  type RpcMethod,
   invalidPayload,
   type MediaAction,
   type SessionGrants,
@@ -59,16 +59,16 @@ export class MediaProxy {
     const node = this.#nodeFor(caller, signal);
     const nodeId = await node;
     try {
-      const reply = await this.#bus.requestSubject(
-        mediaSubjects.nodeRpc(this.#bus.prefix, nodeId, action),
+      const method: RpcMethod = Media[action];
+      const reply = await this.#bus.request(
+        method,
         {
           roomId: caller.roomId,
           socketId: caller.socketId,
           userId: caller.userId,
           data: parsed.value,
         },
-        Media[action].reply,
-        { signal },
+        { signal, to: nodeId },
       );
       return MediaActions[action].reply === undefined ? undefined : reply;
     } catch (err) {

@@ -297,7 +297,7 @@ export class Router {
     incoming: Incoming,
   ): Promise<void> {
     const att = this.#sockets.get(socketId);
-    const senderRoom = incoming.subject.slice(incoming.subject.lastIndexOf('.') + 1);
+    const senderRoom = signalingSubjects.senderRoom(incoming.subject);
     if (att?.roomToken !== senderRoom) {
       incoming.respond({ ok: false, error: new ProtocolError('SOCKET_ID_DOES_NOT_EXIST') });
       return;

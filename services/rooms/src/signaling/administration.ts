@@ -14,7 +14,6 @@ import {
   MediaNodeAdmin,
   ProtocolError,
   SessionGrants,
-  mediaSubjects,
   TokenGrants,
   roomGranted,
   signalingSubjects,
@@ -328,11 +327,10 @@ export class Administration {
     if (t?.nodeId === undefined || t.nodeId === null) {
       throw new ProtocolError('MEDIA_NOT_FOUND', `track ${req.trackId}`);
     }
-    await this.#bus.requestSubject(
-      mediaSubjects.nodeRpc(this.#bus.prefix, t.nodeId, MediaNodeAdmin.muteProducer.method),
+    await this.#bus.request(
+      MediaNodeAdmin.muteProducer,
       { roomId: req.roomId, socketId: req.socketId, producerId: req.trackId, muted: req.muted },
-      MediaNodeAdmin.muteProducer.reply,
-      { signal: d.signal, timeoutMs: Math.max(1, d.deadline - Date.now()) },
+      { to: t.nodeId, signal: d.signal, timeoutMs: Math.max(1, d.deadline - Date.now()) },
     );
     await this.#tx(d, async (tx) => {
       await tx.$queryRaw`SELECT id FROM rooms WHERE id = ${req.roomId} FOR UPDATE`;
@@ -368,11 +366,10 @@ export class Administration {
     const nodeId = rooms[0]?.nodeId;
     if (nodeId === undefined || nodeId === null) return;
     try {
-      await this.#bus.requestSubject(
-        mediaSubjects.nodeRpc(this.#bus.prefix, nodeId, MediaNodeAdmin.enforceGrants.method),
+      await this.#bus.request(
+        MediaNodeAdmin.enforceGrants,
         { roomId, socketId, grants },
-        MediaNodeAdmin.enforceGrants.reply,
-        { signal: d.signal, timeoutMs: Math.max(1, d.deadline - Date.now()) },
+        { to: nodeId, signal: d.signal, timeoutMs: Math.max(1, d.deadline - Date.now()) },
       );
     } catch (err) {
       // The grants are recorded and the gateway refuses what they disallow from now on;
