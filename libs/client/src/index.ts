@@ -9,6 +9,7 @@ export * from './token.ts';
 export * from './emitter.ts';
 export * from './connection.ts';
 export * from './session.ts';
+export * from './session-types.ts';
 export * from './media.ts';
 export * from './link.ts';
 export * from './host-agent.ts';

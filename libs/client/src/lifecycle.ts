@@ -1,11 +1,12 @@
 /**
  * What a room Session and a SignalingLink (hosts, callers) share about their lives: one
  * abort signal that ends every wait and timer; sleeps (a backoff, dormancy) that `wake()`
- * cuts short; waits for a connection that any change of state may end.
+ * cuts short; waits for a connection that any change of state may end; where their errors go.
  */
 import { ProtocolError, isProtocolError } from '@switchboard/protocol';
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
 import type { WebSocketFactory, WebSocketLike } from './connection.ts';
+import { Emitter } from './emitter.ts';
 
 export const asProtocolError = (err: unknown): ProtocolError =>
   isProtocolError(err) ? err : new ProtocolError('SYSTEM', String(err), { cause: err });
@@ -16,6 +17,43 @@ export const defaultWebSocket: WebSocketFactory = (url) => {
   if (WS === undefined) throw new Error('no global WebSocket: pass options.WebSocket');
   return new WS(url);
 };
+
+export interface ErrorInfo {
+  error: Error;
+  context: string;
+}
+
+/** An Emitter's error sink: a listener that threw is reported as such. */
+export function listenerErrorsTo(
+  reportError: (error: Error, context: string) => void,
+): (err: unknown, event: string) => void {
+  return (err, event) => {
+    reportError(
+      err instanceof Error ? err : new Error(String(err)),
+      `a listener of ${event} threw`,
+    );
+  };
+}
+
+/**
+ * An owner's events (a Session's, a SignalingLink's) and `report`, which routes an error to
+ * their `error` event, or to `onError` when nobody listens there. A listener that throws is
+ * reported likewise; an `error` listener that throws goes to `onError`.
+ */
+export function reportingEvents<Events extends { error: ErrorInfo }>(
+  onError: (error: Error, context: string) => void,
+): { events: Emitter<Events>; report: (error: Error, context: string) => void } {
+  const report = (error: Error, context: string): void => {
+    if (events.listenerCount('error') > 0) events.emit('error', { error, context });
+    else onError(error, context);
+  };
+  const toReport = listenerErrorsTo(report);
+  const events = new Emitter<Events>((err, event) => {
+    if (event !== 'error') toReport(err, event);
+    else onError(err instanceof Error ? err : new Error(String(err)), 'an error listener threw');
+  });
+  return { events, report };
+}
 
 export class Lifecycle {
   readonly #life = new AbortController();
@@ -38,6 +76,13 @@ export class Lifecycle {
   end(): void {
     this.#life.abort();
     this.changed();
+  }
+
+  /** The owner's `signal` option: `close` runs when it aborts (already aborted: ended now). */
+  endOn(signal: AbortSignal | undefined, close: () => void): void {
+    if (signal === undefined) return;
+    if (signal.aborted) this.end();
+    signal.addEventListener('abort', close, { once: true, signal: this.#life.signal });
   }
 
   /** Sleep `ms` (undefined: until woken); wake() and end() cut it short. */

@@ -26,7 +26,8 @@ import {
   type ProducerSource,
 } from '@switchboard/protocol';
 import { Emitter, type Listener } from './emitter.ts';
-import type { RoomEvents, Session } from './session.ts';
+import type { Session } from './session.ts';
+import type { RoomEvents } from './session-types.ts';
 
 /** mediasoup-client ≥ 3.24 no longer reports SCTP capabilities; these ask for SCTP. */
 const SCTP_CAPABILITIES = { numStreams: { OS: 1024, MIS: 1024 } };
