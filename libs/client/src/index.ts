@@ -11,6 +11,7 @@ export * from './connection.ts';
 export * from './session.ts';
 export * from './session-types.ts';
 export * from './media.ts';
+export * from './media-types.ts';
 export * from './link.ts';
 export * from './host-agent.ts';
 export * from './caller.ts';
