@@ -5,44 +5,14 @@
  * test surface (state() and the actions its buttons run).
  */
 import { expect } from 'vitest';
+import type { DemoApi, DemoState } from '../../services/gateway/web/demo.ts';
 
-/** What window.demo.state() returns (services/gateway/web/demo.ts). */
-export interface DemoState {
-  sessionState: string;
-  socketId: string | null;
-  resumed: number;
-  rejoined: number;
-  restarts: number;
-  errors: string[];
-  tiles: {
-    socketId: string;
-    userId: string;
-    videos: {
-      consumerId: string;
-      source: string;
-      paused: boolean;
-      frames: number;
-      width: number;
-      height: number;
-    }[];
-    audio: number;
-  }[];
-  local: Record<string, { muted: boolean; producerId: string | null } | null>;
-  messages: { from: string; text: string }[];
-  members: string[];
-}
+export type { DemoState };
 
 /** window.demo's actions (each rejects with the error the page shows). */
-export interface DemoActions {
-  muteCamera(muted: boolean): Promise<void>;
-  muteMicrophone(muted: boolean): Promise<void>;
-  leave(): Promise<void>;
-  sendChat(text: string): Promise<void>;
-  shareScreen(on: boolean): Promise<void>;
-  setVideoQuality(userId: string, spatialLayer: number): Promise<void>;
-}
+export type DemoActions = Omit<DemoApi, 'state' | 'join'>;
 
-type DemoGlobal = { demo: DemoActions & { state(): DemoState } };
+type DemoGlobal = { demo: DemoApi };
 
 /** The little of a browser page the tests need, whichever driver opened it. */
 export interface PageDriver {

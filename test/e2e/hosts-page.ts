@@ -1,14 +1,11 @@
 /**
  * The page of the host-call tests and the calls benchmark: pages/hosts.ts bundled with the
- * SDK (@switchboard/client, @switchboard/rpc) in memory by rolldown and served from
- * 127.0.0.1, like sfu-page.ts. The page exposes functions on globalThis that the tests drive
- * with page.evaluate.
+ * SDK (@switchboard/client, @switchboard/rpc) and served from 127.0.0.1 (page-server.ts).
+ * The page exposes functions on globalThis that the tests drive with page.evaluate.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { build } from 'rolldown';
+import { bundlePage, servePage, type PageServer } from './page-server.ts';
 import type { HostsPageApi } from './pages/hosts.ts';
 
 const ENTRY = join(import.meta.dirname, 'pages', 'hosts.ts');
@@ -23,61 +20,11 @@ export const HOSTS_CHROMIUM_FLAGS = [
   '--allow-loopback-in-peer-connection',
 ];
 
-async function bundle(): Promise<string> {
-  const out = await build({
-    input: ENTRY,
-    platform: 'browser',
-    write: false,
-    logLevel: 'warn',
-    output: { format: 'iife', minify: false },
-  });
-  const chunk = out.output.find((o) => o.type === 'chunk');
-  if (chunk === undefined) throw new Error('rolldown produced no chunk for the hosts page');
-  return chunk.code;
-}
-
-const HTML = `<!doctype html>
-<html>
-  <head><meta charset="utf-8" /><link rel="icon" href="data:," /><title>hosts</title></head>
-  <body><script src="/hosts.js"></script></body>
-</html>
-`;
-
-export interface HostsPageServer {
-  url: string;
-  close(): Promise<void>;
-}
+export type HostsPageServer = PageServer;
 
 /** Serve the bundled page at `/` on 127.0.0.1. */
 export async function serveHostsPage(): Promise<HostsPageServer> {
-  const js = await bundle();
-  const server = createServer((req, res) => {
-    if (req.url === '/hosts.js') {
-      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' });
-      res.end(js);
-    } else if (req.url === '/' || req.url === '/index.html') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(HTML);
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${String(port)}/`,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-      });
-    },
-  };
+  return await servePage('hosts', await bundlePage(ENTRY));
 }
 
 /** One of the page's functions (pages/hosts.ts), run in `page`. */

@@ -442,6 +442,8 @@ const demo = {
   },
 };
 Object.assign(window, { demo });
+/** window.demo, as the end-to-end tests drive it. */
+export type DemoApi = typeof demo;
 
 // ------------------------------------------------------------------------ start
 
