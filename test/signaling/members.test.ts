@@ -184,7 +184,9 @@ describe('who is in the room', () => {
     await sp.bus.request(RoomsAdmin.createRoom, {
       roomId: 'room-big',
       capacity: 200,
-      emptyTimeoutS: 0,
+      // Long enough for the first join to find it: with 0, a sweep between the creation and
+      // that join closed it (under load), and the join made a new room of the default size.
+      emptyTimeoutS: 120,
     });
     // 102 visible members and 2 hidden ones, admitted straight through the rooms service.
     const bulk = Array.from({ length: 104 }, (_, n) => ({
