@@ -3,7 +3,7 @@
  * example Agent and the HostTest service, counting what its handlers saw.
  */
 import { createHash } from 'node:crypto';
-import { serveHost, type HostAgent, type HostAgentOptions } from '@switchboard/client';
+import { connect, serveHost, type HostAgent, type HostAgentOptions } from '@switchboard/client';
 import { Agent } from '@switchboard/example-agent';
 import { agentService } from '@switchboard/example-agent/agent';
 import { LOOPBACK_CONFIG, WeriftPeer } from '@switchboard/rpc/werift';
@@ -60,9 +60,9 @@ export async function serveNodeHost(
 
 /**
  * The benchmark's baseline peer: a werift peer connection set up by hand over the room
- * protocol (join a room, answer offers relayed by exchangeSdp, trade candidates through
- * exchangeCandidate) whose data channels echo every message. One answering peer at a time:
- * a new offer replaces the previous connection.
+ * protocol — a session of the SDK joins a room, answers offers relayed by exchangeSdp and
+ * trades candidates through exchangeCandidate — whose data channels echo every message. One
+ * answering peer at a time: a new offer replaces the previous connection.
  */
 export interface RoomEchoPeer {
   socketId: string;
@@ -75,101 +75,68 @@ export async function roomEchoPeer(
   roomId: string,
   onError: (err: Error) => void,
 ): Promise<RoomEchoPeer> {
-  const ws = new WebSocket(url);
-  await new Promise<void>((resolve, reject) => {
-    ws.onopen = () => {
-      resolve();
-    };
-    ws.onerror = () => {
-      reject(new Error(`cannot connect to ${url}`));
-    };
+  const session = await connect(url, {
+    room: roomId,
+    token: bearer,
+    device: { deviceName: 'werift', appVersion: 'calls-bench' },
   });
-  let nextId = 1;
-  const pending = new Map<number, { resolve: (d: unknown) => void; reject: (e: Error) => void }>();
-  const request = async (a: string, d: unknown): Promise<unknown> =>
-    await new Promise((resolve, reject) => {
-      const id = nextId++;
-      pending.set(id, { resolve, reject });
-      ws.send(JSON.stringify({ a, d, id }));
-    });
+  const fail = (err: unknown): void => {
+    onError(err instanceof Error ? err : new Error(String(err)));
+  };
   let peer: WeriftPeer | undefined;
-  type Frame = { a?: string; d?: Record<string, unknown>; id?: number; s?: boolean; e?: number };
-  const handle = async (f: Frame): Promise<void> => {
-    const d = f.d ?? {};
-    if (f.a === 'eventExchangeSdp') {
-      const from = (d['from'] as { socketId: string }).socketId;
-      const sdp = d['sdp'] as { type: 'offer' | 'answer'; sdp: string };
-      if (sdp.type !== 'offer') return;
-      const old = peer;
-      peer = undefined;
-      await old?.close();
-      const p = createWeriftPeer();
-      peer = p;
-      p.on('icecandidate', (c) => {
-        if (c.candidate === undefined || c.candidate === '') return;
-        request('exchangeCandidate', { to: from, candidate: c }).catch((err: unknown) => {
-          onError(err instanceof Error ? err : new Error(String(err)));
-        });
+  const answer = async (from: string, sdp: { type: string; sdp: string }): Promise<void> => {
+    if (sdp.type !== 'offer') return;
+    const old = peer;
+    peer = undefined;
+    await old?.close();
+    const p = createWeriftPeer();
+    peer = p;
+    p.on('icecandidate', (c) => {
+      const { candidate } = c;
+      if (candidate === undefined || candidate === '') return;
+      session
+        .request('exchangeCandidate', { to: from, candidate: { ...c, candidate } })
+        .catch(fail);
+    });
+    p.on('datachannel', ({ channel }) => {
+      channel.addEventListener('message', (ev) => {
+        const data = ev.data;
+        // Echo as received: binary stays binary.
+        if (data instanceof ArrayBuffer) channel.send(new Uint8Array(data));
+        else if (ArrayBuffer.isView(data)) {
+          channel.send(
+            new Uint8Array(
+              data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer,
+            ),
+          );
+        }
       });
-      p.on('datachannel', ({ channel }) => {
-        channel.addEventListener('message', (ev) => {
-          const data = ev.data;
-          // Echo as received: binary stays binary.
-          if (data instanceof ArrayBuffer) channel.send(new Uint8Array(data));
-          else if (ArrayBuffer.isView(data)) {
-            channel.send(
-              new Uint8Array(
-                data.buffer.slice(
-                  data.byteOffset,
-                  data.byteOffset + data.byteLength,
-                ) as ArrayBuffer,
-              ),
-            );
-          }
-        });
-      });
-      await p.setRemoteDescription(sdp);
-      const answer = await p.createAnswer();
-      await p.setLocalDescription(answer);
-      await request('exchangeSdp', { to: from, sdp: { type: 'answer', sdp: answer.sdp ?? '' } });
-    } else if (f.a === 'eventExchangeCandidate') {
-      await peer?.addIceCandidate(d['candidate'] as { candidate: string });
-    }
+    });
+    await p.setRemoteDescription({ type: 'offer', sdp: sdp.sdp });
+    const reply = await p.createAnswer();
+    await p.setLocalDescription(reply);
+    await session.request('exchangeSdp', {
+      to: from,
+      sdp: { type: 'answer', sdp: reply.sdp ?? '' },
+    });
   };
   // Events one after another: a candidate must not overtake its offer.
   let queue = Promise.resolve();
-  ws.onmessage = (m: MessageEvent) => {
-    const f = JSON.parse(String(m.data)) as Frame;
-    if (f.id !== undefined && pending.has(f.id)) {
-      const p = pending.get(f.id);
-      pending.delete(f.id);
-      if (f.s === true) p?.resolve(f.d);
-      else p?.reject(new Error(`request failed: 0x${(f.e ?? 0).toString(16)}`));
-      return;
-    }
-    queue = queue
-      .then(async () => {
-        await handle(f);
-      })
-      .catch((err: unknown) => {
-        onError(err instanceof Error ? err : new Error(String(err)));
-      });
+  const inOrder = (work: () => Promise<void>): void => {
+    queue = queue.then(work).catch(fail);
   };
-  const joined = (await request('join', {
-    roomId,
-    bearer,
-    platform: 'Web',
-    deviceName: 'werift',
-    networkType: 'wifi',
-    version: `node ${process.version}`,
-    appVersion: 'calls-bench',
-    orientation: 90,
-    camera: 'front',
-  })) as { socketId: string };
+  session.on('eventExchangeSdp', ({ from, sdp }) => {
+    inOrder(() => answer(from.socketId, sdp));
+  });
+  session.on('eventExchangeCandidate', ({ candidate }) => {
+    inOrder(async () => {
+      await peer?.addIceCandidate(candidate);
+    });
+  });
   return {
-    socketId: joined.socketId,
+    socketId: session.socketId,
     close: async () => {
-      ws.close(1000);
+      await session.leave();
       await queue;
       await peer?.close();
       peer = undefined;
