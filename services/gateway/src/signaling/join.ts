@@ -15,23 +15,29 @@ import {
   type ReconnectData,
   type SessionAuth,
 } from '@switchboard/protocol';
+import type { BusLike } from '@switchboard/bus';
 import type { Logger } from '@switchboard/service';
+import type { TokenVerifier } from '../auth.ts';
+import type { IceServers } from '../turn.ts';
 import type { Attached, ConnectionDeps } from './connection.ts';
 import { authOf, type Credentials } from './credentials.ts';
 import { deviceOf } from './frames.ts';
-import type { Attachable } from './router.ts';
+import type { Disconnector } from './disconnector.ts';
+import type { Attachable, Router } from './router.ts';
 
+/**
+ * What a join needs, each as narrow as it uses it (a test gives fakes of these: see
+ * test/join.test.ts).
+ */
 export interface JoinsOptions extends Pick<
   ConnectionDeps,
-  | 'bus'
-  | 'router'
-  | 'verifier'
-  | 'iceServers'
-  | 'disconnector'
-  | 'gatewayId'
-  | 'gatewayStartedAt'
-  | 'auth'
+  'gatewayId' | 'gatewayStartedAt' | 'auth'
 > {
+  bus: Pick<BusLike, 'request'>;
+  router: Pick<Router, 'attach' | 'sendRoomState'>;
+  verifier: Pick<TokenVerifier, 'verify' | 'mayJoin'>;
+  iceServers: Pick<IceServers, 'for'>;
+  disconnector: Pick<Disconnector, 'submit'>;
   log: Logger;
   /** The connection joining: what the router attaches the socket to. */
   conn: Attachable;
