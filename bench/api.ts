@@ -26,20 +26,10 @@ import {
 } from '@switchboard/devstack';
 import { DEV_API_KEY, DEV_API_SECRET, RoomsAdmin, type JoinReply } from '@switchboard/protocol';
 import WebSocket from 'ws';
-import {
-  log,
-  numberFlagOptions,
-  parseOrUsage,
-  pool,
-  readNumber,
-  runBench,
-  stats,
-  writeResults,
-  type Stats,
-} from './lib/cli.ts';
+import { commandLine, log, pool, runBench, stats, writeResults, type Stats } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
 
-const FLAGS = {
+const cli = commandLine('api', {
   rooms: {
     env: 'BENCH_API_ROOMS',
     def: 1000,
@@ -54,15 +44,7 @@ const FLAGS = {
     help: 'measured removeParticipant of each kind (2x this many members join)',
   },
   warmup: { env: 'BENCH_API_WARMUP', def: 20, min: 0, help: 'unmeasured calls of each kind first' },
-};
-
-const usage = (): string =>
-  [
-    'usage: ./run bench api [--flag value …]',
-    ...Object.entries(FLAGS).map(
-      ([name, f]) => `  --${name.padEnd(9)} ${f.help} (default ${String(f.def)}; ${f.env})`,
-    ),
-  ].join('\n');
+});
 
 const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -103,20 +85,12 @@ async function joinMember(wsUrl: string, roomId: string, userId: string): Promis
   return { roomId, socketId: (reply.d as JoinReply).socketId, ws, closed };
 }
 
-await runBench(usage, async (run) => {
-  const argv = process.argv.slice(2);
-  const { values } = parseOrUsage({
-    args: argv[0] === '--' ? argv.slice(1) : argv,
-    options: { ...numberFlagOptions(FLAGS), help: { type: 'boolean' } },
-  });
-  if (values.help === true) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
-  const roomCount = readNumber('rooms', FLAGS.rooms, values.rooms);
-  const lists = readNumber('lists', FLAGS.lists, values.lists);
-  const removals = readNumber('removals', FLAGS.removals, values.removals);
-  const warmup = readNumber('warmup', FLAGS.warmup, values.warmup);
+await runBench(cli.usage, async (run) => {
+  const flags = cli.parse();
+  const roomCount = flags.num('rooms');
+  const lists = flags.num('lists');
+  const removals = flags.num('removals');
+  const warmup = flags.num('warmup');
   const startedAt = new Date();
   let stopping = false;
 

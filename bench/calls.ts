@@ -9,7 +9,7 @@
  *   MB/s    an RPC echo of a big message (out and back) vs the same bytes echoed in 64 KiB
  *           messages on the raw channel (both ways counted)
  *
- *   ./run bench calls [--calls 30] [--rtts 300] [--mib 8]
+ *   ./run bench calls [-- --calls 30 --rtts 300 --mib 8]   (`--help` lists the flags)
  */
 import os from 'node:os';
 import { chromium, type Browser } from 'playwright-core';
@@ -17,34 +17,22 @@ import { mintToken, ServiceProcess, startPlatform, uniquePrefix } from '@switchb
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
 import { HOSTS_CHROMIUM_FLAGS, inPage, serveHostsPage } from '../test/e2e/hosts-page.ts';
 import { roomEchoPeer, serveNodeHost, wsUrl } from '../test/e2e/hosts-fixtures.ts';
-import {
-  log,
-  numberFlagOptions,
-  parseOrUsage,
-  readNumber,
-  runBench,
-  stats,
-  writeResults,
-  type Stats,
-} from './lib/cli.ts';
+import { commandLine, log, runBench, stats, writeResults, type Stats } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
 
-const FLAGS = {
-  calls: { env: 'BENCH_CALLS', def: 30, min: 1 },
-  rtts: { env: 'BENCH_CALLS_RTTS', def: 300, min: 1 },
-  mib: { env: 'BENCH_CALLS_MIB', def: 8, min: 1 },
-};
-
-const usage = (): string =>
-  `./run bench calls [--calls N (${String(FLAGS.calls.def)})] [--rtts N (${String(FLAGS.rtts.def)})] [--mib N (${String(FLAGS.mib.def)}, at most 15)]`;
+const cli = commandLine('calls', {
+  calls: { env: 'BENCH_CALLS', def: 30, min: 1, help: 'measured set-ups of each kind' },
+  rtts: { env: 'BENCH_CALLS_RTTS', def: 300, min: 1, help: 'measured round trips of each kind' },
+  mib: { env: 'BENCH_CALLS_MIB', def: 8, min: 1, help: 'MiB of each echo, at most 15' },
+});
 
 const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 
-await runBench(usage, async (run) => {
-  const { values } = parseOrUsage({ options: numberFlagOptions(FLAGS) });
-  const calls = readNumber('calls', FLAGS.calls, values.calls);
-  const rtts = readNumber('rtts', FLAGS.rtts, values.rtts);
-  const mib = Math.min(15, readNumber('mib', FLAGS.mib, values.mib));
+await runBench(cli.usage, async (run) => {
+  const flags = cli.parse();
+  const calls = flags.num('calls');
+  const rtts = flags.num('rtts');
+  const mib = Math.min(15, flags.num('mib'));
   const startedAt = new Date();
   let stopping = false;
 

@@ -29,11 +29,8 @@ import {
 } from '@switchboard/devstack';
 import WebSocket from 'ws';
 import {
+  commandLine,
   log,
-  numberFlagOptions,
-  numberFlagsUsage,
-  parseOrUsage,
-  readNumber,
   runBench,
   stats,
   writeResults,
@@ -42,15 +39,10 @@ import {
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
 
-const FLAGS = {
+const cli = commandLine('client', {
   requests: { env: 'BENCH_REQUESTS', def: 2000, min: 10, help: 'sequential requests per client' },
   trials: { env: 'BENCH_TRIALS', def: 10, min: 1, help: 'gateway kills per client kind' },
-} as const;
-type Flag = keyof typeof FLAGS;
-
-function usage(): string {
-  return numberFlagsUsage('client', FLAGS);
-}
+});
 
 const ROOM_WINDOW_MS = 10_000;
 
@@ -230,20 +222,9 @@ async function resumes(
 const fmt = (s: Stats | undefined): string =>
   s === undefined ? '—' : `${s.p50.toFixed(2)} / ${s.p90.toFixed(2)} / ${s.p99.toFixed(2)}`;
 
-await runBench(usage, async (run) => {
-  const args = process.argv.slice(2);
-  const { values } = parseOrUsage({
-    args: args[0] === '--' ? args.slice(1) : args,
-    strict: true,
-    allowPositionals: false,
-    options: { ...numberFlagOptions(FLAGS), help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help === true) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
-  const num = (name: Flag): number => readNumber(name, FLAGS[name], values[name]);
-  const opts = { requests: num('requests'), trials: num('trials') };
+await runBench(cli.usage, async (run) => {
+  const flags = cli.parse();
+  const opts = { requests: flags.num('requests'), trials: flags.num('trials') };
   const startedAt = new Date();
   const infra = await benchInfra(run);
   const platform = await startPlatform({

@@ -50,13 +50,12 @@ import { CpuMeter, pidsNamed, procCpuMs } from './lib/proc-cpu.ts';
 import { memoryMiB } from './lib/proc-mem.ts';
 import {
   UsageError,
+  commandLine,
+  finishRun,
   log,
-  numberFlagsUsage,
-  parseNumberFlags,
   pool,
   runBench,
   stats,
-  writeResults,
   type BenchRun,
   type Failure,
   type Stats,
@@ -65,7 +64,7 @@ import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './lib/infra.ts';
 
 // ------------------------------------------------------------------------------- options
 
-const FLAGS = {
+const cli = commandLine('events', {
   clients: { env: 'BENCH_CLIENTS', def: 200, min: 1, help: 'WebSocket clients that join' },
   'room-size': { env: 'BENCH_ROOM_SIZE', def: 4, min: 1, help: 'clients per room' },
   concurrency: { env: 'BENCH_CONCURRENCY', def: 25, min: 1, help: 'joins in flight at once' },
@@ -89,8 +88,7 @@ const FLAGS = {
     help: "the events service's ROOM_LIVE_INTERVAL_MS",
   },
   'timeout-ms': { env: 'BENCH_TIMEOUT_MS', def: 60_000, min: 1000, help: 'limit of each phase' },
-} as const;
-type Flag = keyof typeof FLAGS;
+});
 
 interface Options {
   clients: number;
@@ -103,22 +101,17 @@ interface Options {
   timeoutMs: number;
 }
 
-function usage(): string {
-  return numberFlagsUsage('events', FLAGS);
-}
-
-function parseOptions(argv: string[]): Options | undefined {
-  const num = parseNumberFlags<Flag>(argv, FLAGS);
-  if (num === undefined) return undefined;
+function parseOptions(): Options {
+  const flags = cli.parse();
   const opts: Options = {
-    clients: num('clients'),
-    roomSize: num('room-size'),
-    concurrency: num('concurrency'),
-    rooms: num('rooms'),
-    bigRoom: num('big-room'),
-    ticks: num('ticks'),
-    intervalMs: num('interval-ms'),
-    timeoutMs: num('timeout-ms'),
+    clients: flags.num('clients'),
+    roomSize: flags.num('room-size'),
+    concurrency: flags.num('concurrency'),
+    rooms: flags.num('rooms'),
+    bigRoom: flags.num('big-room'),
+    ticks: flags.num('ticks'),
+    intervalMs: flags.num('interval-ms'),
+    timeoutMs: flags.num('timeout-ms'),
   };
   if (opts.rooms > 999_999) throw new UsageError('--rooms must stay below 1000000');
   return opts;
@@ -967,12 +960,8 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
 
 // ------------------------------------------------------------------------------------ main
 
-await runBench(usage, async (run) => {
-  const opts = parseOptions(process.argv.slice(2));
-  if (opts === undefined) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
+await runBench(cli.usage, async (run) => {
+  const opts = parseOptions();
   const startedAt = new Date();
   const p = await setup(run);
   const joinResult = await joinPhase(opts, p, run.failure, run.anomalies);
@@ -980,17 +969,10 @@ await runBench(usage, async (run) => {
   run.failure.check();
 
   const text = report(opts, joinResult, liveResult);
-  process.stdout.write(`\n${text}\n`);
-  if (run.anomalies.length > 0) {
-    process.stdout.write(`\nFAILED CHECKS (${run.anomalies.length}):\n`);
-    for (const a of run.anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
-  }
-  writeResults('events', startedAt, {
-    options: opts,
-    join: joinResult,
-    live: liveResult,
-    failedChecks: run.anomalies,
-    text,
-  });
-  return run.anomalies.length > 0 ? 1 : 0;
+  return finishRun(
+    'events',
+    startedAt,
+    { text, anomalies: run.anomalies },
+    { options: opts, join: joinResult, live: liveResult },
+  );
 });

@@ -46,14 +46,12 @@ import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
 import type { Cleanup, Failure } from './lib/cli.ts';
 import {
   UsageError,
+  commandLine,
   errMessage,
   log,
   runBench,
   stats,
   type Stats,
-  numberFlagOptions,
-  parseOrUsage,
-  readNumber,
   writeResults,
 } from './lib/cli.ts';
 import {
@@ -90,7 +88,7 @@ interface Options {
   paths: PathName[];
 }
 
-const NUMBER_FLAGS = {
+const cli = commandLine('first-frame', {
   runs: { env: 'BENCH_RUNS', def: 10, min: 1, help: 'measured runs of each path' },
   warmup: { env: 'BENCH_WARMUP', def: 1, min: 0, help: 'unmeasured runs of each path first' },
   'timeout-ms': {
@@ -101,38 +99,17 @@ const NUMBER_FLAGS = {
   },
   'poll-ms': { env: 'BENCH_POLL_MS', def: 20, min: 5, help: "the subscriber's getStats interval" },
   'pause-ms': { env: 'BENCH_PAUSE_MS', def: 300, min: 0, help: 'idle time between runs' },
-} as const;
-type NumberFlag = keyof typeof NUMBER_FLAGS;
+  paths: {
+    type: 'string',
+    env: 'BENCH_PATHS',
+    def: 'both',
+    help: `comma-separated, of: ${PATHS.join(', ')}`,
+  },
+});
 
-function usage(): string {
-  const lines = Object.entries(NUMBER_FLAGS).map(
-    ([name, f]) => `  --${name.padEnd(12)} ${f.help} (env ${f.env}, default ${f.def})`,
-  );
-  return [
-    'usage: ./run bench first-frame [-- flags]',
-    ...lines,
-    `  --paths        comma-separated, of: ${PATHS.join(', ')} (env BENCH_PATHS, default both)`,
-  ].join('\n');
-}
-
-function parseOptions(argv: string[]): Options | undefined {
-  // `./run bench first-frame -- --runs 3` passes the `--` on.
-  const args = argv[0] === '--' ? argv.slice(1) : argv;
-  const config = {
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...numberFlagOptions(NUMBER_FLAGS),
-      paths: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  } as const;
-  const parsed = parseOrUsage(config);
-  const { values } = parsed;
-  if (values.help === true) return undefined;
-  const num = (name: NumberFlag): number => readNumber(name, NUMBER_FLAGS[name], values[name]);
-  const rawPaths = values.paths ?? process.env['BENCH_PATHS'] ?? '';
+function parseOptions(): Options {
+  const flags = cli.parse();
+  const rawPaths = flags.str('paths') ?? '';
   const paths: PathName[] = [];
   for (const p of rawPaths.split(',').map((s) => s.trim())) {
     if (p === '') continue;
@@ -142,11 +119,11 @@ function parseOptions(argv: string[]): Options | undefined {
     if (!paths.includes(known)) paths.push(known);
   }
   return {
-    runs: num('runs'),
-    warmup: num('warmup'),
-    timeoutMs: num('timeout-ms'),
-    pollMs: num('poll-ms'),
-    pauseMs: num('pause-ms'),
+    runs: flags.num('runs'),
+    warmup: flags.num('warmup'),
+    timeoutMs: flags.num('timeout-ms'),
+    pollMs: flags.num('poll-ms'),
+    pauseMs: flags.num('pause-ms'),
     paths: paths.length > 0 ? paths : [...PATHS],
   };
 }
@@ -948,11 +925,7 @@ async function main(
   services: Services,
   anomalies: string[],
 ): Promise<number> {
-  const opts = parseOptions(process.argv.slice(2));
-  if (opts === undefined) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
+  const opts = parseOptions();
   const startedAt = new Date();
   const cpuAtStart = cpuTimes();
   await sleep(1000);
@@ -1100,6 +1073,6 @@ async function main(
   return anomalies.length > 0 ? 1 : 0;
 }
 
-await runBench(usage, async ({ failure, cleanup, anomalies, services }) => {
+await runBench(cli.usage, async ({ failure, cleanup, anomalies, services }) => {
   return await main(failure, cleanup, { list: services, stopping: false }, anomalies);
 });

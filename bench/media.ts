@@ -34,15 +34,7 @@ import {
   type RtpSenderOptions,
 } from './lib/rtp-sender.ts';
 import { UdpSinks } from './lib/udp-sink.ts';
-import {
-  UsageError,
-  errMessage,
-  log,
-  numberFlagOptions,
-  parseOrUsage,
-  readNumber,
-  writeResults,
-} from './lib/cli.ts';
+import { UsageError, commandLine, errMessage, finishRun, log, usageExitCode } from './lib/cli.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -62,7 +54,15 @@ interface Options {
   scenarios: string[];
 }
 
-const NUMBER_FLAGS = {
+const DEFAULT_CONSUMERS = [1, 10, 50, 100, 200];
+
+const FLAGS = {
+  consumers: {
+    type: 'string',
+    env: 'BENCH_CONSUMERS',
+    def: DEFAULT_CONSUMERS.join(','),
+    help: 'consumer counts to measure, comma-separated',
+  },
   seconds: { env: 'BENCH_SECONDS', def: 5, min: 1, help: 'length of the measurement window, s' },
   warmup: { env: 'BENCH_WARMUP', def: 1, min: 0.5, help: 'sending before the window, s' },
   bitrate: { env: 'BENCH_BITRATE', def: 1_500_000, min: 10_000, help: 'video bits per second' },
@@ -73,44 +73,24 @@ const NUMBER_FLAGS = {
     min: 0,
     help: 'seconds between key frames (0: the first and those asked for by PLI only)',
   },
+  audio: {
+    type: 'boolean',
+    env: 'BENCH_AUDIO',
+    help: 'also an Opus stream, 20 ms packets at 64 kbit/s',
+  },
+  scenarios: {
+    type: 'string',
+    env: 'BENCH_SCENARIOS',
+    def: 'all',
+    help: `comma-separated, of: ${Object.keys(SCENARIOS).join(', ')}`,
+  },
 } as const;
-type NumberFlag = keyof typeof NUMBER_FLAGS;
 
-const DEFAULT_CONSUMERS = [1, 10, 50, 100, 200];
+/** The numeric flags take any finite number (--warmup 0.5). */
+const cli = commandLine('media', FLAGS, 'number');
 
-function usage(): string {
-  const lines = Object.entries(NUMBER_FLAGS).map(
-    ([name, f]) => `  --${name.padEnd(18)} ${f.help} (env ${f.env}, default ${f.def})`,
-  );
-  return [
-    'usage: ./run bench media [-- flags]',
-    `  --consumers          consumer counts to measure, comma-separated (env BENCH_CONSUMERS, default ${DEFAULT_CONSUMERS.join(',')})`,
-    ...lines,
-    '  --audio              also an Opus stream, 20 ms packets at 64 kbit/s (env BENCH_AUDIO=1)',
-    `  --scenarios          comma-separated, of: ${Object.keys(SCENARIOS).join(', ')} (env BENCH_SCENARIOS, default all)`,
-  ].join('\n');
-}
-
-function parseOptions(argv: string[]): Options | undefined {
-  // `./run bench media -- --consumers 10` passes the `--` on.
-  const args = argv[0] === '--' ? argv.slice(1) : argv;
-  const config = {
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...numberFlagOptions(NUMBER_FLAGS),
-      consumers: { type: 'string' },
-      scenarios: { type: 'string' },
-      audio: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  } as const;
-  const parsed = parseOrUsage(config);
-  const { values } = parsed;
-  if (values.help === true) return undefined;
-  const num = (name: NumberFlag): number =>
-    readNumber(name, NUMBER_FLAGS[name], values[name], 'number');
+function parseOptions(): Options {
+  const flags = cli.parse();
   const list = (raw: string | undefined): string[] | undefined =>
     raw === undefined || raw.trim() === ''
       ? undefined
@@ -118,14 +98,13 @@ function parseOptions(argv: string[]): Options | undefined {
           .split(',')
           .map((s) => s.trim())
           .filter((s) => s !== '');
-  const consumers = (list(values.consumers ?? process.env['BENCH_CONSUMERS']) ?? []).map((s) => {
+  const consumers = (list(flags.str('consumers')) ?? []).map((s) => {
     const n = Number(s);
     if (!Number.isInteger(n) || n < 1 || n > 5000)
       throw new UsageError(`--consumers: not an integer from 1 to 5000: ${s}`);
     return n;
   });
-  const scenarios =
-    list(values.scenarios ?? process.env['BENCH_SCENARIOS']) ?? Object.keys(SCENARIOS);
+  const scenarios = list(flags.str('scenarios')) ?? Object.keys(SCENARIOS);
   for (const s of scenarios)
     if (!(s in SCENARIOS))
       throw new UsageError(
@@ -134,12 +113,12 @@ function parseOptions(argv: string[]): Options | undefined {
   return {
     consumers:
       consumers.length > 0 ? [...new Set(consumers)].sort((a, b) => a - b) : DEFAULT_CONSUMERS,
-    seconds: num('seconds'),
-    warmup: num('warmup'),
-    bitrate: num('bitrate'),
-    fps: num('fps'),
-    keyFrameInterval: num('keyframe-interval'),
-    audio: values.audio === true || ['1', 'true', 'yes'].includes(process.env['BENCH_AUDIO'] ?? ''),
+    seconds: flags.num('seconds'),
+    warmup: flags.num('warmup'),
+    bitrate: flags.num('bitrate'),
+    fps: flags.num('fps'),
+    keyFrameInterval: flags.num('keyframe-interval'),
+    audio: flags.on('audio'),
     scenarios,
   };
 }
@@ -618,11 +597,7 @@ async function main(
   anomalies: string[],
   started: Scenario[],
 ): Promise<number> {
-  const opts = parseOptions(process.argv.slice(2));
-  if (opts === undefined) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
+  const opts = parseOptions();
   const startedAt = new Date();
   const scenarios = opts.scenarios.map((name) => {
     const make = SCENARIOS[name];
@@ -645,35 +620,35 @@ async function main(
   const fits = Object.fromEntries(scenarios.map((s) => [s.name, fit(results.get(s.name) ?? [])]));
 
   const text = report(opts, scenarios, results, fits);
-  process.stdout.write(`\n${text}\n`);
-  if (anomalies.length > 0) {
-    process.stdout.write(`\nFAILED CHECKS (${anomalies.length}):\n`);
-    for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
-  }
-
   const v = defaultVideo({
     bitrate: opts.bitrate,
     fps: opts.fps,
     keyFrameIntervalS: opts.keyFrameInterval,
   });
-  writeResults('media', startedAt, {
-    options: opts,
-    sender: { video: v, deltaFrameBytes: deltaFrameBytes(v), targetPps: round(targetPps(opts), 1) },
-    scenarios: Object.fromEntries(
-      scenarios.map((s) => [
-        s.name,
-        {
-          description: s.description,
-          info: s.info(),
-          fit: fits[s.name] ?? null,
-          results: results.get(s.name) ?? [],
-        },
-      ]),
-    ),
-    failedChecks: anomalies,
-    text,
-  });
-  return anomalies.length > 0 ? 1 : 0;
+  return finishRun(
+    'media',
+    startedAt,
+    { text, anomalies },
+    {
+      options: opts,
+      sender: {
+        video: v,
+        deltaFrameBytes: deltaFrameBytes(v),
+        targetPps: round(targetPps(opts), 1),
+      },
+      scenarios: Object.fromEntries(
+        scenarios.map((s) => [
+          s.name,
+          {
+            description: s.description,
+            info: s.info(),
+            fit: fits[s.name] ?? null,
+            results: results.get(s.name) ?? [],
+          },
+        ]),
+      ),
+    },
+  );
 }
 
 const abort = new AbortController();
@@ -692,9 +667,9 @@ let code: number;
 try {
   code = await main(abort.signal, anomalies, startedScenarios);
 } catch (err) {
-  if (err instanceof UsageError) {
-    process.stderr.write(`${err.message}\n\n${usage()}\n`);
-    code = 2;
+  const usageCode = usageExitCode(err, cli.usage);
+  if (usageCode !== undefined) {
+    code = usageCode;
   } else if (abort.signal.aborted) {
     code = 130;
   } else {

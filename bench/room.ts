@@ -50,15 +50,14 @@ import {
   UsageError,
   cpuText,
   ends,
+  commandLine,
+  finishRun,
   fmt,
   log,
-  numberFlagsUsage,
-  parseNumberFlags,
   perUnit,
   pool,
   runBench,
   stats,
-  writeResults,
   type BenchRun,
   type Failure,
   type Stats,
@@ -80,7 +79,7 @@ import {
 
 // ------------------------------------------------------------------------------- options
 
-const FLAGS = {
+const cli = commandLine('room', {
   members: { env: 'BENCH_MEMBERS', def: 10_000, min: 2, help: 'clients joining the one room' },
   gateways: { env: 'BENCH_GATEWAYS', def: 2, min: 1, help: 'gateways, 1 or 2' },
   concurrency: {
@@ -101,7 +100,7 @@ const FLAGS = {
     min: 1000,
     help: 'limit of each phase (and of each join)',
   },
-} as const;
+});
 
 interface Options {
   members: number;
@@ -111,22 +110,17 @@ interface Options {
   timeoutMs: number;
 }
 
-function usage(): string {
-  return numberFlagsUsage('room', FLAGS);
-}
-
-function parseOptions(argv: string[]): Options | undefined {
-  const num = parseNumberFlags(argv, FLAGS);
-  if (num === undefined) return undefined;
+function parseOptions(): Options {
+  const flags = cli.parse();
   const opts: Options = {
-    members: num('members'),
-    gateways: num('gateways'),
-    concurrency: num('concurrency'),
-    batch: num('batch') === 1,
-    timeoutMs: num('timeout-ms'),
+    members: flags.num('members'),
+    gateways: flags.num('gateways'),
+    concurrency: flags.num('concurrency'),
+    batch: flags.num('batch') === 1,
+    timeoutMs: flags.num('timeout-ms'),
   };
   if (opts.gateways > 2) throw new UsageError('--gateways must be 1 or 2');
-  if (num('batch') > 1) throw new UsageError('--batch must be 0 or 1');
+  if (flags.num('batch') > 1) throw new UsageError('--batch must be 0 or 1');
   // ROOM_DEFAULT_CAPACITY's maximum: the room must admit them all.
   if (opts.members > 100_000) throw new UsageError('--members must be at most 100000');
   // WS_JOIN_TIMEOUT_MS's maximum: clients wait this long between their connect and their join.
@@ -891,31 +885,23 @@ function report(opts: Options, r: Result, load: { start: number[]; end: number[]
   ].join('\n');
 }
 
-await runBench(usage, async (benchRun) => {
-  const opts = parseOptions(process.argv.slice(2));
-  if (opts === undefined) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
+await runBench(cli.usage, async (benchRun) => {
+  const opts = parseOptions();
   const startedAt = new Date();
   const loadStart = os.loadavg();
   const result = await run(opts, benchRun);
   benchRun.failure.check();
   const load = { start: loadStart, end: os.loadavg() };
   const text = report(opts, result, load);
-  process.stdout.write(`\n${text}\n`);
-  const { anomalies } = benchRun;
-  if (anomalies.length > 0) {
-    process.stdout.write(`\nFAILED CHECKS (${anomalies.length}):\n`);
-    for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
-  }
-  writeResults('room', startedAt, {
-    options: opts,
-    machine: { loadAverage: load },
-    platform: { ...result, joinTx: undefined },
-    baseline: { joinTx: result.joinTx },
-    failedChecks: anomalies,
-    text,
-  });
-  return anomalies.length > 0 ? 1 : 0;
+  return finishRun(
+    'room',
+    startedAt,
+    { text, anomalies: benchRun.anomalies },
+    {
+      options: opts,
+      machine: { loadAverage: load },
+      platform: { ...result, joinTx: undefined },
+      baseline: { joinTx: result.joinTx },
+    },
+  );
 });

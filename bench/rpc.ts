@@ -36,11 +36,8 @@ import {
 import { LOOPBACK_CONFIG, WeriftPeer, isLoopbackCandidate } from '@switchboard/rpc/werift';
 import Type from 'typebox';
 import {
+  commandLine,
   log,
-  numberFlagOptions,
-  numberFlagsUsage,
-  parseOrUsage,
-  readNumber,
   runBench,
   stats,
   writeResults,
@@ -48,15 +45,10 @@ import {
   type Stats,
 } from './lib/cli.ts';
 
-const FLAGS = {
+const cli = commandLine('rpc', {
   rounds: { env: 'BENCH_ROUNDS', def: 2000, min: 10, help: 'sequential round trips of each kind' },
   mib: { env: 'BENCH_MIB', def: 64, min: 1, help: 'MiB of each bulk transfer' },
-} as const;
-type Flag = keyof typeof FLAGS;
-
-function usage(): string {
-  return numberFlagsUsage('rpc', FLAGS);
-}
+});
 
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
@@ -195,20 +187,9 @@ async function rpcBulk(client: RpcClient, bytes: number, messageBytes: number): 
 const ms = (s: Stats | undefined): string =>
   s === undefined ? '—' : `${s.p50.toFixed(3)} / ${s.p99.toFixed(3)}`;
 
-await runBench(usage, async (run) => {
-  const args = process.argv.slice(2);
-  const { values } = parseOrUsage({
-    args: args[0] === '--' ? args.slice(1) : args,
-    strict: true,
-    allowPositionals: false,
-    options: { ...numberFlagOptions(FLAGS), help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help === true) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
-  const num = (name: Flag): number => readNumber(name, FLAGS[name], values[name]);
-  const opts = { rounds: num('rounds'), mib: num('mib') };
+await runBench(cli.usage, async (run) => {
+  const flags = cli.parse();
+  const opts = { rounds: flags.num('rounds'), mib: flags.num('mib') };
   const bytes = opts.mib * MiB;
   const startedAt = new Date();
 

@@ -31,17 +31,15 @@ import type { Failure } from './lib/cli.ts';
 import {
   Cleanup,
   UsageError,
+  commandLine,
   cpuText,
+  finishRun,
   fmt,
   log,
   perUnit,
   runBench,
   stats,
-  numberFlagOptions,
-  parseOrUsage,
   pool,
-  readNumber,
-  writeResults,
 } from './lib/cli.ts';
 import { CpuMeter, pidsNamed } from './lib/proc-cpu.ts';
 import type { RssResult } from './lib/proc-mem.ts';
@@ -83,7 +81,7 @@ interface Options {
   baseline: boolean;
 }
 
-const FLAGS = {
+const cli = commandLine('signaling', {
   clients: { env: 'BENCH_CLIENTS', def: 200, min: 1, help: 'WebSocket clients' },
   'room-size': { env: 'BENCH_ROOM_SIZE', def: 4, min: 2, help: 'clients per room' },
   relays: { env: 'BENCH_RELAYS', def: 50, min: 1, help: 'measured relays sent by each client' },
@@ -122,49 +120,29 @@ const FLAGS = {
     min: 1000,
     help: 'limit of each phase and of each join',
   },
-} as const;
-type NumberFlag = keyof typeof FLAGS;
+  url: {
+    type: 'string',
+    env: 'BENCH_URL',
+    help:
+      'ws://host:port/api of running gateways, comma-separated, instead of\n' +
+      'starting a platform here; tokens signed with AUTH_HS256_SECRET, by\n' +
+      'default the development secret',
+  },
+  'baseline-only': {
+    type: 'boolean',
+    env: 'BENCH_BASELINE_ONLY',
+    help: 'only the fastify echo baseline',
+  },
+  'platform-only': { type: 'boolean', env: 'BENCH_PLATFORM_ONLY', help: 'only the platform' },
+});
 
-function usage(): string {
-  const lines = Object.entries(FLAGS).map(
-    ([name, f]) => `  --${name.padEnd(12)} ${f.help} (env ${f.env}, default ${f.def})`,
-  );
-  return [
-    'usage: ./run bench signaling [-- flags]',
-    ...lines,
-    '  --url          ws://host:port/api of running gateways, comma-separated, instead of',
-    '                 starting a platform here (env BENCH_URL; tokens signed with AUTH_HS256_SECRET,',
-    '                 default the development secret)',
-    '  --baseline-only  only the fastify echo baseline (env BENCH_BASELINE_ONLY=1)',
-    '  --platform-only  only the platform (env BENCH_PLATFORM_ONLY=1)',
-  ].join('\n');
-}
-
-function parseOptions(argv: string[]): Options | undefined {
-  // `./run bench signaling -- --clients 10` passes the `--` on.
-  const args = argv[0] === '--' ? argv.slice(1) : argv;
-  const config = {
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...numberFlagOptions(FLAGS),
-      url: { type: 'string' },
-      'baseline-only': { type: 'boolean' },
-      'platform-only': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  } as const;
-  const parsed = parseOrUsage(config);
-  const { values } = parsed;
-  if (values.help === true) return undefined;
-  const num = (name: NumberFlag): number => readNumber(name, FLAGS[name], values[name]);
-  const envFlag = (name: string): boolean => ['1', 'true', 'yes'].includes(process.env[name] ?? '');
-  const baselineOnly = values['baseline-only'] === true || envFlag('BENCH_BASELINE_ONLY');
-  const platformOnly = values['platform-only'] === true || envFlag('BENCH_PLATFORM_ONLY');
+function parseOptions(): Options {
+  const flags = cli.parse();
+  const baselineOnly = flags.on('baseline-only');
+  const platformOnly = flags.on('platform-only');
   if (baselineOnly && platformOnly)
     throw new UsageError('--baseline-only and --platform-only exclude each other');
-  const urls = (values.url ?? process.env['BENCH_URL'] ?? '')
+  const urls = (flags.str('url') ?? '')
     .split(',')
     .map((u) => u.trim())
     .filter((u) => u !== '');
@@ -172,17 +150,17 @@ function parseOptions(argv: string[]): Options | undefined {
     if (!/^wss?:\/\/[^/]+\/\S*$/.test(u))
       throw new UsageError(`--url: not a ws:// or wss:// URL with a path: ${u}`);
   const opts: Options = {
-    clients: num('clients'),
-    roomSize: num('room-size'),
-    relays: num('relays'),
-    warmup: num('warmup'),
-    joinWarmup: num('join-warmup'),
-    window: num('window'),
-    concurrency: num('concurrency'),
-    gateways: num('gateways'),
-    rooms: num('rooms'),
-    timeoutMs: num('timeout-ms'),
-    rounds: num('rounds'),
+    clients: flags.num('clients'),
+    roomSize: flags.num('room-size'),
+    relays: flags.num('relays'),
+    warmup: flags.num('warmup'),
+    joinWarmup: flags.num('join-warmup'),
+    window: flags.num('window'),
+    concurrency: flags.num('concurrency'),
+    gateways: flags.num('gateways'),
+    rooms: flags.num('rooms'),
+    timeoutMs: flags.num('timeout-ms'),
+    rounds: flags.num('rounds'),
     urls,
     platform: !baselineOnly,
     baseline: !platformOnly,
@@ -1184,11 +1162,7 @@ async function main(
   run: PlatformRun,
   anomalies: string[],
 ): Promise<number> {
-  const opts = parseOptions(process.argv.slice(2));
-  if (opts === undefined) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
+  const opts = parseOptions();
   const startedAt = new Date();
   const echo = opts.baseline ? await startBaseline(opts, failure, anomalies) : undefined;
   let platform: PlatformResult | undefined;
@@ -1212,33 +1186,29 @@ async function main(
     }),
   );
   const text = report(opts, frameBytes, platform, baseline);
-  process.stdout.write(`\n${text}\n`);
-  if (anomalies.length > 0) {
-    process.stdout.write(`\nFAILED CHECKS (${anomalies.length}):\n`);
-    for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
-  }
-
-  writeResults('signaling', startedAt, {
-    options: opts,
-    frameBytes,
-    platform:
-      platform === undefined ? null : { ...platform, joinTx: undefined, relayParts: undefined },
-    baseline:
-      baseline === undefined
-        ? null
-        : {
-            ...baseline,
-            joinTx: platform?.joinTx ?? null,
-            relayParts: platform?.relayParts ?? null,
-          },
-    goals: goals(opts, platform, baseline),
-    failedChecks: anomalies,
-    text,
-  });
-  return anomalies.length > 0 ? 1 : 0;
+  return finishRun(
+    'signaling',
+    startedAt,
+    { text, anomalies },
+    {
+      options: opts,
+      frameBytes,
+      platform:
+        platform === undefined ? null : { ...platform, joinTx: undefined, relayParts: undefined },
+      baseline:
+        baseline === undefined
+          ? null
+          : {
+              ...baseline,
+              joinTx: platform?.joinTx ?? null,
+              relayParts: platform?.relayParts ?? null,
+            },
+      goals: goals(opts, platform, baseline),
+    },
+  );
 }
 
-await runBench(usage, async ({ failure, cleanup, anomalies, services }) => {
+await runBench(cli.usage, async ({ failure, cleanup, anomalies, services }) => {
   const run: PlatformRun = { services };
   return await main(failure, cleanup, run, anomalies);
 });

@@ -36,9 +36,8 @@ import { WebhookHeaders, roomEventStream } from '@switchboard/protocol';
 import { verifyWebhook } from '@switchboard/client/webhooks';
 import {
   UsageError,
+  commandLine,
   log,
-  numberFlagsUsage,
-  parseNumberFlags,
   runBench,
   stats,
   writeResults,
@@ -47,13 +46,12 @@ import {
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
 
-const FLAGS = {
+const cli = commandLine('webhooks', {
   rate: { env: 'BENCH_RATE', def: 20, min: 1, help: 'joins per second' },
   seconds: { env: 'BENCH_SECONDS', def: 10, min: 1, help: 'how long clients keep joining' },
   'room-size': { env: 'BENCH_ROOM_SIZE', def: 4, min: 1, help: 'clients per room' },
   'timeout-ms': { env: 'BENCH_TIMEOUT_MS', def: 60_000, min: 1000, help: 'limit of each phase' },
-} as const;
-type Flag = keyof typeof FLAGS;
+});
 
 interface Options {
   rate: number;
@@ -65,18 +63,13 @@ interface Options {
 const KEY_ID = 'bench';
 const SECRET = randomBytes(32).toString('hex');
 
-function usage(): string {
-  return numberFlagsUsage('webhooks', FLAGS);
-}
-
-function parseOptions(argv: string[]): Options | undefined {
-  const num = parseNumberFlags<Flag>(argv, FLAGS);
-  if (num === undefined) return undefined;
+function parseOptions(): Options {
+  const flags = cli.parse();
   const opts = {
-    rate: num('rate'),
-    seconds: num('seconds'),
-    roomSize: num('room-size'),
-    timeoutMs: num('timeout-ms'),
+    rate: flags.num('rate'),
+    seconds: flags.num('seconds'),
+    roomSize: flags.num('room-size'),
+    timeoutMs: flags.num('timeout-ms'),
   };
   if (opts.rate * opts.seconds > 5000) throw new UsageError('at most 5000 joins in a run');
   return opts;
@@ -116,12 +109,8 @@ interface Seen {
   at: number;
 }
 
-await runBench(usage, async (run: BenchRun) => {
-  const opts = parseOptions(process.argv.slice(2));
-  if (opts === undefined) {
-    process.stdout.write(`${usage()}\n`);
-    return 0;
-  }
+await runBench(cli.usage, async (run: BenchRun) => {
+  const opts = parseOptions();
   const startedAt = new Date();
   const { failure, cleanup } = run;
   let stopping = false;

@@ -1,4 +1,7 @@
-/** What every benchmark script shares: its log, usage errors, and the revision it ran. */
+/**
+ * What every benchmark script shares: its command line, its log, usage errors, and the revision
+ * it ran.
+ */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,6 +12,9 @@ import { ARTIFACTS_DIR, ROOT, type ServiceProcess } from '@switchboard/devstack'
 
 /** A bad command line: printed with the usage, exit 2. */
 export class UsageError extends Error {}
+
+/** `--help` was asked for: the usage is printed on stdout, exit 0. */
+export class HelpAsked extends Error {}
 
 const started = performance.now();
 
@@ -191,10 +197,10 @@ export interface BenchRun {
 }
 
 /**
- * Run a benchmark's body and exit: 0, 1 (a failure or a failed check; the services' last
- * output is shown), 2 (a UsageError: the usage is printed) or 130 (Ctrl-C or SIGTERM: the
- * step in progress unwinds, then everything is cleaned up; a second signal exits at once).
- * Clean-up steps run however the body ends.
+ * Run a benchmark's body and exit: 0 (also on HelpAsked: the usage is printed), 1 (a failure
+ * or a failed check; the services' last output is shown), 2 (a UsageError: the usage is
+ * printed) or 130 (Ctrl-C or SIGTERM: the step in progress unwinds, then everything is cleaned
+ * up; a second signal exits at once). Clean-up steps run however the body ends.
  */
 export async function runBench(
   usage: () => string,
@@ -227,9 +233,9 @@ export async function runBench(
   try {
     code = await body(run);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n\n${usage()}\n`);
-      code = 2;
+    const usageCode = usageExitCode(err, usage);
+    if (usageCode !== undefined) {
+      code = usageCode;
     } else if (err instanceof Interrupted || run.failure.error instanceof Interrupted) {
       code = 130;
     } else {
@@ -284,15 +290,24 @@ export function writeResults(
   return file;
 }
 
-/** parseArgs, its errors as UsageError (printed with the usage, exit 2). */
-export function parseOrUsage<T extends ParseArgsConfig>(
-  config: T,
-): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (err) {
-    throw new UsageError(errMessage(err), { cause: err });
+/**
+ * The end of a run: its report (`text`) on stdout, then the checks that failed (the first 20);
+ * the results written with `failedChecks` and `text` after `fields`. Returns the exit code: 1
+ * when a check failed, else 0.
+ */
+export function finishRun(
+  benchmark: string,
+  startedAt: Date,
+  { text, anomalies }: { text: string; anomalies: string[] },
+  fields: Record<string, unknown> & { machine?: Record<string, unknown> },
+): number {
+  process.stdout.write(`\n${text}\n`);
+  if (anomalies.length > 0) {
+    process.stdout.write(`\nFAILED CHECKS (${anomalies.length}):\n`);
+    for (const a of anomalies.slice(0, 20)) process.stdout.write(`  ${a}\n`);
   }
+  writeResults(benchmark, startedAt, { ...fields, failedChecks: anomalies, text });
+  return anomalies.length > 0 ? 1 : 0;
 }
 
 /** A numeric flag: `--<name>`, or its environment variable, or its default. */
@@ -300,23 +315,130 @@ export interface NumberFlag {
   env: string;
   def: number;
   min: number;
+  help: string;
 }
 
-/** parseArgs options for the numeric flags (read as strings, checked by readNumber). */
-export function numberFlagOptions<N extends string>(
-  flags: Record<N, NumberFlag>,
-): Record<N, { type: 'string' }> {
-  return Object.fromEntries(
-    Object.keys(flags).map((k) => [k, { type: 'string' as const }]),
-  ) as Record<N, { type: 'string' }>;
+/**
+ * A string flag: `--<name>`, or its environment variable; `def` says what neither given means
+ * (for the usage text).
+ */
+export interface StringFlag {
+  type: 'string';
+  env: string;
+  def?: string;
+  help: string;
+}
+
+/** A switch: `--<name>`, or its environment variable set to 1, true or yes. */
+export interface SwitchFlag {
+  type: 'boolean';
+  env: string;
+  help: string;
+}
+
+export type Flag = NumberFlag | StringFlag | SwitchFlag;
+
+/** The names of the flags of `F` that are a `T`. */
+type NamesOf<F, T> = { [K in keyof F]: F[K] extends T ? K : never }[keyof F] & string;
+
+/** A command line, read: each flag's value, from the command line or its environment variable. */
+export interface Flags<F> {
+  num(name: NamesOf<F, NumberFlag>): number;
+  str(name: NamesOf<F, StringFlag>): string | undefined;
+  on(name: NamesOf<F, SwitchFlag>): boolean;
+}
+
+/** A benchmark's command line: its usage text, and the parser of its flags. */
+export interface CommandLine<F> {
+  usage: () => string;
+  /**
+   * Parse `argv` (after an optional `--`; default: this process's arguments). Throws a
+   * UsageError on bad flags, HelpAsked on `--help` (runBench prints the usage for either).
+   */
+  parse: (argv?: string[]) => Flags<F>;
+}
+
+/**
+ * The command line of benchmark `name`: its `flags` (listed in this order by the usage, each
+ * with its help, environment variable and default), and `--help`. Numeric flags are whole
+ * numbers, or with `kind` 'number' any finite number.
+ */
+export function commandLine<const F extends Record<string, Flag>>(
+  name: string,
+  flags: F,
+  kind: 'integer' | 'number' = 'integer',
+): CommandLine<F> {
+  const usage = (): string => {
+    const width = Math.max(...Object.keys(flags).map((n) => n.length)) + 2;
+    const indent = `\n${' '.repeat(width + 5)}`;
+    const where = (f: Flag): string => {
+      if (!('type' in f)) return `env ${f.env}, default ${String(f.def)}`;
+      if (f.type === 'boolean') return `env ${f.env}=1`;
+      return f.def === undefined ? `env ${f.env}` : `env ${f.env}, default ${f.def}`;
+    };
+    const line = (flag: string, f: Flag): string =>
+      `  --${flag.padEnd(width)} ${f.help.replaceAll('\n', indent)} (${where(f)})`;
+    return [
+      `usage: ./run bench ${name} [-- flags]`,
+      ...Object.entries(flags).map(([flag, f]) => line(flag, f)),
+    ].join('\n');
+  };
+  const parse = (argv = process.argv.slice(2)): Flags<F> => {
+    // `./run bench <name> -- --flag 3` passes the `--` on.
+    const args = argv[0] === '--' ? argv.slice(1) : argv;
+    const options: NonNullable<ParseArgsConfig['options']> = {
+      help: { type: 'boolean', short: 'h' },
+    };
+    for (const [flag, f] of Object.entries(flags))
+      options[flag] = { type: 'type' in f ? f.type : 'string' };
+    const { values } = parseOrUsage({ args, strict: true, allowPositionals: false, options });
+    if (values['help'] === true) throw new HelpAsked();
+    const given = (flag: string): string | undefined => {
+      const v = values[flag];
+      return typeof v === 'string' ? v : undefined;
+    };
+    return {
+      num: (flag) => readNumber(flag, flags[flag] as NumberFlag, given(flag), kind),
+      str: (flag) => given(flag) ?? process.env[(flags[flag] as StringFlag).env],
+      on: (flag) =>
+        values[flag] === true ||
+        ['1', 'true', 'yes'].includes(process.env[(flags[flag] as SwitchFlag).env] ?? ''),
+    };
+  };
+  return { usage, parse };
+}
+
+/**
+ * The exit code of a command line's error: 0 for HelpAsked (the usage on stdout), 2 for a
+ * UsageError (its message and the usage on stderr); undefined for any other error.
+ */
+export function usageExitCode(err: unknown, usage: () => string): number | undefined {
+  if (err instanceof HelpAsked) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  if (err instanceof UsageError) {
+    process.stderr.write(`${err.message}\n\n${usage()}\n`);
+    return 2;
+  }
+  return undefined;
+}
+
+/** parseArgs, its errors as UsageError (printed with the usage, exit 2). */
+function parseOrUsage<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    throw new UsageError(errMessage(err), { cause: err });
+  }
 }
 
 /** The value of numeric flag `name` (`raw` from the command line, else its environment). */
-export function readNumber(
+function readNumber(
   name: string,
   flag: NumberFlag,
   raw: string | undefined,
-  kind: 'integer' | 'number' = 'integer',
+  kind: 'integer' | 'number',
 ): number {
   const text = raw ?? process.env[flag.env];
   if (text === undefined || text === '') return flag.def;
@@ -350,39 +472,4 @@ export async function pool<T>(
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-/** The usage text of a benchmark whose flags are all numeric (`help` describes each). */
-export function numberFlagsUsage(
-  benchmark: string,
-  flags: Record<string, NumberFlag & { help: string }>,
-): string {
-  const width = Math.max(...Object.keys(flags).map((n) => n.length)) + 2;
-  return [
-    `usage: ./run bench ${benchmark} [-- flags]`,
-    ...Object.entries(flags).map(
-      ([name, f]) => `  --${name.padEnd(width)} ${f.help} (env ${f.env}, default ${f.def})`,
-    ),
-  ].join('\n');
-}
-
-/**
- * Parse a benchmark's numeric flags (after an optional `--`): a reader of each flag's value,
- * or undefined when `--help` was asked for.
- */
-export function parseNumberFlags<N extends string>(
-  argv: string[],
-  flags: Record<N, NumberFlag>,
-): ((name: N) => number) | undefined {
-  const args = argv[0] === '--' ? argv.slice(1) : argv;
-  const options: NonNullable<ParseArgsConfig['options']> = {
-    ...numberFlagOptions(flags),
-    help: { type: 'boolean', short: 'h' },
-  };
-  const { values } = parseOrUsage({ args, strict: true, allowPositionals: false, options });
-  if (values['help'] === true) return undefined;
-  return (name) => {
-    const v = values[name];
-    return readNumber(name, flags[name], typeof v === 'string' ? v : undefined);
-  };
 }
