@@ -25,9 +25,10 @@ import {
   type Platform,
 } from '@switchboard/devstack';
 import { DEV_API_KEY, DEV_API_SECRET, RoomsAdmin, type JoinReply } from '@switchboard/protocol';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { commandLine, log, pool, runBench, stats, writeResults, type Stats } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
+import { openSocket } from './lib/ws-client.ts';
 
 const cli = commandLine('api', {
   rooms: {
@@ -57,17 +58,11 @@ interface Member {
 }
 
 async function joinMember(wsUrl: string, roomId: string, userId: string): Promise<Member> {
-  const ws = new WebSocket(wsUrl);
+  const ws = await openSocket(wsUrl);
   const closed = new Promise<number>((resolve) => {
     ws.once('close', (code) => {
       resolve(code);
     });
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => {
-      resolve();
-    });
-    ws.once('error', reject);
   });
   const bearer = await mintToken({ sub: userId, rooms: [roomId] });
   const reply = await new Promise<{ s?: boolean; d?: unknown }>((resolve, reject) => {

@@ -38,6 +38,7 @@ import {
   type Stats,
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
+import { openSocket } from './lib/ws-client.ts';
 
 const cli = commandLine('client', {
   requests: { env: 'BENCH_REQUESTS', def: 2000, min: 10, help: 'sequential requests per client' },
@@ -70,14 +71,7 @@ class BareClient {
   }
 
   static async open(url: string): Promise<BareClient> {
-    const ws = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => {
-        resolve();
-      });
-      ws.once('error', reject);
-    });
-    return new BareClient(ws);
+    return new BareClient(await openSocket(url));
   }
 
   async request(a: string, d: unknown): Promise<unknown> {

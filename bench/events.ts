@@ -41,7 +41,7 @@ import {
 } from '@switchboard/devstack';
 import { MEMBER_LIST_MAX_BYTES, roomEvent, roomEventSubject } from '@switchboard/protocol';
 import pg from 'pg';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 // The bus is not a dependency of the root package; the tests import services' sources the
 // same way.
 import { pino } from 'pino';
@@ -61,6 +61,7 @@ import {
   type Stats,
 } from './lib/cli.ts';
 import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './lib/infra.ts';
+import { openSocket } from './lib/ws-client.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -179,14 +180,7 @@ class Client {
   }
 
   static async connect(url: string, failure: Failure, name: string): Promise<Client> {
-    const ws = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => {
-        resolve();
-      });
-      ws.once('error', reject);
-    });
-    return new Client(ws, failure, name);
+    return new Client(await openSocket(url), failure, name);
   }
 
   /** Send a request; resolves with the reply, when it was sent and when it came. */

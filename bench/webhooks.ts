@@ -24,7 +24,7 @@ import { createServer, type Server } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import {
   DEV_HS256_SECRET,
   ServiceProcess,
@@ -45,6 +45,7 @@ import {
   type Stats,
 } from './lib/cli.ts';
 import { benchInfra, watchService } from './lib/infra.ts';
+import { openSocket } from './lib/ws-client.ts';
 
 const cli = commandLine('webhooks', {
   rate: { env: 'BENCH_RATE', def: 20, min: 1, help: 'joins per second' },
@@ -85,13 +86,7 @@ async function until(done: () => boolean, timeoutMs: number, what: string): Prom
 
 /** A client that joins one room and closes. */
 async function joinOnce(url: string, roomId: string, token: string): Promise<WebSocket> {
-  const ws = new WebSocket(url);
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => {
-      resolve();
-    });
-    ws.once('error', reject);
-  });
+  const ws = await openSocket(url);
   await new Promise<void>((resolve, reject) => {
     ws.on('message', (data: Buffer) => {
       const f = JSON.parse(data.toString('utf8')) as { id?: unknown; s?: unknown; e?: unknown };

@@ -4,6 +4,7 @@ import {
   ensureInfra,
   withDatabase,
   type Infra,
+  type InfraOptions,
   type ServiceProcess,
 } from '@switchboard/devstack';
 import { Interrupted, log, type BenchRun } from './cli.ts';
@@ -23,19 +24,29 @@ export const BENCH_GATEWAY_ENV = {
 } as const;
 
 /**
- * NATS and PostgreSQL: NATS with authentication (started for the run, or NATS_URL with
- * SWITCHBOARD_NATS_AUTH_DIR), PostgreSQL configured (DATABASE_URL) or the usual local one
- * when it answers, else started for the run; stopped by the run's clean-up.
+ * ensureInfra's NATS and PostgreSQL as the environment configures them: NATS_URL with
+ * SWITCHBOARD_NATS_AUTH_DIR (else NATS is started with authentication), DATABASE_URL's server
+ * (else the usual local one when it answers, else PostgreSQL is started).
  */
-export async function benchInfra(run: Pick<BenchRun, 'failure' | 'cleanup'>): Promise<Infra> {
+export function infraFromEnv(): InfraOptions {
   const configuredDb = process.env['DATABASE_URL'];
-  const infra = await ensureInfra({
+  return {
     natsUrl: process.env['NATS_URL'],
     natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
     pgServerUrl:
       configuredDb === undefined || configuredDb === ''
         ? undefined
         : withDatabase(configuredDb, 'postgres'),
+  };
+}
+
+/**
+ * NATS and PostgreSQL as the environment configures them (infraFromEnv), logged; stopped by
+ * the run's clean-up.
+ */
+export async function benchInfra(run: Pick<BenchRun, 'failure' | 'cleanup'>): Promise<Infra> {
+  const infra = await ensureInfra({
+    ...infraFromEnv(),
     log: (msg) => {
       log(`infra: ${msg}`);
     },

@@ -15,13 +15,13 @@ import {
   mintToken,
   startPlatform,
   uniquePrefix,
-  withDatabase,
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
-import WebSocket from 'ws';
-import { BENCH_GATEWAY_ENV } from './infra.ts';
+import type WebSocket from 'ws';
+import { BENCH_GATEWAY_ENV, infraFromEnv } from './infra.ts';
 import { procRunTimeMs } from './proc-cpu.ts';
+import { openSocket } from './ws-client.ts';
 import {
   rtpParametersOf,
   type Scenario,
@@ -71,14 +71,7 @@ class Member {
     userId: string,
     role: 'broadcaster' | 'recorder',
   ): Promise<Member> {
-    const ws = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => {
-        resolve();
-      });
-      ws.once('error', reject);
-    });
-    const m = new Member(ws);
+    const m = new Member(await openSocket(url));
     await m.request('join', {
       roomId,
       bearer: await mintToken({ sub: userId, rooms: [roomId], extra: { grants: { role } } }),
@@ -129,15 +122,7 @@ export class PlatformScenario implements Scenario {
   #wsUrl = '';
 
   async start(): Promise<void> {
-    const configuredDb = process.env['DATABASE_URL'];
-    this.#infra = await ensureInfra({
-      natsUrl: process.env['NATS_URL'],
-      natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
-      pgServerUrl:
-        configuredDb === undefined || configuredDb === ''
-          ? undefined
-          : withDatabase(configuredDb, 'postgres'),
-    });
+    this.#infra = await ensureInfra(infraFromEnv());
     const env = {
       ...BENCH_GATEWAY_ENV,
       ROOM_DEFAULT_CAPACITY: '100000',

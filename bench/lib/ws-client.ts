@@ -1,7 +1,8 @@
 /**
  * The signaling benchmarks' WebSocket client (`bench/signaling.ts`, `bench/room.ts`): many
  * `Conn`s in one process, requests matched to their replies by id, events handed to a
- * callback; connecting and closing them in bulk; the load of the clients' own process.
+ * callback; connecting and closing them in bulk; the load of the clients' own process. And
+ * every benchmark's plain socket, once open (openSocket).
  *
  * Every frame received is counted (messages and payload bytes, WebSocket headers aside).
  * Frames are parsed as JSON, except what an `onRaw` hook takes from the raw bytes first (a
@@ -30,6 +31,18 @@ export type OnEvent = (conn: Conn, frame: Frame, at: number) => void;
  * (it is then neither parsed nor passed on), false to have it parsed as usual.
  */
 export type OnRaw = (conn: Conn, data: Buffer, at: number) => boolean;
+
+/** A `ws` socket to `url`, once it is open (an error before that rejects). */
+export async function openSocket(url: string): Promise<WebSocket> {
+  const ws = new WebSocket(url);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => {
+      resolve();
+    });
+    ws.once('error', reject);
+  });
+  return ws;
+}
 
 export function describeReply(f: Frame): string {
   if (f.s === false && typeof f.e === 'number')
