@@ -2,78 +2,31 @@
  * Bearer-token verification of `join`: HS256 and RS256 with pinned algorithms, the key
  * chosen by `kid` (RFC 7638 thumbprint) or tried in turn, the registered claims (`exp`
  * required, `nbf`, `aud`, `iss`) and Switchboard's own (`sub`, `rooms`, `name`). Every
- * rejection is AUTH_FAILED and never names the key.
+ * rejection is AUTH_FAILED and never names the key. The verifier's configuration is
+ * auth-create.test.ts; keys from a JWKS, auth-jwks.test.ts.
  */
-import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { SignJWT, base64url, calculateJwkThumbprint, exportJWK } from 'jose';
-import { ErrorCodes, ProtocolError } from '@switchboard/protocol';
-import { ConfigError } from '@switchboard/service';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { SignJWT, base64url } from 'jose';
+import { ProtocolError } from '@switchboard/protocol';
 import { DEV_HS256_SECRET, mintToken } from '@switchboard/devstack';
-import { MAX_TOKEN_LENGTH, TokenVerifier, type TokenVerifierConfig } from '../src/auth.ts';
+import { MAX_TOKEN_LENGTH, TokenVerifier } from '../src/auth.ts';
+import {
+  base,
+  both,
+  claims,
+  handMade,
+  hsOnly,
+  inOneHour,
+  rejects,
+  rsOnly,
+  rsa1,
+  rsa2,
+  rsaPair,
+  useVerifiers,
+} from './tokens.ts';
 
-interface RsaPair {
-  privateKey: KeyObject;
-  publicPem: string;
-  kid: string;
-}
-
-async function rsaPair(): Promise<RsaPair> {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  const kid = await calculateJwkThumbprint(await exportJWK(publicKey));
-  return { privateKey, publicPem, kid };
-}
-
-const base = { audience: 'switchboard', clockToleranceS: 5 } satisfies TokenVerifierConfig;
-const claims = { sub: 'alice', rooms: ['room-1'] };
-
-let rsa1: RsaPair;
-let rsa2: RsaPair;
-let hsOnly: TokenVerifier;
-let rsOnly: TokenVerifier;
-let both: TokenVerifier;
-
-beforeAll(async () => {
-  rsa1 = await rsaPair();
-  rsa2 = await rsaPair();
-  hsOnly = await TokenVerifier.create({ ...base, hs256Secret: DEV_HS256_SECRET });
-  rsOnly = await TokenVerifier.create({
-    ...base,
-    rs256PublicKeys: `${rsa1.publicPem}\n${rsa2.publicPem}`,
-  });
-  both = await TokenVerifier.create({
-    ...base,
-    hs256Secret: DEV_HS256_SECRET,
-    rs256PublicKeys: rsa1.publicPem,
-  });
-});
-
-/** Expect AUTH_FAILED whose message contains `reason`, and nothing of the keys. */
-async function rejects(verifier: TokenVerifier, token: string, reason: string): Promise<void> {
-  const err: unknown = await verifier.verify(token).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ProtocolError);
-  const pe = err as ProtocolError;
-  expect(pe.errorName).toBe('AUTH_FAILED');
-  expect(pe.code).toBe(ErrorCodes.AUTH_FAILED.code);
-  expect(pe.message).toContain(reason);
-  expect(pe.message).not.toContain(DEV_HS256_SECRET);
-  expect(pe.message).not.toContain('PUBLIC KEY');
-  expect(pe.cause).toBeUndefined();
-}
-
-/** A compact JWS with any header and payload, signed (or not) by hand. */
-function handMade(header: object, payload: object, signature = ''): string {
-  const enc = (o: object): string => base64url.encode(JSON.stringify(o));
-  return `${enc(header)}.${enc(payload)}.${signature}`;
-}
-
-const inOneHour = (): number => Math.floor(Date.now() / 1000) + 3600;
+useVerifiers();
 
 describe('valid tokens', () => {
   it('accepts an HS256 token and returns its grant', async () => {
@@ -375,213 +328,5 @@ describe('room grants', () => {
     expect(hsOnly.mayJoin(grant, 'team-b:standup')).toBe(false);
     const all = await hsOnly.verify(await mintToken({ sub: 'admin', rooms: ['*'] }));
     expect(hsOnly.mayJoin(all, 'anything')).toBe(true);
-  });
-});
-
-describe('TokenVerifier.create', () => {
-  async function configError(cfg: TokenVerifierConfig): Promise<ConfigError> {
-    const err: unknown = await TokenVerifier.create(cfg).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-
-  it('needs a key', async () => {
-    const err = await configError(base);
-    expect(err.issues[0]?.variable).toBe('AUTH_HS256_SECRET');
-    await configError({ ...base, hs256Secret: '', rs256PublicKeys: '  \n' });
-  });
-
-  it('rejects a secret shorter than 32 characters', async () => {
-    const err = await configError({ ...base, hs256Secret: 'short' });
-    expect(err.issues[0]?.variable).toBe('AUTH_HS256_SECRET');
-    expect(err.message).not.toContain('short"');
-  });
-
-  it('rejects PEM text that does not parse', async () => {
-    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const ecPem = ec.publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
-    const smallPem = small.publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    const rsaPkcs1 = rsa1.privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
-    const bodyOf = (pem: string): string => pem.split('\n').slice(1, -2).join('\n');
-    const bad = [
-      'not a pem',
-      '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n',
-      `-----BEGIN PUBLIC KEY-----\n${bodyOf(rsa1.publicPem).slice(0, 100)}\n-----END PUBLIC KEY-----\n`,
-      `${rsa1.publicPem}garbage\n`,
-      `${rsa1.publicPem}-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n`,
-      ecPem,
-      smallPem,
-      rsaPkcs1,
-    ];
-    for (const rs256PublicKeys of bad) {
-      const err = await configError({ ...base, hs256Secret: DEV_HS256_SECRET, rs256PublicKeys });
-      expect(err.issues.map((i) => i.variable)).toEqual(['AUTH_RS256_PUBLIC_KEYS']);
-    }
-  });
-
-  it('accepts PEM blocks with CRLF line ends and surrounding blank lines', async () => {
-    const pem = `\n${rsa1.publicPem.replaceAll('\n', '\r\n')}\r\n\r\n${rsa2.publicPem}\n`;
-    const v = await TokenVerifier.create({ ...base, rs256PublicKeys: pem });
-    expect(v.rs256KeyIds).toEqual([rsa1.kid, rsa2.kid]);
-  });
-});
-
-describe('a JWKS (AUTH_JWKS_URL)', () => {
-  /** A JWKS served from a local HTTP server; `keys` is what it serves now. */
-  async function jwksServer(): Promise<{
-    url: string;
-    keys: object[];
-    fetches: number;
-    close(): Promise<void>;
-  }> {
-    const state = { keys: [] as object[], fetches: 0 };
-    const server = createServer((_req, res) => {
-      state.fetches++;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: state.keys }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    return {
-      url: `http://127.0.0.1:${String(port)}/.well-known/jwks.json`,
-      get keys() {
-        return state.keys;
-      },
-      set keys(k: object[]) {
-        state.keys = k;
-      },
-      get fetches() {
-        return state.fetches;
-      },
-      close: async () => {
-        server.closeAllConnections();
-        await new Promise<void>((resolve) =>
-          server.close(() => {
-            resolve();
-          }),
-        );
-      },
-    };
-  }
-
-  async function jwk(pair: { publicKey: KeyObject }, kid: string, alg: string): Promise<object> {
-    return { ...(await exportJWK(pair.publicKey)), kid, alg, use: 'sig' };
-  }
-
-  const sign = async (key: KeyObject, kid: string, alg: string, extra: object = {}) =>
-    await new SignJWT({ ...claims, ...extra })
-      .setProtectedHeader({ alg, kid })
-      .setAudience('switchboard')
-      .setIssuedAt()
-      .setExpirationTime('10m')
-      .sign(key);
-
-  it('verifies with the served keys and follows a rotation without a restart', async () => {
-    const jwks = await jwksServer();
-    try {
-      const rsaA = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      const ecB = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      jwks.keys = [await jwk(rsaA, 'key-a', 'RS256')];
-      const v = await TokenVerifier.create({ ...base, jwksUrl: jwks.url, jwksCooldownMs: 1 });
-      expect((await v.verify(await sign(rsaA.privateKey, 'key-a', 'RS256'))).userId).toBe('alice');
-      expect(jwks.fetches).toBe(1);
-      // Cached: no fetch for a known kid.
-      await v.verify(await sign(rsaA.privateKey, 'key-a', 'RS256'));
-      expect(jwks.fetches).toBe(1);
-
-      // The provider rotates: key-b (EC) is added, key-a retired.
-      jwks.keys = [await jwk(ecB, 'key-b', 'ES256')];
-      await new Promise((r) => setTimeout(r, 5));
-      const grant = await v.verify(await sign(ecB.privateKey, 'key-b', 'ES256'));
-      expect(grant.userId).toBe('alice');
-      expect(jwks.fetches).toBe(2);
-      // A token of the retired key, after one more fetch: refused.
-      await new Promise((r) => setTimeout(r, 5));
-      await rejects(v, await sign(rsaA.privateKey, 'key-a', 'RS256'), 'unknown key id');
-      // A key the JWKS never had, and HS256 (no secret configured): refused.
-      const stranger = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      await rejects(v, await sign(stranger.privateKey, 'key-x', 'RS256'), 'unknown key id');
-      const hs = await mintToken({ sub: 'alice', rooms: ['room-1'] });
-      await rejects(v, hs, 'algorithm not allowed');
-    } finally {
-      await jwks.close();
-    }
-  });
-
-  it('fetches at most once per cooldown for unknown kids (a flood of bad kids costs one fetch)', async () => {
-    const jwks = await jwksServer();
-    try {
-      const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      jwks.keys = [await jwk(rsa, 'key-a', 'RS256')];
-      const v = await TokenVerifier.create({ ...base, jwksUrl: jwks.url, jwksCooldownMs: 60_000 });
-      await v.verify(await sign(rsa.privateKey, 'key-a', 'RS256'));
-      for (let i = 0; i < 20; i++) {
-        await rejects(v, await sign(rsa.privateKey, `bad-${String(i)}`, 'RS256'), 'unknown key id');
-      }
-      expect(jwks.fetches).toBeLessThanOrEqual(2);
-    } finally {
-      await jwks.close();
-    }
-  });
-
-  it('static RS256 keys and the JWKS work side by side', async () => {
-    const jwks = await jwksServer();
-    try {
-      const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      jwks.keys = [await jwk(ec, 'remote', 'ES256')];
-      const v = await TokenVerifier.create({
-        ...base,
-        rs256PublicKeys: rsa1.publicPem,
-        jwksUrl: jwks.url,
-      });
-      expect((await v.verify(await sign(ec.privateKey, 'remote', 'ES256'))).userId).toBe('alice');
-      const rs = await mintToken({
-        sub: 'alice',
-        rooms: ['room-1'],
-        privateKey: rsa1.privateKey,
-        kid: rsa1.kid,
-      });
-      expect((await v.verify(rs)).userId).toBe('alice');
-    } finally {
-      await jwks.close();
-    }
-  });
-
-  it('refuses a token living longer than the maximum TTL', async () => {
-    const v = await TokenVerifier.create({
-      ...base,
-      hs256Secret: DEV_HS256_SECRET,
-      maxTokenTtlS: 600,
-    });
-    expect((await v.verify(await mintToken({ ...claims, expiresInS: 600 }))).userId).toBe('alice');
-    await rejects(v, await mintToken({ ...claims, expiresInS: 601 }), 'longer than 600');
-  });
-
-  it('turns the grants claim into the session grants, defaults where silent', async () => {
-    const g = await hsOnly.verify(
-      await mintToken({
-        ...claims,
-        extra: { grants: { canPublishSources: ['microphone'], hidden: true } },
-      }),
-    );
-    expect(g.grants).toEqual({
-      publish: false,
-      sources: ['microphone'],
-      subscribe: true,
-      data: false,
-      hidden: true,
-      role: 'member',
-    });
-    const d = await hsOnly.verify(await mintToken(claims));
-    expect(d.grants).toMatchObject({ publish: true, subscribe: true, data: true, role: 'member' });
-    await rejects(
-      hsOnly,
-      await mintToken({ ...claims, extra: { grants: { role: 'admin' } } }),
-      'invalid claims',
-    );
   });
 });
