@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 /** The browser test that needs the machine to itself (see below). */
 const ALONE = ['test/e2e/firefox.test.ts'];
@@ -23,7 +23,7 @@ export default defineConfig({
             'test/**/*.test.ts',
             'scripts/test/**/*.test.ts',
           ],
-          exclude: ALONE,
+          exclude: [...configDefaults.exclude, ...ALONE],
           // Two cores: tests spawn real services, workers and browsers of their own.
           maxWorkers: 2,
         },
