@@ -17,7 +17,7 @@ import {
   type Validator,
 } from '@switchboard/protocol';
 import type { TSchema } from 'typebox';
-import type { Bus } from './bus.ts';
+import type { BusLike } from './bus-like.ts';
 
 export interface ClientCallOptions {
   /** How long the client has to answer (default: the bus's requestTimeoutMs). */
@@ -38,7 +38,7 @@ export interface CallTarget {
  * session's socket in that room (it left, or is in its reconnect window).
  */
 export async function callClient<M extends ServerRequest>(
-  bus: Bus,
+  bus: BusLike,
   target: CallTarget,
   method: M,
   data: ServerRequestData<M>,
@@ -65,7 +65,7 @@ export type RoomCallResult<M extends ServerRequest> = {
  * outcome is returned; one failing does not fail the others.
  */
 export async function callRoom<M extends ServerRequest>(
-  bus: Bus,
+  bus: BusLike,
   roomId: string,
   method: M,
   data: ServerRequestData<M>,

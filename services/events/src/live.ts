@@ -10,7 +10,7 @@
  * longer reads pages of 2,000 rooms over NATS to build each message again: that cost some
  * 1 s of its CPU per 100,000 rooms and made a tick 1.6–2.0 s.
  */
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import { ProtocolError, Rooms } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import type { LeaderLease } from './lease.ts';
@@ -19,7 +19,7 @@ import type { LeaderLease } from './lease.ts';
 const MIN_TICK_TIMEOUT_MS = 30_000;
 
 export class LiveSnapshots {
-  readonly #bus: Bus;
+  readonly #bus: BusLike;
   readonly #lease: LeaderLease;
   readonly #intervalMs: number;
   readonly #log: Logger;
@@ -30,7 +30,7 @@ export class LiveSnapshots {
   published = 0;
   lastRooms = 0;
 
-  constructor(bus: Bus, lease: LeaderLease, intervalMs: number, log: Logger) {
+  constructor(bus: BusLike, lease: LeaderLease, intervalMs: number, log: Logger) {
     this.#bus = bus;
     this.#lease = lease;
     this.#intervalMs = intervalMs;

@@ -4,7 +4,7 @@
  * before anything after it. The rooms service applies each change once, so a batch sent
  * twice changes nothing. Off the media path: a produce never waits for it.
  */
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import { Rooms, type TrackChange } from '@switchboard/protocol';
 import { sleep, type Logger } from '@switchboard/service';
 
@@ -15,7 +15,7 @@ const RETRY_MAX_MS = 5000;
 const MAX_QUEUED = 100_000;
 
 export class TrackReporter {
-  readonly #bus: Bus;
+  readonly #bus: BusLike;
   readonly #nodeId: string;
   readonly #log: Logger;
   readonly #queue: TrackChange[] = [];
@@ -25,7 +25,7 @@ export class TrackReporter {
   /** Changes dropped because the queue was full (the rooms service away for long). */
   dropped = 0;
 
-  constructor(bus: Bus, nodeId: string, log: Logger) {
+  constructor(bus: BusLike, nodeId: string, log: Logger) {
     this.#bus = bus;
     this.#nodeId = nodeId;
     this.#log = log.child({ component: 'track-reporter' });

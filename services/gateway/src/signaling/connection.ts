@@ -17,7 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { WebSocket } from '@fastify/websocket';
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import {
   CloseCodes,
   ProtocolError,
@@ -49,7 +49,7 @@ import { SignIn, type SignedIn } from './sign-in.ts';
 import { FrameWriter } from './writes.ts';
 
 export interface ConnectionDeps {
-  bus: Bus;
+  bus: BusLike;
   router: Router;
   verifier: TokenVerifier;
   /** The joinR's `iceServers` (STUN/TURN, with TURN credentials). */

@@ -7,7 +7,7 @@
  * into the reconnect window.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import { Rooms, isProtocolError, type RpcRequest } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 
@@ -16,12 +16,12 @@ type Disconnect = RpcRequest<typeof Rooms.disconnect>;
 const BACKOFF_MS = [250, 500, 1000, 2000, 5000];
 
 export class Disconnector {
-  readonly #bus: Bus;
+  readonly #bus: BusLike;
   readonly #log: Logger;
   readonly #inflight = new Set<Promise<void>>();
   readonly #stop = new AbortController();
 
-  constructor(bus: Bus, log: Logger) {
+  constructor(bus: BusLike, log: Logger) {
     this.#bus = bus;
     this.#log = log.child({ component: 'disconnector' });
   }

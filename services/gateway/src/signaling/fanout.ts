@@ -11,7 +11,7 @@
  * already reflects are not written to it (each member hears of another exactly once).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bus, BusSubscription } from '@switchboard/bus';
+import type { BusLike, BusSubscription } from '@switchboard/bus';
 import {
   Rooms,
   roomBroadcast,
@@ -64,7 +64,7 @@ export interface FanoutsOptions extends Pick<
   BatcherOptions,
   'minMembers' | 'windowMs' | 'metrics'
 > {
-  bus: Bus;
+  bus: BusLike;
   log: Logger;
   /** The connection of a socket attached here. */
   connection: (socketId: string) => Attachable | undefined;
@@ -75,7 +75,7 @@ export interface FanoutsOptions extends Pick<
 }
 
 export class Fanouts {
-  readonly #bus: Bus;
+  readonly #bus: BusLike;
   readonly #log: Logger;
   readonly #rooms = new Map<string, RoomFanout>();
   readonly #batcher: Batcher;

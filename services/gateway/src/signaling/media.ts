@@ -3,7 +3,7 @@
  * node that is (and records it); the answer is kept until the room's media is reset
  * (eventMediaReset) or the node stops answering, then asked again.
  */
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import {
   Media,
   MediaActions,
@@ -28,10 +28,10 @@ export interface MediaCaller {
 }
 
 export class MediaProxy {
-  readonly #bus: Bus;
+  readonly #bus: BusLike;
   #node: Promise<string> | undefined;
 
-  constructor(bus: Bus) {
+  constructor(bus: BusLike) {
     this.#bus = bus;
   }
 

@@ -6,7 +6,7 @@
  * (4002) and their clients join again.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import { Rooms } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 import type { Disconnector } from './disconnector.ts';
@@ -18,7 +18,7 @@ const GIVE_UP_MS = 5 * 60_000;
 
 export async function resync(
   deps: {
-    bus: Bus;
+    bus: BusLike;
     router: Router;
     disconnector: Disconnector;
     gatewayId: string;

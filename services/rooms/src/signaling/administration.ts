@@ -9,7 +9,7 @@
  * membership, join.ts), record `participant.updated`, and after the commit tell the member's
  * gateway (which applies the grants at once and tells its client) and the other members.
  */
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import {
   MediaNodeAdmin,
   ProtocolError,
@@ -95,7 +95,7 @@ const SESSION_COLUMNS = Prisma.sql`
 
 export class Administration {
   readonly #db: Db;
-  readonly #bus: Bus;
+  readonly #bus: BusLike;
   readonly #membership: Membership;
   readonly #notify: Notifier;
   readonly #opts: AdministrationOptions;
@@ -103,7 +103,7 @@ export class Administration {
 
   constructor(
     db: Db,
-    bus: Bus,
+    bus: BusLike,
     membership: Membership,
     notify: Notifier,
     opts: AdministrationOptions,

@@ -4,15 +4,15 @@
  * publishes after the database change committed; a failure to publish is logged, never
  * thrown back into a request whose change already happened.
  */
-import type { Bus } from '@switchboard/bus';
+import type { BusLike } from '@switchboard/bus';
 import { signalingSubjects, type GatewayControl, type RoomBroadcast } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/service';
 
 export class Notifier {
-  readonly #bus: Bus;
+  readonly #bus: BusLike;
   readonly #log: Logger;
 
-  constructor(bus: Bus, log: Logger) {
+  constructor(bus: BusLike, log: Logger) {
     this.#bus = bus;
     this.#log = log.child({ component: 'notifier' });
   }
