@@ -39,7 +39,12 @@ import {
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
-import { MEMBER_LIST_MAX_BYTES, roomEvent, roomEventSubject } from '@switchboard/protocol';
+import {
+  MEMBER_LIST_MAX_BYTES,
+  roomEvent,
+  roomEventSubject,
+  type ServerFrame,
+} from '@switchboard/protocol';
 import pg from 'pg';
 import type WebSocket from 'ws';
 // The bus is not a dependency of the root package; the tests import services' sources the
@@ -147,24 +152,16 @@ async function psql(databaseUrl: string, sql: string): Promise<string> {
 
 // ------------------------------------------------------------------------------ a client
 
-interface Frame {
-  a?: unknown;
-  s?: unknown;
-  d?: unknown;
-  e?: unknown;
-  id?: unknown;
-}
-
 class Client {
   readonly ws: WebSocket;
-  readonly #pending = new Map<number, (f: Frame, at: number) => void>();
+  readonly #pending = new Map<number, (f: ServerFrame, at: number) => void>();
   #next = 1;
 
   constructor(ws: WebSocket, failure: Failure, name: string) {
     this.ws = ws;
     ws.on('message', (data: Buffer) => {
       const at = performance.now();
-      const f = JSON.parse(data.toString('utf8')) as Frame;
+      const f = JSON.parse(data.toString('utf8')) as ServerFrame;
       if (typeof f.id !== 'number') return; // events of the room
       const p = this.#pending.get(f.id);
       this.#pending.delete(f.id);
@@ -184,7 +181,10 @@ class Client {
   }
 
   /** Send a request; resolves with the reply, when it was sent and when it came. */
-  async request(a: string, d: unknown): Promise<{ reply: Frame; sentAt: number; at: number }> {
+  async request(
+    a: string,
+    d: unknown,
+  ): Promise<{ reply: ServerFrame; sentAt: number; at: number }> {
     const id = this.#next++;
     return await new Promise((resolve) => {
       this.#pending.set(id, (reply, at) => {

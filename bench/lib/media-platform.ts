@@ -18,6 +18,7 @@ import {
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
+import type { ServerFrame } from '@switchboard/protocol';
 import type WebSocket from 'ws';
 import { BENCH_GATEWAY_ENV, infraFromEnv } from './infra.ts';
 import { procRunTimeMs } from './proc-cpu.ts';
@@ -31,26 +32,18 @@ import {
 
 const REQUEST_TIMEOUT_MS = 20_000;
 
-interface Frame {
-  a: string;
-  s?: boolean;
-  d?: unknown;
-  e?: number;
-  id?: number;
-}
-
 /** A member on the gateway's WebSocket: requests with ids, and the events it received. */
 class Member {
   readonly #ws: WebSocket;
-  readonly #pending = new Map<number, { resolve(f: Frame): void; reject(e: Error): void }>();
-  readonly #listeners = new Set<(f: Frame) => void>();
+  readonly #pending = new Map<number, { resolve(f: ServerFrame): void; reject(e: Error): void }>();
+  readonly #listeners = new Set<(f: ServerFrame) => void>();
   #next = 1;
 
   private constructor(ws: WebSocket) {
     this.#ws = ws;
     ws.on('message', (data: Buffer) => {
-      const f = JSON.parse(data.toString('utf8')) as Frame;
-      if (f.id !== undefined) {
+      const f = JSON.parse(data.toString('utf8')) as ServerFrame;
+      if (typeof f.id === 'number') {
         const p = this.#pending.get(f.id);
         this.#pending.delete(f.id);
         p?.resolve(f);
@@ -80,13 +73,13 @@ class Member {
     return m;
   }
 
-  onEvent(listener: (f: Frame) => void): void {
+  onEvent(listener: (f: ServerFrame) => void): void {
     this.#listeners.add(listener);
   }
 
   async request(a: string, d?: unknown): Promise<unknown> {
     const id = this.#next++;
-    const reply = await new Promise<Frame>((resolve, reject) => {
+    const reply = await new Promise<ServerFrame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
         reject(new Error(`${a}: no reply in ${String(REQUEST_TIMEOUT_MS)} ms`));

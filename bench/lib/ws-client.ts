@@ -12,20 +12,16 @@
  * alone, in order.
  */
 import { performance } from 'node:perf_hooks';
-import { errorName } from '@switchboard/protocol';
+import { errorName, type ServerFrame } from '@switchboard/protocol';
+
+/** A frame as the gateway wrote it (the protocol's ServerFrame). */
+export type Frame = ServerFrame;
 import WebSocket from 'ws';
 import { pool, type Cleanup, type Failure } from './cli.ts';
 
-export interface Frame {
-  a?: unknown;
-  s?: unknown;
-  d?: unknown;
-  e?: unknown;
-  id?: unknown;
-}
 /** A reply (or echo): the frame, when it arrived, its size in bytes. */
-export type OnReply = (frame: Frame, at: number, bytes: number) => void;
-export type OnEvent = (conn: Conn, frame: Frame, at: number) => void;
+export type OnReply = (frame: ServerFrame, at: number, bytes: number) => void;
+export type OnEvent = (conn: Conn, frame: ServerFrame, at: number) => void;
 /**
  * A look at a frame's bytes before it is parsed: true when the hook has taken the frame
  * (it is then neither parsed nor passed on), false to have it parsed as usual.
@@ -44,7 +40,7 @@ export async function openSocket(url: string): Promise<WebSocket> {
   return ws;
 }
 
-export function describeReply(f: Frame): string {
+export function describeReply(f: ServerFrame): string {
   if (f.s === false && typeof f.e === 'number')
     return `error 0x${f.e.toString(16)} ${errorName(f.e) ?? '(unknown code)'}`;
   return JSON.stringify(f).slice(0, 300);
@@ -166,7 +162,7 @@ export class Conn {
       failure.fail(new Error(`client ${this.index}: a frame that is not an object: ${text}`));
       return;
     }
-    const frame = parsed as Frame;
+    const frame = parsed as ServerFrame;
     if (typeof frame.id === 'number') {
       const onReply = this.#pending.get(frame.id);
       if (onReply === undefined) {
@@ -189,14 +185,14 @@ export class Conn {
           return;
         }
         this.batchedEvents++;
-        this.#event(item as Frame, at);
+        this.#event(item as ServerFrame, at);
       }
       return;
     }
     this.#event(frame, at);
   }
 
-  #event(frame: Frame, at: number): void {
+  #event(frame: ServerFrame, at: number): void {
     if (this.onEvent !== undefined) {
       this.onEvent(this, frame, at);
     } else {
@@ -204,7 +200,7 @@ export class Conn {
     }
   }
 
-  countEvent(frame: Frame): void {
+  countEvent(frame: ServerFrame): void {
     const name = typeof frame.a === 'string' ? frame.a : '(no action)';
     this.otherEvents.set(name, (this.otherEvents.get(name) ?? 0) + 1);
   }
@@ -225,7 +221,7 @@ export class Conn {
     failure: Failure,
     a: string,
     d: unknown,
-  ): Promise<{ frame: Frame; ms: number; bytes: number }> {
+  ): Promise<{ frame: ServerFrame; ms: number; bytes: number }> {
     return await new Promise((resolve) => {
       const t = this.send(failure, a, d, (frame, at, bytes) => {
         resolve({ frame, ms: at - t, bytes });

@@ -6,15 +6,10 @@
  */
 import WebSocket from 'ws';
 import { mintToken } from '@switchboard/devstack';
-import type { JoinReply } from '@switchboard/protocol';
+import type { JoinReply, ServerFrame } from '@switchboard/protocol';
 
-export interface Frame {
-  a: string;
-  s?: boolean;
-  d?: unknown;
-  e?: number;
-  id?: string | number;
-}
+/** A frame as the gateway wrote it (the protocol's ServerFrame). */
+export type Frame = ServerFrame;
 
 export class TestClient {
   readonly ws: WebSocket;

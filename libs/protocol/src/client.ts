@@ -355,6 +355,18 @@ export type ReplyFrame =
   | { a: string; s: true; d?: unknown; id?: RequestId }
   | { a: string; s: false; e: number; id?: RequestId };
 export type EventFrame<E extends ServerEvent = ServerEvent> = { a: E; d: ServerEventData<E> };
+/**
+ * Any frame a gateway writes, as a client first reads it: a reply (`s`, with `d` or `e`, and
+ * the request's `id`) or an event (`a` and `d`). What the tests and benchmarks that speak the
+ * wire protocol by hand read frames as, before looking closer.
+ */
+export interface ServerFrame {
+  a: string;
+  d?: unknown;
+  id?: RequestId;
+  s?: boolean;
+  e?: number;
+}
 
 export const clientActionData = Object.fromEntries(
   Object.entries(ClientActions).map(([k, v]) => [k, validator(v.data)]),
