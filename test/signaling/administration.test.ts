@@ -7,25 +7,20 @@
  * room emptied (4005); data sent to a room and to some members. The HTTP front and its
  * authentication are tested in test/api.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mintToken } from '@switchboard/devstack';
 import { CloseCodes, ErrorCodes, ProtocolError, RoomsAdmin } from '@switchboard/protocol';
 import { TestClient } from './client.ts';
 import { collectRoomEvents, sleep, waitUntil, type SeenRoomEvent } from './fixtures.ts';
-import { startSignaling, type SignalingPlatform } from './platform.ts';
+import { useSignaling, type SignalingPlatform } from './platform.ts';
 
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 let events: SeenRoomEvent[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
+useSignaling(open, async (p) => {
+  sp = p;
   events = collectRoomEvents(sp.bus);
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
 });
 
 async function join(

@@ -5,10 +5,10 @@
  * others — on the real NATS, PostgreSQL, rooms service and two gateways. Nothing from or
  * about a peer overtakes that peer's queued broadcasts; smaller rooms get plain frames.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TestClient, joinVia, type Frame } from './client.ts';
 import { sdp, sleep } from './fixtures.ts';
-import { startSignaling, type SignalingPlatform } from './platform.ts';
+import { useSignaling, type SignalingPlatform } from './platform.ts';
 
 /** Long enough that a relay would overtake a queued join, were the batch not written first. */
 const BATCH_MS = 500;
@@ -16,17 +16,16 @@ const BATCH_MS = 500;
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), {
+useSignaling(
+  open,
+  (p) => {
+    sp = p;
+  },
+  {
     WS_BATCH_MIN_MEMBERS: '3',
     WS_BATCH_MS: String(BATCH_MS),
-  });
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
-});
+  },
+);
 
 const join = joinVia(() => sp, open);
 const batched = { batchEvents: true };

@@ -6,7 +6,7 @@
  * enforced and a callId seen or guessed reaches nothing; presence goes online, offline after
  * the read deadline, and stays online through a resume.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mintToken, type ServiceProcess } from '@switchboard/devstack';
 import {
   ErrorCodes,
@@ -16,7 +16,7 @@ import {
 } from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
 import { candidate, sdp, sleep } from './fixtures.ts';
-import { startSignaling, type SignalingPlatform } from './platform.ts';
+import { useSignaling, type SignalingPlatform } from './platform.ts';
 
 const E = Object.fromEntries(Object.entries(ErrorCodes).map(([k, v]) => [k, v.code])) as Record<
   keyof typeof ErrorCodes,
@@ -31,25 +31,24 @@ let memGw: ServiceProcess;
 const open: TestClient[] = [];
 const changes: PresenceChange[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), {
+useSignaling(
+  open,
+  async (p) => {
+    sp = p;
+    memGw = await sp.spawn('gateway', 'gateway-memory', {
+      ...PRESENCE,
+      CALL_QUEUE: 'memory',
+      CALL_MAX_PENDING_PER_HOST: String(MAX_PENDING),
+    });
+    sp.bus.subscribe(hostSubjects.presenceAll(sp.bus.prefix), presenceChange, (c) => {
+      changes.push(c);
+    });
+  },
+  {
     ...PRESENCE,
     CALL_MAX_PENDING_PER_HOST: String(MAX_PENDING),
-  });
-  memGw = await sp.spawn('gateway', 'gateway-memory', {
-    ...PRESENCE,
-    CALL_QUEUE: 'memory',
-    CALL_MAX_PENDING_PER_HOST: String(MAX_PENDING),
-  });
-  sp.bus.subscribe(hostSubjects.presenceAll(sp.bus.prefix), presenceChange, (c) => {
-    changes.push(c);
-  });
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
-});
+  },
+);
 
 type Gw = 'gw1' | 'gw2' | 'mem';
 const url = (gw: Gw): string => (gw === 'mem' ? memGw.url : sp[gw].url);

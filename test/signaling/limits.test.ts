@@ -4,30 +4,29 @@
  * WS_MAX_BUFFERED_BYTES wait for it — its session waits in the reconnect window, and the
  * talker is not held up.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ServiceProcess, waitFor } from '@switchboard/devstack';
 import { Rooms } from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
-import { startSignaling, type SignalingPlatform } from './platform.ts';
+import { useSignaling, type SignalingPlatform } from './platform.ts';
 
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), {
+useSignaling(
+  open,
+  (p) => {
+    sp = p;
+  },
+  {
     WS_JOIN_TIMEOUT_MS: '1500',
     WS_MAX_BUFFERED_BYTES: '65536',
     WS_RATE_LIMIT_PER_S: '100000',
     WS_RATE_LIMIT_BURST: '100000',
     // Long enough that no session expires while a test looks at it.
     RECONNECT_WINDOW_MS: '60000',
-  });
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
-});
+  },
+);
 
 describe('connection limits', () => {
   it('a socket that never joins is closed with 1008', async () => {

@@ -4,7 +4,7 @@
  * `bitrate` a client announces in `join` is in its room.join event (null when it announced
  * none).
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mintToken } from '@switchboard/devstack';
 import {
   ErrorCodes,
@@ -18,22 +18,17 @@ import {
 } from '@switchboard/protocol';
 import { TestClient } from './client.ts';
 import { sleep } from './fixtures.ts';
-import { startSignaling, type SignalingPlatform } from './platform.ts';
+import { useSignaling, type SignalingPlatform } from './platform.ts';
 
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 const joins: RoomEvent<'room.join'>[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
+useSignaling(open, async (p) => {
+  sp = p;
   sp.bus.subscribe(roomEventSubject(sp.bus.prefix, 'room.join'), roomEvent['room.join'], (e) => {
     joins.push(e);
   });
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
 });
 
 async function join(

@@ -3,6 +3,7 @@
  * NATS and PostgreSQL, with short windows so expiry is observable, plus a bus client for
  * operator calls (RoomsAdmin, roomInfo).
  */
+import { afterAll, beforeAll, inject } from 'vitest';
 import type { Bus } from '@switchboard/bus';
 import type { Platform, ServiceProcess } from '@switchboard/devstack';
 import { startSfu } from '../sfu/platform.ts';
@@ -66,4 +67,25 @@ export async function startSignaling(
       await sfu.stop();
     },
   };
+}
+
+/**
+ * A test file's platform: started before its tests (`env` over the defaults) and handed to
+ * `started` (which may set up more on it), stopped after them, the clients kept in `open`
+ * killed first.
+ */
+export function useSignaling(
+  open: { kill(): void }[],
+  started: (sp: SignalingPlatform) => void | Promise<void>,
+  env: Record<string, string> = {},
+): void {
+  let sp: SignalingPlatform | undefined;
+  beforeAll(async () => {
+    sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), env);
+    await started(sp);
+  });
+  afterAll(async () => {
+    for (const c of open) c.kill();
+    await sp?.stop();
+  });
 }

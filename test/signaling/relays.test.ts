@@ -6,7 +6,7 @@
  * socket that moved or left answered item by item.
  */
 import type { Msg } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   ErrorCodes,
   Rooms,
@@ -16,13 +16,13 @@ import {
 } from '@switchboard/protocol';
 import { candidate, sdp, sleep } from './fixtures.ts';
 import { TestClient } from './client.ts';
-import { startSignaling, type SignalingPlatform } from './platform.ts';
+import { useSignaling, type SignalingPlatform } from './platform.ts';
 
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
+useSignaling(open, async (p) => {
+  sp = p;
 });
 
 /** Subscriptions of watchBatches, ended after each test (whatever its outcome). */
@@ -30,11 +30,6 @@ const watching: (() => void)[] = [];
 
 afterEach(() => {
   for (const stop of watching.splice(0)) stop();
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
 });
 
 async function join(url: string, roomId: string, userId: string): Promise<TestClient> {

@@ -5,22 +5,17 @@
  * service and two gateways.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Rooms } from '@switchboard/protocol';
 import { TestClient, joinVia } from './client.ts';
 import { sleep } from './fixtures.ts';
-import { startSignaling, type SignalingPlatform } from './platform.ts';
+import { useSignaling, type SignalingPlatform } from './platform.ts';
 
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
+useSignaling(open, (p) => {
+  sp = p;
 });
 
 const join = joinVia(() => sp, open);

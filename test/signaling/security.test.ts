@@ -13,12 +13,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mintToken, waitFor, type ServiceProcess } from '@switchboard/devstack';
 import { ErrorCodes, Rooms, type JoinReply } from '@switchboard/protocol';
 import { TestClient, joinVia } from './client.ts';
 import { sdp, sleep } from './fixtures.ts';
-import { TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
+import { TIMINGS, useSignaling, type SignalingPlatform } from './platform.ts';
 
 const E = {
   AUTH_FAILED: ErrorCodes.AUTH_FAILED.code,
@@ -31,21 +31,20 @@ let sp: SignalingPlatform;
 let legacy: ServiceProcess;
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), {
+useSignaling(
+  open,
+  async (p) => {
+    sp = p;
+    legacy = await sp.spawn('gateway', 'gateway-legacy', {
+      AUTH_CLOCK_TOLERANCE_S: '0',
+      GATEWAY_LEGACY_RESUME: 'true',
+    });
+  },
+  {
     AUTH_CLOCK_TOLERANCE_S: '0',
     AUTH_MAX_TOKEN_TTL_S: String(MAX_TTL_S),
-  });
-  legacy = await sp.spawn('gateway', 'gateway-legacy', {
-    AUTH_CLOCK_TOLERANCE_S: '0',
-    GATEWAY_LEGACY_RESUME: 'true',
-  });
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
-});
+  },
+);
 
 const join = joinVia(() => sp, open);
 

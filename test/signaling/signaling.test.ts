@@ -9,7 +9,7 @@ import { join as joinPath } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NODE, ROOT, ServiceProcess, mintToken, waitFor } from '@switchboard/devstack';
 import {
   CloseCodes,
@@ -26,19 +26,14 @@ import {
 } from '@switchboard/protocol';
 import { candidate, sdp, sleep } from './fixtures.ts';
 import { TestClient, type Frame, joinVia } from './client.ts';
-import { LADDER, TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
+import { LADDER, TIMINGS, useSignaling, type SignalingPlatform } from './platform.ts';
 
 const execFileP = promisify(execFile);
 let sp: SignalingPlatform;
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sp.stop();
+useSignaling(open, (p) => {
+  sp = p;
 });
 
 const join = joinVia(() => sp, open);
