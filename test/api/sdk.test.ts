@@ -6,7 +6,7 @@
  * browser entry (`@switchboard/client`) never pulls the server side in.
  */
 import { fileURLToPath } from 'node:url';
-import { build } from 'rolldown';
+import { browserBundle } from '../e2e/page-server.ts';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ApiClient, ApiError, mintApiToken, mintClientToken } from '@switchboard/client/server';
 import { freePort } from '@switchboard/devstack';
@@ -184,24 +184,9 @@ describe('ApiClient', () => {
 
 describe('the browser entry', () => {
   it('@switchboard/client bundles for a browser without node: modules or the server side', async () => {
-    const imported = new Set<string>();
-    const out = await build({
-      input: fileURLToPath(import.meta.resolve('@switchboard/client')),
-      platform: 'browser',
-      write: false,
-      logLevel: 'silent',
-      output: { format: 'esm' },
-      plugins: [
-        {
-          name: 'record-imports',
-          resolveId(source) {
-            imported.add(source);
-            return null;
-          },
-        },
-      ],
-    });
-    const code = out.output.find((o) => o.type === 'chunk')?.code ?? '';
+    const { code, imported } = await browserBundle(
+      fileURLToPath(import.meta.resolve('@switchboard/client')),
+    );
     expect(code).toContain('RoomMedia');
     expect([...imported].filter((s) => s.startsWith('node:'))).toEqual([]);
     expect([...imported].filter((s) => /server-tokens|api-client/.test(s))).toEqual([]);

@@ -8,18 +8,39 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { build } from 'rolldown';
 
-/** `entry` and what it imports, as one classic script. */
-export async function bundlePage(entry: string): Promise<string> {
+/**
+ * `entry` and what it imports, bundled for a browser: the code, and every import specifier
+ * the bundler resolved on the way (to check what a browser bundle pulls in).
+ */
+export async function browserBundle(
+  entry: string,
+  format: 'iife' | 'esm' = 'esm',
+): Promise<{ code: string; imported: Set<string> }> {
+  const imported = new Set<string>();
   const out = await build({
     input: entry,
     platform: 'browser',
     write: false,
     logLevel: 'warn',
-    output: { format: 'iife', minify: false },
+    output: { format, minify: false },
+    plugins: [
+      {
+        name: 'record-imports',
+        resolveId(source) {
+          imported.add(source);
+          return null;
+        },
+      },
+    ],
   });
   const chunk = out.output.find((o) => o.type === 'chunk');
   if (chunk === undefined) throw new Error(`rolldown produced no chunk for ${entry}`);
-  return chunk.code;
+  return { code: chunk.code, imported };
+}
+
+/** `entry` and what it imports, as one classic script. */
+export async function bundlePage(entry: string): Promise<string> {
+  return (await browserBundle(entry, 'iife')).code;
 }
 
 export interface PageServer {

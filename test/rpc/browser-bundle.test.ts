@@ -4,36 +4,19 @@
  * `@switchboard/rpc/werift` brings in.
  */
 import { fileURLToPath } from 'node:url';
-import { build } from 'rolldown';
 import { describe, expect, it } from 'vitest';
+import { browserBundle } from '../e2e/page-server.ts';
 
 const entry = fileURLToPath(import.meta.resolve('@switchboard/rpc'));
 
 describe('@switchboard/rpc in a browser bundle', () => {
   it('has no Node built-in and no werift', async () => {
-    const imported = new Set<string>();
-    const out = await build({
-      input: entry,
-      platform: 'browser',
-      write: false,
-      logLevel: 'silent',
-      output: { format: 'esm' },
-      plugins: [
-        {
-          name: 'record-imports',
-          resolveId(source) {
-            imported.add(source);
-            return null;
-          },
-        },
-      ],
-    });
-    const chunk = out.output.find((o) => o.type === 'chunk');
-    expect(chunk?.code).toContain('RpcClient');
+    const { code, imported } = await browserBundle(entry);
+    expect(code).toContain('RpcClient');
     // The plugin saw the imports (so an empty list below means something).
     expect(imported).toContain('@switchboard/protocol');
     const forbidden = [...imported].filter((s) => s.startsWith('node:') || s.includes('werift'));
     expect(forbidden).toEqual([]);
-    expect(chunk?.code).not.toMatch(/from ['"]node:/);
+    expect(code).not.toMatch(/from ['"]node:/);
   });
 });
