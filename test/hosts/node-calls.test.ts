@@ -40,9 +40,16 @@ async function agent(name: string, files = new Map<string, Uint8Array>()): Promi
   return a;
 }
 
+/** What the callers reported through onError (a stray frame, a failed candidate…). */
+const reported: string[] = [];
+
 async function caller(call: string[]): Promise<Caller> {
   const token = await mintToken({ sub: 'node-caller', rooms: [], extra: { call } });
-  const c = await signIn(wsUrl(sp.gw1), { token, createPeer });
+  const c = await signIn(wsUrl(sp.gw1), {
+    token,
+    createPeer,
+    onError: (error, context) => reported.push(`${context}: ${error.message}`),
+  });
   closers.push(async () => {
     await c.close();
   });
@@ -109,6 +116,7 @@ describe('Node caller → Node host through two gateways', () => {
     const first = await serveHost(wsUrl(sp.gw2), { token, createPeer, instance: 'instance-late' });
     await first.close();
     const c = await caller(['node-agent-3']);
+    const before = reported.length;
     const ac = new AbortController();
     const pending = c.call('node-agent-3', { timeoutMs: 20_000, signal: ac.signal }).then(
       () => undefined,
@@ -121,5 +129,7 @@ describe('Node caller → Node host through two gateways', () => {
     const back = await agent('node-agent-3');
     await new Promise((r) => setTimeout(r, 1500));
     expect(back.peers).toBe(0);
+    // The withdrawal was a request like any other: its reply is no stray frame.
+    expect(reported.slice(before)).toEqual([]);
   });
 });

@@ -27,6 +27,7 @@ import {
   type PeerDataChannel,
   type RtcPeer,
 } from '@switchboard/rpc';
+import type { Connection } from './connection.ts';
 import type { IceServers, PeerFactory } from './host-agent.ts';
 import { trickle } from './trickle.ts';
 import { SignalingLink, parseLinkReply, type LinkOptions, type LinkState } from './link.ts';
@@ -159,16 +160,15 @@ export class Caller {
       const offer = await peer.createOffer();
       await peer.setLocalDescription(offer);
       const sdp: SessionDescription = { type: 'offer', sdp: offer.sdp ?? '' };
-      let sent: { conn: { send(frame: object): void }; id: number } | undefined;
+      let sent: { conn: Connection; id: number } | undefined;
       const onAbort = (): void => {
-        // Withdraw the offer everywhere; the callHost request then fails CANCELLED.
-        if (sent !== undefined) {
-          try {
-            sent.conn.send({ a: 'cancelCall', d: { id: sent.id } });
-          } catch {
-            // The connection is gone: the gateway withdraws the offer with it.
-          }
-        }
+        // Withdraw the offer everywhere; the callHost request then fails CANCELLED. A request
+        // of its own (with an id), so that its reply is read as one, not as a stray frame.
+        if (sent === undefined) return;
+        sent.conn.request('cancelCall', { id: sent.id }, { timeoutMs: 5000 }).catch(() => {
+          // Not connected (the gateway withdraws the offer with the connection), or the call
+          // was answered or ended meanwhile (CALL_NOT_FOUND): nothing left to withdraw.
+        });
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       let reply: { callId: string; sdp: SessionDescription };
