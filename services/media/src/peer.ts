@@ -145,27 +145,23 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
 
   /**
    * Create a WebRTC transport on its worker's WebRtcServer: UDP preferred, TCP too, SCTP if
-   * the client gave its streams (see #add).
+   * the client can (it gave its SCTP capabilities; mediasoup negotiates the streams itself)
+   * (see #add).
    */
   async createWebRtcTransport(
     direction: 'send' | 'recv',
     rtpCapabilities: RtpCapabilities | undefined,
-    o: { numSctpStreams: { OS: number; MIS: number } | undefined; initialOutgoingBitrate: number },
+    o: { sctp: boolean; initialOutgoingBitrate: number },
   ): Promise<types.WebRtcTransport> {
-    // The SCTP streams are the client's numbers.
-    const transport = await clientInput(() =>
-      this.route.router.createWebRtcTransport({
-        webRtcServer: this.route.slot.webRtcServer,
-        enableUdp: true,
-        enableTcp: true,
-        preferUdp: true,
-        ...(o.numSctpStreams === undefined
-          ? {}
-          : { enableSctp: true, numSctpStreams: o.numSctpStreams }),
-        initialAvailableOutgoingBitrate: o.initialOutgoingBitrate,
-        appData: { socketId: this.socketId, direction },
-      }),
-    );
+    const transport = await this.route.router.createWebRtcTransport({
+      webRtcServer: this.route.slot.webRtcServer,
+      enableUdp: true,
+      enableTcp: true,
+      preferUdp: true,
+      enableSctp: o.sctp,
+      initialAvailableOutgoingBitrate: o.initialOutgoingBitrate,
+      appData: { socketId: this.socketId, direction },
+    });
     this.#add({ kind: 'webrtc', direction, transport }, rtpCapabilities);
     return transport;
   }

@@ -148,7 +148,7 @@ export class MediaRoom {
     const { direction, sctpCapabilities, rtpCapabilities } = req.data;
     const transport = await this.#newTransport(req, signal, (peer) =>
       peer.createWebRtcTransport(direction, rtpCapabilities, {
-        numSctpStreams: sctpCapabilities?.numStreams,
+        sctp: sctpCapabilities !== undefined,
         initialOutgoingBitrate: this.#deps.limits.initialOutgoingBitrate,
       }),
     );

@@ -86,7 +86,7 @@ describe('MediaPeer keeps only what an open transport made', () => {
       'recv',
       {},
       {
-        numSctpStreams: undefined,
+        sctp: false,
         initialOutgoingBitrate: 1,
       },
     );
