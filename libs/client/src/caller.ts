@@ -16,6 +16,8 @@ import type { AuthenticateReply } from '@switchboard/protocol';
 import {
   CALL_DEFAULT_TIMEOUT_MS,
   ProtocolError,
+  isProtocolError,
+  type ErrorName,
   type HostPresence,
   type IceCandidate,
   type SessionDescription,
@@ -31,6 +33,14 @@ import type { Connection } from './connection.ts';
 import type { IceServers, PeerFactory } from './host-agent.ts';
 import { trickle } from './trickle.ts';
 import { SignalingLink, parseLinkReply, type LinkOptions, type LinkState } from './link.ts';
+
+/** Outcomes of a cancelCall after which the offer is withdrawn, or there is none to. */
+const WITHDRAWN: ReadonlySet<ErrorName> = new Set([
+  'SERVICE_UNAVAILABLE',
+  'TIMEOUT',
+  'CANCELLED',
+  'CALL_NOT_FOUND',
+]);
 
 export interface CallerOptions extends LinkOptions {
   /** Peer connections of calls (default: the browser's RTCPeerConnection). */
@@ -165,10 +175,17 @@ export class Caller {
         // Withdraw the offer everywhere; the callHost request then fails CANCELLED. A request
         // of its own (with an id), so that its reply is read as one, not as a stray frame.
         if (sent === undefined) return;
-        sent.conn.request('cancelCall', { id: sent.id }, { timeoutMs: 5000 }).catch(() => {
-          // Not connected (the gateway withdraws the offer with the connection), or the call
-          // was answered or ended meanwhile (CALL_NOT_FOUND): nothing left to withdraw.
-        });
+        sent.conn
+          .request('cancelCall', { id: sent.id }, { timeoutMs: 5000 })
+          .catch((err: unknown) => {
+            // Not connected (the gateway withdraws the offer with the connection), or the call
+            // was answered or ended meanwhile: nothing left to withdraw. Anything else is told.
+            if (isProtocolError(err) && WITHDRAWN.has(err.errorName)) return;
+            this.#link.reportError(
+              err instanceof Error ? err : new Error(String(err)),
+              'withdrawing a call',
+            );
+          });
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       let reply: { callId: string; sdp: SessionDescription };

@@ -89,7 +89,12 @@ export class SignalingLink {
       },
     });
     this.#base.lc.endOn(options.signal, () => {
-      void this.close();
+      this.close().catch((err: unknown) => {
+        this.#base.reportError(
+          err instanceof Error ? err : new Error(String(err)),
+          'closing on the abort signal',
+        );
+      });
     });
   }
 

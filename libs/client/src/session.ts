@@ -118,7 +118,12 @@ export class Session {
       this.#resolveClosed = resolve;
     });
     this.#base.lc.endOn(options.signal, () => {
-      void this.leave();
+      this.leave().catch((err: unknown) => {
+        this.#base.reportError(
+          err instanceof Error ? err : new Error(String(err)),
+          'leaving on the abort signal',
+        );
+      });
     });
     const target = globalThis as { addEventListener?: (t: string, f: () => void) => void };
     target.addEventListener?.('online', this.#onOnline);
