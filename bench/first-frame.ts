@@ -7,7 +7,7 @@
  * media node (one mediasoup worker) as processes; Chromium headless with its fake camera and
  * microphone, every page in a browser context of its own.
  *
- * - SFU: a publisher page (test/e2e/pages/sfu.js: mediasoup-client on the gateway's /api)
+ * - SFU: a publisher page (test/e2e/pages/sfu.ts: the SDK on the gateway's /api)
  *   joins a room and sends its camera (two simulcast layers) and microphone. Then, --runs
  *   times, a fresh subscriber page joins the same room (it sends its own camera too, as the
  *   page does), waits for the publisher's video, and leaves (1000).
@@ -174,7 +174,12 @@ interface Services {
 }
 
 /** NATS, PostgreSQL, rooms, a gateway and a media node; returns the gateway's /api URL. */
-async function startOwnPlatform(failure: Failure, cleanup: Cleanup, services: Services) {
+async function startOwnPlatform(
+  failure: Failure,
+  cleanup: Cleanup,
+  services: Services,
+  pageOrigin: string,
+) {
   const watch = (svc: ServiceProcess): void => {
     watchService({ failure, services: services.list }, svc, () => services.stopping);
   };
@@ -183,6 +188,7 @@ async function startOwnPlatform(failure: Failure, cleanup: Cleanup, services: Se
   const subjectPrefix = uniquePrefix('benchff');
   const env: Record<string, string> = {
     ...BENCH_GATEWAY_ENV,
+    WS_ALLOWED_ORIGINS: pageOrigin,
     MEDIASOUP_WORKERS: '1',
     // Not 'warn': ServiceProcess.start learns the port from the 'listening' line, logged at info.
     LOG_LEVEL: 'info',
@@ -227,7 +233,7 @@ async function startOwnPlatform(failure: Failure, cleanup: Cleanup, services: Se
 
 // --------------------------------------------------------------------------------- pages
 
-/** What the pages expose (test/e2e/pages/sfu.js, p2p.js), for page.evaluate callbacks. */
+/** What the pages expose (test/e2e/pages/sfu.ts, p2p.js), for page.evaluate callbacks. */
 interface JoinedReply {
   socketId: string;
   sessions: { socketId: string }[];
@@ -243,7 +249,7 @@ interface SfuGlobal {
     state(): {
       errors: string[];
       transports: Record<string, string>;
-      wsOpenAt: number;
+      connectAt: number;
       consumers: { consumerId: string; kind: string; firstFrameAt: number | null }[];
     };
     leave(): Promise<void>;
@@ -350,7 +356,7 @@ interface RunRecord {
   milestones?: Milestones;
   /** The first decoded frame's size and the decoder (getStats); the first presented one's. */
   video?: { width?: number; height?: number; decoder?: string; presented?: string };
-  /** SFU: the page's own figure (its firstFrameAt, polled every 50 ms) from its WebSocket open. */
+  /** SFU: the page's own figure (its firstFrameAt, polled every 50 ms) from its connect. */
   pageFirstFrameFromWsOpenMs?: number | null;
   /** Members already in the room when the subscriber joined (expected: the publisher only). */
   others?: number;
@@ -472,7 +478,7 @@ function analyse(path: PathName, s: FfState, publisher: string): Analysis {
     throw new Error('no decoded frame of the publisher');
   m['connected'] = rel(s.pcs[video.pc]?.connected);
   m['firstPacket'] = rel(video.firstPacket);
-  // The script's own <video> of the track; and the page's (sfu.js: `v-<consumerId>`).
+  // The script's own <video> of the track; and the page's (sfu.ts: `v-<consumerId>`).
   const probe =
     video.trackId === undefined
       ? undefined
@@ -631,9 +637,9 @@ async function sfuRun(
     const view = await sub.page.evaluate(() => (globalThis as unknown as SfuGlobal).sfu.state());
     const mine = view.consumers.find((c) => c.consumerId === a.consumerId);
     const pageFigure =
-      mine === undefined || mine.firstFrameAt === null || view.wsOpenAt === 0
+      mine === undefined || mine.firstFrameAt === null || view.connectAt === 0
         ? null
-        : mine.firstFrameAt - view.wsOpenAt;
+        : mine.firstFrameAt - view.connectAt;
     await b.failure.guard(
       `SFU ${name}: leave`,
       5000,
@@ -785,7 +791,7 @@ interface PathSummary {
   milestones: Record<string, Stats | undefined>;
   /** First decoded frame sizes, with how many runs had each. */
   sizes: Record<string, number>;
-  /** SFU: the page's own first-frame figure (from its WebSocket open). */
+  /** SFU: the page's own first-frame figure (from its connect). */
   pageFirstFrameFromWsOpen?: Stats | undefined;
 }
 
@@ -887,7 +893,7 @@ function report(
     "first frame: from a browser's join to the first frame of another member's camera",
     `Chromium ${browserVersion} headless, fake camera and microphone, a browser context per page; ` +
       `${String(opts.runs)} measured runs of each path after ${String(opts.warmup)} warm-up, alternating`,
-    'SFU: rooms + gateway + media node (1 mediasoup worker); sfu.js (mediasoup-client): one publisher ' +
+    'SFU: rooms + gateway + media node (1 mediasoup worker); sfu.ts (the SDK): one publisher ' +
       '(simulcast camera + mic), a fresh subscriber page per run that joins, consumes and leaves',
     'P2P: p2p.js, a fresh pair per run in a fresh room: the subscriber calls the publisher, ' +
       'exchangeSdp / exchangeCandidate relayed by the same gateway, RTCPeerConnection on loopback',
@@ -911,7 +917,7 @@ function report(
     ...(pageCheck === undefined
       ? []
       : [
-          `cross-check: sfu.js's own firstFrameAt (polled every 50 ms) from its WebSocket open, p50 ` +
+          `cross-check: sfu.ts's own firstFrameAt (polled every 50 ms) from its connect, p50 ` +
             `${fmtMs(pageCheck.p50)} ms (here, decoded: ${fmtMs(sfu?.wsOpenToDecoded?.p50)} ms).`,
         ]),
   ].join('\n');
@@ -933,14 +939,14 @@ async function main(
   const busyBefore = busyShare(cpuAtStart, cpuBefore);
   if (busyBefore > BUSY_BEFORE)
     log(`the machine is busy: ${pct(busyBefore)} of its CPU in use before the start`);
-  const platform = await startOwnPlatform(failure, cleanup, services);
-  failure.check();
-
-  log('pages: bundling sfu.js with mediasoup-client');
+  log('pages: bundling sfu.ts with the SDK');
   const pages = await servePages();
   cleanup.add('stop the page server', async () => {
     await pages.close();
   });
+  failure.check();
+  // The pages have an origin of their own: the gateway admits it (and only it) by name.
+  const platform = await startOwnPlatform(failure, cleanup, services, pages.origin);
   failure.check();
 
   log(`browser: launching ${CHROMIUM_PATH}`);

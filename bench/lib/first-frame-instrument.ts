@@ -1,6 +1,6 @@
 /**
  * In-page instrumentation of `bench/first-frame.ts`, added to a page with addInitScript so
- * that it runs before the page's own scripts: the pages (test/e2e/pages/sfu.js and p2p.js)
+ * that it runs before the page's own scripts: the pages (test/e2e/pages/sfu.ts and p2p.js)
  * are used as they are. It wraps two globals the pages look up when they call them:
  *
  * - WebSocket: the time the socket opened, and every frame sent and received (action, id and
@@ -75,7 +75,7 @@ export interface FfPresented {
   receiveTime: number | null;
   width: number;
   height: number;
-  /** The id of the <video>'s parent element (sfu.js: `v-<consumerId>`), else of the <video>. */
+  /** The id of the <video>'s parent element (sfu.ts: `v-<consumerId>`), else of the <video>. */
   owner: string;
 }
 

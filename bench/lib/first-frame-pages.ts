@@ -1,8 +1,8 @@
 /**
  * Browser side of `bench/first-frame.ts`: Chromium through playwright-core, and the two pages
  * of the end-to-end tests served as they are from one local HTTP server on 127.0.0.1 (an
- * origin where getUserMedia works): `/sfu` (test/e2e/pages/sfu.js bundled with
- * mediasoup-client by test/e2e/sfu-page.ts; window.sfu) and `/p2p` (test/e2e/pages/p2p.js;
+ * origin where getUserMedia works): `/sfu` (test/e2e/pages/sfu.ts bundled with
+ * the SDK by test/e2e/sfu-page.ts; window.sfu) and `/p2p` (test/e2e/pages/p2p.js;
  * window.startP2P). Both are blank documents running only their script.
  */
 import { readFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
- * Real WebRTC through the SFU: Chromium pages running mediasoup-client speak only the
- * gateway's /api protocol (join, then the media actions) to a platform of the rooms service,
+ * Real WebRTC through the SFU: Chromium pages running the SDK (pages/sfu.ts: `connect`, then
+ * `RoomMedia`, as a web application uses them) to a platform of the rooms service,
  * a gateway and a media node on the real NATS and PostgreSQL. Each page sends its fake camera
  * (two simulcast layers), microphone (a WAV) and a data channel; the media node makes consumers
  * for the others. The tests: two pages, a third, a data message, pause, the media events
@@ -19,70 +19,11 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { artifactDir, mediasoupWorkerPids, mintToken } from '@switchboard/devstack';
 import { startSfu, type SfuPlatform } from '../sfu/platform.ts';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.ts';
+import type { Peer } from '@switchboard/protocol';
+import type { ConsumerStat, PageState, SfuApi } from './pages/sfu.ts';
 import { serveSfuPage, type SfuPageServer } from './sfu-page.ts';
 
 const MEDIA_TIMEOUT_MS = 20_000;
-
-interface Peer {
-  socketId: string;
-  userId: string;
-}
-
-interface ConsumerStat {
-  consumerId: string;
-  peer: Peer;
-  kind: 'audio' | 'video';
-  source: string;
-  generation: number;
-  firstFrameAt: number | null;
-  closed: boolean;
-  closedBy: 'server' | 'reset' | null;
-  framesDecoded: number;
-  packetsReceived: number;
-  bytesReceived: number;
-}
-
-interface PageState {
-  label: string;
-  socketId: string | null;
-  wsOpenAt: number;
-  events: { a: string; d?: Record<string, unknown>; at: number }[];
-  errors: string[];
-  resets: number;
-  generation: number;
-  messages: { from: Peer; label: string; text: string; at: number }[];
-  transports: Record<string, string>;
-  closedCode: number | null;
-  consumers: Omit<ConsumerStat, 'framesDecoded' | 'packetsReceived' | 'bytesReceived'>[];
-  dataConsumers: {
-    dataConsumerId: string;
-    peer: Peer;
-    label: string;
-    open: boolean;
-    closed: boolean;
-    closedBy: string | null;
-  }[];
-  producers: Record<string, string>;
-  dataProducer: { id: string; readyState: string } | null;
-  sendTransportId: string | null;
-  recvTransportId: string | null;
-}
-
-/** What the page exposes as window.sfu (pages/sfu.js). */
-interface SfuApi {
-  start(args: { wsUrl: string; roomId: string; bearer: string; label: string }): Promise<unknown>;
-  stats(): Promise<ConsumerStat[]>;
-  state(): PageState;
-  send(text: string): Promise<void>;
-  leave(): Promise<void>;
-  request(a: string, d: unknown): Promise<unknown>;
-  pauseProducer(kind: 'audio' | 'video'): Promise<void>;
-  resumeProducer(kind: 'audio' | 'video'): Promise<void>;
-  closeProducer(kind: 'audio' | 'video'): Promise<void>;
-  setTrackEnabled(kind: 'audio' | 'video', enabled: boolean): void;
-  stopSending(kind: 'audio' | 'video'): Promise<void>;
-  restoreSending(kind: 'audio' | 'video'): Promise<void>;
-}
 
 /** In page.evaluate callbacks (serialised into the page: no closure over test code). */
 type PageGlobal = { sfu: SfuApi };
@@ -153,8 +94,7 @@ class SfuPage {
   async pause(kind: 'audio' | 'video', paused: boolean): Promise<void> {
     await this.page.evaluate(
       async ([k, p]) => {
-        const sfu = (globalThis as unknown as PageGlobal).sfu;
-        await (p ? sfu.pauseProducer(k) : sfu.resumeProducer(k));
+        await (globalThis as unknown as PageGlobal).sfu.pause(k, p);
       },
       [kind, paused] as const,
     );
@@ -180,8 +120,7 @@ class SfuPage {
   async sending(kind: 'audio' | 'video', on: boolean): Promise<void> {
     await this.page.evaluate(
       async ([k, o]) => {
-        const sfu = (globalThis as unknown as PageGlobal).sfu;
-        await (o ? sfu.restoreSending(k) : sfu.stopSending(k));
+        await (globalThis as unknown as PageGlobal).sfu.sending(k, o);
       },
       [kind, on] as const,
     );
@@ -264,15 +203,15 @@ async function waitMedia(on: SfuPage, from: SfuPage[], minGeneration = 0): Promi
   return stats;
 }
 
-/** Join-to-first-frame of `on` for `from`'s video: from `on`'s WebSocket open, and from `from`'s. */
+/** Join-to-first-frame of `on` for `from`'s video: from `on`'s connect, and from `from`'s. */
 async function logFirstFrame(on: SfuPage, from: SfuPage, minGeneration = 0): Promise<number> {
   const video = fresh(await on.stats(), from, minGeneration).find((c) => c.kind === 'video');
   const at = video?.firstFrameAt ?? null;
   if (at === null) throw new Error(`${on.label}: no first frame of ${from.label}`);
-  const own = at - (await on.state()).wsOpenAt;
-  const theirs = at - (await from.state()).wsOpenAt;
+  const own = at - (await on.state()).connectAt;
+  const theirs = at - (await from.state()).connectAt;
   console.log(
-    `[sfu e2e] ${on.label} first frame of ${from.label}: ${own} ms after its own WebSocket opened, ` +
+    `[sfu e2e] ${on.label} first frame of ${from.label}: ${own} ms after it began to connect, ` +
       `${theirs} ms after ${from.label}'s`,
   );
   return own;
@@ -422,7 +361,7 @@ afterAll(async () => {
   rmSync(wavDir, { recursive: true, force: true });
 });
 
-describe('SFU: browsers with mediasoup-client through the gateway and a media node', () => {
+describe('SFU: browsers on the SDK through the gateway and a media node', () => {
   it('two pages receive each other’s video and audio', async () => {
     const [alice, bob] = await openRoom('alice', 'bob');
     if (alice === undefined || bob === undefined) throw new Error('no pages');
@@ -462,7 +401,7 @@ describe('SFU: browsers with mediasoup-client through the gateway and a media no
         const others = all.filter((o) => o !== p);
         const ok = others.every((o) =>
           s.dataConsumers.some(
-            (d) => d.open && !d.closed && d.peer.socketId === o.socketId && d.label === 'chat',
+            (d) => d.open && d.peer.socketId === o.socketId && d.label === 'chat',
           ),
         );
         return { ok, detail: s.dataConsumers };
@@ -709,7 +648,7 @@ describe('SFU: browsers with mediasoup-client through the gateway and a media no
     const before = new Map<SfuPage, PageState>();
     for (const p of [alice, bob]) before.set(p, await p.state());
     await carol.leave();
-    expect((await carol.state()).closedCode).toBe(1000);
+    expect((await carol.state()).closed).toBe('left');
     for (const p of [alice, bob]) {
       const s0 = before.get(p);
       if (s0 === undefined) throw new Error('no state');
@@ -717,7 +656,7 @@ describe('SFU: browsers with mediasoup-client through the gateway and a media no
         .filter((c) => c.peer.socketId === carol.socketId && !c.closed)
         .map((c) => c.consumerId);
       const carolsData = s0.dataConsumers
-        .filter((d) => d.peer.socketId === carol.socketId && !d.closed)
+        .filter((d) => d.peer.socketId === carol.socketId)
         .map((d) => d.dataConsumerId);
       expect(carolsConsumers).toHaveLength(2);
       expect(carolsData).toHaveLength(1);

@@ -66,6 +66,15 @@ export class LocalTrack {
     return this.#producer?.id;
   }
 
+  /**
+   * The browser's RTCRtpSender of the current producer (undefined while the media restarts),
+   * for what the SDK does not wrap: its statistics, its encodings. What is changed on it
+   * behind the SDK's back (a `replaceTrack`) is not carried over to the next generation.
+   */
+  get sender(): RTCRtpSender | undefined {
+    return this.#producer?.rtpSender;
+  }
+
   /** @internal The RoomMedia's: `listener` runs when the track's user closes it. */
   onClose(listener: () => void): () => void {
     return this.#events.on('@close', listener);

@@ -31,10 +31,11 @@ import {
 } from './remote-track.ts';
 import type { Session } from './session.ts';
 import type { RoomEvents } from './session-types.ts';
-import { Transports } from './transports.ts';
+import { Transports, type IncomingData } from './transports.ts';
 
 export { LocalTrack } from './local-track.ts';
 export type { Layers, RemoteTrack } from './remote-track.ts';
+export type { IncomingData } from './transports.ts';
 
 /** The camera's layers: quarter, half and full resolution. */
 export const DEFAULT_SIMULCAST: ms.RtpEncodingParameters[] = [
@@ -187,6 +188,19 @@ export class RoomMedia {
   /** Media set-ups done: 1 after start(), one more per restart. */
   get generation(): number {
     return this.#generation;
+  }
+
+  /**
+   * The ids of this generation's transports on the server (undefined before start and while
+   * restarting): what the server's transport actions (getTransportStats) take.
+   */
+  get transportIds(): { send: string | undefined; recv: string | undefined } {
+    return this.#transports.ids;
+  }
+
+  /** The data channels the others opened, as this client receives them now. */
+  get incomingData(): IncomingData[] {
+    return this.#transports.incomingData;
   }
 
   /** The device in use (undefined before start and while restarting). */
@@ -424,7 +438,14 @@ export class RoomMedia {
     const remote = receivedTrack(await this.#transports.consume(d), d);
     this.#remotes.set(remote.consumerId, remote);
     this.#events.emit('trackAdded', remote);
-    await this.session.request('resumeConsumer', { consumerId: remote.consumerId });
+    try {
+      await this.session.request('resumeConsumer', { consumerId: remote.consumerId });
+    } catch (err) {
+      // The server closed the consumer between its offer and this resume (its producer
+      // closed, its member left): the eventConsumerClosed queued behind removes the track.
+      if (err instanceof ProtocolError && err.errorName === 'MEDIA_NOT_FOUND') return;
+      throw err;
+    }
     const layers = this.#opts.preferredLayers;
     if (layers !== undefined && d.kind === 'video' && d.type === 'simulcast') {
       await this.setPreferredLayers(remote, layers);

@@ -27,6 +27,8 @@ export interface RemoteTrack {
   readonly layers: Layers | null;
   /** The SFU's score of this stream, 0–10. */
   readonly score: number;
+  /** The browser's statistics of its RTP (inbound-rtp: frames decoded, size, packets…). */
+  getStats(): Promise<RTCStatsReport>;
 }
 
 /** A RemoteTrack with its consumer: what a RoomMedia holds (and hands out as RemoteTrack). */
@@ -53,5 +55,6 @@ export function receivedTrack(
     layers: null,
     score: 10,
     consumer,
+    getStats: async () => await consumer.getStats(),
   };
 }

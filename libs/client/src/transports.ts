@@ -27,6 +27,15 @@ export interface TransportsEvents {
   data: { peer: Peer; label: string; data: string | ArrayBuffer };
 }
 
+/** A data channel another member opened, as this client receives it. */
+export interface IncomingData {
+  readonly dataConsumerId: string;
+  readonly peer: Peer;
+  readonly label: string;
+  /** Its channel is open: what the member sends from now on arrives. */
+  readonly open: boolean;
+}
+
 export interface TransportsOptions {
   /** Label of the data channel opened on set-up (false: none). */
   dataChannel: string | false;
@@ -50,7 +59,7 @@ export class Transports {
   readonly #session: Session;
   readonly #opts: TransportsOptions;
   readonly #events: Emitter<TransportsEvents>;
-  readonly #dataConsumers = new Map<string, ms.DataConsumer>();
+  readonly #dataConsumers = new Map<string, { dc: ms.DataConsumer; peer: Peer; label: string }>();
   #device: Device | undefined;
   #send: ms.Transport | undefined;
   #recv: ms.Transport | undefined;
@@ -80,6 +89,21 @@ export class Transports {
   /** The data channel this client sends on (undefined until it is open). */
   get dataProducer(): ms.DataProducer | undefined {
     return this.#dataProducer;
+  }
+
+  /** The ids of the transports on the server (undefined before set-up). */
+  get ids(): { send: string | undefined; recv: string | undefined } {
+    return { send: this.#send?.id, recv: this.#recv?.id };
+  }
+
+  /** The data channels the others opened, as received now. */
+  get incomingData(): IncomingData[] {
+    return [...this.#dataConsumers.values()].map(({ dc, peer, label }) => ({
+      dataConsumerId: dc.id,
+      peer,
+      label,
+      open: dc.readyState === 'open',
+    }));
   }
 
   /** Load the device and create the transports; the data channel opens beside. */
@@ -166,7 +190,7 @@ export class Transports {
       label: d.label,
       protocol: d.protocol,
     });
-    this.#dataConsumers.set(dc.id, dc);
+    this.#dataConsumers.set(dc.id, { dc, peer: d.peer, label: d.label });
     dc.on('message', (data: string | ArrayBuffer) => {
       this.#events.emit('data', { peer: d.peer, label: d.label, data });
     });
@@ -174,7 +198,7 @@ export class Transports {
 
   /** The server closed a data consumer (eventDataConsumerClosed). */
   closeDataConsumer(dataConsumerId: string): void {
-    this.#dataConsumers.get(dataConsumerId)?.close();
+    this.#dataConsumers.get(dataConsumerId)?.dc.close();
     this.#dataConsumers.delete(dataConsumerId);
   }
 
@@ -229,7 +253,7 @@ export class Transports {
   /** Close the data channels and the transports (with what they carry). */
   close(): void {
     this.#closed = true;
-    for (const dc of this.#dataConsumers.values()) dc.close();
+    for (const { dc } of this.#dataConsumers.values()) dc.close();
     this.#dataConsumers.clear();
     this.#dataProducer?.close();
     this.#dataProducer = undefined;
