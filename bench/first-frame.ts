@@ -11,7 +11,7 @@
  *   joins a room and sends its camera (two simulcast layers) and microphone. Then, --runs
  *   times, a fresh subscriber page joins the same room (it sends its own camera too, as the
  *   page does), waits for the publisher's video, and leaves (1000).
- * - P2P: per run a fresh pair of test/e2e/pages/p2p.js pages in a fresh room: the publisher
+ * - P2P: per run a fresh pair of test/e2e/pages/p2p.ts pages in a fresh room: the publisher
  *   joins, then the subscriber joins and calls it (exchangeSdp / exchangeCandidate relayed by
  *   the same gateway), both sending camera and microphone, RTCPeerConnection on loopback.
  *
@@ -42,7 +42,10 @@ import {
   type Infra,
   type Platform,
 } from '@switchboard/devstack';
+import type { JoinReply } from '@switchboard/protocol';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
+import type { P2PGlobal } from '../test/e2e/pages/p2p.ts';
+import type { SfuApi } from '../test/e2e/pages/sfu.ts';
 import type { Cleanup, Failure } from './lib/cli.ts';
 import {
   UsageError,
@@ -233,31 +236,9 @@ async function startOwnPlatform(
 
 // --------------------------------------------------------------------------------- pages
 
-/** What the pages expose (test/e2e/pages/sfu.ts, p2p.js), for page.evaluate callbacks. */
-interface JoinedReply {
-  socketId: string;
-  sessions: { socketId: string }[];
-}
+/** What the pages expose (test/e2e/pages/sfu.ts, p2p.ts), for page.evaluate callbacks. */
 interface SfuGlobal {
-  sfu: {
-    start(a: {
-      wsUrl: string;
-      roomId: string;
-      bearer: string;
-      label: string;
-    }): Promise<JoinedReply>;
-    state(): {
-      errors: string[];
-      transports: Record<string, string>;
-      connectAt: number;
-      consumers: { consumerId: string; kind: string; firstFrameAt: number | null }[];
-    };
-    leave(): Promise<void>;
-  };
-}
-interface P2PGlobal {
-  startP2P(a: { wsUrl: string; bearer: string; roomId: string }): Promise<JoinedReply>;
-  p2pState: { errors: string[]; connection: string } | undefined;
+  sfu: SfuApi;
 }
 
 /** A page in a browser context of its own, with its uncaught errors and console errors. */
@@ -677,7 +658,7 @@ async function p2pRun(b: Bench, index: number, warmup: boolean): Promise<RunOutc
       BenchPage.open(b.browser, url, `p2p subscriber ${name}`, b.subscriberScript, 'startP2P'),
     );
     pages.push(sub);
-    const start = async (p: BenchPage, user: string): Promise<JoinedReply> => {
+    const start = async (p: BenchPage, user: string): Promise<JoinReply> => {
       const bearer = await mintToken({ sub: user, rooms: [roomId] });
       return await b.failure.guard(
         `P2P ${name}: ${p.label} joins`,
@@ -895,7 +876,7 @@ function report(
       `${String(opts.runs)} measured runs of each path after ${String(opts.warmup)} warm-up, alternating`,
     'SFU: rooms + gateway + media node (1 mediasoup worker); sfu.ts (the SDK): one publisher ' +
       '(simulcast camera + mic), a fresh subscriber page per run that joins, consumes and leaves',
-    'P2P: p2p.js, a fresh pair per run in a fresh room: the subscriber calls the publisher, ' +
+    "P2P: p2p.ts (the SDK's Session), a fresh pair per run in a fresh room: the subscriber calls the publisher, " +
       'exchangeSdp / exchangeCandidate relayed by the same gateway, RTCPeerConnection on loopback',
     `machine: ${String(os.cpus().length)} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; ` +
       `CPU busy ${pct(load.before)} of all cores in the second before the start` +

@@ -1,6 +1,6 @@
 /**
  * In-page instrumentation of `bench/first-frame.ts`, added to a page with addInitScript so
- * that it runs before the page's own scripts: the pages (test/e2e/pages/sfu.ts and p2p.js)
+ * that it runs before the page's own scripts: the pages (test/e2e/pages/sfu.ts and p2p.ts)
  * are used as they are. It wraps two globals the pages look up when they call them:
  *
  * - WebSocket: the time the socket opened, and every frame sent and received (action, id and

@@ -2,20 +2,16 @@
  * Browser side of `bench/first-frame.ts`: Chromium through playwright-core, and the two pages
  * of the end-to-end tests served as they are from one local HTTP server on 127.0.0.1 (an
  * origin where getUserMedia works): `/sfu` (test/e2e/pages/sfu.ts bundled with
- * the SDK by test/e2e/sfu-page.ts; window.sfu) and `/p2p` (test/e2e/pages/p2p.js;
+ * the SDK by test/e2e/sfu-page.ts; window.sfu) and `/p2p` (test/e2e/pages/p2p.ts, likewise;
  * window.startP2P). Both are blank documents running only their script.
  */
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import { ROOT } from '@switchboard/devstack';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { bundleP2PPage } from '../../test/e2e/p2p-page.ts';
 import { bundleSfuPage } from '../../test/e2e/sfu-page.ts';
 
 export { chromium, type Browser, type BrowserContext, type Page };
-
-export const P2P_PAGE_SCRIPT = join(ROOT, 'test', 'e2e', 'pages', 'p2p.js');
 
 export interface PageServer {
   /** `http://127.0.0.1:<port>` (no trailing slash): pages at /sfu and /p2p. */
@@ -32,10 +28,10 @@ const html = (title: string, script: string): string => `<!doctype html>
 </html>
 `;
 
-/** Bundle the SFU page, read the P2P page, and serve both. */
+/** Bundle the SFU and P2P pages, and serve both. */
 export async function servePages(): Promise<PageServer> {
   const sfuJs = await bundleSfuPage();
-  const p2pJs = readFileSync(P2P_PAGE_SCRIPT, 'utf8');
+  const p2pJs = await bundleP2PPage();
   const routes = new Map<string, { type: string; body: string }>([
     ['/sfu', { type: 'text/html', body: html('sfu', '/sfu.js') }],
     ['/sfu.js', { type: 'text/javascript', body: sfuJs }],

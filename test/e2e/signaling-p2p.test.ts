@@ -1,7 +1,7 @@
 /**
  * Real WebRTC through the signaling path: two Chromium pages, each connected to a different
  * gateway process, join one room and set up a peer connection using only the protocol's
- * exchangeSdp and exchangeCandidate relays. Both remote videos play (their frame counts
+ * exchangeSdp and exchangeCandidate relays, through the SDK's Session (pages/p2p.ts). Both remote videos play (their frame counts
  * advance). Peer to peer, so it tests signaling alone; the SFU has its own tests.
  */
 import { join } from 'node:path';
@@ -10,13 +10,16 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { artifactDir, mintToken, waitFor } from '@switchboard/devstack';
 import { startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.ts';
+import { bundleP2PPage } from './p2p-page.ts';
+import type { P2PGlobal, P2PState } from './pages/p2p.ts';
 
-const PAGE_SCRIPT = join(import.meta.dirname, 'pages', 'p2p.js');
-
+/** The page's script (pages/p2p.ts) with the SDK, bundled. */
+let pageScript: string;
 let sp: SignalingPlatform;
 let browser: Browser;
 
 beforeAll(async () => {
+  pageScript = await bundleP2PPage();
   sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
   browser = await chromium.launch({
     executablePath: CHROMIUM_PATH,
@@ -30,19 +33,12 @@ afterAll(async () => {
   await sp.stop();
 });
 
-interface P2PState {
-  errors: string[];
-  connection: string;
-  socketId: string | null;
-  events: string[];
-}
-
 async function openPage(gatewayUrl: string, errors: string[]): Promise<Page> {
   // The test's own script goes into the gateway's page inline, which its CSP forbids.
   const page = await browser.newPage({ bypassCSP: true });
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`${gatewayUrl}/`);
-  await page.addScriptTag({ path: PAGE_SCRIPT });
+  await page.addScriptTag({ content: pageScript });
   return page;
 }
 
@@ -50,22 +46,19 @@ async function start(page: Page, gatewayUrl: string, user: string): Promise<unkn
   const bearer = await mintToken({ sub: user, rooms: ['p2p-room'] });
   const wsUrl = `${gatewayUrl.replace(/^http/, 'ws')}/api`;
   return await page.evaluate(
-    async (args) => {
-      const w = globalThis as unknown as { startP2P: (a: typeof args) => Promise<unknown> };
-      return await w.startP2P(args);
-    },
+    async (args) => await (globalThis as unknown as P2PGlobal).startP2P(args),
     { wsUrl, bearer, roomId: 'p2p-room' },
   );
 }
 
 async function state(page: Page): Promise<P2PState> {
-  return await page.evaluate(() => (globalThis as unknown as { p2pState: P2PState }).p2pState);
+  const s = await page.evaluate(() => (globalThis as unknown as P2PGlobal).p2pState);
+  if (s === undefined) throw new Error('the page has not started');
+  return s;
 }
 
 async function frames(page: Page): Promise<number> {
-  return await page.evaluate(() =>
-    (globalThis as unknown as { remoteFrames: () => number }).remoteFrames(),
-  );
+  return await page.evaluate(() => (globalThis as unknown as P2PGlobal).remoteFrames());
 }
 
 describe('WebRTC between two browsers through two gateways', () => {
