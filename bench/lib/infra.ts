@@ -2,9 +2,8 @@
 import {
   DEV_HS256_SECRET,
   ensureInfra,
-  withDatabase,
+  infraFromEnv,
   type Infra,
-  type InfraOptions,
   type ServiceProcess,
 } from '@switchboard/devstack';
 import { Interrupted, log, type BenchRun } from './cli.ts';
@@ -22,23 +21,6 @@ export const BENCH_GATEWAY_ENV = {
   WS_RATE_LIMIT_PER_S: '100000',
   WS_RATE_LIMIT_BURST: '100000',
 } as const;
-
-/**
- * ensureInfra's NATS and PostgreSQL as the environment configures them: NATS_URL with
- * SWITCHBOARD_NATS_AUTH_DIR (else NATS is started with authentication), DATABASE_URL's server
- * (else the usual local one when it answers, else PostgreSQL is started).
- */
-export function infraFromEnv(): InfraOptions {
-  const configuredDb = process.env['DATABASE_URL'];
-  return {
-    natsUrl: process.env['NATS_URL'],
-    natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
-    pgServerUrl:
-      configuredDb === undefined || configuredDb === ''
-        ? undefined
-        : withDatabase(configuredDb, 'postgres'),
-  };
-}
 
 /**
  * NATS and PostgreSQL as the environment configures them (infraFromEnv), logged; stopped by

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import {
   ServiceProcess,
   ensureInfra,
+  infraFromEnv,
   mediasoupWorkerPids,
   mintToken,
   startPlatform,
@@ -20,7 +21,7 @@ import {
 } from '@switchboard/devstack';
 import type { ServerFrame } from '@switchboard/protocol';
 import type WebSocket from 'ws';
-import { BENCH_GATEWAY_ENV, infraFromEnv } from './infra.ts';
+import { BENCH_GATEWAY_ENV } from './infra.ts';
 import { procRunTimeMs } from './proc-cpu.ts';
 import { openSocket } from './ws-client.ts';
 import {

@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { redactUrls } from '@switchboard/protocol';
 import { NatsServer, probeNats } from './nats.ts';
 import { DEV_IDENTITIES, NATS_AUTH_DIR_ENV, NatsCredentials } from './nats-auth.ts';
-import { PostgresServer, probePostgres } from './postgres.ts';
+import { PostgresServer, probePostgres, withDatabase } from './postgres.ts';
 import { STATE_DIR } from './paths.ts';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
@@ -42,6 +42,23 @@ export interface InfraOptions {
   /** Throw-away PostgreSQL data and fsync off (tests). */
   ephemeral?: boolean;
   log?: (msg: string) => void;
+}
+
+/**
+ * ensureInfra's options as the environment configures them: NATS_URL with
+ * SWITCHBOARD_NATS_AUTH_DIR (else NATS is started with authentication), DATABASE_URL's server
+ * (else the usual local one when it answers, else PostgreSQL is started).
+ */
+export function infraFromEnv(): InfraOptions {
+  const configuredDb = process.env['DATABASE_URL'];
+  return {
+    natsUrl: process.env['NATS_URL'],
+    natsAuthDir: process.env[NATS_AUTH_DIR_ENV],
+    pgServerUrl:
+      configuredDb === undefined || configuredDb === ''
+        ? undefined
+        : withDatabase(configuredDb, 'postgres'),
+  };
 }
 
 export async function ensureInfra(opts: InfraOptions = {}): Promise<Infra> {

@@ -21,10 +21,10 @@ import {
   validator,
   type ServiceName,
 } from '@switchboard/protocol';
-import { ensureInfra, redact, type Infra } from './infra.ts';
+import { ensureInfra, infraFromEnv, redact, type Infra } from './infra.ts';
 import { formatLogLine } from './logfmt.ts';
 import { STATE_DIR } from './paths.ts';
-import { createDatabase, probePostgres, withDatabase } from './postgres.ts';
+import { createDatabase, probePostgres } from './postgres.ts';
 import { migrate } from './platform.ts';
 import { ServiceProcess } from './services.ts';
 import { DEV_HS256_SECRET, mintToken } from './tokens.ts';
@@ -59,16 +59,7 @@ async function main(): Promise<void> {
   const base = portBase('SWITCHBOARD_PORT_BASE', '8080');
   const opsBase = portBase('SWITCHBOARD_OPS_PORT_BASE', String(base + 1000));
   mkdirSync(STATE_DIR, { recursive: true });
-  const configuredDb = process.env['DATABASE_URL'];
-  const infra = await ensureInfra({
-    natsUrl: process.env['NATS_URL'],
-    natsAuthDir: process.env['SWITCHBOARD_NATS_AUTH_DIR'],
-    pgServerUrl:
-      configuredDb === undefined || configuredDb === ''
-        ? undefined
-        : withDatabase(configuredDb, 'postgres'),
-    log: say,
-  });
+  const infra = await ensureInfra({ ...infraFromEnv(), log: say });
 
   const services = new Map<ServiceName, ServiceProcess>();
   let stopping = false;
