@@ -17,17 +17,11 @@ import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { Bus } from '@switchboard/bus';
 import { ApiClient, mintApiToken } from '@switchboard/client/server';
-import {
-  harnessNatsAuth,
-  mintToken,
-  startPlatform,
-  uniquePrefix,
-  type Platform,
-} from '@switchboard/devstack';
+import { harnessNatsAuth, mintToken, uniquePrefix, type Platform } from '@switchboard/devstack';
 import { DEV_API_KEY, DEV_API_SECRET, RoomsAdmin, type JoinReply } from '@switchboard/protocol';
 import type WebSocket from 'ws';
 import { commandLine, log, pool, runBench, stats, writeResults, type Stats } from './lib/cli.ts';
-import { benchInfra, watchService } from './lib/infra.ts';
+import { RunServices, apiWsUrl, benchInfra } from './lib/infra.ts';
 import { openSocket } from './lib/ws-client.ts';
 
 const cli = commandLine('api', {
@@ -87,23 +81,15 @@ await runBench(cli.usage, async (run) => {
   const removals = flags.num('removals');
   const warmup = flags.num('warmup');
   const startedAt = new Date();
-  let stopping = false;
 
   const infra = await benchInfra(run);
   log('platform: rooms, a gateway, the api');
-  const platform: Platform = await startPlatform({
-    natsUrl: infra.natsUrl,
+  const platform: Platform = await new RunServices(run).startPlatform(infra, {
     subjectPrefix: uniquePrefix('benchapi'),
-    pgServerUrl: infra.pgServerUrl,
     names: ['rooms', 'gateway', 'api'],
     // The default log level, as deployed: the api logs each request (two lines).
     env: { LOG_LEVEL: 'info', ROOM_DEFAULT_CAPACITY: '1000' },
   });
-  run.cleanup.add('stop the platform', async () => {
-    stopping = true;
-    await platform.stop();
-  });
-  for (const s of platform.services.values()) watchService(run, s, () => stopping);
   const bus = new Bus({
     servers: infra.natsUrl,
     auth: harnessNatsAuth(),
@@ -174,7 +160,7 @@ await runBench(cli.usage, async (run) => {
   const listBytes = JSON.stringify(await api.listRooms({ limit: 1000 })).length;
 
   // ------------------------------------------------------------------- removeParticipant
-  const wsUrl = `${platform.get('gateway').url.replace(/^http/, 'ws')}/api`;
+  const wsUrl = apiWsUrl(platform.get('gateway'));
   const total = 2 * (removals + warmup);
   log(`${String(total)} members joining 20 rooms`);
   const members: Member[] = [];

@@ -13,12 +13,12 @@
  */
 import os from 'node:os';
 import { chromium, type Browser } from 'playwright-core';
-import { mintToken, ServiceProcess, startPlatform, uniquePrefix } from '@switchboard/devstack';
+import { mintToken, uniquePrefix } from '@switchboard/devstack';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
 import { HOSTS_CHROMIUM_FLAGS, inPage, serveHostsPage } from '../test/e2e/hosts-page.ts';
 import { roomEchoPeer, serveNodeHost, wsUrl } from '../test/e2e/hosts-fixtures.ts';
 import { commandLine, log, runBench, stats, writeResults, type Stats } from './lib/cli.ts';
-import { benchInfra, watchService } from './lib/infra.ts';
+import { RunServices, benchInfra } from './lib/infra.ts';
 
 const cli = commandLine('calls', {
   calls: { env: 'BENCH_CALLS', def: 30, min: 1, help: 'measured set-ups of each kind' },
@@ -34,7 +34,6 @@ await runBench(cli.usage, async (run) => {
   const rtts = flags.num('rtts');
   const mib = Math.min(15, flags.num('mib'));
   const startedAt = new Date();
-  let stopping = false;
 
   const infra = await benchInfra(run);
   const pages = await serveHostsPage();
@@ -43,28 +42,20 @@ await runBench(cli.usage, async (run) => {
   });
   const env = { WS_ALLOWED_ORIGINS: new URL(pages.url).origin, LOG_LEVEL: 'info' };
   log('platform: rooms and two gateways');
-  const platform = await startPlatform({
-    natsUrl: infra.natsUrl,
+  const services = new RunServices(run);
+  const platform = await services.startPlatform(infra, {
     subjectPrefix: uniquePrefix('benchcalls'),
-    pgServerUrl: infra.pgServerUrl,
     names: ['rooms', 'gateway'],
     env,
-  });
-  run.cleanup.add('stop rooms and gateway A', async () => {
-    stopping = true;
-    await platform.stop();
+    what: 'stop rooms and gateway A',
   });
   const gwA = platform.get('gateway');
-  const gwB = await ServiceProcess.start(
+  const gwB = await services.start(
     'gateway',
     { ...platform.env, ...env },
-    { label: 'gateway-b' },
+    'stop gateway B',
+    'gateway-b',
   );
-  run.cleanup.add('stop gateway B', async () => {
-    stopping = true;
-    await gwB.stop();
-  });
-  for (const s of [platform.get('rooms'), gwA, gwB]) watchService(run, s, () => stopping);
   await run.failure.guard('gateway B ready', 30_000, gwB.waitReady());
 
   const browser: Browser = await chromium.launch({

@@ -20,13 +20,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { connect, type Session, type WebSocketLike } from '@switchboard/client';
-import {
-  ServiceProcess,
-  mintToken,
-  startPlatform,
-  uniquePrefix,
-  type Platform,
-} from '@switchboard/devstack';
+import { ServiceProcess, mintToken, uniquePrefix, type Platform } from '@switchboard/devstack';
 import WebSocket from 'ws';
 import {
   commandLine,
@@ -37,7 +31,7 @@ import {
   type BenchRun,
   type Stats,
 } from './lib/cli.ts';
-import { benchInfra, watchService } from './lib/infra.ts';
+import { RunServices, apiWsUrl, benchInfra, watchService } from './lib/infra.ts';
 import { openSocket } from './lib/ws-client.ts';
 
 const cli = commandLine('client', {
@@ -88,8 +82,6 @@ class BareClient {
 
 // -------------------------------------------------------------------------------- phases
 
-const wsUrl = (gw: ServiceProcess): string => `${gw.url.replace(/^http/, 'ws')}/api`;
-
 /** The SDK on the `ws` package's WebSocket instead of Node's global one (undici). */
 const wsFactory = (url: string): WebSocketLike => new WebSocket(url) as unknown as WebSocketLike;
 
@@ -100,13 +92,13 @@ async function roundTrips(
   const gw = platform.get('gateway');
   const room = 'bench-client-rtt';
   const token = await mintToken({ sub: 'sdk', rooms: [room] });
-  const session = await connect(wsUrl(gw), { room, token });
-  const onWs = await connect(wsUrl(gw), {
+  const session = await connect(apiWsUrl(gw), { room, token });
+  const onWs = await connect(apiWsUrl(gw), {
     room,
     token: await mintToken({ sub: 'sdk-ws', rooms: [room] }),
     WebSocket: wsFactory,
   });
-  const bare = await BareClient.open(wsUrl(gw));
+  const bare = await BareClient.open(apiWsUrl(gw));
   await bare.request('join', {
     roomId: room,
     bearer: await mintToken({ sub: 'bare', rooms: [room] }),
@@ -168,7 +160,7 @@ async function resumes(
       const room = `bench-client-resume-${String(i)}`;
       const token = await mintToken({ sub: kind, rooms: [room] });
       if (kind === 'sdk') {
-        const s: Session = await connect([wsUrl(gw), wsUrl(fallback)], { room, token });
+        const s: Session = await connect([apiWsUrl(gw), apiWsUrl(fallback)], { room, token });
         const resumed = s.once('resumed');
         killing = true;
         const t = performance.now();
@@ -177,7 +169,7 @@ async function resumes(
         sdk.push(performance.now() - t);
         await s.leave();
       } else {
-        const c = await BareClient.open(wsUrl(gw));
+        const c = await BareClient.open(apiWsUrl(gw));
         const join = (await c.request('join', {
           roomId: room,
           bearer: token,
@@ -188,7 +180,7 @@ async function resumes(
         };
         const back = new Promise<number>((resolve, reject) => {
           c.ws.once('close', () => {
-            BareClient.open(wsUrl(fallback))
+            BareClient.open(apiWsUrl(fallback))
               .then(async (c2) => {
                 await c2.request('reconnect', {
                   socketId: join.socketId,
@@ -221,10 +213,9 @@ await runBench(cli.usage, async (run) => {
   const opts = { requests: flags.num('requests'), trials: flags.num('trials') };
   const startedAt = new Date();
   const infra = await benchInfra(run);
-  const platform = await startPlatform({
-    natsUrl: infra.natsUrl,
+  const services = new RunServices(run);
+  const platform = await services.startPlatform(infra, {
     subjectPrefix: uniquePrefix('bench-client'),
-    pgServerUrl: infra.pgServerUrl,
     names: ['rooms', 'gateway'],
     // Sequential requests go well past a client's default rate limit (50/s).
     env: {
@@ -233,14 +224,12 @@ await runBench(cli.usage, async (run) => {
       WS_RATE_LIMIT_BURST: '100000',
     },
   });
-  run.cleanup.add('stop the platform', async () => {
-    await platform.stop();
-  });
-  for (const svc of platform.services.values()) watchService(run, svc, () => false);
-  const fallback = await ServiceProcess.start('gateway', platform.env, { label: 'gw-fallback' });
-  run.cleanup.add('stop the fallback gateway', async () => {
-    await fallback.stop();
-  });
+  const fallback = await services.start(
+    'gateway',
+    platform.env,
+    'stop the fallback gateway',
+    'gw-fallback',
+  );
   await fallback.waitReady();
 
   log(`round trips: ${String(opts.requests)} requests per client`);

@@ -31,13 +31,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import {
-  ServiceProcess,
   mintToken,
   postgresBinDir,
-  startPlatform,
   uniquePrefix,
   type Infra,
   type Platform,
+  type ServiceProcess,
 } from '@switchboard/devstack';
 import {
   MEMBER_LIST_MAX_BYTES,
@@ -65,7 +64,7 @@ import {
   type Failure,
   type Stats,
 } from './lib/cli.ts';
-import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './lib/infra.ts';
+import { BENCH_GATEWAY_ENV, RunServices, apiWsUrl, benchInfra } from './lib/infra.ts';
 import { openSocket } from './lib/ws-client.ts';
 
 // ------------------------------------------------------------------------------- options
@@ -669,16 +668,15 @@ async function livePhase(opts: Options, p: Setup, failure: Failure, anomalies: s
   const live = watchTicks(nc, roomEventSubject(p.prefix, 'room.live'));
   await nc.flush();
   log(`live: starting the events service (ROOM_LIVE_INTERVAL_MS=${opts.intervalMs})`);
-  const events = await ServiceProcess.start('events', {
-    ...p.platform.env,
-    ROOM_LIVE_INTERVAL_MS: String(opts.intervalMs),
-    LEADER_LEASE_MS: String(lease),
-  });
-  p.watchService(events);
-  p.cleanup('stop the events service', async () => {
-    p.stopping();
-    await events.stop();
-  });
+  const events = await p.services.start(
+    'events',
+    {
+      ...p.platform.env,
+      ROOM_LIVE_INTERVAL_MS: String(opts.intervalMs),
+      LEADER_LEASE_MS: String(lease),
+    },
+    'stop the events service',
+  );
   await events.waitReady();
   // The events service first applies the join phase's events to member presence (its own
   // durable consumer; some KV requests each): done before the measured ticks, so that they
@@ -775,17 +773,13 @@ interface Setup {
   pub: Bus;
   /** Subscribes (like an analytics consumer), on a connection of its own. */
   watch: Bus;
-  watchService(svc: ServiceProcess): void;
-  cleanup(what: string, fn: () => Promise<void>): void;
-  stopping(): void;
+  /** The run's services: the platform's, and those a phase starts. */
+  services: RunServices;
 }
 
 async function setup(run: BenchRun): Promise<Setup> {
   const { failure, cleanup } = run;
-  let stopping = false;
-  const watchProcess = (svc: ServiceProcess): void => {
-    watchService(run, svc, () => stopping);
-  };
+  const services = new RunServices(run);
   const infra: Infra = await benchInfra({ failure, cleanup });
   const prefix = uniquePrefix('benchev');
   const bus = (name: string): Bus => {
@@ -811,36 +805,18 @@ async function setup(run: BenchRun): Promise<Setup> {
     Promise.all([pub.whenConnected(), watch.whenConnected()]),
   );
   log(`platform: starting rooms and a gateway (subjects under "${prefix}.")`);
-  const platform = await startPlatform({
-    natsUrl: infra.natsUrl,
+  const platform = await services.startPlatform(infra, {
     subjectPrefix: prefix,
-    pgServerUrl: infra.pgServerUrl,
     names: ['gateway', 'rooms'],
-    env: {
-      ...BENCH_GATEWAY_ENV,
-      LOG_LEVEL: 'info',
-    },
+    env: { ...BENCH_GATEWAY_ENV, LOG_LEVEL: 'info' },
   });
-  cleanup.add('stop the platform', async () => {
-    stopping = true;
-    await platform.stop();
-  });
-  watchProcess(platform.get('gateway'));
-  watchProcess(platform.get('rooms'));
-  failure.check();
   return {
     platform,
     prefix,
-    wsUrl: `${platform.get('gateway').url.replace(/^http/, 'ws')}/api`,
+    wsUrl: apiWsUrl(platform.get('gateway')),
     pub,
     watch,
-    watchService: watchProcess,
-    cleanup: (what, fn) => {
-      cleanup.add(what, fn);
-    },
-    stopping: () => {
-      stopping = true;
-    },
+    services,
   };
 }
 

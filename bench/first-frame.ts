@@ -33,20 +33,12 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  ServiceProcess,
-  mintToken,
-  redact,
-  startPlatform,
-  uniquePrefix,
-  type Infra,
-  type Platform,
-} from '@switchboard/devstack';
+import { mintToken, uniquePrefix, type Infra, type Platform } from '@switchboard/devstack';
 import type { JoinReply } from '@switchboard/protocol';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/e2e/chromium.ts';
 import type { P2PGlobal } from '../test/e2e/pages/p2p.ts';
 import type { SfuApi } from '../test/e2e/pages/sfu.ts';
-import type { Cleanup, Failure } from './lib/cli.ts';
+import type { BenchRun, Failure } from './lib/cli.ts';
 import {
   UsageError,
   commandLine,
@@ -75,7 +67,7 @@ import {
   type BrowserContext,
   type Page,
 } from './lib/first-frame-pages.ts';
-import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './lib/infra.ts';
+import { BENCH_GATEWAY_ENV, RunServices, benchInfra, infraRecord } from './lib/infra.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -170,23 +162,13 @@ interface MachineLoad {
 
 // ------------------------------------------------------------------------------ platform
 
-interface Services {
-  list: ServiceProcess[];
-  /** Set once stopping starts: exits from then on are expected. */
-  stopping: boolean;
-}
-
 /** NATS, PostgreSQL, rooms, a gateway and a media node; returns the gateway's /api URL. */
 async function startOwnPlatform(
-  failure: Failure,
-  cleanup: Cleanup,
-  services: Services,
+  run: Pick<BenchRun, 'failure' | 'cleanup' | 'services'>,
   pageOrigin: string,
 ) {
-  const watch = (svc: ServiceProcess): void => {
-    watchService({ failure, services: services.list }, svc, () => services.stopping);
-  };
-  const infra: Infra = await benchInfra({ failure, cleanup });
+  const services = new RunServices(run);
+  const infra: Infra = await benchInfra(run);
 
   const subjectPrefix = uniquePrefix('benchff');
   const env: Record<string, string> = {
@@ -197,39 +179,21 @@ async function startOwnPlatform(
     LOG_LEVEL: 'info',
   };
   log(`platform: starting rooms and a gateway (subjects under "${subjectPrefix}.")`);
-  const platform: Platform = await startPlatform({
-    natsUrl: infra.natsUrl,
+  const platform: Platform = await services.startPlatform(infra, {
     subjectPrefix,
-    pgServerUrl: infra.pgServerUrl,
     names: ['rooms', 'gateway'],
     env,
+    what: 'stop rooms and the gateway',
   });
-  cleanup.add('stop rooms and the gateway', async () => {
-    services.stopping = true;
-    await platform.stop();
-  });
-  watch(platform.get('rooms'));
-  watch(platform.get('gateway'));
-  failure.check();
   log('platform: starting a media node (one mediasoup worker)');
-  const media = await ServiceProcess.start('media', { ...platform.env, ...env });
-  cleanup.add('stop the media node', async () => {
-    services.stopping = true;
-    await media.stop();
-  });
-  watch(media);
-  failure.check();
-  await failure.guard('media node ready', 60_000, media.waitReady());
+  const media = await services.start('media', { ...platform.env, ...env }, 'stop the media node');
+  await run.failure.guard('media node ready', 60_000, media.waitReady());
   return {
     wsUrl: `ws://127.0.0.1:${String(platform.get('gateway').port)}/api`,
     setup: {
-      nats: infra.started.nats === undefined ? infra.natsUrl : `${infra.natsUrl} (started here)`,
-      postgres:
-        infra.started.postgres === undefined
-          ? redact(infra.pgServerUrl)
-          : `${redact(infra.pgServerUrl)} (started here)`,
+      ...infraRecord(infra),
       subjectPrefix,
-      services: services.list.map((s) => ({ name: s.process.name, pid: s.process.child.pid })),
+      services: run.services.map((s) => ({ name: s.process.name, pid: s.process.child.pid })),
     },
   };
 }
@@ -906,12 +870,8 @@ function report(
 
 // ------------------------------------------------------------------------------------ main
 
-async function main(
-  failure: Failure,
-  cleanup: Cleanup,
-  services: Services,
-  anomalies: string[],
-): Promise<number> {
+async function main(run: BenchRun): Promise<number> {
+  const { failure, cleanup, anomalies } = run;
   const opts = parseOptions();
   const startedAt = new Date();
   const cpuAtStart = cpuTimes();
@@ -927,7 +887,7 @@ async function main(
   });
   failure.check();
   // The pages have an origin of their own: the gateway admits it (and only it) by name.
-  const platform = await startOwnPlatform(failure, cleanup, services, pages.origin);
+  const platform = await startOwnPlatform(run, pages.origin);
   failure.check();
 
   log(`browser: launching ${CHROMIUM_PATH}`);
@@ -1060,6 +1020,4 @@ async function main(
   return anomalies.length > 0 ? 1 : 0;
 }
 
-await runBench(cli.usage, async ({ failure, cleanup, anomalies, services }) => {
-  return await main(failure, cleanup, { list: services, stopping: false }, anomalies);
-});
+await runBench(cli.usage, main);

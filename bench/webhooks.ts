@@ -25,13 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type WebSocket from 'ws';
-import {
-  DEV_HS256_SECRET,
-  ServiceProcess,
-  mintToken,
-  startPlatform,
-  uniquePrefix,
-} from '@switchboard/devstack';
+import { DEV_HS256_SECRET, mintToken, uniquePrefix } from '@switchboard/devstack';
 import { WebhookHeaders, roomEventStream } from '@switchboard/protocol';
 import { verifyWebhook } from '@switchboard/client/webhooks';
 import {
@@ -44,7 +38,7 @@ import {
   type BenchRun,
   type Stats,
 } from './lib/cli.ts';
-import { benchInfra, watchService } from './lib/infra.ts';
+import { RunServices, apiWsUrl, benchInfra } from './lib/infra.ts';
 import { openSocket } from './lib/ws-client.ts';
 
 const cli = commandLine('webhooks', {
@@ -108,7 +102,6 @@ await runBench(cli.usage, async (run: BenchRun) => {
   const opts = parseOptions();
   const startedAt = new Date();
   const { failure, cleanup } = run;
-  let stopping = false;
 
   // The receiver: 200 at once; the body's arrival time per event id.
   const hooks = new Map<string, Seen>();
@@ -145,10 +138,9 @@ await runBench(cli.usage, async (run: BenchRun) => {
   const infra = await benchInfra({ failure, cleanup });
   const prefix = uniquePrefix('benchwh');
   log(`platform: rooms, a gateway and an events service (subjects under "${prefix}.")`);
-  const platform = await startPlatform({
-    natsUrl: infra.natsUrl,
+  const services = new RunServices(run);
+  const platform = await services.startPlatform(infra, {
     subjectPrefix: prefix,
-    pgServerUrl: infra.pgServerUrl,
     names: ['gateway', 'rooms'],
     env: {
       AUTH_HS256_SECRET: DEV_HS256_SECRET,
@@ -158,13 +150,7 @@ await runBench(cli.usage, async (run: BenchRun) => {
       LOG_LEVEL: 'info',
     },
   });
-  cleanup.add('stop the platform', async () => {
-    stopping = true;
-    await platform.stop();
-  });
-  watchService(run, platform.get('gateway'), () => stopping);
-  watchService(run, platform.get('rooms'), () => stopping);
-  const events = await ServiceProcess.start(
+  const events = await services.start(
     'events',
     {
       ...platform.env,
@@ -172,13 +158,8 @@ await runBench(cli.usage, async (run: BenchRun) => {
       WEBHOOK_API_KEY: KEY_ID,
       WEBHOOK_URLS: hookUrl,
     },
-    { label: 'events' },
+    'stop the events service',
   );
-  cleanup.add('stop the events service', async () => {
-    stopping = true;
-    await events.stop();
-  });
-  watchService(run, events, () => stopping);
   await events.waitReady();
   failure.check();
 
@@ -193,7 +174,7 @@ await runBench(cli.usage, async (run: BenchRun) => {
   const stream = new Map<string, Seen>();
   const js = jetstream(nc);
   // The rooms service creates the stream with its first event: one room first, unmeasured.
-  const wsUrl = `${platform.get('gateway').url.replace(/^http/, 'ws')}/api`;
+  const wsUrl = apiWsUrl(platform.get('gateway'));
   // Until the endpoint's consumer exists (deliver policy `new`), events are not its: warm up
   // with a room at a time until one reaches the receiver (unmeasured).
   const warmUntil = Date.now() + opts.timeoutMs;

@@ -21,7 +21,7 @@ import {
 } from '@switchboard/devstack';
 import type { ServerFrame } from '@switchboard/protocol';
 import type WebSocket from 'ws';
-import { BENCH_GATEWAY_ENV } from './infra.ts';
+import { BENCH_GATEWAY_ENV, apiWsUrl } from './infra.ts';
 import { procRunTimeMs } from './proc-cpu.ts';
 import { openSocket } from './ws-client.ts';
 import {
@@ -133,7 +133,7 @@ export class PlatformScenario implements Scenario {
     });
     this.#media = await ServiceProcess.start('media', { ...this.#platform.env, ...env });
     await this.#media.waitReady();
-    this.#wsUrl = `${this.#platform.get('gateway').url.replace(/^http/, 'ws')}/api`;
+    this.#wsUrl = apiWsUrl(this.#platform.get('gateway'));
   }
 
   info(): Record<string, unknown> {

@@ -10,15 +10,14 @@ import {
   ManagedProcess,
   NODE,
   ROOT,
-  ServiceProcess,
   redact,
-  startPlatform,
   uniquePrefix,
   type Infra,
   type Platform,
+  type ServiceProcess,
 } from '@switchboard/devstack';
 import { ends, log, perUnit, stats, type BenchRun, type Failure } from './cli.ts';
-import { BENCH_GATEWAY_ENV, benchInfra, watchService } from './infra.ts';
+import { BENCH_GATEWAY_ENV, RunServices, benchInfra, infraRecord } from './infra.ts';
 import { CpuMeter, pidsNamed } from './proc-cpu.ts';
 import { RssSampler } from './proc-mem.ts';
 
@@ -53,11 +52,7 @@ export async function startSignalingPlatform(
   run: Pick<BenchRun, 'failure' | 'cleanup' | 'services'>,
 ) {
   const { failure, cleanup } = run;
-  // Set by the clean-up steps that stop services: exits from then on are expected.
-  let stopping = false;
-  const watch = (svc: ServiceProcess): void => {
-    watchService(run, svc, () => stopping);
-  };
+  const services = new RunServices(run);
 
   const infra: Infra = await benchInfra(run);
 
@@ -77,51 +72,31 @@ export async function startSignalingPlatform(
     LOG_LEVEL: 'info',
   };
   log(`platform: starting rooms and a gateway (subjects under "${subjectPrefix}.")`);
-  const platform: Platform = await startPlatform({
-    natsUrl: infra.natsUrl,
+  const platform: Platform = await services.startPlatform(infra, {
     subjectPrefix,
-    pgServerUrl: infra.pgServerUrl,
     names: ['gateway', 'rooms'],
     env,
   });
-  cleanup.add('stop the platform', async () => {
-    stopping = true;
-    await platform.stop();
-  });
-  failure.check();
+  /** A further process of service `name`, ready. */
+  const another = async (
+    name: 'gateway' | 'rooms',
+    label: string,
+    what: string,
+  ): Promise<ServiceProcess> => {
+    const svc = await services.start(name, { ...platform.env }, what, label);
+    await svc.waitReady();
+    failure.check();
+    return svc;
+  };
   const gateways = [platform.get('gateway')];
-  watch(platform.get('gateway'));
-  watch(platform.get('rooms'));
   if (opts.gateways === 2) {
     log('platform: starting a second gateway');
-    const gw2 = await ServiceProcess.start('gateway', { ...platform.env }, { label: 'gateway-2' });
-    cleanup.add('stop the second gateway', async () => {
-      stopping = true;
-      await gw2.stop();
-    });
-    watch(gw2);
-    failure.check();
-    await gw2.waitReady();
-    gateways.push(gw2);
-    failure.check();
+    gateways.push(await another('gateway', 'gateway-2', 'stop the second gateway'));
   }
   const rooms = [platform.get('rooms')];
   for (let i = 2; i <= opts.rooms; i++) {
     log(`platform: starting rooms replica ${i}`);
-    const replica = await ServiceProcess.start(
-      'rooms',
-      { ...platform.env },
-      { label: `rooms-${i}` },
-    );
-    cleanup.add(`stop rooms replica ${i}`, async () => {
-      stopping = true;
-      await replica.stop();
-    });
-    watch(replica);
-    failure.check();
-    await replica.waitReady();
-    failure.check();
-    rooms.push(replica);
+    rooms.push(await another('rooms', `rooms-${i}`, `stop rooms replica ${i}`));
   }
   const pidOf = (s: ServiceProcess): number[] =>
     s.process.pid === undefined ? [] : [s.process.pid];
@@ -161,11 +136,7 @@ export async function startSignalingPlatform(
     rss,
     setup: {
       started: 'here',
-      nats: infra.started.nats === undefined ? infra.natsUrl : `${infra.natsUrl} (started here)`,
-      postgres:
-        infra.started.postgres === undefined
-          ? redact(infra.pgServerUrl)
-          : `${redact(infra.pgServerUrl)} (started here)`,
+      ...infraRecord(infra),
       serviceEnv: {
         ...env,
         DATABASE_URL: redact(platform.databaseUrl),
