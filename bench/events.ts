@@ -26,7 +26,6 @@
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
@@ -54,9 +53,11 @@ import { CpuMeter, pidsNamed, procCpuMs } from './lib/proc-cpu.ts';
 import { memoryMiB } from './lib/proc-mem.ts';
 import {
   UsageError,
+  columns,
   commandLine,
   finishRun,
   log,
+  machineLine,
   pool,
   runBench,
   stats,
@@ -905,18 +906,14 @@ function report(opts: Options, j: JoinResult, l: LiveResult): string {
       '',
     ],
   ];
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  const line = (r: [string, string, string]): string =>
-    `${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`.trimEnd();
   return [
     `events benchmark: ${opts.clients} clients joining rooms of ${opts.roomSize} through one ` +
       `gateway (${opts.concurrency} at once); room.live of ${opts.rooms} rooms of one member` +
       (opts.bigRoom > 0 ? ` and one of ${opts.bigRoom}` : '') +
       ` (inserted in ${l.insertMs} ms), ROOM_LIVE_INTERVAL_MS ${opts.intervalMs}`,
-    `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
+    machineLine(),
     '',
-    ...rows.map(line),
+    ...columns(rows),
     '',
     'join → room.join: from sending join to a core NATS subscriber receiving its room.join',
     "(outbox → JetStream). A room.live tick is timed from its `ts` (the events leader's clock",

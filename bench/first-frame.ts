@@ -41,13 +41,15 @@ import type { SfuApi } from '../test/e2e/pages/sfu.ts';
 import type { BenchRun, Failure } from './lib/cli.ts';
 import {
   UsageError,
+  columns,
   commandLine,
   errMessage,
   log,
+  machineLine,
   runBench,
   stats,
-  type Stats,
   writeResults,
+  type Stats,
 } from './lib/cli.ts';
 import {
   instrumentScript,
@@ -823,9 +825,6 @@ function report(
       return [`  ${label}`, one('sfu', sfu), one('p2p', p2p)];
     }),
   ];
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  const table = rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`.trimEnd());
   const r = ratios(summaries);
   const diff = (f: (s: PathSummary) => Stats | undefined): string => {
     const d =
@@ -842,7 +841,7 @@ function report(
       '(simulcast camera + mic), a fresh subscriber page per run that joins, consumes and leaves',
     "P2P: p2p.ts (the SDK's Session), a fresh pair per run in a fresh room: the subscriber calls the publisher, " +
       'exchangeSdp / exchangeCandidate relayed by the same gateway, RTCPeerConnection on loopback',
-    `machine: ${String(os.cpus().length)} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; ` +
+    `${machineLine()}; ` +
       `CPU busy ${pct(load.before)} of all cores in the second before the start` +
       (load.before > BUSY_BEFORE
         ? ' — BUSY: other work on the machine weighs on these figures'
@@ -850,7 +849,7 @@ function report(
       `, ${pct(load.during)} during the runs (with this benchmark's own)`,
     '',
     'ms; p50 / p90 nearest rank',
-    ...table,
+    ...columns(rows),
     '',
     `ratio SFU / P2P of the p50s: presented ${r.presented === undefined ? '—' : r.presented.toFixed(2)} ` +
       `(${diff((s) => s.joinToPresented)} ms), decoded ${r.decoded === undefined ? '—' : r.decoded.toFixed(2)} ` +

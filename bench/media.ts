@@ -34,7 +34,15 @@ import {
   type RtpSenderOptions,
 } from './lib/rtp-sender.ts';
 import { UdpSinks } from './lib/udp-sink.ts';
-import { UsageError, commandLine, errMessage, finishRun, log, usageExitCode } from './lib/cli.ts';
+import {
+  UsageError,
+  commandLine,
+  errMessage,
+  finishRun,
+  log,
+  machineLine,
+  usageExitCode,
+} from './lib/cli.ts';
 
 // ------------------------------------------------------------------------------- options
 
@@ -570,7 +578,7 @@ function report(
       (opts.keyFrameInterval > 0 ? `every ${opts.keyFrameInterval} s` : 'on PLI only') +
       `${opts.audio ? '; Opus 64 kbit/s, 20 ms' : ''}; ~${targetPps(opts).toFixed(0)} pps in; ` +
       `${opts.warmup} s warm-up, ${opts.seconds} s window`,
-    `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
+    machineLine(),
     ...scenarios.map((s) => `${s.name}: ${s.description}`),
     '',
     ...lines,

@@ -48,12 +48,14 @@ import {
 import pg from 'pg';
 import {
   UsageError,
+  columns,
   cpuText,
   ends,
   commandLine,
   finishRun,
   fmt,
   log,
+  machineLine,
   perUnit,
   pool,
   runBench,
@@ -291,22 +293,19 @@ function listen(conns: readonly Conn[], presence: Presence, failure: Failure): {
     c.onEvent = (conn, frame, at) => {
       const size = roomSizeOf(frame.d);
       switch (frame.a) {
-        case 'eventJoin':
-          if (size === undefined) {
-            failure.fail(new Error(`client ${conn.index}: ${JSON.stringify(frame)}`));
-            return;
-          }
-          presence.heardJoin(conn.index, size, at);
-          return;
         case 'eventLeave':
           presence.heardLeave(conn.index, at);
           return;
+        case 'eventJoin':
         case 'eventRoomState':
+          // Both carry the room's size.
           if (size === undefined) {
             failure.fail(new Error(`client ${conn.index}: ${JSON.stringify(frame)}`));
-            return;
+          } else if (frame.a === 'eventJoin') {
+            presence.heardJoin(conn.index, size, at);
+          } else {
+            presence.roomState(conn.index, size, at);
           }
-          presence.roomState(conn.index, size, at);
           return;
         default:
           conn.countEvent(frame);
@@ -854,10 +853,6 @@ function report(opts: Options, r: Result, load: { start: number[]; end: number[]
     `platform (${opts.gateways} gateway${opts.gateways === 1 ? '' : 's'} + rooms)`,
     'baseline (bare pg join transaction)',
   ];
-  const w0 = Math.max(...[head, ...rows].map((x) => x[0].length));
-  const w1 = Math.max(...[head, ...rows].map((x) => x[1].length));
-  const line = (x: [string, string, string]): string =>
-    `${x[0].padEnd(w0)}  ${x[1].padEnd(w1)}  ${x[2]}`.trimEnd();
   const tenths = r.join.byTenth.map((s: Stats | undefined) =>
     s === undefined ? '—' : fmt(s).split(' / ')[0],
   );
@@ -865,12 +860,11 @@ function report(opts: Options, r: Result, load: { start: number[]; end: number[]
   return [
     `room benchmark: ${int(n)} members in one room through ${opts.gateways} gateway${opts.gateways === 1 ? '' : 's'}, ` +
       `${opts.concurrency} joins at once, batchEvents ${opts.batch ? 'asked for' : 'not asked for'}`,
-    `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ` +
+    `${machineLine()}, ` +
       `load average ${load.start.map((x) => x.toFixed(1)).join(' ')} at start, ` +
       `${load.end.map((x) => x.toFixed(1)).join(' ')} at the end`,
     '',
-    line(head),
-    ...rows.map(line),
+    ...columns([head, ...rows]),
     '',
     `join p50 by tenth of the room, ms: ${tenths.join(', ')}`,
     ...(others.length === 0

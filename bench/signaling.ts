@@ -15,7 +15,6 @@
  * `--help` lists the flags (each also read from an environment variable).
  */
 import { randomBytes } from 'node:crypto';
-import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import {
@@ -31,11 +30,13 @@ import type { Failure } from './lib/cli.ts';
 import {
   Cleanup,
   UsageError,
+  columns,
   commandLine,
   cpuText,
   finishRun,
   fmt,
   log,
+  machineLine,
   perUnit,
   runBench,
   stats,
@@ -1116,10 +1117,6 @@ function report(
     `platform (${opts.gateways} gateway${opts.gateways === 1 ? '' : 's'}${opts.urls.length > 0 ? ' at --url' : opts.rooms === 1 ? ' + rooms' : ` + ${opts.rooms} rooms`})`,
     'baselines (fastify ws echo; bare relay)',
   ];
-  const w0 = Math.max(...[head, ...rows].map((r) => r[0].length));
-  const w1 = Math.max(...[head, ...rows].map((r) => r[1].length));
-  const line = (r: [string, string, string]): string =>
-    `${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`.trimEnd();
   const msgs = opts.clients * opts.relays;
   return [
     `signaling benchmark: ${opts.clients} clients in rooms of ${opts.roomSize}, ` +
@@ -1127,10 +1124,9 @@ function report(
       `the baseline's and the platform's in turn, ${opts.window} in flight per client, ` +
       `${frameBytes}-byte frames, ${opts.warmup} warm-up), ${opts.concurrency} connects/joins at once ` +
       `(after ${opts.joinWarmup} warm-up joins on each side)`,
-    `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`,
+    machineLine(),
     '',
-    line(head),
-    ...rows.map(line),
+    ...columns([head, ...rows]),
     ...(platform === undefined || Object.keys(platform.otherEvents).length === 0
       ? []
       : [

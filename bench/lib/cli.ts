@@ -166,6 +166,16 @@ export function fmt(s: Stats | undefined, max = false): string {
   return max ? `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}` : `${f(s.p50)} / ${f(s.p99)}`;
 }
 
+/**
+ * A report's table of three columns, a line a row: the first two padded to their widest cell,
+ * two spaces between columns, trailing blanks trimmed.
+ */
+export function columns(rows: readonly (readonly [string, string, string])[]): string[] {
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  return rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`.trimEnd());
+}
+
 /** CPU used per unit of work, rounded to 3 significant digits (`scale`: 1000 for µs from ms). */
 export function perUnit(
   used: Record<string, number> | undefined,
@@ -263,6 +273,11 @@ export function machineInfo(): Record<string, unknown> {
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
   };
+}
+
+/** A report's line on the machine: `machine: <cores> × <CPU model>, Node <version>`. */
+export function machineLine(): string {
+  return `machine: ${String(os.cpus().length)} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
 }
 
 /**
