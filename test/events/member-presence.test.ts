@@ -5,8 +5,7 @@
  * after its reconnect window); each change announced once, the state in NATS KV.
  */
 import { Kvm } from '@nats-io/kv';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { ServiceProcess } from '@switchboard/devstack';
+import { describe, expect, it } from 'vitest';
 import {
   hostSubjects,
   memberPresence,
@@ -15,30 +14,24 @@ import {
   userToken,
   type MemberPresenceChange,
 } from '@switchboard/protocol';
-import { TestClient } from '../signaling/client.ts';
+import { joinVia, type TestClient } from '../signaling/client.ts';
 import { sleep } from '../signaling/fixtures.ts';
-import { TIMINGS, startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
+import { TIMINGS } from '../signaling/platform.ts';
+import { useEventsPlatform, type EventsPlatform } from './platform.ts';
 
-let sp: SignalingPlatform;
-const events: ServiceProcess[] = [];
+let sp: EventsPlatform;
 const changes: MemberPresenceChange[] = [];
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  for (const id of ['events-a', 'events-b']) {
-    events.push(await sp.spawn('events', id, { INSTANCE_ID: id }));
-  }
+useEventsPlatform(open, async (p) => {
+  sp = p;
+  for (const id of ['events-a', 'events-b']) await sp.startReplica(id);
   sp.bus.subscribe(hostSubjects.members(sp.bus.prefix), memberPresenceChange, (c) => {
     changes.push(c);
   });
 });
 
-afterAll(async () => {
-  for (const c of open) c.kill();
-  for (const e of events) await e.stop();
-  await sp.stop();
-});
+const join = joinVia(() => sp, open);
 
 async function until(
   pred: () => boolean | Promise<boolean>,
@@ -53,20 +46,12 @@ async function until(
 }
 
 async function summary(userId: string): Promise<unknown> {
-  const nc = sp.bus.connection;
-  if (nc === undefined) throw new Error('no NATS');
-  const kv = await new Kvm(nc).open(memberPresenceBucket(sp.bus.prefix));
+  const kv = await new Kvm(sp.nc).open(memberPresenceBucket(sp.prefix));
   const entry = await kv.get(`user.${userToken(userId)}`);
   if (entry?.operation !== 'PUT') return undefined;
   const parsed = memberPresence.parse(entry.json());
   if (!parsed.ok) throw new Error('malformed summary');
   return parsed.value;
-}
-
-async function join(gw: 'gw1' | 'gw2', room: string, user: string): Promise<TestClient> {
-  const c = await TestClient.join(sp[gw].url, room, user);
-  open.push(c);
-  return c;
 }
 
 const of = (userId: string): MemberPresenceChange[] => changes.filter((c) => c.userId === userId);

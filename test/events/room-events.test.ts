@@ -4,72 +4,30 @@
  * ids and consecutive sequence numbers, never twice — on the real NATS (JetStream) and
  * PostgreSQL, with the rooms service and two gateways.
  */
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { execFile } from 'node:child_process';
 import { join as joinPath } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NODE, ROOT, harnessConnectOptions, natsIdentityEnv, waitFor } from '@switchboard/devstack';
+import { describe, expect, it } from 'vitest';
+import { NODE, ROOT, waitFor } from '@switchboard/devstack';
 import { Rooms, roomEventStream } from '@switchboard/protocol';
-import { TestClient } from '../signaling/client.ts';
-import { CuttableProxy } from '../signaling/proxy.ts';
-import { TIMINGS, startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
-
-interface Stored {
-  subject: string;
-  data: { id: string; ts: number; seq: number; roomId: string } & Record<string, unknown>;
-}
+import { TestClient, joinVia } from '../signaling/client.ts';
+import { TIMINGS } from '../signaling/platform.ts';
+import { useEventsPlatform, type EventsPlatform, type StoredEvent } from './platform.ts';
 
 const execFileP = promisify(execFile);
-let sp: SignalingPlatform;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
+let sp: EventsPlatform;
 const open: TestClient[] = [];
-const proxies: CuttableProxy[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  nc = await connect({ servers: inject('natsUrl'), ...harnessConnectOptions() });
-  jsm = await jetstreamManager(nc);
+useEventsPlatform(open, (p) => {
+  sp = p;
 });
 
-afterAll(async () => {
-  for (const c of open) c.kill();
-  // A cut proxy is restored (so the services behind it stop cleanly), then closed.
-  for (const p of proxies) await p.restore().catch(() => undefined);
-  await nc.close();
-  await sp.stop();
-  for (const p of proxies) await p.cut();
-});
+const join = joinVia(() => sp, open);
 
-const prefix = (): string => sp.platform.env['NATS_SUBJECT_PREFIX'] ?? '';
+const kinds = (events: StoredEvent[]): string[] => events.map((e) => sp.eventName(e.subject));
 
-/** Every event stored for `roomId`, in stream order. */
-async function stored(roomId: string): Promise<Stored[]> {
-  const name = roomEventStream(prefix());
-  const info = await jsm.streams.info(name);
-  const out: Stored[] = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
-    const m = await jsm.streams.getMessage(name, { seq });
-    if (m === null) continue;
-    const data = m.json<Stored['data']>();
-    if (data.roomId === roomId) out.push({ subject: m.subject, data });
-  }
-  return out;
-}
-
-const kinds = (events: Stored[]): string[] =>
-  events.map((e) => e.subject.slice(prefix().length + 1));
-
-async function join(gw: 'gw1' | 'gw2', roomId: string, userId: string): Promise<TestClient> {
-  const c = await TestClient.join(sp[gw].url, roomId, userId);
-  open.push(c);
-  return c;
-}
-
-function expectWellFormed(events: Stored[]): void {
+function expectWellFormed(events: StoredEvent[]): void {
   const ids = new Set(events.map((e) => e.data.id));
   expect(ids.size).toBe(events.length);
   const seqs = events.map((e) => e.data.seq);
@@ -84,8 +42,8 @@ describe('room events through the outbox', () => {
     b.close(1000);
     await a.event('eventLeave');
     a.close(1000);
-    await waitFor('six events', async () => (await stored('ev-basic')).length === 6);
-    const events = await stored('ev-basic');
+    await waitFor('six events', async () => (await sp.stored('ev-basic')).length === 6);
+    const events = await sp.stored('ev-basic');
     expect(kinds(events)).toEqual([
       'room.created',
       'room.join',
@@ -112,8 +70,8 @@ describe('room events through the outbox', () => {
     // The room opens again later: its numbers go on.
     const c = await join('gw1', 'ev-basic', 'carol');
     c.close(1000);
-    await waitFor('the room again', async () => (await stored('ev-basic')).length === 10);
-    const again = await stored('ev-basic');
+    await waitFor('the room again', async () => (await sp.stored('ev-basic')).length === 10);
+    const again = await sp.stored('ev-basic');
     expect(kinds(again).slice(6)).toEqual([
       'room.created',
       'room.join',
@@ -133,8 +91,8 @@ describe('room events through the outbox', () => {
     expect((await b2.resume(b)).s).toBe(true);
     b2.kill();
     await a.event('eventLeave', TIMINGS.RECONNECT_WINDOW_MS + 10_000);
-    await waitFor('the leave', async () => (await stored('ev-window')).length === 4);
-    const events = await stored('ev-window');
+    await waitFor('the leave', async () => (await sp.stored('ev-window')).length === 4);
+    const events = await sp.stored('ev-window');
     expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.leave']);
     expect(events[3]?.data).toMatchObject({ socketId, userId: 'bob', roomSize: 1 });
     expectWellFormed(events);
@@ -149,15 +107,15 @@ describe('room events through the outbox', () => {
       'eventLeave',
       TIMINGS.GATEWAY_DEAD_AFTER_MS + TIMINGS.RECONNECT_WINDOW_MS + 10_000,
     );
-    await waitFor('the leave', async () => (await stored('ev-gwdead')).length === 4);
-    const events = await stored('ev-gwdead');
+    await waitFor('the leave', async () => (await sp.stored('ev-gwdead')).length === 4);
+    const events = await sp.stored('ev-gwdead');
     expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.leave']);
     expect(events[3]?.data).toMatchObject({ socketId: c.socketId, userId: 'carol' });
   });
 
   it('an event published again (a retried publish) is stored once', async () => {
     const a = await join('gw1', 'ev-retry', 'alice');
-    await waitFor('two events', async () => (await stored('ev-retry')).length === 2);
+    await waitFor('two events', async () => (await sp.stored('ev-retry')).length === 2);
     // As if the relay had published, then failed before marking them: they go out again.
     const db = new pg.Client({ connectionString: sp.platform.databaseUrl });
     await db.connect();
@@ -176,8 +134,8 @@ describe('room events through the outbox', () => {
       await db.end();
     }
     a.close(1000);
-    await waitFor('four events', async () => (await stored('ev-retry')).length === 4);
-    const events = await stored('ev-retry');
+    await waitFor('four events', async () => (await sp.stored('ev-retry')).length === 4);
+    const events = await sp.stored('ev-retry');
     expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.leave', 'room.closed']);
     expectWellFormed(events);
   });
@@ -193,20 +151,15 @@ describe('room events through the outbox', () => {
         'room.join,room.leave',
       ],
       {
-        env: {
-          ...process.env,
-          ...natsIdentityEnv('tail'),
-          NATS_URL: inject('natsUrl'),
-          NATS_SUBJECT_PREFIX: prefix(),
-        },
+        env: sp.toolEnv('tail'),
         timeout: 20_000,
       },
     );
     const lines = stdout
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { stream: number; subject: string; event: Stored['data'] });
-    expect(lines.map((l) => l.subject.slice(prefix().length + 1))).toEqual([
+      .map((l) => JSON.parse(l) as { stream: number; subject: string; event: StoredEvent['data'] });
+    expect(lines.map((l) => sp.eventName(l.subject))).toEqual([
       'room.join',
       'room.join',
       'room.leave',
@@ -221,12 +174,7 @@ describe('room events through the outbox', () => {
       NODE,
       [joinPath(ROOT, 'services/events/src/tail.ts'), '--room', 'ev-basic', '--from', String(from)],
       {
-        env: {
-          ...process.env,
-          ...natsIdentityEnv('tail'),
-          NATS_URL: inject('natsUrl'),
-          NATS_SUBJECT_PREFIX: prefix(),
-        },
+        env: sp.toolEnv('tail'),
       },
     );
     // bob's leave, alice's, closed; created, carol's join and leave, closed.
@@ -234,35 +182,39 @@ describe('room events through the outbox', () => {
   });
 
   it("a publish the stream refuses holds its room's later events back, not other rooms'; an operator's settings stay", async () => {
-    const name = roomEventStream(prefix());
-    const original = (await jsm.streams.info(name)).config;
+    const name = roomEventStream(sp.prefix);
+    const original = (await sp.jsm.streams.info(name)).config;
     await join('gw1', 'ev-order', 'alice');
-    await waitFor('alice', async () => (await stored('ev-order')).length === 2);
-    const aliceJoin = await jsm.streams.getMessage(name, {
-      last_by_subj: `${prefix()}.room.join`,
+    await waitFor('alice', async () => (await sp.stored('ev-order')).length === 2);
+    const aliceJoin = await sp.jsm.streams.getMessage(name, {
+      last_by_subj: `${sp.prefix}.room.join`,
     });
     const size = aliceJoin?.data.length ?? 0;
     expect(size).toBeGreaterThan(0);
     // An operator's own limits: a room.join with a 128-character userId (123 bytes more than
     // alice's) is now too big for the stream; every other event still fits.
-    await jsm.streams.update(name, { ...original, max_msg_size: size + 90, max_msgs: 1_000_000 });
+    await sp.jsm.streams.update(name, {
+      ...original,
+      max_msg_size: size + 90,
+      max_msgs: 1_000_000,
+    });
     try {
       const long = 'u'.repeat(128);
       await join('gw1', 'ev-order', long);
       await join('gw2', 'ev-order', 'carol');
       await join('gw2', 'ev-other', 'dave');
-      await waitFor('the other room', async () => (await stored('ev-other')).length === 2);
+      await waitFor('the other room', async () => (await sp.stored('ev-other')).length === 2);
       await new Promise((r) => setTimeout(r, 1500));
       // carol's join waits behind the refused one, though the stream would take it.
-      expect(await stored('ev-order')).toHaveLength(2);
+      expect(await sp.stored('ev-order')).toHaveLength(2);
 
       // The operator lifts the limit: the held events go out, in their room's order.
-      const now = (await jsm.streams.info(name)).config;
-      await jsm.streams.update(name, { ...now, max_msg_size: -1 });
-      await waitFor('the held events', async () => (await stored('ev-order')).length === 4, {
+      const now = (await sp.jsm.streams.info(name)).config;
+      await sp.jsm.streams.update(name, { ...now, max_msg_size: -1 });
+      await waitFor('the held events', async () => (await sp.stored('ev-order')).length === 4, {
         timeoutMs: 20_000,
       });
-      const events = await stored('ev-order');
+      const events = await sp.stored('ev-order');
       expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.join']);
       expect(events.map((e) => e.data['userId'])).toEqual([undefined, 'alice', long, 'carol']);
       expectWellFormed(events);
@@ -275,9 +227,9 @@ describe('room events through the outbox', () => {
       try {
         await waitFor(
           'the new limit',
-          async () => (await jsm.streams.info(name)).config.max_bytes === 512 * 1024 * 1024,
+          async () => (await sp.jsm.streams.info(name)).config.max_bytes === 512 * 1024 * 1024,
         );
-        const after = (await jsm.streams.info(name)).config;
+        const after = (await sp.jsm.streams.info(name)).config;
         expect(after.max_msgs).toBe(1_000_000);
         expect(after.max_msg_size).toBe(-1);
         expect(after.subjects).toEqual(original.subjects);
@@ -285,21 +237,17 @@ describe('room events through the outbox', () => {
         expect(await replica.stop()).toBe(0);
       }
     } finally {
-      await jsm.streams.update(name, original);
+      await sp.jsm.streams.update(name, original);
     }
   });
 
   it('a rooms service cut off from NATS loses no event: its outbox drains when NATS is back', async () => {
     // The only rooms service from here on talks to NATS through a proxy the test can cut.
-    const proxy = await CuttableProxy.start(inject('natsUrl'));
-    proxies.push(proxy);
-    const rooms = await sp.spawn('rooms', 'rooms-cut', {
-      NATS_URL: `nats://127.0.0.1:${String(proxy.port)}`,
-    });
+    const { service: rooms, proxy } = await sp.spawnCuttable('rooms', 'rooms-cut');
     await sp.platform.get('rooms').stop();
     await join('gw1', 'ev-outage', 'alice');
     const b = await join('gw1', 'ev-outage', 'bob');
-    await waitFor('the joins', async () => (await stored('ev-outage')).length === 3);
+    await waitFor('the joins', async () => (await sp.stored('ev-outage')).length === 3);
     b.kill(); // a drop: bob's session waits for its window
     await waitFor('bob disconnected', async () => {
       const info = await sp.bus.request(Rooms.roomInfo, { roomId: 'ev-outage' });
@@ -309,16 +257,16 @@ describe('room events through the outbox', () => {
     // The window passes while the rooms service cannot reach NATS: the leave is written to
     // PostgreSQL (the outbox) only.
     await new Promise((r) => setTimeout(r, TIMINGS.RECONNECT_WINDOW_MS + 1500));
-    expect(await stored('ev-outage')).toHaveLength(3);
+    expect(await sp.stored('ev-outage')).toHaveLength(3);
     await proxy.restore();
     await waitFor(
       'the leave after the outage',
-      async () => (await stored('ev-outage')).length === 4,
+      async () => (await sp.stored('ev-outage')).length === 4,
       {
         timeoutMs: 30_000,
       },
     );
-    const events = await stored('ev-outage');
+    const events = await sp.stored('ev-outage');
     expect(kinds(events)).toEqual(['room.created', 'room.join', 'room.join', 'room.leave']);
     expect(events[3]?.data).toMatchObject({ socketId: b.socketId, userId: 'bob' });
     expectWellFormed(events);

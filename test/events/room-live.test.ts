@@ -6,10 +6,9 @@
  * tick, the big room in parts, no message over MEMBER_LIST_MAX_BYTES (or over a smaller
  * budget asked for); roomInfo paged the same way.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { harnessConnectOptions, type ServiceProcess } from '@switchboard/devstack';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServiceProcess } from '@switchboard/devstack';
 import {
   MEMBER_LIST_MAX_BYTES,
   Rooms,
@@ -18,8 +17,8 @@ import {
   type RoomEvent,
   type RoomInfo,
 } from '@switchboard/protocol';
-import { TestClient } from '../signaling/client.ts';
-import { startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
+import { joinVia, type TestClient } from '../signaling/client.ts';
+import { isLeader, useEventsPlatform, type EventsPlatform } from './platform.ts';
 
 const INTERVAL_MS = 1000;
 const LEASE_MS = 600;
@@ -31,17 +30,13 @@ interface Seen {
   bytes: number;
 }
 
-let sp: SignalingPlatform;
-let nc: NatsConnection;
-const events: ServiceProcess[] = [];
+let sp: EventsPlatform;
 const seen: Seen[] = [];
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  nc = await connect({ servers: inject('natsUrl'), ...harnessConnectOptions() });
-  const prefix = sp.platform.env['NATS_SUBJECT_PREFIX'] ?? '';
-  nc.subscribe(roomEventSubject(prefix, 'room.live'), {
+useEventsPlatform(open, async (p) => {
+  sp = p;
+  sp.nc.subscribe(roomEventSubject(sp.prefix, 'room.live'), {
     callback: (err, msg) => {
       if (err !== null) return;
       seen.push({
@@ -52,23 +47,16 @@ beforeAll(async () => {
     },
   });
   const env = { ROOM_LIVE_INTERVAL_MS: String(INTERVAL_MS), LEADER_LEASE_MS: String(LEASE_MS) };
-  for (const id of ['events-1', 'events-2']) {
-    events.push(await sp.spawn('events', id, { ...env, INSTANCE_ID: id }));
-  }
+  for (const id of ['events-1', 'events-2']) await sp.startReplica(id, env);
 });
 
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await nc.close();
-  await sp.stop();
-});
+const join = joinVia(() => sp, open);
 
 describe('room.live', () => {
   it('one replica publishes every interval; the snapshots agree with the membership', async () => {
-    const a = await TestClient.join(sp.gw1.url, 'live-a', 'alice');
-    const b = await TestClient.join(sp.gw2.url, 'live-a', 'bob');
-    const c = await TestClient.join(sp.gw1.url, 'live-b', 'carol');
-    open.push(a, b, c);
+    await join('gw1', 'live-a', 'alice');
+    await join('gw2', 'live-a', 'bob');
+    await join('gw1', 'live-b', 'carol');
     const from = seen.length;
     await new Promise((r) => setTimeout(r, 3.5 * INTERVAL_MS));
     const window = seen.slice(from).filter((s) => s.event.roomId === 'live-a');
@@ -107,19 +95,15 @@ describe('room.live', () => {
     // The last snapshot before the kill came at most one interval earlier; the next one is
     // due within another interval plus the lease.
     expect((next()?.at ?? Infinity) - killedAt).toBeLessThanOrEqual(INTERVAL_MS + LEASE_MS + 500);
-    const survivor = events.find((e) => e !== leader);
+    const survivor = sp.replicas.find((e) => e !== leader);
     expect(survivor === undefined ? [] : await leaders([survivor])).toEqual([survivor]);
   });
 });
 
-/** The events replicas (alive among `among`) whose metrics say they hold the lease. */
-async function leaders(among: readonly ServiceProcess[] = events): Promise<ServiceProcess[]> {
+/** The events replicas among `among` that hold the lease (alive, by their metrics). */
+async function leaders(among: readonly ServiceProcess[] = sp.replicas): Promise<ServiceProcess[]> {
   const out: ServiceProcess[] = [];
-  for (const e of among) {
-    if (e.process.child.exitCode !== null || e.process.child.signalCode !== null) continue;
-    const text = await e.metrics().catch(() => '');
-    if (/^sb_events_leader(\{[^}]*\})? 1$/m.test(text)) out.push(e);
-  }
+  for (const e of among) if (await isLeader(e)) out.push(e);
   return out;
 }
 

@@ -11,19 +11,8 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { promisify } from 'node:util';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import {
-  ManagedProcess,
-  NODE,
-  ROOT,
-  harnessConnectOptions,
-  natsIdentityEnv,
-  serviceEntry,
-  waitFor,
-  type ServiceProcess,
-} from '@switchboard/devstack';
+import { describe, expect, it } from 'vitest';
+import { ManagedProcess, NODE, ROOT, serviceEntry, waitFor } from '@switchboard/devstack';
 import {
   DURABLE_ROOM_EVENTS,
   RoomsAdmin,
@@ -38,8 +27,8 @@ import {
 import { signWebhook, verifyWebhook } from '@switchboard/client/webhooks';
 import { verifySwitchboardWebhook } from '../../docs/webhook-verify.mjs';
 import { endpointHash } from '../../services/events/src/webhooks/settings.ts';
-import { TestClient } from '../signaling/client.ts';
-import { startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
+import { joinVia, type TestClient } from '../signaling/client.ts';
+import { isLeader, useEventsPlatform, type EventsPlatform, type StoredEvent } from './platform.ts';
 
 const execFileP = promisify(execFile);
 const KEY_ID = 'webhook-key';
@@ -54,7 +43,13 @@ interface Received {
   at: number;
   /** What the receiver answered (0: it hung). */
   status: number;
-  body: { id: string; event: string; createdAt: number; roomId: string; data: Stored['data'] };
+  body: {
+    id: string;
+    event: string;
+    createdAt: number;
+    roomId: string;
+    data: StoredEvent['data'];
+  };
 }
 
 type Answer = 'ok' | 'fail' | 'hang';
@@ -132,34 +127,19 @@ class Receiver {
 
 // ------------------------------------------------------------------------------ platform
 
-interface Stored {
-  seq: number;
-  subject: string;
-  data: { id: string; ts: number; seq: number; roomId: string } & Record<string, unknown>;
-}
-
-let sp: SignalingPlatform;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
+let sp: EventsPlatform;
 const receivers: Receiver[] = [];
 const open: TestClient[] = [];
-const services: ServiceProcess[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  nc = await connect({ servers: inject('natsUrl'), ...harnessConnectOptions() });
-  jsm = await jetstreamManager(nc);
-});
+useEventsPlatform(
+  open,
+  (p) => {
+    sp = p;
+  },
+  receivers,
+);
 
-afterAll(async () => {
-  for (const c of open) c.kill();
-  for (const s of services) await s.stop();
-  await nc.close();
-  await sp.stop();
-  for (const r of receivers) await r.close();
-});
-
-const prefix = (): string => sp.platform.env['NATS_SUBJECT_PREFIX'] ?? '';
+const join = joinVia(() => sp, open);
 
 async function receiver(): Promise<Receiver> {
   const r = await Receiver.start();
@@ -169,8 +149,7 @@ async function receiver(): Promise<Receiver> {
 
 /** An events replica delivering to `urls`, ready. */
 async function startEvents(label: string, urls: string[], env: Record<string, string> = {}) {
-  const svc = await sp.spawn('events', label, {
-    INSTANCE_ID: label,
+  return await sp.startReplica(label, {
     LEADER_LEASE_MS: '600',
     API_KEYS,
     WEBHOOK_URLS: urls.join(','),
@@ -180,18 +159,11 @@ async function startEvents(label: string, urls: string[], env: Record<string, st
     WEBHOOK_BACKOFF_MAX_MS: '400',
     ...env,
   });
-  services.push(svc);
-  return svc;
 }
 
 /** Stop the events replicas of earlier tests (one that failed may have left its own). */
 async function stopEvents(): Promise<void> {
-  for (const s of services) if (s.process.running) await s.stop();
-}
-
-async function isLeader(svc: ServiceProcess): Promise<boolean> {
-  if (!svc.process.running) return false;
-  return /^sb_events_leader(\{[^}]*\})? 1$/m.test(await svc.metrics().catch(() => ''));
+  for (const s of sp.replicas) if (s.process.running) await s.stop();
 }
 
 /** Until the endpoint's consumer exists (it takes events from its creation on). */
@@ -200,7 +172,7 @@ async function consumerReady(url: string): Promise<void> {
     'the webhook consumer',
     async () => {
       try {
-        await jsm.consumers.info(roomEventStream(prefix()), webhookConsumer(endpointHash(url)));
+        await sp.jsm.consumers.info(roomEventStream(sp.prefix), webhookConsumer(endpointHash(url)));
         return true;
       } catch {
         return false;
@@ -210,27 +182,11 @@ async function consumerReady(url: string): Promise<void> {
   );
 }
 
-/** Every event stored for the rooms `rooms`, in stream order. */
-async function stored(rooms: ReadonlySet<string>): Promise<Stored[]> {
-  const name = roomEventStream(prefix());
-  const info = await jsm.streams.info(name);
-  const out: Stored[] = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
-    const m = await jsm.streams.getMessage(name, { seq });
-    if (m === null) continue;
-    const data = m.json<Stored['data']>();
-    if (rooms.has(data.roomId)) out.push({ seq, subject: m.subject, data });
-  }
-  return out;
-}
-
 /** `n` members join room `roomId` (over both gateways), then all leave. */
 async function churn(roomId: string, n: number, rename = false): Promise<void> {
   const members: TestClient[] = [];
   for (let i = 0; i < n; i++) {
-    const c = await TestClient.join((i % 2 === 0 ? sp.gw1 : sp.gw2).url, roomId, `u${String(i)}`);
-    open.push(c);
-    members.push(c);
+    members.push(await join(i % 2 === 0 ? 'gw1' : 'gw2', roomId, `u${String(i)}`));
   }
   // The server API's change of a member: participant.updated, in the room's order.
   if (rename) {
@@ -244,13 +200,16 @@ async function churn(roomId: string, n: number, rename = false): Promise<void> {
 }
 
 /** Each room's events are all in the stream: created, the joins, an update, the leaves, closed. */
-async function allStored(rooms: string[], perRoom: number, timeoutMs = 30_000): Promise<Stored[]> {
-  const set = new Set(rooms);
-  let events: Stored[] = [];
+async function allStored(
+  rooms: string[],
+  perRoom: number,
+  timeoutMs = 30_000,
+): Promise<StoredEvent[]> {
+  let events: StoredEvent[] = [];
   await waitFor(
     'the rooms’ events in the stream',
     async () => {
-      events = await stored(set);
+      events = await sp.stored(...rooms);
       return events.length === rooms.length * perRoom;
     },
     { timeoutMs },
@@ -259,8 +218,8 @@ async function allStored(rooms: string[], perRoom: number, timeoutMs = 30_000): 
 }
 
 /** Until every stored event was accepted by `r` at least once. */
-async function allAccepted(r: Receiver, events: Stored[], timeoutMs = 45_000): Promise<void> {
-  const missing = (): Stored[] => {
+async function allAccepted(r: Receiver, events: StoredEvent[], timeoutMs = 45_000): Promise<void> {
+  const missing = (): StoredEvent[] => {
     const ids = new Set(r.accepted.map((x) => x.body.id));
     return events.filter((e) => !ids.has(e.data.id));
   };
@@ -270,7 +229,7 @@ async function allAccepted(r: Receiver, events: Stored[], timeoutMs = 45_000): P
     const what = missing()
       .slice(0, 10)
       .map((e) => `${e.data.roomId}#${String(e.data.seq)} (stream ${String(e.seq)})`);
-    const logs = services
+    const logs = sp.replicas
       .filter((s) => s.process.running)
       .map((s) => `${s.process.name}:\n${s.process.output().split('\n').slice(-40).join('\n')}`);
     throw new Error(
@@ -293,14 +252,12 @@ function metric(text: string, name: string, labels: Record<string, string>): num
   return NaN;
 }
 
-const eventName = (subject: string): string => subject.slice(prefix().length + 1);
-
 /**
  * What every webhook must satisfy: a valid body carrying the stored event exactly, the
  * headers, a signature that verifies; duplicates identical; per room, events first arrive in
  * `seq` order with no gap.
  */
-function expectWellDelivered(received: Received[], events: Stored[]): void {
+function expectWellDelivered(received: Received[], events: StoredEvent[]): void {
   const byId = new Map(events.map((e) => [e.data.id, e]));
   const firstBody = new Map<string, string>();
   const firstSeqs = new Map<string, number[]>();
@@ -310,7 +267,7 @@ function expectWellDelivered(received: Received[], events: Stored[]): void {
     expect(webhookBody.check(r.body)).toBe(true);
     expect(r.body).toEqual({
       id: e.data.id,
-      event: eventName(e.subject),
+      event: sp.eventName(e.subject),
       createdAt: e.data.ts,
       roomId: e.data.roomId,
       data: e.data,
@@ -374,7 +331,7 @@ describe('webhooks', () => {
     }
     // Every kind of event this traffic makes (the track events need media, and go through
     // the same code: nothing in delivery is per event kind).
-    const kinds = new Set(events.map((e) => eventName(e.subject)));
+    const kinds = new Set(events.map((e) => sp.eventName(e.subject)));
     expect([...kinds].sort()).toEqual(
       DURABLE_ROOM_EVENTS.filter((k) => !k.startsWith('track.')).sort(),
     );
@@ -450,7 +407,8 @@ describe('webhooks', () => {
     if (previous !== undefined) {
       await waitFor('the stale consumer deleted', async () => {
         const names: string[] = [];
-        for await (const ci of jsm.consumers.list(roomEventStream(prefix()))) names.push(ci.name);
+        for await (const ci of sp.jsm.consumers.list(roomEventStream(sp.prefix)))
+          names.push(ci.name);
         return !names.includes(webhookConsumer(endpointHash(previous.url)));
       });
     }
@@ -465,14 +423,14 @@ describe('webhooks', () => {
     expectWellDelivered(good.received, events);
 
     // Each event: three attempts at the bad endpoint, parked, then the room's next one.
-    const parkedStream = webhookParkedStream(prefix());
+    const parkedStream = webhookParkedStream(sp.prefix);
     let parked: ParkedWebhook[] = [];
     await waitFor('every event parked', async () => {
       parked = [];
-      const info = await jsm.streams.info(parkedStream).catch(() => undefined);
+      const info = await sp.jsm.streams.info(parkedStream).catch(() => undefined);
       if (info === undefined) return false;
       for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
-        const m = await jsm.streams.getMessage(parkedStream, { seq });
+        const m = await sp.jsm.streams.getMessage(parkedStream, { seq });
         const p = parkedWebhook.parse(m?.json());
         if (p.ok) parked.push(p.value);
       }
@@ -502,10 +460,7 @@ describe('webhooks', () => {
 
     // The admin command lists them, and replays them once the endpoint is back.
     const env = {
-      ...process.env,
-      ...natsIdentityEnv('events'),
-      NATS_URL: inject('natsUrl'),
-      NATS_SUBJECT_PREFIX: prefix(),
+      ...sp.toolEnv('events'),
       API_KEYS,
       WEBHOOK_URLS: [bad.url, good.url].join(','),
       WEBHOOK_API_KEY: KEY_ID,

@@ -6,34 +6,20 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Rooms } from '@switchboard/protocol';
-import { ServiceProcess, waitFor } from '@switchboard/devstack';
+import { waitFor, type ServiceProcess } from '@switchboard/devstack';
 import { sdp, sleep } from './fixtures.ts';
 import { TestClient } from './client.ts';
-import { CuttableProxy } from './proxy.ts';
-import { TIMINGS, startSignaling, type SignalingPlatform } from './platform.ts';
+import type { CuttableProxy } from './proxy.ts';
+import { TIMINGS, startSignaling, useSignaling, type SignalingPlatform } from './platform.ts';
 
 let sp: SignalingPlatform;
 let proxy: CuttableProxy;
 let gw3: ServiceProcess;
 const open: TestClient[] = [];
 
-beforeAll(async () => {
-  sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
-  proxy = await CuttableProxy.start(inject('natsUrl'));
-  gw3 = await ServiceProcess.start(
-    'gateway',
-    { ...sp.platform.env, NATS_URL: `nats://127.0.0.1:${proxy.port}` },
-    { label: 'gateway-cut' },
-  );
-  await gw3.waitReady();
-});
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await proxy.restore().catch(() => undefined);
-  await gw3.stop();
-  await proxy.cut();
-  await sp.stop();
+useSignaling(open, async (p) => {
+  sp = p;
+  ({ service: gw3, proxy } = await sp.spawnCuttable('gateway', 'gateway-cut'));
 });
 
 async function stateOf(roomId: string, socketId: string | undefined): Promise<string | undefined> {
@@ -131,19 +117,10 @@ describe('the rooms service cut off from NATS', () => {
     own = await startSignaling(inject('natsUrl'), inject('pgServerUrl'));
     // The only rooms replica talks to NATS through a proxy this test can cut.
     expect(await own.platform.get('rooms').stop()).toBe(0);
-    roomsProxy = await CuttableProxy.start(inject('natsUrl'));
-    rooms = await ServiceProcess.start(
-      'rooms',
-      { ...own.platform.env, NATS_URL: `nats://127.0.0.1:${roomsProxy.port}` },
-      { label: 'rooms-cut' },
-    );
-    await rooms.waitReady();
+    ({ service: rooms, proxy: roomsProxy } = await own.spawnCuttable('rooms', 'rooms-cut'));
   });
 
   afterAll(async () => {
-    await roomsProxy.restore().catch(() => undefined);
-    await rooms.stop();
-    await roomsProxy.cut();
     await own.stop();
   });
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import type { Bus } from '@switchboard/bus';
 import type { Platform, ServiceProcess } from '@switchboard/devstack';
 import { startSfu } from '../sfu/platform.ts';
+import { CuttableProxy } from './proxy.ts';
 
 export const TIMINGS = {
   RECONNECT_WINDOW_MS: 3000,
@@ -34,6 +35,15 @@ export interface SignalingPlatform {
     label: string,
     env?: Record<string, string>,
   ): Promise<ServiceProcess>;
+  /**
+   * Start one more process of `name` that reaches NATS through a proxy of its own, which the
+   * test can cut. stop() restores the proxy first (the process and those it serves stop
+   * cleanly) and closes it once everything has stopped.
+   */
+  spawnCuttable(
+    name: 'gateway' | 'rooms',
+    label: string,
+  ): Promise<{ service: ServiceProcess; proxy: CuttableProxy }>;
   stop(): Promise<void>;
 }
 
@@ -57,14 +67,26 @@ export async function startSignaling(
   });
   const [gw1, gw2] = sfu.gateways;
   if (gw1 === undefined || gw2 === undefined) throw new Error('two gateways expected');
+  const proxies: CuttableProxy[] = [];
   return {
     platform: sfu.platform,
     gw1,
     gw2,
     bus: sfu.bus,
     spawn: async (name, label, env) => await sfu.spawn(name, label, env),
+    spawnCuttable: async (name, label) => {
+      const proxy = await CuttableProxy.start(natsUrl);
+      proxies.push(proxy);
+      const service = await sfu.spawn(name, label, {
+        NATS_URL: `nats://127.0.0.1:${String(proxy.port)}`,
+      });
+      return { service, proxy };
+    },
     stop: async () => {
+      // A cut proxy is restored (a proxy still up refuses a second listen: nothing to do).
+      for (const p of proxies) await p.restore().catch(() => undefined);
       await sfu.stop();
+      for (const p of proxies) await p.cut();
     },
   };
 }
