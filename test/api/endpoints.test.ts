@@ -9,14 +9,9 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ApiError } from '@switchboard/client/server';
 import { mintToken } from '@switchboard/devstack';
-import {
-  CloseCodes,
-  ErrorCodes,
-  type ClientStats,
-  type WebRtcTransportInfo,
-} from '@switchboard/protocol';
+import { CloseCodes, ErrorCodes, type WebRtcTransportInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from '../signaling/client.ts';
-import { sleep, waitUntil } from '../signaling/fixtures.ts';
+import { CLIENT_STATS, sleep, waitUntil } from '../signaling/fixtures.ts';
 import { startApi, type ApiPlatform } from './platform.ts';
 
 let p: ApiPlatform;
@@ -56,16 +51,6 @@ async function failure(call: Promise<unknown>): Promise<ApiError> {
   if (!(err instanceof ApiError)) throw new Error(`expected an ApiError, got ${String(err)}`);
   return err;
 }
-
-const STATS: ClientStats = {
-  at: 1,
-  transports: [{ direction: 'send', state: 'connected' }],
-  producers: [],
-  consumers: [],
-  sendBitrate: 1000,
-  recvBitrate: 0,
-  packetsLost: 0,
-};
 
 /** Answer the next server request written to `c` (after frame `from`) with `d`. */
 async function answerNext(c: TestClient, from: number, d: unknown): Promise<Frame> {
@@ -369,9 +354,14 @@ describe('data and calls', () => {
       data: {},
       timeoutMs: 5000,
     });
-    const req = await answerNext(a, from, STATS);
+    const req = await answerNext(a, from, CLIENT_STATS);
     expect(req).toMatchObject({ a: 'getClientStats', d: {} });
-    expect(await one).toEqual({ socketId: a.socketId, userId: 'answers', ok: true, data: STATS });
+    expect(await one).toEqual({
+      socketId: a.socketId,
+      userId: 'answers',
+      ok: true,
+      data: CLIENT_STATS,
+    });
     // A member that does not answer: TIMEOUT in the result (not an HTTP error).
     const silent = await api().callParticipant({
       roomId,
@@ -401,7 +391,7 @@ describe('data and calls', () => {
     // The whole room: each member's own outcome.
     from = a.frames.length;
     const all = api().callRoom({ roomId, method: 'getClientStats', data: {}, timeoutMs: 1500 });
-    await answerNext(a, from, STATS);
+    await answerNext(a, from, CLIENT_STATS);
     const { results } = await all;
     expect(results.map((r) => [r.userId, r.ok]).sort()).toEqual([
       ['answers', true],

@@ -421,30 +421,26 @@ describe('metrics and routes', () => {
     const registered = JSON.parse(line?.[1] ?? '[]') as string[];
     expect(registered.sort()).toEqual(documented.sort());
     expect(registered).toHaveLength(API_OPERATIONS.length);
+    /** Every route, its parameters filled in, answers a request with `bearer` with `status`. */
+    const expectEveryRoute = async (bearer: string | null, status: number): Promise<void> => {
+      for (const op of API_OPERATIONS) {
+        const route = ApiRoutes[op];
+        const path = route.path
+          .replace('{roomId}', 'room-x')
+          .replace('{socketId}', 'a'.repeat(32))
+          .replace('{trackId}', '00000000-0000-4000-8000-000000000000');
+        const res = await p.fetch(path, { method: route.method, bearer });
+        expect(res.status, op).toBe(status);
+      }
+    };
     // Each answers (unauthenticated: 401), none is 404 or 405.
-    for (const op of API_OPERATIONS) {
-      const route = ApiRoutes[op];
-      const path = route.path
-        .replace('{roomId}', 'room-x')
-        .replace('{socketId}', 'a'.repeat(32))
-        .replace('{trackId}', '00000000-0000-4000-8000-000000000000');
-      const res = await p.fetch(path, { method: route.method, bearer: null });
-      expect(res.status, op).toBe(401);
-    }
+    await expectEveryRoute(null, 401);
     // And with a token whose grant no route needs, each is refused 403 before any work.
     const nothing = mintApiToken({
       keyId: DEV_API_KEY,
       secret: DEV_API_SECRET,
       grants: { rooms: ['*'] },
     });
-    for (const op of API_OPERATIONS) {
-      const route = ApiRoutes[op];
-      const path = route.path
-        .replace('{roomId}', 'room-x')
-        .replace('{socketId}', 'a'.repeat(32))
-        .replace('{trackId}', '00000000-0000-4000-8000-000000000000');
-      const res = await p.fetch(path, { method: route.method, bearer: nothing });
-      expect(res.status, op).toBe(403);
-    }
+    await expectEveryRoute(nothing, 403);
   });
 });

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ManagedProcess, NODE, ROOT, serviceEntry, waitFor } from '@switchboard/devstack';
+import { NODE, ROOT, waitFor } from '@switchboard/devstack';
 import {
   DURABLE_ROOM_EVENTS,
   RoomsAdmin,
@@ -27,6 +27,7 @@ import {
 import { signWebhook, verifyWebhook } from '@switchboard/client/webhooks';
 import { verifySwitchboardWebhook } from '../../docs/webhook-verify.mjs';
 import { endpointHash } from '../../services/events/src/webhooks/settings.ts';
+import { runToExit } from '../platform/run-to-exit.ts';
 import { joinVia, type TestClient } from '../signaling/client.ts';
 import { isLeader, useEventsPlatform, type EventsPlatform, type StoredEvent } from './platform.ts';
 
@@ -550,18 +551,12 @@ describe('webhooks', () => {
   }, 120_000);
 
   it('WEBHOOK_URLS without a valid WEBHOOK_API_KEY: exit 78 naming it, echoing no URL or secret', async () => {
-    const run = async (env: Record<string, string>) => {
-      const proc = new ManagedProcess('events', NODE, [serviceEntry('events')], {
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          HTTP_PORT: '0',
-          WEBHOOK_URLS: 'https://hooks.example.com/t0p-secret-path',
-          ...env,
-        },
+    const run = async (env: Record<string, string>) =>
+      await runToExit('events', {
+        HTTP_PORT: '0',
+        WEBHOOK_URLS: 'https://hooks.example.com/t0p-secret-path',
+        ...env,
       });
-      const exit = await proc.exited;
-      return { code: exit.code, output: proc.output() };
-    };
     const none = await run({});
     expect(none.code).toBe(78);
     expect(none.output).toMatch(/WEBHOOK_API_KEY: is required with WEBHOOK_URLS/);

@@ -13,10 +13,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import {
   ManagedProcess,
-  NODE,
   artifactDir,
   freePort,
-  serviceEntry,
   startPlatform,
   tcpReachable,
   uniquePrefix,
@@ -26,6 +24,7 @@ import {
 import type { JoinReply } from '@switchboard/protocol';
 import { IceServers, turnCredential } from '../../services/gateway/src/turn.ts';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../e2e/chromium.ts';
+import { runToExit } from '../platform/run-to-exit.ts';
 import { TestClient } from '../signaling/client.ts';
 
 /** Debian's coturn (`./run test` installs the package). */
@@ -104,18 +103,13 @@ describe('TURN credentials (coturn REST scheme)', () => {
   });
 
   it('the gateway refuses to start with TURN URLs but no secret, or a bad URL (exit 78)', async () => {
-    const run = async (env: Record<string, string>) => {
-      const proc = new ManagedProcess('gateway', NODE, [serviceEntry('gateway')], {
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          HTTP_PORT: '0',
-          NATS_URL: 'nats://127.0.0.1:1',
-          AUTH_HS256_SECRET: 'x'.repeat(32),
-          ...env,
-        },
+    const run = async (env: Record<string, string>) =>
+      await runToExit('gateway', {
+        HTTP_PORT: '0',
+        NATS_URL: 'nats://127.0.0.1:1',
+        AUTH_HS256_SECRET: 'x'.repeat(32),
+        ...env,
       });
-      return { ...(await proc.exited), output: proc.output() };
-    };
     const [noSecret, badUrl, shortTtl] = await Promise.all([
       run({ TURN_URLS: '["turn:127.0.0.1:3478"]' }),
       run({ TURN_URLS: '["http://127.0.0.1:3478"]', TURN_SECRET: 'x' }),

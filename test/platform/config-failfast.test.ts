@@ -7,19 +7,12 @@ import {
   DEV_HS256_SECRET,
   SERVICE_NAMES,
 } from '@switchboard/protocol';
-
-async function runWith(service: (typeof SERVICE_NAMES)[number], env: Record<string, string>) {
-  const proc = new ManagedProcess(service, NODE, [serviceEntry(service)], {
-    env: { PATH: process.env['PATH'] ?? '', ...env },
-  });
-  const exit = await proc.exited;
-  return { code: exit.code, output: proc.output() };
-}
+import { runToExit } from './run-to-exit.ts';
 
 describe('configuration is validated at start', () => {
   it.each(SERVICE_NAMES)('%s exits 78 naming the bad variable', async (service) => {
     const started = Date.now();
-    const { code, output } = await runWith(service, {
+    const { code, output } = await runToExit(service, {
       HTTP_PORT: 'eighty',
       NATS_URL: 'nats://127.0.0.1:4222',
     });
@@ -31,7 +24,7 @@ describe('configuration is validated at start', () => {
   });
 
   it('lists every bad variable at once', async () => {
-    const { code, output } = await runWith('media', {
+    const { code, output } = await runToExit('media', {
       LOG_LEVEL: 'chatty',
       NATS_URL: 'localhost:4222',
       MEDIASOUP_WORKERS: '-1',
@@ -47,23 +40,25 @@ describe('configuration is validated at start', () => {
   });
 
   it('rooms rejects a DATABASE_URL that is not PostgreSQL', async () => {
-    const { code, output } = await runWith('rooms', { DATABASE_URL: 'mysql://root@localhost/db' });
+    const { code, output } = await runToExit('rooms', {
+      DATABASE_URL: 'mysql://root@localhost/db',
+    });
     expect(code).toBe(78);
     expect(output).toMatch(/DATABASE_URL: .*"mysql:\/\/root@localhost\/db"/);
   });
 
   it('the gateway refuses to start without a token key, or with a bad one', async () => {
-    const none = await runWith('gateway', { HTTP_PORT: '0' });
+    const none = await runToExit('gateway', { HTTP_PORT: '0' });
     expect(none.code).toBe(78);
     expect(none.output).toMatch(/AUTH_HS256_SECRET/);
 
-    const short = await runWith('gateway', { HTTP_PORT: '0', AUTH_HS256_SECRET: 'too-short' });
+    const short = await runToExit('gateway', { HTTP_PORT: '0', AUTH_HS256_SECRET: 'too-short' });
     expect(short.code).toBe(78);
     // Named, never shown: the value of a secret stays out of the output.
     expect(short.output).toMatch(/AUTH_HS256_SECRET: must not have fewer than 32 characters/);
     expect(short.output).not.toContain('too-short');
 
-    const pem = await runWith('gateway', {
+    const pem = await runToExit('gateway', {
       HTTP_PORT: '0',
       AUTH_RS256_PUBLIC_KEYS: '-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----',
     });
@@ -73,7 +68,7 @@ describe('configuration is validated at start', () => {
 
   it('the gateway refuses the published development secret outside development', async () => {
     const env = { HTTP_PORT: '0', OPS_PORT: '0', NATS_URL: 'nats://127.0.0.1:1' };
-    const dev = await runWith('gateway', { ...env, AUTH_HS256_SECRET: DEV_HS256_SECRET });
+    const dev = await runToExit('gateway', { ...env, AUTH_HS256_SECRET: DEV_HS256_SECRET });
     expect(dev.code).toBe(78);
     expect(dev.output).toMatch(/AUTH_HS256_SECRET: is the published development secret/);
     expect(dev.output).not.toContain(DEV_HS256_SECRET);
@@ -93,17 +88,17 @@ describe('configuration is validated at start', () => {
 
   it('the server API refuses to start without a key, with a bad one, or with the published one', async () => {
     const env = { HTTP_PORT: '0', OPS_PORT: '0', NATS_URL: 'nats://127.0.0.1:1' };
-    const none = await runWith('api', env);
+    const none = await runToExit('api', env);
     expect(none.code).toBe(78);
     expect(none.output).toMatch(/API_KEYS: is required/);
 
     const secret = 'short-secret-do-not-print';
-    const short = await runWith('api', { ...env, API_KEYS: `backend:${secret}` });
+    const short = await runToExit('api', { ...env, API_KEYS: `backend:${secret}` });
     expect(short.code).toBe(78);
     expect(short.output).toMatch(/API_KEYS: the secret of key backend is shorter than 32/);
     expect(short.output).not.toContain(secret);
 
-    const dev = await runWith('api', { ...env, API_KEYS: `${DEV_API_KEY}:${DEV_API_SECRET}` });
+    const dev = await runToExit('api', { ...env, API_KEYS: `${DEV_API_KEY}:${DEV_API_SECRET}` });
     expect(dev.code).toBe(78);
     expect(dev.output).toMatch(
       /API_KEYS: the secret of key dev is the published development secret/,
@@ -124,13 +119,13 @@ describe('configuration is validated at start', () => {
   });
 
   it('the ops port must differ from the HTTP port', async () => {
-    const { code, output } = await runWith('events', { HTTP_PORT: '9999', OPS_PORT: '9999' });
+    const { code, output } = await runToExit('events', { HTTP_PORT: '9999', OPS_PORT: '9999' });
     expect(code).toBe(78);
     expect(output).toMatch(/OPS_PORT: must differ from HTTP_PORT/);
   });
 
   it('rooms rejects a ladder that is not a list of steps', async () => {
-    const { code, output } = await runWith('rooms', {
+    const { code, output } = await runToExit('rooms', {
       USER_MEDIA_LADDER: '[{"maxSize":2,"width":"wide"}]',
     });
     expect(code).toBe(78);

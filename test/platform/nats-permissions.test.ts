@@ -36,12 +36,9 @@ import {
 } from '@nats-io/transport-node';
 import { Bus, isCreds } from '@switchboard/bus';
 import {
-  ManagedProcess,
-  NODE,
   NatsCredentials,
   NatsServer,
   ServiceProcess,
-  serviceEntry,
   startPlatform,
   uniquePrefix,
   waitFor,
@@ -71,8 +68,20 @@ import {
   webhookParkedSubject,
   type NatsIdentity,
 } from '@switchboard/protocol';
+import { runToExit } from './run-to-exit.ts';
 
 const execFileP = promisify(execFile);
+
+/** Every identity of the bus, written out (not NATS_IDENTITIES): the test names what it checks. */
+const IDENTITIES: readonly NatsIdentity[] = [
+  'gateway',
+  'rooms',
+  'media',
+  'events',
+  'api',
+  'admin',
+  'tail',
+];
 
 const credentials = (): NatsCredentials => {
   const c = NatsCredentials.current();
@@ -193,15 +202,7 @@ describe('who may connect', () => {
   });
 
   it('every identity connects with its own credentials', async () => {
-    for (const identity of [
-      'gateway',
-      'rooms',
-      'media',
-      'events',
-      'api',
-      'admin',
-      'tail',
-    ] as const) {
+    for (const identity of IDENTITIES) {
       const c = await as(identity, 'x');
       await c.nc.flush();
       expect(c.errors, identity).toEqual([]);
@@ -468,19 +469,10 @@ describe('a deployment: one prefix, NKeys, JetStream scoped to each identity', (
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sb-nats-deploy-'));
-    const identities: NatsIdentity[] = [
-      'gateway',
-      'rooms',
-      'media',
-      'events',
-      'api',
-      'admin',
-      'tail',
-    ];
-    for (const identity of identities) keys.set(identity, createUser());
+    for (const identity of IDENTITIES) keys.set(identity, createUser());
     const config = renderNatsServerConfig({
       prefix,
-      users: identities.map((identity) => ({
+      users: IDENTITIES.map((identity) => ({
         identity,
         nkey: keys.get(identity)?.getPublicKey() ?? '',
       })),
@@ -865,18 +857,8 @@ describe('TLS: a server that verifies clients', () => {
 });
 
 describe('credentials are checked at start', () => {
-  async function runWith(env: Record<string, string>) {
-    const proc = new ManagedProcess('gateway', NODE, [serviceEntry('gateway')], {
-      env: {
-        PATH: process.env['PATH'] ?? '',
-        AUTH_HS256_SECRET: 'x'.repeat(32),
-        HTTP_PORT: '0',
-        ...env,
-      },
-    });
-    const exit = await proc.exited;
-    return { code: exit.code, output: proc.output() };
-  }
+  const runWith = async (env: Record<string, string>) =>
+    await runToExit('gateway', { AUTH_HS256_SECRET: 'x'.repeat(32), HTTP_PORT: '0', ...env });
   const SECRET = 'hunter2-do-not-print-me';
 
   it('a bad NATS_CREDS_FILE path: exit 78 naming the variable', async () => {

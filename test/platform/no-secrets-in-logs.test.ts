@@ -18,19 +18,19 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import {
-  ManagedProcess,
   NODE,
   ROOT,
   ServiceProcess,
   freePort,
   mintToken,
-  serviceEntry,
   startPlatform,
   uniquePrefix,
+  type ManagedProcess,
   type Platform,
 } from '@switchboard/devstack';
 import { mintApiToken } from '@switchboard/client/server';
 import { SERVICE_NAMES, type AdminGrants, type ServiceName } from '@switchboard/protocol';
+import { runToExit } from './run-to-exit.ts';
 
 const everything: AdminGrants = { roomList: true, roomCreate: true, roomAdmin: true, rooms: ['*'] };
 
@@ -70,17 +70,16 @@ function collect(who: string): (line: string) => void {
   return (line) => outputs.push({ who, text: line });
 }
 
-/** Run a service to its exit with exactly this environment (and PATH). */
-async function runToExit(
+/** Run a service to its exit with exactly this environment (and PATH), its output collected. */
+async function runCollected(
   service: ServiceName,
   env: Record<string, string>,
 ): Promise<{ code: number | null; output: string }> {
-  const proc = new ManagedProcess(`${service}-config`, NODE, [serviceEntry(service)], {
-    env: { PATH: process.env['PATH'] ?? '', HTTP_PORT: '0', OPS_PORT: '0', ...env },
-    onLine: collect(`${service} (bad config)`),
-  });
-  const exit = await proc.exited;
-  return { code: exit.code, output: proc.output() };
+  return await runToExit(
+    service,
+    { HTTP_PORT: '0', OPS_PORT: '0', ...env },
+    { label: `${service}-config`, onLine: collect(`${service} (bad config)`) },
+  );
 }
 
 function withCredentials(url: string, userinfo: string): string {
@@ -92,7 +91,7 @@ const natsUrl = (): string => inject('natsUrl');
 describe('no secret in any output', () => {
   it('bad values of secret variables: exit 78, naming the variable only', async () => {
     const unreachableNats = `nats://sb:${SECRETS.natsPassword}@127.0.0.1:1`;
-    const gw = await runToExit('gateway', {
+    const gw = await runCollected('gateway', {
       AUTH_HS256_SECRET: SECRETS.shortHs256,
       TURN_SECRET: SECRETS.turn,
       TURN_URLS: 'not json',
@@ -103,7 +102,7 @@ describe('no secret in any output', () => {
     expect(gw.output).toMatch(/NATS_URL: /);
     expect(gw.output).toMatch(/TURN_URLS: /);
 
-    const rooms = await runToExit('rooms', {
+    const rooms = await runCollected('rooms', {
       DATABASE_URL: `mysql://rooms:${SECRETS.dbPassword}@db/x`,
       NATS_URL: `nats://${SECRETS.natsToken}@nats:4222,http://x`,
     });
@@ -112,7 +111,7 @@ describe('no secret in any output', () => {
 
     // A valid secret with another bad setting: the secret is not shown either.
     for (const service of SERVICE_NAMES) {
-      const r = await runToExit(service, {
+      const r = await runCollected(service, {
         HTTP_PORT: 'eighty',
         AUTH_HS256_SECRET: SECRETS.hs256,
         TURN_SECRET: SECRETS.turn,
@@ -122,14 +121,14 @@ describe('no secret in any output', () => {
       });
       expect(r.code, service).toBe(78);
     }
-    const api = await runToExit('api', {
+    const api = await runCollected('api', {
       API_KEYS: `backend:${SECRETS.apiSecret} other:${SECRETS.shortApi}`,
       NATS_URL: unreachableNats,
     });
     expect(api.code).toBe(78);
     expect(api.output).toMatch(/API_KEYS: the secret of key other is shorter than 32/);
     // The published dev secret's refusal names it, and nothing else.
-    const dev = await runToExit('gateway', {
+    const dev = await runCollected('gateway', {
       AUTH_HS256_SECRET: 'switchboard-dev-secret-do-not-use-in-production-0123456789',
       TURN_SECRET: SECRETS.turn,
       NATS_URL: unreachableNats,

@@ -3,6 +3,7 @@ import {
   DURABLE_ROOM_EVENTS,
   roomEvent,
   roomEventSubject,
+  type ClientStats,
   type DurableRoomEventName,
 } from '@switchboard/protocol';
 /** Payloads and small helpers the signaling tests share. */
@@ -14,6 +15,17 @@ export function sdp(
 ): { type: 'offer' | 'answer'; sdp: string } {
   return { type, sdp: `v=0\r\no=- ${tag} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n` };
 }
+
+/** A client's answer to getClientStats: one connected send transport, nothing else. */
+export const CLIENT_STATS: ClientStats = {
+  at: 1,
+  transports: [{ direction: 'send', state: 'connected' }],
+  producers: [],
+  consumers: [],
+  sendBitrate: 1000,
+  recvBitrate: 0,
+  packetsLost: 0,
+};
 
 /** A host candidate numbered `n` (distinct port per n). */
 export function candidate(n: number): { candidate: string; sdpMid: string; sdpMLineIndex: number } {

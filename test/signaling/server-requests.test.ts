@@ -7,8 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { callClient } from '@switchboard/bus';
-import { ErrorCodes, type ClientStats } from '@switchboard/protocol';
+import { ErrorCodes } from '@switchboard/protocol';
 import { TestClient, type Frame } from './client.ts';
+import { CLIENT_STATS } from './fixtures.ts';
 import { startSignaling, type SignalingPlatform } from './platform.ts';
 
 let p: SignalingPlatform;
@@ -21,16 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await p.stop();
 });
-
-const STATS: ClientStats = {
-  at: 1,
-  transports: [{ direction: 'send', state: 'connected' }],
-  producers: [],
-  consumers: [],
-  sendBitrate: 1000,
-  recvBitrate: 0,
-  packetsLost: 0,
-};
 
 /** The next server request written to `c` (a frame with `sid`). */
 async function nextCall(
@@ -58,8 +49,8 @@ describe('server-to-client requests on the wire', () => {
     expect(req).toMatchObject({ a: 'getClientStats', d: {} });
     expect(req.timeoutMs).toBeGreaterThan(2000);
     expect(req.timeoutMs).toBeLessThanOrEqual(3000);
-    c.sendRaw(JSON.stringify({ a: 'getClientStatsR', sid: req.sid, s: true, d: STATS }));
-    await expect(pending).resolves.toEqual(STATS);
+    c.sendRaw(JSON.stringify({ a: 'getClientStatsR', sid: req.sid, s: true, d: CLIENT_STATS }));
+    await expect(pending).resolves.toEqual(CLIENT_STATS);
 
     // Wrong answers, each a clear error for the caller.
     const wrong: [object, string | RegExp][] = [
@@ -89,8 +80,8 @@ describe('server-to-client requests on the wire', () => {
     await expect(pending).rejects.toMatchObject({ errorName: 'TIMEOUT' });
     const cancelled = await c.event('eventRequestCancelled', 2000, from);
     expect(cancelled.d).toEqual({ sid: req.sid });
-    c.sendRaw(JSON.stringify({ a: 'getClientStatsR', sid: req.sid, s: true, d: STATS }));
-    c.sendRaw(JSON.stringify({ a: 'getClientStatsR', sid: 999_999, s: true, d: STATS }));
+    c.sendRaw(JSON.stringify({ a: 'getClientStatsR', sid: req.sid, s: true, d: CLIENT_STATS }));
+    c.sendRaw(JSON.stringify({ a: 'getClientStatsR', sid: 999_999, s: true, d: CLIENT_STATS }));
 
     // The caller's own data is checked too.
     await expect(
