@@ -270,14 +270,11 @@ describe('participants', () => {
   it('mutes a real track: the owner told, unable to resume it until unmuted', async () => {
     const roomId = 'ep-mute';
     const a = await join(0, roomId, 'publisher');
-    const ok = async (a2: string, d?: unknown): Promise<unknown> => {
-      const r = await a.request(a2, d);
-      if (r.s !== true) throw new Error(`${a2}: ${JSON.stringify(r)}`);
-      return r.d;
-    };
-    await ok('getRouterRtpCapabilities');
-    const send = (await ok('createWebRtcTransport', { direction: 'send' })) as WebRtcTransportInfo;
-    const { id: trackId } = (await ok('produce', {
+    await a.ok('getRouterRtpCapabilities');
+    const send = (await a.ok('createWebRtcTransport', {
+      direction: 'send',
+    })) as WebRtcTransportInfo;
+    const { id: trackId } = (await a.ok('produce', {
       transportId: send.id,
       kind: 'audio',
       rtpParameters: {

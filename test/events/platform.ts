@@ -6,7 +6,7 @@
  */
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { inject } from 'vitest';
 import {
   harnessConnectOptions,
   natsIdentityEnv,
@@ -14,6 +14,7 @@ import {
   type ServiceProcess,
 } from '@switchboard/devstack';
 import { roomEventStream } from '@switchboard/protocol';
+import { usePlatform } from '../sfu/platform.ts';
 import { startSignaling, type SignalingPlatform } from '../signaling/platform.ts';
 
 /** A room event as the room-events stream holds it. */
@@ -114,20 +115,16 @@ export async function startEventsPlatform(
  * to deliver to it.
  */
 export function useEventsPlatform(
-  open: { kill(): void }[],
+  open: readonly { kill(): void }[],
   started: (ep: EventsPlatform) => void | Promise<void>,
-  closeLast: { close(): Promise<void> }[] = [],
+  closeLast: readonly { close(): Promise<void> }[] = [],
 ): void {
-  let ep: EventsPlatform | undefined;
-  beforeAll(async () => {
-    ep = await startEventsPlatform(inject('natsUrl'), inject('pgServerUrl'));
-    await started(ep);
-  });
-  afterAll(async () => {
-    for (const c of open) c.kill();
-    await ep?.stop();
-    for (const c of closeLast) await c.close();
-  });
+  usePlatform(
+    async () => await startEventsPlatform(inject('natsUrl'), inject('pgServerUrl')),
+    open,
+    started,
+    closeLast,
+  );
 }
 
 /** Whether the events replica `replica` is running and holds the lease, by its metrics. */

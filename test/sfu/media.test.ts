@@ -5,24 +5,18 @@
  * exist without media flowing; the server-initiated consumer flow, the lifecycle and bad
  * input are what is checked here. Media actually flowing is test/e2e/sfu.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { mediasoupWorkerPids, waitFor, type ServiceProcess } from '@switchboard/devstack';
 import { ErrorCodes, type WebRtcTransportInfo } from '@switchboard/protocol';
 import { TestClient, type Frame } from '../signaling/client.ts';
-import { SFU_TIMINGS, startSfu, type SfuPlatform } from './platform.ts';
+import { SFU_TIMINGS, useSfu, type SfuPlatform } from './platform.ts';
 import { opusParameters, udpSink, vp8Parameters, vp8Source } from './rtp.ts';
 
 const open: TestClient[] = [];
 let seq = 0;
 
 const sctp = { numStreams: { OS: 1024, MIS: 1024 } };
-
-async function ok(c: TestClient, a: string, d?: unknown): Promise<unknown> {
-  const r = await c.request(a, d);
-  if (r.s !== true) throw new Error(`${a} failed: ${JSON.stringify(r)}`);
-  return r.d;
-}
 
 /** A client in `roomId` with a send transport and, unless `recv` is false, a recv transport. */
 async function member(
@@ -32,13 +26,13 @@ async function member(
 ): Promise<{ c: TestClient; send: WebRtcTransportInfo; recv?: WebRtcTransportInfo }> {
   const c = await TestClient.join(sfu.gateways[opts.gateway ?? 0]?.url ?? '', roomId, `u${seq++}`);
   open.push(c);
-  const caps = await ok(c, 'getRouterRtpCapabilities');
-  const send = (await ok(c, 'createWebRtcTransport', {
+  const caps = await c.ok('getRouterRtpCapabilities');
+  const send = (await c.ok('createWebRtcTransport', {
     direction: 'send',
     sctpCapabilities: sctp,
   })) as WebRtcTransportInfo;
   if (opts.recv === false) return { c, send };
-  const recv = (await ok(c, 'createWebRtcTransport', {
+  const recv = (await c.ok('createWebRtcTransport', {
     direction: 'recv',
     sctpCapabilities: sctp,
     rtpCapabilities: caps,
@@ -46,22 +40,50 @@ async function member(
   return { c, send, recv };
 }
 
+/**
+ * `m` produces a `kind` track (hand-written RTP parameters, SSRC `ssrc`) on its send
+ * transport: the producer's id.
+ */
+async function produce(
+  m: { c: TestClient; send: { id: string } },
+  kind: 'audio' | 'video',
+  ssrc: number,
+  source?: string,
+): Promise<string> {
+  const { id } = (await m.c.ok('produce', {
+    transportId: m.send.id,
+    kind,
+    rtpParameters: kind === 'video' ? vp8Parameters(ssrc) : opusParameters(ssrc),
+    ...(source === undefined ? {} : { source }),
+  })) as { id: string };
+  return id;
+}
+
 const consumersOf = (c: TestClient, from = 0): Frame[] => c.events('eventNewConsumer').slice(from);
 
-afterAll(() => {
-  for (const c of open) c.kill();
-});
+/**
+ * After a media reset, `a` and `b` start again (new transports); `a` produces video (SSRC
+ * `ssrc`) and, before `what` times out, `b` gets one new consumer: for it.
+ */
+async function startAgain(a: TestClient, b: TestClient, ssrc: number, what: string): Promise<void> {
+  const from = consumersOf(b).length;
+  const caps = await a.ok('getRouterRtpCapabilities');
+  const send = (await a.ok('createWebRtcTransport', { direction: 'send' })) as { id: string };
+  await b.ok('getRouterRtpCapabilities');
+  await b.ok('createWebRtcTransport', { direction: 'recv', rtpCapabilities: caps });
+  await produce({ c: a, send }, 'video', ssrc);
+  await waitFor(what, async () => consumersOf(b, from).length === 1);
+}
 
 describe('one media node, one worker', () => {
   let sfu: SfuPlatform;
-  beforeAll(async () => {
-    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
-      env: { MEDIA_PLAIN_TRANSPORTS: 'true', MEDIA_RECV_TRANSPORTS_PER_MIN: '3' },
-    });
-  });
-  afterAll(async () => {
-    await sfu.stop();
-  });
+  useSfu(
+    open,
+    (p) => {
+      sfu = p;
+    },
+    { env: { MEDIA_PLAIN_TRANSPORTS: 'true', MEDIA_RECV_TRANSPORTS_PER_MIN: '3' } },
+  );
 
   it('creates transports through the gateway and the node the room is assigned to', async () => {
     const { c, send, recv } = await member(sfu, 'm-transports');
@@ -69,11 +91,11 @@ describe('one media node, one worker', () => {
     expect(send.iceCandidates.map((x) => x.protocol).sort()).toEqual(['tcp', 'udp']);
     expect(send.sctpParameters?.port).toBe(5000);
     expect(recv?.id).not.toBe(send.id);
-    const stats = (await ok(c, 'getTransportStats', { transportId: send.id })) as {
+    const stats = (await c.ok('getTransportStats', { transportId: send.id })) as {
       stats: { type: string }[];
     };
     expect(stats.stats[0]?.type).toBe('webrtc-transport');
-    const ice = (await ok(c, 'restartIce', { transportId: send.id })) as {
+    const ice = (await c.ok('restartIce', { transportId: send.id })) as {
       iceParameters: { usernameFragment: string };
     };
     expect(ice.iceParameters.usernameFragment).not.toBe(send.iceParameters.usernameFragment);
@@ -86,12 +108,7 @@ describe('one media node, one worker', () => {
   it('announces consumers, created paused, to every other peer; pause, resume and close reach them', async () => {
     const a = await member(sfu, 'm-consume');
     const b = await member(sfu, 'm-consume');
-    const { id: producerId } = (await ok(a.c, 'produce', {
-      transportId: a.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(1111),
-      source: 'camera',
-    })) as { id: string };
+    const producerId = await produce(a, 'video', 1111, 'camera');
     const ev = await b.c.event('eventNewConsumer');
     const d = ev.d as {
       id: string;
@@ -104,21 +121,21 @@ describe('one media node, one worker', () => {
     expect(d).toMatchObject({ producerId, kind: 'video', producerPaused: false, source: 'camera' });
     expect(d.peer.socketId).toBe(a.c.socketId);
     expect(a.c.events('eventNewConsumer')).toHaveLength(0);
-    await ok(b.c, 'resumeConsumer', { consumerId: d.id });
+    await b.c.ok('resumeConsumer', { consumerId: d.id });
 
     // A third peer arriving later gets a consumer for the existing producer.
     const late = await member(sfu, 'm-consume');
     const lateEv = await late.c.event('eventNewConsumer');
     expect((lateEv.d as { producerId: string }).producerId).toBe(producerId);
 
-    await ok(a.c, 'pauseProducer', { producerId });
+    await a.c.ok('pauseProducer', { producerId });
     expect((await b.c.event('eventProducerPaused')).d).toEqual({ consumerId: d.id, producerId });
-    await ok(a.c, 'resumeProducer', { producerId });
+    await a.c.ok('resumeProducer', { producerId });
     expect((await b.c.event('eventProducerResumed')).d).toEqual({ consumerId: d.id, producerId });
-    await ok(b.c, 'setConsumerPreferredLayers', { consumerId: d.id, spatialLayer: 0 });
-    await ok(b.c, 'pauseConsumer', { consumerId: d.id });
+    await b.c.ok('setConsumerPreferredLayers', { consumerId: d.id, spatialLayer: 0 });
+    await b.c.ok('pauseConsumer', { consumerId: d.id });
 
-    await ok(a.c, 'closeProducer', { producerId });
+    await a.c.ok('closeProducer', { producerId });
     expect((await b.c.event('eventConsumerClosed')).d).toEqual({ consumerId: d.id });
     await late.c.event('eventConsumerClosed');
     // The consumer is gone on the node too.
@@ -129,17 +146,9 @@ describe('one media node, one worker', () => {
   it('announces data consumers and closes consumers when their producer leaves the room', async () => {
     const a = await member(sfu, 'm-leave');
     const b = await member(sfu, 'm-leave');
-    await ok(a.c, 'produce', {
-      transportId: a.send.id,
-      kind: 'audio',
-      rtpParameters: opusParameters(2222),
-    });
-    await ok(a.c, 'produce', {
-      transportId: a.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(3333),
-    });
-    const { id: dataProducerId } = (await ok(a.c, 'produceData', {
+    await produce(a, 'audio', 2222);
+    await produce(a, 'video', 3333);
+    const { id: dataProducerId } = (await a.c.ok('produceData', {
       transportId: a.send.id,
       sctpStreamParameters: { streamId: 0, ordered: true },
       label: 'chat',
@@ -164,11 +173,7 @@ describe('one media node, one worker', () => {
   it('a member that drops keeps its media through its window, and loses it when the window ends', async () => {
     const a = await member(sfu, 'm-window');
     const b = await member(sfu, 'm-window');
-    await ok(a.c, 'produce', {
-      transportId: a.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(9001),
-    });
+    await produce(a, 'video', 9001);
     const consumerId = ((await b.c.event('eventNewConsumer')).d as { id: string }).id;
     a.c.kill();
     await new Promise((r) => setTimeout(r, SFU_TIMINGS.RECONNECT_WINDOW_MS / 2));
@@ -187,13 +192,13 @@ describe('one media node, one worker', () => {
       grants: { role: 'recorder' },
     });
     open.push(a, r);
-    const caps = await ok(r, 'getRouterRtpCapabilities');
-    const sending = (await ok(a, 'createPlainTransport', { direction: 'send' })) as {
+    const caps = await r.ok('getRouterRtpCapabilities');
+    const sending = (await a.ok('createPlainTransport', { direction: 'send' })) as {
       id: string;
       ip: string;
       port: number;
     };
-    const receiving = (await ok(r, 'createPlainTransport', {
+    const receiving = (await r.ok('createPlainTransport', {
       direction: 'recv',
       rtpCapabilities: caps,
     })) as { id: string };
@@ -205,25 +210,21 @@ describe('one media node, one worker', () => {
         ip,
       ).toMatchObject({ s: false, e: ErrorCodes.PERMISSION_DENIED.code });
     }
-    await ok(r, 'connectPlainTransport', {
+    await r.ok('connectPlainTransport', {
       transportId: receiving.id,
       ip: '127.0.0.1',
       port: sink.port,
     });
-    const { id: producerId } = (await ok(a, 'produce', {
-      transportId: sending.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(8001),
-    })) as { id: string };
+    const producerId = await produce({ c: a, send: sending }, 'video', 8001);
     const consumer = (await r.event('eventNewConsumer')).d as { id: string; producerId: string };
     expect(consumer.producerId).toBe(producerId);
-    await ok(r, 'resumeConsumer', { consumerId: consumer.id });
+    await r.ok('resumeConsumer', { consumerId: consumer.id });
     const source = vp8Source(sending, 8001);
     try {
       await waitFor('RTP forwarded to the plain receiver', async () => sink.packets > 20);
       // The WebRTC member got its consumer too, and a score once media flows.
       const webrtc = (await b.c.event('eventNewConsumer')).d as { id: string };
-      await ok(b.c, 'resumeConsumer', { consumerId: webrtc.id });
+      await b.c.ok('resumeConsumer', { consumerId: webrtc.id });
       source.stop();
       // No more bytes: the members consuming it hear of a freeze.
       const freeze = await r.event('eventFreeze', 10_000);
@@ -244,7 +245,7 @@ describe('one media node, one worker', () => {
     for (let i = 0; i < 4; i++) {
       const c = await TestClient.join(url, 'm-churn', 'churner');
       open.push(c);
-      const caps = await ok(c, 'getRouterRtpCapabilities');
+      const caps = await c.ok('getRouterRtpCapabilities');
       const r = await c.request('createWebRtcTransport', {
         direction: 'recv',
         rtpCapabilities: caps,
@@ -346,11 +347,7 @@ describe('one media node, one worker', () => {
   it('the worker hosting a room dies: its members get eventMediaReset and start again', async () => {
     const a = await member(sfu, 'm-worker');
     const b = await member(sfu, 'm-worker');
-    await ok(a.c, 'produce', {
-      transportId: a.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(4444),
-    });
+    await produce(a, 'video', 4444);
     await b.c.event('eventNewConsumer');
     const media = sfu.media[0];
     if (media === undefined) throw new Error('no media node');
@@ -362,55 +359,29 @@ describe('one media node, one worker', () => {
     // The old transports are gone; a new start works (on the respawned worker).
     const r = await a.c.request('getTransportStats', { transportId: a.send.id });
     expect(r.s).toBe(false);
-    const from = consumersOf(b.c).length;
-    const caps = await ok(a.c, 'getRouterRtpCapabilities');
-    const send = (await ok(a.c, 'createWebRtcTransport', { direction: 'send' })) as {
-      id: string;
-    };
-    await ok(b.c, 'getRouterRtpCapabilities');
-    await ok(b.c, 'createWebRtcTransport', { direction: 'recv', rtpCapabilities: caps });
-    await ok(a.c, 'produce', {
-      transportId: send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(5555),
-    });
-    await waitFor('a consumer again', async () => consumersOf(b.c, from).length === 1);
+    await startAgain(a.c, b.c, 5555, 'a consumer again');
     await media.waitReady();
   });
 });
 
 describe('a room that outgrows a worker', () => {
   let sfu: SfuPlatform;
-  beforeAll(async () => {
-    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
-      workers: 2,
-      env: { MEDIASOUP_WORKER_MAX_LOAD: '3' },
-    });
-  });
-  afterAll(async () => {
-    await sfu.stop();
-  });
+  useSfu(
+    open,
+    (p) => {
+      sfu = p;
+    },
+    { workers: 2, env: { MEDIASOUP_WORKER_MAX_LOAD: '3' } },
+  );
 
   it('spreads to a second worker and pipes producers across, both ways', async () => {
     // a: send + recv (load 2) + b's consumer later; b no longer fits worker 0.
     const a = await member(sfu, 'm-pipe');
     const b = await member(sfu, 'm-pipe');
     const c = await member(sfu, 'm-pipe');
-    await ok(a.c, 'produce', {
-      transportId: a.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(6001),
-    });
-    await ok(b.c, 'produce', {
-      transportId: b.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(6002),
-    });
-    await ok(c.c, 'produce', {
-      transportId: c.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(6003),
-    });
+    await produce(a, 'video', 6001);
+    await produce(b, 'video', 6002);
+    await produce(c, 'video', 6003);
     for (const m of [a, b, c]) {
       await waitFor('two consumers each', async () => consumersOf(m.c).length === 2);
     }
@@ -426,12 +397,13 @@ describe('a room that outgrows a worker', () => {
 
 describe('two workers, rooms on each', () => {
   let sfu: SfuPlatform;
-  beforeAll(async () => {
-    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), { workers: 2 });
-  });
-  afterAll(async () => {
-    await sfu.stop();
-  });
+  useSfu(
+    open,
+    (p) => {
+      sfu = p;
+    },
+    { workers: 2 },
+  );
 
   it('a worker that dies resets its rooms only: a room on the other worker notices nothing', async () => {
     const media = sfu.media[0];
@@ -453,11 +425,7 @@ describe('two workers, rooms on each', () => {
     const slotY = afterY.findIndex((l, i) => l > (afterX[i] ?? 0));
     expect(slotX).toBeGreaterThanOrEqual(0);
     expect(slotY).not.toBe(slotX);
-    await ok(y1.c, 'produce', {
-      transportId: y1.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(9101),
-    });
+    await produce(y1, 'video', 9101);
     const yConsumer = ((await y2.c.event('eventNewConsumer')).d as { id: string }).id;
 
     const pids = mediasoupWorkerPids(media.process.pid);
@@ -468,22 +436,20 @@ describe('two workers, rooms on each', () => {
     await new Promise((r) => setTimeout(r, 500));
     for (const c of [y1.c, y2.c]) expect(c.events('eventMediaReset')).toHaveLength(0);
     expect(y2.c.events('eventConsumerClosed')).toHaveLength(0);
-    await ok(y2.c, 'resumeConsumer', { consumerId: yConsumer });
+    await y2.c.ok('resumeConsumer', { consumerId: yConsumer });
     await media.waitReady();
   });
 });
 
 describe('several media nodes', () => {
   let sfu: SfuPlatform;
-  beforeAll(async () => {
-    sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'), {
-      mediaNodes: 2,
-      extraGateways: 1,
-    });
-  });
-  afterAll(async () => {
-    await sfu.stop();
-  });
+  useSfu(
+    open,
+    (p) => {
+      sfu = p;
+    },
+    { mediaNodes: 2, extraGateways: 1 },
+  );
 
   /** The node recorded for `roomId` (null: none), as the rooms service stored it. */
   const recordedNode = async (roomId: string): Promise<string | null> => {
@@ -554,11 +520,7 @@ describe('several media nodes', () => {
   it('a node that stops: its rooms move, their members get eventMediaReset', async () => {
     const a = await member(sfu, 'n-fail');
     const b = await member(sfu, 'n-fail', { gateway: 1 });
-    await ok(a.c, 'produce', {
-      transportId: a.send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(7001),
-    });
+    await produce(a, 'video', 7001);
     await b.c.event('eventNewConsumer');
     const first = await recordedNode('n-fail');
     expect(first).toMatch(/^media-[12]$/);
@@ -567,19 +529,7 @@ describe('several media nodes', () => {
     expect(reset.d).toEqual({ reason: 'node' });
     await b.c.event('eventMediaReset', 15_000);
     // Starting again lands on the surviving node, and consuming works there.
-    const a2 = await ok(a.c, 'getRouterRtpCapabilities');
-    const send = (await ok(a.c, 'createWebRtcTransport', { direction: 'send' })) as {
-      id: string;
-    };
-    await ok(b.c, 'getRouterRtpCapabilities');
-    const from = consumersOf(b.c).length;
-    await ok(b.c, 'createWebRtcTransport', { direction: 'recv', rtpCapabilities: a2 });
-    await ok(a.c, 'produce', {
-      transportId: send.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(7002),
-    });
-    await waitFor('a consumer on the other node', async () => consumersOf(b.c, from).length === 1);
+    await startAgain(a.c, b.c, 7002, 'a consumer on the other node');
     const second = await recordedNode('n-fail');
     expect(second).toMatch(/^media-[12]$/);
     expect(second).not.toBe(first);
@@ -595,7 +545,7 @@ describe('several media nodes', () => {
     const handover = Date.now() - t0;
     expect(await stopping).toBe(0);
     expect(handover).toBeLessThan(SFU_TIMINGS.MEDIA_NODE_DEAD_AFTER_MS);
-    await ok(a.c, 'getRouterRtpCapabilities');
+    await a.c.ok('getRouterRtpCapabilities');
     expect(await recordedNode('n-fail')).toBe('media-3');
   });
 });

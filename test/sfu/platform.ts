@@ -3,6 +3,7 @@
  * NATS and PostgreSQL, with short heartbeats and windows so failures are observable.
  */
 import { pino } from 'pino';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { Bus } from '@switchboard/bus';
 import {
   ServiceProcess,
@@ -51,6 +52,10 @@ export interface SfuPlatform {
   stop(): Promise<void>;
 }
 
+/**
+ * The rooms service, its gateways (one, plus `extraGateways`) and media nodes (`mediaNodes`,
+ * default 1) on the real NATS and PostgreSQL, and a bus client of the tests.
+ */
 export async function startSfu(
   natsUrl: string,
   pgServerUrl: string,
@@ -137,4 +142,44 @@ export async function startSfu(
     spawn,
     stop,
   };
+}
+
+/**
+ * A test file's (or describe's) platform: started by `start` before its tests and handed to
+ * `started` (which may set up more on it); after them, what consumes before what it consumes
+ * from — the clients kept in `open` killed, the platform stopped, then what `closeLast` holds
+ * (servers the platform's services were clients of) closed.
+ */
+export function usePlatform<P extends { stop(): Promise<void> }>(
+  start: () => Promise<P>,
+  open: readonly { kill(): void }[],
+  started: (platform: P) => void | Promise<void>,
+  closeLast: readonly { close(): Promise<void> }[] = [],
+): void {
+  let platform: P | undefined;
+  beforeAll(async () => {
+    platform = await start();
+    await started(platform);
+  });
+  afterAll(async () => {
+    for (const c of open) c.kill();
+    await platform?.stop();
+    for (const c of closeLast) await c.close();
+  });
+}
+
+/**
+ * A test file's (or describe's) SFU platform (`opts`): started before its tests and handed to
+ * `started`, stopped after them, the clients kept in `open` killed first.
+ */
+export function useSfu(
+  open: readonly { kill(): void }[],
+  started: (sfu: SfuPlatform) => void | Promise<void>,
+  opts: SfuOptions = {},
+): void {
+  usePlatform(
+    async () => await startSfu(inject('natsUrl'), inject('pgServerUrl'), opts),
+    open,
+    started,
+  );
 }

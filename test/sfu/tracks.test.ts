@@ -6,7 +6,7 @@
  * it is unmuted (an owner's own pause survives the unmute); grants that stop allowing a
  * source close its producer at once.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ErrorCodes,
   ProtocolError,
@@ -15,7 +15,7 @@ import {
 } from '@switchboard/protocol';
 import { TestClient } from '../signaling/client.ts';
 import { collectRoomEvents, waitUntil, type SeenRoomEvent } from '../signaling/fixtures.ts';
-import { startSfu, type SfuPlatform } from './platform.ts';
+import { useSfu, type SfuPlatform } from './platform.ts';
 import { opusParameters, vp8Parameters } from './rtp.ts';
 
 const open: TestClient[] = [];
@@ -23,30 +23,19 @@ let sfu: SfuPlatform;
 let seq = 0;
 let events: SeenRoomEvent[] = [];
 
-beforeAll(async () => {
-  sfu = await startSfu(inject('natsUrl'), inject('pgServerUrl'));
+useSfu(open, (p) => {
+  sfu = p;
   events = collectRoomEvents(sfu.bus);
 });
-
-afterAll(async () => {
-  for (const c of open) c.kill();
-  await sfu.stop();
-});
-
-async function ok(c: TestClient, a: string, d?: unknown): Promise<unknown> {
-  const r = await c.request(a, d);
-  if (r.s !== true) throw new Error(`${a} failed: ${JSON.stringify(r)}`);
-  return r.d;
-}
 
 async function member(
   roomId: string,
 ): Promise<{ c: TestClient; send: WebRtcTransportInfo; socketId: string }> {
   const c = await TestClient.join(sfu.gateways[0]?.url ?? '', roomId, `t${seq++}`);
   open.push(c);
-  const caps = await ok(c, 'getRouterRtpCapabilities');
-  const send = (await ok(c, 'createWebRtcTransport', { direction: 'send' })) as WebRtcTransportInfo;
-  await ok(c, 'createWebRtcTransport', { direction: 'recv', rtpCapabilities: caps });
+  const caps = await c.ok('getRouterRtpCapabilities');
+  const send = (await c.ok('createWebRtcTransport', { direction: 'send' })) as WebRtcTransportInfo;
+  await c.ok('createWebRtcTransport', { direction: 'recv', rtpCapabilities: caps });
   return { c, send, socketId: c.socketId ?? '' };
 }
 
@@ -54,7 +43,7 @@ async function produce(
   m: { c: TestClient; send: WebRtcTransportInfo },
   kind: 'video' | 'audio',
 ): Promise<string> {
-  const r = (await ok(m.c, 'produce', {
+  const r = (await m.c.ok('produce', {
     transportId: m.send.id,
     kind,
     rtpParameters: kind === 'video' ? vp8Parameters(2000 + seq) : opusParameters(3000 + seq),
@@ -81,7 +70,7 @@ describe('tracks', () => {
       { trackId: cam, kind: 'video', source: 'camera', muted: false },
       { trackId: mic, kind: 'audio', source: 'microphone', muted: false },
     ]);
-    await ok(a.c, 'closeProducer', { producerId: cam });
+    await a.c.ok('closeProducer', { producerId: cam });
     await waitUntil(async () => (await tracksOf(roomId, a.socketId)).length === 1);
     // Leaving with a track: its end comes before the leave, once.
     a.c.close();
@@ -142,7 +131,7 @@ describe('tracks', () => {
       trackId: mic,
       muted: true,
     });
-    await ok(a.c, 'pauseProducer', { producerId: mic });
+    await a.c.ok('pauseProducer', { producerId: mic });
     await sfu.bus.request(RoomsAdmin.muteTrack, {
       roomId,
       socketId: a.socketId,
@@ -151,7 +140,7 @@ describe('tracks', () => {
     });
     await new Promise((r) => setTimeout(r, 300));
     expect(b.c.events('eventProducerResumed')).toHaveLength(1);
-    await ok(a.c, 'resumeProducer', { producerId: mic });
+    await a.c.ok('resumeProducer', { producerId: mic });
     await waitUntil(() => b.c.events('eventProducerResumed').length === 2);
     await waitUntil(() => typesIn(roomId).filter((t) => t === 'track.muted').length === 4);
 

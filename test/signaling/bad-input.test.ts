@@ -152,6 +152,30 @@ async function joinData(
   };
 }
 
+/**
+ * A describe's platform (`env`) and a client of its database: started before its tests and
+ * handed to `started`; after them the describe's clients are dropped, the database client
+ * ended (before the platform drops the database), then the platform stopped.
+ */
+function usePlatformAndDb(
+  env: Record<string, string>,
+  started: (sp: SignalingPlatform, db: pg.Client) => void,
+): void {
+  let sp: SignalingPlatform | undefined;
+  let db: pg.Client | undefined;
+  beforeAll(async () => {
+    sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), env);
+    db = new pg.Client({ connectionString: sp.platform.databaseUrl });
+    await db.connect();
+    started(sp, db);
+  });
+  afterAll(async () => {
+    dropClients();
+    await db?.end();
+    await sp?.stop();
+  });
+}
+
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
@@ -192,17 +216,10 @@ describe('bad input on a gateway with small limits', () => {
   let db: pg.Client;
   let startedAt: number;
 
-  beforeAll(async () => {
-    sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), LIMITS);
+  usePlatformAndDb(LIMITS, (p, d) => {
+    sp = p;
+    db = d;
     startedAt = Date.now();
-    db = new pg.Client({ connectionString: sp.platform.databaseUrl });
-    await db.connect();
-  });
-
-  afterAll(async () => {
-    dropClients();
-    await db.end();
-    await sp.stop();
   });
 
   it('frames that are not JSON: 0x502 as errorR; the socket stays open and can join', async () => {
@@ -916,21 +933,13 @@ describe('heartbeat', () => {
   let sp: SignalingPlatform;
   let db: pg.Client;
 
-  beforeAll(async () => {
-    sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), {
-      ...LIMITS,
-      WS_PING_INTERVAL_MS: '200',
-      WS_IDLE_TIMEOUT_MS: '1000',
-    });
-    db = new pg.Client({ connectionString: sp.platform.databaseUrl });
-    await db.connect();
-  });
-
-  afterAll(async () => {
-    dropClients();
-    await db.end();
-    await sp.stop();
-  });
+  usePlatformAndDb(
+    { ...LIMITS, WS_PING_INTERVAL_MS: '200', WS_IDLE_TIMEOUT_MS: '1000' },
+    (p, d) => {
+      sp = p;
+      db = d;
+    },
+  );
 
   it('a socket that answers no ping is cut off; its session enters the window; others stay', async () => {
     const peer = await joined(sp.gw1.url, 'room-hb', 'answers');

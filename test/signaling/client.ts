@@ -140,6 +140,13 @@ export class TestClient {
     return await this.waitFor((f) => f.id === id && f.a === `${a}R`, timeoutMs, `${a}R #${id}`);
   }
 
+  /** Send a request that must succeed: its reply's `d` (a failed reply throws, naming it). */
+  async ok(a: string, d?: unknown, timeoutMs = 10_000): Promise<unknown> {
+    const r = await this.request(a, d, timeoutMs);
+    if (r.s !== true) throw new Error(`${a} failed: ${JSON.stringify(r)}`);
+    return r.d;
+  }
+
   /** Wait for a frame matching `pred` (already received ones count), from index `from`. */
   async waitFor(
     pred: (f: Frame) => boolean,

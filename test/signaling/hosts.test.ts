@@ -93,6 +93,18 @@ async function host(
   return { c, reply };
 }
 
+/** `c` pings every 300 ms for `ms` (a host's heartbeats), then falls silent. */
+async function heartbeats(c: TestClient, ms: number): Promise<void> {
+  const beat = setInterval(() => {
+    c.sendRaw(JSON.stringify({ a: 'ping', d: {} }));
+  }, 300);
+  try {
+    await sleep(ms);
+  } finally {
+    clearInterval(beat);
+  }
+}
+
 /** Send a request with an explicit id, without waiting for its reply. */
 function send(c: TestClient, a: string, d: unknown, id: string): void {
   c.sendRaw(JSON.stringify({ a, d, id }));
@@ -365,24 +377,16 @@ describe('presence', () => {
     );
 
     // Heartbeats keep it online past the deadline.
-    const beat = setInterval(() => {
-      h.c.sendRaw(JSON.stringify({ a: 'ping', d: {} }));
-    }, 300);
-    await sleep(2500);
+    await heartbeats(h.c, 2500);
     expect(changes.filter((ch) => ch.host === 'pres-1')).toHaveLength(1);
 
     // Its socket drops; it comes back through the other gateway before the deadline.
-    clearInterval(beat);
     h.c.kill();
     const back = await host('gw2', 'pres-1', 'instance-pres-1');
-    const beat2 = setInterval(() => {
-      back.c.sendRaw(JSON.stringify({ a: 'ping', d: {} }));
-    }, 300);
-    await sleep(2500);
+    await heartbeats(back.c, 2500);
     expect(changes.filter((ch) => ch.host === 'pres-1')).toHaveLength(1);
 
     // Silent: offline after the read deadline.
-    clearInterval(beat2);
     const silentAt = Date.now();
     back.c.kill();
     await until(() => changes.some((ch) => ch.host === 'pres-1' && ch.status === 'offline'), 8000);

@@ -3,10 +3,10 @@
  * NATS and PostgreSQL, with short windows so expiry is observable, plus a bus client for
  * operator calls (RoomsAdmin, roomInfo).
  */
-import { afterAll, beforeAll, inject } from 'vitest';
+import { inject } from 'vitest';
 import type { Bus } from '@switchboard/bus';
 import type { Platform, ServiceProcess } from '@switchboard/devstack';
-import { startSfu } from '../sfu/platform.ts';
+import { startSfu, usePlatform } from '../sfu/platform.ts';
 import { CuttableProxy } from './proxy.ts';
 
 export const TIMINGS = {
@@ -97,17 +97,13 @@ export async function startSignaling(
  * killed first.
  */
 export function useSignaling(
-  open: { kill(): void }[],
+  open: readonly { kill(): void }[],
   started: (sp: SignalingPlatform) => void | Promise<void>,
   env: Record<string, string> = {},
 ): void {
-  let sp: SignalingPlatform | undefined;
-  beforeAll(async () => {
-    sp = await startSignaling(inject('natsUrl'), inject('pgServerUrl'), env);
-    await started(sp);
-  });
-  afterAll(async () => {
-    for (const c of open) c.kill();
-    await sp?.stop();
-  });
+  usePlatform(
+    async () => await startSignaling(inject('natsUrl'), inject('pgServerUrl'), env),
+    open,
+    started,
+  );
 }

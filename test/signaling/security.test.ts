@@ -192,23 +192,19 @@ describe('resume belongs to the owner', () => {
 describe('tokens expire on live sessions', () => {
   it('an expired token cuts the session with 4003 and it leaves at once; a refreshed one is kept', async () => {
     const peer = await join('gw2', 'sec-exp', 'peer');
-    const short = await connect(sp.gw1.url);
-    const r = await joinWith(
-      short,
-      'sec-exp',
-      await mintToken({ sub: 'short', rooms: ['sec-exp'], expiresInS: 2 }),
-    );
-    expect(r.s).toBe(true);
-    const shortId = (r.d as JoinReply).socketId;
-
-    const kept = await connect(sp.gw1.url);
-    const k = await joinWith(
-      kept,
-      'sec-exp',
-      await mintToken({ sub: 'kept', rooms: ['sec-exp'], expiresInS: 2 }),
-    );
-    expect(k.s).toBe(true);
-    const keptId = (k.d as JoinReply).socketId;
+    // Two members whose tokens expire in 2 s: one lets it run out, one refreshes it.
+    const joinFor2s = async (user: string): Promise<{ c: TestClient; socketId: string }> => {
+      const c = await connect(sp.gw1.url);
+      const r = await joinWith(
+        c,
+        'sec-exp',
+        await mintToken({ sub: user, rooms: ['sec-exp'], expiresInS: 2 }),
+      );
+      expect(r.s, user).toBe(true);
+      return { c, socketId: (r.d as JoinReply).socketId };
+    };
+    const { c: short, socketId: shortId } = await joinFor2s('short');
+    const { c: kept, socketId: keptId } = await joinFor2s('kept');
     // A token of another user, or of another room, is refused; the session is untouched.
     expect(
       await kept.request('refreshToken', {
