@@ -83,8 +83,8 @@ export async function startSignaling(
       return { service, proxy };
     },
     stop: async () => {
-      // A cut proxy is restored (a proxy still up refuses a second listen: nothing to do).
-      for (const p of proxies) await p.restore().catch(() => undefined);
+      // A cut proxy is restored, so that the services behind it stop cleanly.
+      for (const p of proxies) await p.restore();
       await sfu.stop();
       for (const p of proxies) await p.cut();
     },

@@ -21,7 +21,9 @@ export class CuttableProxy {
     return p;
   }
 
+  /** Listen again (a proxy that is up already stays as it is). */
   async restore(): Promise<void> {
+    if (this.#server !== undefined) return;
     const server = createServer((client) => {
       const upstream = new Socket();
       this.#sockets.add(client).add(upstream);
