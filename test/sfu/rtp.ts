@@ -9,7 +9,13 @@ export interface RtpSource {
   stop(): void;
 }
 
-export function vp8Source(target: { ip: string; port: number }, ssrc: number, fps = 30): RtpSource {
+/** `protect`: what each packet becomes before it is sent (SRTP), else sent as it is. */
+export function vp8Source(
+  target: { ip: string; port: number },
+  ssrc: number,
+  fps = 30,
+  protect: (rtp: Buffer) => Buffer = (rtp) => rtp,
+): RtpSource {
   const socket = dgram.createSocket('udp4');
   let seq = 1;
   let sent = 0;
@@ -24,7 +30,7 @@ export function vp8Source(target: { ip: string; port: number }, ssrc: number, fp
     header.writeUInt32BE(ssrc, 8);
     // VP8 payload descriptor (S=1, PID 0), then a key frame header: P=0, start code, 320x240.
     const vp8 = Buffer.from([0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
-    const payload = Buffer.concat([header, vp8, Buffer.alloc(400, 0x55)]);
+    const payload = protect(Buffer.concat([header, vp8, Buffer.alloc(400, 0x55)]));
     socket.send(payload, target.port, target.ip, (err) => {
       if (err === null) sent++;
     });
@@ -42,16 +48,31 @@ export function vp8Source(target: { ip: string; port: number }, ssrc: number, fp
   };
 }
 
-/** A UDP socket that counts what it receives. */
+/** mediasoup's bandwidth probes: padding-only RTP of this SSRC. */
+const PROBATION_SSRC = 1234;
+
+/**
+ * A UDP socket that counts what it receives (`packets`), and of it the media (`media`: RTP
+ * that is neither RTCP nor a bandwidth probe), and keeps the last media packet.
+ */
 export async function udpSink(): Promise<{
   port: number;
   readonly packets: number;
+  readonly media: number;
+  readonly last: Buffer | undefined;
   close(): void;
 }> {
   const socket = dgram.createSocket('udp4');
   let packets = 0;
-  socket.on('message', () => {
+  let media = 0;
+  let last: Buffer | undefined;
+  socket.on('message', (msg) => {
     packets++;
+    // RFC 5761: payload types 64–95 (marker bit aside) are RTCP's on a muxed port.
+    const pt = (msg[1] ?? 0) & 0x7f;
+    if (msg.length < 12 || (pt >= 64 && pt <= 95) || msg.readUInt32BE(8) === PROBATION_SSRC) return;
+    media++;
+    last = msg;
   });
   await new Promise<void>((resolve) => {
     socket.bind(0, '127.0.0.1', resolve);
@@ -60,6 +81,12 @@ export async function udpSink(): Promise<{
     port: socket.address().port,
     get packets() {
       return packets;
+    },
+    get media() {
+      return media;
+    },
+    get last() {
+      return last;
     },
     close() {
       socket.close();

@@ -167,6 +167,26 @@ const IceCandidateInfo = Type.Object({
   tcpType: Type.Optional(Type.String()),
 });
 
+/** The SRTP suites a plain transport speaks (mediasoup's SrtpCryptoSuite). */
+export const SrtpCryptoSuite = Type.Union([
+  Type.Literal('AEAD_AES_256_GCM'),
+  Type.Literal('AEAD_AES_128_GCM'),
+  Type.Literal('AES_CM_128_HMAC_SHA1_80'),
+  Type.Literal('AES_CM_128_HMAC_SHA1_32'),
+]);
+export type SrtpCryptoSuite = Static<typeof SrtpCryptoSuite>;
+
+/**
+ * One side's SRTP keys (SDES-style, RFC 4568): its suite, and its master key ‖ master salt in
+ * base64 (30 bytes for the AES_CM suites, 28 for AES-128-GCM, 44 for AES-256-GCM). A secret:
+ * never logged.
+ */
+export const SrtpParameters = Type.Object({
+  cryptoSuite: SrtpCryptoSuite,
+  keyBase64: Type.String({ minLength: 40, maxLength: 60, pattern: '^[A-Za-z0-9+/]+={0,2}$' }),
+});
+export type SrtpParameters = Static<typeof SrtpParameters>;
+
 const TransportId = Type.Object({ transportId: MediaId });
 const ProducerIdData = Type.Object({ producerId: MediaId });
 const ConsumerIdData = Type.Object({ consumerId: MediaId });
@@ -213,16 +233,22 @@ export const MediaActions = {
    * a recorder, the benchmark): sending ones learn the sender's address from its first packet
    * (comedia); receiving ones send to the address given in connectPlainTransport. Refused
    * (UNKNOWN_ACTION) unless the media node enables MEDIA_PLAIN_TRANSPORTS.
+   *
+   * With `srtp` (the member's own keys: what it encrypts its RTP, or a receiver its RTCP,
+   * with) the transport speaks SRTP only, in that suite, and the reply's `srtpParameters` are
+   * the node's keys (what it encrypts with, fresh for each transport).
    */
   createPlainTransport: {
     data: Type.Object({
       direction: Type.Union([Type.Literal('send'), Type.Literal('recv')]),
       rtpCapabilities: Type.Optional(RtpCapabilities),
+      srtp: Type.Optional(SrtpParameters),
     }),
     reply: Type.Object({
       id: MediaId,
       ip: Type.String(),
       port: Type.Integer({ minimum: 0, maximum: 65535 }),
+      srtpParameters: Type.Optional(SrtpParameters),
     }),
   },
   connectPlainTransport: {

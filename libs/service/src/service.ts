@@ -340,6 +340,8 @@ const SECRET_FIELDS = [
   'credential',
   'authorization',
   'cookie',
+  // SRTP master keys of plain transports (createPlainTransport's srtp, srtpParameters)
+  'keyBase64',
 ];
 const REDACT_PATHS = [
   ...SECRET_FIELDS,

@@ -15,6 +15,7 @@ import {
   type ProducerSource,
   type RtpCapabilities,
   type SessionGrants,
+  type SrtpParameters,
 } from '@switchboard/protocol';
 import { clientInput } from './errors.ts';
 import type { Route } from './route.ts';
@@ -23,7 +24,13 @@ import type { WorkerPool } from './workers.ts';
 /** A peer's transport: WebRTC (browsers) or plain RTP (trusted tools, when enabled). */
 export type MediaTransport =
   | { kind: 'webrtc'; direction: 'send' | 'recv'; transport: types.WebRtcTransport }
-  | { kind: 'plain'; direction: 'send' | 'recv'; transport: types.PlainTransport };
+  | {
+      kind: 'plain';
+      direction: 'send' | 'recv';
+      transport: types.PlainTransport;
+      /** The member's SRTP keys (an SRTP transport): a receiving one is connected with them. */
+      srtp: SrtpParameters | undefined;
+    };
 
 /** What a producer's appData says of it. */
 export type ProducerData = {
@@ -166,13 +173,19 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
     return transport;
   }
 
-  /** Create a plain RTP transport listening on `listen` (see #add). */
+  /**
+   * Create a plain RTP transport listening on `listen` (see #add); with `srtp` (the member's
+   * keys), an SRTP one in that suite. A sending one (comedia) is connected with the keys at
+   * once; a receiving one when it is told where to send.
+   */
   async createPlainTransport(
     direction: 'send' | 'recv',
     rtpCapabilities: RtpCapabilities | undefined,
     listen: { ip: string; announcedAddress: string | undefined },
+    srtp: SrtpParameters | undefined,
   ): Promise<types.PlainTransport> {
     const transport = await this.route.router.createPlainTransport({
+      ...(srtp === undefined ? {} : { enableSrtp: true, srtpCryptoSuite: srtp.cryptoSuite }),
       listenInfo: {
         protocol: 'udp',
         ip: listen.ip,
@@ -185,7 +198,16 @@ export class MediaPeer extends EventEmitter<MediaPeerEvents> {
       comedia: direction === 'send',
       appData: { socketId: this.socketId, direction },
     });
-    this.#add({ kind: 'plain', direction, transport }, rtpCapabilities);
+    if (direction === 'send' && srtp !== undefined) {
+      try {
+        // The keys are the member's: mediasoup refusing them (a wrong length) is its input.
+        await clientInput(() => transport.connect({ srtpParameters: srtp }));
+      } catch (err) {
+        transport.close();
+        throw err;
+      }
+    }
+    this.#add({ kind: 'plain', direction, transport, srtp }, rtpCapabilities);
     return transport;
   }
 

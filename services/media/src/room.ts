@@ -176,14 +176,18 @@ export class MediaRoom {
     if (listen === undefined) {
       throw new ProtocolError('UNKNOWN_ACTION', 'plain transports are disabled on this node');
     }
-    const { direction, rtpCapabilities } = req.data;
+    const { direction, rtpCapabilities, srtp } = req.data;
     const transport = await this.#newTransport(req, signal, (peer) =>
-      peer.createPlainTransport(direction, rtpCapabilities, listen),
+      peer.createPlainTransport(direction, rtpCapabilities, listen, srtp),
     );
+    const own = transport.srtpParameters;
     return {
       id: transport.id,
       ip: listen.announcedAddress ?? transport.tuple.localAddress,
       port: transport.tuple.localPort,
+      ...(own === undefined
+        ? {}
+        : { srtpParameters: { cryptoSuite: own.cryptoSuite, keyBase64: own.keyBase64 } }),
     };
   }
 
@@ -202,7 +206,14 @@ export class MediaRoom {
         'RTP may only be sent to MEDIA_PLAIN_ALLOWED_CIDRS',
       );
     }
-    await clientInput(() => t.transport.connect({ ip: req.data.ip, port: req.data.port }));
+    const { ip, port } = req.data;
+    await clientInput(() =>
+      t.transport.connect({
+        ip,
+        port,
+        ...(t.srtp === undefined ? {} : { srtpParameters: t.srtp }),
+      }),
+    );
     return {};
   }
 

@@ -9,3 +9,4 @@ export * from './testkit.ts';
 export * from './platform.ts';
 export * from './tokens.ts';
 export * from './nats-auth.ts';
+export * from './srtp.ts';
