@@ -12,6 +12,13 @@
  * from this process (`lib/media-bare.ts`), the baseline every other scenario is compared with
  * in the same run (measurements interleaved: for each N, every scenario).
  *
+ * Each scenario runs with each protection of --srtp: plain RTP, and SRTP in mediasoup's two
+ * first suites (AES_CM_128_HMAC_SHA1_80, AEAD_AES_256_GCM) on every transport, the sender
+ * encrypting as a browser does (@switchboard/devstack's SrtpSession). Consumers negotiate
+ * transport-cc as a browser's do, so the SRTP rows are the load a browser room puts on a
+ * worker. Each row compares its CPU per consumer with the bare scenario's (same protection)
+ * and with its own scenario's plain RTP.
+ *
  * Prints a table and writes it, with every figure, to
  * <ARTIFACTS_DIR>/bench/media-<timestamp>.json. Exit 0 on success; 1 on a failure or failed
  * check (a silent sink, a sender below 90% of its rate, a window that ran late; the results
@@ -20,6 +27,7 @@
  */
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { SrtpSession, randomSrtpKeys, type SrtpSuite } from '@switchboard/devstack';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BareScenario } from './lib/media-bare.ts';
 import { PlatformScenario } from './lib/media-platform.ts';
@@ -51,8 +59,19 @@ const SCENARIOS: Record<string, () => Scenario> = {
   platform: () => new PlatformScenario(),
 };
 
+/** Plain RTP, or SRTP in one suite. */
+type Protection = 'rtp' | SrtpSuite;
+const PROTECTIONS: readonly Protection[] = ['rtp', 'AES_CM_128_HMAC_SHA1_80', 'AEAD_AES_256_GCM'];
+/** A protection's short name, in the report. */
+const PROTECTION_LABEL: Record<Protection, string> = {
+  rtp: 'RTP',
+  AES_CM_128_HMAC_SHA1_80: 'SRTP AES-CM',
+  AEAD_AES_256_GCM: 'SRTP GCM',
+};
+
 interface Options {
   consumers: number[];
+  srtp: Protection[];
   seconds: number;
   warmup: number;
   bitrate: number;
@@ -92,6 +111,12 @@ const FLAGS = {
     def: 'all',
     help: `comma-separated, of: ${Object.keys(SCENARIOS).join(', ')}`,
   },
+  srtp: {
+    type: 'string',
+    env: 'BENCH_SRTP',
+    def: 'all',
+    help: `protections, comma-separated, of: ${PROTECTIONS.join(', ')}`,
+  },
 } as const;
 
 /** The numeric flags take any finite number (--warmup 0.5). */
@@ -112,6 +137,10 @@ function parseOptions(): Options {
       throw new UsageError(`--consumers: not an integer from 1 to 5000: ${s}`);
     return n;
   });
+  const srtp = list(flags.str('srtp')) ?? [...PROTECTIONS];
+  for (const p of srtp)
+    if (!(PROTECTIONS as readonly string[]).includes(p))
+      throw new UsageError(`--srtp: unknown protection ${p} (${PROTECTIONS.join(', ')})`);
   const scenarios = list(flags.str('scenarios')) ?? Object.keys(SCENARIOS);
   for (const s of scenarios)
     if (!(s in SCENARIOS))
@@ -121,6 +150,8 @@ function parseOptions(): Options {
   return {
     consumers:
       consumers.length > 0 ? [...new Set(consumers)].sort((a, b) => a - b) : DEFAULT_CONSUMERS,
+    // In PROTECTIONS' order: plain RTP first, the baseline of the SRTP rows.
+    srtp: PROTECTIONS.filter((p) => srtp.includes(p)),
     seconds: flags.num('seconds'),
     warmup: flags.num('warmup'),
     bitrate: flags.num('bitrate'),
@@ -166,9 +197,14 @@ function streamSpecs(opts: Options): StreamSpec[] {
   return opts.audio ? [video, audio] : [video];
 }
 
-function senderOptions(opts: Options, target: { ip: string; port: number }): RtpSenderOptions {
+function senderOptions(
+  opts: Options,
+  target: { ip: string; port: number },
+  protect: ((rtp: Buffer) => Buffer) | undefined,
+): RtpSenderOptions {
   return {
     target,
+    ...(protect === undefined ? {} : { protect }),
     video: defaultVideo({
       ssrc: VIDEO_SSRC,
       bitrate: opts.bitrate,
@@ -203,6 +239,7 @@ function sentPackets(c: RtpSenderCounts): number {
 
 interface Measurement {
   scenario: string;
+  protection: Protection;
   consumers: number;
   /**
    * RTP packets per second, sent by the sender and received by all sinks together, over the
@@ -270,13 +307,14 @@ interface Snapshot {
 
 async function measure(
   scenario: Scenario,
+  protection: Protection,
   n: number,
   opts: Options,
   signal: AbortSignal,
   anomalies: string[],
   previous: Measurement | undefined,
 ): Promise<Measurement> {
-  const tag = `${scenario.name} N=${n}`;
+  const tag = `${scenario.name} ${PROTECTION_LABEL[protection]} N=${String(n)}`;
   const cleanups: (() => Promise<void>)[] = [];
   try {
     const t0 = performance.now();
@@ -284,13 +322,25 @@ async function measure(
     cleanups.push(async () => {
       await sinks.close();
     });
-    const run = await scenario.setup({ sinks: sinks.addresses, streams: streamSpecs(opts) });
+    const keys = protection === 'rtp' ? undefined : randomSrtpKeys(protection);
+    const run = await scenario.setup({
+      sinks: sinks.addresses,
+      streams: streamSpecs(opts),
+      srtp: keys,
+    });
     cleanups.push(async () => {
       await run.teardown();
     });
     const setupSeconds = (performance.now() - t0) / 1000;
     signal.throwIfAborted();
-    const sender = await RtpSender.open(senderOptions(opts, run.producerTarget));
+    const session = keys === undefined ? undefined : new SrtpSession(keys);
+    const sender = await RtpSender.open(
+      senderOptions(
+        opts,
+        run.producerTarget,
+        session === undefined ? undefined : (rtp) => session.protect(rtp),
+      ),
+    );
     cleanups.push(async () => {
       await sender.close();
     });
@@ -359,6 +409,7 @@ async function measure(
     const sent = sentPackets(counts);
     const m: Measurement = {
       scenario: scenario.name,
+      protection,
       consumers: n,
       ppsIn: round(sent / sendSeconds, 1),
       ppsOut: round(sinkTotals.rtpPackets / sendSeconds, 1),
@@ -475,11 +526,21 @@ function table(rows: string[][], rightAlign: (col: number) => boolean): string[]
   );
 }
 
+/** The results of one scenario with one protection. */
+interface Variant {
+  scenario: Scenario;
+  protection: Protection;
+  results: Measurement[];
+  fit: ReturnType<typeof fit>;
+}
+
+const variantName = (v: Pick<Variant, 'scenario' | 'protection'>): string =>
+  `${v.scenario.name} ${PROTECTION_LABEL[v.protection]}`;
+
 function report(
   opts: Options,
   scenarios: readonly Scenario[],
-  results: ReadonlyMap<string, Measurement[]>,
-  fits: Record<string, ReturnType<typeof fit>>,
+  variants: readonly Variant[],
 ): string {
   const v = defaultVideo({
     bitrate: opts.bitrate,
@@ -487,32 +548,39 @@ function report(
     keyFrameIntervalS: opts.keyFrameInterval,
   });
   const pct = (x: number, d = 1): string => `${x.toFixed(d)}%`;
-  const ratio = (a: number, b: number): string =>
-    b === 0 || !Number.isFinite(a / b) ? '—' : `${(a / b).toFixed(2)}×`;
+  const ratio = (a: number | undefined, b: number | undefined): string =>
+    a === undefined || b === undefined || b === 0 || !Number.isFinite(a / b)
+      ? '—'
+      : `${(a / b).toFixed(2)}×`;
   const base = scenarios[0]?.name ?? 'bare';
-  const others = scenarios.slice(1);
-  const head1 = [''];
-  const head2 = ['consumers'];
-  for (const s of scenarios) {
-    head1.push(s.name, '', '', '', '', '', '');
-    head2.push('pps in', 'pps out', 'delivered', 'CPU', 'CPU/consumer', 'marginal', 'µs/pkt');
-  }
-  for (const s of others) {
-    head1.push(`${s.name} / ${base}`, '', '');
-    head2.push('CPU', 'CPU/consumer', 'pps out');
-  }
-  const rows: string[][] = [head1, head2];
-  for (const n of opts.consumers) {
-    const row = [String(n)];
-    const at = (name: string): Measurement | undefined =>
-      results.get(name)?.find((m) => m.consumers === n);
-    for (const s of scenarios) {
-      const m = at(s.name);
-      if (m === undefined) {
-        row.push('—', '—', '—', '—', '—', '—', '—');
-        continue;
-      }
-      row.push(
+  const find = (scenario: string, protection: Protection, n: number): Measurement | undefined =>
+    variants
+      .find((x) => x.scenario.name === scenario && x.protection === protection)
+      ?.results.find((m) => m.consumers === n);
+  const rows: string[][] = [
+    [
+      'consumers',
+      'scenario',
+      'pps in',
+      'pps out',
+      'delivered',
+      'CPU',
+      'CPU/consumer',
+      'marginal',
+      'µs/pkt',
+      `÷ ${base}`,
+      '÷ RTP',
+    ],
+  ];
+  for (const n of opts.consumers)
+    for (const x of variants) {
+      const m = x.results.find((r) => r.consumers === n);
+      if (m === undefined) continue;
+      const perConsumer = (r: Measurement | undefined): number | undefined =>
+        r?.cpuPercentPerConsumer;
+      rows.push([
+        String(n),
+        variantName(x),
         m.ppsIn.toFixed(0),
         m.ppsOut.toFixed(0),
         pct(m.totals.delivered * 100, 2),
@@ -522,48 +590,38 @@ function report(
           ? '—'
           : pct(m.marginalCpuPercentPerConsumer, 3),
         m.cpuUsPerPacketOut.toFixed(2),
-      );
+        x.scenario.name === base
+          ? '—'
+          : ratio(m.cpuPercentPerConsumer, perConsumer(find(base, x.protection, n))),
+        x.protection === 'rtp'
+          ? '—'
+          : ratio(m.cpuPercentPerConsumer, perConsumer(find(x.scenario.name, 'rtp', n))),
+      ]);
     }
-    const b = at(base);
-    for (const s of others) {
-      const m = at(s.name);
-      if (m === undefined || b === undefined) {
-        row.push('—', '—', '—');
-        continue;
-      }
-      row.push(
-        ratio(m.cpuPercent, b.cpuPercent),
-        ratio(m.cpuPercentPerConsumer, b.cpuPercentPerConsumer),
-        ratio(m.ppsOut, b.ppsOut),
-      );
-    }
-    rows.push(row);
-  }
-  const lines = table(rows, (i) => i > 0);
+  const lines = table(rows, (i) => i !== 1);
 
   const notes: string[] = [];
-  for (const s of scenarios) {
-    const f = fits[s.name];
-    if (f !== undefined)
+  for (const x of variants) {
+    if (x.fit !== undefined)
       notes.push(
-        `${s.name}: CPU ≈ ${f.fixedPercent.toFixed(2)}% + ${f.perConsumerPercent.toFixed(3)}% × consumers (least squares over every N)`,
+        `${variantName(x)}: CPU ≈ ${x.fit.fixedPercent.toFixed(2)}% + ${x.fit.perConsumerPercent.toFixed(3)}% × consumers (least squares over every N)`,
       );
   }
   const load: string[] = [];
-  for (const s of scenarios)
-    for (const m of results.get(s.name) ?? [])
+  for (const x of variants)
+    for (const m of x.results)
       load.push(
-        `${s.name} N=${m.consumers}: this process ${m.loadGenerator.cpuPercent}% ` +
+        `${variantName(x)} N=${String(m.consumers)}: this process ${m.loadGenerator.cpuPercent}% ` +
           `(loop busy ${m.loadGenerator.loopBusyPercent}%), machine ${m.machineBusyPercent.toFixed(0)}%, ` +
           `probes ${m.ppsProbes.toFixed(0)} pps`,
       );
   const losses: string[] = [];
-  for (const s of scenarios)
-    for (const m of results.get(s.name) ?? []) {
+  for (const x of variants)
+    for (const m of x.results) {
       const t = m.totals;
       if (t.delivered >= 0.999) continue;
       losses.push(
-        `${s.name} N=${m.consumers}: sent ${t.sent}; producer got ${t.producerReceived ?? '?'}; ` +
+        `${variantName(x)} N=${String(m.consumers)}: sent ${t.sent}; producer got ${t.producerReceived ?? '?'}; ` +
           `consumers sent ${t.consumersSent ?? '?'} of ${t.sent * m.consumers}; sinks got ${t.sinksReceived} ` +
           `(${pct(t.delivered * 100, 2)}; sequence gaps ${t.sinksExpectedBySeq - t.sinksReceived}, ` +
           `dropped by the kernel at the sinks ${t.sinkKernelDrops ?? '?'})`,
@@ -579,7 +637,8 @@ function report(
       `${opts.audio ? '; Opus 64 kbit/s, 20 ms' : ''}; ~${targetPps(opts).toFixed(0)} pps in; ` +
       `${opts.warmup} s warm-up, ${opts.seconds} s window`,
     machineLine(),
-    ...scenarios.map((s) => `${s.name}: ${s.description}`),
+    ...scenarios.map((x) => `${x.name}: ${x.description}`),
+    `protections: ${opts.srtp.map((p) => `${PROTECTION_LABEL[p]}${p === 'rtp' ? ' (plain)' : ` (${p}, every transport; the sender encrypts)`}`).join(', ')}`,
     '',
     ...lines,
     '',
@@ -587,10 +646,12 @@ function report(
     'CPU: user + system time of the processes that forward (bare: the worker, all threads, from',
     '/proc schedstat), % of one core over the window.',
     'marginal: Δ CPU / Δ consumers from the previous row. µs/pkt: CPU time per media packet out.',
+    `÷ ${base}: CPU per consumer over ${base}'s with the same protection; ÷ RTP: over the same`,
+    "scenario's with plain RTP (the SRTP goal: at most 1.3×).",
     'delivered: media packets the sinks got / (packets sent × consumers), whole run (drained).',
     'Per run: CPU of the sender and sinks (this process), of the whole machine (of ' +
       `${os.cpus().length * 100}%) and mediasoup's bandwidth probes (transport-cc is negotiated, ` +
-      'no feedback comes back; not media, not in pps out):',
+      'as by browsers; no feedback comes back; not media, not in pps out):',
     ...load.map((l) => `  ${l}`),
     ...(losses.length > 0
       ? ['whole-run counts where delivery was below 99.9%:', ...losses.map((l) => `  ${l}`)]
@@ -617,22 +678,31 @@ async function main(
     started.push(s);
     await s.start();
   }
-  const results = new Map<string, Measurement[]>(scenarios.map((s) => [s.name, []]));
-  // Interleaved (for each N, every scenario) so that drift in the machine hits all alike.
+  const variants: Variant[] = scenarios.flatMap((scenario) =>
+    opts.srtp.map((protection) => ({ scenario, protection, results: [], fit: undefined })),
+  );
+  // Interleaved (for each N, every scenario and protection) so that drift in the machine hits
+  // all alike.
   for (const n of opts.consumers)
-    for (const s of scenarios) {
-      const done = results.get(s.name) ?? [];
-      done.push(await measure(s, n, opts, signal, anomalies, done.at(-1)));
-      results.set(s.name, done);
-    }
-  const fits = Object.fromEntries(scenarios.map((s) => [s.name, fit(results.get(s.name) ?? [])]));
+    for (const x of variants)
+      x.results.push(
+        await measure(x.scenario, x.protection, n, opts, signal, anomalies, x.results.at(-1)),
+      );
+  for (const x of variants) x.fit = fit(x.results);
 
-  const text = report(opts, scenarios, results, fits);
+  const text = report(opts, scenarios, variants);
   const v = defaultVideo({
     bitrate: opts.bitrate,
     fps: opts.fps,
     keyFrameIntervalS: opts.keyFrameInterval,
   });
+  const of = (
+    s: Scenario,
+    p: Protection,
+  ): { fit: Variant['fit'] | null; results: Measurement[] } => {
+    const x = variants.find((y) => y.scenario === s && y.protection === p);
+    return { fit: x?.fit ?? null, results: x?.results ?? [] };
+  };
   return finishRun(
     'media',
     startedAt,
@@ -644,14 +714,18 @@ async function main(
         deltaFrameBytes: deltaFrameBytes(v),
         targetPps: round(targetPps(opts), 1),
       },
+      // Per scenario: plain RTP's fit and results where they always were, each SRTP suite's
+      // under `srtp`.
       scenarios: Object.fromEntries(
         scenarios.map((s) => [
           s.name,
           {
             description: s.description,
             info: s.info(),
-            fit: fits[s.name] ?? null,
-            results: results.get(s.name) ?? [],
+            ...of(s, 'rtp'),
+            srtp: Object.fromEntries(
+              opts.srtp.filter((p) => p !== 'rtp').map((p) => [p, of(s, p)]),
+            ),
           },
         ]),
       ),

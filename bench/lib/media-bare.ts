@@ -2,8 +2,10 @@
  * The baseline of `bench/media.ts`: mediasoup driven directly from the benchmark's process,
  * the least any SFU built on it can do. One worker for the whole run; per measurement a
  * router (VP8 and Opus), a comedia PlainTransport with a producer of each stream, and per
- * sink a PlainTransport connected to it with a consumer of each producer.
+ * sink a PlainTransport connected to it with a consumer of each producer; with SRTP, every
+ * transport in the run's suite, the ingress one connected with the sender's keys.
  */
+import { randomSrtpKeys } from '@switchboard/devstack';
 import { mediasoup, type types } from './mediasoup.ts';
 import { procRunTimeMs } from './proc-cpu.ts';
 import {
@@ -36,17 +38,21 @@ export class BareScenario implements Scenario {
     return { mediasoup: mediasoup.version, workerPid: this.#worker?.pid, listenIp: this.#listenIp };
   }
 
-  async setup({ sinks, streams }: ScenarioSetup): Promise<ScenarioRun> {
+  async setup({ sinks, streams, srtp }: ScenarioSetup): Promise<ScenarioRun> {
     const worker = this.#worker;
     if (worker === undefined || worker.closed) throw new Error('bare: the worker is not running');
     const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
     try {
       const listenInfo: types.TransportListenInfo = { protocol: 'udp', ip: this.#listenIp };
+      const secure =
+        srtp === undefined ? {} : { enableSrtp: true, srtpCryptoSuite: srtp.cryptoSuite };
       const ingress = await router.createPlainTransport({
         listenInfo,
         rtcpMux: true,
         comedia: true,
+        ...secure,
       });
+      if (srtp !== undefined) await ingress.connect({ srtpParameters: srtp });
       const producers: types.Producer[] = [];
       for (const s of streams) {
         producers.push(
@@ -58,8 +64,18 @@ export class BareScenario implements Scenario {
       }
       const consumers: types.Consumer[] = [];
       for (const sink of sinks) {
-        const t = await router.createPlainTransport({ listenInfo, rtcpMux: true, comedia: false });
-        await t.connect({ ip: sink.ip, port: sink.port });
+        const t = await router.createPlainTransport({
+          listenInfo,
+          rtcpMux: true,
+          comedia: false,
+          ...secure,
+        });
+        await t.connect({
+          ip: sink.ip,
+          port: sink.port,
+          // The sink's keys (for RTCP it never sends): the transport encrypts with its own.
+          ...(srtp === undefined ? {} : { srtpParameters: randomSrtpKeys(srtp.cryptoSuite) }),
+        });
         for (const p of producers)
           consumers.push(
             await t.consume({

@@ -4,8 +4,9 @@
  * media node (one worker, MEDIA_PLAIN_TRANSPORTS on) run as processes; a broadcaster member
  * joins a room over the gateway's WebSocket and produces on a plain transport, and one
  * recorder member per sink joins, creates a receiving plain transport connected to its sink
- * and resumes the consumers the media node announces. CPU is the media node's: its worker and
- * its Node process (events, scores, freeze checks — what the service adds).
+ * and resumes the consumers the media node announces; with SRTP, each transport asks for it
+ * (createPlainTransport's `srtp`). CPU is the media node's: its worker and its Node process
+ * (events, scores, freeze checks — what the service adds).
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -14,6 +15,7 @@ import {
   infraFromEnv,
   mediasoupWorkerPids,
   mintToken,
+  randomSrtpKeys,
   startPlatform,
   uniquePrefix,
   type Infra,
@@ -141,7 +143,7 @@ export class PlatformScenario implements Scenario {
     return { mediaPid: pid, workerPids: mediasoupWorkerPids(pid) };
   }
 
-  async setup({ sinks, streams }: ScenarioSetup): Promise<ScenarioRun> {
+  async setup({ sinks, streams, srtp }: ScenarioSetup): Promise<ScenarioRun> {
     const media = this.#media;
     const mediaPid = media?.process.pid;
     if (mediaPid === undefined) throw new Error('platform: the media node is not running');
@@ -153,6 +155,7 @@ export class PlatformScenario implements Scenario {
       const caps = await broadcaster.request('getRouterRtpCapabilities');
       const ingress = (await broadcaster.request('createPlainTransport', {
         direction: 'send',
+        ...(srtp === undefined ? {} : { srtp }),
       })) as { id: string; ip: string; port: number };
       for (const s of streams) {
         await broadcaster.request('produce', {
@@ -176,6 +179,8 @@ export class PlatformScenario implements Scenario {
         const t = (await m.request('createPlainTransport', {
           direction: 'recv',
           rtpCapabilities: caps,
+          // The recorder's keys (for RTCP it never sends): the node encrypts with its own.
+          ...(srtp === undefined ? {} : { srtp: randomSrtpKeys(srtp.cryptoSuite) }),
         })) as { id: string };
         await m.request('connectPlainTransport', { transportId: t.id, ...sink });
       };

@@ -4,6 +4,7 @@
  * per consumer) and times everything; a scenario only sets up the forwarding and says how
  * much CPU the processes doing it have used.
  */
+import type { SrtpKeys } from '@switchboard/devstack';
 import type { UdpAddress } from './rtp-sender.ts';
 
 /** One RTP stream the sender sends (the scenario makes one producer of each). */
@@ -23,6 +24,12 @@ export interface ScenarioSetup {
   /** One consumer per sink (of every stream): consumer i sends its RTP and RTCP to sinks[i]. */
   sinks: readonly UdpAddress[];
   streams: readonly StreamSpec[];
+  /**
+   * SRTP: the keys the sender encrypts with (the producers' transport takes only what opens
+   * with them), and every consumer's transport speaks SRTP in the same suite, under keys of
+   * its own. Undefined: plain RTP throughout.
+   */
+  srtp: SrtpKeys | undefined;
 }
 
 export interface ScenarioRun {

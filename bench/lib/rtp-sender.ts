@@ -28,6 +28,8 @@ export interface UdpAddress {
 
 export interface RtpSenderOptions {
   target: UdpAddress;
+  /** What each RTP packet becomes before it is sent (SRTP); default: sent as it is. */
+  protect?: (rtp: Buffer) => Buffer;
   video: {
     payloadType: number;
     ssrc: number;
@@ -259,7 +261,8 @@ export class RtpSender {
   }
 
   /** Counted when handed to the socket (so counts never lag), taken back if it fails. */
-  #send(buf: Buffer, stream: StreamCounts): void {
+  #send(rtp: Buffer, stream: StreamCounts): void {
+    const buf = this.#opts.protect === undefined ? rtp : this.#opts.protect(rtp);
     stream.packets++;
     stream.bytes += buf.length;
     this.#socket.send(buf, (err) => {
@@ -314,11 +317,15 @@ export class RtpSender {
     this.#send(buf, this.#counts.audio);
   }
 
-  /** Walk a (compound) RTCP packet: count PLI (PT 206 FMT 1) and FIR (PT 206 FMT 4). */
+  /**
+   * Walk a (compound) RTCP packet: count PLI (PT 206 FMT 1) and FIR (PT 206 FMT 4). Under
+   * SRTCP only the first packet's header is in the clear: only it is read.
+   */
   #onRtcp(msg: Buffer): void {
     this.#counts.rtcpPackets++;
+    const end = this.#opts.protect === undefined ? msg.length : Math.min(msg.length, 8);
     let at = 0;
-    while (at + 4 <= msg.length) {
+    while (at + 4 <= end) {
       const b0 = msg[at] ?? 0;
       const pt = msg[at + 1] ?? 0;
       if (b0 >> 6 !== 2) return;
