@@ -10,7 +10,11 @@
 #                     when that host is reachable and the binary runs here;
 #   3. offline     -> build the same-version worker from the npm tarball's sources
 #                     against Debian bookworm libraries (patch_worker.py; ~5 min on
-#                     2 cores; the diff it produces is mediasoup-<ver>-debian-sysdeps.diff).
+#                     2 cores; the diff it produces is mediasoup-<ver>-debian-sysdeps.diff),
+#                     with libsrtp built from Debian's source package against OpenSSL and
+#                     linked in statically (build_srtp below): Debian's own libsrtp2 uses
+#                     NSS (or its built-in AES), which costs the worker 6-8 µs a packet
+#                     where OpenSSL's AES-GCM takes under 1 µs.
 #
 # The binary is cached OUTSIDE the clone, keyed by mediasoup version + how it was
 # obtained (+ patch hash and Debian library versions for the offline build), so a
@@ -57,12 +61,43 @@ cache_put() { # src dir
 # Already in place and healthy (same clone, second run)? Check it is the cached one.
 prebuilt_dir="$cache_root/$ms_ver-prebuilt-linux-$(uname -m)-kernel$(uname -r | cut -d. -f1)"
 
-build_debs=(meson ninja-build pkg-config g++ python3 libuv1-dev libssl-dev libsrtp2-dev
+build_debs=(meson ninja-build pkg-config g++ python3 dpkg-dev libuv1-dev libssl-dev
             libabsl-dev libflatbuffers-dev flatbuffers-compiler)
+# Debian bookworm's libsrtp source package, built against OpenSSL (build_srtp). Pinned: the
+# cache key names it without asking the network; a mirror that no longer has it fails loudly.
+srtp_source=libsrtp2=2.5.0-3
 offline_key() {
   local libvers
-  libvers="$(dpkg-query -W -f='${Package}=${Version};' libuv1 libssl3 libsrtp2-1 libabsl20220623 libflatbuffers-dev 2>/dev/null || true)"
-  printf '%s\n%s\n%s\n' "$ms_ver" "$(sha256sum "$here/patch_worker.py" | cut -c1-16)" "$libvers" | sha256sum | cut -c1-16
+  libvers="$(dpkg-query -W -f='${Package}=${Version};' libuv1 libssl3 libabsl20220623 libflatbuffers-dev 2>/dev/null || true)"
+  printf '%s\n%s\n%s\n%s\n' "$ms_ver" \
+    "$(cat "$here/patch_worker.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)" \
+    "$libvers" "$srtp_source" | sha256sum | cut -c1-16
+}
+
+# libsrtp from Debian's source package ($srtp_source), configured for OpenSSL's ciphers and
+# built as a static library into $1/prefix (lib/, include/, lib/pkgconfig/libsrtp2.pc). The
+# source comes through apt with a deb-src list of its own in $1 (the system's apt sources are
+# not touched), unpacked with Debian's patches applied.
+build_srtp() {
+  local dir="$1" apt_opts
+  mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial" "$dir/apt/sources"
+  printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: %s\n' \
+    "${MS_DEBIAN_MIRROR:-http://deb.debian.org/debian}" /usr/share/keyrings/debian-archive-keyring.gpg \
+    > "$dir/apt/sources/src.sources"
+  apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$dir/apt/sources"
+            -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache"
+            -o APT::Sandbox::User=root)
+  log "fetching the source of $srtp_source (deb-src)"
+  apt-get "${apt_opts[@]}" update -qq
+  (cd "$dir" && apt-get "${apt_opts[@]}" source --download-only -qq "$srtp_source" >/dev/null)
+  dpkg-source -x --no-check "$dir"/libsrtp2_*.dsc "$dir/src" >/dev/null
+  (cd "$dir/src" &&
+    meson setup --wrap-mode=nodownload --buildtype release -Db_ndebug=true \
+      -Dcrypto-library=openssl -Ddefault_library=static -Db_staticpic=true \
+      -Dtests=disabled -Ddoc=disabled --prefix "$dir/prefix" --libdir lib build >/dev/null &&
+    ninja -C build -j "${MS_JOBS:-$(nproc)}" >/dev/null &&
+    ninja -C build install >/dev/null)
+  [ -f "$dir/prefix/lib/libsrtp2.a" ] || { log "libsrtp did not build" >&2; exit 1; }
 }
 
 # 1. cache hit (prebuilt first, then an offline build for the current libraries)
@@ -106,13 +141,21 @@ offline_dir="$cache_root/$ms_ver-debian-$(offline_key)"
 build="$(mktemp -d "${TMPDIR:-/tmp}/ms-worker-build.XXXXXX")"
 trap 'rm -rf "$build"' EXIT
 log "building mediasoup $ms_ver worker in $build (takes a few minutes; cached afterwards in $offline_dir)"
+build_srtp "$build/srtp"
 cp -r "$ms_dir/worker" "$build/worker"
 rm -rf "$build/worker/out"
 python3 "$here/patch_worker.py" "$build/worker"
+# The worker finds libsrtp2 through pkg-config: the static OpenSSL build above, not Debian's.
 (cd "$build/worker" &&
-  meson setup --wrap-mode=nodownload --buildtype release -Db_ndebug=true out/Release >/dev/null &&
+  PKG_CONFIG_PATH="$build/srtp/prefix/lib/pkgconfig" \
+    meson setup --wrap-mode=nodownload --buildtype release -Db_ndebug=true out/Release >/dev/null &&
   ninja -C out/Release -j "${MS_JOBS:-$(nproc)}" mediasoup-worker)
-strip "$build/worker/out/Release/mediasoup-worker"
-selfcheck "$build/worker/out/Release/mediasoup-worker" || { log "built worker failed its self-check" >&2; exit 1; }
+worker_bin="$build/worker/out/Release/mediasoup-worker"
+strip "$worker_bin"
+selfcheck "$worker_bin" || { log "built worker failed its self-check" >&2; exit 1; }
+if ldd "$worker_bin" | grep -Eq 'libsrtp|libnss3'; then
+  log "the built worker loads a shared libsrtp or NSS: libsrtp was not linked in statically" >&2
+  exit 1
+fi
 cache_put "$build/worker/out/Release/mediasoup-worker" "$offline_dir"
 install_from "$offline_dir/mediasoup-worker" "offline Debian build"
