@@ -24,11 +24,7 @@ const open: TestClient[] = [];
 const keys: string[] = [];
 let rooms = 0;
 
-async function ok(c: TestClient, a: string, d?: unknown): Promise<unknown> {
-  const r = await c.request(a, d);
-  if (r.s !== true) throw new Error(`${a} failed: ${JSON.stringify(r)}`);
-  return r.d;
-}
+const ok = async (c: TestClient, a: string, d?: unknown): Promise<unknown> => await c.ok(a, d);
 
 interface PlainInfo {
   id: string;
@@ -45,6 +41,33 @@ async function pair(): Promise<{ caster: TestClient; recorder: TestClient }> {
   const recorder = await TestClient.join(url, room, 'recorder', { grants: { role: 'recorder' } });
   open.push(caster, recorder);
   return { caster, recorder };
+}
+
+/**
+ * The receiving transport connected to a new sink, a VP8 producer of `ssrc` on the sending
+ * one, and the recorder's consumer of it resumed: what `caster` sends now reaches the sink.
+ */
+async function forward(
+  caster: TestClient,
+  sending: PlainInfo,
+  recorder: TestClient,
+  receiving: PlainInfo,
+  ssrc: number,
+): Promise<Awaited<ReturnType<typeof udpSink>>> {
+  const sink = await udpSink();
+  await ok(recorder, 'connectPlainTransport', {
+    transportId: receiving.id,
+    ip: '127.0.0.1',
+    port: sink.port,
+  });
+  await ok(caster, 'produce', {
+    transportId: sending.id,
+    kind: 'video',
+    rtpParameters: vp8Parameters(ssrc),
+  });
+  const consumer = (await recorder.event('eventNewConsumer')).d as { id: string };
+  await ok(recorder, 'resumeConsumer', { consumerId: consumer.id });
+  return sink;
 }
 
 beforeAll(async () => {
@@ -84,19 +107,7 @@ describe('SRTP on plain transports', () => {
       const nodeKeys = receiving.srtpParameters;
       if (nodeKeys === undefined) throw new Error('no keys of the node');
 
-      const sink = await udpSink();
-      await ok(recorder, 'connectPlainTransport', {
-        transportId: receiving.id,
-        ip: '127.0.0.1',
-        port: sink.port,
-      });
-      await ok(caster, 'produce', {
-        transportId: sending.id,
-        kind: 'video',
-        rtpParameters: vp8Parameters(7001),
-      });
-      const consumer = (await recorder.event('eventNewConsumer')).d as { id: string };
-      await ok(recorder, 'resumeConsumer', { consumerId: consumer.id });
+      const sink = await forward(caster, sending, recorder, receiving, 7001);
       const sender = new SrtpSession(casterKeys);
       const source = vp8Source(sending, 7001, 30, (rtp) => sender.protect(rtp));
       try {
@@ -130,19 +141,7 @@ describe('SRTP on plain transports', () => {
       rtpCapabilities: caps,
     })) as PlainInfo;
     expect(receiving.srtpParameters).toBeUndefined(); // plain RTP, as before
-    const sink = await udpSink();
-    await ok(recorder, 'connectPlainTransport', {
-      transportId: receiving.id,
-      ip: '127.0.0.1',
-      port: sink.port,
-    });
-    await ok(caster, 'produce', {
-      transportId: sending.id,
-      kind: 'video',
-      rtpParameters: vp8Parameters(7101),
-    });
-    const consumer = (await recorder.event('eventNewConsumer')).d as { id: string };
-    await ok(recorder, 'resumeConsumer', { consumerId: consumer.id });
+    const sink = await forward(caster, sending, recorder, receiving, 7101);
     const stranger = new SrtpSession(randomSrtpKeys('AEAD_AES_256_GCM'));
     const plain = vp8Source(sending, 7101);
     const forged = vp8Source(sending, 7101, 30, (rtp) => stranger.protect(rtp));
