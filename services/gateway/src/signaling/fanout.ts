@@ -180,6 +180,10 @@ export class Fanouts {
       const a = j.answered;
       if (a === undefined) continue;
       if (a.floor !== undefined && (room.seq === undefined || room.seq < a.floor)) continue;
+      // The room here may be past numbers this joiner never got (room.seq jumps to the first
+      // reply's number, and broadcasts of concurrent joins are published out of order): it
+      // waits for them, or for a resync's state.
+      if (!covered(j, a.floor, room.seq)) continue;
       room.joining.delete(socketId);
       this.#batcher.memberAdded(room.roomId, socketId);
       room.members.add(socketId);
@@ -212,7 +216,15 @@ export class Fanouts {
       this.#fanOut(room, msg);
       return;
     }
-    if (seq <= room.seq) return; // already delivered, or in a resync's state
+    if (seq <= room.seq) {
+      // Delivered already, or in a resync's state, for the members; a joiner whose reply
+      // is older than it may still be without it (it came late): its place is in their order.
+      if (room.joining.size > 0) {
+        for (const j of room.joining.values()) insertInOrder(j.meanwhile, { ...msg, seq });
+        this.#admit(room);
+      }
+      return;
+    }
     if (seq === room.seq + 1 && !room.syncing) {
       room.seq = seq;
       this.#fanOut(room, msg);
@@ -340,6 +352,30 @@ export class Fanouts {
       this.#rooms.delete(roomId);
     }
   }
+}
+
+/**
+ * Whether joiner `j`, answered at `floor`, has every broadcast after it up to `upTo` among
+ * what came meanwhile (or a resync's state at or after `upTo`, which stands for them).
+ */
+function covered(j: Joining, floor: number | undefined, upTo: number | undefined): boolean {
+  if (floor === undefined || upTo === undefined || upTo <= floor) return true;
+  const have = new Set<number>();
+  for (const m of j.meanwhile) {
+    if (m.seq === undefined) continue;
+    if (m.event.a === 'eventRoomState' && m.seq >= upTo) return true;
+    have.add(m.seq);
+  }
+  for (let n = floor + 1; n <= upTo; n++) if (!have.has(n)) return false;
+  return true;
+}
+
+/** Put numbered `msg` among `list` in its number's order, unless that number is there. */
+function insertInOrder(list: RoomBroadcast[], msg: RoomBroadcast & { seq: number }): void {
+  if (list.some((m) => m.seq === msg.seq && m.event.a !== 'eventRoomState')) return;
+  const at = list.findIndex((m) => m.seq !== undefined && m.seq > msg.seq);
+  if (at < 0) list.push(msg);
+  else list.splice(at, 0, msg);
 }
 
 /** Whether a joiner of `room` was answered at a number not delivered here yet. */
