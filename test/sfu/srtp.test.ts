@@ -24,8 +24,6 @@ const open: TestClient[] = [];
 const keys: string[] = [];
 let rooms = 0;
 
-const ok = async (c: TestClient, a: string, d?: unknown): Promise<unknown> => await c.ok(a, d);
-
 interface PlainInfo {
   id: string;
   ip: string;
@@ -55,18 +53,18 @@ async function forward(
   ssrc: number,
 ): Promise<Awaited<ReturnType<typeof udpSink>>> {
   const sink = await udpSink();
-  await ok(recorder, 'connectPlainTransport', {
+  await recorder.ok('connectPlainTransport', {
     transportId: receiving.id,
     ip: '127.0.0.1',
     port: sink.port,
   });
-  await ok(caster, 'produce', {
+  await caster.ok('produce', {
     transportId: sending.id,
     kind: 'video',
     rtpParameters: vp8Parameters(ssrc),
   });
   const consumer = (await recorder.event('eventNewConsumer')).d as { id: string };
-  await ok(recorder, 'resumeConsumer', { consumerId: consumer.id });
+  await recorder.ok('resumeConsumer', { consumerId: consumer.id });
   return sink;
 }
 
@@ -88,12 +86,12 @@ describe('SRTP on plain transports', () => {
       const casterKeys = randomSrtpKeys(suite);
       const recorderKeys = randomSrtpKeys(suite);
       keys.push(casterKeys.keyBase64, recorderKeys.keyBase64);
-      const sending = (await ok(caster, 'createPlainTransport', {
+      const sending = (await caster.ok('createPlainTransport', {
         direction: 'send',
         srtp: casterKeys,
       })) as PlainInfo;
-      const caps = await ok(recorder, 'getRouterRtpCapabilities');
-      const receiving = (await ok(recorder, 'createPlainTransport', {
+      const caps = await recorder.ok('getRouterRtpCapabilities');
+      const receiving = (await recorder.ok('createPlainTransport', {
         direction: 'recv',
         rtpCapabilities: caps,
         srtp: recorderKeys,
@@ -130,13 +128,13 @@ describe('SRTP on plain transports', () => {
     const { caster, recorder } = await pair();
     const casterKeys = randomSrtpKeys('AEAD_AES_256_GCM');
     keys.push(casterKeys.keyBase64);
-    const sending = (await ok(caster, 'createPlainTransport', {
+    const sending = (await caster.ok('createPlainTransport', {
       direction: 'send',
       srtp: casterKeys,
     })) as PlainInfo;
     keys.push(sending.srtpParameters?.keyBase64 ?? '');
-    const caps = await ok(recorder, 'getRouterRtpCapabilities');
-    const receiving = (await ok(recorder, 'createPlainTransport', {
+    const caps = await recorder.ok('getRouterRtpCapabilities');
+    const receiving = (await recorder.ok('createPlainTransport', {
       direction: 'recv',
       rtpCapabilities: caps,
     })) as PlainInfo;
@@ -183,7 +181,7 @@ describe('SRTP on plain transports', () => {
       expect(x.s, JSON.stringify(bad)).toBe(false);
     }
     // and the member can go on
-    const t = (await ok(caster, 'createPlainTransport', { direction: 'send' })) as PlainInfo;
+    const t = (await caster.ok('createPlainTransport', { direction: 'send' })) as PlainInfo;
     expect(t.id).toBeDefined();
   });
 

@@ -18,14 +18,13 @@ import {
   randomBytes,
   timingSafeEqual,
 } from 'node:crypto';
+import type { SrtpCryptoSuite, SrtpParameters } from '@switchboard/protocol';
 
-export type SrtpSuite = 'AES_CM_128_HMAC_SHA1_80' | 'AEAD_AES_256_GCM';
+/** The protocol's suites this implements. */
+export type SrtpSuite = Extract<SrtpCryptoSuite, 'AES_CM_128_HMAC_SHA1_80' | 'AEAD_AES_256_GCM'>;
 
-/** One side's keys, as mediasoup's `srtpParameters` carry them: the suite, master key ‖ salt in base64. */
-export interface SrtpKeys {
-  cryptoSuite: SrtpSuite;
-  keyBase64: string;
-}
+/** One side's keys (the protocol's SrtpParameters) in a suite this implements. */
+export type SrtpKeys = SrtpParameters & { cryptoSuite: SrtpSuite };
 
 const SIZES: Record<SrtpSuite, { key: number; salt: number; authKey: number; tag: number }> = {
   AES_CM_128_HMAC_SHA1_80: { key: 16, salt: 14, authKey: 20, tag: 10 },
